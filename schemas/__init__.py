@@ -1,0 +1,20 @@
+"""Avro schemas of every Flywheel record, the Confluent wire-format serde, and schema registries.
+
+Depends on nothing else of Flywheel's.
+"""
+from schemas.catalog import RECORD_NAMES, load_schema, subject_for
+from schemas.errors import (
+    BadMagicByte,
+    IncompatibleSchema,
+    SchemaRegistryError,
+    SerdeError,
+    TruncatedMessage,
+    UnknownSchemaId,
+)
+from schemas.serde import AvroSerde, DecodeFailure
+
+__all__ = [
+    "RECORD_NAMES", "load_schema", "subject_for", "AvroSerde", "DecodeFailure",
+    "SerdeError", "BadMagicByte", "TruncatedMessage", "UnknownSchemaId",
+    "IncompatibleSchema", "SchemaRegistryError",
+]

@@ -1,0 +1,35 @@
+"""Typed failures of the serde and registries: each names what went wrong in one line."""
+
+
+class SerdeError(Exception):
+    """A message could not be encoded or decoded. `reason` is a stable machine-readable tag."""
+
+    reason = "undecodable"
+
+
+class BadMagicByte(SerdeError):
+    reason = "undecodable"
+
+
+class TruncatedMessage(SerdeError):
+    reason = "undecodable"
+
+
+class UnknownSchemaId(SerdeError):
+    reason = "unknown_schema"
+
+    def __init__(self, schema_id: int):
+        super().__init__(f"schema id {schema_id} is not in the registry")
+        self.schema_id = schema_id
+
+
+class SchemaRegistryError(Exception):
+    """The registry could not be reached or answered with an error."""
+
+
+class IncompatibleSchema(SchemaRegistryError):
+    """A new schema version breaks the subject's compatibility rule."""
+
+    def __init__(self, subject: str, mode: str, problems: list[str]):
+        self.subject, self.mode, self.problems = subject, mode, problems
+        super().__init__(f"schema for {subject} is not {mode} compatible: {'; '.join(problems)}")

@@ -1,0 +1,60 @@
+"""Confluent Schema Registry through confluent_kafka.schema_registry.
+
+The compatibility rule is checked locally with `avro` first, so a refusal names the field
+and rule in the same words as the embedded registry; the server checks again on register.
+"""
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
+
+from schemas import compatibility
+from schemas.errors import SchemaRegistryError, UnknownSchemaId
+
+
+class ConfluentRegistry:
+    def __init__(self, url: str, default_mode: str = "BACKWARD"):
+        self._client = SchemaRegistryClient({"url": url})
+        self._default_mode = default_mode
+        self._by_id: dict[int, str] = {}
+
+    def register(self, subject: str, schema_text: str) -> int:
+        try:
+            found = self._client.lookup_schema(subject, Schema(schema_text, "AVRO"))
+            return found.schema_id
+        except ClientError as e:
+            if e.http_status_code != 404:
+                raise SchemaRegistryError(f"schema registry: {e}") from e
+        compatibility.check(subject, schema_text, self.versions(subject), self.compatibility(subject))
+        try:
+            return self._client.register_schema(subject, Schema(schema_text, "AVRO"))
+        except ClientError as e:
+            raise SchemaRegistryError(f"schema registry refused {subject}: {e}") from e
+
+    def schema_by_id(self, schema_id: int) -> str:
+        if schema_id not in self._by_id:
+            try:
+                self._by_id[schema_id] = self._client.get_schema(schema_id).schema_str
+            except ClientError as e:
+                if e.http_status_code == 404:
+                    raise UnknownSchemaId(schema_id) from e
+                raise SchemaRegistryError(f"schema registry: {e}") from e
+        return self._by_id[schema_id]
+
+    def versions(self, subject: str) -> list[str]:
+        try:
+            numbers = self._client.get_versions(subject)
+        except ClientError as e:
+            if e.http_status_code == 404:
+                return []
+            raise SchemaRegistryError(f"schema registry: {e}") from e
+        return [self._client.get_version(subject, n).schema.schema_str for n in sorted(numbers)]
+
+    def set_compatibility(self, subject: str, mode: str) -> None:
+        self._client.set_compatibility(subject_name=subject, level=mode)
+
+    def compatibility(self, subject: str) -> str:
+        try:
+            return self._client.get_compatibility(subject_name=subject)
+        except ClientError as e:
+            if e.http_status_code == 404:
+                return self._default_mode
+            raise SchemaRegistryError(f"schema registry: {e}") from e

@@ -1,0 +1,36 @@
+"""Typed failures of the Kafka layer. Each message is one line a person can act on."""
+
+
+class StreamsError(Exception):
+    pass
+
+
+class BrokerBinaryNotFound(StreamsError):
+    pass
+
+
+class PortInUse(StreamsError):
+    pass
+
+
+class BrokerUnavailable(StreamsError):
+    pass
+
+
+class DeliveryFailed(StreamsError):
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(f"{len(failures)} record(s) not delivered: {failures[0]}{more}")
+
+
+class PredictTimeout(StreamsError):
+    pass
+
+
+class FeatureValidationError(StreamsError):
+    """A request's features do not match the model's feature spec; `feature` names the culprit."""
+
+    def __init__(self, feature: str, problem: str):
+        self.feature, self.problem = feature, problem
+        super().__init__(f"feature '{feature}': {problem}")

@@ -1,0 +1,96 @@
+"""The topic catalogue: every topic name, behind one prefix, with its partitions and configs."""
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.errors import BrokerUnavailable
+from streams.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class TopicCatalog:
+    """Names from DESIGN.md. `<model>.requests` and `<model>.predictions` exist per model."""
+
+    def __init__(self, settings: KafkaSettings):
+        self._s = settings
+
+    def _name(self, base: str) -> str:
+        return f"{self._s.topic_prefix}{base}"
+
+    def requests(self, model: str) -> str:
+        return self._name(f"{model}.requests")
+
+    def predictions(self, model: str) -> str:
+        return self._name(f"{model}.predictions")
+
+    @property
+    def labels(self) -> str:
+        return self._name("labels")
+
+    @property
+    def feedback(self) -> str:
+        return self._name("feedback")
+
+    @property
+    def review(self) -> str:
+        return self._name("review")
+
+    @property
+    def deadletter(self) -> str:
+        return self._name("deadletter")
+
+    @property
+    def retrain(self) -> str:
+        return self._name("retrain")
+
+    @property
+    def models(self) -> str:
+        return self._name("models")
+
+    def _spec(self, name: str, partitions: int | None = None, **config: str) -> TopicSpec:
+        return TopicSpec(name, partitions or self._s.partitions, self._s.replication, dict(config))
+
+    def core(self) -> list[TopicSpec]:
+        return [
+            self._spec(self.labels),
+            self._spec(self.feedback),
+            self._spec(self.review),
+            self._spec(self.deadletter),
+            self._spec(self.retrain, 1),
+            # Compacted: the last event per model is the model's whole deployment state.
+            self._spec(self.models, 1, **{"cleanup.policy": "compact"}),
+        ]
+
+    def for_model(self, model: str) -> list[TopicSpec]:
+        return [self._spec(self.requests(model)), self._spec(self.predictions(model))]
+
+
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 15.0) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Safe to repeat."""
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as e:
+        raise BrokerUnavailable(f"cannot list topics: {e}") from e
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, s.replication, config=s.config) for s in missing],
+        operation_timeout=timeout)
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as e:
+            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise BrokerUnavailable(f"cannot create topic {name}: {e}") from e
+    return created
