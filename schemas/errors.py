@@ -33,3 +33,11 @@ class IncompatibleSchema(SchemaRegistryError):
     def __init__(self, subject: str, mode: str, problems: list[str]):
         self.subject, self.mode, self.problems = subject, mode, problems
         super().__init__(f"schema for {subject} is not {mode} compatible: {'; '.join(problems)}")
+
+
+class FeatureProblem(ValueError):
+    """A request's features do not fit the model's feature spec. `reason` is the dead-letter tag."""
+
+    def __init__(self, feature: str, reason: str, detail: str):
+        self.feature, self.reason, self.detail = feature, reason, detail
+        super().__init__(f"feature '{feature}': {detail}")

@@ -28,9 +28,5 @@ class PredictTimeout(StreamsError):
     pass
 
 
-class FeatureValidationError(StreamsError):
-    """A request's features do not match the model's feature spec; `feature` names the culprit."""
-
-    def __init__(self, feature: str, problem: str):
-        self.feature, self.problem = feature, problem
-        super().__init__(f"feature '{feature}': {problem}")
+class UnknownTopic(StreamsError):
+    pass

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.errors import BrokerUnavailable
+from streams.errors import BrokerUnavailable, UnknownTopic
 from streams.settings import KafkaSettings
 
 
@@ -54,6 +54,18 @@ class TopicCatalog:
     @property
     def models(self) -> str:
         return self._name("models")
+
+    def record_name(self, topic: str) -> str:
+        """Which record type a topic of this catalogue carries."""
+        fixed = {self.labels: "GroundTruth", self.feedback: "FeedbackRecord", self.review: "ReviewItem",
+                 self.deadletter: "DeadLetter", self.retrain: "RetrainRequested", self.models: "ModelEvent"}
+        if topic in fixed:
+            return fixed[topic]
+        if topic.startswith(self._s.topic_prefix) and topic.endswith(".requests"):
+            return "InferenceRequest"
+        if topic.startswith(self._s.topic_prefix) and topic.endswith(".predictions"):
+            return "Prediction"
+        raise UnknownTopic(f"topic {topic} is not one of Flywheel's (prefix {self._s.topic_prefix!r})")
 
     def _spec(self, name: str, partitions: int | None = None, **config: str) -> TopicSpec:
         return TopicSpec(name, partitions or self._s.partitions, self._s.replication, dict(config))

@@ -1,0 +1,43 @@
+"""`flywheel topics`: list Flywheel's topics with partitions and record counts, or create them."""
+from confluent_kafka import TopicPartition
+from rich.table import Table
+
+from streams.clients import make_consumer
+from streams.topics import TopicCatalog
+
+from flywheel.console import err
+from flywheel.wiring import ensure_core_topics
+
+
+def register(sub) -> None:
+    p = sub.add_parser("topics", help="list (or --create) Flywheel's topics",
+                       description="Lists every topic under the configured prefix with its partitions, "
+                                   "record type and offsets. --create makes the core topics and, with "
+                                   "--model, a model's request and prediction topics.")
+    p.add_argument("--create", action="store_true", help="create missing topics")
+    p.add_argument("-m", "--model", action="append", default=[], help="with --create: this model's topics too")
+    p.set_defaults(handler=run)
+
+
+def run(args, config) -> int:
+    if args.create:
+        created = ensure_core_topics(config, args.model)
+        err.print(f"created {len(created)} topic(s): {', '.join(created) or '(all existed)'}")
+    catalog = TopicCatalog(config.kafka)
+    consumer = make_consumer(config.kafka, "flywheel-topics")
+    meta = consumer.list_topics(timeout=10)
+    table = Table("topic", "partitions", "record", "records (end - start)")
+    for name in sorted(meta.topics):
+        if not name.startswith(config.kafka.topic_prefix):
+            continue
+        try:
+            record = catalog.record_name(name)
+        except Exception:
+            continue
+        partitions = meta.topics[name].partitions
+        span = sum(hi - lo for lo, hi in (consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)
+                                          for p in partitions))
+        table.add_row(name, str(len(partitions)), record, f"{span:,}")
+    consumer.close()
+    err.print(table)
+    return 0

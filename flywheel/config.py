@@ -1,0 +1,119 @@
+"""Configuration: defaults, then a TOML file, then FLYWHEEL_* environment variables, then flags.
+
+The file is `--config PATH`, else $FLYWHEEL_CONFIG, else ./flywheel.toml if present. Each
+package owns the dataclass of its settings; this module only fills them. A field `f` of section
+`s` reads the environment variable FLYWHEEL_S_F (and a documented short alias where the field
+says so, such as FLYWHEEL_BOOTSTRAP).
+"""
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from streams.settings import KafkaSettings
+
+ALIASES = {  # short env names people expect, mapped to section.field
+    "FLYWHEEL_BOOTSTRAP": ("kafka", "bootstrap"),
+    "FLYWHEEL_SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
+    "FLYWHEEL_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "FLYWHEEL_CASSANDRA_HOSTS": ("store", "cassandra_hosts"),
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class Config:
+    data_dir: Path = Path(".flywheel")
+    metrics_port: int = 9400
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    raw: dict[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def section(self, cls: type, name: str, **overrides):
+        """Build a package's settings dataclass from the file's [name] table, env and overrides."""
+        return build(cls, name, self.raw.get(name, {}), self.env, overrides)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                **overrides) -> Config:
+    env = dict(os.environ if env is None else env)
+    raw = _read_file(path or env.get("FLYWHEEL_CONFIG") or _default_file())
+    top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    data_dir = Path(_pick(overrides.pop("data_dir", None), env.get("FLYWHEEL_DATA_DIR"),
+                          top.get("data_dir"), ".flywheel"))
+    metrics_port = int(_pick(overrides.pop("metrics_port", None), env.get("FLYWHEEL_METRICS_PORT"),
+                             top.get("metrics_port"), 9400))
+    kafka = build(KafkaSettings, "kafka", raw.get("kafka", {}), env, overrides.pop("kafka", {}))
+    return Config(data_dir=data_dir, metrics_port=metrics_port, kafka=kafka, raw=raw, env=env)
+
+
+def build(cls: type, section: str, table: Mapping[str, Any], env: Mapping[str, str],
+          overrides: Mapping[str, Any] | None = None):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - names
+    if unknown:
+        raise ConfigError(f"[{section}] has unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        var = f"FLYWHEEL_{section}_{f.name}".upper()
+        alias = next((a for a, target in ALIASES.items() if target == (section, f.name)), None)
+        raw_env = env.get(var, env.get(alias) if alias else None)
+        over = (overrides or {}).get(f.name)
+        if over is not None:
+            values[f.name] = over
+        elif raw_env is not None:
+            values[f.name] = _coerce(raw_env, hints[f.name], var)
+        elif f.name in table:
+            values[f.name] = table[f.name]
+    return cls(**values)
+
+
+def _coerce(text: str, kind: Any, var: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes", "on")
+        if kind in (int, float, str, Path):
+            return kind(text)
+        if origin in (list, tuple):
+            return [s.strip() for s in text.split(",") if s.strip()]
+        if origin is dict:
+            return json.loads(text)
+    except (ValueError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{var}={text!r} is not a valid {getattr(kind, '__name__', kind)}") from e
+    return text
+
+
+def _read_file(path: str | Path | None) -> dict:
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from e
+
+
+def _default_file() -> str | None:
+    return "flywheel.toml" if Path("flywheel.toml").is_file() else None
+
+
+def _pick(*candidates):
+    return next(c for c in candidates if c is not None)

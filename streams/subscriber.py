@@ -1,0 +1,109 @@
+"""Read a topic's records, decoded: from now, from the beginning, or from a timestamp;
+as a consumer group member or standalone (every partition, no group)."""
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from schemas import AvroSerde, DecodeFailure
+from schemas.registry.base import SchemaRegistry
+from streams.clients import make_consumer
+from streams.errors import BrokerUnavailable
+from streams.settings import KafkaSettings
+from streams.topics import TopicCatalog
+
+Start = Literal["latest", "earliest"] | int  # int: epoch milliseconds
+
+
+@dataclass(frozen=True)
+class Received:
+    value: dict | DecodeFailure
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Subscriber:
+    def __init__(self, settings: KafkaSettings, registry: SchemaRegistry, topic: str,
+                 record_name: str, start: Start = "latest", group_id: str | None = None):
+        self.topic = topic
+        self._serde = AvroSerde(registry, record_name)
+        self._consumer = make_consumer(
+            settings, group_id or f"flywheel-standalone-{uuid.uuid4().hex}",
+            **{"auto.offset.reset": "earliest" if start == "earliest" else "latest"})
+        self._start = start
+        if group_id:
+            self._consumer.subscribe([topic], on_assign=self._on_assign)
+        else:
+            self._consumer.assign(self._start_positions(self._partitions()))
+
+    @classmethod
+    def predictions(cls, settings: KafkaSettings, registry: SchemaRegistry, model: str,
+                    **kwargs) -> "Subscriber":
+        return cls(settings, registry, TopicCatalog(settings).predictions(model), "Prediction", **kwargs)
+
+    def _partitions(self) -> list[TopicPartition]:
+        try:
+            meta = self._consumer.list_topics(self.topic, timeout=10)
+        except KafkaException as e:
+            raise BrokerUnavailable(f"cannot read metadata of {self.topic}: {e}") from e
+        topic = meta.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise BrokerUnavailable(f"topic {self.topic} does not exist")
+        return [TopicPartition(self.topic, p) for p in sorted(topic.partitions)]
+
+    def _start_positions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Resolve the start to concrete offsets now, so 'latest' means the moment of the call."""
+        if self._start == "earliest":
+            return [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
+        if self._start == "latest":
+            return [TopicPartition(tp.topic, tp.partition,
+                                   self._consumer.get_watermark_offsets(tp, timeout=10)[1])
+                    for tp in partitions]
+        wanted = [TopicPartition(tp.topic, tp.partition, int(self._start)) for tp in partitions]
+        found = self._consumer.offsets_for_times(wanted, timeout=10)
+        # -1: no record at or after the time; start at the end of that partition.
+        return [tp if tp.offset >= 0 else
+                TopicPartition(tp.topic, tp.partition, self._consumer.get_watermark_offsets(tp, timeout=10)[1])
+                for tp in found]
+
+    def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
+        if isinstance(self._start, int):
+            consumer.assign(self._start_positions(partitions))
+
+    def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> list[Received]:
+        messages = self._consumer.consume(max_records, timeout)
+        good = [m for m in messages if m.error() is None]
+        values = self._serde.decode_many([m.value() for m in good])
+        return [Received(v, m.key(), m.topic(), m.partition(), m.offset(), m.timestamp()[1],
+                         tuple(m.headers() or ()))
+                for v, m in zip(values, good)]
+
+    def commit(self) -> None:
+        self._consumer.commit(asynchronous=False)
+
+    def __iter__(self) -> Iterator[Received]:
+        while True:
+            yield from self.poll_batch()
+
+    def read(self, count: int, timeout: float) -> list[Received]:
+        """Up to `count` records, waiting at most `timeout` seconds in all."""
+        out: list[Received] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            out += self.poll_batch(min(10000, count - len(out)), min(1.0, max(0.0, deadline - time.monotonic())))
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
