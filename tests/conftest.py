@@ -1,0 +1,65 @@
+"""Shared fixtures: one real embedded broker per test session, a unique topic prefix and data
+dir per test (so tests never see each other's records), and Kafka settings pointing at both."""
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flywheel.config import Config
+from schemas.registry import open_registry
+from streams.broker import EmbeddedBroker, free_port
+from streams.clients import make_admin
+from streams.settings import KafkaSettings
+from streams.topics import TopicCatalog, ensure_topics
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """The real Tansu broker, or the cluster FLYWHEEL_BOOTSTRAP names."""
+    if os.environ.get("FLYWHEEL_BOOTSTRAP"):
+        yield os.environ["FLYWHEEL_BOOTSTRAP"]
+        return
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(free_port(), log) as b:
+        yield b.bootstrap
+
+
+@pytest.fixture
+def kafka(broker) -> KafkaSettings:
+    """Settings with a fresh topic prefix. session.timeout.ms=6000: a group join on Tansu waits
+    about half the session timeout."""
+    return KafkaSettings(bootstrap=broker, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+                         partitions=4, session_timeout_ms=6000)
+
+
+@pytest.fixture
+def catalog(kafka) -> TopicCatalog:
+    return TopicCatalog(kafka)
+
+
+@pytest.fixture
+def make_topics(kafka, catalog):
+    """Create the core topics plus those of the given models."""
+    def make(*models: str) -> TopicCatalog:
+        ensure_topics(make_admin(kafka), catalog.core() + [s for m in models for s in catalog.for_model(m)])
+        return catalog
+    return make
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def registry(data_dir):
+    return open_registry(None, data_dir)
+
+
+@pytest.fixture
+def config(kafka, data_dir) -> Config:
+    return Config(data_dir=data_dir, metrics_port=free_port(), kafka=kafka,
+                  env={"FLYWHEEL_DATA_DIR": str(data_dir)})
