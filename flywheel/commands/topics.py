@@ -26,7 +26,7 @@ def run(args, config) -> int:
     catalog = TopicCatalog(config.kafka)
     consumer = make_consumer(config.kafka, "flywheel-topics")
     meta = consumer.list_topics(timeout=10)
-    table = Table("topic", "partitions", "record", "records (end - start)")
+    table = Table("topic", "partitions", "record", "offsets (end - start)")
     for name in sorted(meta.topics):
         if not name.startswith(config.kafka.topic_prefix):
             continue
