@@ -1,0 +1,121 @@
+"""The CLI as a user meets it: JSON lines in and out, one-line errors, non-zero exits."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flywheel.cli import main
+from streams.broker import free_port
+
+
+def _flags(kafka, data_dir):
+    return ["--bootstrap", kafka.bootstrap, "--topic-prefix", kafka.topic_prefix, "--data-dir", str(data_dir)]
+
+
+def test_publish_then_subscribe_round_trip(kafka, data_dir, make_topics, tmp_path, capsys):
+    make_topics("m")
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text("\n".join(json.dumps({"features": {"x": i, "plan": "pro"}, "entity_id": f"e{i}"})
+                               for i in range(30)) + "\n\n" + json.dumps({"x": 99.0}) + "\n")
+    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", str(lines), "--print-ids"]) == 0
+    ids = [json.loads(line)["request_id"] for line in capsys.readouterr().out.splitlines()]
+    assert len(ids) == 31
+    assert main([*_flags(kafka, data_dir), "subscribe", "-t", f"{kafka.topic_prefix}m.requests",
+                 "--from-beginning", "-n", "31", "--timeout", "20"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(o["value"]["request_id"] for o in out) == sorted(ids)
+    assert {o["value"]["numeric"]["x"] for o in out} == {float(i) for i in range(30)} | {99.0}
+
+
+def test_a_bad_line_is_one_line_error_naming_the_line(kafka, data_dir, make_topics, tmp_path, capsys):
+    make_topics("m")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 1}\n{"x": \n')
+    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("flywheel publish: line 2:")
+
+
+def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, capsys):
+    make_topics()
+    assert main([*_flags(kafka, data_dir), "label", "r1", "spam"]) == 0
+    rows = tmp_path / "labels.jsonl"
+    rows.write_text('{"request_id": "r2", "label": "ham"}\n{"request_id": "r3", "value": 2.5}\n')
+    assert main([*_flags(kafka, data_dir), "label", "--file", str(rows)]) == 0
+    assert main([*_flags(kafka, data_dir), "subscribe", "-t", f"{kafka.topic_prefix}labels",
+                 "--from-beginning", "-n", "3", "--timeout", "20"]) == 0
+    got = {json.loads(l)["value"]["request_id"] for l in capsys.readouterr().out.splitlines()}
+    assert got == {"r1", "r2", "r3"}
+    assert main([*_flags(kafka, data_dir), "label"]) == 1
+    assert "give REQUEST_ID and LABEL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["publish", "-m", "m", "/no/such/file.jsonl"], "No such file"),
+    (["subscribe", "-m", "nosuchmodel", "--timeout", "1"], "does not exist"),
+    (["subscribe", "-t", "x", "--from-time", "yesterday-ish"], "neither epoch milliseconds nor"),
+])
+def test_user_mistakes_are_one_line_and_non_zero(kafka, data_dir, make_topics, capsys, argv, message):
+    make_topics()
+    assert main([*_flags(kafka, data_dir), *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_broken_config_file_is_a_one_line_error(tmp_path, capsys):
+    cfg = tmp_path / "flywheel.toml"
+    cfg.write_text("[kafka]\nbootstrapp = 'x'\n")
+    assert main(["--config", str(cfg), "topics"]) == 1
+    assert "unknown key(s) bootstrapp" in capsys.readouterr().err
+
+
+def test_topics_lists_and_creates(kafka, data_dir, capsys):
+    assert main([*_flags(kafka, data_dir), "topics", "--create", "-m", "fraud"]) == 0
+    err = capsys.readouterr().err
+    assert "fraud.requests" in err and "deadletter" in err and "ModelEvent" in err
+
+
+def test_up_starts_and_stops_the_embedded_stack(tmp_path):
+    """`flywheel up` in a real subprocess: banner, live broker, clean stop on SIGINT."""
+    port = free_port()
+    env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
+    env.pop("FLYWHEEL_BOOTSTRAP", None)
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(port),
+                             "--metrics-port", str(free_port()), "--model", "demo"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        state_file = tmp_path / "d" / "stack.json"
+        deadline = time.monotonic() + 60
+        while not state_file.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        state = json.loads(state_file.read_text())
+        assert state["bootstrap"] == f"127.0.0.1:{port}"
+        listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"], env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
+                                capture_output=True, text=True, timeout=60)
+        assert "demo.requests" in listed.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"127.0.0.1:{port}" in err and "stopped" in err
+    assert not (tmp_path / "d" / "stack.json").exists()
+    assert (tmp_path / "d" / "schemas.sqlite").exists()
+
+
+def test_up_on_a_busy_port_is_a_one_line_error(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
+        env.pop("FLYWHEEL_BOOTSTRAP", None)
+        done = subprocess.run([sys.executable, "-m", "flywheel", "up", "--broker-port", str(busy)],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"port {busy} is in use" in done.stderr and "Traceback" not in done.stderr
