@@ -1,0 +1,171 @@
+"""Tumbling windows per model version: profiles of live predictions and the feedback that arrived.
+
+Predictions fall into windows by `predicted_at`, feedback by `labelled_at` (the time the truth
+became known: labels come minutes to days late, and a window must close some time). A window
+closes when the clock passes its end plus a grace period; a record older than a closed window is
+counted as late and folded into the oldest open window rather than reopening a closed one.
+
+For at-least-once consumption each window remembers the first offset it holds per partition;
+`safe_offsets` is what may be committed without losing an open window's records on a restart
+(a closed window recomputed after a crash is identical, and its store row is keyed by window).
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+from processors.monitor.drift import DriftThresholds, FeatureDrift, compare
+from processors.monitor.performance import Performance, performance
+from processors.monitor.profile import Profile
+from processors.monitor.quality import QualityCheck, QualityThresholds, check
+
+Key = tuple[str, str]                       # (model, version)
+Source = tuple[str, int, int]               # (topic, partition, offset)
+FEEDBACK_FIELDS = ("true_label", "predicted_label", "true_value", "predicted_value", "scores", "confidence")
+
+
+@dataclass
+class WindowResult:
+    model: str
+    version: str
+    start_ms: int
+    end_ms: int
+    rows: int
+    has_reference: bool
+    drift: list[FeatureDrift] = field(default_factory=list)
+    quality: list[QualityCheck] = field(default_factory=list)
+    performance: Performance | None = None
+    late: int = 0
+
+    @property
+    def flagged_features(self) -> list[str]:
+        return [d.feature for d in self.drift if d.flagged]
+
+    @property
+    def drift_flagged(self) -> bool:
+        return bool(self.flagged_features)
+
+    @property
+    def labelled(self) -> int:
+        return self.performance.count if self.performance else 0
+
+    def metrics(self) -> dict[str, float]:
+        """Every figure of the window, flat: what the store keeps and the trigger reads."""
+        out: dict[str, float] = {"rows": self.rows, "labelled": self.labelled, "late": self.late,
+                                 "drift_flagged": float(self.drift_flagged)}
+        for d in self.drift:
+            out.update({f"drift.{d.feature}.{k}": v for k, v in d.statistics.items()})
+        for q in self.quality:
+            out[f"quality.{q.feature}.{q.rule}"] = q.value
+        if self.performance:
+            out.update({f"performance.{k}": v for k, v in self.performance.metrics.items()})
+        return out
+
+
+@dataclass
+class Window:
+    start_ms: int
+    end_ms: int
+    profile: Profile | None
+    rows: int = 0
+    feedback: list[dict] = field(default_factory=list)
+    late: int = 0
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def note(self, sources: list[Source]) -> None:
+        for topic, partition, offset in sources:
+            key = (topic, partition)
+            if offset < self.first_offsets.get(key, offset + 1):
+                self.first_offsets[key] = offset
+
+
+class WindowedMonitor:
+    def __init__(self, window_ms: int, grace_ms: int, references: Callable[[str, str], Profile | None],
+                 drift: DriftThresholds = DriftThresholds(), quality: QualityThresholds = QualityThresholds()):
+        if window_ms <= 0:
+            raise ValueError(f"window length must be positive, not {window_ms} ms")
+        self.window_ms, self.grace_ms = window_ms, grace_ms
+        self._references = references
+        self._drift, self._quality = drift, quality
+        self._open: dict[Key, dict[int, Window]] = {}
+        self._closed_until: dict[Key, int] = {}
+
+    def add_predictions(self, records: list[dict], sources: list[Source] = ()) -> None:
+        for key, group in self._grouped(records, sources, "predicted_at").items():
+            for start, (rows, srcs, late) in group.items():
+                window = self._window(key, start)
+                if window.profile is not None:
+                    window.profile.add_records(rows)
+                window.rows += len(rows)
+                window.late += late
+                window.note(srcs)
+
+    def add_feedback(self, records: list[dict], sources: list[Source] = ()) -> None:
+        for key, group in self._grouped(records, sources, "labelled_at").items():
+            for start, (rows, srcs, late) in group.items():
+                window = self._window(key, start)
+                window.feedback += [{k: r.get(k) for k in FEEDBACK_FIELDS} for r in rows]
+                window.late += late
+                window.note(srcs)
+
+    def close_due(self, now_ms: int) -> list[WindowResult]:
+        """Close and score every window whose end plus grace is at or before `now_ms`."""
+        results = []
+        for key, windows in self._open.items():
+            for start in sorted(windows):
+                window = windows[start]
+                if window.end_ms + self.grace_ms > now_ms:
+                    break
+                results.append(self._score(key, windows.pop(start)))
+                self._closed_until[key] = window.end_ms
+        return results
+
+    def safe_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition, the first offset some open window still needs (commit no further)."""
+        out: dict[tuple[str, int], int] = {}
+        for windows in self._open.values():
+            for window in windows.values():
+                for tp, offset in window.first_offsets.items():
+                    out[tp] = min(offset, out.get(tp, offset))
+        return out
+
+    @property
+    def open_windows(self) -> int:
+        return sum(len(w) for w in self._open.values())
+
+    def _grouped(self, records: list[dict], sources: list[Source], time_field: str
+                 ) -> dict[Key, dict[int, tuple[list, list, int]]]:
+        """Records grouped by (model, version) and window start, with their sources and late count."""
+        sources = list(sources) or [None] * len(records)
+        groups: dict[Key, dict[int, tuple[list, list, int]]] = {}
+        for record, source in zip(records, sources):
+            key = (record["model"], record["model_version"])
+            start = self._start(record[time_field])
+            late = start < self._closed_until.get(key, -1)
+            if late:
+                start = self._closed_until[key]
+            rows, srcs, n_late = groups.setdefault(key, {}).get(start, ([], [], 0))
+            rows.append(record)
+            if source is not None:
+                srcs.append(source)
+            groups[key][start] = (rows, srcs, n_late + int(late))
+        return groups
+
+    def _start(self, t_ms: int) -> int:
+        return t_ms - t_ms % self.window_ms
+
+    def _window(self, key: Key, start: int) -> Window:
+        windows = self._open.setdefault(key, {})
+        if start not in windows:
+            reference = self._references(*key)
+            profile = reference.empty_like(start, start + self.window_ms) if reference else None
+            windows[start] = Window(start, start + self.window_ms, profile)
+        return windows[start]
+
+    def _score(self, key: Key, window: Window) -> WindowResult:
+        result = WindowResult(key[0], key[1], window.start_ms, window.end_ms, window.rows,
+                              window.profile is not None, late=window.late,
+                              performance=performance(window.feedback))
+        reference = self._references(*key) if window.profile is not None else None
+        if reference is not None and window.rows:
+            result.drift = compare(reference, window.profile, self._drift)
+            result.quality = check(reference, window.profile, self._quality)
+        return result
