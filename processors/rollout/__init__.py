@@ -1,0 +1,1 @@
+"""Canary rollout: compare a canary with the live version on joined feedback and decide."""
