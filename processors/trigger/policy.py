@@ -1,0 +1,132 @@
+"""The retrain policy: given what is known about a model now, should a retrain be requested?
+
+Reasons (any one suffices):
+- performance: the live version's `performance_metric` over its recent labelled feedback is worse
+  than `performance_threshold`, on at least `min_labels` examples;
+- drift: the last `drift_windows` closed monitor windows of the live version were all flagged;
+- new_labels: at least `new_labels` labelled examples arrived since the last request (or since the
+  version went live);
+- max_age: the live version has been live longer than `max_age_seconds`;
+- manual: a person asked (`flywheel retrain`).
+Suppression: nothing while a request is in flight; automatic reasons wait out `cooldown_seconds`
+after the last request (a manual request does not).
+"""
+import uuid
+from dataclasses import dataclass, field
+
+from processors.monitor.performance import Performance
+
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "calibration_error"})
+REASONS = ("performance", "drift", "new_labels", "max_age", "manual")
+
+
+@dataclass
+class TriggerSettings:
+    """TOML [trigger], env FLYWHEEL_TRIGGER_<FIELD>. A threshold of 0 switches its rule off."""
+    performance_metric: str = "accuracy"
+    performance_threshold: float = 0.8      # worse than this (below; above for error metrics) fires
+    min_labels: int = 200                   # labelled examples needed before performance counts
+    drift_windows: int = 3                  # consecutive flagged windows
+    new_labels: int = 10_000
+    max_age_seconds: float = 7 * 86_400.0
+    cooldown_seconds: float = 3_600.0
+    in_flight_timeout_seconds: float = 6 * 3_600.0   # a request older than this counts as failed
+    lookback_seconds: float = 86_400.0      # feedback window the performance figure is taken over
+    dataset_seconds: float = 30 * 86_400.0  # time range of feedback the retrainer should use
+    hard_example_share: float = 0.2
+    holdout_share: float = 0.2
+    interval_seconds: float = 10.0          # how often the trigger evaluates every model
+
+
+@dataclass
+class ModelState:
+    """What the trigger knows about one model at one moment."""
+    model: str
+    live_version: str | None = None
+    live_since_ms: int | None = None
+    flagged_windows: list[bool] = field(default_factory=list)     # closed windows, oldest first
+    performance: Performance | None = None
+    new_labels: int = 0
+    last_request_ms: int | None = None
+    in_flight: bool = False
+
+
+@dataclass
+class Decision:
+    reasons: list[str]
+    suppressed_by: str | None = None        # in_flight | cooldown
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def request(self) -> bool:
+        return bool(self.reasons) and self.suppressed_by is None
+
+
+def decide(state: ModelState, settings: TriggerSettings, now_ms: int, manual: bool = False) -> Decision:
+    decision = Decision(_reasons(state, settings, now_ms) + (["manual"] if manual else []),
+                        metrics=snapshot(state, now_ms))
+    if not decision.reasons:
+        return decision
+    if state.in_flight:
+        decision.suppressed_by = "in_flight"
+    elif not manual and _cooling(state, settings, now_ms):
+        decision.suppressed_by = "cooldown"
+    return decision
+
+
+def _reasons(state: ModelState, settings: TriggerSettings, now_ms: int) -> list[str]:
+    reasons = []
+    if _performance_poor(state.performance, settings):
+        reasons.append("performance")
+    k = settings.drift_windows
+    if k > 0 and len(state.flagged_windows) >= k and all(state.flagged_windows[-k:]):
+        reasons.append("drift")
+    if settings.new_labels > 0 and state.new_labels >= settings.new_labels:
+        reasons.append("new_labels")
+    if (settings.max_age_seconds > 0 and state.live_since_ms is not None
+            and now_ms - state.live_since_ms >= settings.max_age_seconds * 1000):
+        reasons.append("max_age")
+    return reasons
+
+
+def _performance_poor(performance: Performance | None, settings: TriggerSettings) -> bool:
+    metric, threshold = settings.performance_metric, settings.performance_threshold
+    if not performance or not threshold or metric not in performance.metrics:
+        return False
+    if performance.counts.get(metric, performance.count) < settings.min_labels:
+        return False
+    value = performance.metrics[metric]
+    return value > threshold if metric in LOWER_IS_BETTER else value < threshold
+
+
+def _cooling(state: ModelState, settings: TriggerSettings, now_ms: int) -> bool:
+    return state.last_request_ms is not None and now_ms - state.last_request_ms < settings.cooldown_seconds * 1000
+
+
+def snapshot(state: ModelState, now_ms: int) -> dict[str, float]:
+    """The figures behind a decision, as they go into RetrainRequested.metrics."""
+    out: dict[str, float] = {"new_labels": state.new_labels,
+                             "flagged_windows": float(sum(state.flagged_windows))}
+    if state.live_since_ms is not None:
+        out["model_age_seconds"] = (now_ms - state.live_since_ms) / 1000
+    if state.performance:
+        out["labelled"] = state.performance.count
+        out.update({f"performance.{k}": v for k, v in state.performance.metrics.items()})
+    return out
+
+
+def retrain_request(state: ModelState, decision: Decision, settings: TriggerSettings, now_ms: int,
+                    requested_by: str = "trigger") -> dict:
+    """The RetrainRequested record (schemas/avro/RetrainRequested.avsc) for a decision."""
+    return {
+        "retrain_id": uuid.uuid4().hex,
+        "model": state.model,
+        "base_version": state.live_version,
+        "requested_at": now_ms,
+        "requested_by": requested_by,
+        "reasons": list(decision.reasons),
+        "metrics": {k: float(v) for k, v in decision.metrics.items()},
+        "dataset": {"start_time": now_ms - int(settings.dataset_seconds * 1000), "end_time": now_ms,
+                    "hard_example_share": settings.hard_example_share,
+                    "holdout_share": settings.holdout_share},
+    }

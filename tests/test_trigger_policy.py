@@ -1,0 +1,73 @@
+"""The retrain policy: each reason fires on its own, and cooldown and in-flight suppression hold."""
+import pytest
+
+from processors.monitor.performance import Performance
+from processors.trigger.policy import ModelState, TriggerSettings, decide, retrain_request
+
+NOW = 10 * 86_400_000
+SETTINGS = TriggerSettings(performance_metric="accuracy", performance_threshold=0.8, min_labels=100,
+                           drift_windows=3, new_labels=1000, max_age_seconds=86_400, cooldown_seconds=3600)
+
+
+def quiet(**changes) -> ModelState:
+    """A model that gives no reason to retrain; `changes` add one."""
+    state = ModelState("m", "3", live_since_ms=NOW - 3_600_000, flagged_windows=[False, True, False],
+                       performance=Performance("classifier", 500, {"accuracy": 0.9}, {"accuracy": 500}),
+                       new_labels=10, last_request_ms=None)
+    for name, value in changes.items():
+        setattr(state, name, value)
+    return state
+
+
+@pytest.mark.parametrize("changes,reason", [
+    ({"performance": Performance("classifier", 150, {"accuracy": 0.7}, {"accuracy": 150})}, "performance"),
+    ({"flagged_windows": [False, True, True, True]}, "drift"),
+    ({"new_labels": 1000}, "new_labels"),
+    ({"live_since_ms": NOW - 86_400_000}, "max_age"),
+])
+def test_each_reason_fires_alone(changes, reason):
+    assert decide(quiet(), SETTINGS, NOW).reasons == []
+    decision = decide(quiet(**changes), SETTINGS, NOW)
+    assert decision.reasons == [reason] and decision.request
+
+
+def test_manual_fires_and_skips_cooldown_but_not_in_flight():
+    assert decide(quiet(last_request_ms=NOW - 1000), SETTINGS, NOW, manual=True).request
+    blocked = decide(quiet(in_flight=True), SETTINGS, NOW, manual=True)
+    assert blocked.reasons == ["manual"] and blocked.suppressed_by == "in_flight" and not blocked.request
+
+
+def test_below_min_labels_or_other_metric_does_not_fire():
+    few = Performance("classifier", 99, {"accuracy": 0.1}, {"accuracy": 99})
+    assert decide(quiet(performance=few), SETTINGS, NOW).reasons == []
+    regressor = Performance("regressor", 500, {"rmse": 9.0}, {"rmse": 500})
+    assert decide(quiet(performance=regressor), SETTINGS, NOW).reasons == []
+    error_metric = TriggerSettings(performance_metric="rmse", performance_threshold=5.0, min_labels=100)
+    assert decide(quiet(performance=regressor), error_metric, NOW).reasons == ["performance"]
+
+
+def test_drift_needs_k_consecutive_flagged_windows():
+    assert decide(quiet(flagged_windows=[True, True, False, True, True]), SETTINGS, NOW).reasons == []
+    assert decide(quiet(flagged_windows=[True, True]), SETTINGS, NOW).reasons == []
+
+
+def test_cooldown_suppresses_until_it_has_passed():
+    drifting = {"flagged_windows": [True] * 3}
+    cooling = decide(quiet(last_request_ms=NOW - 3_599_000, **drifting), SETTINGS, NOW)
+    assert cooling.reasons == ["drift"] and cooling.suppressed_by == "cooldown" and not cooling.request
+    assert decide(quiet(last_request_ms=NOW - 3_600_000, **drifting), SETTINGS, NOW).request
+
+
+def test_in_flight_suppresses_every_reason():
+    decision = decide(quiet(in_flight=True, new_labels=5000, flagged_windows=[True] * 3), SETTINGS, NOW)
+    assert decision.reasons == ["drift", "new_labels"] and decision.suppressed_by == "in_flight"
+
+
+def test_request_carries_reasons_snapshot_and_dataset():
+    state = quiet(new_labels=2000)
+    request = retrain_request(state, decide(state, SETTINGS, NOW), SETTINGS, NOW)
+    assert request["reasons"] == ["new_labels"] and request["base_version"] == "3"
+    assert request["metrics"]["new_labels"] == 2000 and request["metrics"]["performance.accuracy"] == 0.9
+    assert request["dataset"]["end_time"] == NOW
+    assert request["dataset"]["start_time"] == NOW - 30 * 86_400_000
+    assert request["dataset"]["hard_example_share"] == 0.2
