@@ -1,0 +1,15 @@
+"""Plumbing every stream processor shares: Prometheus metrics on their own registry, dead
+letters, graceful shutdown, consumer-lag gauges and the commit protocol of a
+consume-transform-produce batch loop (exactly-once or at-least-once)."""
+from processors.runtime.commit import (BatchCommitter, CommitError, CommitTimeout, DeliveryError,
+                                       FatalCommitError, TransactionAborted, batch_offsets)
+from processors.runtime.deadletter import DeadLetterWriter
+from processors.runtime.lag import LagTracker
+from processors.runtime.metrics import ProcessorMetrics, start_metrics_server
+from processors.runtime.shutdown import stop_on_signals
+
+__all__ = [
+    "BatchCommitter", "CommitError", "CommitTimeout", "DeliveryError", "FatalCommitError",
+    "TransactionAborted", "batch_offsets", "DeadLetterWriter", "LagTracker", "ProcessorMetrics",
+    "start_metrics_server", "stop_on_signals",
+]

@@ -1,0 +1,58 @@
+"""Dead letters: a record a processor cannot handle goes to `deadletter` whole (original key,
+bytes and headers, where it came from, why), so the partition moves on and nothing is lost.
+
+The writer only builds and encodes; the caller produces through its batch committer, so a dead
+letter is part of the same transaction as the batch's other outputs and its input offsets.
+"""
+import time
+from typing import Protocol
+
+from confluent_kafka import Message
+from prometheus_client import Counter
+
+from schemas import AvroSerde
+
+Headers = list[tuple[str, bytes | None]]
+
+
+class Output(Protocol):
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> None: ...
+
+
+class DeadLetterWriter:
+    def __init__(self, serde: AvroSerde, topic: str, processor: str, counter: Counter | None = None):
+        if serde.record_name != "DeadLetter":
+            raise ValueError(f"a dead-letter writer needs the DeadLetter serde, not {serde.record_name}")
+        self.serde = serde
+        self.topic = topic
+        self.processor = processor
+        self.counter = counter  # flywheel_dead_letters_total{processor,reason}
+
+    def record(self, reason: str, detail: str, *, topic: str, partition: int, offset: int,
+               key: bytes | None, value: bytes | None, headers: Headers | None = None,
+               timestamp: int | None = None, attempt: int = 1) -> dict:
+        return {
+            "reason": reason, "detail": detail[:2000], "processor": self.processor,
+            "source_topic": topic, "source_partition": partition, "source_offset": offset,
+            "source_timestamp": timestamp, "key": key, "payload": value,
+            # Avro maps hold one value per name: a repeated header keeps its last value.
+            "headers": {k: (v or b"") for k, v in headers or ()},
+            "failed_at": int(time.time() * 1000), "attempt": attempt,
+        }
+
+    def from_message(self, msg: Message, reason: str, detail: str) -> dict:
+        kind, ts = msg.timestamp()
+        return self.record(reason, detail, topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                           key=msg.key(), value=msg.value(), headers=msg.headers(),
+                           timestamp=ts if kind else None)
+
+    def send(self, out: Output, record: dict) -> None:
+        """Encode and produce one dead letter, keyed by the original key, carrying the original
+        headers (so replay marks travel with it)."""
+        headers = [(k, v) for k, v in record["headers"].items()] or None
+        out.produce(self.topic, self.serde.encode(record), key=record["key"], headers=headers)
+        if self.counter is not None:
+            self.counter.labels(self.processor, record["reason"]).inc()
+
+    def send_message(self, out: Output, msg: Message, reason: str, detail: str) -> None:
+        self.send(out, self.from_message(msg, reason, detail))
