@@ -90,9 +90,9 @@ def _coerce(text: str, kind: Any, var: str) -> Any:
             return text.lower() in ("1", "true", "yes", "on")
         if kind in (int, float, str, Path):
             return kind(text)
-        if origin in (list, tuple):
+        if list in (origin, kind) or tuple in (origin, kind):  # bare `list` too
             return [s.strip() for s in text.split(",") if s.strip()]
-        if origin is dict:
+        if dict in (origin, kind):  # bare `dict` too
             return json.loads(text)
     except (ValueError, json.JSONDecodeError) as e:
         raise ConfigError(f"{var}={text!r} is not a valid {getattr(kind, '__name__', kind)}") from e
