@@ -106,8 +106,11 @@ class BatchCommitter:
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self.producer.poll(0.01)
 
-    def commit(self, messages: list[Message]) -> None:
-        first, upto = batch_offsets(messages)
+    def commit(self, messages: list[Message], upto: list[TopicPartition] | None = None) -> None:
+        """Commit the batch's outputs and offsets. `upto` overrides the offsets committed: a
+        processor that holds some records back (the joiner's waiting labels) commits less."""
+        first, batch_upto = batch_offsets(messages)
+        upto = batch_upto if upto is None else upto
         if self.exactly_once:
             self._commit_transaction(first, upto)
         else:
