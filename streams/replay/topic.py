@@ -1,0 +1,47 @@
+"""Topic -> topic replay: copy the records of a time range, keys, timestamps and headers kept,
+each marked `flywheel-replay: <run id>`."""
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from streams.clients import make_admin
+from streams.replay import headers
+from streams.replay.checkpoint import Checkpoints
+from streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
+from streams.replay.ranges import TimeRange, topic_partitions
+from streams.settings import KafkaSettings
+
+SENT, SKIPPED_REPLAYED = "sent", "skipped_replayed"
+
+
+@dataclass
+class TopicCopy:
+    run_id: str
+    target: str
+    keep_partition: bool          # same partition number as the source (equal partition counts)
+    include_replayed: bool = False  # re-replay records that are themselves replays
+    kind: str = "topic"
+    marker: str = headers.REPLAY
+
+    def decide(self, message: Message) -> Decision:
+        if not self.include_replayed and headers.get(message.headers(), headers.REPLAY) is not None:
+            return Decision(SKIPPED_REPLAYED)
+        source = headers.origin(message.topic(), message.partition(), message.offset())
+        return Decision(SENT, (Output(
+            topic=self.target, value=message.value(), key=message.key(),
+            headers=headers.mark(message.headers(), self.marker, self.run_id, source),
+            timestamp=message.timestamp()[1],
+            partition=message.partition() if self.keep_partition else None),))
+
+
+def topic_replay(settings: KafkaSettings, checkpoints: Checkpoints, run_id: str, source: str, target: str,
+                 window: TimeRange, options: ReplayOptions | None = None, include_replayed: bool = False,
+                 on_progress: ProgressCallback | None = None) -> Replay:
+    """Replay `source` over `window` into `target` (which may be `source` itself). Records keep
+    their partition when both topics have as many partitions, else go by key."""
+    admin = make_admin(settings)
+    counts = {t: len(topic_partitions(admin, t)) for t in (source, target)}
+    copy = TopicCopy(run_id, target, keep_partition=counts[source] == counts[target],
+                     include_replayed=include_replayed)
+    spec = {"target": target, "include_replayed": include_replayed}
+    return Replay(settings, checkpoints, run_id, source, window, copy, spec, options, on_progress)
