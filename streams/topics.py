@@ -1,4 +1,5 @@
 """The topic catalogue: every topic name, behind one prefix, with its partitions and configs."""
+import re
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
@@ -30,6 +31,10 @@ class TopicCatalog:
 
     def predictions(self, model: str) -> str:
         return self._name(f"{model}.predictions")
+
+    def predictions_pattern(self) -> str:
+        """Every model's predictions topic as one subscription (librdkafka: a leading ^ is a regex)."""
+        return f"^{re.escape(self._s.topic_prefix)}.+\\.predictions$"
 
     @property
     def labels(self) -> str:
