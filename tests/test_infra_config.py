@@ -105,6 +105,7 @@ def test_compose_points_flywheel_at_the_real_services_not_embedded_ones(compose)
         assert env["FLYWHEEL_SCHEMA_REGISTRY_URL"] == f"http://schema-registry:{registry_port}", name
         assert env["FLYWHEEL_STORE_BACKEND"] == "cassandra", name
         assert env["FLYWHEEL_CASSANDRA_HOSTS"] == "cassandra", name
+        assert env["FLYWHEEL_STORE_LOCAL_DC"] == services["cassandra"]["environment"]["CASSANDRA_DC"], name
         assert any(v.startswith("flywheel-data:/data") for v in service["volumes"]), name
         assert env["FLYWHEEL_DATA_DIR"] == "/data"
 
