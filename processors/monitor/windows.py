@@ -2,7 +2,8 @@
 
 Predictions fall into windows by `predicted_at`, feedback by `labelled_at` (the time the truth
 became known: labels come minutes to days late, and a window must close some time). A window
-closes when the clock passes its end plus a grace period; a record older than a closed window is
+closes when the clock passes its end plus a grace period; feedback is kept once per request (a
+redelivered record changes nothing, a replacing label replaces); a record older than a closed window is
 counted as late and folded into the oldest open window rather than reopening a closed one.
 
 For at-least-once consumption each window remembers the first offset it holds per partition;
@@ -19,7 +20,7 @@ from processors.monitor.quality import QualityCheck, QualityThresholds, check
 
 Key = tuple[str, str]                       # (model, version)
 Source = tuple[str, int, int]               # (topic, partition, offset)
-FEEDBACK_FIELDS = ("true_label", "predicted_label", "true_value", "predicted_value", "scores", "confidence")
+FEEDBACK_FIELDS = ("labelled_at", "true_label", "predicted_label", "true_value", "predicted_value", "scores", "confidence")
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Window:
     end_ms: int
     profile: Profile | None
     rows: int = 0
-    feedback: list[dict] = field(default_factory=list)
+    feedback: dict[str, dict] = field(default_factory=dict)   # by request id: the latest label wins
     late: int = 0
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -102,7 +103,10 @@ class WindowedMonitor:
         for key, group in self._grouped(records, sources, "labelled_at").items():
             for start, (rows, srcs, late) in group.items():
                 window = self._window(key, start)
-                window.feedback += [{k: r.get(k) for k in FEEDBACK_FIELDS} for r in rows]
+                for r in rows:
+                    kept = window.feedback.get(r["request_id"])
+                    if kept is None or r["labelled_at"] >= kept["labelled_at"]:
+                        window.feedback[r["request_id"]] = {k: r.get(k) for k in FEEDBACK_FIELDS}
                 window.late += late
                 window.note(srcs)
 
@@ -163,7 +167,7 @@ class WindowedMonitor:
     def _score(self, key: Key, window: Window) -> WindowResult:
         result = WindowResult(key[0], key[1], window.start_ms, window.end_ms, window.rows,
                               window.profile is not None, late=window.late,
-                              performance=performance(window.feedback))
+                              performance=performance(list(window.feedback.values())))
         reference = self._references(*key) if window.profile is not None else None
         if reference is not None and window.rows:
             result.drift = compare(reference, window.profile, self._drift)

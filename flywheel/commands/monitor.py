@@ -1,0 +1,39 @@
+"""`flywheel monitor`: drift, data quality and live performance per model version and window."""
+import logging
+
+from feature_store import StoreSettings, open_store
+from processors.monitor.process import Monitor, MonitorMetrics, MonitorSettings
+from processors.runtime import start_metrics_server, stop_on_signals
+
+from flywheel.console import err
+from flywheel.stack import ProcessSpec
+from flywheel.wiring import schema_registry
+
+
+def register(sub) -> None:
+    p = sub.add_parser("monitor", help="watch drift, data quality and live performance (runs until stopped)",
+                       description="Consume every model's predictions and the feedback topic; per model version "
+                                   "and tumbling window compare sketches of the features and predictions with the "
+                                   "version's reference profile (KS, PSI, D1, chi-square), check data-quality rules "
+                                   "and score the joined feedback; write each window to the store and to "
+                                   "Prometheus. Settings: [monitor] or FLYWHEEL_MONITOR_<FIELD>.")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="window length (default from [monitor], 3600)")
+    p.set_defaults(handler=run)
+
+
+def run(args, config) -> int:
+    overrides = {"window_seconds": args.window} if args.window else {}
+    settings = config.section(MonitorSettings, "monitor", **overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = MonitorMetrics()
+    start_metrics_server(config.metrics_port, metrics.registry)
+    stop = stop_on_signals()
+    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+        monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop)
+        err.print(f"monitor: {settings.window_seconds:g}s windows, metrics on :{config.metrics_port}")
+        monitor.run()
+    return 0
+
+
+def stack_processes(config) -> list[ProcessSpec]:
+    return [ProcessSpec("monitor", ["monitor"])]

@@ -1,0 +1,48 @@
+"""`flywheel retrain --model M`: ask for a retrain by hand (emits RetrainRequested)."""
+from feature_store import StoreSettings, open_store
+from processors.trigger.policy import TriggerSettings
+from processors.trigger.process import Deployment, Deployments, Requester
+from streams.subscriber import Subscriber
+from streams.topics import TopicCatalog
+
+from flywheel.console import err, print_json_line
+from flywheel.wiring import schema_registry
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrain", help="request a retrain of a model by hand",
+                       description="Emit RetrainRequested for MODEL with reason 'manual', the current metric "
+                                   "snapshot and the dataset from [trigger] (dataset_seconds, hard_example_share). "
+                                   "Skips the cooldown; refused while another request is in flight.")
+    p.add_argument("-m", "--model", required=True, help="the model to retrain")
+    p.add_argument("--base-version", metavar="V", help="the version to improve on (default: the live one)")
+    p.add_argument("--by", default="cli", help="who is asking (recorded on the request)")
+    p.set_defaults(handler=run)
+
+
+def run(args, config) -> int:
+    settings = config.section(TriggerSettings, "trigger")
+    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+        registry = schema_registry(config)
+        deployment = _deployment(config, registry, args.model)
+        if args.base_version:
+            deployment.live_version = args.base_version
+        requester = Requester(config.kafka, registry, store, settings)
+        decision, request = requester.evaluate(args.model, deployment, manual=True, requested_by=args.by)
+    if request is None:
+        raise RetrainRefused(f"not requested: a retrain of {args.model} is already {decision.suppressed_by.replace('_', ' ')}")
+    print_json_line(request)
+    err.print(f"requested retrain {request['retrain_id']} of {args.model} ({', '.join(request['reasons'])})")
+    return 0
+
+
+def _deployment(config, registry, model: str) -> Deployment:
+    """The model's live version per the models topic (none if it was never registered)."""
+    deployments = Deployments()
+    with Subscriber(config.kafka, registry, TopicCatalog(config.kafka).models, "ModelEvent", start="earliest") as events:
+        deployments.catch_up(events)
+    return deployments.models.get(model, Deployment())
+
+
+class RetrainRefused(RuntimeError):
+    pass

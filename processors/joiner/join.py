@@ -1,0 +1,175 @@
+"""The join of predictions with ground truth, against the store (no Kafka here).
+
+Predictions are stored by request id (every version's: live, canary and shadow answers are each
+joined, so each version is scored on the same truth). A label finds its predictions in the store
+and becomes one FeedbackRecord per version; a label that comes first waits in the store as a
+pending label and is joined when its prediction arrives. A label whose prediction is older than the
+join window is late; a label still without a prediction after `early_label_wait_seconds` is for
+an unknown request. Both are the caller's to dead-letter. Every store write is an upsert by key,
+so processing the same records again changes nothing; a different label for a joined request
+replaces the first and the store counts it (label_count).
+"""
+from dataclasses import dataclass, field
+
+from feature_store import FeatureStore, FeedbackRecord, PendingLabel, PredictionRecord
+
+REPLAY_FLAG = "replay"
+
+
+@dataclass
+class JoinerSettings:
+    """TOML [joiner], env FLYWHEEL_JOINER_<FIELD>."""
+    join_window_seconds: float = 7 * 86_400.0
+    # Predictions are kept this much longer than the window, so a label a little past the window
+    # is told apart as late rather than unknown.
+    prediction_ttl_margin_seconds: float = 86_400.0
+    early_label_wait_seconds: float = 600.0    # how long a label may wait for its prediction
+    group_id: str = "flywheel-joiner"
+    batch_size: int = 2000
+    poll_timeout_seconds: float = 0.2
+    exactly_once: bool = True                  # Kafka transactions for feedback + dead letters + offsets
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.join_window_seconds * 1000)
+
+    @property
+    def prediction_ttl_s(self) -> int:
+        return int(self.join_window_seconds + self.prediction_ttl_margin_seconds)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A GroundTruth record and whether it came from a replay."""
+    request_id: str
+    labelled_at: int
+    model: str | None = None
+    label: str | None = None
+    value: float | None = None
+    source: str = "unknown"
+    replay: bool = False
+
+    @classmethod
+    def from_ground_truth(cls, record: dict, replay: bool = False) -> "Label":
+        return cls(record["request_id"], record["labelled_at"], record.get("model"), record.get("label"),
+                   record.get("value"), record.get("source", "unknown"), replay)
+
+    @classmethod
+    def from_pending(cls, pending: PendingLabel) -> "Label":
+        replay = pending.source.endswith("+replay")
+        return cls(pending.request_id, pending.labelled_at, pending.model, pending.label, pending.value,
+                   pending.source.removesuffix("+replay"), replay)
+
+    def pending(self) -> PendingLabel:
+        # The pending table has no replay column; the flag rides on the source.
+        return PendingLabel(self.request_id, self.labelled_at, self.model, self.label, self.value,
+                            self.source + ("+replay" if self.replay else ""))
+
+
+@dataclass
+class JoinResult:
+    feedback: list[FeedbackRecord] = field(default_factory=list)   # as stored (label_count set)
+    late: list[tuple[Label, PredictionRecord]] = field(default_factory=list)
+    waiting: list[Label] = field(default_factory=list)              # stored as pending
+    unknown: list[Label] = field(default_factory=list)              # waited long enough: no prediction
+    replaced_pending: list[Label] = field(default_factory=list)     # a pending label was replaced
+
+    def merge(self, other: "JoinResult") -> None:
+        self.feedback += other.feedback
+        self.late += other.late
+        self.waiting += other.waiting
+        self.unknown += other.unknown
+        self.replaced_pending += other.replaced_pending
+
+
+def prediction_record(prediction: dict, replay: bool = False) -> PredictionRecord:
+    return PredictionRecord.from_dict(prediction, replay=replay)
+
+
+def feedback_record(prediction: PredictionRecord, label: Label) -> FeedbackRecord:
+    flags = list(prediction.flags)
+    if (prediction.replay or label.replay) and REPLAY_FLAG not in flags:
+        flags.append(REPLAY_FLAG)
+    return FeedbackRecord(
+        request_id=prediction.request_id, entity_id=prediction.entity_id, model=prediction.model,
+        model_version=prediction.model_version, event_time=prediction.event_time,
+        predicted_at=prediction.predicted_at, labelled_at=label.labelled_at,
+        numeric=dict(prediction.numeric), categorical=dict(prediction.categorical),
+        predicted_label=prediction.label, predicted_value=prediction.value, scores=dict(prediction.scores),
+        confidence=prediction.confidence, true_label=label.label, true_value=label.value, flags=flags)
+
+
+class Join:
+    def __init__(self, store: FeatureStore, settings: JoinerSettings):
+        self.store = store
+        self.settings = settings
+
+    def add_predictions(self, predictions: list[PredictionRecord]) -> JoinResult:
+        """Store predictions, then join any labels that were waiting for them."""
+        if not predictions:
+            return JoinResult()
+        self.store.put_predictions(predictions, ttl_s=self.settings.prediction_ttl_s)
+        waiting = self.store.get_pending(sorted({p.request_id for p in predictions}))
+        result = JoinResult()
+        by_request: dict[str, list[PredictionRecord]] = {}
+        for p in predictions:
+            if p.request_id in waiting:
+                by_request.setdefault(p.request_id, []).append(p)
+        for request_id, preds in by_request.items():
+            self._pair(Label.from_pending(waiting[request_id]), preds, result)
+        self._store_feedback(result)
+        if by_request:
+            self.store.delete_pending(sorted(by_request))
+        return result
+
+    def add_labels(self, labels: list[Label], park: bool = True) -> JoinResult:
+        """Join labels with their stored predictions. Those without one wait in the store
+        (`park`), or, when their wait is over (`park=False`), are returned as unknown and their
+        pending rows removed. Within one batch a later label for a request wins, as across batches."""
+        latest: dict[str, Label] = {}
+        for label in labels:
+            latest[label.request_id] = label
+        found = self.store.get_predictions(sorted(latest))
+        result = JoinResult()
+        for request_id, label in latest.items():
+            preds = [p for p in found.get(request_id, []) if label_matches(label, p)]
+            if preds:
+                self._pair(label, preds, result)
+            else:
+                (result.waiting if park else result.unknown).append(label)
+        if result.waiting:
+            self._park(result)
+        self._store_feedback(result)
+        if not park:
+            self._unpark(list(latest.values()))
+        return result
+
+    def _park(self, result: JoinResult) -> None:
+        before = self.store.get_pending([lb.request_id for lb in result.waiting])
+        result.replaced_pending = [lb for lb in result.waiting if lb.request_id in before
+                                   and Label.from_pending(before[lb.request_id]) != lb]
+        self.store.put_pending([lb.pending() for lb in result.waiting], ttl_s=int(self.settings.join_window_seconds))
+
+    def _unpark(self, labels: list[Label]) -> None:
+        """Remove the pending rows of these labels, unless a newer label has replaced one meanwhile
+        (that one has its own wait)."""
+        pending = self.store.get_pending([lb.request_id for lb in labels])
+        gone = [lb.request_id for lb in labels
+                if lb.request_id in pending and Label.from_pending(pending[lb.request_id]) == lb]
+        if gone:
+            self.store.delete_pending(gone)
+
+    def _pair(self, label: Label, predictions: list[PredictionRecord], result: JoinResult) -> None:
+        for p in predictions:
+            if label.labelled_at - p.predicted_at > self.settings.window_ms:
+                result.late.append((label, p))
+            else:
+                result.feedback.append(feedback_record(p, label))
+
+    def _store_feedback(self, result: JoinResult) -> None:
+        if result.feedback:
+            result.feedback = self.store.put_feedback(result.feedback)
+
+
+def label_matches(label: Label, prediction: PredictionRecord) -> bool:
+    return label.model in (None, prediction.model)

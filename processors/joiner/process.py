@@ -1,0 +1,228 @@
+"""The feedback joiner process: predictions of every model and ground truth in, FeedbackRecords out
+(to the store, then to `feedback`), dead letters for what cannot be joined.
+
+One batch: decode; store predictions and join labels that waited for them; join labels with
+stored predictions (or park them); give up on labels whose wait is over; then, in one Kafka
+transaction (or, at-least-once, produce-flush-commit), the feedback records, the dead letters and
+the input offsets. The store is written before anything is committed, so offsets never run ahead
+of acknowledged writes; store writes are upserts by key, so a batch redone after a crash changes
+nothing there.
+
+A label without a prediction is held in memory (and its row in the store) for
+`early_label_wait_seconds`, and its partition's committed offset stays at the oldest such label:
+after a restart those labels are read again and wait again, instead of being forgotten. The price
+is that labels after it are processed again too, so `feedback` may carry a record twice after a
+restart (the store does not); the monitor keeps one record per request and version per window.
+
+Records with the `flywheel-replay` header are joined and stored flagged `replay`, and their
+feedback carries the header on; they are not counted as live traffic in any metric.
+"""
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Message, TopicPartition
+from prometheus_client import Counter, Histogram
+
+from feature_store import FeatureStore, retrying
+from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
+                                    prediction_record)
+from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
+from schemas import AvroSerde, DecodeFailure
+from schemas.registry.base import SchemaRegistry
+from streams.clients import make_consumer, make_producer
+from streams.replay import headers as replay_headers
+from streams.settings import KafkaSettings
+from streams.topics import TopicCatalog
+
+PROCESSOR = "joiner"
+DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86_400, 3 * 86_400, 7 * 86_400)
+
+
+def is_replay(msg: Message) -> bool:
+    return replay_headers.get(msg.headers(), replay_headers.REPLAY) is not None
+
+
+class JoinerMetrics(ProcessorMetrics):
+    def __post_init__(self):
+        super().__post_init__()
+        r = self.registry
+        self.joined = Counter("flywheel_feedback_joined", "FeedbackRecords written (live traffic)",
+                              ["model", "version"], registry=r)
+        self.replaced = Counter("flywheel_labels_replaced", "Labels that replaced an earlier label of the same request",
+                                ["model"], registry=r)
+        self.label_delay = Histogram("flywheel_label_delay_seconds", "Label time minus the request's event time",
+                                     ["model"], buckets=DELAY_BUCKETS, registry=r)
+
+
+@dataclass
+class Waiting:
+    label: Label
+    message: Message
+    deadline: float          # time.monotonic()
+
+
+class FeedbackJoiner:
+    def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
+                 settings: JoinerSettings, metrics: JoinerMetrics | None = None,
+                 stop: threading.Event | None = None, instance: str | None = None):
+        self.settings = settings
+        self.catalog = TopicCatalog(kafka)
+        self.metrics = metrics or JoinerMetrics()
+        self.stop = stop or threading.Event()
+        self.join = Join(store, settings)
+        self._predictions = AvroSerde(registry, "Prediction")
+        self._labels = AvroSerde(registry, "GroundTruth")
+        self._feedback = AvroSerde(registry, "FeedbackRecord")
+        self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
+                                      self.metrics.dead_letters)
+        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
+        exactly_once = settings.exactly_once
+        producer = make_producer(kafka, f"{settings.group_id}.{instance or socket.gethostname()}"
+                                 if exactly_once else None)
+        self.committer = BatchCommitter(self.consumer, producer, exactly_once)
+        self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
+        self._waiting: dict[str, Waiting] = {}
+        self._next: dict[tuple[str, int], int] = {}
+        self.consumer.subscribe([self.catalog.labels, self.catalog.predictions_pattern()], on_revoke=self._on_revoke)
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def step(self) -> int:
+        """Process one batch (and any labels whose wait is over); return the records consumed."""
+        messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
+                    if m.error() is None]
+        due = [w for w in self._waiting.values() if w.deadline <= time.monotonic()]
+        if not messages and not due:
+            self.lag.update()
+            return 0
+        dead: list[tuple[Message, str, str]] = []
+        predictions, labels = self._decode(messages, dead)
+        result = self._retrying(lambda: self.join.add_predictions([p for p, _ in predictions]))
+        result.merge(self._retrying(lambda: self.join.add_labels([lb for lb, _ in labels])))
+        if due:
+            result.merge(self._retrying(lambda: self.join.add_labels([w.label for w in due], park=False)))
+        self._track(result, labels, due, dead)
+        self._emit(messages, result, dead)
+        self._count(predictions, labels, result)
+        self.lag.update()
+        return len(messages)
+
+    def close(self) -> None:
+        try:
+            self.committer.close()
+        finally:
+            self.consumer.close()
+
+    # -- one batch, in order -----------------------------------------------------------------------
+
+    def _decode(self, messages: list[Message], dead: list) -> tuple[list[tuple[PredictionRecord, Message]],
+                                                                  list[tuple[Label, Message]]]:
+        predictions, labels = [], []
+        for m in messages:
+            self._next[(m.topic(), m.partition())] = m.offset() + 1
+        label_messages = [m for m in messages if m.topic() == self.catalog.labels]
+        prediction_messages = [m for m in messages if m.topic() != self.catalog.labels]
+        for m, value in zip(prediction_messages, self._predictions.decode_many([m.value() for m in prediction_messages])):
+            if isinstance(value, DecodeFailure):
+                dead.append((m, value.reason, value.detail))
+            else:
+                predictions.append((prediction_record(value, is_replay(m)), m))
+        for m, value in zip(label_messages, self._labels.decode_many([m.value() for m in label_messages])):
+            if isinstance(value, DecodeFailure):
+                dead.append((m, value.reason, value.detail))
+            elif (value["label"] is None) == (value["value"] is None):
+                dead.append((m, "invalid_label", "a label needs exactly one of label or value"))
+            else:
+                labels.append((Label.from_ground_truth(value, is_replay(m)), m))
+        return predictions, labels
+
+    def _track(self, result: JoinResult, labels: list[tuple[Label, Message]], due: list[Waiting],
+               dead: list) -> None:
+        """Hold labels that now wait; release those joined or given up; dead-letter late and unknown."""
+        message_of = {w.label: w.message for w in self._waiting.values()} | {lb: m for lb, m in labels}
+        for w in due:
+            del self._waiting[w.label.request_id]
+        for label in result.waiting:
+            self._waiting[label.request_id] = Waiting(label, message_of[label],
+                                                      time.monotonic() + self.settings.early_label_wait_seconds)
+        for fb in result.feedback:      # joined from the prediction side: no longer waiting
+            self._waiting.pop(fb.request_id, None)
+        for label in result.unknown:
+            dead.append((message_of[label], "unknown_request",
+                         f"no prediction for request {label.request_id} after "
+                         f"{self.settings.early_label_wait_seconds:g}s"))
+        for label, prediction in result.late:
+            if label in message_of:     # else it is still waiting: dead-lettered when its wait is over
+                dead.append((message_of[label], "late_label",
+                             f"label at {label.labelled_at} is more than {self.settings.join_window_seconds:g}s "
+                             f"after prediction {prediction.model}/{prediction.model_version} at {prediction.predicted_at}"))
+
+    def _emit(self, messages: list[Message], result: JoinResult, dead: list) -> None:
+        self.committer.begin()
+        for record in result.feedback:
+            headers = [(replay_headers.REPLAY, b"joined")] if REPLAY_FLAG in record.flags else None
+            self.committer.produce(self.catalog.feedback, self._feedback.encode(record.to_dict()),
+                                   record.request_id.encode(), headers)
+        seen = set()
+        for m, reason, detail in dead:
+            if (m.topic(), m.partition(), m.offset()) not in seen:
+                seen.add((m.topic(), m.partition(), m.offset()))
+                self._dead.send_message(self.committer, m, reason, detail)
+        try:
+            self.committer.commit(messages, self._safe_offsets())
+        except CommitError:
+            # The batch is rewound and will be redone; the store writes were idempotent.
+            for key in {(m.topic(), m.partition()) for m in messages}:
+                self._next.pop(key, None)
+            raise
+
+    def _safe_offsets(self) -> list[TopicPartition]:
+        """Per partition: the next offset to read, or the oldest waiting label's, if earlier."""
+        upto = dict(self._next)
+        for w in self._waiting.values():
+            key = (w.message.topic(), w.message.partition())
+            upto[key] = min(upto.get(key, w.message.offset()), w.message.offset())
+        return [TopicPartition(t, p, o) for (t, p), o in upto.items()]
+
+    def _count(self, predictions, labels, result: JoinResult) -> None:
+        m = self.metrics
+        for p, _ in predictions:
+            if not p.replay:
+                m.records_in.labels(PROCESSOR, p.model).inc()
+        for label, _ in labels:
+            if not label.replay:
+                m.records_in.labels(PROCESSOR, label.model or "").inc()
+        for label in result.replaced_pending:
+            if not label.replay:
+                m.replaced.labels(label.model or "").inc()
+        replaced = set()
+        for record in result.feedback:
+            if REPLAY_FLAG in record.flags:
+                continue
+            m.joined.labels(record.model, record.model_version).inc()
+            m.label_delay.labels(record.model).observe(max(0.0, (record.labelled_at - record.event_time) / 1000))
+            if record.label_count > 1:
+                replaced.add((record.model, record.request_id))
+        for model, _ in replaced:
+            m.replaced.labels(model).inc()
+
+    def _retrying(self, call):
+        """Store calls wait out an unavailable store (backpressure) until stopped."""
+        return retrying(call, stop=self.stop)
+
+    def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        for key in gone:
+            self._next.pop(key, None)
+        self._waiting = {rid: w for rid, w in self._waiting.items()
+                         if (w.message.topic(), w.message.partition()) not in gone}
+
+
+__all__ = ["FeedbackJoiner", "JoinerMetrics", "JoinerSettings"]

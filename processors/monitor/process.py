@@ -1,0 +1,209 @@
+"""The monitor process: every model's predictions and the joined feedback in; per model version
+and tumbling window, drift, data quality and live performance out, to the store (one
+WindowMetrics row per window) and to Prometheus gauges.
+
+Offsets are committed at-least-once, and never past the first record an open window still
+holds, so a restart recomputes open windows from their records instead of losing them. Records
+marked as replays (`flywheel-replay` header, or feedback flagged `replay`) are not live traffic
+and are left out of every figure. Reference profiles are read from the store per model version
+and cached; a version without one gets performance figures but no drift or quality.
+"""
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from confluent_kafka import KafkaException, Message, TopicPartition
+from prometheus_client import Gauge
+
+from feature_store import FeatureStore, WindowMetrics, retrying, wall_clock_ms
+from processors.joiner.join import REPLAY_FLAG
+from processors.monitor.drift import DriftThresholds
+from processors.monitor.profile import Profile, ProfileError
+from processors.monitor.quality import QualityThresholds
+from processors.monitor.windows import WindowedMonitor, WindowResult
+from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
+from schemas import AvroSerde, DecodeFailure
+from schemas.registry.base import SchemaRegistry
+from streams.clients import make_consumer, make_producer
+from streams.delivery import TrackedProducer
+from streams.replay import headers as replay_headers
+from streams.settings import KafkaSettings
+from streams.topics import TopicCatalog
+
+PROCESSOR = "monitor"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorSettings:
+    """TOML [monitor], env FLYWHEEL_MONITOR_<FIELD>."""
+    window_seconds: float = 3600.0          # seconds in a demo, hours in production
+    grace_seconds: float = 30.0             # how long a window waits for stragglers after its end
+    group_id: str = "flywheel-monitor"
+    batch_size: int = 5000
+    poll_timeout_seconds: float = 0.5
+    reference_refresh_seconds: float = 30.0  # how soon a missing reference profile is looked for again
+    psi_threshold: float = 0.2
+    p_value: float = 0.01
+    min_count: int = 100
+    bins: int = 10
+    missing_rate: float = 0.05
+    out_of_range: float = 0.01
+    unseen_category: float = 0.01
+    volume_low: float = 0.2
+    volume_high: float = 5.0
+
+    def drift(self) -> DriftThresholds:
+        return DriftThresholds(self.psi_threshold, self.p_value, self.min_count, self.bins)
+
+    def quality(self) -> QualityThresholds:
+        return QualityThresholds(self.missing_rate, self.out_of_range, self.unseen_category,
+                                 self.volume_low, self.volume_high)
+
+
+class MonitorMetrics(ProcessorMetrics):
+    def __post_init__(self):
+        super().__post_init__()
+        r = self.registry
+        self.drift = Gauge("flywheel_drift", "Drift statistic of the last closed window",
+                           ["model", "version", "feature", "statistic"], registry=r)
+        self.drift_flagged = Gauge("flywheel_drift_flagged", "1 if the last closed window was flagged as drifted",
+                                   ["model", "version"], registry=r)
+        self.quality = Gauge("flywheel_data_quality", "Data-quality figure of the last closed window",
+                             ["model", "version", "feature", "rule"], registry=r)
+        self.performance = Gauge("flywheel_model_performance", "Live performance over the last closed window",
+                                 ["model", "version", "metric"], registry=r)
+        self.labelled = Gauge("flywheel_labelled_examples", "Labelled examples behind the last window's performance",
+                              ["model", "version"], registry=r)
+
+    def show(self, result: WindowResult) -> None:
+        m, v = result.model, result.version
+        for d in result.drift:
+            for statistic, value in d.statistics.items():
+                self.drift.labels(m, v, d.feature, statistic).set(value)
+        if result.has_reference:
+            self.drift_flagged.labels(m, v).set(float(result.drift_flagged))
+        for q in result.quality:
+            self.quality.labels(m, v, q.feature, q.rule).set(q.value)
+        self.labelled.labels(m, v).set(result.labelled)
+        if result.performance:
+            for metric, value in result.performance.metrics.items():
+                self.performance.labels(m, v, metric).set(value)
+
+
+def window_row(result: WindowResult) -> WindowMetrics:
+    return WindowMetrics(result.model, result.version, result.start_ms, result.end_ms, result.metrics(), {
+        "has_reference": result.has_reference, "flagged_features": result.flagged_features,
+        "drift": [asdict(d) for d in result.drift], "quality": [asdict(q) for q in result.quality],
+        "performance": asdict(result.performance) if result.performance else None})
+
+
+class Monitor:
+    def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
+                 settings: MonitorSettings, metrics: MonitorMetrics | None = None,
+                 stop: threading.Event | None = None, clock=wall_clock_ms):
+        self.settings = settings
+        self.store = store
+        self.catalog = TopicCatalog(kafka)
+        self.metrics = metrics or MonitorMetrics()
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
+                                       self.reference, settings.drift(), settings.quality())
+        self._predictions = AvroSerde(registry, "Prediction")
+        self._feedback = AvroSerde(registry, "FeedbackRecord")
+        self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
+                                      self.metrics.dead_letters)
+        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
+        self.producer = TrackedProducer(make_producer(kafka))
+        self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
+        self._references: dict[tuple[str, str], tuple[Profile | None, float]] = {}
+        self._next: dict[tuple[str, int], int] = {}
+        self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
+        self.consumer.subscribe([self.catalog.feedback, self.catalog.predictions_pattern()],
+                                on_revoke=self._on_revoke)
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def step(self) -> list[WindowResult]:
+        messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
+                    if m.error() is None]
+        dead = self._add(messages)
+        results = self.windows.close_due(self.clock())
+        if results:
+            retrying(lambda: self.store.put_metrics([window_row(r) for r in results]), stop=self.stop)
+            for r in results:
+                self.metrics.show(r)
+            self.closed = (self.closed + results)[-1000:]
+        if messages or results:
+            self._commit(dead)
+        self.lag.update()
+        return results
+
+    def close(self) -> None:
+        try:
+            self.producer.flush()
+        finally:
+            self.consumer.close()
+
+    def reference(self, model: str, version: str) -> Profile | None:
+        """The version's reference profile from the store, cached; a miss is retried later."""
+        cached = self._references.get((model, version))
+        if cached and (cached[0] is not None or time.monotonic() < cached[1]):
+            return cached[0]
+        row = retrying(lambda: self.store.get_profile(model, version), stop=self.stop)
+        profile = None
+        if row is not None:
+            try:
+                profile = Profile.from_bytes(row.profile)
+            except ProfileError as e:
+                log.warning("reference profile of %s/%s is unusable: %s", model, version, e)
+        self._references[(model, version)] = (profile, time.monotonic() + self.settings.reference_refresh_seconds)
+        return profile
+
+    def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
+        dead = []
+        for m in messages:
+            self._next[(m.topic(), m.partition())] = m.offset() + 1
+        live = [m for m in messages if replay_headers.get(m.headers(), replay_headers.REPLAY) is None]
+        for is_feedback in (False, True):
+            batch = [m for m in live if (m.topic() == self.catalog.feedback) == is_feedback]
+            serde = self._feedback if is_feedback else self._predictions
+            records, sources = [], []
+            for m, value in zip(batch, serde.decode_many([m.value() for m in batch])):
+                if isinstance(value, DecodeFailure):
+                    dead.append((m, value.reason, value.detail))
+                elif not (is_feedback and REPLAY_FLAG in value["flags"]):
+                    records.append(value)
+                    sources.append((m.topic(), m.partition(), m.offset()))
+            if is_feedback:
+                self.windows.add_feedback(records, sources)
+            else:
+                self.windows.add_predictions(records, sources)
+                for r in records:
+                    self.metrics.records_in.labels(PROCESSOR, r["model"]).inc()
+        return dead
+
+    def _commit(self, dead: list) -> None:
+        """Dead letters first (delivered, or this raises), then offsets no further than open windows
+        allow. A failed offset commit loses nothing: the next one covers it, or a restart rereads."""
+        for m, reason, detail in dead:
+            self._dead.send_message(self.producer, m, reason, detail)
+        if dead:
+            self.producer.flush()
+        held = self.windows.safe_offsets()
+        upto = [TopicPartition(t, p, min(o, held.get((t, p), o))) for (t, p), o in self._next.items()]
+        try:
+            self.consumer.commit(offsets=upto, asynchronous=False)
+        except KafkaException as e:
+            log.warning("monitor offset commit failed: %s", e)
+
+    def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._next.pop((tp.topic, tp.partition), None)

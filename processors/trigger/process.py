@@ -1,0 +1,174 @@
+"""The retrain trigger: every `interval_seconds`, for every model the `models` topic names, read
+what the store knows (the live version's monitor windows and labelled feedback, the model's
+retrain bookkeeping), apply the policy, and when it says so emit RetrainRequested on `retrain`.
+
+Bookkeeping comes first: the request is written to the store as in flight (with the model's
+last-request time, which the cooldown reads) before it is produced, so a crash in between leaves a
+request the store knows about rather than one it does not; a produce that fails marks it failed.
+A request in flight longer than `in_flight_timeout_seconds` is marked failed, so a retrainer that
+died does not block the loop forever. `flywheel retrain` uses the same `Requester` once.
+"""
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter
+
+from feature_store import FeatureStore, RetrainRecord, retrying, wall_clock_ms
+from processors.joiner.join import REPLAY_FLAG
+from processors.monitor.performance import performance
+from processors.runtime import ProcessorMetrics
+from processors.trigger.policy import Decision, ModelState, TriggerSettings, decide, retrain_request
+from schemas import AvroSerde
+from schemas.registry.base import SchemaRegistry
+from streams.clients import make_producer
+from streams.delivery import TrackedProducer
+from streams.settings import KafkaSettings
+from streams.subscriber import Subscriber
+from streams.topics import TopicCatalog
+
+PROCESSOR = "trigger"
+log = logging.getLogger(__name__)
+
+
+class TriggerMetrics(ProcessorMetrics):
+    def __post_init__(self):
+        super().__post_init__()
+        self.requests = Counter("flywheel_retrain_requests", "Retrain requests emitted, one per reason",
+                                ["model", "reason"], registry=self.registry)
+
+
+@dataclass
+class Deployment:
+    """What the `models` topic says about one model (the last event carries the whole state)."""
+    live_version: str | None = None
+    live_since_ms: int | None = None
+
+
+@dataclass
+class Deployments:
+    models: dict[str, Deployment] = field(default_factory=dict)
+
+    def apply(self, event: dict) -> None:
+        current = self.models.setdefault(event["model"], Deployment())
+        live = event.get("live_version")
+        if live != current.live_version:
+            current.live_version, current.live_since_ms = live, event["at"]
+
+    def catch_up(self, events: Subscriber) -> None:
+        """Apply every model event the subscriber has not delivered yet."""
+        while batch := events.poll_batch(1000, 0.2):
+            for received in batch:
+                if isinstance(received.value, dict):
+                    self.apply(received.value)
+
+
+class Requester:
+    """Gathers a model's state, decides, and emits. No loop: the process and the CLI drive it."""
+
+    def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
+                 settings: TriggerSettings, metrics: TriggerMetrics | None = None, clock=wall_clock_ms,
+                 stop: threading.Event | None = None):
+        self.store, self.settings, self.clock = store, settings, clock
+        self.metrics = metrics or TriggerMetrics()
+        self.stop = stop or threading.Event()
+        self.topic = TopicCatalog(kafka).retrain
+        self._serde = AvroSerde(registry, "RetrainRequested")
+        self._out = TrackedProducer(make_producer(kafka))
+
+    def state(self, model: str, deployment: Deployment) -> ModelState:
+        now, s = self.clock(), self.settings
+        version = deployment.live_version
+        state = ModelState(model, version, deployment.live_since_ms)
+        state.in_flight, state.last_request_ms = self._bookkeeping(model, now)
+        if version is None:
+            return state
+        lookback = now - int(s.lookback_seconds * 1000)
+        windows = self._read(lambda: list(self.store.metrics(model, version, lookback, now)))
+        state.flagged_windows = [bool(w.values.get("drift_flagged")) for w in windows]
+        feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
+                                       if REPLAY_FLAG not in f.flags])
+        state.performance = performance([f.to_dict() for f in feedback])
+        since = max(state.last_request_ms or 0, deployment.live_since_ms or 0)
+        state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)
+        return state
+
+    def evaluate(self, model: str, deployment: Deployment, manual: bool = False,
+                 requested_by: str = "trigger") -> tuple[Decision, dict | None]:
+        """Decide for one model; emit and record the request if the policy says so."""
+        state = self.state(model, deployment)
+        now = self.clock()
+        decision = decide(state, self.settings, now, manual=manual)
+        if not decision.request:
+            return decision, None
+        request = retrain_request(state, decision, self.settings, now, requested_by)
+        self.emit(request)
+        return decision, request
+
+    def emit(self, request: dict) -> None:
+        model, now = request["model"], request["requested_at"]
+        record = RetrainRecord(model, request["retrain_id"], "in_flight", now, now,
+                               base_version=request["base_version"], reasons=list(request["reasons"]))
+        self._write(lambda: self.store.put_retrain(record))
+        self._write(lambda: self.store.put_last_retrain(model, now))
+        try:
+            self._out.produce(self.topic, self._serde.encode(request), model.encode())
+            self._out.flush()
+        except Exception as e:
+            record.status, record.detail, record.updated_at = "failed", f"not delivered: {e}", self.clock()
+            self._write(lambda: self.store.put_retrain(record))
+            raise
+        for reason in request["reasons"]:
+            self.metrics.requests.labels(model, reason).inc()
+        log.info("requested retrain %s of %s: %s", request["retrain_id"], model, ", ".join(request["reasons"]))
+
+    def _bookkeeping(self, model: str, now: int) -> tuple[bool, int | None]:
+        """(a request is in flight, when the last one was made); stale requests are marked failed."""
+        timeout_ms = int(self.settings.in_flight_timeout_seconds * 1000)
+        in_flight = False
+        for r in self._read(lambda: self.store.retrains(model)):
+            if r.status != "in_flight":
+                continue
+            if now - r.requested_at > timeout_ms:
+                r.status, r.updated_at = "failed", now
+                r.detail = f"no outcome after {self.settings.in_flight_timeout_seconds:g}s"
+                self._write(lambda: self.store.put_retrain(r))
+            else:
+                in_flight = True
+        return in_flight, self._read(lambda: self.store.last_retrain(model))
+
+    def _read(self, call):
+        return retrying(call, stop=self.stop)
+
+    _write = _read
+
+
+class RetrainTrigger:
+    """The long-running process: follow `models`, evaluate every model every interval."""
+
+    def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
+                 settings: TriggerSettings, metrics: TriggerMetrics | None = None,
+                 stop: threading.Event | None = None, clock=wall_clock_ms):
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.requester = Requester(kafka, registry, store, settings, metrics, clock, self.stop)
+        self.deployments = Deployments()
+        self._models = Subscriber(kafka, registry, TopicCatalog(kafka).models, "ModelEvent", start="earliest")
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.step()
+                self.stop.wait(self.settings.interval_seconds)
+        finally:
+            self._models.close()
+
+    def step(self) -> list[dict]:
+        """Catch up on model events, then evaluate every model; return the requests emitted."""
+        self.deployments.catch_up(self._models)
+        emitted = []
+        for model, deployment in sorted(self.deployments.models.items()):
+            _, request = self.requester.evaluate(model, deployment)
+            if request:
+                emitted.append(request)
+        return emitted
