@@ -1,0 +1,17 @@
+"""The model registry: versioned ONNX artifacts with manifests under <data_dir>/models,
+sha256-verified loads, and deployment state (live, canary, shadows) as ModelEvents on the
+compacted `models` topic, which workers follow to hot-swap versions."""
+from processors.models.deployment import Deployment, VersionRef
+from processors.models.encoding import MatrixLayout
+from processors.models.errors import (DeploymentError, ManifestError, ModelRegistryError, TamperedModel,
+                                      UnknownModel, UnknownVersion)
+from processors.models.follower import ModelFollower
+from processors.models.manifest import Manifest, OutputSpec
+from processors.models.registry import ModelRegistry
+from processors.models.store import ArtifactStore, sha256_of
+
+__all__ = [
+    "Deployment", "VersionRef", "MatrixLayout", "DeploymentError", "ManifestError", "ModelRegistryError",
+    "TamperedModel", "UnknownModel", "UnknownVersion", "ModelFollower", "Manifest", "OutputSpec",
+    "ModelRegistry", "ArtifactStore", "sha256_of",
+]

@@ -1,0 +1,102 @@
+"""A model's deployment state and the transitions between states. Every transition yields a
+ModelEvent that carries the whole state after it (the `models` topic is compacted by model)."""
+import time
+from dataclasses import dataclass, field, replace
+
+from processors.models.errors import DeploymentError, UnknownVersion
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    manifest_path: str
+    sha256: str
+    created_at: int = 0
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model: str
+    live_version: str | None = None
+    canary_version: str | None = None
+    canary_share: float = 0.0
+    shadow_versions: tuple[str, ...] = ()
+    versions: dict[str, VersionRef] = field(default_factory=dict)
+
+    @property
+    def serving(self) -> list[str]:
+        """Every version a worker must have loaded: live, canary, shadows."""
+        out = [v for v in (self.live_version, self.canary_version) if v]
+        return out + [v for v in self.shadow_versions if v not in out]
+
+    def to_event(self, kind: str, version: str, actor: str = "cli", reason: str = "",
+                 evidence: dict[str, float] | None = None) -> dict:
+        return {
+            "model": self.model, "kind": kind, "version": version, "at": int(time.time() * 1000),
+            "actor": actor, "reason": reason, "evidence": dict(evidence or {}),
+            "live_version": self.live_version, "canary_version": self.canary_version,
+            "canary_share": float(self.canary_share), "shadow_versions": list(self.shadow_versions),
+            "versions": {v: {"manifest_path": r.manifest_path, "sha256": r.sha256} for v, r in self.versions.items()},
+        }
+
+    @classmethod
+    def from_event(cls, event: dict) -> "Deployment":
+        return cls(event["model"], event.get("live_version"), event.get("canary_version"),
+                   float(event.get("canary_share") or 0.0), tuple(event.get("shadow_versions") or ()),
+                   {v: VersionRef(r["manifest_path"], r["sha256"]) for v, r in (event.get("versions") or {}).items()})
+
+    # -- transitions -------------------------------------------------------------------------------
+
+    def register(self, version: str, ref: VersionRef) -> "Deployment":
+        if version in self.versions:
+            raise DeploymentError(f"{self.model} version {version} is already registered")
+        versions = {**self.versions, version: ref}
+        # The first version of a model serves at once: there is nothing else to answer with.
+        return replace(self, versions=versions, live_version=self.live_version or version)
+
+    def canary(self, version: str, share: float) -> "Deployment":
+        self._known(version)
+        if not 0.0 < share <= 1.0:
+            raise DeploymentError(f"canary share must be in (0, 100] percent, not {share * 100:g}")
+        if version == self.live_version:
+            raise DeploymentError(f"{self.model} version {version} is already live")
+        return replace(self, canary_version=version, canary_share=share,
+                       shadow_versions=tuple(v for v in self.shadow_versions if v != version))
+
+    def shadow(self, version: str) -> "Deployment":
+        self._known(version)
+        if version in (self.live_version, self.canary_version):
+            raise DeploymentError(f"{self.model} version {version} already answers requests")
+        if version in self.shadow_versions:
+            raise DeploymentError(f"{self.model} version {version} is already a shadow")
+        return replace(self, shadow_versions=self.shadow_versions + (version,))
+
+    def promote(self, version: str | None = None) -> "Deployment":
+        version = version or self.canary_version
+        if version is None:
+            raise DeploymentError(f"{self.model} has no canary to promote; name a version")
+        self._known(version)
+        canary = None if version == self.canary_version else self.canary_version
+        return replace(self, live_version=version, canary_version=canary,
+                       canary_share=self.canary_share if canary else 0.0,
+                       shadow_versions=tuple(v for v in self.shadow_versions if v != version))
+
+    def rollback(self, to: str | None = None, created: dict[str, int] | None = None) -> tuple["Deployment", str]:
+        """Drop the canary if there is one; else put back `to` (default: the newest version
+        created before the live one). Returns the new state and the version rolled back."""
+        if self.canary_version and to is None:
+            return replace(self, canary_version=None, canary_share=0.0), self.canary_version
+        if to is None:
+            created = created or {}
+            older = [v for v in self.versions if v != self.live_version
+                     and created.get(v, 0) <= created.get(self.live_version, 0)]
+            if not older:
+                raise DeploymentError(f"{self.model} has no canary and no earlier version to roll back to")
+            to = max(older, key=lambda v: created.get(v, 0))
+        self._known(to)
+        return replace(self, live_version=to, canary_version=None, canary_share=0.0,
+                       shadow_versions=tuple(v for v in self.shadow_versions if v != to)), self.live_version
+
+    def _known(self, version: str) -> None:
+        if version not in self.versions:
+            raise UnknownVersion(f"{self.model} has no version {version!r}; registered: "
+                                 f"{', '.join(sorted(self.versions)) or 'none'}")

@@ -1,0 +1,73 @@
+"""A model version's manifest: what it expects (feature spec and how categoricals are encoded),
+what it answers (output spec and the checks on it), its artifact's sha256, training metrics,
+its reference profile for drift, and its stage. Stored as manifest.json beside model.onnx."""
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from schemas.features import FeatureSpec
+
+from processors.models.errors import ManifestError
+
+Task = Literal["classifier", "regressor"]
+Encoding = Literal["onehot", "ordinal"]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    task: Task = "classifier"
+    labels: tuple[str, ...] = ()                 # classifier: the probability columns, in order
+    min: float | None = None                     # regressor: declared value range
+    max: float | None = None
+    low_confidence: float = 0.0                  # classifier: top probability under this -> review
+    low_margin: float = 0.0                      # classifier: top1 - top2 under this -> review
+    probability_tolerance: float = 1e-3          # |sum(p) - 1| above this -> flagged
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OutputSpec":
+        return cls(**{**d, "labels": tuple(d.get("labels", ()))})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    version: str
+    features: FeatureSpec
+    output: OutputSpec
+    sha256: str = ""
+    artifact: str = "model.onnx"
+    input_name: str = "input"
+    categorical_encoding: Encoding = "onehot"
+    training_metrics: dict[str, float] = field(default_factory=dict)
+    reference_profile: str | None = None         # path of the drift reference profile
+    stage: str = "registered"
+    created_at: int = field(default_factory=lambda: int(time.time() * 1000))
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["features"] = self.features.to_dict()
+        d["output"] = {**asdict(self.output), "labels": list(self.output.labels)}
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Manifest":
+        try:
+            return cls(**{**d, "features": FeatureSpec.from_dict(d["features"]),
+                          "output": OutputSpec.from_dict(d.get("output", {}))})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"manifest of {d.get('model', '?')}/{d.get('version', '?')} is invalid: {e}") from e
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ManifestError(f"manifest {path} does not exist") from None
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"manifest {path} is not JSON: {e}") from None

@@ -1,0 +1,76 @@
+"""The model registry: artifacts on disk, deployment state on the `models` topic.
+
+Each operation reads the model's current state (the last event), applies one transition and
+produces the resulting ModelEvent. Two writers acting on one model at the same instant race
+(last event wins); the CLI, the retrainer and people act rarely enough for that to be fine.
+"""
+from pathlib import Path
+
+from schemas import AvroSerde
+from schemas.registry.base import SchemaRegistry
+from streams.clients import make_producer
+from streams.delivery import TrackedProducer
+from streams.settings import KafkaSettings
+
+from processors.models.deployment import Deployment, VersionRef
+from processors.models.errors import UnknownModel
+from processors.models.follower import ModelFollower
+from processors.models.manifest import Manifest
+from processors.models.store import ArtifactStore
+
+
+class ModelRegistry:
+    def __init__(self, settings: KafkaSettings, registry: SchemaRegistry, data_dir: Path, actor: str = "cli"):
+        self.store = ArtifactStore(data_dir)
+        self.actor = actor
+        self._follower = ModelFollower(settings, registry)
+        self._serde = AvroSerde(registry, "ModelEvent")
+        self._out = TrackedProducer(make_producer(settings))
+
+    def deployments(self) -> dict[str, Deployment]:
+        self._follower.catch_up()
+        return self._follower.deployments()
+
+    def deployment(self, model: str) -> Deployment:
+        found = self.deployments().get(model)
+        if found is None:
+            raise UnknownModel(f"model {model!r} is not registered")
+        return found
+
+    def manifest(self, model: str, version: str) -> Manifest:
+        ref = self.deployment(model).versions[version]
+        return self.store.load(ref.manifest_path, ref.sha256)[0]
+
+    def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
+                 evidence: dict[str, float] | None = None) -> dict:
+        current = self.deployments().get(manifest.model) or Deployment(manifest.model)
+        path, manifest = self.store.save(onnx_bytes, manifest)
+        ref = VersionRef(str(path.resolve()), manifest.sha256)
+        return self._emit(current.register(manifest.version, ref), "REGISTERED", manifest.version, reason, evidence)
+
+    def canary(self, model: str, version: str, share: float, reason: str = "", evidence=None) -> dict:
+        return self._emit(self.deployment(model).canary(version, share), "CANARY", version, reason, evidence)
+
+    def shadow(self, model: str, version: str, reason: str = "", evidence=None) -> dict:
+        return self._emit(self.deployment(model).shadow(version), "SHADOW", version, reason, evidence)
+
+    def promote(self, model: str, version: str | None = None, reason: str = "", evidence=None) -> dict:
+        current = self.deployment(model)
+        new = current.promote(version)
+        return self._emit(new, "PROMOTED", new.live_version, reason, evidence)
+
+    def rollback(self, model: str, to: str | None = None, reason: str = "", evidence=None) -> dict:
+        current = self.deployment(model)
+        created = {v: Manifest.read(Path(r.manifest_path)).created_at for v, r in current.versions.items()}
+        new, rolled_back = current.rollback(to, created)
+        return self._emit(new, "ROLLED_BACK", rolled_back, reason, evidence)
+
+    def _emit(self, state: Deployment, kind: str, version: str, reason: str, evidence) -> dict:
+        event = state.to_event(kind, version, self.actor, reason, evidence)
+        self._out.produce(self._follower.topic, self._serde.encode(event), key=state.model.encode())
+        self._out.flush()
+        self._follower.events[state.model] = event
+        return event
+
+    def close(self) -> None:
+        self._follower.close()

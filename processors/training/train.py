@@ -1,0 +1,66 @@
+"""Train a reference model with scikit-learn and convert it to ONNX with skl2onnx.
+
+Data in (numpy + FeatureSpec), ONNX bytes + Manifest out: the retrainer and the demo call
+`train()` and hand the result to `ModelRegistry.register`.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+from schemas.features import FeatureSpec
+
+from processors.models.encoding import MatrixLayout
+from processors.models.manifest import Manifest, OutputSpec
+
+
+@dataclass
+class TrainedModel:
+    onnx_bytes: bytes
+    manifest: Manifest
+    estimator: object
+
+
+def build_estimator(kind: str, task: str, seed: int = 0, hidden: tuple[int, ...] = (64, 32),
+                    n_estimators: int = 100, max_depth: int = 6, max_iter: int = 60):
+    if kind == "mlp":
+        cls = MLPClassifier if task == "classifier" else MLPRegressor
+        return cls(hidden_layer_sizes=hidden, max_iter=max_iter, random_state=seed, early_stopping=True)
+    if kind == "gbt":
+        cls = GradientBoostingClassifier if task == "classifier" else GradientBoostingRegressor
+        return cls(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, subsample=0.8)
+    raise ValueError(f"model kind must be mlp or gbt, not {kind!r}")
+
+
+def train(model: str, version: str, numeric: np.ndarray, target: np.ndarray, spec: FeatureSpec,
+          categorical: list[list[str]] | None = None, kind: str = "mlp", task: str = "classifier",
+          holdout: float = 0.2, seed: int = 0, low_confidence: float = 0.6, **estimator_args) -> TrainedModel:
+    layout = MatrixLayout(spec)
+    x = layout.build(numeric, categorical)
+    n_train = int(len(x) * (1 - holdout))
+    estimator = build_estimator(kind, task, seed, **estimator_args)
+    estimator.fit(x[:n_train], target[:n_train])
+    metrics = _score(estimator, task, x[n_train:], target[n_train:]) if n_train < len(x) else {}
+    onx = convert_sklearn(estimator, initial_types=[("input", FloatTensorType([None, layout.width]))],
+                          options={id(estimator): {"zipmap": False}} if task == "classifier" else None,
+                          target_opset=17)
+    if task == "classifier":
+        output = OutputSpec("classifier", labels=tuple(str(c) for c in estimator.classes_),
+                            low_confidence=low_confidence)
+    else:
+        output = OutputSpec("regressor", min=float(np.min(target)) - 3 * float(np.std(target)),
+                            max=float(np.max(target)) + 3 * float(np.std(target)))
+    manifest = Manifest(model=model, version=version, features=spec, output=output,
+                        training_metrics={**metrics, "rows": float(n_train)},
+                        description=f"{kind} {task} trained on {n_train} rows")
+    return TrainedModel(onx.SerializeToString(), manifest, estimator)
+
+
+def _score(estimator, task: str, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    if task == "classifier":
+        return {"accuracy": float(np.mean(estimator.predict(x) == y))}
+    err = estimator.predict(x) - y
+    return {"rmse": float(np.sqrt(np.mean(err ** 2)))}
