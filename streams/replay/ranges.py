@@ -118,12 +118,16 @@ def log_ends(consumer: Consumer, topic: str, partitions: list[int], timeout: flo
     ends = dict(highs)
     pending = set(partitions)
     deadline = time.monotonic() + timeout
+    quiet_rounds = 0
     try:
         while pending and time.monotonic() < deadline:
-            for m in consumer.consume(10000, 0.2):
-                if m.error() is None:
-                    ends[m.partition()] = max(ends[m.partition()], m.offset() + 1)
-                    pending.discard(m.partition())
+            messages = [m for m in consumer.consume(10000, 0.2) if m.error() is None]
+            for m in messages:
+                ends[m.partition()] = max(ends[m.partition()], m.offset() + 1)
+                pending.discard(m.partition())
+            quiet_rounds = 0 if messages else quiet_rounds + 1
+            if quiet_rounds >= 2:  # a partition with nothing to read has no position to show it
+                pending -= {p for p in pending if highs[p] == 0}
             for tp in consumer.position(positions):
                 # Past the watermark with nothing delivered: the tail was a transaction marker.
                 if tp.offset >= 0 and tp.offset >= highs[tp.partition]:
