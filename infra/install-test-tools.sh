@@ -1,11 +1,12 @@
 #!/bin/sh
 # Debian tools the infra tests use: docker-compose (validates the compose file without an
-# engine) and prometheus (promtool, and the server the scrape test starts). Idempotent: when
-# both are on PATH it does nothing, so the test command can call it every run.
+# engine) and prometheus (promtool, and the server the scrape test starts); chromium for the
+# report test's headless screenshot. Idempotent: when all are there it does nothing, so the test
+# command can call it every run.
 set -eu
 
 if command -v docker-compose >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
-   && command -v prometheus >/dev/null 2>&1; then
+   && command -v prometheus >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then
     exit 0
 fi
 
@@ -15,4 +16,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # No recommends: they would pull in docker.io and node-exporter, which the tests do not use.
 # The package's service is never started by the tests; they run the binary on a free port.
-$SUDO apt-get install -y -qq --no-install-recommends docker-compose prometheus >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends docker-compose prometheus chromium >/dev/null
