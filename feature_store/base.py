@@ -1,39 +1,31 @@
-"""The store interface every backend implements. A backend is one module
-`feature_store/<name>.py` defining `open_backend(settings, data_dir, clock)`; it implements the
-primitive reads and writes below, while the shared rules (label counting, time buckets, ordered
-range reads across buckets and versions) live here once.
+"""The store interface. Callers use the record-level methods; they are written once, here, on
+top of five table primitives (`_upsert`, `_select`, `_select_range`, `_delete`, `migrate`)
+that a backend implements over the tables of feature_store/cql (see schema.py). A backend is
+one module `feature_store/<name>.py` defining `open_backend(settings, data_dir, clock)`.
 
-Every write is an upsert by the record's key, so writing the same thing twice changes nothing.
-Methods raise `StoreUnavailable` (retry later) or another `StoreError`; never driver exceptions.
+Every write is an upsert by the table's primary key, so writing the same thing twice changes
+nothing. Methods raise `StoreUnavailable` (retry later) or another `StoreError`; never driver
+exceptions.
 """
 import heapq
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Iterator, Sequence
 
 from feature_store.records import (FeedbackRecord, OnlineFeatures, PendingLabel, PredictionRecord,
                                    ReferenceProfile, RetrainRecord, WindowMetrics)
 from feature_store.settings import StoreSettings
 
 Clock = Callable[[], int]   # epoch milliseconds
+Row = dict[str, Any]
+
+_INDEX_COLUMNS = ("request_id", "model", "model_version", "event_time", "labelled_at",
+                  "true_label", "true_value", "label_count")
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True)
-class FeedbackIndexEntry:
-    """Where a feedback row lives and which label it holds (table feedback_by_request)."""
-    request_id: str
-    model: str
-    model_version: str
-    event_time: int
-    labelled_at: int
-    true_label: str | None
-    true_value: float | None
-    label_count: int
 
 
 class FeatureStore(ABC):
@@ -43,13 +35,31 @@ class FeatureStore(ABC):
         self.settings = settings
         self.clock = clock
 
-    # ---- lifecycle
+    # ---- primitives a backend implements
     @abstractmethod
     def migrate(self) -> list[str]:
-        """Create what is missing (keyspace/tables); safe to run again. Returns the statements applied."""
+        """Create what is missing; safe to run again. Returns the migration files applied now."""
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @abstractmethod
+    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
+        """Write whole rows (every column of the table); ttl_s > 0 makes them expire."""
+
+    @abstractmethod
+    def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
+        """Unexpired rows whose leading key columns equal one of `keys` (each at least the
+        partition key), in key order within a partition."""
+
+    @abstractmethod
+    def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
+        """One partition's rows with start <= first clustering column < end, in clustering
+        order, read lazily page by page."""
+
+    @abstractmethod
+    def _delete(self, table: str, keys: Sequence[tuple]) -> None:
+        """Delete by full primary keys."""
 
     def __enter__(self):
         return self
@@ -58,54 +68,61 @@ class FeatureStore(ABC):
         self.close()
 
     # ---- online features: (feature_group, entity_id) -> features, expiring after ttl_s
-    @abstractmethod
-    def put_online(self, group: str, rows: Sequence[OnlineFeatures], ttl_s: int | None = None) -> None: ...
+    def put_online(self, group: str, rows: Sequence[OnlineFeatures], ttl_s: int | None = None) -> None:
+        self._upsert("online_features", [{"feature_group": group, **r.to_dict()} for r in rows], ttl_s)
 
-    @abstractmethod
     def get_online(self, group: str, entity_ids: Sequence[str]) -> dict[str, OnlineFeatures]:
         """One call for many entities; unknown or expired ids are simply absent."""
+        rows = self._select("online_features", [(group, e) for e in dict.fromkeys(entity_ids)])
+        return {r["entity_id"]: OnlineFeatures.from_dict(r) for r in rows}
 
     # ---- predictions waiting for ground truth, by request id
-    @abstractmethod
-    def put_predictions(self, rows: Sequence[PredictionRecord], ttl_s: int | None = None) -> None: ...
+    def put_predictions(self, rows: Sequence[PredictionRecord], ttl_s: int | None = None) -> None:
+        self._upsert("predictions_by_request", [r.to_dict() for r in rows], ttl_s)
 
-    @abstractmethod
     def get_predictions(self, request_ids: Sequence[str]) -> dict[str, list[PredictionRecord]]:
         """Every stored model version's prediction per request id; unknown ids absent."""
+        out: dict[str, list[PredictionRecord]] = {}
+        for row in self._select("predictions_by_request", [(r,) for r in dict.fromkeys(request_ids)]):
+            out.setdefault(row["request_id"], []).append(PredictionRecord.from_dict(row))
+        return out
 
     # ---- ground truth that arrived before its prediction, by request id, expiring after ttl_s
-    @abstractmethod
-    def put_pending(self, labels: Sequence[PendingLabel], ttl_s: int) -> None: ...
+    def put_pending(self, labels: Sequence[PendingLabel], ttl_s: int | None) -> None:
+        self._upsert("pending_labels", [label.to_dict() for label in labels], ttl_s)
 
-    @abstractmethod
-    def get_pending(self, request_ids: Sequence[str]) -> dict[str, PendingLabel]: ...
+    def get_pending(self, request_ids: Sequence[str]) -> dict[str, PendingLabel]:
+        rows = self._select("pending_labels", [(r,) for r in dict.fromkeys(request_ids)])
+        return {r["request_id"]: PendingLabel.from_dict(r) for r in rows}
 
-    @abstractmethod
-    def delete_pending(self, request_ids: Sequence[str]) -> None: ...
+    def delete_pending(self, request_ids: Sequence[str]) -> None:
+        self._delete("pending_labels", [(r,) for r in dict.fromkeys(request_ids)])
 
     # ---- feedback: joined records, partitioned by (model, version, event_time bucket)
     def put_feedback(self, records: Sequence[FeedbackRecord]) -> list[FeedbackRecord]:
         """Upsert by (request_id, model, model_version) and return what was stored. A different
         label for a stored key replaces it and counts (label_count + 1); the same label again (a
         redelivery) changes nothing. The caller's label_count is ignored."""
-        known = self._feedback_index([r.key for r in records])
+        known = {(r["request_id"], r["model"], r["model_version"]): r for r in
+                 self._select("feedback_by_request", list(dict.fromkeys(r.key for r in records)))}
         stored: dict[tuple, FeedbackRecord] = {}
-        stale: list[FeedbackIndexEntry] = []
+        moved: list[tuple] = []
         for record in records:
             before = known.get(record.key)
-            if before is None:
-                count = 1
-            elif (before.labelled_at, before.true_label, before.true_value) == \
-                    (record.labelled_at, record.true_label, record.true_value):
-                count = before.label_count
-            else:
-                count = before.label_count + 1
-            if before is not None and before.event_time != record.event_time:
-                stale.append(before)
+            count = 1 if before is None else before["label_count"] + (not _same_label(before, record))
+            if before is not None and before["event_time"] != record.event_time:
+                moved.append(self._feedback_key(before["model"], before["model_version"],
+                                                before["event_time"], before["request_id"]))
             stored[record.key] = replace(record, label_count=count)
-            known[record.key] = _index_entry(stored[record.key])
+            known[record.key] = {c: getattr(stored[record.key], c) for c in _INDEX_COLUMNS}
         rows = list(stored.values())
-        self._write_feedback(rows, stale)
+        current = {self._feedback_key(r.model, r.model_version, r.event_time, r.request_id) for r in rows}
+        self._upsert("feedback_by_time", [{**r.to_dict(), "bucket": self.feedback_bucket(r.event_time)}
+                                          for r in rows])
+        self._upsert("feedback_by_request", [known[r.key] for r in rows])
+        self._upsert("feedback_versions", [{"model": m, "model_version": v}
+                                           for m, v in dict.fromkeys((r.model, r.model_version) for r in rows)])
+        self._delete("feedback_by_time", [k for k in dict.fromkeys(moved) if k not in current])
         return rows
 
     def feedback(self, model: str, start: int, end: int, version: str | None = None) -> Iterator[FeedbackRecord]:
@@ -115,68 +132,64 @@ class FeatureStore(ABC):
         streams = [self._feedback_range(model, v, start, end) for v in versions]
         return heapq.merge(*streams, key=lambda r: (r.event_time, r.request_id, r.model_version))
 
-    @abstractmethod
     def feedback_versions(self, model: str) -> list[str]:
         """The versions of a model that have feedback."""
+        return [r["model_version"] for r in self._select("feedback_versions", [(model,)])]
 
     def feedback_bucket(self, event_time: int) -> int:
         return event_time // self.settings.feedback_bucket_ms
 
+    def _feedback_key(self, model: str, version: str, event_time: int, request_id: str) -> tuple:
+        return model, version, self.feedback_bucket(event_time), event_time, request_id
+
     def _feedback_range(self, model: str, version: str, start: int, end: int) -> Iterator[FeedbackRecord]:
         for bucket in _buckets(start, end, self.settings.feedback_bucket_ms):
-            yield from self._read_feedback_bucket(model, version, bucket, start, end)
-
-    @abstractmethod
-    def _feedback_index(self, keys: Sequence[tuple[str, str, str]]) -> dict[tuple, FeedbackIndexEntry]: ...
-
-    @abstractmethod
-    def _write_feedback(self, records: Sequence[FeedbackRecord], stale: Sequence[FeedbackIndexEntry]) -> None:
-        """Upsert rows, index entries and versions; delete the rows `stale` points at (moved bucket)."""
-
-    @abstractmethod
-    def _read_feedback_bucket(self, model: str, version: str, bucket: int,
-                              start: int, end: int) -> Iterable[FeedbackRecord]:
-        """One partition's rows in [start, end), ordered by (event_time, request_id)."""
+            for row in self._select_range("feedback_by_time", (model, version, bucket), start, end):
+                yield FeedbackRecord.from_dict(row)
 
     # ---- window metrics, partitioned by (model, version, window_start bucket)
-    @abstractmethod
-    def put_metrics(self, rows: Sequence[WindowMetrics]) -> None: ...
+    def put_metrics(self, rows: Sequence[WindowMetrics]) -> None:
+        self._upsert("metrics_by_window", [
+            {"model": m.model, "model_version": m.model_version, "bucket": self.metrics_bucket(m.window_start),
+             "window_start": m.window_start, "window_end": m.window_end, "metric_values": m.values,
+             "detail": m.detail} for m in rows])
 
     def metrics(self, model: str, version: str, start: int, end: int) -> Iterator[WindowMetrics]:
         """Windows with start <= window_start < end, in window order."""
         for bucket in _buckets(start, end, self.settings.metrics_bucket_ms):
-            yield from self._read_metrics_bucket(model, version, bucket, start, end)
+            for row in self._select_range("metrics_by_window", (model, version, bucket), start, end):
+                yield WindowMetrics.from_dict(row, values=row["metric_values"])
 
     def metrics_bucket(self, window_start: int) -> int:
         return window_start // self.settings.metrics_bucket_ms
 
-    @abstractmethod
-    def _read_metrics_bucket(self, model: str, version: str, bucket: int,
-                             start: int, end: int) -> Iterable[WindowMetrics]: ...
-
     # ---- reference profiles per model version
-    @abstractmethod
-    def put_profile(self, profile: ReferenceProfile) -> None: ...
+    def put_profile(self, profile: ReferenceProfile) -> None:
+        self._upsert("reference_profiles", [profile.to_dict()])
 
-    @abstractmethod
-    def get_profile(self, model: str, version: str) -> ReferenceProfile | None: ...
+    def get_profile(self, model: str, version: str) -> ReferenceProfile | None:
+        rows = self._select("reference_profiles", [(model, version)])
+        return ReferenceProfile.from_dict(rows[0]) if rows else None
 
     # ---- retrain bookkeeping
-    @abstractmethod
-    def put_retrain(self, record: RetrainRecord) -> None: ...
+    def put_retrain(self, record: RetrainRecord) -> None:
+        self._upsert("retrains_by_model", [record.to_dict()])
 
-    @abstractmethod
-    def get_retrain(self, model: str, retrain_id: str) -> RetrainRecord | None: ...
+    def get_retrain(self, model: str, retrain_id: str) -> RetrainRecord | None:
+        rows = self._select("retrains_by_model", [(model, retrain_id)])
+        return RetrainRecord.from_dict(rows[0]) if rows else None
 
-    @abstractmethod
     def retrains(self, model: str) -> list[RetrainRecord]:
         """Every retrain of a model, oldest request first."""
+        records = [RetrainRecord.from_dict(r) for r in self._select("retrains_by_model", [(model,)])]
+        return sorted(records, key=lambda r: (r.requested_at, r.retrain_id))
 
-    @abstractmethod
-    def put_last_retrain(self, model: str, at: int) -> None: ...
+    def put_last_retrain(self, model: str, at: int) -> None:
+        self._upsert("retrain_state", [{"model": model, "last_retrain_at": at}])
 
-    @abstractmethod
-    def last_retrain(self, model: str) -> int | None: ...
+    def last_retrain(self, model: str) -> int | None:
+        rows = self._select("retrain_state", [(model,)])
+        return rows[0]["last_retrain_at"] if rows else None
 
 
 def _buckets(start: int, end: int, width: int) -> range:
@@ -185,6 +198,6 @@ def _buckets(start: int, end: int, width: int) -> range:
     return range(start // width, (end - 1) // width + 1)
 
 
-def _index_entry(r: FeedbackRecord) -> FeedbackIndexEntry:
-    return FeedbackIndexEntry(r.request_id, r.model, r.model_version, r.event_time, r.labelled_at,
-                              r.true_label, r.true_value, r.label_count)
+def _same_label(before: Row, record: FeedbackRecord) -> bool:
+    return (before["labelled_at"], before["true_label"], before["true_value"]) == \
+        (record.labelled_at, record.true_label, record.true_value)

@@ -1,0 +1,223 @@
+"""The embedded backend: SQLite in WAL mode in the data dir. Its tables are derived from the CQL
+definitions (same names, same columns, PRIMARY KEY = partition key + clustering columns), plus
+an `expires_at` column standing in for Cassandra's TTL: reads skip expired rows and a periodic
+purge deletes them.
+
+Several processes may open the same file: WAL lets readers run beside the one writer, every
+write is one short IMMEDIATE transaction, and a busy database is waited for (busy_timeout)
+before StoreUnavailable is raised. Threads of one process share the connection under a lock.
+"""
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from feature_store.base import Clock, FeatureStore, Row
+from feature_store.errors import StoreError, StoreNotMigrated, StoreUnavailable
+from feature_store.schema import JSON_COLUMNS, Migration, Table, pending, tables
+from feature_store.settings import StoreSettings
+
+PAGE = 1000          # rows per range-read query (keeps read snapshots short)
+MAX_KEYS = 500       # keys per IN (...) query
+PURGE_EVERY_MS = 60_000
+_TYPES = {"text": "TEXT", "bigint": "INTEGER", "int": "INTEGER", "boolean": "INTEGER",
+          "double": "REAL", "blob": "BLOB"}
+
+
+def open_backend(settings: StoreSettings, data_dir: Path, clock: Clock) -> "SqliteStore":
+    path = Path(settings.path)
+    return SqliteStore(path if path.is_absolute() else data_dir / path, settings, clock)
+
+
+class SqliteStore(FeatureStore):
+    backend = "sqlite"
+
+    def __init__(self, path: Path, settings: StoreSettings, clock: Clock):
+        super().__init__(settings, clock)
+        self.path = path
+        self._lock = threading.RLock()
+        self._last_purge = clock()
+        with self._errors():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=settings.busy_timeout_ms / 1000,
+                                       isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")   # WAL + NORMAL: durable across process crashes
+        self.migrate()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path})"
+
+    # ---- lifecycle
+    def migrate(self) -> list[str]:
+        with self._write() as db:
+            db.execute(_create_table(tables()["schema_migrations"]))
+            applied = dict(db.execute("SELECT name, checksum FROM schema_migrations").fetchall())
+            todo = pending(applied)
+            for migration in todo:
+                for statement in _ddl(migration):
+                    db.execute(statement)
+                db.execute("INSERT OR REPLACE INTO schema_migrations (name, checksum, applied_at) VALUES (?, ?, ?)",
+                           (migration.name, migration.checksum, self.clock()))
+        return [m.name for m in todo]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def purge_expired(self) -> int:
+        """Delete every expired row; returns how many."""
+        now = self.clock()
+        with self._write() as db:
+            deleted = sum(db.execute(f"DELETE FROM {t} WHERE expires_at <= ?", (now,)).rowcount
+                          for t in tables())
+        self._last_purge = now
+        return deleted
+
+    def counts(self) -> dict[str, int]:
+        """Unexpired rows per table."""
+        now = self.clock()
+        with self._read() as db:
+            return {t: db.execute(f"SELECT count(*) FROM {t} WHERE {_LIVE}", (now,)).fetchone()[0]
+                    for t in tables()}
+
+    # ---- primitives
+    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
+        if not rows:
+            return
+        t = tables()[table]
+        now = self.clock()
+        expires = now + int(ttl_s * 1000) if ttl_s else None
+        names = list(t.columns)
+        sql = (f"INSERT OR REPLACE INTO {table} ({', '.join(names)}, expires_at) "
+               f"VALUES ({', '.join('?' * (len(names) + 1))})")
+        values = [[_encode(c, t.columns[c], row[c]) for c in names] + [expires] for row in rows]
+        with self._write() as db:
+            db.executemany(sql, values)
+        if now - self._last_purge >= PURGE_EVERY_MS:
+            self.purge_expired()
+
+    def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
+        t = tables()[table]
+        out: list[Row] = []
+        for width in sorted({len(k) for k in keys}):
+            group = [k for k in keys if len(k) == width]
+            cols = ", ".join(t.primary_key[:width])
+            for i in range(0, len(group), MAX_KEYS):
+                chunk = group[i:i + MAX_KEYS]
+                match = (f"{cols} IN ({', '.join('?' * len(chunk))})" if width == 1 else
+                         f"({cols}) IN (VALUES {', '.join(['(' + ', '.join('?' * width) + ')'] * len(chunk))})")
+                sql = f"SELECT {', '.join(t.columns)} FROM {table} WHERE {match} AND {_LIVE}"
+                params = [v for k in chunk for v in k] + [self.clock()]
+                with self._read() as db:
+                    out.extend(_decode(t, row) for row in db.execute(sql, params).fetchall())
+        return out
+
+    def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
+        t = tables()[table]
+        where = " AND ".join(f"{c} = ?" for c in t.partition_key)
+        first, order = t.clustering[0], ", ".join(t.clustering)
+        base = (f"SELECT {', '.join(t.columns)} FROM {table} WHERE {where} AND {first} >= ? "
+                f"AND {first} < ? AND {_LIVE}")
+        after: tuple | None = None
+        while True:
+            sql, params = base, [*partition, start, end, self.clock()]
+            if after is not None:
+                sql += f" AND ({order}) > ({', '.join('?' * len(after))})"
+                params += list(after)
+            with self._read() as db:
+                page = db.execute(f"{sql} ORDER BY {order} LIMIT {PAGE}", params).fetchall()
+            rows = [_decode(t, row) for row in page]
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            after = tuple(rows[-1][c] for c in t.clustering)
+
+    def _delete(self, table: str, keys: Sequence[tuple]) -> None:
+        if not keys:
+            return
+        t = tables()[table]
+        where = " AND ".join(f"{c} = ?" for c in t.primary_key)
+        with self._write() as db:
+            db.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+
+    # ---- transactions and errors
+    @contextmanager
+    def _write(self):
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self):
+        with self._lock, self._errors():
+            yield self._db
+
+    @contextmanager
+    def _errors(self):
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            text = str(e)
+            if "no such table" in text:
+                raise StoreNotMigrated(f"{self.path}: {text}; run `flywheel store migrate`") from e
+            if any(s in text for s in ("locked", "busy", "disk I/O", "unable to open", "full")):
+                raise StoreUnavailable(f"{self.path}: {text}") from e
+            raise StoreError(f"{self.path}: {text}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+def _ddl(migration: Migration) -> list[str]:
+    """SQLite statements for a migration file: its CREATE TABLEs, translated."""
+    out = []
+    for statement in migration.statements:
+        if not statement.startswith("CREATE TABLE"):
+            raise StoreError(f"{migration.name}: the embedded backend only translates CREATE TABLE "
+                             f"statements, not {statement[:40]!r}")
+        name = statement.split()[5]
+        out += [_create_table(tables()[name]),
+                f"CREATE INDEX IF NOT EXISTS {name}_expiry ON {name} (expires_at) WHERE expires_at IS NOT NULL"]
+    return out
+
+
+def _create_table(t: Table) -> str:
+    columns = ", ".join(f"{c} {_TYPES.get(kind, 'TEXT')}" for c, kind in t.columns.items())
+    return (f"CREATE TABLE IF NOT EXISTS {t.name} ({columns}, expires_at INTEGER, "
+            f"PRIMARY KEY ({', '.join(t.primary_key)})) WITHOUT ROWID")
+
+
+def _is_json(column: str, kind: str) -> bool:
+    return column in JSON_COLUMNS or kind.startswith("frozen<")
+
+
+def _encode(column: str, kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if _is_json(column, kind):
+        return json.dumps(value)
+    if kind == "boolean":
+        return int(value)
+    return value
+
+
+def _decode(t: Table, row: tuple) -> Row:
+    out = {}
+    for (column, kind), value in zip(t.columns.items(), row):
+        if value is not None and _is_json(column, kind):
+            value = json.loads(value)
+        elif value is not None and kind == "boolean":
+            value = bool(value)
+        out[column] = value
+    return out
