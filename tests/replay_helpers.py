@@ -27,14 +27,14 @@ def write_history(kafka, topic: str, count: int, base: int, step_ms: int = 10, p
     return records
 
 
-def read_all(kafka, topic: str, idle: float = 1.5, partitions: int = 4) -> list:
+def read_all(kafka, topic: str, idle: float = 0.6, partitions: int = 4) -> list:
     """Every committed record of `topic`, reading until nothing arrives for `idle` seconds."""
     consumer = make_consumer(kafka, "replay-test-reader")
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out, last = [], time.monotonic()
     try:
         while time.monotonic() - last < idle:
-            got = [m for m in consumer.consume(1000, 0.3) if m.error() is None]
+            got = [m for m in consumer.consume(1000, 0.1) if m.error() is None]
             if got:
                 out += got
                 last = time.monotonic()

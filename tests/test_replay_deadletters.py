@@ -1,8 +1,11 @@
 """Dead-letter re-drive against the real embedded broker: what passes now goes home with its
 key and headers, what still fails stays dead with its new reason, and the counts add up."""
 import collections
+import json
 import time
 
+from flywheel.cli import main
+from processors.models import Manifest, ModelRegistry, OutputSpec
 from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec
 from streams.clients import make_producer
@@ -58,7 +61,7 @@ def test_fixed_dead_letters_go_home_and_the_rest_stay_dead(kafka, registry, make
     dry = dead_letter_redrive(kafka, registry, checkpoints, "dry", window, selection, validate,
                               ReplayOptions(dry_run=True)).run()
     assert dry.totals() == {"redriven": 12, "still_dead": 8, "not_selected": 4, "unreadable": 1}
-    assert read_all(kafka, catalog.requests("m"), idle=1.0) == []
+    assert read_all(kafka, catalog.requests("m"), idle=0.6) == []
 
     report = dead_letter_redrive(kafka, registry, checkpoints, "fix-1", window, selection, validate).run()
     assert report.totals() == dry.totals()
@@ -85,7 +88,7 @@ def test_fixed_dead_letters_go_home_and_the_rest_stay_dead(kafka, registry, make
     assert again.totals() == {"already_handled": 20, "still_dead": 8, "not_selected": 4, "unreadable": 1}
     third = [serde.decode(m.value()) for m in read_all(kafka, catalog.deadletter) if header(m, REDRIVE) == b"fix-2"]
     assert {d["attempt"] for d in third} == {3}
-    assert len(read_all(kafka, catalog.requests("m"), idle=1.0)) == 12  # nothing re-driven twice
+    assert len(read_all(kafka, catalog.requests("m"), idle=0.6)) == 12  # nothing re-driven twice
 
 
 def test_reason_filter_and_decode_only_validation(kafka, registry, make_topics, data_dir):
@@ -97,3 +100,20 @@ def test_reason_filter_and_decode_only_validation(kafka, registry, make_topics, 
     # Without a feature spec only decoding is checked: the requests now pass, and labels that
     # decode as GroundTruth would too, but b"label" does not.
     assert report.totals() == {"redriven": 3, "still_dead": 4, "not_selected": 17, "unreadable": 1}
+
+
+def test_cli_checks_requests_against_the_live_versions_feature_spec(kafka, registry, make_topics, config, capsys):
+    catalog = make_topics("m")
+    models = ModelRegistry(kafka, registry, config.data_dir)
+    models.register(b"artifact bytes (not run by a re-drive)", Manifest("m", "v1", SPEC, OutputSpec()))
+    write_dead_letters(kafka, registry, catalog)
+    code = main(["--bootstrap", kafka.bootstrap_servers, "--topic-prefix", kafka.topic_prefix,
+                 "--data-dir", str(config.data_dir), "replay", "dead-letters", "--processor", "worker",
+                 "--run-id", "cli", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"] == {"redriven": 12, "still_dead": 8, "not_selected": 4, "unreadable": 1}
+    serde = AvroSerde(registry, "DeadLetter")
+    reasons = collections.Counter(serde.decode(m.value())["reason"] for m in read_all(kafka, catalog.deadletter)
+                                  if header(m, REDRIVE) == b"cli")
+    assert reasons == {"undecodable": 5, "missing_feature": 3}

@@ -59,7 +59,7 @@ def test_dry_run_counts_per_partition_and_writes_nothing(kafka, data_dir, histor
     report = topic_replay(kafka, checkpoints, "dry", source, target, window, ReplayOptions(dry_run=True)).run()
     assert report.status == "dry-run"
     assert {p: c["sent"] for p, c in report.counts.items()} == {0: 10, 1: 10, 2: 10, 3: 10}
-    assert read_all(kafka, target, idle=1.0) == []
+    assert read_all(kafka, target, idle=0.6) == []
     assert checkpoints.load("dry") is None  # no checkpoint either
 
 

@@ -13,8 +13,11 @@ from datetime import datetime, timezone
 
 from rich.table import Table
 
+from processors.models import ModelRegistry
+from schemas.features import FeatureSpec
+from streams.errors import BrokerUnavailable
 from streams.replay import Checkpoints, ReplayOptions, ReplayReport, TimeRange
-from streams.replay.deadletter import DeadLetterFilter, dead_letter_redrive
+from streams.replay.deadletter import DeadLetterFilter, Validator, dead_letter_redrive
 from streams.replay.topic import topic_replay
 from streams.topics import TopicCatalog
 
@@ -113,9 +116,11 @@ def run_dead_letters(args, config) -> int:
     window = _window(args.start or "0", args.end)
     run_id = args.run_id or _new_run_id()
     selection = DeadLetterFilter(frozenset(args.reason), frozenset(args.processor), frozenset(args.source_topic))
+    registry = schema_registry(config)
     with _checkpoints(config) as checkpoints, _bar("re-drive dead letters") as on_progress:
-        replay = dead_letter_redrive(config.kafka, schema_registry(config), checkpoints, run_id, window,
-                                     selection, None, _options(args), args.include_handled, on_progress)
+        replay = dead_letter_redrive(config.kafka, registry, checkpoints, run_id, window, selection,
+                                     live_feature_specs(config, registry), _options(args), args.include_handled,
+                                     on_progress)
         _announce(run_id, args)
         report = replay.run()
     return _show(report, args)
@@ -140,6 +145,29 @@ def run_runs(args, config) -> int:
     if args.run_id:
         _partition_table(runs[0].ranges, runs[0].counts, runs[0].next_offsets)
     return 0
+
+
+def live_feature_specs(config, registry) -> Validator | None:
+    """Check re-driven requests against the feature spec of their model's live version, as the
+    worker will; None (decode only) when no model registry is reachable."""
+    try:
+        models = ModelRegistry(config.kafka, registry, config.data_dir, actor="replay")
+    except BrokerUnavailable:
+        err.print("no model registry (models topic missing): dead letters are checked by decoding only")
+        return None
+    specs: dict[str, FeatureSpec | None] = {}
+
+    def validate(record_name: str, record: dict) -> None:
+        if record_name != "InferenceRequest":
+            return
+        model = record["model"]
+        if model not in specs:
+            deployment = models.deployments().get(model)
+            live = deployment.live_version if deployment else None
+            specs[model] = models.manifest(model, live).features if live else None
+        if specs[model] is not None:
+            specs[model].check(record["numeric"], record["categorical"])
+    return validate
 
 
 class UnknownRun(LookupError):
