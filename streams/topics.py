@@ -32,6 +32,10 @@ class TopicCatalog:
     def predictions(self, model: str) -> str:
         return self._name(f"{model}.predictions")
 
+    def shadow(self, model: str) -> str:
+        """Shadow versions' predictions: recorded for comparison, never on the prediction topic."""
+        return self._name(f"{model}.shadow")
+
     def predictions_pattern(self) -> str:
         """Every model's predictions topic as one subscription (librdkafka: a leading ^ is a regex)."""
         return f"^{re.escape(self._s.topic_prefix)}.+\\.predictions$"
@@ -68,7 +72,7 @@ class TopicCatalog:
             return fixed[topic]
         if topic.startswith(self._s.topic_prefix) and topic.endswith(".requests"):
             return "InferenceRequest"
-        if topic.startswith(self._s.topic_prefix) and topic.endswith(".predictions"):
+        if topic.startswith(self._s.topic_prefix) and topic.endswith((".predictions", ".shadow")):
             return "Prediction"
         raise UnknownTopic(f"topic {topic} is not one of Flywheel's (prefix {self._s.topic_prefix!r})")
 
@@ -87,7 +91,8 @@ class TopicCatalog:
         ]
 
     def for_model(self, model: str) -> list[TopicSpec]:
-        return [self._spec(self.requests(model)), self._spec(self.predictions(model))]
+        return [self._spec(self.requests(model)), self._spec(self.predictions(model)),
+                self._spec(self.shadow(model))]
 
 
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 15.0) -> list[str]:

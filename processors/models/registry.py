@@ -31,6 +31,11 @@ class ModelRegistry:
         self._follower.catch_up()
         return self._follower.deployments()
 
+    def events(self) -> dict[str, dict]:
+        """The last ModelEvent of every model."""
+        self._follower.catch_up()
+        return dict(self._follower.events)
+
     def deployment(self, model: str) -> Deployment:
         found = self.deployments().get(model)
         if found is None:
@@ -64,6 +69,10 @@ class ModelRegistry:
         created = {v: Manifest.read(Path(r.manifest_path)).created_at for v, r in current.versions.items()}
         new, rolled_back = current.rollback(to, created)
         return self._emit(new, "ROLLED_BACK", rolled_back, reason, evidence)
+
+    def reject(self, model: str, version: str, reason: str, evidence=None) -> dict:
+        """Record that a candidate was refused; the deployment stays as it is."""
+        return self._emit(self.deployment(model), "REJECTED", version, reason, evidence)
 
     def _emit(self, state: Deployment, kind: str, version: str, reason: str, evidence) -> dict:
         event = state.to_event(kind, version, self.actor, reason, evidence)

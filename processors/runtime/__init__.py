@@ -5,11 +5,11 @@ from processors.runtime.commit import (BatchCommitter, CommitError, CommitTimeou
                                        FatalCommitError, TransactionAborted, batch_offsets)
 from processors.runtime.deadletter import DeadLetterWriter
 from processors.runtime.lag import LagTracker
-from processors.runtime.metrics import ProcessorMetrics, start_metrics_server
+from processors.runtime.metrics import BulkHistogram, ProcessorMetrics, start_metrics_server
 from processors.runtime.shutdown import stop_on_signals
 
 __all__ = [
     "BatchCommitter", "CommitError", "CommitTimeout", "DeliveryError", "FatalCommitError",
-    "TransactionAborted", "batch_offsets", "DeadLetterWriter", "LagTracker", "ProcessorMetrics",
+    "TransactionAborted", "batch_offsets", "BulkHistogram", "DeadLetterWriter", "LagTracker", "ProcessorMetrics",
     "start_metrics_server", "stop_on_signals",
 ]

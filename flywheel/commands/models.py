@@ -1,0 +1,136 @@
+"""`flywheel models`: register ONNX model versions and roll them out, back and forward."""
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from processors.models import Manifest, ModelRegistry
+from processors.models.errors import ManifestError
+
+from flywheel.console import err, print_json_line
+from flywheel.wiring import ensure_core_topics, schema_registry
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="register, list, deploy, promote and roll back model versions",
+                       description="Every change is a ModelEvent on the compacted `models` topic; running "
+                                   "workers hot-swap to it between two batches.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    r = actions.add_parser("register", help="register a model version (the first version of a model goes live)")
+    r.add_argument("model")
+    r.add_argument("version")
+    source = r.add_mutually_exclusive_group(required=True)
+    source.add_argument("--onnx", type=Path, metavar="FILE", help="the ONNX file (needs --manifest)")
+    source.add_argument("--synthetic", choices=["mlp", "gbt"],
+                        help="train a reference model on synthetic data (32 numeric features) and register it")
+    r.add_argument("--manifest", type=Path, metavar="FILE",
+                   help="JSON manifest: features, output, training_metrics, reference_profile ...")
+    r.add_argument("--reason", default="")
+    r.set_defaults(handler=run_register)
+
+    ls = actions.add_parser("list", help="every model's live, canary and shadow versions")
+    ls.add_argument("--json", action="store_true", help="one ModelEvent per line instead of a table")
+    ls.set_defaults(handler=run_list)
+
+    d = actions.add_parser("deploy", help="deploy a version as canary (a share of traffic) or shadow")
+    d.add_argument("model")
+    d.add_argument("version")
+    how = d.add_mutually_exclusive_group(required=True)
+    how.add_argument("--canary", type=float, metavar="PCT", help="percent of entities routed to this version")
+    how.add_argument("--shadow", action="store_true", help="predict on every request, never answer")
+    d.add_argument("--reason", default="")
+    d.set_defaults(handler=run_deploy)
+
+    pr = actions.add_parser("promote", help="make a version (default: the canary) live")
+    pr.add_argument("model")
+    pr.add_argument("version", nargs="?")
+    pr.add_argument("--reason", default="")
+    pr.set_defaults(handler=run_promote)
+
+    rb = actions.add_parser("rollback", help="drop the canary; without one, go back to the previous live version")
+    rb.add_argument("model")
+    rb.add_argument("--to", metavar="VERSION", help="the version to make live")
+    rb.add_argument("--reason", default="")
+    rb.set_defaults(handler=run_rollback)
+
+
+def _registry(config) -> ModelRegistry:
+    ensure_core_topics(config)
+    return ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="cli")
+
+
+def _done(event: dict) -> int:
+    err.print(f"[green]{event['kind'].lower()}[/] {event['model']} {event['version']}: live {event['live_version']}"
+              + (f", canary {event['canary_version']} at {event['canary_share'] * 100:g}%" if event["canary_version"] else "")
+              + (f", shadows {', '.join(event['shadow_versions'])}" if event["shadow_versions"] else ""))
+    return 0
+
+
+def run_register(args, config) -> int:
+    if args.synthetic:
+        from processors.training import synthetic, train
+        data = synthetic(20_000, seed=hash(args.version) % 1000)
+        trained = train(args.model, args.version, data.numeric, data.target, data.spec, kind=args.synthetic)
+        onnx_bytes, manifest = trained.onnx_bytes, trained.manifest
+    else:
+        if not args.manifest:
+            raise ManifestError("--onnx needs --manifest FILE (features and output spec)")
+        onnx_bytes = args.onnx.read_bytes()
+        try:
+            data = json.loads(args.manifest.read_text())
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{args.manifest} is not JSON: {e}") from None
+        manifest = Manifest.from_dict({**data, "model": args.model, "version": args.version})
+    ensure_core_topics(config, [args.model])
+    registry = _registry(config)
+    try:
+        return _done(registry.register(onnx_bytes, manifest, args.reason))
+    finally:
+        registry.close()
+
+
+def run_list(args, config) -> int:
+    registry = _registry(config)
+    try:
+        deployments = registry.deployments()
+        if args.json:
+            for model in sorted(deployments):
+                print_json_line(registry.events()[model])
+            return 0
+        table = Table("model", "live", "canary", "shadows", "versions")
+        for model, d in sorted(deployments.items()):
+            table.add_row(model, d.live_version or "-",
+                          f"{d.canary_version} ({d.canary_share * 100:g}%)" if d.canary_version else "-",
+                          ", ".join(d.shadow_versions) or "-", ", ".join(sorted(d.versions)))
+        err.print(table)
+        return 0
+    finally:
+        registry.close()
+
+
+def run_deploy(args, config) -> int:
+    registry = _registry(config)
+    try:
+        if args.shadow:
+            return _done(registry.shadow(args.model, args.version, args.reason))
+        return _done(registry.canary(args.model, args.version, args.canary / 100.0, args.reason))
+    finally:
+        registry.close()
+
+
+def run_promote(args, config) -> int:
+    registry = _registry(config)
+    try:
+        return _done(registry.promote(args.model, args.version, args.reason))
+    finally:
+        registry.close()
+
+
+def run_rollback(args, config) -> int:
+    registry = _registry(config)
+    try:
+        return _done(registry.rollback(args.model, args.to, args.reason))
+    finally:
+        registry.close()

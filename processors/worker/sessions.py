@@ -1,0 +1,117 @@
+"""Loaded model versions: a verified ONNX Runtime session per version with explicit options,
+and the model-level routing (live, canary share by entity hash, shadows)."""
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from processors.models import ArtifactStore, Deployment, Manifest, ManifestError, MatrixLayout
+
+ROLE_LIVE, ROLE_CANARY, ROLE_SHADOW = "LIVE", "CANARY", "SHADOW"
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+class LoadedVersion:
+    def __init__(self, manifest: Manifest, onnx_bytes: bytes, intra_op_threads: int = 1, cache_size: int = 0):
+        self.manifest = manifest
+        self.version = manifest.version
+        self.session = ort.InferenceSession(onnx_bytes, session_options(intra_op_threads),
+                                            providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in self.session.get_outputs()]
+        # Classifiers: the probability tensor only (skipping the string label output saves a copy).
+        wanted = "probabilities" if manifest.output.task == "classifier" else "variable"
+        self.output = wanted if wanted in outputs else outputs[-1]
+        self.input = manifest.input_name
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def run(self, matrix: np.ndarray) -> np.ndarray:
+        out = self.session.run([self.output], {self.input: matrix})[0]
+        return out.reshape(len(matrix), -1)
+
+    def run_cached(self, matrix: np.ndarray) -> tuple[np.ndarray, int]:
+        """Answers for every row, computing only rows not in the cache. Returns (answers, hits)."""
+        keys = [row.tobytes() for row in matrix]
+        found = [self._cache.get(k) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            fresh = self.run(matrix[missing])
+            for j, i in enumerate(missing):
+                found[i] = fresh[j]
+                self._cache[keys[i]] = fresh[j]
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return np.stack(found), len(keys) - len(missing)
+
+
+@dataclass
+class ServedModel:
+    """What one model serves right now. Replaced whole (never mutated) on a ModelEvent."""
+
+    deployment: Deployment
+    live: LoadedVersion
+    layout: MatrixLayout
+    canary: LoadedVersion | None = None
+    shadows: list[LoadedVersion] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.deployment.model
+
+    def roles(self) -> list[tuple[str, str]]:
+        out = [(self.live.version, ROLE_LIVE)]
+        if self.canary:
+            out.append((self.canary.version, ROLE_CANARY))
+        return out + [(s.version, ROLE_SHADOW) for s in self.shadows]
+
+    def canary_mask(self, entity_ids: list[str]) -> np.ndarray:
+        """Deterministic: an entity always lands on the same side for a given share."""
+        if self.canary is None or not entity_ids:
+            return np.zeros(len(entity_ids), dtype=bool)
+        threshold = int(self.deployment.canary_share * 2 ** 32)
+        return np.fromiter((zlib.crc32(e.encode()) < threshold for e in entity_ids), dtype=bool,
+                           count=len(entity_ids))
+
+
+class ModelLoader:
+    """Builds ServedModels from deployments, reusing sessions already loaded for unchanged
+    versions. A version whose artifact fails verification raises (TamperedModel)."""
+
+    def __init__(self, store: ArtifactStore, intra_op_threads: int = 1, cache_size: int = 0):
+        self.store = store
+        self.intra_op_threads = intra_op_threads
+        self.cache_size = cache_size
+
+    def build(self, deployment: Deployment, current: ServedModel | None) -> ServedModel | None:
+        if deployment.live_version is None:
+            return None
+        loaded = {v.version: v for v in ([current.live, current.canary, *current.shadows] if current else []) if v}
+        versions = {}
+        for version in deployment.serving:
+            ref = deployment.versions[version]
+            reuse = loaded.get(version)
+            if reuse is not None and reuse.manifest.sha256 == ref.sha256:
+                versions[version] = reuse
+            else:
+                manifest, data = self.store.load(ref.manifest_path, ref.sha256)
+                versions[version] = LoadedVersion(manifest, data, self.intra_op_threads, self.cache_size)
+        live = versions[deployment.live_version]
+        for v in versions.values():
+            if (v.manifest.features, v.manifest.categorical_encoding) != \
+                    (live.manifest.features, live.manifest.categorical_encoding):
+                raise ManifestError(f"{deployment.model}/{v.version} expects other features than live "
+                                    f"{live.version}: one worker batch feeds every version the same matrix")
+        return ServedModel(
+            deployment, live, MatrixLayout(live.manifest.features, live.manifest.categorical_encoding),
+            versions.get(deployment.canary_version) if deployment.canary_version else None,
+            [versions[v] for v in deployment.shadow_versions if v in versions])

@@ -1,0 +1,280 @@
+"""The inference worker: many models in one process, one consumer subscribed to every served
+model's request topic, batches split by topic, one ONNX Runtime call per model version.
+
+Per batch (see processors/runtime/commit.py for the commit protocol):
+  1. apply ModelEvents that arrived (hot swap between batches: the batch in hand finishes with
+     the versions it started with, the next one uses the new ones, nothing lost or repeated);
+  2. consume up to `max_batch` records (whatever is waiting; optionally wait `max_wait_ms` more);
+  3. per model: size check, decode, validate, build one float32 matrix; failures become dead
+     letters with the original bytes and headers;
+  4. route rows: canary share by crc32(entity id), live for the rest, shadows on every row;
+  5. produce Predictions (live, canary) to `<model>.predictions`, shadow ones to
+     `<model>.shadow`, flagged ones also to `review`; request headers (e.g. flywheel-replay)
+     travel onto the prediction;
+  6. commit outputs and input offsets together (exactly-once) or flush then commit
+     (at-least-once).
+"""
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from threading import Event
+
+import numpy as np
+from confluent_kafka import Message
+
+from schemas import AvroSerde
+from schemas.registry.base import SchemaRegistry
+from streams.clients import make_consumer, make_producer
+from streams.settings import KafkaSettings
+from streams.topics import TopicCatalog
+
+from processors.models import ArtifactStore, ModelFollower, ModelRegistryError
+from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
+from processors.worker.features import RequestDecoder
+from processors.worker.metrics import WorkerMetrics
+from processors.worker.outputs import Answers, interpret
+from processors.worker.sessions import ROLE_CANARY, ROLE_LIVE, ROLE_SHADOW, LoadedVersion, ModelLoader, ServedModel
+from processors.worker.settings import WorkerSettings
+
+PROCESSOR = "worker"
+log = logging.getLogger("flywheel.worker")
+
+# The transactional producer holds records until commit (linger far above a batch's life):
+# on a broker that shows aborted records to read_committed readers (Tansu 0.6), records that
+# never left the client before a crash cannot reappear.
+EXACTLY_ONCE_PRODUCER = {"linger.ms": 1000, "batch.size": 16_000_000}
+
+
+class InferenceWorker:
+    def __init__(self, settings: WorkerSettings, kafka: KafkaSettings, registry: SchemaRegistry, data_dir: Path,
+                 metrics: WorkerMetrics | None = None, stop: Event | None = None):
+        self.s = settings
+        self.catalog = TopicCatalog(kafka)
+        self.metrics = metrics or WorkerMetrics()
+        self.stop = stop or Event()
+        self.loader = ModelLoader(ArtifactStore(data_dir), settings.intra_op_threads, settings.cache_size)
+        self.follower = ModelFollower(kafka, registry)
+        self.requests = AvroSerde(registry, "InferenceRequest")
+        self.predictions = AvroSerde(registry, "Prediction")
+        self.reviews = AvroSerde(registry, "ReviewItem")
+        self.deadletters = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
+                                            self.metrics.dead_letters)
+        self.consumer = make_consumer(kafka, settings.group_id)
+        producer = make_producer(kafka, transactional_id=f"{settings.group_id}-{settings.instance_id}"
+                                 if settings.exactly_once else None,
+                                 **(EXACTLY_ONCE_PRODUCER if settings.exactly_once else {}))
+        self.committer = BatchCommitter(self.consumer, producer, settings.exactly_once, settings.commit_timeout_s)
+        self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
+        self.served: dict[str, ServedModel] = {}
+        self.decoders: dict[str, RequestDecoder] = {}
+        self.load_errors: dict[str, str] = {}
+        self._by_topic: dict[str, str] = {}
+        self._subscribed: tuple[str, ...] = ()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "InferenceWorker":
+        self.follower.catch_up()
+        self._apply(list(self.follower.events.values()))
+        return self
+
+    def run(self) -> None:
+        """Serve until the stop Event is set (SIGTERM/SIGINT), then leave cleanly."""
+        self.start()
+        try:
+            while not self.stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.committer.close()      # aborts a transaction left open; nothing is committed half
+        self.consumer.close()       # leaves the group so partitions move at once
+        self.follower.close()
+
+    # -- one batch -------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        events = self.follower.poll(0)
+        if events:
+            self._apply(events)
+        messages = self._consume()
+        self.lag.update()
+        if not messages:
+            return 0
+        good = [m for m in messages if m.error() is None]
+        for m in messages:
+            if m.error() is not None:
+                log.warning("consumer error: %s", m.error())
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in good:
+            by_topic[m.topic()].append(m)
+        latencies: dict[str, np.ndarray] = {}
+        self.committer.begin()
+        try:
+            for topic, batch in by_topic.items():
+                latencies[self._by_topic[topic]] = self._serve(self.served[self._by_topic[topic]], batch)
+            self.committer.commit(good)
+        except CommitError as e:
+            log.warning("%s", e)
+            return 0
+        except BaseException:
+            self.committer.abort(good)
+            raise
+        done_ms = time.time() * 1000
+        for model, event_times in latencies.items():
+            self.metrics.e2e_latency.observe_many((model,), (done_ms - event_times) / 1000.0)
+        return len(good)
+
+    def _consume(self) -> list[Message]:
+        if not self._subscribed:
+            self.stop.wait(self.s.idle_poll_ms / 1000)
+            return []
+        c = self.consumer
+        messages = c.consume(self.s.max_batch, 0)
+        if not messages:
+            messages = c.consume(1, self.s.idle_poll_ms / 1000)
+            if not messages:
+                return []
+            messages += c.consume(self.s.max_batch - 1, 0)
+        if self.s.max_wait_ms > 0 and len(messages) < self.s.max_batch:
+            messages += c.consume(self.s.max_batch - len(messages), self.s.max_wait_ms / 1000)
+        return messages
+
+    def _serve(self, served: ServedModel, messages: list[Message]) -> np.ndarray:
+        model = served.name
+        m = self.metrics
+        m.records_in.labels(PROCESSOR, model).inc(len(messages))
+        m.batch_size.observe((model,), len(messages))
+        batch = self.decoders[model].decode([msg.value() for msg in messages])
+        for failure in batch.failures:
+            self.deadletters.send_message(self.committer, messages[failure.index], failure.reason, failure.detail)
+        if not batch.records:
+            return np.empty(0)
+        records, matrix = batch.records, batch.matrix
+        canary = served.canary_mask([r["entity_id"] for r in records])
+        plan = [(served.live, ROLE_LIVE, np.flatnonzero(~canary))]
+        if served.canary is not None:
+            plan.append((served.canary, ROLE_CANARY, np.flatnonzero(canary)))
+        plan += [(shadow, ROLE_SHADOW, None) for shadow in served.shadows]
+        predicted_at = int(time.time() * 1000)
+        numeric = self._numeric_echo(served, records, matrix)
+        source = [messages[i] for i in batch.indices]
+        for version, role, rows in plan:
+            if rows is not None and len(rows) == 0:
+                continue
+            x = matrix if rows is None else matrix[rows]
+            answers, seconds = self._predict(model, version, x)
+            picked = range(len(records)) if rows is None else rows.tolist()
+            self._produce(served, version, role, answers, picked, records, numeric, source, predicted_at,
+                          int(seconds * 1e6), len(records))
+        return np.fromiter((r["event_time"] for r in records), dtype=np.float64, count=len(records))
+
+    def _predict(self, model: str, version: LoadedVersion, x: np.ndarray) -> tuple[Answers, float]:
+        started = time.perf_counter()
+        if version.cache_size:
+            out, hits = version.run_cached(x)
+            self.metrics.cache_lookups.labels(model).inc(len(x))
+            self.metrics.cache_hits.labels(model).inc(hits)
+        else:
+            out = version.run(x)
+        seconds = time.perf_counter() - started
+        self.metrics.ort_seconds.observe((model, version.version), seconds)
+        return interpret(version, out), seconds
+
+    def _numeric_echo(self, served: ServedModel, records: list[dict], matrix: np.ndarray) -> list[dict]:
+        """The numeric features each prediction saw (the joiner stores them with it)."""
+        names = served.layout.numeric
+        out = []
+        rows = None
+        for j, r in enumerate(records):
+            if r.get("dense") is None:
+                out.append(r["numeric"])
+            else:
+                if rows is None:
+                    rows = matrix[:, :len(names)].astype(np.float64).tolist()
+                out.append(dict(zip(names, rows[j])))
+        return out
+
+    def _produce(self, served: ServedModel, version: LoadedVersion, role: str, answers: Answers, picked,
+                 records: list[dict], numeric: list[dict], source: list[Message], predicted_at: int,
+                 inference_us: int, batch_size: int) -> None:
+        model = served.name
+        topic = self.catalog.shadow(model) if role == ROLE_SHADOW else self.catalog.predictions(model)
+        encode = self.predictions.encode
+        produce = self.committer.produce
+        for k, j in enumerate(picked):
+            r = records[j]
+            msg = source[j]
+            flags = answers.flags[k]
+            prediction = {
+                "request_id": r["request_id"], "entity_id": r["entity_id"], "model": model,
+                "model_version": version.version, "role": role, "event_time": r["event_time"],
+                "predicted_at": predicted_at, "label": answers.labels[k], "value": answers.values[k],
+                "scores": answers.scores[k], "confidence": answers.confidence[k], "flags": flags,
+                "numeric": numeric[j], "categorical": r["categorical"], "feature_sources": {},
+                "inference_us": inference_us, "batch_size": batch_size,
+            }
+            produce(topic, encode(prediction), msg.key(), msg.headers())
+            if flags and role != ROLE_SHADOW:
+                self._review(prediction, msg)
+        self.metrics.predictions.labels(model, version.version, role).inc(len(picked))
+
+    def _review(self, prediction: dict, msg: Message) -> None:
+        item = {k: prediction[k] for k in ("request_id", "entity_id", "model", "model_version", "label", "value",
+                                           "confidence", "numeric", "categorical")}
+        item["reasons"] = prediction["flags"]
+        item["created_at"] = prediction["predicted_at"]
+        self.committer.produce(self.catalog.review, self.reviews.encode(item), prediction["request_id"].encode(),
+                               msg.headers())
+        for reason in prediction["flags"]:
+            self.metrics.review_items.labels(prediction["model"], reason).inc()
+
+    # -- model events ----------------------------------------------------------------------------
+
+    def _wanted(self, model: str) -> bool:
+        return not self.s.models or model in self.s.models
+
+    def _apply(self, events: list[dict]) -> None:
+        latest = {e["model"]: e for e in events if self._wanted(e["model"])}
+        for e in events:
+            if self._wanted(e["model"]):
+                self.metrics.model_events.labels(e["model"], e["kind"]).inc()
+        deployments = self.follower.deployments()
+        for model in latest:
+            current = self.served.get(model)
+            try:
+                served = self.loader.build(deployments[model], current)
+            except ModelRegistryError as e:
+                self.load_errors[model] = str(e)
+                self.metrics.model_events.labels(model, "LOAD_FAILED").inc()
+                log.error("%s (keeping %s)", e, "what it served" if current else "the model unserved")
+                continue
+            self.load_errors.pop(model, None)
+            self._swap(model, current, served)
+        self._resubscribe()
+
+    def _swap(self, model: str, current: ServedModel | None, served: ServedModel | None) -> None:
+        for version, role in (current.roles() if current else []):
+            self.metrics.version_info.remove(model, version, role)
+        if served is None:
+            self.served.pop(model, None)
+            self.decoders.pop(model, None)
+            return
+        self.served[model] = served
+        self.decoders[model] = RequestDecoder(self.requests, served.layout, self.s.max_request_bytes)
+        for version, role in served.roles():
+            self.metrics.version_info.labels(model, version, role).set(1)
+        log.info("%s serves %s", model, ", ".join(f"{v} ({r.lower()})" for v, r in served.roles()))
+
+    def _resubscribe(self) -> None:
+        self._by_topic = {self.catalog.requests(m): m for m in self.served}
+        topics = tuple(sorted(self._by_topic))
+        if topics == self._subscribed:
+            return
+        if topics:
+            self.consumer.subscribe(list(topics))
+        else:
+            self.consumer.unsubscribe()
+        self._subscribed = topics
