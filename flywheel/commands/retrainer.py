@@ -1,0 +1,42 @@
+"""`flywheel retrainer`: turn RetrainRequested into validated canaries (runs until stopped)."""
+import logging
+
+from feature_store import StoreSettings, open_store
+from processors.models import ModelRegistry
+from processors.retrainer.process import Retrainer, RetrainerMetrics, RetrainerSettings
+from processors.runtime import start_metrics_server, stop_on_signals
+
+from flywheel.console import err
+from flywheel.stack import ProcessSpec
+from flywheel.wiring import schema_registry
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrainer", help="train, validate and canary new model versions (runs until stopped)",
+                       description="Consumes the retrain topic. For each request: export the feedback it names, "
+                                   "train a candidate ([retrainer] trainer = reference:mlp|reference:gbt|"
+                                   "python:module:function|command:CMD {dataset} {output}), validate it against "
+                                   "the live version on the most recent held-out feedback, and register and "
+                                   "deploy it as a canary if it is better by min_improvement; else record a "
+                                   "REJECTED model event. Settings: [retrainer] or FLYWHEEL_RETRAINER_<FIELD>.")
+    p.set_defaults(handler=run)
+
+
+def run(args, config) -> int:
+    settings = config.section(RetrainerSettings, "retrainer")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = RetrainerMetrics()
+    start_metrics_server(config.metrics_port, metrics.registry)
+    stop = stop_on_signals()
+    schemas = schema_registry(config)
+    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+        models = ModelRegistry(config.kafka, schemas, config.data_dir, actor="retrainer")
+        retrainer = Retrainer(config.kafka, schemas, store, models, settings, metrics, stop)
+        err.print(f"retrainer: trainer {settings.trainer}, metrics on :{config.metrics_port}")
+        retrainer.run()
+        models.close()
+    return 0
+
+
+def stack_processes(config) -> list[ProcessSpec]:
+    return [ProcessSpec("retrainer", ["retrainer"])]

@@ -1,0 +1,25 @@
+"""A model version's drift reference: its training data profiled with the monitor's sketches,
+plus the version's own predictions on that data, stored where the monitor looks for it."""
+import time
+
+import numpy as np
+
+from feature_store import FeatureStore, ReferenceProfile
+from processors.models import Manifest, MatrixLayout
+from processors.monitor.profile import build_reference
+from processors.training import Dataset
+from processors.worker.sessions import LoadedVersion
+
+
+def store_reference(store: FeatureStore, manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> None:
+    x = MatrixLayout(data.spec, manifest.categorical_encoding).build(data.numeric, data.categorical)
+    out = LoadedVersion(manifest, onnx_bytes).run(x)
+    if manifest.output.task == "classifier":
+        scores, labels = out.max(axis=1).tolist(), np.asarray(manifest.output.labels)[out.argmax(axis=1)].tolist()
+    else:
+        scores, labels = out[:, 0].tolist(), []
+    numeric = {f.name: data.numeric[:, i].tolist() for i, f in enumerate(data.spec.numeric)}
+    categorical = {f.name: data.categorical[i] for i, f in enumerate(data.spec.categorical)}
+    profile = build_reference(data.spec, numeric, categorical, scores, labels)
+    store.put_profile(ReferenceProfile(manifest.model, manifest.version, int(time.time() * 1000),
+                                       profile.to_bytes()))

@@ -1,0 +1,93 @@
+"""Pluggable trainers. A trainer gets a dataset file (see dataset.save) and writes an ONNX file.
+
+- `reference:mlp` / `reference:gbt`: the built-in scikit-learn trainer (skl2onnx).
+- `python:package.module:function`: calls function(dataset_path, output_path); it may return
+  a dict of training metrics.
+- `command:...`: a shell command with {dataset} and {output} placeholders, e.g.
+  `command:python train.py --data {dataset} --out {output}`.
+
+A classifier from a plugin must output probabilities in the incumbent's label order.
+"""
+import importlib
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from processors.models import Manifest, OutputSpec
+from processors.retrainer import dataset as datasets
+from processors.training import train as reference_train
+
+
+class TrainerFailed(Exception):
+    pass
+
+
+@dataclass
+class Candidate:
+    onnx_bytes: bytes
+    output: OutputSpec
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer(Protocol):
+    def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate: ...
+
+
+@dataclass
+class ReferenceTrainer:
+    kind: str = "mlp"
+
+    def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
+        data = datasets.load(dataset_path)
+        trained = reference_train(incumbent.model, "candidate", data.numeric, data.target, data.spec,
+                                  data.categorical, kind=self.kind, task=incumbent.output.task,
+                                  holdout=0.0, low_confidence=incumbent.output.low_confidence)
+        return Candidate(trained.onnx_bytes, trained.manifest.output, trained.manifest.training_metrics)
+
+
+@dataclass
+class PythonTrainer:
+    target: str   # package.module:function
+
+    def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
+        module_name, _, function_name = self.target.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as e:
+            raise TrainerFailed(f"trainer python:{self.target} cannot be loaded: {e}") from e
+        output = workdir / "model.onnx"
+        metrics = function(str(dataset_path), str(output)) or {}
+        return Candidate(_read_output(output, self.target), incumbent.output, dict(metrics))
+
+
+@dataclass
+class CommandTrainer:
+    command: str
+
+    def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
+        output = workdir / "model.onnx"
+        argv = [part.format(dataset=dataset_path, output=output) for part in shlex.split(self.command)]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise TrainerFailed(f"trainer command exited with {done.returncode}: {tail[0]}")
+        return Candidate(_read_output(output, self.command), incumbent.output)
+
+
+def make_trainer(spec: str) -> Trainer:
+    kind, _, rest = spec.partition(":")
+    if kind == "reference":
+        return ReferenceTrainer(rest or "mlp")
+    if kind == "python" and ":" in rest:
+        return PythonTrainer(rest)
+    if kind == "command" and rest.strip():
+        return CommandTrainer(rest)
+    raise TrainerFailed(f"trainer {spec!r} must be reference:mlp|gbt, python:module:function or command:...")
+
+
+def _read_output(path: Path, who: str) -> bytes:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise TrainerFailed(f"trainer {who} wrote no ONNX file at {path}")
+    return path.read_bytes()

@@ -1,0 +1,83 @@
+"""The rollout loop: every interval, for every model with a canary, compare canary and live
+version on the labelled feedback both received since the canary's first answer (the same
+period, so a drift hits both alike) and promote or roll back when the judge decides, as a
+ModelEvent carrying the evidence. Replayed traffic is not live evidence and is left out."""
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import Counter
+
+from feature_store import FeatureStore, FeedbackRecord, retrying, wall_clock_ms
+from processors.joiner.join import REPLAY_FLAG
+from processors.models import Deployment, ModelRegistry
+from processors.rollout.judge import Decision, JudgeSettings, Verdict, decide
+from processors.runtime import ProcessorMetrics
+
+log = logging.getLogger("flywheel.rollout")
+
+
+@dataclass
+class RolloutSettings:
+    """TOML [rollout], env FLYWHEEL_ROLLOUT_<FIELD>."""
+    min_labels: int = 200
+    max_labels: int = 2000
+    p_value: float = 0.01
+    interval_seconds: float = 5.0
+    lookback_seconds: float = 7 * 86_400.0
+
+    def judge(self) -> JudgeSettings:
+        return JudgeSettings(self.min_labels, self.max_labels, self.p_value)
+
+
+class RolloutMetrics(ProcessorMetrics):
+    def __post_init__(self):
+        super().__post_init__()
+        self.decisions = Counter("flywheel_rollout_decisions", "Canary decisions taken",
+                                 ["model", "verdict"], registry=self.registry)
+
+
+def losses(records: list[FeedbackRecord]) -> np.ndarray:
+    """0/1 error for classified records, squared error for regressed ones."""
+    return np.array([float(r.predicted_label != r.true_label) if r.true_label is not None
+                     else (r.predicted_value - r.true_value) ** 2 for r in records
+                     if r.true_label is not None or (r.true_value is not None and r.predicted_value is not None)])
+
+
+class Rollout:
+    def __init__(self, store: FeatureStore, models: ModelRegistry, settings: RolloutSettings,
+                 metrics: RolloutMetrics | None = None, stop: threading.Event | None = None, clock=wall_clock_ms):
+        self.store, self.models, self.settings, self.clock = store, models, settings, clock
+        self.metrics = metrics or RolloutMetrics()
+        self.stop = stop or threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.evaluate_all()
+            self.stop.wait(self.settings.interval_seconds)
+
+    def evaluate_all(self) -> dict[str, Decision]:
+        return {model: self.evaluate(d) for model, d in self.models.deployments().items() if d.canary_version}
+
+    def evaluate(self, deployment: Deployment) -> Decision:
+        canary, live = self._feedback(deployment.model, deployment.canary_version), \
+            self._feedback(deployment.model, deployment.live_version)
+        since = min((r.event_time for r in canary), default=self.clock())
+        live = [r for r in live if r.event_time >= since]
+        decision = decide(losses(canary), losses(live), self.settings.judge())
+        if decision.verdict is Verdict.PROMOTE:
+            self.models.promote(deployment.model, deployment.canary_version, decision.reason, decision.evidence)
+        elif decision.verdict is Verdict.ROLL_BACK:
+            self.models.rollback(deployment.model, None, decision.reason, decision.evidence)
+        if decision.verdict is not Verdict.WAIT:
+            self.metrics.decisions.labels(deployment.model, decision.verdict.value).inc()
+            log.info("%s canary %s: %s (%s)", deployment.model, deployment.canary_version,
+                     decision.verdict.value, decision.reason)
+        return decision
+
+    def _feedback(self, model: str, version: str) -> list[FeedbackRecord]:
+        now = self.clock()
+        start = now - int(self.settings.lookback_seconds * 1000)
+        return retrying(lambda: [r for r in self.store.feedback(model, start, now + 1, version)
+                                 if REPLAY_FLAG not in r.flags], stop=self.stop)

@@ -1,0 +1,71 @@
+"""The retrainer against the real broker and the embedded store: a better candidate becomes a
+canary with its reference profile; a worse one is rejected with the reason on the models topic."""
+import time
+
+import numpy as np
+import pytest
+
+from feature_store import StoreSettings, open_store
+from processors.models import ModelRegistry
+from processors.retrainer.process import Retrainer, RetrainerSettings
+from processors.simulator.concept import Concept
+from tests.retrain_helpers import feedback_rows, register_model
+
+
+@pytest.fixture
+def setup(kafka, registry, make_topics, data_dir):
+    make_topics("churn")
+    store = open_store(StoreSettings(), data_dir)
+    models = ModelRegistry(kafka, registry, data_dir, actor="test")
+    concept = Concept()
+    v1 = register_model(models, concept, "v1")
+    concept.drift()
+    now = int(time.time() * 1000)
+    drifted = concept.sample(1500, np.random.default_rng(3))
+    store.put_feedback(feedback_rows(v1, drifted, "v1", now - 60_000, step_ms=20))
+    yield store, models, now
+    models.close()
+    store.close()
+
+
+def _request(now: int, retrain_id: str = "abc123def") -> dict:
+    return {"retrain_id": retrain_id, "model": "churn", "base_version": "v1", "requested_at": now,
+            "requested_by": "test", "reasons": ["drift"], "metrics": {},
+            "dataset": {"start_time": now - 120_000, "end_time": now + 1, "hard_example_share": 0.2,
+                        "holdout_share": 0.25}}
+
+
+def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
+    store, models, now = setup
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings(canary_share=0.3))
+    assert retrainer.handle(_request(now)) == "accepted"
+    deployment = models.deployment("churn")
+    assert deployment.live_version == "v1" and deployment.canary_version not in (None, "v1")
+    assert deployment.canary_share == pytest.approx(0.3)
+    event = models._follower.events["churn"]
+    assert event["kind"] == "CANARY"
+    assert event["evidence"]["candidate_accuracy"] > event["evidence"]["incumbent_accuracy"] + 0.01
+    assert store.get_profile("churn", deployment.canary_version) is not None
+    record = store.get_retrain("churn", "abc123def")
+    assert record.status == "done" and record.new_version == deployment.canary_version
+    assert retrainer.handle(_request(now)) == "skipped"  # redelivered: nothing happens twice
+
+
+def test_a_worse_candidate_is_rejected_with_the_reason(setup, kafka, registry):
+    store, models, now = setup
+    settings = RetrainerSettings(trainer="python:tests.bad_trainer:train", min_improvement=0.01)
+    retrainer = Retrainer(kafka, registry, store, models, settings)
+    assert retrainer.handle(_request(now, "worse1")) == "rejected"
+    deployment = models.deployment("churn")
+    assert deployment.canary_version is None and deployment.live_version == "v1"
+    event = models._follower.events["churn"]
+    assert event["kind"] == "REJECTED" and "does not beat" in event["reason"]
+    assert store.get_retrain("churn", "worse1").status == "done"
+
+
+def test_a_broken_trainer_fails_the_request_and_says_why(setup, kafka, registry):
+    store, models, now = setup
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings(trainer="command:false"))
+    assert retrainer.handle(_request(now, "broken1")) == "failed"
+    record = store.get_retrain("churn", "broken1")
+    assert record.status == "failed" and "exited with 1" in record.detail
