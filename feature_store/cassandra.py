@@ -1,0 +1,254 @@
+"""The Cassandra backend (Apache Cassandra 4.0+), on cassandra-driver.
+
+Data statements are prepared once per table and marked idempotent (every one is an upsert,
+select or delete by full key with bound values: no counters, no now(), no list appends), so
+the driver's retries and our callers' retries are safe. Batches run with bounded concurrency
+(`execute_concurrent_with_args`, settings.concurrency in flight); queries are routed
+token-aware within the local DC; the consistency level is a setting (LOCAL_QUORUM default).
+Schema: the files under feature_store/cql, applied in name order by `migrate()` and recorded
+in schema_migrations (DDL cannot be prepared; it is the only non-prepared CQL we send).
+"""
+import json
+import re
+import ssl
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from cassandra import (ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut,
+                       ReadTimeout, RequestExecutionException, Unavailable, WriteTimeout)
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement, SimpleStatement, dict_factory
+
+from feature_store.base import Clock, FeatureStore, Row
+from feature_store.errors import (StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout,
+                                  StoreUnavailable)
+from feature_store.schema import JSON_COLUMNS, Table, migrations, pending, tables
+from feature_store.settings import StoreSettings
+
+PAGE = 1000   # rows per page of a range read
+
+
+def open_backend(settings: StoreSettings, data_dir: Path, clock: Clock) -> "CassandraStore":
+    return CassandraStore(settings, clock)
+
+
+# ---- the CQL we prepare, derived from the table definitions
+def insert_cql(t: Table) -> str:
+    return (f"INSERT INTO {t.name} ({', '.join(t.columns)}) "
+            f"VALUES ({', '.join('?' * len(t.columns))}) USING TTL ?")
+
+
+def select_cql(t: Table, width: int) -> str:
+    where = " AND ".join(f"{c} = ?" for c in t.primary_key[:width])
+    return f"SELECT {', '.join(t.columns)} FROM {t.name} WHERE {where}"
+
+
+def range_cql(t: Table) -> str:
+    first = t.clustering[0]
+    return f"{select_cql(t, len(t.partition_key))} AND {first} >= ? AND {first} < ?"
+
+
+def delete_cql(t: Table) -> str:
+    return f"DELETE FROM {t.name} WHERE {' AND '.join(f'{c} = ?' for c in t.primary_key)}"
+
+
+class IdempotentRetryPolicy(RetryPolicy):
+    """Retry a timed-out write or a failed request once, and only for statements marked
+    idempotent; otherwise the error goes to the caller (who retries through feature_store.retry)."""
+
+    def on_write_timeout(self, query, consistency, write_type, required_responses,
+                         received_responses, retry_num):
+        if retry_num == 0 and getattr(query, "is_idempotent", False):
+            return self.RETRY, consistency
+        return self.RETHROW, None
+
+    def on_request_error(self, query, consistency, error, retry_num):
+        if retry_num == 0 and getattr(query, "is_idempotent", False):
+            return self.RETRY_NEXT_HOST, None
+        return self.RETHROW, None
+
+
+class CassandraStore(FeatureStore):
+    backend = "cassandra"
+
+    def __init__(self, settings: StoreSettings, clock: Clock):
+        super().__init__(settings, clock)
+        if not settings.cassandra_hosts:
+            raise StoreConfigError("store backend cassandra needs cassandra_hosts "
+                                   "(FLYWHEEL_CASSANDRA_HOSTS=host1,host2)")
+        if not re.fullmatch(r"[A-Za-z]\w{0,47}", settings.keyspace):
+            raise StoreConfigError(f"keyspace {settings.keyspace!r} is not a valid CQL name")
+        self.cluster = make_cluster(settings)
+        self._prepared: dict[tuple, PreparedStatement] = {}
+        try:
+            with self._errors():
+                self.session = self.cluster.connect()
+        except StoreError:
+            self.cluster.shutdown()
+            raise
+        try:
+            with self._errors():
+                self.session.set_keyspace(settings.keyspace)
+        except StoreNotMigrated:
+            pass   # migrate() creates it; data calls before that raise StoreNotMigrated
+
+    def __repr__(self) -> str:
+        return f"CassandraStore({','.join(self.settings.cassandra_hosts)}/{self.settings.keyspace})"
+
+    # ---- lifecycle
+    def migrate(self) -> list[str]:
+        ks = self.settings.keyspace
+        with self._errors():
+            self.session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
+                                 f"{replication_cql(self.settings.replication)}")
+            self.session.set_keyspace(ks)
+            for statement in migrations()[0].statements:   # the ledger itself
+                self.session.execute(statement)
+            applied = {r["name"]: r["checksum"] for r in
+                       self.session.execute("SELECT name, checksum FROM schema_migrations")}
+            todo = pending(applied)
+            for migration in todo:
+                for statement in migration.statements:
+                    self.session.execute(SimpleStatement(statement, is_idempotent=True))
+                self._upsert("schema_migrations", [{"name": migration.name, "checksum": migration.checksum,
+                                                    "applied_at": self.clock()}])
+            self.cluster.control_connection.wait_for_schema_agreement()
+        return [m.name for m in todo]
+
+    def close(self) -> None:
+        self.cluster.shutdown()
+
+    # ---- primitives
+    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
+        t = tables()[table]
+        ttl = int(ttl_s or 0)
+        self._run(self._statement(table, "insert"),
+                  [tuple(_encode(c, row[c]) for c in t.columns) + (ttl,) for row in rows])
+
+    def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
+        t = tables()[table]
+        out: list[Row] = []
+        for width in sorted({len(k) for k in keys}):
+            group = [k for k in keys if len(k) == width]
+            for result in self._run(self._statement(table, "select", width), group):
+                out.extend(_decode(t, row) for row in result)
+        return out
+
+    def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
+        t = tables()[table]
+        statement = self._statement(table, "range").bind((*partition, start, end))
+        statement.fetch_size = PAGE
+        with self._errors():
+            result = self.session.execute(statement)
+        rows = iter(result)   # the driver fetches the next page when this one is consumed
+        while True:
+            with self._errors():
+                row = next(rows, None)
+            if row is None:
+                return
+            yield _decode(t, row)
+
+    def _delete(self, table: str, keys: Sequence[tuple]) -> None:
+        self._run(self._statement(table, "delete"), keys)
+
+    # ---- statements, concurrency, errors
+    def _statement(self, table: str, kind: str, width: int = 0) -> PreparedStatement:
+        key = (table, kind, width)
+        if key not in self._prepared:
+            t = tables()[table]
+            cql = {"insert": lambda: insert_cql(t), "select": lambda: select_cql(t, width),
+                   "range": lambda: range_cql(t), "delete": lambda: delete_cql(t)}[kind]()
+            with self._errors():
+                prepared = self.session.prepare(cql)
+            prepared.is_idempotent = True
+            self._prepared[key] = prepared
+        return self._prepared[key]
+
+    def _run(self, statement: PreparedStatement, params: Sequence[tuple]) -> list:
+        if not params:
+            return []
+        with self._errors():
+            results = execute_concurrent_with_args(self.session, statement, params,
+                                                   concurrency=self.settings.concurrency,
+                                                   raise_on_first_error=True)
+        return [result for _, result in results]
+
+    @contextmanager
+    def _errors(self):
+        try:
+            yield
+        except (OperationTimedOut, ReadTimeout, WriteTimeout) as e:
+            raise StoreTimeout(f"{self!r}: {type(e).__name__}: {e}") from e
+        except (NoHostAvailable, Unavailable) as e:
+            raise StoreUnavailable(f"{self!r}: {type(e).__name__}: {e}") from e
+        except InvalidRequest as e:
+            text = str(e)
+            if "unconfigured table" in text or "does not exist" in text or "No keyspace" in text:
+                raise StoreNotMigrated(f"{self!r}: {text}; run `flywheel store migrate`") from e
+            raise StoreError(f"{self!r}: {text}") from e
+        except RequestExecutionException as e:   # overloaded, bootstrapping, truncate errors
+            raise StoreUnavailable(f"{self!r}: {type(e).__name__}: {e}") from e
+        except DriverException as e:
+            raise StoreError(f"{self!r}: {type(e).__name__}: {e}") from e
+
+
+def make_cluster(settings: StoreSettings) -> Cluster:
+    consistency = ConsistencyLevel.name_to_value.get(settings.consistency.upper())
+    if consistency is None:
+        raise StoreConfigError(f"consistency {settings.consistency!r} is not one of "
+                               f"{', '.join(ConsistencyLevel.name_to_value)}")
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
+        retry_policy=IdempotentRetryPolicy(), consistency_level=consistency,
+        request_timeout=settings.request_timeout_s, row_factory=dict_factory)
+    auth = (PlainTextAuthProvider(settings.username, settings.password) if settings.username else None)
+    return Cluster(contact_points=settings.cassandra_hosts, port=settings.cassandra_port,
+                   execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=auth,
+                   ssl_context=tls_context(settings), connect_timeout=settings.connect_timeout_s)
+
+
+def tls_context(settings: StoreSettings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+        context.check_hostname = settings.tls_verify_hostname
+        if settings.tls_cert_file:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
+    except (OSError, ssl.SSLError) as e:
+        raise StoreConfigError(f"store TLS settings: {e}") from e
+    return context
+
+
+def replication_cql(replication: dict) -> str:
+    """{'class': 'NetworkTopologyStrategy', 'dc1': 3} as a CQL map literal."""
+    if "class" not in replication:
+        raise StoreConfigError(f"store replication {replication!r} has no 'class'")
+    items = []
+    for key, value in replication.items():
+        if not re.fullmatch(r"[\w.\-]+", str(key)) or not re.fullmatch(r"[\w.\-]+", str(value)):
+            raise StoreConfigError(f"store replication entry {key!r}: {value!r} is not a plain name or number")
+        items.append(f"'{key}': '{value}'")
+    return "{" + ", ".join(items) + "}"
+
+
+def _encode(column: str, value: Any) -> Any:
+    return json.dumps(value) if column in JSON_COLUMNS and value is not None else value
+
+
+def _decode(t: Table, row: dict) -> Row:
+    out = {}
+    for column, kind in t.columns.items():
+        value = row[column]
+        if column in JSON_COLUMNS and value is not None:
+            value = json.loads(value)
+        elif kind.startswith("frozen<map"):
+            value = dict(value or {})
+        elif kind.startswith("frozen<list"):
+            value = list(value or [])
+        out[column] = value
+    return out
