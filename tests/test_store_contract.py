@@ -1,0 +1,198 @@
+"""The store contract: every backend must pass these. The embedded backend always runs them;
+Cassandra runs them when FLYWHEEL_CASSANDRA_HOSTS is set (and is skipped, saying so, otherwise)."""
+import multiprocessing
+import random
+
+import pytest
+
+from feature_store import (FeedbackRecord, OnlineFeatures, PendingLabel, PredictionRecord,
+                           ReferenceProfile, RetrainRecord, WindowMetrics)
+from feature_store.settings import DAY_MS, HOUR_MS
+from store_harness import T0, drop, make_backend, write_from_process
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
+def backend(request, tmp_path):
+    return make_backend(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(backend):
+    s = backend.open()
+    s.migrate()
+    yield s
+    drop(backend, s)
+    s.close()
+
+
+def feedback(request_id, event_time, version="v1", label="a", labelled_at=None, **kw):
+    return FeedbackRecord(request_id, f"e-{request_id}", "m", version, event_time=event_time,
+                          predicted_at=event_time + 5, labelled_at=labelled_at or event_time + 60_000,
+                          true_label=label, predicted_label="a", scores={"a": 0.7, "b": 0.3},
+                          numeric={"x": 1.5, "gone": None}, categorical={"c": "red", "n": None}, **kw)
+
+
+# ---- online features
+def test_online_batch_read_returns_present_ids_and_omits_missing(store):
+    store.put_online("profile", [OnlineFeatures(f"u{i}", {"age": 30.0 + i, "city": "Oslo", "z": None}, T0)
+                                 for i in range(3)])
+    got = store.get_online("profile", ["u0", "nobody", "u2", "u0", "u1", "ghost"])
+    assert sorted(got) == ["u0", "u1", "u2"]
+    assert got["u2"].features == {"age": 32.0, "city": "Oslo", "z": None}
+    assert store.get_online("other-group", ["u0"]) == {}
+    assert store.get_online("profile", []) == {}
+
+
+def test_online_writes_are_idempotent_and_replace_by_key(store):
+    row = OnlineFeatures("u1", {"age": 30.0}, T0)
+    store.put_online("profile", [row])
+    store.put_online("profile", [row])
+    assert store.get_online("profile", ["u1"]) == {"u1": row}
+    newer = OnlineFeatures("u1", {"age": 31.0, "tier": "gold"}, T0 + 1)
+    store.put_online("profile", [newer])
+    assert store.get_online("profile", ["u1"]) == {"u1": newer}
+
+
+def test_online_rows_expire_after_their_ttl(store, backend):
+    store.put_online("g", [OnlineFeatures("short", {"x": 1.0}, T0)], ttl_s=2)
+    store.put_online("g", [OnlineFeatures("long", {"x": 2.0}, T0)], ttl_s=3600)
+    store.put_online("g", [OnlineFeatures("forever", {"x": 3.0}, T0)])
+    assert sorted(store.get_online("g", ["short", "long", "forever"])) == ["forever", "long", "short"]
+    backend.advance(3.5)
+    assert sorted(store.get_online("g", ["short", "long", "forever"])) == ["forever", "long"]
+
+
+# ---- predictions and pending labels
+def test_predictions_keep_every_version_per_request_and_round_trip(store):
+    live = PredictionRecord("r1", "e1", "m", "v1", event_time=T0, predicted_at=T0 + 3, role="LIVE",
+                            label="a", scores={"a": 0.9, "b": 0.1}, confidence=0.9, flags=["low_margin"],
+                            numeric={"x": 1.0, "y": None}, categorical={"c": "red", "d": None},
+                            feature_sources={"x": "request", "c": "online:profile"}, replay=True)
+    shadow = PredictionRecord("r1", "e1", "m", "v2", event_time=T0, predicted_at=T0 + 4, role="SHADOW", value=2.5)
+    store.put_predictions([live, shadow])
+    store.put_predictions([live])
+    got = store.get_predictions(["r1", "missing"])
+    assert list(got) == ["r1"]
+    assert sorted(got["r1"], key=lambda p: p.model_version) == [live, shadow]
+
+
+def test_predictions_expire_when_written_with_a_ttl(store, backend):
+    store.put_predictions([PredictionRecord("r1", "e1", "m", "v1", T0, T0)], ttl_s=2)
+    store.put_predictions([PredictionRecord("r2", "e2", "m", "v1", T0, T0)])
+    backend.advance(3.5)
+    assert list(store.get_predictions(["r1", "r2"])) == ["r2"]
+
+
+def test_pending_labels_replace_expire_and_delete(store, backend):
+    store.put_pending([PendingLabel("r1", T0, model="m", label="a", source="app")], ttl_s=3600)
+    store.put_pending([PendingLabel("r1", T0 + 5, model="m", label="b", source="person")], ttl_s=3600)
+    store.put_pending([PendingLabel("r2", T0, value=4.2)], ttl_s=2)
+    store.put_pending([PendingLabel("r3", T0, label="c")], ttl_s=3600)
+    got = store.get_pending(["r1", "r2", "r3", "r4"])
+    assert got["r1"] == PendingLabel("r1", T0 + 5, model="m", label="b", source="person")
+    assert got["r2"].value == 4.2 and sorted(got) == ["r1", "r2", "r3"]
+    store.delete_pending(["r3", "never-there"])
+    backend.advance(3.5)
+    assert list(store.get_pending(["r1", "r2", "r3"])) == ["r1"]
+
+
+# ---- feedback
+def test_feedback_write_is_idempotent_and_a_new_label_counts(store):
+    first = feedback("r1", T0, label="a")
+    assert [r.label_count for r in store.put_feedback([first])] == [1]
+    assert [r.label_count for r in store.put_feedback([first])] == [1]          # redelivery
+    relabel = feedback("r1", T0, label="b", labelled_at=T0 + 120_000)
+    assert [r.label_count for r in store.put_feedback([relabel])] == [2]
+    assert [r.label_count for r in store.put_feedback([relabel])] == [2]        # redelivery of the relabel
+    (stored,) = store.feedback("m", T0, T0 + 1)
+    assert stored == FeedbackRecord.from_dict({**relabel.to_dict(), "label_count": 2})
+
+
+def test_feedback_range_reads_are_ordered_across_bucket_boundaries(store):
+    start = (T0 // HOUR_MS) * HOUR_MS
+    times = [start - 1, start, start + 1, start + HOUR_MS - 1, start + HOUR_MS, start + 2 * HOUR_MS + 7,
+             start + 5 * HOUR_MS, start + 5 * HOUR_MS]          # two at the same time: request id breaks the tie
+    records = [feedback(f"r{i}", t, version="v1" if i % 2 else "v2") for i, t in enumerate(times)]
+    shuffled = records[:]
+    random.Random(7).shuffle(shuffled)
+    store.put_feedback(shuffled)
+    key = lambda r: (r.event_time, r.request_id, r.model_version)  # noqa: E731
+    everything = list(store.feedback("m", start - HOUR_MS, start + 6 * HOUR_MS))
+    assert [r.request_id for r in everything] == [r.request_id for r in sorted(records, key=key)]
+    window = list(store.feedback("m", start, start + 5 * HOUR_MS))           # end is exclusive
+    assert [r.event_time for r in window] == times[1:6]
+    v1 = list(store.feedback("m", start - HOUR_MS, start + 6 * HOUR_MS, version="v1"))
+    assert [r.request_id for r in v1] == [r.request_id for r in sorted(records, key=key) if r.model_version == "v1"]
+    assert sorted(store.feedback_versions("m")) == ["v1", "v2"]
+    assert list(store.feedback("other", start, start + HOUR_MS)) == []
+
+
+def test_feedback_range_read_pages_through_a_large_partition(store):
+    records = [feedback(f"r{i:05d}", T0 + (i // 3)) for i in range(2_600)]    # > 2 pages, ties included
+    for i in range(0, len(records), 500):
+        store.put_feedback(records[i:i + 500])
+    got = [(r.event_time, r.request_id) for r in store.feedback("m", T0, T0 + HOUR_MS, version="v1")]
+    assert got == sorted((r.event_time, r.request_id) for r in records)
+
+
+def test_feedback_that_moves_in_time_leaves_no_stale_row(store):
+    store.put_feedback([feedback("r1", T0)])
+    store.put_feedback([feedback("r1", T0 + 2 * HOUR_MS, label="b")])
+    assert [(r.event_time, r.label_count) for r in store.feedback("m", T0 - HOUR_MS, T0 + 3 * HOUR_MS)] == \
+        [(T0 + 2 * HOUR_MS, 2)]
+
+
+# ---- window metrics, profiles, retrain bookkeeping
+def test_window_metrics_are_ordered_across_day_buckets_and_idempotent(store):
+    day = (T0 // DAY_MS) * DAY_MS
+    starts = [day + DAY_MS - 60_000, day - 60_000, day + DAY_MS, day]
+    rows = [WindowMetrics("m", "v1", s, s + 60_000, {"accuracy": 0.9, "psi.x": 0.01}, {"n": 10, "top": ["a"]})
+            for s in starts]
+    store.put_metrics(rows)
+    store.put_metrics(rows[:1])
+    got = list(store.metrics("m", "v1", day - DAY_MS, day + 2 * DAY_MS))
+    assert [w.window_start for w in got] == sorted(starts)
+    assert got[0] == rows[1]
+    assert [w.window_start for w in store.metrics("m", "v1", day, day + DAY_MS)] == [day, day + DAY_MS - 60_000]
+    assert list(store.metrics("m", "v2", day - DAY_MS, day + 2 * DAY_MS)) == []
+
+
+def test_reference_profiles_by_model_version(store):
+    blob = bytes(range(256)) * 10
+    store.put_profile(ReferenceProfile("m", "v1", T0, blob))
+    store.put_profile(ReferenceProfile("m", "v1", T0, blob))
+    assert store.get_profile("m", "v1") == ReferenceProfile("m", "v1", T0, blob)
+    assert store.get_profile("m", "v2") is None
+
+
+def test_retrain_bookkeeping(store):
+    store.put_retrain(RetrainRecord("m", "b", "in_flight", requested_at=T0 + 10, updated_at=T0 + 10, reasons=["drift"]))
+    store.put_retrain(RetrainRecord("m", "a", "failed", requested_at=T0, updated_at=T0 + 5, detail="worse"))
+    done = RetrainRecord("m", "b", "done", requested_at=T0 + 10, updated_at=T0 + 99, base_version="v1",
+                         new_version="v2", reasons=["drift"])
+    store.put_retrain(done)
+    assert [(r.retrain_id, r.status) for r in store.retrains("m")] == [("a", "failed"), ("b", "done")]
+    assert store.get_retrain("m", "b") == done
+    assert store.get_retrain("m", "zzz") is None and store.retrains("other") == []
+    assert store.last_retrain("m") is None
+    store.put_last_retrain("m", T0 + 99)
+    store.put_last_retrain("m", T0 + 99)
+    assert store.last_retrain("m") == T0 + 99
+
+
+# ---- several writers at once
+def test_two_processes_writing_at_once_lose_nothing(store, backend):
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    writers = [ctx.Process(target=write_from_process, args=(backend.settings, backend.data_dir, w, 400, go))
+               for w in ("p1", "p2")]
+    for p in writers:
+        p.start()
+    go.set()
+    for p in writers:
+        p.join(120)
+    assert [p.exitcode for p in writers] == [0, 0]
+    got = list(store.feedback("m", T0, T0 + 400 * 1000, version="v1"))
+    assert len(got) == 800
+    assert {(r.true_label, r.label_count) for r in got} == {("p1", 1), ("p2", 1)}
+    assert len(store.get_online("g", [f"shared-{j}" for j in range(400)])) == 400
