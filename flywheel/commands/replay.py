@@ -1,4 +1,5 @@
-"""`flywheel replay`: re-drive a topic's history, re-drive dead letters after a fix, list runs.
+"""`flywheel replay`: re-drive a topic's history, re-drive dead letters after a fix, backtest a
+model version on historical requests, list runs.
 
 Every run has a run id (printed at the start). Run the same command again with `--run-id ID`
 to resume an interrupted run: it continues where the checkpoint says, and records the
@@ -6,13 +7,17 @@ interrupted attempt already delivered are not sent twice. Checkpoints live in
 <data dir>/replay.sqlite.
 """
 import argparse
+import json
 import re
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 from rich.table import Table
 
+from feature_store import StoreSettings, open_store
+from processors.backtest import Backtest, BacktestPlan, BacktestReport
 from processors.models import ModelRegistry
 from schemas.features import FeatureSpec
 from streams.errors import BrokerUnavailable
@@ -43,6 +48,7 @@ def register(sub) -> None:
                "  flywheel replay topic -t fraud.requests --from 2026-11-20T10:00 --to-topic fraud.replay --rate 500\n"
                "  flywheel replay dead-letters --reason unseen_category --processor worker\n"
                "  flywheel replay topic -m fraud --from 2h --run-id replay-20261122-ab12   # resume\n"
+               "  flywheel replay backtest -m fraud --candidate v7 --from 7d --json\n"
                "  flywheel replay runs",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="replay_kind", metavar="SOURCE")
@@ -80,6 +86,27 @@ def register(sub) -> None:
     d.add_argument("--include-handled", action="store_true", help="also re-drive dead letters an earlier run handled")
     _common(d)
     d.set_defaults(handler=run_dead_letters)
+
+    b = kinds.add_parser("backtest", help="score a model version on historical requests against the store",
+                         description="The candidate version predicts, in this process (never on the live "
+                                     "prediction topic), on the requests the feedback store holds for the time "
+                                     "range, through the worker's decode and ONNX code. Its answers are scored "
+                                     "against the stored ground truth side by side with what production (the "
+                                     "baseline version, default: live) served on the same requests: primary metric, "
+                                     "every metric, per-slice differences, latency. Replayed traffic is left out.")
+    b.add_argument("-m", "--model", required=True, help="the model")
+    b.add_argument("--candidate", required=True, metavar="VERSION", help="the version to backtest")
+    b.add_argument("--baseline", metavar="VERSION", help="compare with this version (default: the live one)")
+    b.add_argument("--from", dest="start", required=True, metavar="TIME", help=f"event time from: {TIME_HELP}")
+    b.add_argument("--to", dest="end", metavar="TIME", help="event time before (default: now)")
+    b.add_argument("--slice-by", action="append", metavar="FEATURE",
+                   help="categorical feature to slice by (repeatable; default: every categorical feature)")
+    b.add_argument("--max-requests", type=_positive(int), metavar="N", help="score at most N requests")
+    b.add_argument("--batch-size", type=_positive(int), default=256, metavar="N",
+                   help="requests per ONNX Runtime call (default 256)")
+    b.add_argument("--json", action="store_true", help="print the report as one JSON line on stdout")
+    b.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
+    b.set_defaults(handler=run_backtest)
 
     r = kinds.add_parser("runs", help="list replay runs and their progress",
                          description="Runs recorded in <data dir>/replay.sqlite, or one run in detail.")
@@ -124,6 +151,57 @@ def run_dead_letters(args, config) -> int:
         _announce(run_id, args)
         report = replay.run()
     return _show(report, args)
+
+
+def run_backtest(args, config) -> int:
+    window = _window(args.start, args.end)
+    plan = BacktestPlan(args.model, args.candidate, window.start, window.end, args.baseline, args.slice_by,
+                        args.batch_size, args.max_requests)
+    registry = schema_registry(config)
+    models = ModelRegistry(config.kafka, registry, config.data_dir, actor="backtest")
+    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store, \
+            _bar(f"backtest {args.model}/{args.candidate}") as on_progress:
+        report = Backtest(store, models, registry).run(plan, on_progress)
+    models.close()
+    render_backtest(report)
+    if args.output:
+        Path(args.output).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if args.json:
+        print_json_line(report.to_dict())
+    return 0
+
+
+def render_backtest(report: BacktestReport) -> None:
+    err.print(f"backtest {report.model}: candidate {report.candidate} vs baseline {report.baseline}, "
+              f"{_iso(report.start)} → {_iso(report.end)}, {report.requests:,} requests scored"
+              + (f" ({', '.join(f'{k} {v:,}' for k, v in sorted(report.skipped.items()))} left out)"
+                 if report.skipped else ""))
+    metrics = Table("metric", f"baseline {report.baseline}", f"candidate {report.candidate}", "difference")
+    for name in sorted(set(report.baseline_metrics) | set(report.candidate_metrics),
+                       key=lambda n: (n != report.primary_metric, n)):
+        b, c = report.baseline_metrics.get(name), report.candidate_metrics.get(name)
+        label = f"[bold]{name}[/] (primary)" if name == report.primary_metric else name
+        metrics.add_row(label, _num(b), _num(c), _num(None if b is None or c is None else c - b, signed=True))
+    metrics.add_row("agreement", "", f"{report.agreement:.1%}", "")
+    err.print(metrics)
+    if report.slices:
+        per = Table("slice", "requests", f"{report.primary_metric} baseline", "candidate", "difference")
+        for row in report.slices:
+            per.add_row(row.name, f"{row.count:,}", _num(row.baseline), _num(row.candidate),
+                        _num(row.difference, signed=True))
+        err.print(per)
+    timing = Table("latency", "p50 ms", "p99 ms", "per request µs")
+    for name, lat in report.latency.items():
+        timing.add_row(f"{name}: {lat.what}", f"{lat.p50_ms:.3f}", f"{lat.p99_ms:.3f}",
+                       "" if lat.per_request_us is None else f"{lat.per_request_us:.1f}")
+    err.print(timing)
+    err.print(f"better on {report.primary_metric}: [bold]{report.better}[/]")
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def run_runs(args, config) -> int:
