@@ -125,29 +125,32 @@ class Join:
     def add_labels(self, labels: list[Label], park: bool = True) -> JoinResult:
         """Join labels with their stored predictions. Those without one wait in the store
         (`park`), or, when their wait is over (`park=False`), are returned as unknown and their
-        pending rows removed. Within one batch a later label for a request wins, as across batches."""
-        latest: dict[str, Label] = {}
-        for label in labels:
-            latest[label.request_id] = label
-        found = self.store.get_predictions(sorted(latest))
+        pending rows removed. Labels count in order, within a batch as across batches."""
+        found = self.store.get_predictions(sorted({lb.request_id for lb in labels}))
         result = JoinResult()
-        for request_id, label in latest.items():
-            preds = [p for p in found.get(request_id, []) if label_matches(label, p)]
+        parked: dict[str, Label] = {}
+        for label in labels:        # in order: the store counts a second label for a request
+            preds = [p for p in found.get(label.request_id, []) if label_matches(label, p)]
             if preds:
                 self._pair(label, preds, result)
+            elif park:
+                if label.request_id in parked and parked[label.request_id] != label:
+                    result.replaced_pending.append(label)
+                parked[label.request_id] = label
             else:
-                (result.waiting if park else result.unknown).append(label)
+                result.unknown.append(label)
+        result.waiting = list(parked.values())
         if result.waiting:
             self._park(result)
         self._store_feedback(result)
         if not park:
-            self._unpark(list(latest.values()))
+            self._unpark(labels)
         return result
 
     def _park(self, result: JoinResult) -> None:
         before = self.store.get_pending([lb.request_id for lb in result.waiting])
-        result.replaced_pending = [lb for lb in result.waiting if lb.request_id in before
-                                   and Label.from_pending(before[lb.request_id]) != lb]
+        result.replaced_pending += [lb for lb in result.waiting if lb.request_id in before
+                                    and Label.from_pending(before[lb.request_id]) != lb]
         self.store.put_pending([lb.pending() for lb in result.waiting], ttl_s=int(self.settings.join_window_seconds))
 
     def _unpark(self, labels: list[Label]) -> None:

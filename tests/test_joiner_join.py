@@ -1,0 +1,101 @@
+"""The join against the real embedded store: labels before and after their prediction, twice,
+late, for unknown requests; every version of a request joined; replays flagged."""
+import pytest
+
+from feature_store import StoreSettings, open_store
+from processors.joiner.join import REPLAY_FLAG, Join, JoinerSettings, Label, prediction_record
+
+T0 = 1_700_000_000_000
+HOUR = 3_600_000
+
+
+def prediction(request_id: str, version: str = "1", predicted_at: int = T0, replay: bool = False, **extra):
+    return prediction_record({"request_id": request_id, "entity_id": f"e-{request_id}", "model": "m",
+                              "model_version": version, "event_time": predicted_at - 5, "predicted_at": predicted_at,
+                              "label": "yes", "scores": {"yes": 0.7, "no": 0.3}, "confidence": 0.7,
+                              "numeric": {"x": 1.5}, "categorical": {"c": "a"}, **extra}, replay)
+
+
+def label(request_id: str, value: str = "yes", at: int = T0 + HOUR, replay: bool = False, model: str | None = "m"):
+    return Label(request_id, at, model, value, None, "test", replay)
+
+
+@pytest.fixture
+def join(data_dir):
+    with open_store(StoreSettings(), data_dir) as store:
+        yield Join(store, JoinerSettings(join_window_seconds=86_400))
+
+
+def stored(join: Join, request_id: str):
+    return [f for f in join.store.feedback("m", T0 - HOUR, T0 + HOUR) if f.request_id == request_id]
+
+
+def test_label_after_prediction_joins_with_features_and_times(join):
+    join.add_predictions([prediction("r1")])
+    result = join.add_labels([label("r1")])
+    assert [f.request_id for f in result.feedback] == ["r1"] and not result.waiting
+    [record] = stored(join, "r1")
+    assert (record.predicted_label, record.true_label, record.label_count) == ("yes", "yes", 1)
+    assert record.numeric == {"x": 1.5} and record.categorical == {"c": "a"} and record.scores["yes"] == 0.7
+    assert (record.event_time, record.predicted_at, record.labelled_at) == (T0 - 5, T0, T0 + HOUR)
+
+
+def test_label_before_prediction_waits_then_joins(join):
+    result = join.add_labels([label("r2", at=T0 - 1000)])
+    assert result.waiting == [label("r2", at=T0 - 1000)] and not result.feedback
+    assert "r2" in join.store.get_pending(["r2"])
+    joined = join.add_predictions([prediction("r2")])
+    assert [f.request_id for f in joined.feedback] == ["r2"]
+    assert join.store.get_pending(["r2"]) == {}
+    assert stored(join, "r2")[0].true_label == "yes"
+
+
+def test_redelivered_label_changes_nothing_and_a_new_label_replaces_and_counts(join):
+    join.add_predictions([prediction("r3")])
+    join.add_labels([label("r3", "no")])
+    join.add_labels([label("r3", "no")])
+    assert [(f.true_label, f.label_count) for f in stored(join, "r3")] == [("no", 1)]
+    join.add_labels([label("r3", "yes", at=T0 + 2 * HOUR)])
+    assert [(f.true_label, f.label_count) for f in stored(join, "r3")] == [("yes", 2)]
+
+
+def test_second_pending_label_replaces_the_first(join):
+    join.add_labels([label("r4", "no", at=T0 - 2000)])
+    result = join.add_labels([label("r4", "yes", at=T0 - 1000)])
+    assert result.replaced_pending == [label("r4", "yes", at=T0 - 1000)]
+    join.add_predictions([prediction("r4")])
+    assert [f.true_label for f in stored(join, "r4")] == ["yes"]
+
+
+def test_label_past_the_window_is_late(join):
+    join.add_predictions([prediction("r5")])
+    result = join.add_labels([label("r5", at=T0 + 25 * HOUR)])
+    assert [(lb.request_id, p.model_version) for lb, p in result.late] == [("r5", "1")]
+    assert not result.feedback and stored(join, "r5") == []
+
+
+def test_label_without_prediction_after_its_wait_is_unknown(join):
+    join.add_labels([label("r6")])
+    result = join.add_labels([label("r6")], park=False)
+    assert result.unknown == [label("r6")] and join.store.get_pending(["r6"]) == {}
+    # One whose prediction came meanwhile is joined instead.
+    join.add_labels([label("r7")])
+    join.store.put_predictions([prediction("r7")])
+    assert [f.request_id for f in join.add_labels([label("r7")], park=False).feedback] == ["r7"]
+
+
+def test_every_version_of_a_request_is_joined_and_other_models_are_not(join):
+    join.add_predictions([prediction("r8", "1"), prediction("r8", "2", role="CANARY")])
+    result = join.add_labels([label("r8")])
+    assert sorted(f.model_version for f in result.feedback) == ["1", "2"]
+    assert join.add_labels([label("r8", model="other")]).waiting != []
+
+
+def test_replays_are_stored_flagged(join):
+    join.add_predictions([prediction("r9", replay=True)])
+    join.add_labels([label("r9")])
+    join.add_predictions([prediction("r10")])
+    join.add_labels([label("r10", replay=True)])
+    assert REPLAY_FLAG in stored(join, "r9")[0].flags and REPLAY_FLAG in stored(join, "r10")[0].flags
+    join.add_labels([label("r11", replay=True)])
+    assert join.add_predictions([prediction("r11")]).feedback[0].flags == [REPLAY_FLAG]
