@@ -1,0 +1,101 @@
+"""The monitor process against the real broker and the embedded store: windows of predictions and
+feedback scored against the stored reference profile, written to the store and to Prometheus,
+replays left out."""
+import time
+
+import numpy as np
+import pytest
+
+from feature_store import ReferenceProfile, StoreSettings, open_store
+from processors.monitor.process import Monitor, MonitorSettings
+from processors.monitor.profile import build_reference
+from schemas import AvroSerde
+from schemas.features import Feature, FeatureSpec
+from streams.clients import make_producer
+from streams.replay.headers import REPLAY
+
+T0 = 1_800_000_000_000          # a window boundary for 10 s windows
+WINDOW = 10_000
+SPEC = FeatureSpec((Feature("x", min=-4, max=4), Feature("c", "categorical", categories=("a", "b"))))
+
+
+def _predictions(rng, n, start, shift=0.0):
+    x = rng.normal(shift, 1.0, n)
+    return [{"request_id": f"r{start}-{i}", "entity_id": "e", "model": "m", "model_version": "1",
+             "event_time": start + i, "predicted_at": start + i * (WINDOW // n), "label": "yes" if v > 0 else "no",
+             "confidence": float(1 / (1 + np.exp(-abs(v)))), "numeric": {"x": float(v)},
+             "categorical": {"c": str(rng.choice(["a", "b"]))}} for i, v in enumerate(x)]
+
+
+def _feedback(n, correct, start, flags=()):
+    return [{"request_id": f"f{start}-{i}", "entity_id": "e", "model": "m", "model_version": "1",
+             "predicted_label": "yes", "true_label": "yes" if i < correct else "no", "confidence": 0.8,
+             "scores": {"yes": 0.8, "no": 0.2}, "event_time": start, "predicted_at": start,
+             "labelled_at": start + i, "flags": list(flags)} for i in range(n)]
+
+
+@pytest.fixture
+def store(data_dir):
+    with open_store(StoreSettings(), data_dir) as s:
+        yield s
+
+
+def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_topics, store):
+    catalog = make_topics("m")
+    rng = np.random.default_rng(4)
+    ref_x = rng.normal(0, 1, 20_000)
+    reference = build_reference(SPEC, {"x": ref_x}, {"c": rng.choice(["a", "b"], 20_000)},
+                                scores=1 / (1 + np.exp(-np.abs(ref_x))), labels=np.where(ref_x > 0, "yes", "no"))
+    store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
+
+    producer = make_producer(kafka)
+    serde = {n: AvroSerde(registry, n) for n in ("Prediction", "FeedbackRecord")}
+
+    def send(topic, record_name, records, headers=None):
+        for r in records:
+            producer.produce(topic, serde[record_name].encode(r), r["request_id"].encode(), headers=headers)
+
+    send(catalog.predictions("m"), "Prediction", _predictions(rng, 500, T0))                 # window 0: as trained
+    send(catalog.predictions("m"), "Prediction", _predictions(rng, 500, T0 + WINDOW, 1.5))   # window 1: drifted
+    send(catalog.predictions("m"), "Prediction", _predictions(rng, 300, T0, 9.0), [(REPLAY, b"run")])
+    send(catalog.feedback, "FeedbackRecord", _feedback(200, 160, T0))
+    send(catalog.feedback, "FeedbackRecord", _feedback(50, 0, T0 + 1000, ["replay"]))         # replayed feedback
+    send(catalog.feedback, "FeedbackRecord", _feedback(50, 0, T0 + 2000), [(REPLAY, b"run")])
+    producer.flush(10)
+
+    now = {"ms": T0 + 1}
+    monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=10, grace_seconds=1, group_id="mon"),
+                      clock=lambda: now["ms"])
+    in_total = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
+        "flywheel_records_in_total", {"processor": "monitor", "model": "m"}) or 0
+    deadline = time.monotonic() + 30
+    while (in_total() < 1000 or monitor.windows.open_windows < 2) and time.monotonic() < deadline:
+        assert monitor.step() == []
+    time.sleep(0.5)
+    monitor.step()                     # anything still in flight
+    assert in_total() == 1000          # the replayed predictions are not live traffic
+    now["ms"] = T0 + 2 * WINDOW + 1000
+    results = {r.start_ms: r for r in monitor.step()}
+    assert sorted(results) == [T0, T0 + WINDOW]
+
+    calm, drifted = results[T0], results[T0 + WINDOW]
+    assert (calm.rows, calm.labelled, calm.drift_flagged) == (500, 200, False)
+    assert calm.performance.metrics["accuracy"] == pytest.approx(0.8)
+    assert "x" in drifted.flagged_features and drifted.labelled == 0
+    assert [q for q in calm.quality if q.violated] == []
+
+    rows = list(store.metrics("m", "1", T0, T0 + 3 * WINDOW))
+    assert [(r.window_start, r.values["rows"], r.values["drift_flagged"]) for r in rows] == \
+        [(T0, 500, 0.0), (T0 + WINDOW, 500, 1.0)]
+    assert rows[0].values["performance.accuracy"] == pytest.approx(0.8)
+    assert rows[1].detail["flagged_features"] == drifted.flagged_features
+
+    gauge = monitor.metrics.registry.get_sample_value
+    assert gauge("flywheel_drift_flagged", {"model": "m", "version": "1"}) == 1.0
+    assert gauge("flywheel_drift", {"model": "m", "version": "1", "feature": "x", "statistic": "psi"}) > 0.2
+    assert gauge("flywheel_model_performance", {"model": "m", "version": "1", "metric": "accuracy"}) == \
+        pytest.approx(0.8)
+    assert gauge("flywheel_data_quality", {"model": "m", "version": "1", "feature": "x",
+                                           "rule": "out_of_range"}) is not None
+    assert gauge("flywheel_labelled_examples", {"model": "m", "version": "1"}) == 0   # the last window's
+    monitor.close()
