@@ -1,0 +1,233 @@
+"""The stack's Prometheus endpoints, read twice and turned into figures: rates are the counters'
+change between two scrapes, latency percentiles come from the histogram buckets that filled in
+between (as Prometheus' histogram_quantile does), gauges are their latest value.
+
+Metric names are the contract documented in processors/runtime/metrics.py and the processors'
+metrics modules.
+"""
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from flywheel.stack import ProcessSpec
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    process: str
+    name: str                       # the sample's name, e.g. flywheel_records_in_total
+    labels: Labels
+    value: float
+
+    def label(self, key: str) -> str:
+        return dict(self.labels).get(key, "")
+
+
+@dataclass
+class Scrape:
+    at: float                                           # time.monotonic() of the scrape
+    samples: list[Sample] = field(default_factory=list)
+    down: dict[str, str] = field(default_factory=dict)  # process -> why its endpoint did not answer
+
+    def named(self, name: str) -> list[Sample]:
+        return [s for s in self.samples if s.name == name]
+
+
+def scrape(processes: list[ProcessSpec], timeout: float = 2.0) -> Scrape:
+    out = Scrape(time.monotonic())
+    for spec in processes:
+        url = f"http://127.0.0.1:{spec.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError) as e:
+            out.down[spec.name] = str(getattr(e, "reason", e))
+            continue
+        for family in text_string_to_metric_families(text):
+            out.samples += [Sample(spec.name, s.name, tuple(sorted(s.labels.items())), s.value)
+                            for s in family.samples]
+    return out
+
+
+@dataclass
+class ProcessFigures:
+    name: str
+    pid: int
+    port: int
+    up: bool
+    records_in_per_s: float = 0.0
+    lag: int = 0
+
+
+@dataclass
+class VersionFigures:
+    model: str
+    version: str
+    role: str                                   # from flywheel_model_version_info, else predictions
+    predictions_per_s: float = 0.0
+    predictions: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)   # the monitor's last closed window
+    labelled: float | None = None
+    drift_flagged: bool | None = None
+
+
+@dataclass
+class Latency:
+    p50: float | None
+    p99: float | None
+    observed: float                            # observations behind the percentiles
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    model: str
+    version: str
+    feature: str
+    statistics: dict[str, float]
+
+
+@dataclass
+class LiveFigures:
+    seconds: float                              # between the two scrapes
+    processes: list[ProcessFigures]
+    versions: list[VersionFigures]
+    requests_in_per_s: dict[str, float]         # by model: records the inference workers consumed
+    predictions_per_s: dict[str, float]         # by model
+    latency: dict[str, Latency]                 # by model
+    lag: dict[str, int]                         # by processor
+    drift: list[FeatureDrift]                   # most drifted first (PSI)
+    dead_letters: dict[str, float]              # by reason: totals
+    dead_letters_per_s: float
+    retrain_requests: dict[tuple[str, str], float]   # (model, reason) -> total
+    retrain_outcomes: dict[tuple[str, str], float]   # (model, outcome) -> total
+    model_events: dict[tuple[str, str], float]       # (model, kind) -> total seen by the emitting processes
+
+
+def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> LiveFigures:
+    seconds = max(after.at - before.at, 1e-9)
+    rate = _rates(before, after, seconds)
+    records_in, process_lag = defaultdict(float), defaultdict(float)
+    for s in after.named("flywheel_records_in_total"):
+        records_in[s.process] += rate.get(s, 0.0)
+    for s in after.named("flywheel_consumer_lag"):
+        process_lag[s.process] += s.value
+    procs = [ProcessFigures(p.name, p.pid, p.metrics_port, p.name not in after.down, records_in[p.name],
+                            int(process_lag[p.name])) for p in processes]
+    predictions = after.named("flywheel_predictions_total")
+    return LiveFigures(
+        seconds=seconds, processes=procs, versions=_versions(after, rate),
+        requests_in_per_s=_rate_by(rate, [s for s in after.named("flywheel_records_in_total")
+                                          if s.label("processor") == "worker"], "model"),
+        predictions_per_s=_rate_by(rate, predictions, "model"),
+        latency=_latencies(before, after),
+        lag={k: int(v) for k, v in _sum_by(after.named("flywheel_consumer_lag"), "processor").items()},
+        drift=_drift(after), dead_letters=_sum_by(after.named("flywheel_dead_letters_total"), "reason"),
+        dead_letters_per_s=sum(rate.get(s, 0.0) for s in after.named("flywheel_dead_letters_total")),
+        retrain_requests=_sum_by(after.named("flywheel_retrain_requests_total"), "model", "reason"),
+        retrain_outcomes=_sum_by(after.named("flywheel_retrain_outcomes_total"), "model", "outcome"),
+        model_events=_sum_by(after.named("flywheel_model_events_total"), "model", "kind"))
+
+
+def _rates(before: Scrape, after: Scrape, seconds: float) -> dict[Sample, float]:
+    """Per-second change of every sample present in both scrapes (a restarted process's counter
+    that went down counts from zero, as Prometheus' rate() does)."""
+    old = {(s.process, s.name, s.labels): s.value for s in before.samples}
+    out = {}
+    for s in after.samples:
+        previous = old.get((s.process, s.name, s.labels))
+        if previous is not None:
+            out[s] = (s.value - previous if s.value >= previous else s.value) / seconds
+    return out
+
+
+def _rate_by(rate: dict[Sample, float], samples: list[Sample], key: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for s in samples:
+        out[s.label(key)] += rate.get(s, 0.0)
+    return dict(out)
+
+
+def _sum_by(samples: list[Sample], *keys: str) -> dict:
+    out: dict = defaultdict(float)
+    for s in samples:
+        key = s.label(keys[0]) if len(keys) == 1 else tuple(s.label(k) for k in keys)
+        out[key] += s.value
+    return dict(out)
+
+
+def _versions(after: Scrape, rate: dict[Sample, float]) -> list[VersionFigures]:
+    found: dict[tuple[str, str], VersionFigures] = {}
+
+    def version(model: str, v: str, role: str = "") -> VersionFigures:
+        figures = found.setdefault((model, v), VersionFigures(model, v, role))
+        figures.role = figures.role or role
+        return figures
+
+    for s in after.named("flywheel_model_version_info"):
+        if s.value:
+            version(s.label("model"), s.label("version"), s.label("role"))
+    for s in after.named("flywheel_predictions_total"):
+        f = version(s.label("model"), s.label("version"), s.label("role"))
+        f.predictions += s.value
+        f.predictions_per_s += rate.get(s, 0.0)
+    for s in after.named("flywheel_model_performance"):
+        version(s.label("model"), s.label("version")).metrics[s.label("metric")] = s.value
+    for s in after.named("flywheel_labelled_examples"):
+        version(s.label("model"), s.label("version")).labelled = s.value
+    for s in after.named("flywheel_drift_flagged"):
+        version(s.label("model"), s.label("version")).drift_flagged = bool(s.value)
+    return sorted(found.values(), key=lambda f: (f.model, f.version))
+
+
+def _drift(after: Scrape) -> list[FeatureDrift]:
+    statistics: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for s in after.named("flywheel_drift"):
+        statistics[(s.label("model"), s.label("version"), s.label("feature"))][s.label("statistic")] = s.value
+    found = [FeatureDrift(*key, stats) for key, stats in statistics.items()]
+    return sorted(found, key=lambda d: -d.statistics.get("psi", 0.0))
+
+
+def _latencies(before: Scrape, after: Scrape) -> dict[str, Latency]:
+    """p50/p99 per model over the observations made between the scrapes; when none were made,
+    over everything since the workers started (said by `observed`)."""
+    now, then = _buckets(after), _buckets(before)
+    out = {}
+    for model, cumulative in now.items():
+        delta = {le: count - then.get(model, {}).get(le, 0.0) for le, count in cumulative.items()}
+        use = delta if delta and max(delta.values()) > 0 else cumulative
+        total = max(use.values(), default=0.0)
+        out[model] = Latency(quantile(0.5, use), quantile(0.99, use), total)
+    return out
+
+
+def _buckets(scraped: Scrape) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts per model, summed over the processes that export them."""
+    out: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for s in scraped.named("flywheel_e2e_latency_seconds_bucket"):
+        out[s.label("model")][float(s.label("le"))] += s.value
+    return out
+
+
+def quantile(q: float, cumulative: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding rank q; a
+    rank in the +Inf bucket answers with the highest finite bound."""
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] <= 0:
+        return None
+    rank = q * cumulative[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = cumulative[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            inside = count - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / inside if inside else 1.0)
+        lower_bound, lower_count = bound, count
+    return lower_bound

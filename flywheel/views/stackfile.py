@@ -1,0 +1,30 @@
+"""The running stack as `flywheel up` describes it in <data_dir>/stack.json."""
+import json
+from pathlib import Path
+
+from flywheel.stack import ProcessSpec, StackState
+
+
+class NoStackRunning(Exception):
+    pass
+
+
+def read_stack(data_dir: Path) -> StackState | None:
+    """The state of the stack running on this data dir, or None when none is."""
+    path = Path(data_dir) / "stack.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        raise NoStackRunning(f"{path} is not readable JSON ({e}); is `flywheel up` still starting?") from None
+    return StackState(raw["bootstrap"], raw["data_dir"], raw["started_at"],
+                      [ProcessSpec(**p) for p in raw.get("processes", [])])
+
+
+def require_stack(data_dir: Path) -> StackState:
+    state = read_stack(data_dir)
+    if state is None:
+        raise NoStackRunning(f"no stack is running on data dir {data_dir} (no stack.json): "
+                             f"start one with `flywheel up`, or pass the same --data-dir")
+    return state

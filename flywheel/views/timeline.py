@@ -1,0 +1,64 @@
+"""One timeline of what happened to a model, merged from every source that remembers it:
+
+- the store's monitor windows: drift flagged (the first window of each flagged run per version);
+- the store's retrain bookkeeping: retrain requested (with reasons), finished or failed;
+- the registry's ModelEvents (its durable event log, a copy of the `models` topic): registered,
+  canary, shadow, promoted, rolled back, rejected, retired, with reason and evidence.
+"""
+from dataclasses import dataclass, field
+
+from feature_store import RetrainRecord, WindowMetrics
+
+
+DRIFT_FLAGGED = "DRIFT_FLAGGED"
+RETRAIN_REQUESTED = "RETRAIN_REQUESTED"
+RETRAIN_DONE = "RETRAIN_DONE"
+RETRAIN_FAILED = "RETRAIN_FAILED"
+
+
+@dataclass(frozen=True)
+class Event:
+    at: int                                   # epoch ms
+    model: str
+    kind: str                                 # one of the above, or a ModelEvent kind
+    version: str | None = None
+    detail: str = ""
+    evidence: dict[str, float] = field(default_factory=dict)
+
+
+def drift_events(model: str, windows: dict[str, list[WindowMetrics]]) -> list[Event]:
+    out = []
+    for version, rows in windows.items():
+        flagged_before = False
+        for w in rows:
+            flagged = bool(w.values.get("drift_flagged"))
+            if flagged and not flagged_before:
+                features = ", ".join(w.detail.get("flagged_features") or []) if isinstance(w.detail, dict) else ""
+                out.append(Event(w.window_end, model, DRIFT_FLAGGED, version, features))
+            flagged_before = flagged
+    return out
+
+
+def retrain_events(retrains: list[RetrainRecord]) -> list[Event]:
+    out = []
+    for r in retrains:
+        out.append(Event(r.requested_at, r.model, RETRAIN_REQUESTED, r.base_version,
+                         ", ".join(r.reasons) + (f" ({r.retrain_id})" if r.retrain_id else "")))
+        if r.status != "in_flight":
+            kind = RETRAIN_DONE if r.status == "done" else RETRAIN_FAILED
+            detail = r.detail or (f"new version {r.new_version}" if r.new_version else "")
+            out.append(Event(r.updated_at, r.model, kind, r.new_version or r.base_version, detail))
+    return out
+
+
+def model_events(model: str, records: list[dict], start: int = 0, end: int | None = None) -> list[Event]:
+    """ModelEvent records (as on the `models` topic) of one model in [start, end)."""
+    return [Event(r["at"], r["model"], r["kind"], r["version"], r.get("reason") or "",
+                  dict(r.get("evidence") or {}))
+            for r in records if r["model"] == model and start <= r["at"] and (end is None or r["at"] < end)]
+
+
+def merge(*sources: list[Event]) -> list[Event]:
+    """One list in time order; the same event from two sources is kept once."""
+    unique = {(e.at, e.model, e.kind, e.version, e.detail): e for source in sources for e in source}
+    return sorted(unique.values(), key=lambda e: (e.at, e.kind, e.version or ""))
