@@ -1,9 +1,8 @@
 """`flywheel retrain --model M`: ask for a retrain by hand (emits RetrainRequested)."""
 from feature_store import StoreSettings, open_store
 from processors.trigger.policy import TriggerSettings
-from processors.trigger.process import Deployment, Deployments, Requester
-from streams.subscriber import Subscriber
-from streams.topics import TopicCatalog
+from processors.models.follower import ModelFollower
+from processors.trigger.process import LiveVersion, LiveVersions, Requester
 
 from flywheel.console import err, print_json_line
 from flywheel.wiring import schema_registry
@@ -24,11 +23,11 @@ def run(args, config) -> int:
     settings = config.section(TriggerSettings, "trigger")
     with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
         registry = schema_registry(config)
-        deployment = _deployment(config, registry, args.model)
+        live = _live_version(config, registry, args.model)
         if args.base_version:
-            deployment.live_version = args.base_version
+            live.version = args.base_version
         requester = Requester(config.kafka, registry, store, settings)
-        decision, request = requester.evaluate(args.model, deployment, manual=True, requested_by=args.by)
+        decision, request = requester.evaluate(args.model, live, manual=True, requested_by=args.by)
     if request is None:
         raise RetrainRefused(f"not requested: a retrain of {args.model} is already {decision.suppressed_by.replace('_', ' ')}")
     print_json_line(request)
@@ -36,12 +35,14 @@ def run(args, config) -> int:
     return 0
 
 
-def _deployment(config, registry, model: str) -> Deployment:
+def _live_version(config, registry, model: str) -> LiveVersion:
     """The model's live version per the models topic (none if it was never registered)."""
-    deployments = Deployments()
-    with Subscriber(config.kafka, registry, TopicCatalog(config.kafka).models, "ModelEvent", start="earliest") as events:
-        deployments.catch_up(events)
-    return deployments.models.get(model, Deployment())
+    follower, live = ModelFollower(config.kafka, registry), LiveVersions()
+    try:
+        live.apply(follower.catch_up())
+    finally:
+        follower.close()
+    return live.models.get(model, LiveVersion())
 
 
 class RetrainRefused(RuntimeError):

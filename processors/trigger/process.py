@@ -16,6 +16,7 @@ from prometheus_client import Counter
 
 from feature_store import FeatureStore, RetrainRecord, retrying, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
+from processors.models.follower import ModelFollower
 from processors.monitor.performance import performance
 from processors.runtime import ProcessorMetrics
 from processors.trigger.policy import Decision, ModelState, TriggerSettings, decide, retrain_request
@@ -24,7 +25,6 @@ from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
 from streams.delivery import TrackedProducer
 from streams.settings import KafkaSettings
-from streams.subscriber import Subscriber
 from streams.topics import TopicCatalog
 
 PROCESSOR = "trigger"
@@ -39,28 +39,21 @@ class TriggerMetrics(ProcessorMetrics):
 
 
 @dataclass
-class Deployment:
-    """What the `models` topic says about one model (the last event carries the whole state)."""
-    live_version: str | None = None
-    live_since_ms: int | None = None
+class LiveVersion:
+    version: str | None = None
+    since_ms: int | None = None      # when it became live (as far as the `models` topic remembers)
 
 
 @dataclass
-class Deployments:
-    models: dict[str, Deployment] = field(default_factory=dict)
+class LiveVersions:
+    """Which version of each model is live and since when, from ModelEvents in order."""
+    models: dict[str, LiveVersion] = field(default_factory=dict)
 
-    def apply(self, event: dict) -> None:
-        current = self.models.setdefault(event["model"], Deployment())
-        live = event.get("live_version")
-        if live != current.live_version:
-            current.live_version, current.live_since_ms = live, event["at"]
-
-    def catch_up(self, events: Subscriber) -> None:
-        """Apply every model event the subscriber has not delivered yet."""
-        while batch := events.poll_batch(1000, 0.2):
-            for received in batch:
-                if isinstance(received.value, dict):
-                    self.apply(received.value)
+    def apply(self, events: list[dict]) -> None:
+        for event in events:
+            current = self.models.setdefault(event["model"], LiveVersion())
+            if event.get("live_version") != current.version:
+                current.version, current.since_ms = event.get("live_version"), event["at"]
 
 
 class Requester:
@@ -76,10 +69,10 @@ class Requester:
         self._serde = AvroSerde(registry, "RetrainRequested")
         self._out = TrackedProducer(make_producer(kafka))
 
-    def state(self, model: str, deployment: Deployment) -> ModelState:
+    def state(self, model: str, live: LiveVersion) -> ModelState:
         now, s = self.clock(), self.settings
-        version = deployment.live_version
-        state = ModelState(model, version, deployment.live_since_ms)
+        version = live.version
+        state = ModelState(model, version, live.since_ms)
         state.in_flight, state.last_request_ms = self._bookkeeping(model, now)
         if version is None:
             return state
@@ -89,14 +82,14 @@ class Requester:
         feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
                                        if REPLAY_FLAG not in f.flags])
         state.performance = performance([f.to_dict() for f in feedback])
-        since = max(state.last_request_ms or 0, deployment.live_since_ms or 0)
+        since = max(state.last_request_ms or 0, live.since_ms or 0)
         state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)
         return state
 
-    def evaluate(self, model: str, deployment: Deployment, manual: bool = False,
+    def evaluate(self, model: str, live: LiveVersion, manual: bool = False,
                  requested_by: str = "trigger") -> tuple[Decision, dict | None]:
         """Decide for one model; emit and record the request if the policy says so."""
-        state = self.state(model, deployment)
+        state = self.state(model, live)
         now = self.clock()
         decision = decide(state, self.settings, now, manual=manual)
         if not decision.request:
@@ -152,8 +145,8 @@ class RetrainTrigger:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.requester = Requester(kafka, registry, store, settings, metrics, clock, self.stop)
-        self.deployments = Deployments()
-        self._models = Subscriber(kafka, registry, TopicCatalog(kafka).models, "ModelEvent", start="earliest")
+        self.live = LiveVersions()
+        self._models = ModelFollower(kafka, registry)
 
     def run(self) -> None:
         try:
@@ -165,10 +158,10 @@ class RetrainTrigger:
 
     def step(self) -> list[dict]:
         """Catch up on model events, then evaluate every model; return the requests emitted."""
-        self.deployments.catch_up(self._models)
+        self.live.apply(self._models.catch_up(timeout=5.0))
         emitted = []
-        for model, deployment in sorted(self.deployments.models.items()):
-            _, request = self.requester.evaluate(model, deployment)
+        for model, live in sorted(self.live.models.items()):
+            _, request = self.requester.evaluate(model, live)
             if request:
                 emitted.append(request)
         return emitted
