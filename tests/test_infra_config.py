@@ -7,6 +7,7 @@ Whether the dashboard's and rules' metric names are really exported is tests/tes
 """
 import ast
 import dataclasses
+import functools
 import importlib
 import json
 import re
@@ -31,7 +32,7 @@ PROM = INFRA / "prometheus"
 RULES = PROM / "rules" / "flywheel.rules.yml"
 DASHBOARD = INFRA / "grafana" / "dashboards" / "flywheel.json"
 K8S = INFRA / "k8s"
-PROCESSORS = {"worker", "joiner", "monitor", "trigger", "retrainer"}
+PROCESSORS = {"worker", "joiner", "monitor", "trigger", "retrainer", "rollout"}
 OPTIONAL_K8S = {"secret.example.yaml", "podmonitor.yaml"}   # documented, applied by hand
 
 
@@ -370,16 +371,18 @@ def test_worker_autoscaling_is_on_consumer_lag_capped_at_the_partition_count(man
     (scaled,) = objects(manifests, "ScaledObject")
     config = configmap(manifests)
     (worker,) = [d for d in objects(manifests, "Deployment") if d["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]]
+    assert worker["spec"]["template"]["spec"]["containers"][0]["args"][0] == "worker"
     assert "replicas" not in worker["spec"], "KEDA owns the worker's replicas"
     assert scaled["spec"]["maxReplicaCount"] == int(config["FLYWHEEL_KAFKA_PARTITIONS"])
-    args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
-    models = [args[i + 1] for i, a in enumerate(args) if a == "--model"]
-    catalog = TopicCatalog(KafkaSettings(topic_prefix=config.get("FLYWHEEL_TOPIC_PREFIX", "")))
+    loaded = load_config(None, env=config)
+    group = loaded.section(settings_sections()["worker"], "worker").group_id
+    catalog = TopicCatalog(loaded.kafka)
     triggers = scaled["spec"]["triggers"]
-    assert {t["type"] for t in triggers} == {"kafka"}
-    assert sorted(t["metadata"]["topic"] for t in triggers) == sorted(catalog.requests(m) for m in models)
+    assert triggers and {t["type"] for t in triggers} == {"kafka"}
     for t in triggers:
         assert t["metadata"]["bootstrapServers"] == config["FLYWHEEL_BOOTSTRAP"]
+        assert t["metadata"]["consumerGroup"] == group
+        assert catalog.record_name(t["metadata"]["topic"]) == "InferenceRequest", t["metadata"]["topic"]
         assert t["metadata"]["allowIdleConsumers"] == "false"
         assert int(t["metadata"]["lagThreshold"]) > 0
 
@@ -401,9 +404,14 @@ def configmap(manifests) -> dict[str, str]:
     return config["data"]
 
 
+@functools.cache
+def cli_parser():
+    return build_parser()
+
+
 def cli_problem(argv: list[str], where: str) -> str | None:
     """Why the CLI would refuse `flywheel ARGV`, or None if it accepts it."""
-    parser = build_parser()
+    parser = cli_parser()
     commands = parser._subparsers._group_actions[0].choices
     if argv[0] not in commands:
         return f"{where}: `flywheel {argv[0]}` is not a command"
@@ -419,6 +427,7 @@ def assert_cli_accepts(invocations: list[tuple[list[str], str]]) -> None:
     assert not problems, "\n".join(problems)
 
 
+@functools.cache
 def settings_sections() -> dict[str, type]:
     """Every `config.section(Cls, "name")` in our packages: the sections FLYWHEEL_<NAME>_<FIELD> fills."""
     found = {"kafka": KafkaSettings}
