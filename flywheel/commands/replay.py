@@ -18,6 +18,7 @@ from rich.table import Table
 
 from feature_store import StoreSettings, open_store
 from processors.backtest import Backtest, BacktestPlan, BacktestReport
+from processors.backtest.history import store_replay
 from processors.models import ModelRegistry
 from schemas.features import FeatureSpec
 from streams.errors import BrokerUnavailable
@@ -47,6 +48,7 @@ def register(sub) -> None:
                "  flywheel replay topic -m fraud --from 2h --to 1h --dry-run\n"
                "  flywheel replay topic -t fraud.requests --from 2026-11-20T10:00 --to-topic fraud.replay --rate 500\n"
                "  flywheel replay dead-letters --reason unseen_category --processor worker\n"
+               "  flywheel replay store -m fraud --from 30d --to 29d --labels\n"
                "  flywheel replay topic -m fraud --from 2h --run-id replay-20261122-ab12   # resume\n"
                "  flywheel replay backtest -m fraud --candidate v7 --from 7d --json\n"
                "  flywheel replay runs",
@@ -86,6 +88,22 @@ def register(sub) -> None:
     d.add_argument("--include-handled", action="store_true", help="also re-drive dead letters an earlier run handled")
     _common(d)
     d.set_defaults(handler=run_dead_letters)
+
+    st = kinds.add_parser("store", help="the feedback store over a time range, into the request topic",
+                          description="Re-publish a model's historical requests from the feedback store (rows "
+                                      "labelled before the run starts, by event time FROM <= t < TO, one per request) "
+                                      "to its request topic, or --to-topic; --labels also re-publishes their ground "
+                                      "truth to the labels topic. For history the topics no longer hold. Rows that "
+                                      "are themselves replays are skipped unless --include-replayed.")
+    st.add_argument("-m", "--model", required=True, help="the model whose history to replay")
+    st.add_argument("--from", dest="start", required=True, metavar="TIME", help=f"event time from: {TIME_HELP}")
+    st.add_argument("--to", dest="end", metavar="TIME", help="event time before (default: now)")
+    st.add_argument("--version", help="only requests this version answered (default: any)")
+    st.add_argument("--labels", action="store_true", help="also re-publish the ground truth to the labels topic")
+    st.add_argument("--to-topic", metavar="TOPIC", help="requests go here instead of the model's request topic")
+    st.add_argument("--include-replayed", action="store_true", help="also replay rows that came from replays")
+    _common(st)
+    st.set_defaults(handler=run_store)
 
     b = kinds.add_parser("backtest", help="score a model version on historical requests against the store",
                          description="The candidate version predicts, in this process (never on the live "
@@ -148,6 +166,20 @@ def run_dead_letters(args, config) -> int:
         replay = dead_letter_redrive(config.kafka, registry, checkpoints, run_id, window, selection,
                                      live_feature_specs(config, registry), _options(args), args.include_handled,
                                      on_progress)
+        _announce(run_id, args)
+        report = replay.run()
+    return _show(report, args)
+
+
+def run_store(args, config) -> int:
+    window = _window(args.start, args.end)
+    run_id = args.run_id or _new_run_id()
+    with _checkpoints(config) as checkpoints, \
+            open_store(config.section(StoreSettings, "store"), config.data_dir) as store, \
+            _bar(f"replay store → {args.to_topic or TopicCatalog(config.kafka).requests(args.model)}") as on_progress:
+        replay = store_replay(config.kafka, schema_registry(config), checkpoints, store, run_id, args.model,
+                              window.start, window.end, args.version, args.labels, args.to_topic, _options(args),
+                              args.include_replayed, on_progress)
         _announce(run_id, args)
         report = replay.run()
     return _show(report, args)

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS partitions (
     run_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     begin_offset INTEGER NOT NULL, stop_offset INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    cursor TEXT,  -- sources that are not Kafka: the last item done, in the source's own terms
     PRIMARY KEY (run_id, topic, partition));
 CREATE TABLE IF NOT EXISTS counts (
     run_id TEXT NOT NULL, partition INTEGER NOT NULL, outcome TEXT NOT NULL, n INTEGER NOT NULL,
@@ -48,6 +49,7 @@ class Run:
     updated_at: int
     ranges: list[PartitionRange] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
+    cursors: dict[int, str | None] = field(default_factory=dict)
     counts: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def totals(self) -> dict[str, int]:
@@ -69,6 +71,7 @@ class Progress:
     counts: dict[tuple[int, str], int]
     targets: dict[tuple[str, int], int]
     handled: list[tuple[str, int, int, str]] = field(default_factory=list)  # topic, partition, offset, outcome
+    cursors: dict[int, str] = field(default_factory=dict)
 
 
 class Checkpoints:
@@ -99,7 +102,7 @@ class Checkpoints:
         with self._tx():
             self._db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?)",
                              (run_id, kind, json.dumps(spec, sort_keys=True), RUNNING, now, now))
-            self._db.executemany("INSERT INTO partitions VALUES (?,?,?,?,?,?)",
+            self._db.executemany("INSERT INTO partitions VALUES (?,?,?,?,?,?,NULL)",
                                  [(run_id, r.topic, r.partition, r.begin, r.stop, r.begin) for r in ranges])
         return self.load(run_id)
 
@@ -109,11 +112,12 @@ class Checkpoints:
         if row is None:
             return None
         run = Run(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5])
-        for topic, p, begin, stop, nxt in self._db.execute(
-                "SELECT topic, partition, begin_offset, stop_offset, next_offset FROM partitions "
+        for topic, p, begin, stop, nxt, cursor in self._db.execute(
+                "SELECT topic, partition, begin_offset, stop_offset, next_offset, cursor FROM partitions "
                 "WHERE run_id=? ORDER BY partition", (run_id,)):
             run.ranges.append(PartitionRange(topic, p, begin, stop))
             run.next_offsets[p] = nxt
+            run.cursors[p] = cursor
         for p, outcome, n in self._db.execute("SELECT partition, outcome, n FROM counts WHERE run_id=?", (run_id,)):
             run.counts.setdefault(p, {})[outcome] = n
         return run
@@ -138,6 +142,8 @@ class Checkpoints:
             self._db.executemany("UPDATE partitions SET next_offset=MAX(next_offset, ?) "
                                  "WHERE run_id=? AND partition=?",
                                  [(o, run_id, p) for p, o in progress.next_offsets.items()])
+            self._db.executemany("UPDATE partitions SET cursor=? WHERE run_id=? AND partition=?",
+                                 [(c, run_id, p) for p, c in progress.cursors.items()])
             self._db.executemany(
                 "INSERT INTO counts VALUES (?,?,?,?) ON CONFLICT(run_id, partition, outcome) "
                 "DO UPDATE SET n = n + excluded.n",

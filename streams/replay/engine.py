@@ -143,15 +143,8 @@ class Replay:
         run = self._open_run()
         if run.status == FINISHED:
             return self._report(run, "finished", 0)
-        producer = make_producer(self.settings, transactional_id=f"flywheel-replay-{self.run_id}",
-                                 **{"transaction.timeout.ms": self.options.transaction_timeout_ms})
-        try:
-            producer.init_transactions(30)  # fences an earlier attempt of this run
-        except KafkaException as e:
-            raise ReplayError(f"cannot start the transactional producer of run {self.run_id}: {e}") from e
-        recovered = self._recover(run)
-        writer = _BatchWriter(producer, self.checkpoints, self.run_id, self._consumer,
-                              RateLimiter(self.options.rate))
+        writer, recovered = open_writer(self.settings, self.checkpoints, self.run_id, self._consumer,
+                                        self.transform.marker, self.options)
         starts = dict(run.next_offsets)
         total = sum(max(0, r.stop - starts[r.partition]) for r in run.ranges)
         acted, paused = 0, False
@@ -166,7 +159,7 @@ class Replay:
                     continue
                 decision = self.transform.decide(m)
                 already = headers.origin(m.topic(), m.partition(), m.offset()) in recovered
-                writer.add(m, decision, send=not already)
+                writer.add(m.partition(), decision, not already, (m.topic(), m.partition(), m.offset()))
                 acted += 1 if decision.outputs else 0
             if not paused:
                 next_offsets = batch.reached
@@ -193,24 +186,38 @@ class Replay:
                                           resolve(self._consumer, self.source, self.window))
         return self.checkpoints.start(self.run_id, self.transform.kind, self.spec, [])
 
-    def _recover(self, run: Run) -> set[str]:
-        """Origins of the records an interrupted attempt of this run made visible after its last
-        checkpoint (see the module docstring)."""
-        by_topic: dict[str, dict[int, int]] = {}
-        for (topic, p), offset in self.checkpoints.targets(self.run_id).items():
-            by_topic.setdefault(topic, {})[p] = offset
-        mine = self.run_id.encode()
-        found: set[str] = set()
-        for topic, starts in by_topic.items():
-            ends = log_ends(self._consumer, topic, list(starts))
-            for batch in scan(self._consumer, topic, starts, ends, stall_timeout=self.options.stall_timeout):
-                for m in batch.messages:
-                    if headers.get(m.headers(), self.transform.marker) == mine:
-                        found.add(headers.get(m.headers(), headers.ORIGIN).decode())
-        return found
-
     def _report(self, run: Run, status: str, recovered: int) -> ReplayReport:
         return ReplayReport(self.run_id, run.kind, self.source, status, run.ranges, run.counts, recovered)
+
+
+def open_writer(settings: KafkaSettings, checkpoints: Checkpoints, run_id: str, consumer, marker: str,
+                options: ReplayOptions) -> tuple["_BatchWriter", set[str]]:
+    """Fence earlier attempts of the run, then find what they delivered after the checkpoint."""
+    producer = make_producer(settings, transactional_id=f"flywheel-replay-{run_id}",
+                             **{"transaction.timeout.ms": options.transaction_timeout_ms})
+    try:
+        producer.init_transactions(30)
+    except KafkaException as e:
+        raise ReplayError(f"cannot start the transactional producer of run {run_id}: {e}") from e
+    recovered = recover_origins(consumer, checkpoints, run_id, marker, options.stall_timeout)
+    return _BatchWriter(producer, checkpoints, run_id, consumer, RateLimiter(options.rate)), recovered
+
+
+def recover_origins(consumer, checkpoints: Checkpoints, run_id: str, marker: str, stall_timeout: float) -> set[str]:
+    """Origins of the records an interrupted attempt of this run made visible after its last
+    checkpoint (see the module docstring)."""
+    by_topic: dict[str, dict[int, int]] = {}
+    for (topic, p), offset in checkpoints.targets(run_id).items():
+        by_topic.setdefault(topic, {})[p] = offset
+    mine = run_id.encode()
+    found: set[str] = set()
+    for topic, starts in by_topic.items():
+        ends = log_ends(consumer, topic, list(starts))
+        for batch in scan(consumer, topic, starts, ends, stall_timeout=stall_timeout):
+            for m in batch.messages:
+                if headers.get(m.headers(), marker) == mine:
+                    found.add(headers.get(m.headers(), headers.ORIGIN).decode())
+    return found
 
 
 class _BatchWriter:
@@ -230,11 +237,14 @@ class _BatchWriter:
         self._delivered: dict[tuple[str, int], int] = {}
         self._failures: list[str] = []
 
-    def add(self, message: Message, decision: Decision, send: bool) -> None:
-        key = (message.partition(), decision.outcome)
+    def add(self, partition: int, decision: Decision, send: bool, source: tuple[str, int, int] | None = None) -> None:
+        """Count one source record under `partition`, and produce its outputs unless an earlier
+        attempt already delivered them. `source` (topic, partition, offset) goes to the handled
+        ledger when the decision asks for it."""
+        key = (partition, decision.outcome)
         self._counts[key] = self._counts.get(key, 0) + 1
-        if decision.handled:
-            self._handled.append((message.topic(), message.partition(), message.offset(), decision.outcome))
+        if decision.handled and source is not None:
+            self._handled.append((*source, decision.outcome))
         if not send:
             return
         for out in decision.outputs:
@@ -272,7 +282,7 @@ class _BatchWriter:
         self._checkpoints.add_targets(self._run_id, positions)
         self._known_targets.add(topic)
 
-    def commit(self, next_offsets: dict[int, int]) -> None:
+    def commit(self, next_offsets: dict[int, int], cursors: dict[int, str] | None = None) -> None:
         if self._in_tx:
             try:
                 self._producer.flush(60)
@@ -282,7 +292,8 @@ class _BatchWriter:
             except (KafkaException, ReplayError) as e:
                 self._abort()
                 raise e if isinstance(e, ReplayError) else ReplayError(f"replay batch failed: {e}") from e
-        self._checkpoints.save(self._run_id, Progress(next_offsets, self._counts, self._delivered, self._handled))
+        self._checkpoints.save(self._run_id, Progress(next_offsets, self._counts, self._delivered, self._handled,
+                                                      cursors or {}))
         for p, o in next_offsets.items():
             self.positions[p] = max(self.positions.get(p, 0), o)
         self._reset()
