@@ -168,7 +168,7 @@ class FeedbackJoiner:
         self.committer.begin()
         for record in result.feedback:
             headers = [(replay_headers.REPLAY, b"joined")] if REPLAY_FLAG in record.flags else None
-            self.committer.produce(self.catalog.feedback, self._feedback.encode(record.to_dict()),
+            self.committer.produce(self.catalog.feedback, self._feedback.encode(vars(record)),
                                    record.request_id.encode(), headers)
         seen = set()
         for m, reason, detail in dead:

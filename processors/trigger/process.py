@@ -81,7 +81,7 @@ class Requester:
         state.flagged_windows = [bool(w.values.get("drift_flagged")) for w in windows]
         feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
                                        if REPLAY_FLAG not in f.flags])
-        state.performance = performance([f.to_dict() for f in feedback])
+        state.performance = performance([vars(f) for f in feedback])
         since = max(state.last_request_ms or 0, live.since_ms or 0)
         state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)
         return state

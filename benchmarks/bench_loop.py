@@ -1,0 +1,185 @@
+"""Throughput of the feedback loop's processors on this machine, as a markdown table.
+
+Joiner: predictions and labels -> FeedbackRecords in the embedded (SQLite) store, once through the
+join alone (store writes only) and once end to end through the embedded broker (decode, join,
+store, produce feedback, commit in Kafka transactions). Monitor: feature values per second into
+window sketches, once from decoded records and once end to end from the broker.
+
+    .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8]
+
+Figures are for one process on a 2-core machine shared with the broker; compare rows of one run.
+"""
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
+from processors.joiner.join import Join, JoinerSettings, Label, prediction_record  # noqa: E402
+from processors.joiner.process import FeedbackJoiner  # noqa: E402
+from processors.monitor.process import Monitor, MonitorSettings  # noqa: E402
+from processors.monitor.profile import build_reference  # noqa: E402
+from processors.monitor.windows import WindowedMonitor  # noqa: E402
+from schemas import AvroSerde  # noqa: E402
+from schemas.features import Feature, FeatureSpec  # noqa: E402
+from schemas.registry import open_registry  # noqa: E402
+from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.clients import make_admin, make_producer  # noqa: E402
+from streams.settings import KafkaSettings  # noqa: E402
+from streams.topics import TopicCatalog, ensure_topics  # noqa: E402
+
+T0 = int(time.time() * 1000) - 600_000
+
+
+def spec(features: int) -> FeatureSpec:
+    numeric = [Feature(f"x{i}", min=-5, max=5) for i in range(features - 1)]
+    return FeatureSpec(tuple(numeric + [Feature("c", "categorical", categories=("a", "b", "c"))]))
+
+
+def predictions(n: int, features: int, rng) -> list[dict]:
+    x = rng.normal(size=(n, features - 1))
+    cats = rng.choice(["a", "b", "c"], n)
+    return [{"request_id": f"r{i}", "entity_id": f"e{i}", "model": "m", "model_version": "1",
+             "event_time": T0 + i // 100, "predicted_at": T0 + i // 100, "label": "yes" if row[0] > 0 else "no",
+             "scores": {"yes": 0.6, "no": 0.4}, "confidence": 0.6,
+             "numeric": {f"x{j}": float(v) for j, v in enumerate(row)}, "categorical": {"c": str(c)}}
+            for i, (row, c) in enumerate(zip(x, cats))]
+
+
+def labels(n: int) -> list[dict]:
+    return [{"request_id": f"r{i}", "model": "m", "label": "yes", "value": None,
+             "labelled_at": T0 + 60_000 + i // 100, "source": "bench"} for i in range(n)]
+
+
+def bench_join_store(records: list[dict], work: Path) -> tuple[float, int]:
+    with open_store(StoreSettings(), work / "join-store") as store:
+        join = Join(store, JoinerSettings())
+        preds = [prediction_record(r) for r in records]
+        ground = [Label.from_ground_truth(r) for r in labels(len(records))]
+        start, written = time.perf_counter(), 0
+        for i in range(0, len(preds), 2000):
+            join.add_predictions(preds[i:i + 2000])
+        for i in range(0, len(ground), 2000):
+            written += len(join.add_labels(ground[i:i + 2000]).feedback)
+        return time.perf_counter() - start, written
+
+
+def bench_monitor_core(records: list[dict], reference) -> float:
+    monitor = WindowedMonitor(60_000, 0, lambda m, v: reference)
+    start = time.perf_counter()
+    for i in range(0, len(records), 5000):
+        monitor.add_predictions(records[i:i + 5000])
+    results = monitor.close_due(T0 + 10**9)
+    assert sum(r.rows for r in results) == len(records)
+    return time.perf_counter() - start
+
+
+def bench_sketch_columns(n: int, features: int, reference) -> float:
+    rng = np.random.default_rng(1)
+    columns = {f"x{j}": rng.normal(size=n) for j in range(features - 1)}
+    window = reference.empty_like(0, 60_000)
+    start = time.perf_counter()
+    window.add_columns(n, columns, {"c": rng.choice(["a", "b", "c"], n).tolist()})
+    return time.perf_counter() - start
+
+
+def produce(kafka: KafkaSettings, registry, topic: str, record_name: str, records: list[dict]) -> None:
+    serde, producer = AvroSerde(registry, record_name), make_producer(kafka)
+    for r in records:
+        producer.produce(topic, serde.encode(r), r["request_id"].encode())
+        producer.poll(0)
+    producer.flush(60)
+
+
+def run_until(step, done, timeout: float = 300.0) -> float:
+    """Seconds from the first batch consumed to done (the group join is not throughput)."""
+    deadline = time.monotonic() + timeout
+    while not step():
+        if time.monotonic() > deadline:
+            raise TimeoutError("nothing consumed")
+    start = time.perf_counter()
+    while not done():
+        step()
+        if time.monotonic() > deadline:
+            raise TimeoutError("did not finish")
+    return time.perf_counter() - start
+
+
+def bench_joiner_kafka(kafka, registry, records, work: Path) -> tuple[float, int]:
+    catalog = TopicCatalog(kafka)
+    produce(kafka, registry, catalog.predictions("m"), "Prediction", records)
+    produce(kafka, registry, catalog.labels, "GroundTruth", labels(len(records)))
+    with open_store(StoreSettings(), work / "joiner-e2e") as store:
+        joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
+                                instance="bench")
+        joined = lambda: joiner.metrics.registry.get_sample_value(   # noqa: E731
+            "flywheel_feedback_joined_total", {"model": "m", "version": "1"}) or 0
+        seconds = run_until(joiner.step, lambda: joined() >= len(records))
+        joiner.close()
+        return seconds, int(joined())
+
+
+def bench_monitor_kafka(kafka, registry, records, reference, work: Path) -> float:
+    catalog = TopicCatalog(kafka)
+    with open_store(StoreSettings(), work / "monitor-e2e") as store:
+        store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
+        monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),
+                          stop=threading.Event(), clock=lambda: T0)
+        consumed = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
+            "flywheel_records_in_total", {"processor": "monitor", "model": "m"}) or 0
+        seconds = run_until(lambda: monitor.step() or consumed(), lambda: consumed() >= len(records))
+        monitor.close()
+        return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--features", type=int, default=8, help="features per record (one categorical)")
+    args = parser.parse_args()
+    n, f = args.records, args.features
+    rng = np.random.default_rng(0)
+    records = predictions(n, f, rng)
+    ref_x = rng.normal(size=(50_000, f - 1))
+    reference = build_reference(spec(f), {f"x{j}": ref_x[:, j] for j in range(f - 1)},
+                                {"c": rng.choice(["a", "b", "c"], 50_000)}, scores=rng.random(50_000),
+                                labels=rng.choice(["yes", "no"], 50_000))
+    values = n * (f + 2)     # features plus the predicted score and label
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        seconds, written = bench_join_store(records, work)
+        rows.append(("joiner: join only, into the embedded store", f"{2 * n:,} records in", seconds,
+                     f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s"))
+        seconds = bench_monitor_core(records, reference)
+        rows.append(("monitor: decoded records into window sketches", f"{values:,} values", seconds,
+                     f"{values / seconds:,.0f} feature values/s"))
+        seconds = bench_sketch_columns(n * 10, f, reference)
+        rows.append(("monitor: columns into sketches (ceiling)", f"{n * 10 * f:,} values", seconds,
+                     f"{n * 10 * f / seconds:,.0f} feature values/s"))
+        with EmbeddedBroker(free_port(), work / "broker.log") as broker:
+            kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="bench.", session_timeout_ms=6000)
+            ensure_topics(make_admin(kafka), TopicCatalog(kafka).core() + TopicCatalog(kafka).for_model("m"))
+            registry = open_registry(None, work)
+            seconds, written = bench_joiner_kafka(kafka, registry, records, work)
+            rows.append(("joiner: end to end (broker -> store -> feedback, transactions)", f"{2 * n:,} records in",
+                         seconds, f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s"))
+            seconds = bench_monitor_kafka(kafka, registry, records, reference, work)
+            rows.append(("monitor: end to end (broker -> decode -> sketches)", f"{values:,} values", seconds,
+                         f"{values / seconds:,.0f} feature values/s ({n / seconds:,.0f} predictions/s)"))
+    print(f"\n{n:,} predictions with {f} features each ({f - 1} numeric, 1 categorical)\n")
+    print("| what | work | seconds | throughput |")
+    print("|---|---|---:|---|")
+    for what, work_done, seconds, rate in rows:
+        print(f"| {what} | {work_done} | {seconds:.2f} | {rate} |")
+
+
+if __name__ == "__main__":
+    main()
