@@ -6,12 +6,13 @@ from processors.models.encoding import MatrixLayout
 from processors.models.errors import (DeploymentError, ManifestError, ModelRegistryError, TamperedModel,
                                       UnknownModel, UnknownVersion)
 from processors.models.follower import ModelFollower
+from processors.models.history import EventLog
 from processors.models.manifest import Manifest, OutputSpec
 from processors.models.registry import ModelRegistry
 from processors.models.store import ArtifactStore, sha256_of
 
 __all__ = [
     "Deployment", "VersionRef", "MatrixLayout", "DeploymentError", "ManifestError", "ModelRegistryError",
-    "TamperedModel", "UnknownModel", "UnknownVersion", "ModelFollower", "Manifest", "OutputSpec",
+    "TamperedModel", "UnknownModel", "UnknownVersion", "ModelFollower", "EventLog", "Manifest", "OutputSpec",
     "ModelRegistry", "ArtifactStore", "sha256_of",
 ]

@@ -15,6 +15,7 @@ from streams.settings import KafkaSettings
 from processors.models.deployment import Deployment, VersionRef
 from processors.models.errors import UnknownModel
 from processors.models.follower import ModelFollower
+from processors.models.history import EventLog
 from processors.models.manifest import Manifest
 from processors.models.store import ArtifactStore
 
@@ -22,6 +23,7 @@ from processors.models.store import ArtifactStore
 class ModelRegistry:
     def __init__(self, settings: KafkaSettings, registry: SchemaRegistry, data_dir: Path, actor: str = "cli"):
         self.store = ArtifactStore(data_dir)
+        self.history = EventLog(data_dir)
         self.actor = actor
         self._follower = ModelFollower(settings, registry)
         self._serde = AvroSerde(registry, "ModelEvent")
@@ -79,7 +81,19 @@ class ModelRegistry:
         self._out.produce(self._follower.topic, self._serde.encode(event), key=state.model.encode())
         self._out.flush()
         self._follower.events[state.model] = event
+        self.history.append(event)
         return event
+
+    def restore(self) -> list[str]:
+        """Put each model's last logged state back on a `models` topic that lost it (the embedded
+        broker forgets everything when it stops). Returns the models restored."""
+        on_topic = self.deployments()
+        missing = {m: event for m, event in self.history.last().items() if m not in on_topic}
+        for model, event in missing.items():
+            self._out.produce(self._follower.topic, self._serde.encode(event), key=model.encode())
+            self._follower.events[model] = event
+        self._out.flush()
+        return sorted(missing)
 
     def close(self) -> None:
         self._follower.close()
