@@ -2,7 +2,7 @@
 import pytest
 
 from processors.monitor.performance import Performance
-from processors.trigger.policy import ModelState, TriggerSettings, decide, retrain_request
+from processors.trigger.policy import ModelState, TriggerSettings, decide, hard_example, retrain_request
 
 NOW = 10 * 86_400_000
 SETTINGS = TriggerSettings(performance_metric="accuracy", performance_threshold=0.8, min_labels=100,
@@ -71,3 +71,10 @@ def test_request_carries_reasons_snapshot_and_dataset():
     assert request["dataset"]["end_time"] == NOW
     assert request["dataset"]["start_time"] == NOW - 30 * 86_400_000
     assert request["dataset"]["hard_example_share"] == 0.2
+
+
+def test_hard_examples_are_misclassified_or_low_confidence():
+    assert hard_example({"true_label": "a", "predicted_label": "b", "confidence": 0.99}, 0.6)
+    assert hard_example({"true_label": "a", "predicted_label": "a", "confidence": 0.55}, 0.6)
+    assert not hard_example({"true_label": "a", "predicted_label": "a", "confidence": 0.9}, 0.6)
+    assert not hard_example({"true_value": 1.0, "predicted_value": 3.0, "confidence": None}, 0.6)

@@ -34,6 +34,7 @@ class TriggerSettings:
     lookback_seconds: float = 86_400.0      # feedback window the performance figure is taken over
     dataset_seconds: float = 30 * 86_400.0  # time range of feedback the retrainer should use
     hard_example_share: float = 0.2
+    low_confidence: float = 0.6             # below this a prediction counts as a hard example
     holdout_share: float = 0.2
     interval_seconds: float = 10.0          # how often the trigger evaluates every model
 
@@ -47,6 +48,7 @@ class ModelState:
     flagged_windows: list[bool] = field(default_factory=list)     # closed windows, oldest first
     performance: Performance | None = None
     new_labels: int = 0
+    hard_examples: int = 0                  # misclassified or low-confidence, over the lookback
     last_request_ms: int | None = None
     in_flight: bool = False
 
@@ -105,7 +107,7 @@ def _cooling(state: ModelState, settings: TriggerSettings, now_ms: int) -> bool:
 
 def snapshot(state: ModelState, now_ms: int) -> dict[str, float]:
     """The figures behind a decision, as they go into RetrainRequested.metrics."""
-    out: dict[str, float] = {"new_labels": state.new_labels,
+    out: dict[str, float] = {"new_labels": state.new_labels, "hard_examples": state.hard_examples,
                              "flagged_windows": float(sum(state.flagged_windows))}
     if state.live_since_ms is not None:
         out["model_age_seconds"] = (now_ms - state.live_since_ms) / 1000
@@ -113,6 +115,14 @@ def snapshot(state: ModelState, now_ms: int) -> dict[str, float]:
         out["labelled"] = state.performance.count
         out.update({f"performance.{k}": v for k, v in state.performance.metrics.items()})
     return out
+
+
+def hard_example(record: dict, low_confidence: float) -> bool:
+    """A labelled example worth training on harder: misclassified, or predicted with low confidence."""
+    if record.get("true_label") is not None and record.get("true_label") != record.get("predicted_label"):
+        return True
+    confidence = record.get("confidence")
+    return confidence is not None and confidence < low_confidence
 
 
 def retrain_request(state: ModelState, decision: Decision, settings: TriggerSettings, now_ms: int,

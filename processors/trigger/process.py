@@ -19,7 +19,8 @@ from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
 from processors.monitor.performance import performance
 from processors.runtime import ProcessorMetrics
-from processors.trigger.policy import Decision, ModelState, TriggerSettings, decide, retrain_request
+from processors.trigger.policy import (Decision, ModelState, TriggerSettings, decide, hard_example,
+                                       retrain_request)
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
@@ -81,7 +82,9 @@ class Requester:
         state.flagged_windows = [bool(w.values.get("drift_flagged")) for w in windows]
         feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
                                        if REPLAY_FLAG not in f.flags])
-        state.performance = performance([vars(f) for f in feedback])
+        records = [vars(f) for f in feedback]
+        state.performance = performance(records)
+        state.hard_examples = sum(hard_example(r, s.low_confidence) for r in records)
         since = max(state.last_request_ms or 0, live.since_ms or 0)
         state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)
         return state
