@@ -23,7 +23,7 @@ from schemas.features import Feature, FeatureSpec
 from streams.clients import make_producer
 from streams.topics import TopicCatalog
 
-from flywheel.commands.report import BadTime, parse_since
+from flywheel.commands._since import BadTime, parse_since
 from flywheel.config import Config
 from flywheel.views.gather import report_data
 from flywheel.wiring import register_all_schemas
@@ -68,9 +68,13 @@ def fill_story(data_dir: Path, model: str = "churn", seed: int = 7) -> Story:
               ("PROMOTED", "2", s.promoted_at, "canary better on live feedback",
                {"canary_accuracy": 0.9, "live_accuracy": 0.73, "p_value": 0.0004})]
     for kind, version, at, reason, evidence in events:
+        registered = ["1", "2"] if at >= s.registered_at else ["1"]
         log.append({"model": model, "kind": kind, "version": version, "at": at, "actor": "test", "reason": reason,
                     "evidence": evidence, "live_version": "2" if at >= s.promoted_at else "1",
-                    "canary_version": None, "canary_share": 0.0, "shadow_versions": [], "versions": {}})
+                    "canary_version": "2" if s.registered_at < at < s.promoted_at else None,
+                    "canary_share": 0.1 if s.registered_at < at < s.promoted_at else 0.0, "shadow_versions": [],
+                    "versions": {v: {"manifest_path": f"models/{model}/{v}/manifest.json", "sha256": "0" * 64}
+                                 for v in registered}})
     with open_store(StoreSettings(), data_dir) as store:
         store.put_retrain(RetrainRecord(model, "r-1", "failed", s.t0 + 30 * MINUTE, s.t0 + 35 * MINUTE, "1",
                                         None, ["manual"], "candidate rejected"))

@@ -40,6 +40,18 @@ class ModelView:
     events: list[timeline.Event]
     events_part: Part
     latency_part: Part
+    deployment: dict | None = None           # the last ModelEvent: the whole deployment state now
+
+    def role(self, version: str) -> str:
+        """live, canary or shadow as the registry says now; retired for a version it no longer serves."""
+        d = self.deployment or {}
+        if version == d.get("live_version"):
+            return "live"
+        if version == d.get("canary_version"):
+            return "canary"
+        if version in (d.get("shadow_versions") or ()):
+            return "shadow"
+        return "retired" if version in (d.get("versions") or {}) else ""
 
 
 @dataclass
@@ -74,14 +86,15 @@ def models_to_show(data_dir: Path, wanted: list[str]) -> list[str]:
 def model_view(store: FeatureStore, data_dir: Path, model: str, start: int, end: int,
                latency_bins: int = 40) -> ModelView:
     h = history.gather(store, data_dir, model, start, end)
+    logged = EventLog(data_dir).events(model)
     events = timeline.merge(timeline.drift_events(model, h.windows), timeline.retrain_events(h.retrains),
-                            timeline.model_events(model, EventLog(data_dir).events(model), start, end))
+                            timeline.model_events(model, logged, start, end))
     part = Part("monitor windows and retrain records (store); ModelEvents (the registry's event log, "
                 f"{data_dir / 'models' / model / 'events.jsonl'})")
     latency = history.latency(store, model, start, end, latency_bins) if latency_bins else []
     latency_part = Part("labelled requests in the feedback store: predicted_at - event_time",
                         "" if latency else "no labelled feedback in this time range")
-    return ModelView(h, latency, events, part, latency_part)
+    return ModelView(h, latency, events, part, latency_part, logged[-1] if logged else None)
 
 
 def report_data(config: Config, store: FeatureStore, wanted: list[str], since: int | None,
@@ -110,4 +123,4 @@ def dead_letters(config: Config, kafka: KafkaSettings | None, start: int, end: i
     except BrokerUnavailable as e:
         return [], Part(missing=f"the {topic} topic is not readable: {e}")
     letters = [d for d in topics.dead_letter_counts(records) if start <= d.at < end]
-    return letters, Part(f"the {topic} topic", "" if letters else "no dead letters in this time range")
+    return letters, Part(f"the {topic} topic")

@@ -79,6 +79,18 @@ class ModelHistory:
                         out.setdefault(feature, {}).setdefault(version, []).append(Point(w.window_end, value))
         return out
 
+    def last_drift(self, version: str) -> dict[str, dict[str, float]]:
+        """Per feature, every drift statistic of the version's last window that has any."""
+        for w in reversed(self.windows.get(version, [])):
+            out: dict[str, dict[str, float]] = {}
+            for key, value in w.values.items():
+                if key.startswith(DRIFT):
+                    feature, _, statistic = key[len(DRIFT):].rpartition(".")
+                    out.setdefault(feature, {})[statistic] = value
+            if out:
+                return out
+        return {}
+
     def most_drifted(self, statistic: str = "psi", limit: int = 6) -> list[str]:
         peaks = {f: max(p.value for points in by_version.values() for p in points)
                  for f, by_version in self.drift(statistic).items()}

@@ -84,12 +84,13 @@ def _versions(view: ModelView) -> str:
     rows = []
     for v in h.versions:
         training = ", ".join(f"{k} {val:.3f}" for k, val in sorted(v.training_metrics.items())[:4])
-        rows.append(f"<tr><td><b>{escape(v.version)}</b></td><td>{_t(v.created_at) if v.created_at else '—'}</td>"
+        rows.append(f"<tr><td><b>{escape(v.version)}</b></td><td>{escape(view.role(v.version) or '—')}</td>"
+                    f"<td>{_t(v.created_at) if v.created_at else '—'}</td>"
                     f"<td>{escape(v.task or '—')}</td><td>{escape(training or '—')}</td>"
                     f"<td>{len(h.windows.get(v.version, []))}</td><td>{labelled.get(v.version, 0)}</td>"
                     f"<td>{f'{last[v.version]:.3f}' if v.version in last else '—'}</td></tr>")
     retrains = f"{len(h.retrains)} retrain(s) requested in this range" if h.retrains else "no retrain in this range"
-    return (f"<p class=\"meta\">{len(h.versions)} version(s); {retrains}</p><table><tr><th>version</th>"
+    return (f"<p class=\"meta\">{len(h.versions)} version(s); {retrains}</p><table><tr><th>version</th><th>role now</th>"
             f"<th>registered (UTC)</th><th>task</th><th>training metrics</th><th>windows</th><th>labelled</th>"
             f"<th>last {escape(metric or 'metric')}</th></tr>{''.join(rows)}</table>")
 
@@ -115,6 +116,9 @@ def _timeline(view: ModelView) -> str:
 
 def _dead_letters(data: ReportData) -> str:
     out = ["<h2>Dead letters</h2>"]
+    if not data.dead_letters and data.dead_letters_part.source:
+        out.append(f"<p>None: every record was handled.</p>{_source(data.dead_letters_part.source)}")
+        return "\n".join(out)
     if not data.dead_letters:
         out.append(_missing(data.dead_letters_part.missing))
         return "\n".join(out)

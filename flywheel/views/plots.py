@@ -16,6 +16,7 @@ from flywheel.views.timeline import Event  # noqa: E402
 from flywheel.views.topics import DeadLetterCount  # noqa: E402
 
 WIDTH = 11.0
+MAX_LABEL = 14          # characters of a version name in an event's label
 
 
 def when(ms: int) -> datetime:
@@ -43,17 +44,24 @@ def drift_plot(h: ModelHistory, features: list[str], threshold: float | None) ->
     fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 1.1 + 1.9 * rows), squeeze=False, sharex=True)
     for ax, feature in zip(axes.flat, features):
         for version, points in series[feature].items():
-            ax.plot(*_xy(points), linewidth=1.4, color=colors.get(version), label=f"v{version}")
+            ax.plot(*_xy(points), linewidth=1.4, color=colors.get(version), label=f"version {version}")
         if threshold is not None:
-            ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=0.9, label=f"PSI {threshold:g}")
+            ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=0.9, label=f"threshold (PSI {threshold:g})")
         ax.set_title(feature, fontsize=10)
         ax.set_ylabel("PSI", fontsize=8)
-        ax.legend(fontsize=7, loc="upper left")
         _time_axis(ax)
     for ax in list(axes.flat)[len(features):]:
         ax.set_visible(False)
+    # One legend for all panels: per-panel legends would cover the lines.
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=min(4, len(handles)), fontsize=8,
+               bbox_to_anchor=(0.5, 0.965), frameon=False)
     fig.suptitle(f"{h.model}: drift per feature (PSI against each version's training profile)", fontsize=11)
-    return _png(fig)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return _png(fig, layout=False)
 
 
 def latency_plot(model: str, bins: list[LatencyBin]) -> bytes:
@@ -95,7 +103,7 @@ def _mark_events(ax, events: list[Event]) -> None:
     for e in events:
         color = style.event_color(e.kind)
         ax.axvline(when(e.at), color=color, linewidth=1.0, linestyle=":", alpha=0.9)
-        ax.annotate(style.event_words(e.kind) + (f" {e.version}" if e.version else ""),
+        ax.annotate(style.event_words(e.kind) + (f" {e.version[:MAX_LABEL]}" if e.version else ""),
                     xy=(when(e.at), 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                     va="top", ha="right", color=color, xytext=(-2, -2), textcoords="offset points")
 
@@ -107,10 +115,11 @@ def _time_axis(ax) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _png(fig, ax=None) -> bytes:
+def _png(fig, ax=None, layout: bool = True) -> bytes:
     if ax is not None:
         _time_axis(ax)
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=100)
     plt.close(fig)

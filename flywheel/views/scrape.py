@@ -5,6 +5,7 @@ between (as Prometheus' histogram_quantile does), gauges are their latest value.
 Metric names are the contract documented in processors/runtime/metrics.py and the processors'
 metrics modules.
 """
+import os
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +35,7 @@ class Scrape:
     at: float                                           # time.monotonic() of the scrape
     samples: list[Sample] = field(default_factory=list)
     down: dict[str, str] = field(default_factory=dict)  # process -> why its endpoint did not answer
+    exited: set[str] = field(default_factory=set)       # processes whose pid is gone
 
     def named(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.name == name]
@@ -48,6 +50,8 @@ def scrape(processes: list[ProcessSpec], timeout: float = 2.0) -> Scrape:
                 text = response.read().decode()
         except (urllib.error.URLError, OSError) as e:
             out.down[spec.name] = str(getattr(e, "reason", e))
+            if not _alive(spec.pid):
+                out.exited.add(spec.name)
             continue
         for family in text_string_to_metric_families(text):
             out.samples += [Sample(spec.name, s.name, tuple(sorted(s.labels.items())), s.value)
@@ -55,12 +59,22 @@ def scrape(processes: list[ProcessSpec], timeout: float = 2.0) -> Scrape:
     return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
 @dataclass
 class ProcessFigures:
     name: str
     pid: int
     port: int
-    up: bool
+    state: str                                  # up | no metrics (running, endpoint silent) | exited
     records_in_per_s: float = 0.0
     lag: int = 0
 
@@ -69,7 +83,7 @@ class ProcessFigures:
 class VersionFigures:
     model: str
     version: str
-    role: str                                   # from flywheel_model_version_info, else predictions
+    role: str                                   # from flywheel_model_version_info ("" when not serving)
     predictions_per_s: float = 0.0
     predictions: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)   # the monitor's last closed window
@@ -84,14 +98,6 @@ class Latency:
     observed: float                            # observations behind the percentiles
 
 
-@dataclass(frozen=True)
-class FeatureDrift:
-    model: str
-    version: str
-    feature: str
-    statistics: dict[str, float]
-
-
 @dataclass
 class LiveFigures:
     seconds: float                              # between the two scrapes
@@ -101,7 +107,6 @@ class LiveFigures:
     predictions_per_s: dict[str, float]         # by model
     latency: dict[str, Latency]                 # by model
     lag: dict[str, int]                         # by processor
-    drift: list[FeatureDrift]                   # most drifted first (PSI)
     dead_letters: dict[str, float]              # by reason: totals
     dead_letters_per_s: float
     retrain_requests: dict[tuple[str, str], float]   # (model, reason) -> total
@@ -117,7 +122,7 @@ def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> Live
         records_in[s.process] += rate.get(s, 0.0)
     for s in after.named("flywheel_consumer_lag"):
         process_lag[s.process] += s.value
-    procs = [ProcessFigures(p.name, p.pid, p.metrics_port, p.name not in after.down, records_in[p.name],
+    procs = [ProcessFigures(p.name, p.pid, p.metrics_port, _state(p.name, after), records_in[p.name],
                             int(process_lag[p.name])) for p in processes]
     predictions = after.named("flywheel_predictions_total")
     return LiveFigures(
@@ -127,22 +132,30 @@ def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> Live
         predictions_per_s=_rate_by(rate, predictions, "model"),
         latency=_latencies(before, after),
         lag={k: int(v) for k, v in _sum_by(after.named("flywheel_consumer_lag"), "processor").items()},
-        drift=_drift(after), dead_letters=_sum_by(after.named("flywheel_dead_letters_total"), "reason"),
+        dead_letters=_sum_by(after.named("flywheel_dead_letters_total"), "reason"),
         dead_letters_per_s=sum(rate.get(s, 0.0) for s in after.named("flywheel_dead_letters_total")),
         retrain_requests=_sum_by(after.named("flywheel_retrain_requests_total"), "model", "reason"),
         retrain_outcomes=_sum_by(after.named("flywheel_retrain_outcomes_total"), "model", "outcome"),
         model_events=_sum_by(after.named("flywheel_model_events_total"), "model", "kind"))
 
 
+def _state(process: str, scraped: Scrape) -> str:
+    if process in scraped.exited:
+        return "exited"
+    return "no metrics" if process in scraped.down else "up"
+
+
 def _rates(before: Scrape, after: Scrape, seconds: float) -> dict[Sample, float]:
-    """Per-second change of every sample present in both scrapes (a restarted process's counter
-    that went down counts from zero, as Prometheus' rate() does)."""
+    """Per-second change of every sample between the scrapes. A series that appeared in between
+    (a process's first records of a model) counts from zero, and so does a counter that went down
+    (its process restarted); a process that did not answer the first scrape has no rates yet."""
     old = {(s.process, s.name, s.labels): s.value for s in before.samples}
     out = {}
     for s in after.samples:
-        previous = old.get((s.process, s.name, s.labels))
-        if previous is not None:
-            out[s] = (s.value - previous if s.value >= previous else s.value) / seconds
+        if s.process in before.down:
+            continue
+        previous = old.get((s.process, s.name, s.labels), 0.0)
+        out[s] = (s.value - previous if s.value >= previous else s.value) / seconds
     return out
 
 
@@ -173,7 +186,7 @@ def _versions(after: Scrape, rate: dict[Sample, float]) -> list[VersionFigures]:
         if s.value:
             version(s.label("model"), s.label("version"), s.label("role"))
     for s in after.named("flywheel_predictions_total"):
-        f = version(s.label("model"), s.label("version"), s.label("role"))
+        f = version(s.label("model"), s.label("version"))     # its role label is history, not the present
         f.predictions += s.value
         f.predictions_per_s += rate.get(s, 0.0)
     for s in after.named("flywheel_model_performance"):
@@ -183,14 +196,6 @@ def _versions(after: Scrape, rate: dict[Sample, float]) -> list[VersionFigures]:
     for s in after.named("flywheel_drift_flagged"):
         version(s.label("model"), s.label("version")).drift_flagged = bool(s.value)
     return sorted(found.values(), key=lambda f: (f.model, f.version))
-
-
-def _drift(after: Scrape) -> list[FeatureDrift]:
-    statistics: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
-    for s in after.named("flywheel_drift"):
-        statistics[(s.label("model"), s.label("version"), s.label("feature"))][s.label("statistic")] = s.value
-    found = [FeatureDrift(*key, stats) for key, stats in statistics.items()]
-    return sorted(found, key=lambda d: -d.statistics.get("psi", 0.0))
 
 
 def _latencies(before: Scrape, after: Scrape) -> dict[str, Latency]:

@@ -44,10 +44,11 @@ def retrain_events(retrains: list[RetrainRecord]) -> list[Event]:
     for r in retrains:
         out.append(Event(r.requested_at, r.model, RETRAIN_REQUESTED, r.base_version,
                          ", ".join(r.reasons) + (f" ({r.retrain_id})" if r.retrain_id else "")))
-        if r.status != "in_flight":
-            kind = RETRAIN_DONE if r.status == "done" else RETRAIN_FAILED
-            detail = r.detail or (f"new version {r.new_version}" if r.new_version else "")
-            out.append(Event(r.updated_at, r.model, kind, r.new_version or r.base_version, detail))
+        if r.status == "done":
+            out.append(Event(r.updated_at, r.model, RETRAIN_DONE, r.new_version or r.base_version,
+                             f"new version {r.new_version}" if r.new_version else r.detail))
+        elif r.status == "failed":
+            out.append(Event(r.updated_at, r.model, RETRAIN_FAILED, r.base_version, r.detail))
     return out
 
 

@@ -1,0 +1,170 @@
+"""`flywheel status`: one frame against a real running embedded stack (every process answering,
+a worker's real predictions counted), the figures from scrapes of real Prometheus endpoints, and
+the store-backed parts of a frame."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from feature_store import StoreSettings, open_store
+from streams.broker import free_port
+
+from flywheel.stack import ProcessSpec, StackState
+from flywheel.views import terminal
+from flywheel.views.live import StatusSession
+from flywheel.views.scrape import figures, quantile, scrape
+
+
+def _env(data_dir: Path) -> dict:
+    env = {**os.environ, "FLYWHEEL_DATA_DIR": str(data_dir), "COLUMNS": "160"}
+    env.pop("FLYWHEEL_BOOTSTRAP", None)
+    return env
+
+
+@pytest.fixture
+def running_stack(tmp_path):
+    """`flywheel up` in a subprocess on free ports and its own data dir, until the test ends."""
+    data_dir = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(free_port()),
+                             "--metrics-port", str(free_port()), "--model", "churn"],
+                            env=_env(data_dir), stderr=subprocess.PIPE, text=True)
+    try:
+        state_file = data_dir / "stack.json"
+        deadline = time.monotonic() + 90
+        while not state_file.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        yield data_dir, json.loads(state_file.read_text())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+def _status_once(data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flywheel", "status", "--once", "--interval", "1"],
+                          env=_env(data_dir), capture_output=True, text=True, timeout=120)
+
+
+def test_status_once_shows_every_process_of_a_running_stack(running_stack):
+    data_dir, state = running_stack
+    names = [p["name"] for p in state["processes"]]
+    assert {"worker", "joiner", "monitor"} <= set(names)
+    # The children start their metrics servers a moment after the stack file is written.
+    specs = [ProcessSpec(**p) for p in state["processes"]]
+    deadline = time.monotonic() + 60
+    while scrape(specs).down and time.monotonic() < deadline:
+        time.sleep(0.5)
+    done = _status_once(data_dir)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if len(line.split()) > 2}
+    for process in state["processes"]:
+        row = rows[process["name"]]
+        assert str(process["pid"]) in row and f":{process['metrics_port']}" in row and " up " in row, row
+    assert state["bootstrap"] in done.stdout
+    for panel in ("processes", "throughput", "models", "most drifted features", "timeline"):
+        assert panel in done.stdout
+
+
+def test_status_without_a_stack_is_a_one_line_error(tmp_path):
+    done = _status_once(tmp_path / "nothing")
+    assert done.returncode == 1 and "no stack is running" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_figures_are_rates_and_percentiles_between_two_real_scrapes():
+    registry = CollectorRegistry()
+    records = Counter("flywheel_records_in", "", ["processor", "model"], registry=registry)
+    predictions = Counter("flywheel_predictions", "", ["model", "version", "role"], registry=registry)
+    latency = Histogram("flywheel_e2e_latency_seconds", "", ["model"], registry=registry,
+                        buckets=(0.01, 0.02, 0.05, 0.1, 1.0))
+    lag = Gauge("flywheel_consumer_lag", "", ["processor", "topic", "partition"], registry=registry)
+    dead = Counter("flywheel_dead_letters", "", ["processor", "reason"], registry=registry)
+    info = Gauge("flywheel_model_version_info", "", ["model", "version", "role"], registry=registry)
+    port = free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                text=True).stdout.strip()
+        procs = [ProcessSpec("worker", ["worker"], port, os.getpid()),
+                 ProcessSpec("silent", ["x"], free_port(), os.getpid()),
+                 ProcessSpec("gone", ["x"], free_port(), int(exited))]
+        for _ in range(50):
+            latency.labels("churn").observe(0.5)            # old, slow traffic: outside the rates
+        before = scrape(procs)
+        records.labels("worker", "churn").inc(200)
+        predictions.labels("churn", "1", "live").inc(150)
+        predictions.labels("churn", "2", "canary").inc(50)
+        predictions.labels("churn", "0", "live").inc(0)            # served once, retired since
+        info.labels("churn", "1", "live").set(1)
+        info.labels("churn", "2", "canary").set(1)
+        info.labels("churn", "0", "live").set(0)
+        dead.labels("worker", "missing_feature").inc(4)
+        lag.labels("worker", "churn.requests", "0").set(17)
+        for i in range(100):
+            latency.labels("churn").observe(0.012 if i < 90 else 0.08)
+        time.sleep(0.5)
+        after = scrape(procs)
+    finally:
+        server.shutdown()
+    f = figures(procs, before, after)
+    per_s = 1 / f.seconds
+    assert f.requests_in_per_s["churn"] == pytest.approx(200 * per_s)
+    assert f.predictions_per_s["churn"] == pytest.approx(200 * per_s)
+    assert {(v.version, v.role, round(v.predictions)) for v in f.versions} == {
+        ("0", "", 0), ("1", "live", 150), ("2", "canary", 50)}
+    worker, silent, gone = f.processes
+    assert worker.state == "up" and worker.lag == 17 and worker.records_in_per_s == pytest.approx(200 * per_s)
+    assert silent.state == "no metrics" and gone.state == "exited"
+    assert f.dead_letters == {"missing_feature": 4}
+    p = f.latency["churn"]
+    assert p.observed == 100                     # only what happened between the scrapes
+    assert 0.01 < p.p50 <= 0.02 and 0.05 < p.p99 <= 0.1
+
+
+def test_quantile_matches_prometheus_histogram_quantile():
+    cumulative = {0.1: 10.0, 0.2: 30.0, 0.5: 40.0, float("inf"): 40.0}
+    assert quantile(0.5, cumulative) == pytest.approx(0.15)        # rank 20: halfway through (0.1, 0.2]
+    assert quantile(0.25, cumulative) == pytest.approx(0.1)
+    assert quantile(1.0, cumulative) == pytest.approx(0.5)
+    assert quantile(0.99, {0.1: 0.0, float("inf"): 5.0}) == pytest.approx(0.1)   # +Inf: highest finite bound
+    assert quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
+
+
+def test_a_frame_shows_the_stores_accuracy_drift_and_timeline(tmp_path):
+    """The store-backed half of a frame, from the same realistic story as the report's tests."""
+    from tests.test_report_html import fill_story
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    fill_story(data_dir)
+    stack = StackState("127.0.0.1:1", str(data_dir), time.time() - 65, [])
+    with open_store(StoreSettings(), data_dir) as store:
+        frame = StatusSession(data_dir, store, stack, 4 * 3_600_000).frame()
+    from rich.console import Console
+    console = Console(width=160, record=True, file=open(os.devnull, "w"))
+    console.print(terminal.render(frame))
+    text = console.export_text()
+    assert "up 1m05s" in text or "up 1m06s" in text
+    rows = {cells[2]: cells for cells in (line.split() for line in text.splitlines())
+            if len(cells) > 8 and cells[1] == "churn" and cells[5] == "accuracy"}
+    assert rows["1"][3] == "retired" and rows["2"][3] == "live"
+    assert 0.68 < float(rows["1"][6]) < 0.78 and 0.85 < float(rows["2"][6]) < 0.95   # the last windows
+    v1_spark = rows["1"][7]
+    assert set(v1_spark) <= set(terminal.BLOCKS) and v1_spark[0] in "▇█" and v1_spark[-1] in "▁▂▃"
+    assert rows["1"][8] == "1,331"
+    panel = text[text.index("most drifted features"):text.index("timeline")]
+    drift = [line.split()[1:6] for line in panel.splitlines() if len(line.split()) > 6 and line.split()[1] == "churn"]
+    assert len(drift) == 5 and {row[1] for row in drift} == {"2"}   # the serving version's features only
+    assert all(float(row[3]) < 0.2 for row in drift)                 # its own reference: no drift
+    for words in ("drift flagged", "retrain requested", "canary", "promoted", "candidate rejected"):
+        assert words in text, words
+
+
+def test_sparkline_scales_to_the_range():
+    assert terminal.sparkline([0.0, 0.5, 1.0], 0.0, 1.0) == "▁▅█"
+    assert terminal.sparkline([], 0, 1) == ""
+    assert len(terminal.sparkline(list(range(100)), 0, 99)) == terminal.SPARK_WIDTH
