@@ -17,6 +17,7 @@ restart (the store does not); the monitor keeps one record per request and versi
 Records with the `flywheel-replay` header are joined and stored flagged `replay`, and their
 feedback carries the header on; they are not counted as live traffic in any metric.
 """
+import logging
 import socket
 import threading
 import time
@@ -37,6 +38,7 @@ from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
 PROCESSOR = "joiner"
+log = logging.getLogger(__name__)
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86_400, 3 * 86_400, 7 * 86_400)
 
 
@@ -90,7 +92,10 @@ class FeedbackJoiner:
     def run(self) -> None:
         try:
             while not self.stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except CommitError as e:      # rewound: the same records come again
+                    log.warning("batch not committed, redoing it: %s", e)
         finally:
             self.close()
 
@@ -109,7 +114,16 @@ class FeedbackJoiner:
         if due:
             result.merge(self._retrying(lambda: self.join.add_labels([w.label for w in due], park=False)))
         self._track(result, labels, due, dead)
-        self._emit(messages, result, dead)
+        try:
+            self._emit(messages, result, dead)
+        except CommitError:
+            # The batch is rewound and will be redone (store writes are idempotent); labels whose
+            # wait ended are not in it, so they wait on here and are given up on again.
+            for key in {(m.topic(), m.partition()) for m in messages}:
+                self._next.pop(key, None)
+            for w in due:
+                self._waiting.setdefault(w.label.request_id, w)
+            raise
         self._count(predictions, labels, result)
         self.lag.update()
         return len(messages)
@@ -175,13 +189,7 @@ class FeedbackJoiner:
             if (m.topic(), m.partition(), m.offset()) not in seen:
                 seen.add((m.topic(), m.partition(), m.offset()))
                 self._dead.send_message(self.committer, m, reason, detail)
-        try:
-            self.committer.commit(messages, self._safe_offsets())
-        except CommitError:
-            # The batch is rewound and will be redone; the store writes were idempotent.
-            for key in {(m.topic(), m.partition()) for m in messages}:
-                self._next.pop(key, None)
-            raise
+        self.committer.commit(messages, self._safe_offsets())
 
     def _safe_offsets(self) -> list[TopicPartition]:
         """Per partition: the next offset to read, or the oldest waiting label's, if earlier."""
