@@ -28,11 +28,11 @@ def _env(data_dir: Path) -> dict:
 
 
 @pytest.fixture
-def running_stack(tmp_path):
-    """`flywheel up` in a subprocess on free ports and its own data dir, until the test ends."""
+def demo_stack(tmp_path):
+    """`flywheel up --demo` in a subprocess on free ports and its own data dir, until the test ends."""
     data_dir = tmp_path / "d"
-    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(free_port()),
-                             "--metrics-port", str(free_port()), "--model", "churn"],
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", "5", "--rate", "50",
+                             "--broker-port", str(free_port()), "--metrics-port", str(free_port())],
                             env=_env(data_dir), stderr=subprocess.PIPE, text=True)
     try:
         state_file = data_dir / "stack.json"
@@ -40,7 +40,7 @@ def running_stack(tmp_path):
         while not state_file.exists() and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.2)
-        yield data_dir, json.loads(state_file.read_text())
+        yield data_dir, proc
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
@@ -51,23 +51,37 @@ def _status_once(data_dir: Path) -> subprocess.CompletedProcess:
                           env=_env(data_dir), capture_output=True, text=True, timeout=120)
 
 
-def test_status_once_shows_every_process_of_a_running_stack(running_stack):
-    data_dir, state = running_stack
-    names = [p["name"] for p in state["processes"]]
-    assert {"worker", "joiner", "monitor"} <= set(names)
-    # The children start their metrics servers a moment after the stack file is written.
-    specs = [ProcessSpec(**p) for p in state["processes"]]
-    deadline = time.monotonic() + 60
-    while scrape(specs).down and time.monotonic() < deadline:
-        time.sleep(0.5)
+def test_status_once_shows_the_processes_and_live_numbers_of_a_running_demo(demo_stack):
+    data_dir, proc = demo_stack
+    # stack.json names the processes once they are spawned; they serve metrics a moment later, and
+    # the worker predicts once the demo's first model is registered and traffic flows.
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stderr.read()
+        state = json.loads((data_dir / "stack.json").read_text())
+        specs = [ProcessSpec(**p) for p in state["processes"]]
+        scraped = scrape(specs)
+        if sum(s.value for s in scraped.named("flywheel_predictions_total")) > 0 and \
+                not set(scraped.down) - {"simulator"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     done = _status_once(data_dir)
     assert done.returncode == 0, done.stderr
-    rows = {line.split()[1]: line for line in done.stdout.splitlines() if len(line.split()) > 2}
-    for process in state["processes"]:
-        row = rows[process["name"]]
-        assert str(process["pid"]) in row and f":{process['metrics_port']}" in row and " up " in row, row
+    rows = {line.split()[1]: line.split()[1:] for line in done.stdout.splitlines() if len(line.split()) > 3}
+    names = {p.name for p in specs}
+    assert {"worker", "joiner", "monitor", "trigger", "retrainer", "simulator"} <= names
+    for spec in specs:
+        row = rows[spec.name]
+        assert row[1] == str(spec.pid) and f":{spec.metrics_port}" in row, row
+        assert row[2] == "up" or spec.name == "simulator", row
+    assert float(rows["worker"][3]) > 0                                    # records in/s
+    throughput = done.stdout[done.stdout.index("throughput"):done.stdout.index("models (")]
+    (churn,) = [line.split()[1:8] for line in throughput.splitlines() if "churn" in line]
+    model, requests_in, predictions_out, p50, p50_unit, p99, p99_unit = churn
+    assert float(requests_in.replace(",", "")) > 0 and float(predictions_out.replace(",", "")) > 0
+    assert p50_unit == p99_unit == "ms" and 0 < float(p50.replace(",", "")) <= float(p99.replace(",", ""))
     assert state["bootstrap"] in done.stdout
-    for panel in ("processes", "throughput", "models", "most drifted features", "timeline"):
+    for panel in ("processes", "throughput", "models", "most drifted features", "timeline", "registered"):
         assert panel in done.stdout
 
 

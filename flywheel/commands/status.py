@@ -1,4 +1,5 @@
 """`flywheel status`: the live view of a running stack (`--once`: one frame, then exit)."""
+import os
 import time
 
 from rich.console import Console
@@ -12,7 +13,7 @@ from flywheel.views import terminal
 from flywheel.views.live import StatusSession
 from flywheel.views.stackfile import require_stack
 
-PLAIN_WIDTH = 140      # columns of a frame printed to a pipe or file
+PLAIN_WIDTH = 120      # columns of a frame printed to a pipe or file (unless COLUMNS says)
 
 
 def register(sub) -> None:
@@ -39,7 +40,7 @@ def run(args, config) -> int:
         if args.once:
             time.sleep(args.interval)
             console = Console()
-            if not console.is_terminal:
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
                 console = Console(width=PLAIN_WIDTH)
             console.print(terminal.render(session.frame()))
             return 0
@@ -48,9 +49,12 @@ def run(args, config) -> int:
 
 def _watch(session: StatusSession, interval: float) -> int:
     with Live(terminal.render(session.frame()), console=Console(), refresh_per_second=4, screen=False) as live:
-        while True:
-            time.sleep(interval)
-            if not session.running():
-                err.print("[yellow]the stack stopped[/]")
-                return 0
-            live.update(terminal.render(session.frame()))
+        try:
+            while True:
+                time.sleep(interval)
+                if not session.running():
+                    err.print("[yellow]the stack stopped[/]")
+                    return 0
+                live.update(terminal.render(session.frame()))
+        except KeyboardInterrupt:        # Ctrl-C is how one leaves the view
+            return 0
