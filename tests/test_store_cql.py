@@ -1,0 +1,136 @@
+"""The CQL schema and statements, checked without a cluster (no Cassandra server runs here):
+
+- every statement of every file under feature_store/cql parses whole with the CQL grammar that
+  ships with cqlsh (cqlshlib, from the Apache Cassandra project). That grammar is newer than 4.0,
+  so features added after 4.0 are rejected separately below. cqlshlib's backtracking parser
+  takes exponential time in the number of column definitions, so a CREATE TABLE is parsed in
+  slices: the key columns plus at most five others each, with its PRIMARY KEY and WITH clauses
+  verbatim, until every column definition has been parsed;
+- every prepared statement the backend derives from the tables parses too (bind markers are
+  swapped for literals: cqlshlib's lexer has no '?');
+- no column is a reserved CQL keyword (the driver's own list);
+- the migration ledger refuses an applied file that was edited since.
+What only a live 4.0 node can check (types, key constraints, TTL, paging) is the contract suite's
+job when FLYWHEEL_CASSANDRA_HOSTS is set.
+"""
+import re
+
+import pytest
+from cassandra import ConsistencyLevel
+from cassandra.metadata import cql_keywords_reserved
+from cqlshlib.cql3handling import CqlRuleSet
+
+from feature_store import StoreConfigError, StoreError, StoreSettings, StoreUnavailable, open_store
+from feature_store.cassandra import (delete_cql, insert_cql, make_cluster, range_cql, replication_cql,
+                                     select_cql, tls_context)
+from feature_store.schema import _CREATE, _split_top, migrations, parse_table, pending, tables
+from streams.broker import free_port
+
+NEWER_THAN_4_0 = re.compile(r"\bvector\s*<|STORAGE ATTACHED|\bSAI\b|MASKED WITH|UnifiedCompaction|"
+                            r"\bCONTAINS KEY\b.*\bOR\b|\bBETWEEN\b", re.I)
+
+
+def parses(statement: str) -> bool:
+    tokens, _ = CqlRuleSet.cql_split_statements(statement + ";")
+    tokens = [t for t in tokens if t]
+    return len(tokens) == 1 and CqlRuleSet.cql_whole_parse_tokens(tokens[0], srcstr=statement) is not None
+
+
+def slices(create: str, width: int = 5) -> list[str]:
+    name, body = _CREATE.match(create).groups()
+    suffix = create[len(f"CREATE TABLE IF NOT EXISTS {name} ({body})"):]     # " WITH ..." or nothing
+    *columns, primary = _split_top(body)
+    table = parse_table(create)
+    keys = [c for c in columns if c.split()[0] in table.primary_key]
+    others = [c for c in columns if c not in keys]
+    return [f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(keys + others[i:i + width] + [primary])}){suffix}"
+            for i in range(0, max(len(others), 1), width)]
+
+
+def test_the_parser_rejects_broken_cql():
+    assert parses("CREATE TABLE t (a text, b bigint, PRIMARY KEY (a, b))")
+    assert not parses("CREATE TABLE t (a text, b bigint PRIMARY KEY (a, b))")
+    assert not parses("SELEC a FROM t")
+    assert not parses("SELECT a FROM t WHERE a = 1 AND")
+
+
+@pytest.mark.parametrize("migration", migrations(), ids=lambda m: m.name)
+def test_every_statement_of_every_cql_file_parses(migration):
+    assert migration.statements
+    for statement in migration.statements:
+        for piece in slices(statement):
+            assert parses(piece), piece
+        assert not NEWER_THAN_4_0.search(statement), statement
+        assert statement.startswith("CREATE TABLE IF NOT EXISTS"), "migrations must be safe to re-run"
+
+
+def test_every_prepared_statement_parses():
+    for t in tables().values():
+        statements = [insert_cql(t), delete_cql(t), *(select_cql(t, w) for w in
+                                                      range(len(t.partition_key), len(t.primary_key) + 1))]
+        if t.clustering:
+            statements.append(range_cql(t))
+        for cql in statements:
+            assert parses(cql.replace("?", "0")), cql
+
+
+def test_the_tables_the_backends_share_have_the_keys_the_queries_need():
+    t = tables()
+    assert t["feedback_by_time"].partition_key == ("model", "model_version", "bucket")
+    assert t["feedback_by_time"].clustering == ("event_time", "request_id")
+    assert t["metrics_by_window"].partition_key == ("model", "model_version", "bucket")
+    assert t["online_features"].partition_key == ("feature_group", "entity_id")
+    assert t["pending_labels"].primary_key == ("request_id",)
+    reserved = {k.lower() for k in cql_keywords_reserved}
+    for table in t.values():
+        assert not reserved & {c.lower() for c in table.columns}, table.name
+
+
+def test_table_parsing_reads_compound_and_simple_keys():
+    t = parse_table("CREATE TABLE IF NOT EXISTS x (a text, b bigint, c frozen<map<text, double>>, d int, "
+                    "PRIMARY KEY ((a, b), d)) WITH CLUSTERING ORDER BY (d DESC)")
+    assert (t.partition_key, t.clustering, t.columns["c"]) == (("a", "b"), ("d",), "frozen<map<text, double>>")
+    with pytest.raises(ValueError, match="not declared"):
+        parse_table("CREATE TABLE IF NOT EXISTS x (a text, PRIMARY KEY (a, b))")
+
+
+def test_an_applied_migration_that_changed_is_refused():
+    first, second = migrations()
+    assert pending({}) == [first, second]
+    assert pending({first.name: first.checksum}) == [second]
+    with pytest.raises(StoreError, match="changed after they were applied"):
+        pending({first.name: "an older checksum"})
+
+
+def test_cassandra_settings_are_checked_before_connecting(tmp_path):
+    with pytest.raises(StoreConfigError, match="cassandra_hosts"):
+        open_store(StoreSettings(backend="cassandra"))
+    with pytest.raises(StoreConfigError, match="consistency"):
+        make_cluster(StoreSettings(backend="cassandra", cassandra_hosts=["h"], consistency="MOST"))
+    with pytest.raises(StoreConfigError, match="keyspace"):
+        open_store(StoreSettings(backend="cassandra", cassandra_hosts=["h"], keyspace="x; DROP"))
+    with pytest.raises(StoreConfigError, match="TLS"):
+        tls_context(StoreSettings(tls=True, tls_ca_file=str(tmp_path / "missing.pem")))
+    with pytest.raises(StoreConfigError, match="unknown store backend"):
+        open_store(StoreSettings(backend="mongo"))
+    assert replication_cql({"class": "NetworkTopologyStrategy", "dc1": 3}) == \
+        "{'class': 'NetworkTopologyStrategy', 'dc1': '3'}"
+    with pytest.raises(StoreConfigError):
+        replication_cql({"class": "SimpleStrategy", "replication_factor": "1'}; DROP"})
+
+
+def test_tls_and_auth_settings_reach_the_cluster():
+    cluster = make_cluster(StoreSettings(cassandra_hosts=["10.0.0.1"], tls=True, tls_verify_hostname=False,
+                                         username="flywheel", password="pw", local_dc="dc2",
+                                         consistency="local_one"))
+    profile = cluster.profile_manager.default
+    assert cluster.ssl_context is not None and not cluster.ssl_context.check_hostname
+    assert cluster.auth_provider.username == "flywheel"
+    assert profile.load_balancing_policy._child_policy.local_dc == "dc2"
+    assert profile.consistency_level == ConsistencyLevel.LOCAL_ONE
+
+
+def test_an_unreachable_cluster_is_store_unavailable():
+    with pytest.raises(StoreUnavailable, match="Unable to connect"):
+        open_store(StoreSettings(backend="cassandra", cassandra_hosts=["127.0.0.1"],
+                                 cassandra_port=free_port(), connect_timeout_s=2))
