@@ -1,6 +1,10 @@
 """A batch of raw request messages for one model becomes one float32 matrix, in one pass:
 size check, decode, validation against the feature spec, categorical encoding. Records that
-cannot be served come back as failures with their dead-letter reason; the rest go on."""
+cannot be served come back as failures with their dead-letter reason; the rest go on, in batch
+order, with the encoded sections a Prediction copies from its request (see wire.py).
+
+Decoding takes the wire fast path where it can (the model's own key layout, or `dense`) and
+fastavro otherwise; both end in the same checks."""
 import math
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -12,6 +16,7 @@ from schemas.errors import FeatureProblem
 from schemas.features import FeatureSpec
 
 from processors.models import MatrixLayout
+from processors.worker.wire import NumericTemplate, Parsed, RequestParser, categorical_map, numeric_map, string, zigzag
 
 
 @dataclass
@@ -24,9 +29,18 @@ class Failure:
 @dataclass
 class FeatureBatch:
     indices: list[int]                 # batch positions of the rows of `matrix`
-    records: list[dict]                # decoded requests, one per row
+    request_ids: list[str]
+    entity_ids: list[str]
+    event_times: list[int]
+    ids_raw: list[bytes]               # encoded request_id + entity_id
+    event_times_raw: list[bytes]
+    numeric_raw: list[bytes]           # encoded numeric map (the features the prediction saw)
+    categorical_raw: list[bytes]
     matrix: np.ndarray                 # (rows, width) float32
     failures: list[Failure] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class RequestDecoder:
@@ -36,66 +50,96 @@ class RequestDecoder:
         self.spec: FeatureSpec = layout.spec
         self.max_bytes = max_bytes
         self.k = len(layout.numeric)
+        self.template = NumericTemplate(layout.numeric)
+        self.parser = RequestParser(serde, self.template)
         self._get_all = itemgetter(*layout.numeric) if self.k > 1 else None
 
     def decode(self, values: list[bytes | None]) -> FeatureBatch:
         failures: list[Failure] = []
-        sized = []
+        rows: dict[int, Parsed] = {}
+        numeric: dict[int, np.ndarray | list] = {}
+        checked: set[int] = set()        # rows whose numeric values the slow path already checked
+        templated: list[int] = []
+        fallback: list[int] = []
         for i, v in enumerate(values):
             if v is not None and len(v) > self.max_bytes:
                 failures.append(Failure(i, "oversize", f"{len(v)} bytes is over the {self.max_bytes}-byte limit"))
+                continue
+            parsed = self.parser.parse(v) if v is not None else None
+            if parsed is None:
+                fallback.append(i)
             else:
-                sized.append(i)
-        decoded = self.serde.decode_many([values[i] for i in sized])
-        indices, records, rows, slow = [], [], [], []
-        for i, record in zip(sized, decoded):
+                rows[i] = parsed
+                if parsed.templated:
+                    templated.append(i)
+        if templated:
+            start = len(self.template.count)
+            ok, extracted = self.template.extract([rows[i].numeric_raw[start:-1] for i in templated])
+            for j, i in enumerate(templated):
+                if ok[j]:
+                    numeric[i] = extracted[j]
+                else:                     # same length, other keys: let fastavro read it
+                    del rows[i]
+                    fallback.append(i)
+        for i, record in zip(fallback, self.serde.decode_many([values[i] for i in fallback])):
             if isinstance(record, DecodeFailure):
                 failures.append(Failure(i, record.reason, record.detail))
+            else:
+                rows[i] = _from_record(record)
+        dense_rows = []
+        for i in sorted(rows):
+            if i in numeric:
                 continue
             try:
-                row, checked = self._numeric_row(record)
+                numeric[i], slow = self._numeric_row(rows[i])
             except FeatureProblem as e:
                 failures.append(Failure(i, e.reason, str(e)))
+                del rows[i]
                 continue
-            indices.append(i)
-            records.append(record)
-            rows.append(row)
-            if checked:
-                slow.append(len(rows) - 1)
-        matrix = np.zeros((len(rows), self.layout.width), dtype=np.float32)
-        if rows and self.k:
+            if slow:
+                checked.add(i)
+            if rows[i].dense is not None:
+                dense_rows.append(i)
+        order = sorted(rows)
+        matrix = np.zeros((len(order), self.layout.width), dtype=np.float32)
+        if order and self.k:
             with np.errstate(over="ignore"):
-                matrix[:, :self.k] = np.asarray(rows, dtype=np.float64)
-        keep = self._finite(matrix, slow, indices, failures)
-        keep = self._categoricals(matrix, records, keep, indices, failures)
-        if len(keep) < len(records):
-            indices = [indices[j] for j in keep]
-            records = [records[j] for j in keep]
+                matrix[:, :self.k] = np.asarray([numeric[i] for i in order], dtype=np.float64)
+        if dense_rows:
+            position = {i: j for j, i in enumerate(order)}
+            echo = self.template.encode(matrix[[position[i] for i in dense_rows], :self.k].astype(np.float64))
+            for i, raw in zip(dense_rows, echo):
+                rows[i].numeric_raw = raw
+        keep = self._finite(matrix, [j for j, i in enumerate(order) if i in checked], order, failures)
+        keep = self._categoricals(matrix, [rows[i] for i in order], keep, order, failures)
+        if len(keep) < len(order):
             matrix = matrix[keep]
+            order = [order[j] for j in keep]
         failures.sort(key=lambda f: f.index)
-        return FeatureBatch(indices, records, matrix, failures)
+        kept = [rows[i] for i in order]
+        return FeatureBatch(order, [r.request_id for r in kept], [r.entity_id for r in kept],
+                            [r.event_time for r in kept], [r.ids_raw for r in kept],
+                            [r.event_time_raw for r in kept], [r.numeric_raw for r in kept],
+                            [r.categorical_raw for r in kept], matrix, failures)
 
-    def _numeric_row(self, record: dict) -> tuple[list[float] | np.ndarray, bool]:
-        """The numeric part of a row, and whether it was fully checked already (slow path)."""
-        dense = record.get("dense")
-        if dense is not None:
-            if len(dense) != 4 * self.k:
+    def _numeric_row(self, row: Parsed) -> tuple[list[float] | np.ndarray, bool]:
+        """The numeric part of a row, and whether the slow path checked it already."""
+        if row.dense is not None:
+            if len(row.dense) != 4 * self.k:
                 raise FeatureProblem("dense", "wrong_shape",
-                                     f"dense holds {len(dense) // 4} float32 values, the model has {self.k} numeric features")
-            return np.frombuffer(dense, dtype="<f4"), False
-        numeric = record["numeric"]
+                                     f"dense holds {len(row.dense) // 4} float32 values, the model has {self.k} numeric features")
+            return np.frombuffer(row.dense, dtype="<f4"), False
+        values = row.numeric_dict or {}
         if self._get_all is not None:
             try:
-                row = list(self._get_all(numeric))
-                if None not in row:
-                    return row, False
+                found = list(self._get_all(values))
+                if None not in found:
+                    return found, False
             except KeyError:
                 pass
-        elif self.k == 1:
-            value = numeric.get(self.layout.numeric[0])
-            if value is not None:
-                return [value], False
-        return self._slow_row(numeric, record["categorical"]), True
+        elif self.k == 1 and values.get(self.layout.numeric[0]) is not None:
+            return [values[self.layout.numeric[0]]], False
+        return self._slow_row(values, row.categorical), True
 
     def _slow_row(self, numeric: dict, categorical: dict) -> list[float]:
         self.spec.check(numeric, categorical)  # raises FeatureProblem with the dead-letter reason
@@ -107,34 +151,33 @@ class RequestDecoder:
             row.append(value)
         return row
 
-    def _finite(self, matrix: np.ndarray, checked: list[int], indices: list[int], failures: list[Failure]) -> list[int]:
+    def _finite(self, matrix: np.ndarray, checked: list[int], order: list[int], failures: list[Failure]) -> list[int]:
         numeric = matrix[:, :self.k]
         bad = ~np.isfinite(numeric).all(axis=1)
         if checked:
             bad[checked] = False  # the slow path checked these; NaN there means "optional, missing"
-        keep = np.flatnonzero(~bad).tolist()
         for j in np.flatnonzero(bad):
             column = int(np.flatnonzero(~np.isfinite(numeric[j]))[0])
-            failures.append(Failure(indices[j], "non_finite",
+            failures.append(Failure(order[j], "non_finite",
                                     f"feature '{self.layout.numeric[column]}': value {numeric[j, column]} is not a finite float32"))
-        return keep
+        return np.flatnonzero(~bad).tolist()
 
-    def _categoricals(self, matrix: np.ndarray, records: list[dict], keep: list[int], indices: list[int],
+    def _categoricals(self, matrix: np.ndarray, rows: list[Parsed], keep: list[int], order: list[int],
                       failures: list[Failure]) -> list[int]:
         if not self.layout.categorical:
             return keep
         out = []
         for j in keep:
-            categorical = records[j]["categorical"]
+            categorical = rows[j].categorical
             try:
                 for index, f in enumerate(self.layout.categorical):
                     value = categorical.get(f.name)
                     if value is None:
-                        if records[j]["numeric"].get(f.name) is not None:
+                        if (rows[j].numeric_dict or {}).get(f.name) is not None:
                             raise FeatureProblem(f.name, "wrong_type", "expected categorical, got a number")
                         if f.default is None and f.required:
                             raise FeatureProblem(f.name, "missing_feature", "required and missing")
-                        value = f.default
+                        value = f.default if f.default in self.layout.columns[index] else None
                     elif value not in self.layout.columns[index]:
                         if not f.unknown_bucket:
                             raise FeatureProblem(f.name, "unseen_category", f"category {value!r} was not seen in training")
@@ -142,5 +185,13 @@ class RequestDecoder:
                     self.layout.encode_categories(matrix, j, index, value)
                 out.append(j)
             except FeatureProblem as e:
-                failures.append(Failure(indices[j], e.reason, str(e)))
+                failures.append(Failure(order[j], e.reason, str(e)))
         return out
+
+
+def _from_record(record: dict) -> Parsed:
+    """A fastavro-decoded request in the fast path's shape, sections re-encoded."""
+    return Parsed(record["request_id"], record["entity_id"], record["event_time"],
+                  string(record["request_id"]) + string(record["entity_id"]), zigzag(record["event_time"]),
+                  numeric_map(record["numeric"]), False, record["categorical"],
+                  categorical_map(record["categorical"]), record["dense"], record["numeric"])

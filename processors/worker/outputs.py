@@ -1,6 +1,6 @@
-"""From a version's raw output to Prediction records, with the checks on outputs: non-finite
-values, probabilities that do not sum to 1, values outside the declared range, low confidence
-or low margin. Checks are vectorised over the batch; flagged predictions also go to review."""
+"""From a version's raw output to answers, with the checks on outputs: non-finite values,
+probabilities that do not sum to 1, values outside the declared range, low confidence or low
+margin. Everything is computed for the whole batch at once; flagged predictions go to review."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,19 +10,35 @@ from processors.worker.sessions import LoadedVersion
 
 @dataclass
 class Answers:
-    labels: list[str | None]
-    values: list[float | None]
-    scores: list[dict[str, float]]
-    confidence: list[float | None]
+    classifier: bool
+    labels: tuple[str, ...]
+    output: np.ndarray            # (n, classes) probabilities or (n, 1) values, float64
+    top: list[int]
+    confidence: np.ndarray
+    finite: list[bool]
     flags: list[list[str]]
+
+    def label(self, k: int) -> str | None:
+        return self.labels[self.top[k]] if self.classifier and self.finite[k] else None
+
+    def value(self, k: int) -> float | None:
+        return None if self.classifier or not self.finite[k] else float(self.output[k, 0])
+
+    def scores(self, k: int) -> dict[str, float]:
+        return dict(zip(self.labels, self.output[k].tolist())) if self.classifier else {}
+
+    def confidence_of(self, k: int) -> float | None:
+        return float(self.confidence[k]) if self.classifier and self.finite[k] else None
 
 
 def interpret(version: LoadedVersion, out: np.ndarray) -> Answers:
     spec = version.manifest.output
     n = out.shape[0]
+    out = out.astype(np.float64)
     finite = np.isfinite(out).all(axis=1)
     flagged: dict[str, np.ndarray] = {"non_finite_output": ~finite}
-    if spec.task == "classifier":
+    classifier = spec.task == "classifier"
+    if classifier:
         labels = spec.labels or tuple(str(i) for i in range(out.shape[1]))
         top = out.argmax(axis=1)
         confidence = out.max(axis=1)
@@ -32,24 +48,18 @@ def interpret(version: LoadedVersion, out: np.ndarray) -> Answers:
         if spec.low_margin > 0 and out.shape[1] > 1:
             two = np.sort(out, axis=1)[:, -2:]
             flagged["low_margin"] = finite & (two[:, 1] - two[:, 0] < spec.low_margin)
-        label_of = [labels[i] for i in top.tolist()]
-        conf = confidence.astype(np.float64).tolist()
-        rows = out.astype(np.float64).tolist()
-        scores = [dict(zip(labels, r)) for r in rows]
-        answers = Answers([lab if ok else None for lab, ok in zip(label_of, finite.tolist())], [None] * n, scores,
-                          [c if ok else None for c, ok in zip(conf, finite.tolist())], [])
     else:
-        value = out[:, 0].astype(np.float64)
+        labels = ()
+        top = np.zeros(n, dtype=np.int64)
+        confidence = np.zeros(n)
+        value = out[:, 0]
         outside = np.zeros(n, dtype=bool)
         if spec.min is not None:
             outside |= value < spec.min
         if spec.max is not None:
             outside |= value > spec.max
         flagged["out_of_range"] = finite & outside
-        answers = Answers([None] * n, [v if ok else None for v, ok in zip(value.tolist(), finite.tolist())],
-                          [{} for _ in range(n)], [None] * n, [])
-    answers.flags = _flags(flagged, n)
-    return answers
+    return Answers(classifier, labels, out, top.tolist(), confidence, finite.tolist(), _flags(flagged, n))
 
 
 def _flags(flagged: dict[str, np.ndarray], n: int) -> list[list[str]]:

@@ -31,11 +31,12 @@ from streams.topics import TopicCatalog
 
 from processors.models import ArtifactStore, ModelFollower, ModelRegistryError
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
-from processors.worker.features import RequestDecoder
+from processors.worker.features import FeatureBatch, RequestDecoder
 from processors.worker.metrics import WorkerMetrics
 from processors.worker.outputs import Answers, interpret
 from processors.worker.sessions import ROLE_CANARY, ROLE_LIVE, ROLE_SHADOW, LoadedVersion, ModelLoader, ServedModel
 from processors.worker.settings import WorkerSettings
+from processors.worker.wire import PredictionWriter, ReviewWriter, read_map, zigzag
 
 PROCESSOR = "worker"
 log = logging.getLogger("flywheel.worker")
@@ -58,6 +59,7 @@ class InferenceWorker:
         self.requests = AvroSerde(registry, "InferenceRequest")
         self.predictions = AvroSerde(registry, "Prediction")
         self.reviews = AvroSerde(registry, "ReviewItem")
+        self.review_writer = ReviewWriter(self.reviews)
         self.deadletters = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                             self.metrics.dead_letters)
         self.consumer = make_consumer(kafka, settings.group_id)
@@ -68,6 +70,7 @@ class InferenceWorker:
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self.served: dict[str, ServedModel] = {}
         self.decoders: dict[str, RequestDecoder] = {}
+        self._writers: dict[tuple[str, str, str], PredictionWriter] = {}
         self.load_errors: dict[str, str] = {}
         self._by_topic: dict[str, str] = {}
         self._subscribed: tuple[str, ...] = ()
@@ -150,26 +153,23 @@ class InferenceWorker:
         batch = self.decoders[model].decode([msg.value() for msg in messages])
         for failure in batch.failures:
             self.deadletters.send_message(self.committer, messages[failure.index], failure.reason, failure.detail)
-        if not batch.records:
+        if not len(batch):
             return np.empty(0)
-        records, matrix = batch.records, batch.matrix
-        canary = served.canary_mask([r["entity_id"] for r in records])
+        canary = served.canary_mask(batch.entity_ids)
         plan = [(served.live, ROLE_LIVE, np.flatnonzero(~canary))]
         if served.canary is not None:
             plan.append((served.canary, ROLE_CANARY, np.flatnonzero(canary)))
         plan += [(shadow, ROLE_SHADOW, None) for shadow in served.shadows]
         predicted_at = int(time.time() * 1000)
-        numeric = self._numeric_echo(served, records, matrix)
         source = [messages[i] for i in batch.indices]
         for version, role, rows in plan:
             if rows is not None and len(rows) == 0:
                 continue
-            x = matrix if rows is None else matrix[rows]
+            x = batch.matrix if rows is None else batch.matrix[rows]
             answers, seconds = self._predict(model, version, x)
-            picked = range(len(records)) if rows is None else rows.tolist()
-            self._produce(served, version, role, answers, picked, records, numeric, source, predicted_at,
-                          int(seconds * 1e6), len(records))
-        return np.fromiter((r["event_time"] for r in records), dtype=np.float64, count=len(records))
+            picked = range(len(batch)) if rows is None else rows.tolist()
+            self._produce(served, version, role, answers, picked, batch, source, predicted_at, int(seconds * 1e6))
+        return np.asarray(batch.event_times, dtype=np.float64)
 
     def _predict(self, model: str, version: LoadedVersion, x: np.ndarray) -> tuple[Answers, float]:
         started = time.perf_counter()
@@ -183,53 +183,71 @@ class InferenceWorker:
         self.metrics.ort_seconds.observe((model, version.version), seconds)
         return interpret(version, out), seconds
 
-    def _numeric_echo(self, served: ServedModel, records: list[dict], matrix: np.ndarray) -> list[dict]:
-        """The numeric features each prediction saw (the joiner stores them with it)."""
-        names = served.layout.numeric
-        out = []
-        rows = None
-        for j, r in enumerate(records):
-            if r.get("dense") is None:
-                out.append(r["numeric"])
-            else:
-                if rows is None:
-                    rows = matrix[:, :len(names)].astype(np.float64).tolist()
-                out.append(dict(zip(names, rows[j])))
-        return out
+    def _writer(self, model: str, version: LoadedVersion, role: str) -> PredictionWriter:
+        key = (model, version.version, role)
+        writer = self._writers.get(key)
+        if writer is None:
+            writer = PredictionWriter(self.predictions, model, version.version, role, version.manifest.output.labels)
+            if not writer.enabled:
+                log.warning("Prediction schema differs from the one the fast encoder knows: using fastavro")
+            self._writers[key] = writer
+        return writer
 
     def _produce(self, served: ServedModel, version: LoadedVersion, role: str, answers: Answers, picked,
-                 records: list[dict], numeric: list[dict], source: list[Message], predicted_at: int,
-                 inference_us: int, batch_size: int) -> None:
+                 batch: FeatureBatch, source: list[Message], predicted_at: int, inference_us: int) -> None:
         model = served.name
         topic = self.catalog.shadow(model) if role == ROLE_SHADOW else self.catalog.predictions(model)
-        encode = self.predictions.encode
+        writer = self._writer(model, version, role)
         produce = self.committer.produce
+        at, tail = zigzag(predicted_at), writer.tail(inference_us, len(batch))
+        packed = writer.scores(answers.output, answers.confidence) if answers.classifier and writer.enabled else None
         for k, j in enumerate(picked):
-            r = records[j]
             msg = source[j]
             flags = answers.flags[k]
-            prediction = {
-                "request_id": r["request_id"], "entity_id": r["entity_id"], "model": model,
-                "model_version": version.version, "role": role, "event_time": r["event_time"],
-                "predicted_at": predicted_at, "label": answers.labels[k], "value": answers.values[k],
-                "scores": answers.scores[k], "confidence": answers.confidence[k], "flags": flags,
-                "numeric": numeric[j], "categorical": r["categorical"], "feature_sources": {},
-                "inference_us": inference_us, "batch_size": batch_size,
-            }
-            produce(topic, encode(prediction), msg.key(), msg.headers())
+            if not writer.enabled:
+                value = self.predictions.encode(self._record(model, version, role, answers, k, batch, j, predicted_at,
+                                                             inference_us))
+            else:
+                answer = writer.answer(answers.top[k], packed[k]) if packed is not None and answers.finite[k] else \
+                    writer.answer_any(answers.label(k), answers.value(k), answers.scores(k), answers.confidence_of(k))
+                value = writer.encode(batch.ids_raw[j], batch.event_times_raw[j], at, answer,
+                                      writer.flags(flags) if flags else b"\x00", batch.numeric_raw[j],
+                                      batch.categorical_raw[j], tail)
+            produce(topic, value, msg.key(), msg.headers())
             if flags and role != ROLE_SHADOW:
-                self._review(prediction, msg)
+                self._review(model, version, answers, k, batch, j, predicted_at, msg)
         self.metrics.predictions.labels(model, version.version, role).inc(len(picked))
 
-    def _review(self, prediction: dict, msg: Message) -> None:
-        item = {k: prediction[k] for k in ("request_id", "entity_id", "model", "model_version", "label", "value",
-                                           "confidence", "numeric", "categorical")}
-        item["reasons"] = prediction["flags"]
-        item["created_at"] = prediction["predicted_at"]
-        self.committer.produce(self.catalog.review, self.reviews.encode(item), prediction["request_id"].encode(),
-                               msg.headers())
-        for reason in prediction["flags"]:
-            self.metrics.review_items.labels(prediction["model"], reason).inc()
+    @staticmethod
+    def _record(model: str, version: LoadedVersion, role: str, answers: Answers, k: int, batch: FeatureBatch,
+                j: int, predicted_at: int, inference_us: int) -> dict:
+        """One Prediction as a record (for review items and the fastavro path)."""
+        return {
+            "request_id": batch.request_ids[j], "entity_id": batch.entity_ids[j], "model": model,
+            "model_version": version.version, "role": role, "event_time": batch.event_times[j],
+            "predicted_at": predicted_at, "label": answers.label(k), "value": answers.value(k),
+            "scores": answers.scores(k), "confidence": answers.confidence_of(k), "flags": answers.flags[k],
+            "numeric": read_map(batch.numeric_raw[j], strings=False),
+            "categorical": read_map(batch.categorical_raw[j], strings=True),
+            "feature_sources": {}, "inference_us": inference_us, "batch_size": len(batch),
+        }
+
+    def _review(self, model: str, version: LoadedVersion, answers: Answers, k: int, batch: FeatureBatch, j: int,
+                predicted_at: int, msg: Message) -> None:
+        reasons = answers.flags[k]
+        fields = (model, version.version, reasons, answers.label(k), answers.value(k), answers.confidence_of(k))
+        if self.review_writer.enabled:
+            value = self.review_writer.encode(batch.ids_raw[j], *fields, batch.numeric_raw[j], batch.categorical_raw[j],
+                                              predicted_at)
+        else:
+            value = self.reviews.encode(dict(zip(
+                ("request_id", "entity_id", "model", "model_version", "reasons", "label", "value", "confidence",
+                 "numeric", "categorical", "created_at"),
+                (batch.request_ids[j], batch.entity_ids[j], *fields, read_map(batch.numeric_raw[j], strings=False),
+                 read_map(batch.categorical_raw[j], strings=True), predicted_at))))
+        self.committer.produce(self.catalog.review, value, batch.request_ids[j].encode(), msg.headers())
+        for reason in reasons:
+            self.metrics.review_items.labels(model, reason).inc()
 
     # -- model events ----------------------------------------------------------------------------
 
@@ -262,6 +280,7 @@ class InferenceWorker:
             self.served.pop(model, None)
             self.decoders.pop(model, None)
             return
+        self._writers = {k: w for k, w in self._writers.items() if k[0] != model}
         self.served[model] = served
         self.decoders[model] = RequestDecoder(self.requests, served.layout, self.s.max_request_bytes)
         for version, role in served.roles():
