@@ -1,5 +1,6 @@
-"""The embedded stack's supervisor: broker, schemas, topics, then every processor as a child
-process, each with its own Prometheus port. Stops them in reverse on Ctrl-C or SIGTERM.
+"""The embedded stack's supervisor: broker, schemas, topics and model deployments, then every
+processor as a child process, each with its own Prometheus port. Stops them in reverse on
+Ctrl-C or SIGTERM.
 
 Which processors run is not listed here: every command module that defines
 `stack_processes(config) -> list[ProcessSpec]` contributes its own.
@@ -12,6 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from processors.models import EventLog, ModelRegistry
 from streams.broker import EmbeddedBroker
 
 from flywheel import commands
@@ -35,13 +37,18 @@ class StackState:
     data_dir: str
     started_at: float
     processes: list[ProcessSpec] = field(default_factory=list)
+    restored_models: list[str] = field(default_factory=list)
 
 
 class Stack:
-    def __init__(self, config: Config, models: list[str] = ()):
+    def __init__(self, config: Config, models: list[str] = (), extra: list[ProcessSpec] = (),
+                 extra_env: dict[str, str] | None = None):
         self.config = config
         self.models = list(models)
+        self.extra = list(extra)
+        self.extra_env = dict(extra_env or {})
         self.broker: EmbeddedBroker | None = None
+        self.restored: list[str] = []
         self._children: list[tuple[ProcessSpec, subprocess.Popen]] = []
 
     @property
@@ -49,29 +56,44 @@ class Stack:
         return self.config.data_dir / "stack.json"
 
     def start(self) -> StackState:
+        self.start_backbone()
+        return self.start_processes()
+
+    def start_backbone(self) -> None:
+        """Broker, schemas, topics, and the model deployments a memory-only broker forgot."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.config.kafka.bootstrap:
             self.broker = EmbeddedBroker(self.config.kafka.embedded_port,
                                          self.config.data_dir / "broker.log").start()
-        register_all_schemas(schema_registry(self.config))
-        ensure_core_topics(self.config, self.models)
+        schemas = schema_registry(self.config)
+        register_all_schemas(schemas)
+        known = sorted(set(self.models) | set(EventLog(self.config.data_dir).last()))
+        ensure_core_topics(self.config, known)
+        models = ModelRegistry(self.config.kafka, schemas, self.config.data_dir, actor="stack")
+        try:
+            self.restored = models.restore()
+        finally:
+            models.close()
+
+    def start_processes(self) -> StackState:
         specs = self._process_specs()
         for spec in specs:
             self._spawn(spec)
         state = StackState(self.config.kafka.bootstrap_servers, str(self.config.data_dir.resolve()),
-                           time.time(), specs)
+                           time.time(), specs, self.restored)
         self.state_path.write_text(json.dumps(asdict(state), indent=2))
         return state
 
     def _process_specs(self) -> list[ProcessSpec]:
         specs = [spec for module in commands.discover() if hasattr(module, "stack_processes")
-                 for spec in module.stack_processes(self.config)]
+                 for spec in module.stack_processes(self.config)] + self.extra
         for i, spec in enumerate(specs, start=1):
             spec.metrics_port = self.config.metrics_port + i
         return specs
 
     def _spawn(self, spec: ProcessSpec) -> None:
-        env = {**os.environ, "FLYWHEEL_BOOTSTRAP": self.config.kafka.bootstrap_servers,
+        env = {**os.environ, **self.extra_env,
+               "FLYWHEEL_BOOTSTRAP": self.config.kafka.bootstrap_servers,
                "FLYWHEEL_DATA_DIR": str(self.config.data_dir.resolve()),
                "FLYWHEEL_METRICS_PORT": str(spec.metrics_port)}
         log = open(self.config.data_dir / f"{spec.name}.log", "ab")

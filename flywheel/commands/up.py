@@ -1,19 +1,30 @@
-"""`flywheel up`: run the embedded stack in the foreground until Ctrl-C."""
+"""`flywheel up`: run the embedded stack in the foreground until Ctrl-C; `--demo` adds a first
+model, a traffic simulator with late labels and a concept drift, and story timings for every
+processor, so the whole loop (drift, retrain, canary, promote) plays out on this machine."""
 import signal
 import time
 
 from rich.panel import Panel
 from rich.table import Table
 
+from feature_store import StoreSettings, open_store
+from processors.models import ModelRegistry
+from processors.simulator.bootstrap import ensure_model
+from processors.simulator.concept import Concept
+
 from flywheel.console import err
-from flywheel.stack import Stack
+from flywheel.demo import DemoSettings
+from flywheel.stack import ProcessSpec, Stack
+from flywheel.wiring import schema_registry
 
 
 def register(sub) -> None:
-    p = sub.add_parser("up", help="run the embedded stack (broker, registry, topics, processors)",
-                       description="Start the embedded broker (unless FLYWHEEL_BOOTSTRAP points at a "
-                                   "cluster), register schemas, create topics and start every processor; "
-                                   "stop everything on Ctrl-C. State stays in the data dir.")
+    p = sub.add_parser("up", help="run the embedded stack (broker, registry, store, processors); --demo: the whole loop",
+                       description="Start the embedded broker (unless FLYWHEEL_BOOTSTRAP points at a cluster), "
+                                   "register schemas, create topics, restore model deployments and start every "
+                                   "processor; stop everything on Ctrl-C. State stays in the data dir. With --demo, "
+                                   "also train and register a first model, and run a traffic simulator whose "
+                                   "concept drifts, so drift detection, retraining, canary and promotion play out.")
     p.add_argument("--broker-port", type=int, metavar="PORT", help="embedded broker port (default 19092)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="first Prometheus port; processors take the next ones (default 9400)")
@@ -21,6 +32,11 @@ def register(sub) -> None:
                    help="create the request and prediction topics of this model (repeatable)")
     p.add_argument("--for", dest="run_for", type=float, metavar="SECONDS",
                    help="stop by itself after this long (for scripts and tests)")
+    demo = p.add_argument_group("demo")
+    demo.add_argument("--demo", action="store_true", help="run the demo story")
+    demo.add_argument("--speed", type=float, help="story seconds per real second (default 1; try 5)")
+    demo.add_argument("--rate", type=float, help="simulated requests per second (default 100)")
+    demo.add_argument("--drift-at", type=float, metavar="SECONDS", help="story seconds until the concept drifts (default 300)")
     p.set_defaults(handler=run)
 
 
@@ -30,10 +46,14 @@ def run(args, config) -> int:
     if args.metrics_port:
         config.metrics_port = args.metrics_port
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    stack = Stack(config, args.model)
+    demo = _demo_settings(args, config) if args.demo else None
+    stack = _stack(config, args.model, demo)
     try:
-        state = stack.start()
-        err.print(_banner(config, state, embedded=stack.broker is not None))
+        stack.start_backbone()
+        if demo:
+            _bootstrap(config, demo)
+        state = stack.start_processes()
+        err.print(_banner(config, state, embedded=stack.broker is not None, demo=demo))
         return _wait(stack, args.run_for)
     except KeyboardInterrupt:
         return 0
@@ -41,6 +61,27 @@ def run(args, config) -> int:
         err.print("[dim]stopping…[/]")
         stack.stop()
         err.print("[green]stopped[/]; state kept in", str(config.data_dir))
+
+
+def _demo_settings(args, config) -> DemoSettings:
+    flags = {k: getattr(args, k) for k in ("speed", "rate", "drift_at") if getattr(args, k) is not None}
+    return config.section(DemoSettings, "demo", **flags)
+
+
+def _stack(config, models: list[str], demo: DemoSettings | None) -> Stack:
+    if demo is None:
+        return Stack(config, models)
+    return Stack(config, [*models, demo.model], extra=[ProcessSpec("simulator", ["simulate"])], extra_env=demo.env())
+
+
+def _bootstrap(config, demo: DemoSettings) -> None:
+    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+        models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="demo")
+        try:
+            if ensure_model(models, store, demo.model, Concept()):
+                err.print(f"demo: trained and registered {demo.model} v1")
+        finally:
+            models.close()
 
 
 def _wait(stack: Stack, run_for: float | None) -> int:
@@ -53,15 +94,18 @@ def _wait(stack: Stack, run_for: float | None) -> int:
     return 0
 
 
-def _banner(config, state, embedded: bool) -> Panel:
+def _banner(config, state, embedded: bool, demo: DemoSettings | None) -> Panel:
     table = Table.grid(padding=(0, 2))
     table.add_row("bootstrap", f"{state.bootstrap} ({'embedded Tansu, memory only' if embedded else 'external'})")
     table.add_row("schema registry", config.kafka.schema_registry_url or f"embedded ({config.data_dir / 'schemas.sqlite'})")
     table.add_row("data dir", state.data_dir)
+    if state.restored_models:
+        table.add_row("restored", ", ".join(state.restored_models))
     for spec in state.processes:
         table.add_row(spec.name, f"pid {spec.pid}, metrics http://127.0.0.1:{spec.metrics_port}/metrics")
-    if not state.processes:
-        table.add_row("processors", "none registered yet")
+    if demo:
+        table.add_row("demo", f"{demo.model}: {demo.rate:g} req/s, drift at {demo.drift_at:g} story s, "
+                              f"speed {demo.speed:g}x (drift in {demo.drift_at / demo.speed:.0f}s)")
     return Panel(table, title="[bold]flywheel up[/]", subtitle="Ctrl-C stops everything")
 
 

@@ -2,6 +2,7 @@
 and the concept's drift at a set time. `speed` compresses the story: every duration is in
 story seconds and runs `speed` times faster in real time."""
 import heapq
+import logging
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from streams.labels import LabelPublisher
 from streams.publisher import Publisher, Request
 
 from processors.simulator.concept import Concept
+
+log = logging.getLogger("flywheel.simulator")
 
 
 @dataclass
@@ -45,8 +48,9 @@ class TrafficSimulator:
             story = (time.monotonic() - started) * self.s.speed
             if self.s.duration and story >= self.s.duration:
                 break
-            if 0 <= self.s.drift_at <= story:
+            if 0 <= self.s.drift_at <= story and not self.concept.drifted:
                 self.concept.drift()
+                log.info("concept drifted at %d", int(time.time() * 1000))
             self.step(int(self.rng.poisson(self.s.rate * tick)))
             stop.wait(max(0.0, tick - (time.monotonic() - started - (story / self.s.speed))))
         self.publisher.flush()

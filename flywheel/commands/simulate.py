@@ -1,0 +1,41 @@
+"""`flywheel simulate`: demo traffic for a model, with late labels and a concept drift."""
+import logging
+
+from processors.runtime import stop_on_signals
+from processors.simulator.traffic import SimulatorSettings, TrafficSimulator
+from streams.labels import LabelPublisher
+from streams.publisher import Publisher
+
+from flywheel.console import err
+from flywheel.wiring import schema_registry
+
+
+def register(sub) -> None:
+    p = sub.add_parser("simulate", help="publish demo traffic and late ground truth (runs until stopped)",
+                       description="Requests from a known concept at --rate per second; each is labelled after "
+                                   "an exponential delay (mean --label-delay story seconds) with probability "
+                                   "--label-share; at --drift-at story seconds the concept drifts. --speed "
+                                   "compresses story time. Settings: [simulator] or FLYWHEEL_SIMULATOR_<FIELD>.")
+    p.add_argument("-m", "--model", help="model to send requests to (default churn)")
+    p.add_argument("--rate", type=float, help="requests per second")
+    p.add_argument("--drift-at", type=float, help="story seconds until the drift (negative: never)")
+    p.add_argument("--label-delay", dest="label_delay_mean", type=float, help="mean label delay, story seconds")
+    p.add_argument("--label-share", type=float, help="share of requests that ever get a label")
+    p.add_argument("--speed", type=float, help="story seconds per real second")
+    p.add_argument("--duration", type=float, help="story seconds to run (default: until stopped)")
+    p.set_defaults(handler=run)
+
+
+def run(args, config) -> int:
+    flags = {k: getattr(args, k) for k in ("model", "rate", "drift_at", "label_delay_mean", "label_share",
+                                           "speed", "duration") if getattr(args, k) is not None}
+    settings = config.section(SimulatorSettings, "simulator", **flags)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    schemas = schema_registry(config)
+    simulator = TrafficSimulator(settings, Publisher(config.kafka, schemas, settings.model),
+                                 LabelPublisher(config.kafka, schemas, source="simulator"))
+    err.print(f"simulate: {settings.rate:g} requests/s to {settings.model}, drift at {settings.drift_at:g} story s, "
+              f"speed {settings.speed:g}x")
+    simulator.run(stop_on_signals())
+    err.print(f"simulate: sent {simulator.sent} requests, {simulator.labelled} labels")
+    return 0

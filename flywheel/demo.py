@@ -1,0 +1,45 @@
+"""What `flywheel up --demo` sets up: the story's timings, scaled by --speed, handed to every
+processor as FLYWHEEL_* settings (a setting already in the environment wins)."""
+import os
+from dataclasses import dataclass
+
+
+@dataclass
+class DemoSettings:
+    model: str = "churn"
+    speed: float = 1.0           # story seconds per real second
+    rate: float = 100.0          # requests per real second
+    drift_at: float = 300.0      # story seconds
+    window: float = 60.0         # monitor window, story seconds
+    label_delay: float = 30.0    # mean, story seconds
+
+    def env(self) -> dict[str, str]:
+        story = {  # durations in story seconds
+            "FLYWHEEL_MONITOR_WINDOW_SECONDS": self.window,
+            "FLYWHEEL_MONITOR_GRACE_SECONDS": self.window / 4,
+            "FLYWHEEL_MONITOR_REFERENCE_REFRESH_SECONDS": 10,
+            "FLYWHEEL_TRIGGER_INTERVAL_SECONDS": 10,
+            "FLYWHEEL_TRIGGER_LOOKBACK_SECONDS": 4 * self.window,  # must hold drift_windows windows
+            "FLYWHEEL_TRIGGER_DATASET_SECONDS": 2 * self.window,
+            "FLYWHEEL_TRIGGER_COOLDOWN_SECONDS": 4 * self.window,
+            "FLYWHEEL_ROLLOUT_INTERVAL_SECONDS": 5,
+        }
+        plain = {
+            "FLYWHEEL_TRIGGER_DRIFT_WINDOWS": 2,
+            # Drift, not accuracy, triggers the demo's retrain: at the moment accuracy drops, most
+            # post-drift requests are not labelled yet, so a dataset taken then would be mostly
+            # pre-drift. Two flagged windows later the requested range is all post-drift.
+            "FLYWHEEL_TRIGGER_PERFORMANCE_THRESHOLD": 0,
+            "FLYWHEEL_TRIGGER_NEW_LABELS": 0,
+            "FLYWHEEL_TRIGGER_MAX_AGE_SECONDS": 0,
+            "FLYWHEEL_ROLLOUT_MIN_LABELS": 150,
+            "FLYWHEEL_ROLLOUT_MAX_LABELS": 1500,
+            "FLYWHEEL_RETRAINER_CANARY_SHARE": 0.3,
+            "FLYWHEEL_SIMULATOR_MODEL": self.model,
+            "FLYWHEEL_SIMULATOR_RATE": self.rate,
+            "FLYWHEEL_SIMULATOR_DRIFT_AT": self.drift_at,
+            "FLYWHEEL_SIMULATOR_LABEL_DELAY_MEAN": self.label_delay,
+            "FLYWHEEL_SIMULATOR_SPEED": self.speed,
+        }
+        wanted = {**{k: v / self.speed for k, v in story.items()}, **plain}
+        return {k: str(v) for k, v in wanted.items() if k not in os.environ}

@@ -1,0 +1,87 @@
+"""The whole loop on the embedded stack, time-compressed: `flywheel up --demo` trains a first
+model, traffic drifts, the monitor flags it, the trigger asks for a retrain, the retrainer's
+candidate is validated and deployed as a canary, the rollout promotes it, and accuracy recovers."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from feature_store import StoreSettings, open_store
+from processors.models import EventLog
+from streams.broker import free_port
+
+SPEED, DRIFT_AT = 8.0, 240.0          # drift 30 s after the start
+
+
+def _accuracy(records) -> float:
+    records = [r for r in records if r.true_label is not None]
+    assert len(records) >= 100, f"only {len(records)} labelled records"
+    return sum(r.predicted_label == r.true_label for r in records) / len(records)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    env["FLYWHEEL_DATA_DIR"] = str(data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", str(SPEED),
+                             "--drift-at", str(DRIFT_AT), "--broker-port", str(free_port()),
+                             "--metrics-port", str(free_port())],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    started = time.time() * 1000
+    promoted_at = None
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            events = EventLog(data_dir).events("churn")
+            promoted = [e for e in events if e["kind"] == "PROMOTED"]
+            if promoted and promoted_at is None:
+                promoted_at = promoted[0]["at"]
+            if promoted_at and time.time() * 1000 > promoted_at + 25_000:
+                break
+            time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    logs = "\n".join(f"== {p.name}\n" + "\n".join(l for l in p.read_text().splitlines() if not l.startswith("%"))[-1500:]
+                     for p in sorted(data_dir.glob("*.log")))
+    return data_dir, started, promoted_at, proc.returncode, err + logs
+
+
+def test_the_stack_stops_cleanly(demo_run):
+    data_dir, _, _, code, err = demo_run
+    assert code == 0, err[-2000:]
+    assert "stopped" in err and not (data_dir / "stack.json").exists()
+
+
+def test_drift_leads_to_retrain_canary_and_promotion(demo_run):
+    data_dir, started, promoted_at, _, err = demo_run
+    kinds = [(e["kind"], e["actor"]) for e in EventLog(data_dir).events("churn")]
+    assert kinds[0] == ("REGISTERED", "demo")
+    assert ("CANARY", "retrainer") in kinds, kinds
+    assert promoted_at is not None, f"no promotion; events: {kinds}\n{err[-2000:]}"
+    with open_store(StoreSettings(), data_dir) as store:
+        retrains = store.retrains("churn")
+        assert retrains and "drift" in retrains[0].reasons
+        assert any(r.status == "done" and r.new_version for r in retrains)
+        windows = list(store.metrics("churn", "v1", int(started) - 60_000, promoted_at))
+        assert any(w.values.get("drift_flagged") for w in windows), "the monitor never flagged drift"
+
+
+def test_accuracy_recovers_after_promotion(demo_run):
+    data_dir, started, promoted_at, _, _ = demo_run
+    assert promoted_at is not None
+    drift_ms = int(re.search(r"concept drifted at (\d+)", (data_dir / "simulator.log").read_text()).group(1))
+    live = [e for e in EventLog(data_dir).events("churn") if e["kind"] == "PROMOTED"][0]["live_version"]
+    with open_store(StoreSettings(), data_dir) as store:
+        before = _accuracy(store.feedback("churn", int(started), int(drift_ms) - 2000, "v1"))
+        during = _accuracy(store.feedback("churn", int(drift_ms) + 5000, promoted_at, "v1"))
+        after = _accuracy(store.feedback("churn", promoted_at + 2000, int(time.time() * 1000), live))
+    assert during < before - 0.15, (before, during)
+    assert after >= before - 0.05, (before, during, after)
