@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from feature_store.records import (FeedbackRecord, OnlineFeatures, PendingLabel, PredictionRecord,
                                    ReferenceProfile, RetrainRecord, WindowMetrics)
+from feature_store.schema import migrations
 from feature_store.settings import StoreSettings
 
 Clock = Callable[[], int]   # epoch milliseconds
@@ -60,6 +61,11 @@ class FeatureStore(ABC):
     @abstractmethod
     def _delete(self, table: str, keys: Sequence[tuple]) -> None:
         """Delete by full primary keys."""
+
+    def applied_migrations(self) -> dict[str, int]:
+        """Migration file name -> when it was applied (epoch ms), from the schema_migrations ledger."""
+        rows = self._select("schema_migrations", [(m.name,) for m in migrations()])
+        return {r["name"]: r["applied_at"] for r in rows}
 
     def __enter__(self):
         return self
