@@ -101,19 +101,23 @@ class SqliteStore(FeatureStore):
             self.purge_expired()
 
     def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
+        """Keys sharing all but their last column are read with one `... AND last IN (...)`
+        query (per 500 keys), which walks the primary key index."""
         t = tables()[table]
+        groups: dict[tuple, list] = {}
+        for key in keys:
+            groups.setdefault(tuple(key[:-1]), []).append(key[-1])
         out: list[Row] = []
-        for width in sorted({len(k) for k in keys}):
-            group = [k for k in keys if len(k) == width]
-            cols = ", ".join(t.primary_key[:width])
-            for i in range(0, len(group), MAX_KEYS):
-                chunk = group[i:i + MAX_KEYS]
-                match = (f"{cols} IN ({', '.join('?' * len(chunk))})" if width == 1 else
-                         f"({cols}) IN (VALUES {', '.join(['(' + ', '.join('?' * width) + ')'] * len(chunk))})")
-                sql = f"SELECT {', '.join(t.columns)} FROM {table} WHERE {match} AND {_LIVE}"
-                params = [v for k in chunk for v in k] + [self.clock()]
+        for prefix, lasts in groups.items():
+            fixed = "".join(f"{c} = ? AND " for c in t.primary_key[:len(prefix)])
+            last = t.primary_key[len(prefix)]
+            for i in range(0, len(lasts), MAX_KEYS):
+                chunk = lasts[i:i + MAX_KEYS]
+                sql = (f"SELECT {', '.join(t.columns)} FROM {table} WHERE {fixed}{last} IN "
+                       f"({', '.join('?' * len(chunk))}) AND {_LIVE} ORDER BY {', '.join(t.primary_key)}")
                 with self._read() as db:
-                    out.extend(_decode(t, row) for row in db.execute(sql, params).fetchall())
+                    rows = db.execute(sql, [*prefix, *chunk, self.clock()]).fetchall()
+                out.extend(_decode(t, row) for row in rows)
         return out
 
     def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
