@@ -87,7 +87,6 @@ class VersionFigures:
     predictions_per_s: float = 0.0
     predictions: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)   # the monitor's last closed window
-    labelled: float | None = None
     drift_flagged: bool | None = None
 
 
@@ -106,12 +105,8 @@ class LiveFigures:
     requests_in_per_s: dict[str, float]         # by model: records the inference workers consumed
     predictions_per_s: dict[str, float]         # by model
     latency: dict[str, Latency]                 # by model
-    lag: dict[str, int]                         # by processor
     dead_letters: dict[str, float]              # by reason: totals
     dead_letters_per_s: float
-    retrain_requests: dict[tuple[str, str], float]   # (model, reason) -> total
-    retrain_outcomes: dict[tuple[str, str], float]   # (model, outcome) -> total
-    model_events: dict[tuple[str, str], float]       # (model, kind) -> total seen by the emitting processes
 
 
 def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> LiveFigures:
@@ -131,12 +126,8 @@ def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> Live
                                           if s.label("processor") == "worker"], "model"),
         predictions_per_s=_rate_by(rate, predictions, "model"),
         latency=_latencies(before, after),
-        lag={k: int(v) for k, v in _sum_by(after.named("flywheel_consumer_lag"), "processor").items()},
         dead_letters=_sum_by(after.named("flywheel_dead_letters_total"), "reason"),
-        dead_letters_per_s=sum(rate.get(s, 0.0) for s in after.named("flywheel_dead_letters_total")),
-        retrain_requests=_sum_by(after.named("flywheel_retrain_requests_total"), "model", "reason"),
-        retrain_outcomes=_sum_by(after.named("flywheel_retrain_outcomes_total"), "model", "outcome"),
-        model_events=_sum_by(after.named("flywheel_model_events_total"), "model", "kind"))
+        dead_letters_per_s=sum(rate.get(s, 0.0) for s in after.named("flywheel_dead_letters_total")))
 
 
 def _state(process: str, scraped: Scrape) -> str:
@@ -166,11 +157,10 @@ def _rate_by(rate: dict[Sample, float], samples: list[Sample], key: str) -> dict
     return dict(out)
 
 
-def _sum_by(samples: list[Sample], *keys: str) -> dict:
-    out: dict = defaultdict(float)
+def _sum_by(samples: list[Sample], key: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
     for s in samples:
-        key = s.label(keys[0]) if len(keys) == 1 else tuple(s.label(k) for k in keys)
-        out[key] += s.value
+        out[s.label(key)] += s.value
     return dict(out)
 
 
@@ -191,8 +181,6 @@ def _versions(after: Scrape, rate: dict[Sample, float]) -> list[VersionFigures]:
         f.predictions_per_s += rate.get(s, 0.0)
     for s in after.named("flywheel_model_performance"):
         version(s.label("model"), s.label("version")).metrics[s.label("metric")] = s.value
-    for s in after.named("flywheel_labelled_examples"):
-        version(s.label("model"), s.label("version")).labelled = s.value
     for s in after.named("flywheel_drift_flagged"):
         version(s.label("model"), s.label("version")).drift_flagged = bool(s.value)
     return sorted(found.values(), key=lambda f: (f.model, f.version))
