@@ -6,7 +6,9 @@ the driver's retries and our callers' retries are safe. Batches run with bounded
 (`execute_concurrent_with_args`, settings.concurrency in flight); queries are routed
 token-aware within the local DC; the consistency level is a setting (LOCAL_QUORUM default).
 Schema: the files under feature_store/cql, applied in name order by `migrate()` and recorded
-in schema_migrations (DDL cannot be prepared; it is the only non-prepared CQL we send).
+in schema_migrations. DDL cannot be prepared: it and the migration ledger's one read are the
+only unprepared CQL we send. Run `flywheel store migrate` once before the processors start;
+several processes creating tables at once can disagree about the schema on Cassandra.
 """
 import json
 import re

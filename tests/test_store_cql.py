@@ -4,7 +4,7 @@
   ships with cqlsh (cqlshlib, from the Apache Cassandra project). That grammar is newer than 4.0,
   so features added after 4.0 are rejected separately below. cqlshlib's backtracking parser
   takes exponential time in the number of column definitions, so a CREATE TABLE is parsed in
-  slices: the key columns plus at most five others each, with its PRIMARY KEY and WITH clauses
+  slices: the key columns plus at most three others each, with its PRIMARY KEY and WITH clauses
   verbatim, until every column definition has been parsed;
 - every prepared statement the backend derives from the tables parses too (bind markers are
   swapped for literals: cqlshlib's lexer has no '?');
@@ -36,7 +36,7 @@ def parses(statement: str) -> bool:
     return len(tokens) == 1 and CqlRuleSet.cql_whole_parse_tokens(tokens[0], srcstr=statement) is not None
 
 
-def slices(create: str, width: int = 5) -> list[str]:
+def slices(create: str, width: int = 3) -> list[str]:
     name, body = _CREATE.match(create).groups()
     suffix = create[len(f"CREATE TABLE IF NOT EXISTS {name} ({body})"):]     # " WITH ..." or nothing
     *columns, primary = _split_top(body)
