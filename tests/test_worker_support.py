@@ -33,11 +33,11 @@ def register(kafka, registry, data_dir, model: str, version: str = "v1", **kwarg
 
 
 class RunningWorker:
-    def __init__(self, kafka, registry, data_dir, **settings):
+    def __init__(self, kafka, registry, data_dir, online=None, **settings):
         settings.setdefault("instance_id", "test-worker")
         self.settings = WorkerSettings(**settings)
         self.metrics = WorkerMetrics()
-        self.worker = InferenceWorker(self.settings, kafka, registry, data_dir, self.metrics)
+        self.worker = InferenceWorker(self.settings, kafka, registry, data_dir, self.metrics, online=online)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def __enter__(self) -> InferenceWorker:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from processors.models import MatrixLayout
 from processors.worker.features import RequestDecoder
 from processors.worker.wire import (NumericTemplate, PredictionWriter, RequestParser, ReviewWriter, categorical_map,
-                                    numeric_map, read_map, string, zigzag)
+                                    numeric_map, read_map, string, string_map, zigzag)
 from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec
 
@@ -73,17 +73,19 @@ def test_prediction_and_review_writers_agree_with_fastavro(registry, labels, dat
     numeric = data.draw(st.dictionaries(texts, st.one_of(st.none(), doubles), max_size=4))
     categorical = data.draw(st.dictionaries(texts, st.one_of(st.none(), texts), max_size=3))
     flags = data.draw(st.lists(texts, max_size=3))
+    sources = data.draw(st.dictionaries(texts, texts, max_size=3))
     rid, eid = data.draw(texts), data.draw(texts)
     et, at = data.draw(st.integers(0, 2 ** 62)), data.draw(st.integers(0, 2 ** 62))
     us, n = data.draw(st.integers(0, 10 ** 9)), data.draw(st.integers(1, 10 ** 6))
     packed = writer.scores(p[None, :], np.asarray([p[top]]))[0]
     value = writer.encode(string(rid) + string(eid), zigzag(et), zigzag(at), writer.answer(top, packed),
-                          writer.flags(flags), numeric_map(numeric), categorical_map(categorical), writer.tail(us, n))
+                          writer.flags(flags), numeric_map(numeric), categorical_map(categorical),
+                          string_map(sources), writer.tail(us, n))
     assert serde.decode(value) == {
         "request_id": rid, "entity_id": eid, "model": "model-é", "model_version": "v1", "role": role,
         "event_time": et, "predicted_at": at, "label": labels[top], "value": None,
         "scores": dict(zip(labels, p.tolist())), "confidence": p[top], "flags": flags, "numeric": numeric,
-        "categorical": categorical, "feature_sources": {}, "inference_us": us, "batch_size": n}
+        "categorical": categorical, "feature_sources": sources, "inference_us": us, "batch_size": n}
     review = ReviewWriter(reviews)
     assert review.enabled
     item = review.encode(string(rid) + string(eid), "m", "v1", flags, None, 1.5, None, numeric_map(numeric),

@@ -29,6 +29,16 @@ def stack_processes(config):
     return [ProcessSpec("worker", ["worker"])]
 
 
+def _online(settings: WorkerSettings, config) -> dict:
+    """Online feature lookups for the models configured with feature groups ([worker] online_groups)."""
+    if not settings.online_groups:
+        return {}
+    from feature_store import StoreSettings, open_store
+    from feature_store.online import OnlineFeatureLookup
+    store = open_store(config.section(StoreSettings, "store"), config.data_dir)
+    return {model: OnlineFeatureLookup(store, groups) for model, groups in settings.online_groups.items()}
+
+
 def run(args, config) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {"models": args.model or None, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
@@ -39,7 +49,8 @@ def run(args, config) -> int:
     metrics = WorkerMetrics()
     start_metrics_server(config.metrics_port, metrics.registry)
     stop = stop_on_signals()
-    worker = InferenceWorker(settings, config.kafka, schema_registry(config), config.data_dir, metrics, stop)
+    worker = InferenceWorker(settings, config.kafka, schema_registry(config), config.data_dir, metrics, stop,
+                             _online(settings, config))
     err.print(f"worker {settings.instance_id}: {'exactly-once' if settings.exactly_once else 'at-least-once'}, "
               f"metrics on :{config.metrics_port}")
     worker.run()

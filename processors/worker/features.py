@@ -15,8 +15,11 @@ from schemas import AvroSerde, DecodeFailure
 from schemas.errors import FeatureProblem
 from schemas.features import FeatureSpec
 
+from feature_store.online import OnlineFeatureLookup
+
 from processors.models import MatrixLayout
-from processors.worker.wire import NumericTemplate, Parsed, RequestParser, categorical_map, numeric_map, string, zigzag
+from processors.worker.wire import (NumericTemplate, Parsed, RequestParser, categorical_map, numeric_map, string,
+                                    string_map, zigzag)
 
 
 @dataclass
@@ -36,6 +39,8 @@ class FeatureBatch:
     event_times_raw: list[bytes]
     numeric_raw: list[bytes]           # encoded numeric map (the features the prediction saw)
     categorical_raw: list[bytes]
+    sources_raw: list[bytes]           # encoded feature_sources (an empty map when not enriched)
+    sources: list[dict | None]
     matrix: np.ndarray                 # (rows, width) float32
     failures: list[Failure] = field(default_factory=list)
 
@@ -44,8 +49,12 @@ class FeatureBatch:
 
 
 class RequestDecoder:
-    def __init__(self, serde: AvroSerde, layout: MatrixLayout, max_bytes: int):
+    """`online`, when given, fills features a request lacks from the online store by entity id
+    (every record then takes the fastavro path, so the merged features are what is echoed)."""
+
+    def __init__(self, serde: AvroSerde, layout: MatrixLayout, max_bytes: int, online: OnlineFeatureLookup | None = None):
         self.serde = serde
+        self.online = online
         self.layout = layout
         self.spec: FeatureSpec = layout.spec
         self.max_bytes = max_bytes
@@ -65,7 +74,7 @@ class RequestDecoder:
             if v is not None and len(v) > self.max_bytes:
                 failures.append(Failure(i, "oversize", f"{len(v)} bytes is over the {self.max_bytes}-byte limit"))
                 continue
-            parsed = self.parser.parse(v) if v is not None else None
+            parsed = self.parser.parse(v) if v is not None and self.online is None else None
             if parsed is None:
                 fallback.append(i)
             else:
@@ -81,11 +90,18 @@ class RequestDecoder:
                 else:                     # same length, other keys: let fastavro read it
                     del rows[i]
                     fallback.append(i)
+        decoded = {}
         for i, record in zip(fallback, self.serde.decode_many([values[i] for i in fallback])):
             if isinstance(record, DecodeFailure):
                 failures.append(Failure(i, record.reason, record.detail))
             else:
-                rows[i] = _from_record(record)
+                decoded[i] = record
+        if self.online is not None and decoded:
+            for record, enriched in zip(decoded.values(), self.online.enrich(list(decoded.values()))):
+                record["numeric"], record["categorical"] = enriched.numeric, enriched.categorical
+                record["feature_sources"] = enriched.sources
+        for i, record in decoded.items():
+            rows[i] = _from_record(record)
         dense_rows = []
         for i in sorted(rows):
             if i in numeric:
@@ -120,7 +136,8 @@ class RequestDecoder:
         return FeatureBatch(order, [r.request_id for r in kept], [r.entity_id for r in kept],
                             [r.event_time for r in kept], [r.ids_raw for r in kept],
                             [r.event_time_raw for r in kept], [r.numeric_raw for r in kept],
-                            [r.categorical_raw for r in kept], matrix, failures)
+                            [r.categorical_raw for r in kept], [r.sources_raw for r in kept],
+                            [r.sources for r in kept], matrix, failures)
 
     def _numeric_row(self, row: Parsed) -> tuple[list[float] | np.ndarray, bool]:
         """The numeric part of a row, and whether the slow path checked it already."""
@@ -190,8 +207,10 @@ class RequestDecoder:
 
 
 def _from_record(record: dict) -> Parsed:
-    """A fastavro-decoded request in the fast path's shape, sections re-encoded."""
+    """A fastavro-decoded (maybe enriched) request in the fast path's shape, sections re-encoded."""
+    sources = record.get("feature_sources")
     return Parsed(record["request_id"], record["entity_id"], record["event_time"],
                   string(record["request_id"]) + string(record["entity_id"]), zigzag(record["event_time"]),
                   numeric_map(record["numeric"]), False, record["categorical"],
-                  categorical_map(record["categorical"]), record["dense"], record["numeric"])
+                  categorical_map(record["categorical"]), record["dense"], record["numeric"],
+                  string_map(sources) if sources else b"\x00", sources)

@@ -99,6 +99,13 @@ def read_map(raw: bytes, strings: bool) -> dict:
     return out
 
 
+def string_map(values: dict) -> bytes:
+    """map<string>."""
+    if not values:
+        return b"\x00"
+    return zigzag(len(values)) + b"".join(string(k) + string(v) for k, v in values.items()) + b"\x00"
+
+
 def categorical_map(values: dict) -> bytes:
     """map<union<null,string>>."""
     if not values:
@@ -123,6 +130,8 @@ class Parsed:
     categorical_raw: bytes
     dense: bytes | None
     numeric_dict: dict | None = None   # only when fastavro decoded the request
+    sources_raw: bytes = b"\x00"       # encoded feature_sources (online enrichment)
+    sources: dict | None = None
 
 
 class NumericTemplate:
@@ -335,9 +344,9 @@ class PredictionWriter:
         return b"".join(parts)
 
     def encode(self, ids_raw: bytes, event_time_raw: bytes, predicted_at: bytes, answer: bytes, flags: bytes,
-               numeric_raw: bytes, categorical_raw: bytes, tail: bytes) -> bytes:
+               numeric_raw: bytes, categorical_raw: bytes, sources_raw: bytes, tail: bytes) -> bytes:
         return b"".join((self.header, ids_raw, self.constant, event_time_raw, predicted_at, answer, flags,
-                         numeric_raw, categorical_raw, b"\x00", tail))
+                         numeric_raw, categorical_raw, sources_raw, tail))
 
     @staticmethod
     def flags(flags: list[str]) -> bytes:
@@ -356,12 +365,12 @@ class PredictionWriter:
                   "event_time": 1_700_000_000_123, "predicted_at": 1_700_000_000_456, "label": labels[0],
                   "value": None, "scores": dict(zip(labels, p.tolist())), "confidence": 0.25,
                   "flags": ["low_confidence"], "numeric": {"a": 1.5, "b": None}, "categorical": {"c": "x"},
-                  "feature_sources": {}, "inference_us": 77, "batch_size": 3}
+                  "feature_sources": {"a": "request", "x": "online:g"}, "inference_us": 77, "batch_size": 3}
         constant, self.constant = self.constant, string("") + string("") + zigzag(0)
         try:
             common = (string("r-é") + string("e"), zigzag(1_700_000_000_123), zigzag(1_700_000_000_456))
             rest = (self.flags(["low_confidence"]), numeric_map({"a": 1.5, "b": None}), categorical_map({"c": "x"}),
-                    self.tail(77, 3))
+                    string_map(record["feature_sources"]), self.tail(77, 3))
             answers = [self.answer_any(labels[0], None, record["scores"], 0.25)]
             if self.labels:
                 answers.append(self.answer(0, self.scores(p[None, :], np.array([0.25]))[0]))

@@ -23,6 +23,8 @@ from threading import Event
 import numpy as np
 from confluent_kafka import Message
 
+from feature_store import StoreError
+from feature_store.online import OnlineFeatureLookup
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer, make_producer
@@ -49,8 +51,10 @@ EXACTLY_ONCE_PRODUCER = {"linger.ms": 1000, "batch.size": 16_000_000}
 
 class InferenceWorker:
     def __init__(self, settings: WorkerSettings, kafka: KafkaSettings, registry: SchemaRegistry, data_dir: Path,
-                 metrics: WorkerMetrics | None = None, stop: Event | None = None):
+                 metrics: WorkerMetrics | None = None, stop: Event | None = None,
+                 online: dict[str, OnlineFeatureLookup] | None = None):
         self.s = settings
+        self.online = online or {}   # model -> lookup: enrich its requests by entity id
         self.catalog = TopicCatalog(kafka)
         self.metrics = metrics or WorkerMetrics()
         self.stop = stop or Event()
@@ -74,6 +78,7 @@ class InferenceWorker:
         self.load_errors: dict[str, str] = {}
         self._by_topic: dict[str, str] = {}
         self._subscribed: tuple[str, ...] = ()
+        self._failures = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -122,13 +127,24 @@ class InferenceWorker:
         except CommitError as e:
             log.warning("%s", e)
             return 0
+        except StoreError as e:
+            # Backpressure, not loss: the batch is rewound and retried once the store answers.
+            self.committer.abort(good)
+            log.warning("online feature store unavailable, retrying the batch: %s", e)
+            self.stop.wait(self._backoff())
+            return 0
         except BaseException:
             self.committer.abort(good)
             raise
+        self._failures = 0
         done_ms = time.time() * 1000
         for model, event_times in latencies.items():
             self.metrics.e2e_latency.observe_many((model,), (done_ms - event_times) / 1000.0)
         return len(good)
+
+    def _backoff(self) -> float:
+        self._failures += 1
+        return min(5.0, 0.1 * 2 ** min(self._failures, 6))
 
     def _consume(self) -> list[Message]:
         if not self._subscribed:
@@ -212,7 +228,7 @@ class InferenceWorker:
                     writer.answer_any(answers.label(k), answers.value(k), answers.scores(k), answers.confidence_of(k))
                 value = writer.encode(batch.ids_raw[j], batch.event_times_raw[j], at, answer,
                                       writer.flags(flags) if flags else b"\x00", batch.numeric_raw[j],
-                                      batch.categorical_raw[j], tail)
+                                      batch.categorical_raw[j], batch.sources_raw[j], tail)
             produce(topic, value, msg.key(), msg.headers())
             if flags and role != ROLE_SHADOW:
                 self._review(model, version, answers, k, batch, j, predicted_at, msg)
@@ -229,7 +245,7 @@ class InferenceWorker:
             "scores": answers.scores(k), "confidence": answers.confidence_of(k), "flags": answers.flags[k],
             "numeric": read_map(batch.numeric_raw[j], strings=False),
             "categorical": read_map(batch.categorical_raw[j], strings=True),
-            "feature_sources": {}, "inference_us": inference_us, "batch_size": len(batch),
+            "feature_sources": batch.sources[j] or {}, "inference_us": inference_us, "batch_size": len(batch),
         }
 
     def _review(self, model: str, version: LoadedVersion, answers: Answers, k: int, batch: FeatureBatch, j: int,
@@ -282,7 +298,8 @@ class InferenceWorker:
             return
         self._writers = {k: w for k, w in self._writers.items() if k[0] != model}
         self.served[model] = served
-        self.decoders[model] = RequestDecoder(self.requests, served.layout, self.s.max_request_bytes)
+        self.decoders[model] = RequestDecoder(self.requests, served.layout, self.s.max_request_bytes,
+                                              self.online.get(model))
         for version, role in served.roles():
             self.metrics.version_info.labels(model, version, role).set(1)
         log.info("%s serves %s", model, ", ".join(f"{v} ({r.lower()})" for v, r in served.roles()))
