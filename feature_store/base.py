@@ -109,8 +109,9 @@ class FeatureStore(ABC):
         """Upsert by (request_id, model, model_version) and return what was stored. A different
         label for a stored key replaces it and counts (label_count + 1); the same label again (a
         redelivery) changes nothing. The caller's label_count is ignored."""
+        # by partition (request id): one IN query on SQLite, one partition read each on Cassandra
         known = {(r["request_id"], r["model"], r["model_version"]): r for r in
-                 self._select("feedback_by_request", list(dict.fromkeys(r.key for r in records)))}
+                 self._select("feedback_by_request", [(i,) for i in dict.fromkeys(r.request_id for r in records)])}
         stored: dict[tuple, FeedbackRecord] = {}
         moved: list[tuple] = []
         for record in records:
