@@ -8,7 +8,7 @@ from dataclasses import dataclass
 class DemoSettings:
     model: str = "churn"
     speed: float = 1.0           # story seconds per real second
-    rate: float = 100.0          # requests per real second
+    rate: float = 150.0          # requests per real second
     drift_at: float = 300.0      # story seconds
     window: float = 60.0         # monitor window, story seconds
     label_delay: float = 30.0    # mean, story seconds
@@ -25,10 +25,11 @@ class DemoSettings:
             "FLYWHEEL_ROLLOUT_INTERVAL_SECONDS": 5,
         }
         plain = {
-            "FLYWHEEL_TRIGGER_DRIFT_WINDOWS": 2,
+            "FLYWHEEL_TRIGGER_DRIFT_WINDOWS": 3,
             # Drift, not accuracy, triggers the demo's retrain: at the moment accuracy drops, most
             # post-drift requests are not labelled yet, so a dataset taken then would be mostly
-            # pre-drift. Two flagged windows later the requested range is all post-drift.
+            # pre-drift. Three flagged windows later (the first may straddle the drift) the
+            # requested two windows are all post-drift.
             "FLYWHEEL_TRIGGER_PERFORMANCE_THRESHOLD": 0,
             "FLYWHEEL_TRIGGER_NEW_LABELS": 0,
             "FLYWHEEL_TRIGGER_MAX_AGE_SECONDS": 0,
