@@ -22,7 +22,7 @@ def register(sub) -> None:
 def run(args, config) -> int:
     source = sys.stdin if args.file == "-" else open(args.file)
     total = None if args.file == "-" else sum(1 for _ in open(args.file))
-    publisher = Publisher(config.kafka, schema_registry(config), args.model)
+    publisher = Publisher(config.kafka, schema_registry(config), args.model, _feature_spec(config, args.model))
     sent = 0
     with progress(f"publish → {publisher.topic}") as bar:
         task = bar.add_task("", total=total)
@@ -37,6 +37,20 @@ def run(args, config) -> int:
     publisher.flush()
     err.print(f"published {sent} request(s) to {publisher.topic}")
     return 0
+
+
+def _feature_spec(config, model: str):
+    """The registered live version's feature spec, so bad requests fail here, not in the worker."""
+    from processors.models import ModelRegistry
+    from streams.errors import BrokerUnavailable
+    try:
+        registry = ModelRegistry(config.kafka, schema_registry(config), config.data_dir)
+    except BrokerUnavailable:
+        return None  # no `models` topic yet: nothing is registered
+    try:
+        return registry.feature_spec(model)
+    finally:
+        registry.close()
 
 
 def _parse(line: str, number: int) -> Request:

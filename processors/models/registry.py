@@ -7,6 +7,7 @@ produces the resulting ModelEvent. Two writers acting on one model at the same i
 from pathlib import Path
 
 from schemas import AvroSerde
+from schemas.features import FeatureSpec
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
 from streams.delivery import TrackedProducer
@@ -47,6 +48,13 @@ class ModelRegistry:
     def manifest(self, model: str, version: str) -> Manifest:
         ref = self.deployment(model).versions[version]
         return self.store.load(ref.manifest_path, ref.sha256)[0]
+
+    def feature_spec(self, model: str) -> FeatureSpec | None:
+        """The live version's feature spec, or None if the model is not registered."""
+        found = self.deployments().get(model)
+        if found is None or found.live_version is None:
+            return None
+        return Manifest.read(Path(found.versions[found.live_version].manifest_path)).features
 
     def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
                  evidence: dict[str, float] | None = None) -> dict:
