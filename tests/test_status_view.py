@@ -85,7 +85,7 @@ def test_status_once_shows_the_processes_and_live_numbers_of_a_running_demo(demo
         assert row[1] == str(spec.pid) and f":{spec.metrics_port}" in row, row
         assert row[2] == "up" or spec.name == "simulator", row
     assert float(rows["worker"][3]) > 0                                    # records in/s
-    throughput = out[out.index("throughput"):out.index("models (")]
+    throughput = out[out.index("throughput"):out.index("models:")]
     (churn,) = [line.split()[1:8] for line in throughput.splitlines() if "churn" in line]
     model, requests_in, predictions_out, p50, p50_unit, p99, p99_unit = churn
     assert float(requests_in.replace(",", "")) > 0 and float(predictions_out.replace(",", "")) > 0

@@ -4,6 +4,7 @@ from flywheel.views import timeline
 EVENT_COLORS = {
     timeline.DRIFT_FLAGGED: "#e67e22",
     timeline.RETRAIN_REQUESTED: "#8e44ad",
+    timeline.RETRAIN_ACCEPTED: "#16a085",
     timeline.RETRAIN_DONE: "#7f8c8d",
     timeline.RETRAIN_FAILED: "#c0392b",
     "REGISTERED": "#2980b9",
@@ -17,6 +18,7 @@ EVENT_COLORS = {
 EVENT_WORDS = {
     timeline.DRIFT_FLAGGED: "drift flagged",
     timeline.RETRAIN_REQUESTED: "retrain requested",
+    timeline.RETRAIN_ACCEPTED: "candidate accepted",
     timeline.RETRAIN_DONE: "retrain finished",
     timeline.RETRAIN_FAILED: "retrain failed",
     "REGISTERED": "registered",

@@ -16,7 +16,7 @@ from flywheel.views.live import StatusFrame
 BLOCKS = "▁▂▃▄▅▆▇█"
 TIMELINE_ROWS = 12
 DRIFT_ROWS = 6
-SPARK_WIDTH = 32
+SPARK_WIDTH = 24
 
 
 def render(frame: StatusFrame) -> Group:
@@ -75,9 +75,9 @@ def _throughput(frame: StatusFrame) -> Panel:
 def _versions(frame: StatusFrame) -> Panel:
     live = {(v.model, v.version): v for v in frame.live.versions}
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("model", "version", "role", "pred/s", "metric", "last", "over time (monitor windows)", "labelled",
-                 "drift"):
-        t.add_column(name, justify="right" if name in ("pred/s", "last", "labelled") else "left")
+    for name in ("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift"):
+        t.add_column(name, justify="right" if name in ("pred/s", "last", "labelled") else "left",
+                     no_wrap=name == "windows", min_width=SPARK_WIDTH if name == "windows" else None)
     for view in frame.models:
         metric = view.history.primary_metric
         series = view.history.performance(metric) if metric else {}
@@ -98,13 +98,14 @@ def _versions(frame: StatusFrame) -> Panel:
                       f"{view.history.labelled().get(version, 0):,}", _flag(now.drift_flagged if now else None))
     if not t.row_count:
         t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
-    return Panel(t, title=f"models (windows since {_clock(frame.since)} UTC)", title_align="left")
+    return Panel(t, title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
+                 title_align="left")
 
 
 def _drift(frame: StatusFrame) -> Panel:
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("model", "version", "feature", "PSI", "KS", "over time (PSI)"):
-        t.add_column(name, justify="right" if name in ("PSI", "KS") else "left")
+    for name in ("model", "version", "feature", "PSI", "KS", "windows"):
+        t.add_column(name, justify="right" if name in ("PSI", "KS") else "left", no_wrap=name == "windows")
     rows = []
     for view in frame.models:
         serving = [v.version for v in view.history.versions if view.role(v.version) in ("live", "canary", "shadow")]
@@ -117,7 +118,8 @@ def _drift(frame: StatusFrame) -> Panel:
                   _num(stats.get("ks")), sparkline(points, 0.0, max([0.5] + points)))
     if not rows:
         t.add_row("—", "", "the monitor has not closed a window with a reference profile yet", "", "", "")
-    return Panel(t, title="most drifted features (each serving version's last window)", title_align="left")
+    return Panel(t, title="most drifted features: each serving version's last window, PSI per window",
+                 title_align="left")
 
 
 def _timeline(frame: StatusFrame) -> Panel:

@@ -1,7 +1,8 @@
 """One timeline of what happened to a model, merged from every source that remembers it:
 
 - the store's monitor windows: drift flagged (the first window of each flagged run per version);
-- the store's retrain bookkeeping: retrain requested (with reasons), finished or failed;
+- the store's retrain bookkeeping: retrain requested (with reasons), candidate accepted, finished
+  without a new version, or failed;
 - the registry's ModelEvents (its durable event log, a copy of the `models` topic): registered,
   canary, shadow, promoted, rolled back, rejected, retired, with reason and evidence.
 """
@@ -12,6 +13,7 @@ from feature_store import RetrainRecord, WindowMetrics
 
 DRIFT_FLAGGED = "DRIFT_FLAGGED"
 RETRAIN_REQUESTED = "RETRAIN_REQUESTED"
+RETRAIN_ACCEPTED = "RETRAIN_ACCEPTED"
 RETRAIN_DONE = "RETRAIN_DONE"
 RETRAIN_FAILED = "RETRAIN_FAILED"
 
@@ -44,9 +46,10 @@ def retrain_events(retrains: list[RetrainRecord]) -> list[Event]:
     for r in retrains:
         out.append(Event(r.requested_at, r.model, RETRAIN_REQUESTED, r.base_version,
                          ", ".join(r.reasons) + (f" ({r.retrain_id})" if r.retrain_id else "")))
-        if r.status == "done":
-            out.append(Event(r.updated_at, r.model, RETRAIN_DONE, r.new_version or r.base_version,
-                             f"new version {r.new_version}" if r.new_version else r.detail))
+        if r.status == "done" and r.new_version:
+            out.append(Event(r.updated_at, r.model, RETRAIN_ACCEPTED, r.new_version, f"new version {r.new_version}"))
+        elif r.status == "done":        # finished without a new version: its candidate was rejected
+            out.append(Event(r.updated_at, r.model, RETRAIN_DONE, r.base_version, r.detail))
         elif r.status == "failed":
             out.append(Event(r.updated_at, r.model, RETRAIN_FAILED, r.base_version, r.detail))
     return out
