@@ -32,7 +32,8 @@ MINUTE = 60_000
 WINDOW = 5 * MINUTE
 CHROMIUM = "/usr/bin/chromium"
 SPEC = FeatureSpec((Feature("tenure_months", min=0, max=120), Feature("monthly_spend", min=0),
-                    Feature("support_calls", min=0), Feature("plan", "categorical", categories=("basic", "plus", "pro")),
+                    Feature("support_calls", min=0),
+                    Feature("plan", "categorical", categories=("basic", "plus", "pro")),
                     Feature("region", "categorical", categories=("eu", "us", "apac"))))
 
 
@@ -154,7 +155,8 @@ def test_report_after_the_stack_stopped_shows_the_story_and_says_what_is_missing
     pngs = images(page)
     assert len(pngs) == 3, "accuracy, drift and latency plots; no dead-letter plot without a broker"
     assert all(p.startswith(b"\x89PNG") and len(p) > 10_000 for p in pngs)
-    for words in ("drift flagged", "retrain requested", "candidate rejected", "candidate accepted", "canary", "promoted",
+    for words in ("drift flagged", "retrain requested", "candidate rejected", "candidate accepted", "canary",
+                  "promoted",
                   "drift, performance", "monthly_spend", "canary better on live feedback"):
         assert words in page, words
     assert "No data." in page and "deadletter topic" in page      # the part it cannot show, and why

@@ -17,7 +17,8 @@ PLAIN_WIDTH = 120      # columns of a frame printed to a pipe or file (unless CO
 
 
 def register(sub) -> None:
-    p = sub.add_parser("status", help="live view of the running stack (throughput, lag, latency, accuracy, drift, events)",
+    p = sub.add_parser("status", help="live view of the running stack (throughput, lag, latency, accuracy, drift, "
+                                      "events)",
                        description="Watch the stack `flywheel up` runs on this data dir: every process and its "
                                    "consumer lag, requests in and predictions out per second, latency p50/p99, live "
                                    "accuracy per model version over the monitor's windows, the most drifted "

@@ -39,7 +39,8 @@ def render(data: ReportData, psi_threshold: float | None = None) -> str:
 def _header(data: ReportData) -> str:
     stack = (f"a stack is running (broker {escape(data.stack.bootstrap)})" if data.stack
              else "no stack is running: store-backed parts only")
-    return (f"<h1>Flywheel report</h1><p class=\"meta\">models: <b>{escape(', '.join(v.history.model for v in data.models))}"
+    models = escape(", ".join(v.history.model for v in data.models))
+    return (f"<h1>Flywheel report</h1><p class=\"meta\">models: <b>{models}"
             f"</b> &middot; {_t(data.start)} to {_t(data.end)} UTC &middot; generated {_t(data.generated_at)} UTC"
             f"<br>data dir {escape(data.data_dir)} &middot; {stack}</p>")
 
@@ -90,9 +91,9 @@ def _versions(view: ModelView) -> str:
                     f"<td>{len(h.windows.get(v.version, []))}</td><td>{labelled.get(v.version, 0)}</td>"
                     f"<td>{f'{last[v.version]:.3f}' if v.version in last else '—'}</td></tr>")
     retrains = f"{len(h.retrains)} retrain(s) requested in this range" if h.retrains else "no retrain in this range"
-    return (f"<p class=\"meta\">{len(h.versions)} version(s); {retrains}</p><table><tr><th>version</th><th>role now</th>"
-            f"<th>registered (UTC)</th><th>task</th><th>training metrics</th><th>windows</th><th>labelled</th>"
-            f"<th>last {escape(metric or 'metric')}</th></tr>{''.join(rows)}</table>")
+    return (f"<p class=\"meta\">{len(h.versions)} version(s); {retrains}</p><table><tr><th>version</th>"
+            f"<th>role now</th><th>registered (UTC)</th><th>task</th><th>training metrics</th><th>windows</th>"
+            f"<th>labelled</th><th>last {escape(metric or 'metric')}</th></tr>{''.join(rows)}</table>")
 
 
 def _timeline(view: ModelView) -> str:

@@ -46,7 +46,8 @@ def drift_plot(h: ModelHistory, features: list[str], threshold: float | None) ->
         for version, points in series[feature].items():
             ax.plot(*_xy(points), linewidth=1.4, color=colors.get(version), label=f"version {version}")
         if threshold is not None:
-            ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=0.9, label=f"threshold (PSI {threshold:g})")
+            ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=0.9,
+                       label=f"threshold (PSI {threshold:g})")
         ax.set_title(feature, fontsize=10)
         ax.set_ylabel("PSI", fontsize=8)
         _time_axis(ax)
