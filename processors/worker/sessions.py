@@ -40,15 +40,19 @@ class LoadedVersion:
         return out.reshape(len(matrix), -1)
 
     def run_cached(self, matrix: np.ndarray) -> tuple[np.ndarray, int]:
-        """Answers for every row, computing only rows not in the cache. Returns (answers, hits)."""
+        """Answers for every row, computing each distinct uncached row once. Returns (answers,
+        hits), a hit being a row answered without running the model for it."""
         keys = [row.tobytes() for row in matrix]
         found = [self._cache.get(k) for k in keys]
-        missing = [i for i, f in enumerate(found) if f is None]
+        missing: dict[bytes, int] = {}
+        for i, f in enumerate(found):
+            if f is None:
+                missing.setdefault(keys[i], i)
         if missing:
-            fresh = self.run(matrix[missing])
-            for j, i in enumerate(missing):
-                found[i] = fresh[j]
-                self._cache[keys[i]] = fresh[j]
+            fresh = self.run(matrix[list(missing.values())])
+            for j, key in enumerate(missing):
+                self._cache[key] = fresh[j]
+            found = [f if f is not None else self._cache[k] for f, k in zip(found, keys)]
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return np.stack(found), len(keys) - len(missing)
