@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from cassandra import (ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut,
-                       ReadTimeout, RequestExecutionException, Unavailable, WriteTimeout)
+                       ReadTimeout, RequestExecutionException, Unavailable, UnresolvableContactPoints,
+                       WriteTimeout)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
@@ -84,7 +85,8 @@ class CassandraStore(FeatureStore):
                                    "(FLYWHEEL_CASSANDRA_HOSTS=host1,host2)")
         if not re.fullmatch(r"[A-Za-z]\w{0,47}", settings.keyspace):
             raise StoreConfigError(f"keyspace {settings.keyspace!r} is not a valid CQL name")
-        self.cluster = make_cluster(settings)
+        with self._errors():
+            self.cluster = make_cluster(settings)
         self._prepared: dict[tuple, PreparedStatement] = {}
         try:
             with self._errors():
@@ -192,6 +194,8 @@ class CassandraStore(FeatureStore):
             if "unconfigured table" in text or "does not exist" in text or "No keyspace" in text:
                 raise StoreNotMigrated(f"{self!r}: {text}; run `flywheel store migrate`") from e
             raise StoreError(f"{self!r}: {text}") from e
+        except UnresolvableContactPoints as e:
+            raise StoreUnavailable(f"{self!r}: no cassandra host name resolves ({e})") from e
         except RequestExecutionException as e:   # overloaded, bootstrapping, truncate errors
             raise StoreUnavailable(f"{self!r}: {type(e).__name__}: {e}") from e
         except DriverException as e:

@@ -1,6 +1,7 @@
 """Store settings: TOML section [store], env FLYWHEEL_STORE_<FIELD> (FLYWHEEL_CASSANDRA_HOSTS is an
 alias of cassandra_hosts). Build with `config.section(StoreSettings, "store")`."""
 from dataclasses import dataclass, field
+from typing import Any
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -29,7 +30,7 @@ class StoreSettings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_verify_hostname: bool = True
-    replication: dict = field(default_factory=lambda: {"class": "SimpleStrategy",
+    replication: dict[str, Any] = field(default_factory=lambda: {"class": "SimpleStrategy",
                                                         "replication_factor": 1})
     concurrency: int = 64                   # in-flight statements per batch call
     request_timeout_s: float = 10.0

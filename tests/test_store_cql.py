@@ -134,3 +134,5 @@ def test_an_unreachable_cluster_is_store_unavailable():
     with pytest.raises(StoreUnavailable, match="Unable to connect"):
         open_store(StoreSettings(backend="cassandra", cassandra_hosts=["127.0.0.1"],
                                  cassandra_port=free_port(), connect_timeout_s=2))
+    with pytest.raises(StoreUnavailable, match="no cassandra host name resolves"):
+        open_store(StoreSettings(backend="cassandra", cassandra_hosts=["no-such-host.invalid"]))
