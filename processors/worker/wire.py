@@ -75,28 +75,35 @@ def numeric_map(values: dict) -> bytes:
 
 def read_map(raw: bytes, strings: bool) -> dict:
     """Decode an encoded map<union<null,double>> (or <union<null,string>> with strings=True)."""
-    out, p = {}, 0
-    count, p = read_long(raw, p)
+    return read_map_at(raw, 0, strings)[0]
+
+
+def read_map_at(b: bytes, p: int, strings: bool) -> tuple[dict, int]:
+    """The map starting at `p` and the position after it (IndexError if it is not one)."""
+    out = {}
+    count, p = read_long(b, p)
     while count:
         if count < 0:
             count = -count
-            _, p = read_long(raw, p)
+            _, p = read_long(b, p)
         for _ in range(count):
-            n, p = read_long(raw, p)
-            key = raw[p:p + n].decode()
+            n, p = read_length(b, p)
+            key = b[p:p + n].decode()
             p += n
-            branch, p = read_long(raw, p)
-            if not branch:
+            branch, p = read_long(b, p)
+            if branch == 0:
                 out[key] = None
+            elif branch != 1:
+                raise IndexError(f"union branch {branch}")
             elif strings:
-                n, p = read_long(raw, p)
-                out[key] = raw[p:p + n].decode()
+                n, p = read_length(b, p)
+                out[key] = b[p:p + n].decode()
                 p += n
             else:
-                out[key] = DOUBLE.unpack_from(raw, p)[0]
+                out[key] = DOUBLE.unpack_from(b, p)[0]
                 p += 8
-        count, p = read_long(raw, p)
-    return out
+        count, p = read_long(b, p)
+    return out, p
 
 
 def string_map(values: dict) -> bytes:
@@ -223,30 +230,11 @@ class RequestParser:
             templated = True
         num_end = p
         cat_start = p
-        categorical = {}
-        count = 0
         if v[p] == 0:
+            categorical = {}
             p += 1
         else:
-            count, p = read_long(v, p)
-        while count:
-            if count < 0:
-                count = -count
-                _, p = read_long(v, p)
-            for _ in range(count):
-                n, p = read_length(v, p)
-                key = v[p:p + n].decode()
-                p += n
-                branch, p = read_long(v, p)
-                if branch == 1:
-                    n, p = read_length(v, p)
-                    categorical[key] = v[p:p + n].decode()
-                    p += n
-                elif branch == 0:
-                    categorical[key] = None
-                else:
-                    return None
-            count, p = read_long(v, p)
+            categorical, p = read_map_at(v, p, strings=True)
         cat_end = p
         branch = v[p] >> 1 if v[p] < 0x80 else -1
         p += 1
