@@ -175,7 +175,11 @@ def drive_traffic(state: dict, env: dict) -> None:
 def test_dashboard_and_rules_query_only_metrics_the_processors_export(stack):
     exported: set[str] = set()
     for spec in stack["processes"]:
-        exported |= exported_names(scrape(spec["metrics_port"]))
+        page = scrape(spec["metrics_port"])
+        exported |= exported_names(page)
+        labels = {label for f in text_string_to_metric_families(page) for s in f.samples for label in s.labels}
+        # The scrape configs add `service` (and Prometheus `job`, `instance`) to every series.
+        assert not labels & {"service", "job", "instance"}, f"{spec['name']} exports a label the scrape config sets"
     uses = referenced_metric_names()
     missing = {name: where for name, where in uses.items() if name not in exported}
     running = ", ".join(p["name"] for p in stack["processes"]) or "none"
