@@ -44,6 +44,8 @@ from streams.settings import KafkaSettings  # noqa: E402
 from streams.topics import TopicCatalog, TopicSpec, ensure_topics  # noqa: E402
 
 SENT = "bench-sent-ns"
+LOW_RATE = 1000.0   # a second latency point, far from saturation
+TRIALS = 2
 
 
 def log(*a):
@@ -255,18 +257,14 @@ def bench_model(kafka, registry, data_dir: Path, models: ModelRegistry, name: st
     t = train(name, "v1", data.numeric, data.target, data.spec, kind=kind)
     models.register(t.onnx_bytes, replace(t.manifest, model=name))
     ensure_topics(make_admin(kafka), catalog.for_model(name) + [
-        TopicSpec(f"{kafka.topic_prefix}{name}.{s}", kafka.partitions, 1) for s in ("pass", "passout", "naive",
-                                                                                      "naiveout", "hop")])
+        TopicSpec(f"{kafka.topic_prefix}{name}.{s}", kafka.partitions, 1) for s in ("passout", "naive", "naiveout",
+                                                                                      "hop")])
     serde = AvroSerde(registry, "InferenceRequest")
     msgs = requests(data, name, n, dense, serde)
     row = {"model": name}
     matrix = MatrixLayout(data.spec).build(data.numeric)
     row["a"] = raw_ort(t.onnx_bytes, matrix, "probabilities")
     log(f"{name}: (a) raw ORT {row['a']:,.0f} rows/s")
-
-    preload(kafka, f"{kafka.topic_prefix}{name}.pass", msgs)
-    row["b"] = passthrough(kafka, f"{kafka.topic_prefix}{name}.pass", f"{kafka.topic_prefix}{name}.passout", n)
-    log(f"{name}: (b) passthrough {row['b']:,.0f} rec/s")
 
     naive_n = min(n, 3000)
     if not dense:
@@ -275,19 +273,35 @@ def bench_model(kafka, registry, data_dir: Path, models: ModelRegistry, name: st
                          t.onnx_bytes, replace(t.manifest, model=name), naive_n)
         log(f"{name}: (c) naive {row['c']:,.0f} rec/s")
 
-    preload(kafka, catalog.requests(name), msgs)
-    worker = start_worker(kafka, data_dir, name)
-    first, last, count = drain_reader(kafka, catalog.predictions(name), n)
-    # The first records seen include the backlog of the first batch: count from the second read.
-    row["d"] = count / (last - first) if last > first else float("nan")
-    log(f"{name}: (d) worker {row['d']:,.0f} rec/s ({count} predictions)")
+    # (b) and (d) alternate, TRIALS times each, and each keeps its best: on a shared machine the
+    # best of a few runs is the closest estimate of what the code can do.
+    row["b"] = row["d"] = 0.0
+    worker = None
+    for trial in range(TRIALS):
+        serve = name if trial == 0 else f"{name}_{trial}"
+        if trial:
+            models.register(t.onnx_bytes, replace(t.manifest, model=serve))
+            ensure_topics(make_admin(kafka), catalog.for_model(serve))
+        src = f"{kafka.topic_prefix}{name}.pass{trial}"
+        ensure_topics(make_admin(kafka), [TopicSpec(src, kafka.partitions, 1)])
+        preload(kafka, src, msgs)
+        b = passthrough(kafka, src, f"{kafka.topic_prefix}{name}.passout", n)
+        log(f"{name}: (b) passthrough {b:,.0f} rec/s")
+        preload(kafka, catalog.requests(serve), msgs)
+        if worker is not None:
+            stop(worker)
+        worker = start_worker(kafka, data_dir, serve)
+        first, last, count = drain_reader(kafka, catalog.predictions(serve), n)
+        d = count / (last - first) if last > first else float("nan")
+        log(f"{name}: (d) worker {d:,.0f} rec/s ({count} predictions)")
+        row["b"], row["d"] = max(row["b"], b), max(row["d"], d)
 
-    rate = row["d"] / 2
-    lat = latency(kafka, catalog.requests(name), catalog.predictions(name), msgs, rate, seconds)
-    hop = latency(kafka, f"{kafka.topic_prefix}{name}.hop", f"{kafka.topic_prefix}{name}.hop", msgs, rate, seconds)
-    row["rate"] = rate
-    row["lat"] = np.percentile(lat, [50, 95, 99]) if len(lat) else [float("nan")] * 3
-    row["hop"] = np.percentile(hop, [50, 95, 99]) if len(hop) else [float("nan")] * 3
+    for key, rate in (("", row["d"] / 2), ("_low", LOW_RATE)):
+        lat = latency(kafka, catalog.requests(serve), catalog.predictions(serve), msgs, rate, seconds)
+        hop = latency(kafka, f"{kafka.topic_prefix}{name}.hop", f"{kafka.topic_prefix}{name}.hop", msgs, rate, seconds)
+        row["rate" + key] = rate
+        row["lat" + key] = np.percentile(lat, [50, 95, 99]) if len(lat) else [float("nan")] * 3
+        row["hop" + key] = np.percentile(hop, [50, 95, 99]) if len(hop) else [float("nan")] * 3
     row["rss"] = peak_rss_mb(worker.pid)
     stop(worker)
     log(f"{name}: latency p50/p95/p99 {row['lat']} vs hop {row['hop']}; rss {row['rss']:.0f} MB")
@@ -296,8 +310,9 @@ def bench_model(kafka, registry, data_dir: Path, models: ModelRegistry, name: st
 
 def table(rows: list[dict]) -> str:
     out = ["| model | (a) raw ORT rows/s | (b) passthrough rec/s | (c) naive rec/s | (d) worker rec/s | d/b | d/c "
-           "| load rec/s | worker e2e p50/p95/p99 ms | broker hop p50/p95/p99 ms | p99 ratio | worker peak RSS MB |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| half load rec/s | worker e2e p50/p95/p99 ms | broker hop p50/p95/p99 ms | p99 ratio "
+           f"| at {LOW_RATE:,.0f}/s: worker p50/p95/p99 ms | hop p50/p95/p99 ms | p99 ratio | worker peak RSS MB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c = r.get("c")
         naive_rate = f"{c:,.0f}" if c else "-"
@@ -305,7 +320,9 @@ def table(rows: list[dict]) -> str:
         out.append(f"| {r['model']} | {r['a']:,.0f} | {r['b']:,.0f} | {naive_rate} | {r['d']:,.0f} "
                    f"| {r['d'] / r['b']:.2f} | {d_over_c} | {r['rate']:,.0f} "
                    f"| {' / '.join(f'{v:.1f}' for v in r['lat'])} | {' / '.join(f'{v:.1f}' for v in r['hop'])} "
-                   f"| {r['lat'][2] / r['hop'][2]:.2f} | {r['rss']:.0f} |")
+                   f"| {r['lat'][2] / r['hop'][2]:.2f} | {' / '.join(f'{v:.1f}' for v in r['lat_low'])} "
+                   f"| {' / '.join(f'{v:.1f}' for v in r['hop_low'])} | {r['lat_low'][2] / r['hop_low'][2]:.2f} "
+                   f"| {r['rss']:.0f} |")
     return "\n".join(out)
 
 
@@ -316,6 +333,7 @@ def main() -> int:
     ap.add_argument("--only", choices=["mlp", "gbt"], help="one model only")
     args = ap.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
+    load_before = os.getloadavg()[0]
     with EmbeddedBroker(free_port(), data_dir / "broker.log") as broker:
         kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="bench.", partitions=4)
         registry = open_registry(None, data_dir)
@@ -331,8 +349,9 @@ def main() -> int:
             rows.append(bench_model(kafka, registry, data_dir, models, name, kind, data, args.requests,
                                     args.seconds, dense))
         models.close()
-    print(f"\nworker benchmark: {args.requests:,} records per throughput phase, latency at half of (d) for "
-          f"{args.seconds:g}s, 4 partitions, exactly-once, {os.cpu_count()} cores\n")
+    print(f"\nworker benchmark: {args.requests:,} records per throughput phase, latency at half of (d) and at "
+          f"{LOW_RATE:,.0f}/s for {args.seconds:g}s each, 4 partitions, exactly-once, {os.cpu_count()} cores, "
+          f"load average {load_before:.1f} at start and {os.getloadavg()[0]:.1f} at end\n")
     print(table(rows))
     return 0
 

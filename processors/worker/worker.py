@@ -111,10 +111,14 @@ class InferenceWorker:
         self.lag.update()
         if not messages:
             return 0
-        good = [m for m in messages if m.error() is None]
         for m in messages:
             if m.error() is not None:
                 log.warning("consumer error: %s", m.error())
+        # Records of a model dropped from service since they were fetched are left uncommitted
+        # for whoever serves that model next.
+        good = [m for m in messages if m.error() is None and m.topic() in self._by_topic]
+        if not good:
+            return 0
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for m in good:
             by_topic[m.topic()].append(m)
