@@ -219,9 +219,10 @@ def paced(kafka, topic: str, messages, rate: float, seconds: float, stamp: bool 
     p.flush(30)
 
 
-def latency(kafka, send_topic: str, read_topic: str, messages, rate: float, seconds: float) -> np.ndarray:
+def latency(kafka, send_topic: str, read_topic: str, messages, rate: float, seconds: float) -> tuple[np.ndarray, float]:
     """Send at `rate` for `seconds` with a send-time header; a read_committed reader of
-    `read_topic` (positioned at its end first) records receive - send for each record."""
+    `read_topic` (positioned at its end first) records receive - send for each record. Returns the
+    latencies (ms, warm-up dropped) and the share of sent records received within the phase + 1 s."""
     reader = make_consumer(kafka, "bench-lat-unused")
     parts = reader.list_topics(read_topic, timeout=10).topics[read_topic].partitions
     reader.assign([TopicPartition(read_topic, p, OFFSET_END) for p in parts])
@@ -231,7 +232,10 @@ def latency(kafka, send_topic: str, read_topic: str, messages, rate: float, seco
 
     def read():
         while not done.is_set():
-            for m in reader.consume(1000, 0.05):
+            # consume(n, timeout) waits for n records or the timeout: take what is there, else
+            # block for the first record only (what the worker does too).
+            got = reader.consume(1000, 0) or reader.consume(1, 0.05)
+            for m in got:
                 if m.error() is None:
                     now = time.time_ns()
                     sent = dict(m.headers() or ()).get(SENT)
@@ -245,8 +249,9 @@ def latency(kafka, send_topic: str, read_topic: str, messages, rate: float, seco
     done.set()
     t.join()
     reader.close()
+    answered = len(out) / max(1, int(rate * seconds))
     skip = len(out) // 10  # warm-up
-    return np.asarray(out[skip:])
+    return np.asarray(out[skip:]), answered
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -297,14 +302,17 @@ def bench_model(kafka, registry, data_dir: Path, models: ModelRegistry, name: st
         row["b"], row["d"] = max(row["b"], b), max(row["d"], d)
 
     for key, rate in (("", row["d"] / 2), ("_low", LOW_RATE)):
-        lat = latency(kafka, catalog.requests(serve), catalog.predictions(serve), msgs, rate, seconds)
-        hop = latency(kafka, f"{kafka.topic_prefix}{name}.hop", f"{kafka.topic_prefix}{name}.hop", msgs, rate, seconds)
+        lat, row["answered" + key] = latency(kafka, catalog.requests(serve), catalog.predictions(serve), msgs, rate,
+                                             seconds)
+        hop, _ = latency(kafka, f"{kafka.topic_prefix}{name}.hop", f"{kafka.topic_prefix}{name}.hop", msgs, rate,
+                         seconds)
         row["rate" + key] = rate
         row["lat" + key] = np.percentile(lat, [50, 95, 99]) if len(lat) else [float("nan")] * 3
         row["hop" + key] = np.percentile(hop, [50, 95, 99]) if len(hop) else [float("nan")] * 3
     row["rss"] = peak_rss_mb(worker.pid)
     stop(worker)
-    log(f"{name}: latency p50/p95/p99 {row['lat']} vs hop {row['hop']}; rss {row['rss']:.0f} MB")
+    log(f"{name}: latency p50/p95/p99 {row['lat']} vs hop {row['hop']} (worker answered {row['answered']:.0%} "
+        f"within the phase + 1 s); at {LOW_RATE:g}/s {row['lat_low']} vs {row['hop_low']}; rss {row['rss']:.0f} MB")
     return row
 
 

@@ -28,7 +28,7 @@ def test_transitions():
     assert (rolled.canary_version, rolled.live_version, which) == (None, "v1", "v2")
     promoted = d.promote()
     assert (promoted.live_version, promoted.canary_version) == ("v2", None)
-    back, which = promoted.rollback(created={"v1": 1, "v2": 2, "v3": 3})
+    back, which = promoted.rollback(registered={"v1": 1, "v2": 2, "v3": 3})
     assert (back.live_version, which) == ("v1", "v2")
     event = promoted.to_event("PROMOTED", "v2")
     assert Deployment.from_event(event) == promoted

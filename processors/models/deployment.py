@@ -10,7 +10,6 @@ from processors.models.errors import DeploymentError, UnknownVersion
 class VersionRef:
     manifest_path: str
     sha256: str
-    created_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,18 +79,18 @@ class Deployment:
                        canary_share=self.canary_share if canary else 0.0,
                        shadow_versions=tuple(v for v in self.shadow_versions if v != version))
 
-    def rollback(self, to: str | None = None, created: dict[str, int] | None = None) -> tuple["Deployment", str]:
-        """Drop the canary if there is one; else put back `to` (default: the newest version
-        created before the live one). Returns the new state and the version rolled back."""
+    def rollback(self, to: str | None = None, registered: dict[str, int] | None = None) -> tuple["Deployment", str]:
+        """Drop the canary if there is one; else put back `to` (default: the version registered
+        last before the live one). Returns the new state and the version rolled back."""
         if self.canary_version and to is None:
             return replace(self, canary_version=None, canary_share=0.0), self.canary_version
         if to is None:
-            created = created or {}
+            registered = registered or {}
             older = [v for v in self.versions if v != self.live_version
-                     and created.get(v, 0) <= created.get(self.live_version, 0)]
+                     and registered.get(v, 0) <= registered.get(self.live_version, 0)]
             if not older:
                 raise DeploymentError(f"{self.model} has no canary and no earlier version to roll back to")
-            to = max(older, key=lambda v: created.get(v, 0))
+            to = max(older, key=lambda v: registered.get(v, 0))
         self._known(to)
         return replace(self, live_version=to, canary_version=None, canary_share=0.0,
                        shadow_versions=tuple(v for v in self.shadow_versions if v != to)), self.live_version

@@ -43,7 +43,8 @@ class Manifest:
     training_metrics: dict[str, float] = field(default_factory=dict)
     reference_profile: str | None = None         # path of the drift reference profile
     stage: str = "registered"
-    created_at: int = field(default_factory=lambda: int(time.time() * 1000))
+    created_at: int = field(default_factory=lambda: int(time.time() * 1000))   # trained
+    registered_at: int = 0                                                        # set by the registry
     description: str = ""
 
     def to_dict(self) -> dict:

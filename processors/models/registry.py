@@ -76,8 +76,8 @@ class ModelRegistry:
 
     def rollback(self, model: str, to: str | None = None, reason: str = "", evidence=None) -> dict:
         current = self.deployment(model)
-        created = {v: Manifest.read(Path(r.manifest_path)).created_at for v, r in current.versions.items()}
-        new, rolled_back = current.rollback(to, created)
+        registered = {v: Manifest.read(Path(r.manifest_path)).registered_at for v, r in current.versions.items()}
+        new, rolled_back = current.rollback(to, registered)
         return self._emit(new, "ROLLED_BACK", rolled_back, reason, evidence)
 
     def reject(self, model: str, version: str, reason: str, evidence=None) -> dict:

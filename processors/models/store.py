@@ -2,6 +2,7 @@
 Every read checks the artifact's sha256 against the one the registry holds."""
 import hashlib
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class ArtifactStore:
         if (directory / "manifest.json").exists():
             raise ManifestError(f"{manifest.model} version {manifest.version} is already registered")
         directory.mkdir(parents=True, exist_ok=True)
-        manifest = replace(manifest, sha256=sha256_of(onnx_bytes))
+        manifest = replace(manifest, sha256=sha256_of(onnx_bytes), registered_at=int(time.time() * 1000))
         (directory / manifest.artifact).write_bytes(onnx_bytes)
         (directory / "manifest.json").write_text(manifest.to_json())
         return directory / "manifest.json", manifest
