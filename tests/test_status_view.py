@@ -1,8 +1,11 @@
 """`flywheel status`: one frame against a real running embedded stack (every process answering,
 a worker's real predictions counted), the figures from scrapes of real Prometheus endpoints, and
 the store-backed parts of a frame."""
+import dataclasses
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -192,3 +195,49 @@ def test_sparkline_scales_to_the_range():
     assert terminal.sparkline([0.0, 0.5, 1.0], 0.0, 1.0) == "▁▅█"
     assert terminal.sparkline([], 0, 1) == ""
     assert len(terminal.sparkline(list(range(100)), 0, 99)) == terminal.SPARK_WIDTH
+
+
+def test_the_live_view_redraws_in_a_terminal_and_ends_when_the_stack_stops(tmp_path):
+    """`flywheel status` without --once, on a pseudo-terminal: frames keep coming with fresh
+    figures, and removing stack.json (what `flywheel up` does on exit) ends it cleanly."""
+    import pty
+    registry = CollectorRegistry()
+    predictions = Counter("flywheel_predictions", "", ["model", "version", "role"], registry=registry)
+    port = free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    state = StackState("127.0.0.1:1", str(data_dir), time.time(),
+                       [ProcessSpec("worker", ["worker"], port, os.getpid())])
+    (data_dir / "stack.json").write_text(json.dumps(dataclasses.asdict(state)))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "status", "--interval", "0.5"],
+                            env={**_env(data_dir), "COLUMNS": "120", "LINES": "60", "TERM": "xterm"},
+                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while len(set(re.findall(rb"up 0m\d\ds", screen))) < 3 and time.monotonic() < deadline:
+            predictions.labels("churn", "v1", "live").inc(50)
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                screen += os.read(leader, 65536)
+        (data_dir / "stack.json").unlink()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:          # keep reading: a full terminal would block the view
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(leader, 65536)
+                except OSError:                     # the view exited and closed the terminal
+                    break
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=5)
+    finally:
+        proc.kill()
+        os.close(leader)
+        server.shutdown()
+    text = screen.decode(errors="replace")
+    assert code == 0 and len(set(re.findall(r"up 0m\d\ds", text))) >= 3      # new frames, not one redrawn
+    assert "churn" in text and "the stack stopped" in text
