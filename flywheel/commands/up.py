@@ -4,6 +4,7 @@ processor, so the whole loop (drift, retrain, canary, promote) plays out on this
 import signal
 import time
 
+from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
@@ -15,6 +16,8 @@ from processors.simulator.concept import Concept
 from flywheel.console import err
 from flywheel.demo import DemoSettings
 from flywheel.stack import ProcessSpec, Stack
+from flywheel.views import terminal
+from flywheel.views.live import StatusSession
 from flywheel.wiring import schema_registry
 
 
@@ -54,6 +57,8 @@ def run(args, config) -> int:
             _bootstrap(config, demo)
         state = stack.start_processes()
         err.print(_banner(config, state, embedded=stack.broker is not None, demo=demo))
+        if demo and err.is_terminal:
+            return _watch(stack, state, config, args.run_for)
         return _wait(stack, args.run_for)
     except KeyboardInterrupt:
         return 0
@@ -84,14 +89,25 @@ def _bootstrap(config, demo: DemoSettings) -> None:
             models.close()
 
 
-def _wait(stack: Stack, run_for: float | None) -> int:
+def _wait(stack: Stack, run_for: float | None, tick=lambda: time.sleep(0.5)) -> int:
     deadline = time.monotonic() + run_for if run_for else None
     while deadline is None or time.monotonic() < deadline:
         for spec, code in stack.failed():
             err.print(f"[red]{spec.name} exited with code {code}[/]; see {stack.config.data_dir / (spec.name + '.log')}")
             return 1
-        time.sleep(0.5)
+        tick()
     return 0
+
+
+def _watch(stack: Stack, state, config, run_for: float | None) -> int:
+    """The demo's live view (the same as `flywheel status`), redrawn every second."""
+    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+        session = StatusSession(config.data_dir, store, state, lookback_ms=3_600_000)
+        with Live(terminal.render(session.frame()), console=err, refresh_per_second=2) as live:
+            def redraw():
+                time.sleep(1.0)
+                live.update(terminal.render(session.frame()))
+            return _wait(stack, run_for, redraw)
 
 
 def _banner(config, state, embedded: bool, demo: DemoSettings | None) -> Panel:
