@@ -99,3 +99,16 @@ def test_replays_are_stored_flagged(join):
     assert REPLAY_FLAG in stored(join, "r9")[0].flags and REPLAY_FLAG in stored(join, "r10")[0].flags
     join.add_labels([label("r11", replay=True)])
     assert join.add_predictions([prediction("r11")]).feedback[0].flags == [REPLAY_FLAG]
+
+
+def test_replays_do_not_overwrite_live_rows_but_live_traffic_overwrites_replays(join):
+    join.add_predictions([prediction("r12")])
+    join.add_labels([label("r12", "no")])
+    join.add_predictions([prediction("r12", predicted_at=T0 + 5000, replay=True)])
+    join.add_labels([label("r12", "yes", replay=True)])
+    assert [(f.flags, f.true_label, f.predicted_at) for f in stored(join, "r12")] == [([], "no", T0)]
+    assert [p.replay for p in join.store.get_predictions(["r12"])["r12"]] == [False]
+    join.add_predictions([prediction("r13", replay=True)])
+    join.add_labels([label("r13", replay=True)])
+    join.add_labels([label("r13", "no")])
+    assert [(f.flags, f.true_label) for f in stored(join, "r13")] == [([REPLAY_FLAG], "no")]

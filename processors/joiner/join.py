@@ -106,6 +106,7 @@ class Join:
 
     def add_predictions(self, predictions: list[PredictionRecord]) -> JoinResult:
         """Store predictions, then join any labels that were waiting for them."""
+        predictions = self._without_replays_of_live(predictions)
         if not predictions:
             return JoinResult()
         self.store.put_predictions(predictions, ttl_s=self.settings.prediction_ttl_s)
@@ -170,8 +171,27 @@ class Join:
                 result.feedback.append(feedback_record(p, label))
 
     def _store_feedback(self, result: JoinResult) -> None:
+        result.feedback = [f for f in result.feedback if not (REPLAY_FLAG in f.flags and self._live_row(f))]
         if result.feedback:
             result.feedback = self.store.put_feedback(result.feedback)
+
+    # Replays never overwrite live rows: the store keys rows by (request, model, version) only, and
+    # its readers (retrainer, backtest, rollout) must keep every live example. A replay of a request
+    # that live traffic already answered or labelled changes nothing; live traffic after a replay
+    # replaces the replay's rows.
+
+    def _without_replays_of_live(self, predictions: list[PredictionRecord]) -> list[PredictionRecord]:
+        replays = [p for p in predictions if p.replay]
+        if not replays:
+            return predictions
+        stored = self.store.get_predictions(sorted({p.request_id for p in replays}))
+        live = {(p.request_id, p.model, p.model_version) for ps in stored.values() for p in ps if not p.replay}
+        return [p for p in predictions if not (p.replay and (p.request_id, p.model, p.model_version) in live)]
+
+    def _live_row(self, record: FeedbackRecord) -> bool:
+        """Whether a live (not replayed) feedback row exists for this record's key."""
+        rows = self.store.feedback(record.model, record.event_time, record.event_time + 1, record.model_version)
+        return any(r.request_id == record.request_id and REPLAY_FLAG not in r.flags for r in rows)
 
 
 def label_matches(label: Label, prediction: PredictionRecord) -> bool:
