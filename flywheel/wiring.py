@@ -1,4 +1,11 @@
 """Build the shared parts every command needs from a Config, in one place."""
+import logging
+import threading
+
+from prometheus_client import CollectorRegistry
+
+from feature_store import FeatureStore, StoreSettings, open_store
+from processors.runtime import start_metrics_server, stop_on_signals
 from schemas import RECORD_NAMES, load_schema, subject_for
 from schemas.registry import SchemaRegistry, open_registry
 from streams.clients import make_admin
@@ -19,3 +26,16 @@ def ensure_core_topics(config: Config, models: list[str] = ()) -> list[str]:
     catalog = TopicCatalog(config.kafka)
     specs = catalog.core() + [s for m in models for s in catalog.for_model(m)]
     return ensure_topics(make_admin(config.kafka), specs)
+
+
+def feature_store_for(config: Config) -> FeatureStore:
+    return open_store(config.section(StoreSettings, "store"), config.data_dir)
+
+
+def start_processor(config: Config, metrics: CollectorRegistry | None = None) -> threading.Event:
+    """What every long-running command does first: log lines to stderr, serve its /metrics, and
+    turn SIGTERM/SIGINT into the stop event its loop checks."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if metrics is not None:
+        start_metrics_server(config.metrics_port, metrics)
+    return stop_on_signals()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
-from feature_store import StoreSettings, open_store
 from feature_store.errors import InvalidRecord
 from feature_store.ingest import FeatureLoader, csv_rows, jsonl_rows
 from streams.clients import make_consumer
 from streams.errors import BrokerUnavailable
 
 from flywheel.console import err, print_json_line
+from flywheel.wiring import feature_store_for
 
 
 def register(sub) -> None:
@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 
 def run_ingest(args, config) -> int:
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         loader = FeatureLoader(store, args.group, args.entity_column, args.time_column, args.ttl, args.batch)
         skipped = _from_topic(loader, config, args) if args.topic else _from_file(loader, args)
         loader.flush()
@@ -59,7 +59,7 @@ def run_ingest(args, config) -> int:
 
 
 def run_get(args, config) -> int:
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         found = store.get_online(args.group, args.entity_ids)
     for entity in args.entity_ids:
         if entity in found:

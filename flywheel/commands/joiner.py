@@ -1,14 +1,11 @@
 """`flywheel joiner`: join ground truth with predictions into FeedbackRecords, until stopped."""
-import logging
 
-from feature_store import StoreSettings, open_store
 from processors.joiner.join import JoinerSettings
 from processors.joiner.process import FeedbackJoiner, JoinerMetrics
-from processors.runtime import start_metrics_server, stop_on_signals
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -25,11 +22,9 @@ def register(sub) -> None:
 
 def run(args, config) -> int:
     settings = config.section(JoinerSettings, "joiner", **({"exactly_once": False} if args.at_least_once else {}))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = JoinerMetrics()
-    start_metrics_server(config.metrics_port, metrics.registry)
-    stop = stop_on_signals()
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    stop = start_processor(config, metrics.registry)
+    with feature_store_for(config) as store:
         joiner = FeedbackJoiner(config.kafka, schema_registry(config), store, settings, metrics, stop)
         err.print(f"joiner: window {settings.join_window_seconds:g}s, metrics on :{config.metrics_port}")
         joiner.run()

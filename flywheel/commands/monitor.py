@@ -1,13 +1,10 @@
 """`flywheel monitor`: drift, data quality and live performance per model version and window."""
-import logging
 
-from feature_store import StoreSettings, open_store
 from processors.monitor.process import Monitor, MonitorMetrics, MonitorSettings
-from processors.runtime import start_metrics_server, stop_on_signals
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -24,11 +21,9 @@ def register(sub) -> None:
 def run(args, config) -> int:
     overrides = {"window_seconds": args.window} if args.window else {}
     settings = config.section(MonitorSettings, "monitor", **overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = MonitorMetrics()
-    start_metrics_server(config.metrics_port, metrics.registry)
-    stop = stop_on_signals()
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    stop = start_processor(config, metrics.registry)
+    with feature_store_for(config) as store:
         monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop)
         err.print(f"monitor: {settings.window_seconds:g}s windows, metrics on :{config.metrics_port}")
         monitor.run()

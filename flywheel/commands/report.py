@@ -3,10 +3,9 @@ registry's event log (and the dead-letter topic while a stack runs)."""
 import time
 from pathlib import Path
 
-from feature_store import StoreSettings, open_store
-
 from flywheel.commands._since import HELP as SINCE_HELP, parse_since
 from flywheel.console import err
+from flywheel.wiring import feature_store_for
 
 
 def register(sub) -> None:
@@ -33,7 +32,7 @@ def run(args, config) -> int:
     from flywheel.views.gather import report_data
 
     since = parse_since(args.since, int(time.time() * 1000)) if args.since else None
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         data = report_data(config, store, args.model, since)
     page = html.render(data, config.section(MonitorSettings, "monitor").psi_threshold)
     out = Path(args.html)

@@ -1,11 +1,10 @@
 """`flywheel retrain --model M`: ask for a retrain by hand (emits RetrainRequested)."""
-from feature_store import StoreSettings, open_store
 from processors.trigger.policy import TriggerSettings
 from processors.models.follower import ModelFollower
 from processors.trigger.process import LiveVersion, LiveVersions, Requester
 
 from flywheel.console import err, print_json_line
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry
 
 
 def register(sub) -> None:
@@ -21,7 +20,7 @@ def register(sub) -> None:
 
 def run(args, config) -> int:
     settings = config.section(TriggerSettings, "trigger")
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         registry = schema_registry(config)
         live = _live_version(config, registry, args.model)
         if args.base_version:

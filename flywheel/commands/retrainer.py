@@ -1,14 +1,11 @@
 """`flywheel retrainer`: turn RetrainRequested into validated canaries (runs until stopped)."""
-import logging
 
-from feature_store import StoreSettings, open_store
 from processors.models import ModelRegistry
 from processors.retrainer.process import Retrainer, RetrainerMetrics, RetrainerSettings
-from processors.runtime import start_metrics_server, stop_on_signals
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -24,12 +21,10 @@ def register(sub) -> None:
 
 def run(args, config) -> int:
     settings = config.section(RetrainerSettings, "retrainer")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = RetrainerMetrics()
-    start_metrics_server(config.metrics_port, metrics.registry)
-    stop = stop_on_signals()
+    stop = start_processor(config, metrics.registry)
     schemas = schema_registry(config)
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         models = ModelRegistry(config.kafka, schemas, config.data_dir, actor="retrainer")
         retrainer = Retrainer(config.kafka, schemas, store, models, settings, metrics, stop)
         err.print(f"retrainer: trainer {settings.trainer}, metrics on :{config.metrics_port}")

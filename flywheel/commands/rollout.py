@@ -1,14 +1,11 @@
 """`flywheel rollout`: promote or roll back canaries on live evidence (runs until stopped)."""
-import logging
 
-from feature_store import StoreSettings, open_store
 from processors.models import ModelRegistry
 from processors.rollout.process import Rollout, RolloutMetrics, RolloutSettings
-from processors.runtime import start_metrics_server, stop_on_signals
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -23,11 +20,9 @@ def register(sub) -> None:
 
 def run(args, config) -> int:
     settings = config.section(RolloutSettings, "rollout")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = RolloutMetrics()
-    start_metrics_server(config.metrics_port, metrics.registry)
-    stop = stop_on_signals()
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    stop = start_processor(config, metrics.registry)
+    with feature_store_for(config) as store:
         models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="rollout")
         err.print(f"rollout: every {settings.interval_seconds:g}s, metrics on :{config.metrics_port}")
         Rollout(store, models, settings, metrics, stop).run()

@@ -1,13 +1,11 @@
 """`flywheel simulate`: demo traffic for a model, with late labels and a concept drift."""
-import logging
 
-from processors.runtime import stop_on_signals
 from processors.simulator.traffic import SimulatorSettings, TrafficSimulator
 from streams.labels import LabelPublisher
 from streams.publisher import Publisher
 
 from flywheel.console import err
-from flywheel.wiring import schema_registry
+from flywheel.wiring import schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -30,12 +28,11 @@ def run(args, config) -> int:
     flags = {k: getattr(args, k) for k in ("model", "rate", "drift_at", "label_delay_mean", "label_share",
                                            "speed", "duration") if getattr(args, k) is not None}
     settings = config.section(SimulatorSettings, "simulator", **flags)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     schemas = schema_registry(config)
     simulator = TrafficSimulator(settings, Publisher(config.kafka, schemas, settings.model),
                                  LabelPublisher(config.kafka, schemas, source="simulator"))
     err.print(f"simulate: {settings.rate:g} requests/s to {settings.model}, drift at {settings.drift_at:g} story s, "
               f"speed {settings.speed:g}x")
-    simulator.run(stop_on_signals())
+    simulator.run(start_processor(config))
     err.print(f"simulate: sent {simulator.sent} requests, {simulator.labelled} labels")
     return 0

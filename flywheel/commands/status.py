@@ -5,13 +5,12 @@ import time
 from rich.console import Console
 from rich.live import Live
 
-from feature_store import StoreSettings, open_store
-
 from flywheel.commands._since import HELP as SINCE_HELP, parse_since
 from flywheel.console import err
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession
 from flywheel.views.stackfile import require_stack
+from flywheel.wiring import feature_store_for
 
 PLAIN_WIDTH = 120      # columns of a frame printed to a pipe or file (unless COLUMNS says)
 
@@ -36,7 +35,7 @@ def run(args, config) -> int:
     stack = require_stack(config.data_dir)
     now = int(time.time() * 1000)
     lookback = now - parse_since(args.since, now)
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         session = StatusSession(config.data_dir, store, stack, lookback)
         if args.once:
             time.sleep(args.interval)

@@ -3,10 +3,10 @@ import time
 
 from rich.table import Table
 
-from feature_store import StoreSettings, open_store
 from feature_store.schema import migrations, tables
 
 from flywheel.console import err
+from flywheel.wiring import feature_store_for
 
 
 def register(sub) -> None:
@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 
 def run_migrate(args, config) -> int:
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         store.migrate()
         _print_migrations(store)
     return 0
@@ -41,7 +41,7 @@ def _print_migrations(store) -> None:
 
 
 def run_stats(args, config) -> int:
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         _print_migrations(store)
         if args.purge and hasattr(store, "purge_expired"):
             err.print(f"purged {store.purge_expired():,} expired row(s)")

@@ -1,14 +1,11 @@
 """`flywheel trigger`: apply the retrain policy to every model, emit RetrainRequested."""
-import logging
 
-from feature_store import StoreSettings, open_store
-from processors.runtime import start_metrics_server, stop_on_signals
 from processors.trigger.policy import TriggerSettings
 from processors.trigger.process import RetrainTrigger, TriggerMetrics
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -23,11 +20,9 @@ def register(sub) -> None:
 
 def run(args, config) -> int:
     settings = config.section(TriggerSettings, "trigger")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = TriggerMetrics()
-    start_metrics_server(config.metrics_port, metrics.registry)
-    stop = stop_on_signals()
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    stop = start_processor(config, metrics.registry)
+    with feature_store_for(config) as store:
         trigger = RetrainTrigger(config.kafka, schema_registry(config), store, settings, metrics, stop)
         err.print(f"trigger: every {settings.interval_seconds:g}s, metrics on :{config.metrics_port}")
         trigger.run()

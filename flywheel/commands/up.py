@@ -8,7 +8,6 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from feature_store import StoreSettings, open_store
 from processors.models import ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
@@ -18,7 +17,7 @@ from flywheel.demo import DemoSettings
 from flywheel.stack import ProcessSpec, Stack
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry
 
 
 def register(sub) -> None:
@@ -80,7 +79,7 @@ def _stack(config, models: list[str], demo: DemoSettings | None) -> Stack:
 
 
 def _bootstrap(config, demo: DemoSettings) -> None:
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="demo")
         try:
             if ensure_model(models, store, demo.model, Concept()):
@@ -101,7 +100,7 @@ def _wait(stack: Stack, run_for: float | None, tick=lambda: time.sleep(0.5)) -> 
 
 def _watch(stack: Stack, state, config, run_for: float | None) -> int:
     """The demo's live view (the same as `flywheel status`), redrawn every second."""
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store:
+    with feature_store_for(config) as store:
         session = StatusSession(config.data_dir, store, state, lookback_ms=3_600_000)
         with Live(terminal.render(session.frame()), console=err, refresh_per_second=2) as live:
             def redraw():

@@ -1,11 +1,8 @@
 """`flywheel worker`: serve registered models from their request topics."""
-import logging
-
-from processors.runtime import start_metrics_server, stop_on_signals
 from processors.worker import InferenceWorker, WorkerMetrics, WorkerSettings
 
 from flywheel.console import err
-from flywheel.wiring import ensure_core_topics, schema_registry
+from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -33,22 +30,19 @@ def _online(settings: WorkerSettings, config) -> dict:
     """Online feature lookups for the models configured with feature groups ([worker] online_groups)."""
     if not settings.online_groups:
         return {}
-    from feature_store import StoreSettings, open_store
     from feature_store.online import OnlineFeatureLookup
-    store = open_store(config.section(StoreSettings, "store"), config.data_dir)
+    store = feature_store_for(config)
     return {model: OnlineFeatureLookup(store, groups) for model, groups in settings.online_groups.items()}
 
 
 def run(args, config) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     overrides = {"models": args.model or None, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
                  "instance_id": args.instance_id, "cache_size": args.cache_size, "intra_op_threads": args.threads,
                  "exactly_once": False if args.at_least_once else None}
     settings = config.section(WorkerSettings, "worker", **{k: v for k, v in overrides.items() if v is not None})
     ensure_core_topics(config, settings.models)
     metrics = WorkerMetrics()
-    start_metrics_server(config.metrics_port, metrics.registry)
-    stop = stop_on_signals()
+    stop = start_processor(config, metrics.registry)
     worker = InferenceWorker(settings, config.kafka, schema_registry(config), config.data_dir, metrics, stop,
                              _online(settings, config))
     err.print(f"worker {settings.instance_id}: {'exactly-once' if settings.exactly_once else 'at-least-once'}, "
