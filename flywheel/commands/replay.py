@@ -16,7 +16,6 @@ from pathlib import Path
 
 from rich.table import Table
 
-from feature_store import StoreSettings, open_store
 from processors.backtest import Backtest, BacktestPlan, BacktestReport
 from processors.backtest.history import store_replay
 from processors.models import ModelRegistry
@@ -29,7 +28,7 @@ from streams.topics import TopicCatalog
 
 from flywheel.commands.subscribe import parse_time
 from flywheel.console import err, print_json_line, progress
-from flywheel.wiring import schema_registry
+from flywheel.wiring import feature_store_for, schema_registry
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -175,7 +174,7 @@ def run_store(args, config) -> int:
     window = _window(args.start, args.end)
     run_id = args.run_id or _new_run_id()
     with _checkpoints(config) as checkpoints, \
-            open_store(config.section(StoreSettings, "store"), config.data_dir) as store, \
+            feature_store_for(config) as store, \
             _bar(f"replay store → {args.to_topic or TopicCatalog(config.kafka).requests(args.model)}") as on_progress:
         replay = store_replay(config.kafka, schema_registry(config), checkpoints, store, run_id, args.model,
                               window.start, window.end, args.version, args.labels, args.to_topic, _options(args),
@@ -191,7 +190,7 @@ def run_backtest(args, config) -> int:
                         args.batch_size, args.max_requests)
     registry = schema_registry(config)
     models = ModelRegistry(config.kafka, registry, config.data_dir, actor="backtest")
-    with open_store(config.section(StoreSettings, "store"), config.data_dir) as store, \
+    with feature_store_for(config) as store, \
             _bar(f"backtest {args.model}/{args.candidate}") as on_progress:
         report = Backtest(store, models, registry).run(plan, on_progress)
     models.close()
