@@ -81,13 +81,14 @@ class FeedbackToTopics:
         row: FeedbackRecord = item.record
         mark = headers.mark(None, self.marker, self.run_id, item.origin)
         outputs = [Output(self.requests_topic or self.catalog.requests(row.model),
-                          self._requests.encode(_request(row)), row.entity_id.encode(), mark)]
+                          self._requests.encode(request_of(row)), row.entity_id.encode(), mark)]
         if self.labels:
             outputs.append(Output(self.catalog.labels, self._truth.encode(_truth(row)), row.request_id.encode(), mark))
         return Decision(SENT, tuple(outputs))
 
 
-def _request(row: FeedbackRecord) -> dict:
+def request_of(row: FeedbackRecord) -> dict:
+    """The request as production received it, rebuilt from the features its prediction saw."""
     return {"request_id": row.request_id, "entity_id": row.entity_id, "model": row.model,
             "event_time": row.event_time, "numeric": row.numeric, "categorical": row.categorical,
             "dense": None, "metadata": {}}

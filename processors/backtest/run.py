@@ -21,6 +21,7 @@ from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 
 from processors.backtest import report as r
+from processors.backtest.history import request_of
 
 REPLAY_FLAG = "replay"
 NO_SIZE_LIMIT = 1 << 62
@@ -114,7 +115,7 @@ class Backtest:
         side = _Side()
         for first in range(0, len(rows), batch_size):
             chunk = rows[first:first + batch_size]
-            batch = decoder.decode(self._requests.encode_many([_request(row) for row in chunk]))
+            batch = decoder.decode(self._requests.encode_many([request_of(row) for row in chunk]))
             for failure in batch.failures:
                 side.failures[first + failure.index] = failure.reason
             if batch.indices:
@@ -126,15 +127,9 @@ class Backtest:
                 for j, index in enumerate(batch.indices):
                     side.answers[first + index] = {
                         **chunk[index].to_dict(), "model_version": version.version,
-                        "predicted_label": answers.labels[j], "predicted_value": answers.values[j],
-                        "scores": answers.scores[j], "confidence": answers.confidence[j], "flags": answers.flags[j]}
+                        "predicted_label": answers.label(j), "predicted_value": answers.value(j),
+                        "scores": answers.scores(j), "confidence": answers.confidence_of(j), "flags": answers.flags[j]}
             if on_progress:
                 on_progress(min(first + batch_size, len(rows)), len(rows))
         return side
 
-
-def _request(row: FeedbackRecord) -> dict:
-    """The request as production received it, rebuilt from the features its prediction saw."""
-    return {"request_id": row.request_id, "entity_id": row.entity_id, "model": row.model,
-            "event_time": row.event_time, "numeric": row.numeric, "categorical": row.categorical,
-            "dense": None, "metadata": {}}

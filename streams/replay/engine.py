@@ -21,7 +21,7 @@ transaction are invisible to that read, so they are sent again: exactly once eit
 A finished run is never replayed again under the same id.
 """
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
