@@ -5,14 +5,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer
-from streams.errors import BrokerUnavailable
 from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from streams.topics import TopicCatalog, topic_partitions
 
 Start = Literal["latest", "earliest"] | int  # int: epoch milliseconds
 
@@ -53,14 +52,7 @@ class Subscriber:
         return cls(settings, registry, TopicCatalog(settings).predictions(model), "Prediction", **kwargs)
 
     def _partitions(self) -> list[TopicPartition]:
-        try:
-            meta = self._consumer.list_topics(self.topic, timeout=10)
-        except KafkaException as e:
-            raise BrokerUnavailable(f"cannot read metadata of {self.topic}: {e}") from e
-        topic = meta.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise BrokerUnavailable(f"topic {self.topic} does not exist")
-        return [TopicPartition(self.topic, p) for p in sorted(topic.partitions)]
+        return [TopicPartition(self.topic, p) for p in topic_partitions(self._consumer, self.topic)]
 
     def _start_positions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Resolve the start to concrete offsets now, so 'latest' means the moment of the call."""

@@ -95,6 +95,17 @@ class TopicCatalog:
                 self._spec(self.shadow(model))]
 
 
+def topic_partitions(client, topic: str, timeout: float = 10.0) -> list[int]:
+    """Partition numbers of a topic, via a consumer, producer or admin client."""
+    try:
+        meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as e:
+        raise BrokerUnavailable(f"cannot read metadata of {topic}: {e}") from e
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise UnknownTopic(f"topic {topic} does not exist: create it with `flywheel topics --create` or `flywheel up`")
+    return sorted(meta.partitions)
+
+
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 15.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Safe to repeat."""
     try:

@@ -20,7 +20,8 @@ from streams.labels import LabelPublisher
 from streams.publisher import Publisher, Request
 from streams.replay import Checkpoints, TimeRange
 from streams.clients import make_consumer
-from streams.replay.ranges import log_ends, topic_partitions
+from streams.replay.ranges import log_ends
+from streams.topics import topic_partitions
 from streams.replay.topic import topic_replay
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 

@@ -3,14 +3,13 @@ deployment state). Standalone reader: no group, every partition from the beginni
 follower sees every model whatever else is running."""
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer
-from streams.errors import BrokerUnavailable
 from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from streams.topics import TopicCatalog, topic_partitions
 
 from processors.models.deployment import Deployment
 
@@ -21,14 +20,8 @@ class ModelFollower:
         self._serde = AvroSerde(registry, "ModelEvent")
         self._consumer = make_consumer(settings, "flywheel-models-follower-unused",
                                        **{"fetch.wait.max.ms": 10})
-        try:
-            meta = self._consumer.list_topics(self.topic, timeout=10)
-        except KafkaException as e:
-            raise BrokerUnavailable(f"cannot read metadata of {self.topic}: {e}") from e
-        topic = meta.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise BrokerUnavailable(f"topic {self.topic} does not exist: run `flywheel topics create` or `flywheel up`")
-        self._partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(topic.partitions)]
+        self._partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING)
+                            for p in topic_partitions(self._consumer, self.topic)]
         self._consumer.assign(self._partitions)
         self.events: dict[str, dict] = {}          # model -> last ModelEvent
         self.skipped: list[DecodeFailure] = []

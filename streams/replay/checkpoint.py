@@ -53,11 +53,7 @@ class Run:
     counts: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for per in self.counts.values():
-            for outcome, n in per.items():
-                out[outcome] = out.get(outcome, 0) + n
-        return out
+        return totals(self.counts)
 
     @property
     def remaining(self) -> int:
@@ -186,3 +182,12 @@ def _normal(spec: dict) -> dict:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def totals(counts: dict[int, dict[str, int]]) -> dict[str, int]:
+    """Outcome counts summed over partitions."""
+    out: dict[str, int] = {}
+    for per in counts.values():
+        for outcome, n in per.items():
+            out[outcome] = out.get(outcome, 0) + n
+    return out

@@ -17,9 +17,9 @@ from streams.errors import UnknownTopic
 from streams.replay import headers
 from streams.replay.checkpoint import Checkpoints
 from streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
-from streams.replay.ranges import TimeRange, topic_partitions
+from streams.replay.ranges import TimeRange
 from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from streams.topics import TopicCatalog, topic_partitions
 
 REDRIVEN, STILL_DEAD = "redriven", "still_dead"
 NOT_SELECTED, ALREADY_HANDLED, UNREADABLE = "not_selected", "already_handled", "unreadable"

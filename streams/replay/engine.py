@@ -28,11 +28,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.clients import make_consumer, make_producer
 from streams.replay import headers
-from streams.replay.checkpoint import FINISHED, Checkpoints, Progress, Run
+from streams.replay.checkpoint import FINISHED, Checkpoints, Progress, Run, totals
 from streams.replay.errors import ReplayError
-from streams.replay.ranges import PartitionRange, TimeRange, high_watermark, log_ends, topic_partitions, resolve, scan
+from streams.replay.ranges import PartitionRange, TimeRange, high_watermark, log_ends, resolve, scan
 from streams.replay.ratelimit import RateLimiter
 from streams.settings import KafkaSettings
+from streams.topics import topic_partitions
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,7 @@ class ReplayReport:
     elapsed_s: float = 0.0
 
     def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for per in self.counts.values():
-            for outcome, n in per.items():
-                out[outcome] = out.get(outcome, 0) + n
-        return out
+        return totals(self.counts)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "kind": self.kind, "source": self.source, "status": self.status,

@@ -17,8 +17,9 @@ from typing import Iterator
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from streams.errors import BrokerUnavailable, UnknownTopic
+from streams.errors import BrokerUnavailable
 from streams.replay.errors import BadTimeRange, ReplayStalled
+from streams.topics import topic_partitions
 
 LOOKUP_TIMEOUT = 10.0
 
@@ -46,17 +47,6 @@ class PartitionRange:
     @property
     def size(self) -> int:
         return max(0, self.stop - self.begin)
-
-
-def topic_partitions(client, topic: str) -> list[int]:
-    """Partition numbers of a topic, via a consumer, producer or admin client."""
-    try:
-        meta = client.list_topics(topic, timeout=LOOKUP_TIMEOUT).topics.get(topic)
-    except KafkaException as e:
-        raise BrokerUnavailable(f"cannot read metadata of {topic}: {e}") from e
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise UnknownTopic(f"topic {topic} does not exist")
-    return sorted(meta.partitions)
 
 
 def resolve(consumer: Consumer, topic: str, window: TimeRange) -> list[PartitionRange]:

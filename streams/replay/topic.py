@@ -8,8 +8,9 @@ from streams.clients import make_admin
 from streams.replay import headers
 from streams.replay.checkpoint import Checkpoints
 from streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
-from streams.replay.ranges import TimeRange, topic_partitions
+from streams.replay.ranges import TimeRange
 from streams.settings import KafkaSettings
+from streams.topics import topic_partitions
 
 SENT, SKIPPED_REPLAYED = "sent", "skipped_replayed"
 
