@@ -1,7 +1,10 @@
 """Shared set-up for retrainer and rollout tests: a registered model and realistic feedback."""
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import numpy as np
 
-from feature_store import FeedbackRecord
+from feature_store import FeatureStore, FeedbackRecord, StoreSettings, open_store
 from processors.models import MatrixLayout, ModelRegistry
 from processors.simulator.concept import Concept
 from processors.training import Dataset, train
@@ -33,3 +36,28 @@ def feedback_rows(trained, data: Dataset, version: str, start_ms: int, step_ms: 
             scores=dict(zip(map(str, trained.estimator.classes_), map(float, proba[i]))),
             confidence=float(proba[i].max()), true_label=str(data.target[i])))
     return rows
+
+
+@dataclass
+class ChurnWorld:
+    store: FeatureStore
+    models: ModelRegistry
+    concept: Concept
+    v1: object          # the TrainedModel registered (and live) before the drift
+
+
+@contextmanager
+def churn_world(kafka, registry, make_topics, data_dir):
+    """A real store and model registry with `churn` v1 live, trained before the concept drifts;
+    the concept has drifted by the time the caller gets it."""
+    make_topics("churn")
+    store = open_store(StoreSettings(), data_dir)
+    models = ModelRegistry(kafka, registry, data_dir, actor="test")
+    concept = Concept()
+    v1 = register_model(models, concept, "v1")
+    concept.drift()
+    try:
+        yield ChurnWorld(store, models, concept, v1)
+    finally:
+        models.close()
+        store.close()

@@ -5,27 +5,18 @@ import time
 import numpy as np
 import pytest
 
-from feature_store import StoreSettings, open_store
-from processors.models import ModelRegistry
 from processors.retrainer.process import Retrainer, RetrainerSettings
-from processors.simulator.concept import Concept
-from tests.retrain_helpers import feedback_rows, register_model
+from tests.retrain_helpers import churn_world, feedback_rows
 
 
 @pytest.fixture
 def setup(kafka, registry, make_topics, data_dir):
-    make_topics("churn")
-    store = open_store(StoreSettings(), data_dir)
-    models = ModelRegistry(kafka, registry, data_dir, actor="test")
-    concept = Concept()
-    v1 = register_model(models, concept, "v1")
-    concept.drift()
-    now = int(time.time() * 1000)
-    drifted = concept.sample(1500, np.random.default_rng(3))
-    store.put_feedback(feedback_rows(v1, drifted, "v1", now - 60_000, step_ms=20))
-    yield store, models, now
-    models.close()
-    store.close()
+    """v1 live, and a minute of its answers to drifted traffic in the feedback store."""
+    with churn_world(kafka, registry, make_topics, data_dir) as world:
+        now = int(time.time() * 1000)
+        drifted = world.concept.sample(1500, np.random.default_rng(3))
+        world.store.put_feedback(feedback_rows(world.v1, drifted, "v1", now - 60_000, step_ms=20))
+        yield world.store, world.models, now
 
 
 def _request(now: int, retrain_id: str = "abc123def") -> dict:

@@ -4,26 +4,18 @@ import time
 import numpy as np
 import pytest
 
-from feature_store import StoreSettings, open_store
-from processors.models import ModelRegistry
 from processors.rollout.judge import Verdict
 from processors.rollout.process import Rollout, RolloutSettings
 from processors.simulator.concept import Concept
-from tests.retrain_helpers import feedback_rows, register_model
+from tests.retrain_helpers import churn_world, feedback_rows, register_model
 
 
 @pytest.fixture
 def world(kafka, registry, make_topics, data_dir):
-    make_topics("churn")
-    store = open_store(StoreSettings(), data_dir)
-    models = ModelRegistry(kafka, registry, data_dir, actor="test")
-    concept = Concept()
-    old = register_model(models, concept, "v1")           # trained before the drift: live
-    concept.drift()
-    new = register_model(models, concept, "v2", seed=5)   # trained after it
-    yield store, models, concept, old, new
-    models.close()
-    store.close()
+    """v1 (trained before the drift) live, v2 (trained after it) registered."""
+    with churn_world(kafka, registry, make_topics, data_dir) as w:
+        new = register_model(w.models, w.concept, "v2", seed=5)
+        yield w.store, w.models, w.concept, w.v1, new
 
 
 def _serve(store, concept, trained, version, n, start, prefix):

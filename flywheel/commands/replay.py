@@ -63,8 +63,7 @@ def register(sub) -> None:
     source = t.add_mutually_exclusive_group(required=True)
     source.add_argument("-t", "--topic", help="source topic (full name, prefix included)")
     source.add_argument("-m", "--model", help="source: this model's request topic")
-    t.add_argument("--from", dest="start", required=True, metavar="TIME", help=f"range start: {TIME_HELP}")
-    t.add_argument("--to", dest="end", metavar="TIME", help="range end, exclusive (default: now)")
+    _time_range(t, "range start", "range end, exclusive", required=True)
     t.add_argument("--to-topic", metavar="TOPIC", help="target topic (default: the source topic)")
     t.add_argument("--include-replayed", action="store_true", help="also replay records marked as replays")
     _common(t)
@@ -82,8 +81,7 @@ def register(sub) -> None:
                    help="only those written by this processor (repeatable)")
     d.add_argument("--source-topic", action="append", default=[], metavar="TOPIC",
                    help="only those that came from this topic (repeatable)")
-    d.add_argument("--from", dest="start", metavar="TIME", help=f"failed at or after: {TIME_HELP} (default: all)")
-    d.add_argument("--to", dest="end", metavar="TIME", help="failed before (default: now)")
+    _time_range(d, "failed at or after", "failed before", required=False)
     d.add_argument("--include-handled", action="store_true", help="also re-drive dead letters an earlier run handled")
     _common(d)
     d.set_defaults(handler=run_dead_letters)
@@ -95,8 +93,7 @@ def register(sub) -> None:
                                       "truth to the labels topic. For history the topics no longer hold. Rows that "
                                       "are themselves replays are skipped unless --include-replayed.")
     st.add_argument("-m", "--model", required=True, help="the model whose history to replay")
-    st.add_argument("--from", dest="start", required=True, metavar="TIME", help=f"event time from: {TIME_HELP}")
-    st.add_argument("--to", dest="end", metavar="TIME", help="event time before (default: now)")
+    _time_range(st, "event time from", "event time before", required=True)
     st.add_argument("--version", help="only requests this version answered (default: any)")
     st.add_argument("--labels", action="store_true", help="also re-publish the ground truth to the labels topic")
     st.add_argument("--to-topic", metavar="TOPIC", help="requests go here instead of the model's request topic")
@@ -114,8 +111,7 @@ def register(sub) -> None:
     b.add_argument("-m", "--model", required=True, help="the model")
     b.add_argument("--candidate", required=True, metavar="VERSION", help="the version to backtest")
     b.add_argument("--baseline", metavar="VERSION", help="compare with this version (default: the live one)")
-    b.add_argument("--from", dest="start", required=True, metavar="TIME", help=f"event time from: {TIME_HELP}")
-    b.add_argument("--to", dest="end", metavar="TIME", help="event time before (default: now)")
+    _time_range(b, "event time from", "event time before", required=True)
     b.add_argument("--slice-by", action="append", metavar="FEATURE",
                    help="categorical feature to slice by (repeatable; default: every categorical feature)")
     b.add_argument("--max-requests", type=_positive(int), metavar="N", help="score at most N requests")
@@ -130,6 +126,13 @@ def register(sub) -> None:
     r.add_argument("run_id", nargs="?", help="show this run per partition")
     r.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     r.set_defaults(handler=run_runs)
+
+
+def _time_range(parser, start: str, end: str, required: bool) -> None:
+    """--from/--to as every replay source takes them; the range is FROM <= t < TO."""
+    parser.add_argument("--from", dest="start", required=required, metavar="TIME",
+                        help=f"{start}: {TIME_HELP}" + ("" if required else " (default: all)"))
+    parser.add_argument("--to", dest="end", metavar="TIME", help=f"{end} (default: now)")
 
 
 def _common(p) -> None:

@@ -3,13 +3,12 @@ the same transactional batches, checkpoints, recovery and report as a topic repl
 source's position kept as a cursor (the last item done, in the source's own terms) instead of
 offsets. The source must list its items in a stable order and resume strictly after a cursor.
 """
-import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol
 
 from streams.clients import make_consumer
 from streams.replay.checkpoint import FINISHED, Checkpoints
-from streams.replay.engine import Decision, ProgressCallback, ReplayOptions, ReplayReport, open_writer
+from streams.replay.engine import Decision, ProgressCallback, ReplayOptions, ReplayReport, open_writer, timed_run
 from streams.replay.ranges import PartitionRange
 from streams.settings import KafkaSettings
 
@@ -51,10 +50,7 @@ class CursorReplay:
         self._on_progress = on_progress or (lambda done, total: None)
 
     def run(self) -> ReplayReport:
-        began = time.monotonic()
-        report = self._dry_run() if self.options.dry_run else self._replay()
-        report.elapsed_s = time.monotonic() - began
-        return report
+        return timed_run(self._dry_run if self.options.dry_run else self._replay)
 
     def _dry_run(self) -> ReplayReport:
         run = self.checkpoints.load(self.run_id)

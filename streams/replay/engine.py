@@ -36,6 +36,14 @@ from streams.settings import KafkaSettings
 from streams.topics import topic_partitions
 
 
+def timed_run(work: Callable[[], "ReplayReport"]) -> "ReplayReport":
+    """Run a replay (or its dry run) and record how long it took on its report."""
+    began = time.monotonic()
+    report = work()
+    report.elapsed_s = time.monotonic() - began
+    return report
+
+
 @dataclass(frozen=True)
 class Output:
     topic: str
@@ -108,13 +116,10 @@ class Replay:
         self._consumer = make_consumer(settings, f"flywheel-replay-{run_id}")
 
     def run(self) -> ReplayReport:
-        began = time.monotonic()
         try:
-            report = self._dry_run() if self.options.dry_run else self._replay()
+            return timed_run(self._dry_run if self.options.dry_run else self._replay)
         finally:
             self._consumer.close()
-        report.elapsed_s = time.monotonic() - began
-        return report
 
     # ---- dry run: the same reading and deciding, nothing written, nothing checkpointed
     def _dry_run(self) -> ReplayReport:
