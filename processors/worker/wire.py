@@ -17,10 +17,15 @@ themselves against fastavro when built and switch themselves off if the schema h
 """
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from schemas import AvroSerde
+
+if TYPE_CHECKING:
+    from processors.worker.columnar import Columns
+    from processors.worker.outputs import Answers
 
 DOUBLE = struct.Struct("<d")
 ROLES = ("LIVE", "CANARY", "SHADOW")
@@ -106,6 +111,22 @@ def read_map_at(b: bytes, p: int, strings: bool) -> tuple[dict, int]:
     return out, p
 
 
+def skip_string_map(b: bytes, p: int) -> int:
+    """The position after the map<string> starting at `p` (IndexError if it is not one)."""
+    count, p = read_long(b, p)
+    while count:
+        if count < 0:
+            count = -count
+            _, p = read_long(b, p)
+        for _ in range(2 * count):
+            n, p = read_length(b, p)
+            p += n
+        count, p = read_long(b, p)
+    if p > len(b):
+        raise IndexError("map runs past the record")
+    return p
+
+
 def string_map(values: dict) -> bytes:
     """map<string>."""
     if not values:
@@ -162,6 +183,17 @@ class NumericTemplate:
         is_value[self.value_columns] = True
         self.key_columns = np.flatnonzero(~is_value)
         self.key_bytes = template[self.key_columns]
+        # The same check for a whole batch (columnar.py): body and terminator as 8-byte words,
+        # keys and terminator compared under a mask, doubles read at `value_offsets`.
+        self.window = (self.length + 1 + 7) // 8 * 8
+        mask = np.zeros(self.window, dtype=np.uint8)
+        mask[self.key_columns] = 0xFF
+        mask[self.length] = 0xFF
+        expected = np.zeros(self.window, dtype=np.uint8)
+        expected[:self.length] = template
+        self.word_mask = mask.view("<u8")
+        self.word_expected = (expected & mask).view("<u8")
+        self.value_offsets = np.asarray(offsets, dtype=np.int64)
 
     def extract(self, bodies: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(rows whose keys match, their values as float64 (n, k)) for map bodies of `length` bytes."""
@@ -175,12 +207,13 @@ class NumericTemplate:
         n = len(values)
         if not self.names:
             return [b"\x00"] * n
-        raw = np.tile(np.frombuffer(self.body, dtype=np.uint8), (n, 1))
-        raw[:, self.value_columns] = np.ascontiguousarray(values, dtype="<f8").view(np.uint8).reshape(n, -1)
+        whole = np.frombuffer(self.count + self.body + b"\x00", dtype=np.uint8)
+        size = len(whole)
+        raw = np.tile(whole, (n, 1))
+        doubles = np.ndarray((n, size - 7), dtype="<f8", buffer=raw, strides=(size, 1))
+        doubles[:, len(self.count) + self.value_offsets] = values
         flat = raw.tobytes()
-        size = self.length
-        head, tail = self.count, b"\x00"
-        return [head + flat[i * size:(i + 1) * size] + tail for i in range(n)]
+        return [flat[i:i + size] for i in range(0, n * size, size)]
 
 
 class RequestParser:
@@ -215,7 +248,8 @@ class RequestParser:
         ids_end = p
         n = v[p]
         n, p = ((n >> 1), p + 1) if n < 0x80 and not n & 1 else read_length(v, p)
-        p += n                                   # model: the topic says which
+        v[p:p + n].decode()                      # model: the topic says which; must still be UTF-8
+        p += n
         et_start = p
         event_time, p = read_long(v, p)
         et_end = num_start = p
@@ -245,19 +279,7 @@ class RequestParser:
             p += n
         elif branch != 0:
             return None
-        count = 0                                # metadata: skipped, never echoed
-        if v[p] == 0:
-            p += 1
-        else:
-            count, p = read_long(v, p)
-        while count:
-            if count < 0:
-                count = -count
-                _, p = read_long(v, p)
-            for _ in range(2 * count):
-                n, p = read_length(v, p)
-                p += n
-            count, p = read_long(v, p)
+        p = p + 1 if v[p] == 0 else skip_string_map(v, p)    # metadata: skipped, never echoed
         if p != len(v):
             return None
         return Parsed(request_id, entity_id, event_time, v[5:ids_end], v[et_start:et_end], v[num_start:num_end],
@@ -330,6 +352,30 @@ class PredictionWriter:
         parts.append(b"\x00")
         parts.append(b"\x00" if confidence is None else b"\x02" + DOUBLE.pack(confidence))
         return b"".join(parts)
+
+    def encode_batch(self, answers: "Answers", picked: list[int], batch: "Columns", predicted_at: int,
+                     inference_us: int) -> list[bytes]:
+        """The Predictions of rows `picked` of a batch, answer k being row picked[k]'s."""
+        at, tail = zigzag(predicted_at), self.tail(inference_us, len(batch))
+        head, constant = self.header, self.constant
+        ids, et, num, cat, src = (batch.ids_raw, batch.event_times_raw, batch.numeric_raw, batch.categorical_raw,
+                                  batch.sources_raw)
+        flags = [self.flags(f) if f else b"\x00" for f in answers.flags]
+        return [b"".join((head, ids[j], constant, et[j], at, answer, flag, num[j], cat[j], src[j], tail))
+                for j, answer, flag in zip(picked, self._answers(answers), flags)]
+
+    def _answers(self, answers: "Answers") -> list[bytes]:
+        finite = answers.finite
+        if answers.classifier and self.labels:
+            packed = self.scores(answers.output, answers.confidence)
+            if all(finite):
+                return [self.label_bytes[t] + b"\x00" + p for t, p in zip(answers.top, packed)]
+            return [self.answer(t, p) if ok else self._any(answers, k)
+                    for k, (t, p, ok) in enumerate(zip(answers.top, packed, finite))]
+        return [self._any(answers, k) for k in range(len(finite))]
+
+    def _any(self, answers: "Answers", k: int) -> bytes:
+        return self.answer_any(answers.label(k), answers.value(k), answers.scores(k), answers.confidence_of(k))
 
     def encode(self, ids_raw: bytes, event_time_raw: bytes, predicted_at: bytes, answer: bytes, flags: bytes,
                numeric_raw: bytes, categorical_raw: bytes, sources_raw: bytes, tail: bytes) -> bytes:
