@@ -87,24 +87,34 @@ class BatchCommitter:
         self._initialised = False
         self._open = False
         self._failures: list[str] = []
+        self._produce_kwargs = {} if exactly_once else {"on_delivery": self._on_delivery}
+
+    def start(self) -> None:
+        """Step 1, once (later calls do nothing; `begin` calls it too). Worth calling at start-up:
+        it fences a killed predecessor at once and keeps the first batch from paying for it."""
+        if self.exactly_once and not self._initialised:
+            self._call(self.producer.init_transactions, self.timeout_s)
+            self._initialised = True
 
     def begin(self) -> None:
         if not self.exactly_once:
             return
-        if not self._initialised:
-            self._call(self.producer.init_transactions, self.timeout_s)
-            self._initialised = True
+        self.start()
         self._call(self.producer.begin_transaction)
         self._open = True
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> None:
-        kwargs = {} if self.exactly_once else {"on_delivery": self._on_delivery}
-        while True:
-            try:
-                self.producer.produce(topic, value, key, headers=headers, **kwargs)
-                return
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self.producer.poll(0.01)
+        self.produce_many(topic, [value], [key], [headers])
+
+    def produce_many(self, topic: str, values: list[bytes], keys: list, headers: list) -> None:
+        produce, kwargs = self.producer.produce, self._produce_kwargs
+        for value, key, h in zip(values, keys, headers):
+            while True:
+                try:
+                    produce(topic, value, key, headers=h, **kwargs)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    self.producer.poll(0.01)
 
     def commit(self, messages: list[Message], upto: list[TopicPartition] | None = None) -> None:
         """Commit the batch's outputs and offsets. `upto` overrides the offsets committed: a
@@ -118,8 +128,12 @@ class BatchCommitter:
 
     def abort(self, messages: list[Message]) -> None:
         """Give up on the batch: abort its transaction (if any) and rewind its partitions."""
-        first, _ = batch_offsets(messages)
         self._abort_open()
+        self.rewind(messages)
+
+    def rewind(self, messages: list[Message]) -> None:
+        """Seek every partition of `messages` back to its earliest offset among them."""
+        first, _ = batch_offsets(messages)
         self._rewind(first)
 
     def close(self) -> None:

@@ -27,6 +27,9 @@ class Answers:
     def scores(self, k: int) -> dict[str, float]:
         return dict(zip(self.labels, self.output[k].tolist())) if self.classifier else {}
 
+    def flagged(self) -> list[int]:
+        return [k for k, f in enumerate(self.flags) if f]
+
     def confidence_of(self, k: int) -> float | None:
         return float(self.confidence[k]) if self.classifier and self.finite[k] else None
 

@@ -1,22 +1,26 @@
 """The inference worker: many models in one process, one consumer subscribed to every served
 model's request topic, batches split by topic, one ONNX Runtime call per model version.
 
-Per batch (see processors/runtime/commit.py for the commit protocol):
-  1. apply ModelEvents that arrived (hot swap between batches: the batch in hand finishes with
+Per batch (see processors/runtime/commit.py for the commit protocol, pipeline.py for the overlap):
+  1. apply ModelEvents that arrived (hot swap between batches: the batch in flight finishes with
      the versions it started with, the next one uses the new ones, nothing lost or repeated);
   2. consume up to `max_batch` records (whatever is waiting; optionally wait `max_wait_ms` more);
-  3. per model: size check, decode, validate, build one float32 matrix; failures become dead
-     letters with the original bytes and headers;
+  3. per model: size check, decode (the whole batch as numpy columns where the layout allows),
+     validate, build one float32 matrix; failures become dead letters with the original bytes
+     and headers;
   4. route rows: canary share by crc32(entity id), live for the rest, shadows on every row;
-  5. produce Predictions (live, canary) to `<model>.predictions`, shadow ones to
-     `<model>.shadow`, flagged ones also to `review`; request headers (e.g. flywheel-replay)
-     travel onto the prediction;
-  6. commit outputs and input offsets together (exactly-once) or flush then commit
-     (at-least-once).
+  5. encode Predictions (live, canary) for `<model>.predictions`, shadow ones for
+     `<model>.shadow`, flagged ones also for `review`, into an outbox; request headers (e.g.
+     flywheel-replay) travel onto the prediction;
+  6. wait for the previous batch's commit, which ran meanwhile on the commit thread (if it
+     failed, it and this batch are rewound and redone);
+  7. produce the outbox and start committing outputs and input offsets together (exactly-once)
+     or flush then commit (at-least-once), on the commit thread.
 """
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 
@@ -33,12 +37,13 @@ from streams.topics import TopicCatalog
 
 from processors.models import ArtifactStore, ModelFollower, ModelRegistryError
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
+from processors.runtime.pipeline import CommitPipeline, Outbox
 from processors.worker.features import FeatureBatch, RequestDecoder
 from processors.worker.metrics import WorkerMetrics
 from processors.worker.outputs import Answers, interpret
 from processors.worker.sessions import ROLE_CANARY, ROLE_LIVE, ROLE_SHADOW, LoadedVersion, ModelLoader, ServedModel
 from processors.worker.settings import WorkerSettings
-from processors.worker.wire import PredictionWriter, ReviewWriter, read_map, zigzag
+from processors.worker.wire import PredictionWriter, ReviewWriter, read_map
 
 PROCESSOR = "worker"
 log = logging.getLogger("flywheel.worker")
@@ -47,6 +52,15 @@ log = logging.getLogger("flywheel.worker")
 # on a broker that shows aborted records to read_committed readers (Tansu 0.6), records that
 # never left the client before a crash cannot reappear.
 EXACTLY_ONCE_PRODUCER = {"linger.ms": 1000, "batch.size": 16_000_000}
+
+
+@dataclass
+class _Batch:
+    """What one transaction will carry: its input records, their outputs, their event times."""
+
+    messages: list[Message] = field(default_factory=list)
+    outbox: Outbox = field(default_factory=Outbox)
+    event_times: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
 
 
 class InferenceWorker:
@@ -71,6 +85,7 @@ class InferenceWorker:
                                  if settings.exactly_once else None,
                                  **(EXACTLY_ONCE_PRODUCER if settings.exactly_once else {}))
         self.committer = BatchCommitter(self.consumer, producer, settings.exactly_once, settings.commit_timeout_s)
+        self.pipeline = CommitPipeline(self.committer)
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self.served: dict[str, ServedModel] = {}
         self.decoders: dict[str, RequestDecoder] = {}
@@ -83,6 +98,7 @@ class InferenceWorker:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "InferenceWorker":
+        self.committer.start()
         self.follower.catch_up()
         self._apply(list(self.follower.events.values()))
         return self
@@ -97,6 +113,8 @@ class InferenceWorker:
             self.close()
 
     def close(self) -> None:
+        self._settle()              # the batch in flight commits (or is rewound)
+        self.pipeline.close()
         self.committer.close()      # aborts a transaction left open; nothing is committed half
         self.consumer.close()       # leaves the group so partitions move at once
         self.follower.close()
@@ -106,45 +124,65 @@ class InferenceWorker:
     def step(self) -> int:
         events = self.follower.poll(0)
         if events:
+            self._settle()        # the batch in flight finishes with the versions it started with
             self._apply(events)
-        messages = self._consume()
-        self.lag.update()
-        if not messages:
-            return 0
-        for m in messages:
-            if m.error() is not None:
-                log.warning("consumer error: %s", m.error())
-        # Records of a model dropped from service since they were fetched are left uncommitted
-        # for whoever serves that model next.
-        good = [m for m in messages if m.error() is None and m.topic() in self._by_topic]
-        if not good:
-            return 0
-        by_topic: dict[str, list[Message]] = defaultdict(list)
-        for m in good:
-            by_topic[m.topic()].append(m)
-        latencies: dict[str, np.ndarray] = {}
-        self.committer.begin()
+        batch = _Batch()
         try:
-            for topic, batch in by_topic.items():
-                latencies[self._by_topic[topic]] = self._serve(self.served[self._by_topic[topic]], batch)
-            self.committer.commit(good)
-        except CommitError as e:
-            log.warning("%s", e)
-            return 0
+            self._take(self._consume(), batch)
+            self.lag.update()
+            if not batch.messages:
+                self._settle()
+                return 0
+            if not self._settle(batch.messages):
+                return 0
+            # Records that arrived while the previous commit ran join this batch rather than
+            # waiting for the next one's commit.
+            room = self.s.max_batch - len(batch.messages)
+            if room > 0 and self._subscribed:
+                self._take(self.consumer.consume(room, 0), batch)
         except StoreError as e:
             # Backpressure, not loss: the batch is rewound and retried once the store answers.
-            self.committer.abort(good)
+            if self._settle(batch.messages):
+                self.committer.rewind(batch.messages)
             log.warning("online feature store unavailable, retrying the batch: %s", e)
             self.stop.wait(self._backoff())
             return 0
+        try:
+            self.pipeline.commit(batch.messages, batch.outbox, batch.event_times)
         except BaseException:
-            self.committer.abort(good)
+            self.pipeline.abort(batch.messages)
             raise
         self._failures = 0
-        done_ms = time.time() * 1000
-        for model, event_times in latencies.items():
-            self.metrics.e2e_latency.observe_many((model,), (done_ms - event_times) / 1000.0)
-        return len(good)
+        return len(batch.messages)
+
+    def _take(self, messages: list[Message], batch: "_Batch") -> None:
+        """Compute the outputs of `messages` into `batch`, model by model. Records of a model
+        dropped from service since they were fetched are left uncommitted for whoever serves
+        that model next."""
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in messages:
+            if m.error() is not None:
+                log.warning("consumer error: %s", m.error())
+            else:
+                by_topic[m.topic()].append(m)
+        for topic, records in by_topic.items():
+            model = self._by_topic.get(topic)
+            if model is not None:
+                batch.messages += records   # first: a StoreError below rewinds them too
+                batch.event_times[model].append(self._serve(self.served[model], records, batch.outbox))
+
+    def _settle(self, holding: list[Message] = ()) -> bool:
+        """Wait for the batch in flight; False if it failed (it and `holding` are rewound)."""
+        try:
+            settled = self.pipeline.settle(holding)
+        except CommitError as e:
+            log.warning("%s", e)
+            return False
+        if settled is not None:
+            done_ms = settled.finished_at * 1000
+            for model, event_times in settled.tag.items():
+                self.metrics.e2e_latency.observe_many((model,), (done_ms - np.concatenate(event_times)) / 1000.0)
+        return True
 
     def _backoff(self) -> float:
         self._failures += 1
@@ -165,14 +203,14 @@ class InferenceWorker:
             messages += c.consume(self.s.max_batch - len(messages), self.s.max_wait_ms / 1000)
         return messages
 
-    def _serve(self, served: ServedModel, messages: list[Message]) -> np.ndarray:
+    def _serve(self, served: ServedModel, messages: list[Message], outbox: Outbox) -> np.ndarray:
         model = served.name
         m = self.metrics
         m.records_in.labels(PROCESSOR, model).inc(len(messages))
         m.batch_size.observe((model,), len(messages))
         batch = self.decoders[model].decode([msg.value() for msg in messages])
         for failure in batch.failures:
-            self.deadletters.send_message(self.committer, messages[failure.index], failure.reason, failure.detail)
+            self.deadletters.send_message(outbox, messages[failure.index], failure.reason, failure.detail)
         if not len(batch):
             return np.empty(0)
         canary = served.canary_mask(batch.entity_ids)
@@ -187,8 +225,9 @@ class InferenceWorker:
                 continue
             x = batch.matrix if rows is None else batch.matrix[rows]
             answers, seconds = self._predict(model, version, x)
-            picked = range(len(batch)) if rows is None else rows.tolist()
-            self._produce(served, version, role, answers, picked, batch, source, predicted_at, int(seconds * 1e6))
+            picked = list(range(len(batch))) if rows is None else rows.tolist()
+            self._produce(outbox, served, version, role, answers, picked, batch, source, predicted_at,
+                          int(seconds * 1e6))
         return np.asarray(batch.event_times, dtype=np.float64)
 
     def _predict(self, model: str, version: LoadedVersion, x: np.ndarray) -> tuple[Answers, float]:
@@ -213,29 +252,27 @@ class InferenceWorker:
             self._writers[key] = writer
         return writer
 
-    def _produce(self, served: ServedModel, version: LoadedVersion, role: str, answers: Answers, picked,
-                 batch: FeatureBatch, source: list[Message], predicted_at: int, inference_us: int) -> None:
+    def _produce(self, outbox: Outbox, served: ServedModel, version: LoadedVersion, role: str, answers: Answers,
+                 picked: list[int], batch: FeatureBatch, source: list[Message], predicted_at: int,
+                 inference_us: int) -> None:
         model = served.name
         topic = self.catalog.shadow(model) if role == ROLE_SHADOW else self.catalog.predictions(model)
         writer = self._writer(model, version, role)
-        produce = self.committer.produce
-        at, tail = zigzag(predicted_at), writer.tail(inference_us, len(batch))
-        packed = writer.scores(answers.output, answers.confidence) if answers.classifier and writer.enabled else None
-        for k, j in enumerate(picked):
-            msg = source[j]
-            flags = answers.flags[k]
-            if not writer.enabled:
-                value = self.predictions.encode(self._record(model, version, role, answers, k, batch, j, predicted_at,
-                                                             inference_us))
-            else:
-                answer = writer.answer(answers.top[k], packed[k]) if packed is not None and answers.finite[k] else \
-                    writer.answer_any(answers.label(k), answers.value(k), answers.scores(k), answers.confidence_of(k))
-                value = writer.encode(batch.ids_raw[j], batch.event_times_raw[j], at, answer,
-                                      writer.flags(flags) if flags else b"\x00", batch.numeric_raw[j],
-                                      batch.categorical_raw[j], batch.sources_raw[j], tail)
-            produce(topic, value, msg.key(), msg.headers())
-            if flags and role != ROLE_SHADOW:
-                self._review(model, version, answers, k, batch, j, predicted_at, msg)
+        if writer.enabled:
+            values = writer.encode_batch(answers, picked, batch, predicted_at, inference_us)
+        else:
+            values = [self.predictions.encode(self._record(model, version, role, answers, k, batch, j, predicted_at,
+                                                           inference_us)) for k, j in enumerate(picked)]
+        sources = [source[j] for j in picked]
+        outbox.produce_many(topic, values, [m.key() for m in sources], [m.headers() for m in sources])
+        flagged = answers.flagged() if role != ROLE_SHADOW else []
+        if flagged:
+            outbox.produce_many(self.catalog.review,
+                                [self._review(model, version, answers, k, batch, picked[k], predicted_at) for k in flagged],
+                                [batch.request_ids[picked[k]].encode() for k in flagged],
+                                [sources[k].headers() for k in flagged])
+            for reason, n in Counter(r for k in flagged for r in answers.flags[k]).items():
+                self.metrics.review_items.labels(model, reason).inc(n)
         self.metrics.predictions.labels(model, version.version, role).inc(len(picked))
 
     @staticmethod
@@ -253,21 +290,18 @@ class InferenceWorker:
         }
 
     def _review(self, model: str, version: LoadedVersion, answers: Answers, k: int, batch: FeatureBatch, j: int,
-                predicted_at: int, msg: Message) -> None:
+                predicted_at: int) -> bytes:
+        """The encoded ReviewItem of answer k (row j of the batch)."""
         reasons = answers.flags[k]
         fields = (model, version.version, reasons, answers.label(k), answers.value(k), answers.confidence_of(k))
         if self.review_writer.enabled:
-            value = self.review_writer.encode(batch.ids_raw[j], *fields, batch.numeric_raw[j], batch.categorical_raw[j],
-                                              predicted_at)
-        else:
-            value = self.reviews.encode(dict(zip(
-                ("request_id", "entity_id", "model", "model_version", "reasons", "label", "value", "confidence",
-                 "numeric", "categorical", "created_at"),
-                (batch.request_ids[j], batch.entity_ids[j], *fields, read_map(batch.numeric_raw[j], strings=False),
-                 read_map(batch.categorical_raw[j], strings=True), predicted_at))))
-        self.committer.produce(self.catalog.review, value, batch.request_ids[j].encode(), msg.headers())
-        for reason in reasons:
-            self.metrics.review_items.labels(model, reason).inc()
+            return self.review_writer.encode(batch.ids_raw[j], *fields, batch.numeric_raw[j], batch.categorical_raw[j],
+                                             predicted_at)
+        return self.reviews.encode(dict(zip(
+            ("request_id", "entity_id", "model", "model_version", "reasons", "label", "value", "confidence",
+             "numeric", "categorical", "created_at"),
+            (batch.request_ids[j], batch.entity_ids[j], *fields, read_map(batch.numeric_raw[j], strings=False),
+             read_map(batch.categorical_raw[j], strings=True), predicted_at))))
 
     # -- model events ----------------------------------------------------------------------------
 
