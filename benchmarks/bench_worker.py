@@ -1,6 +1,6 @@
 """Inference worker benchmark: one command, one run, same models and data throughout.
 
-    .venv/bin/python benchmarks/bench_worker.py [--requests 60000] [--seconds 5] [--pin-broker]
+    .venv/bin/python benchmarks/bench_worker.py [--requests 60000] [--seconds 5] [--only mlp|gbt]
 
 For an MLP (32 features, hidden 64+32) and gradient-boosted trees (100 trees, depth 6), each on a
 fresh embedded broker:
@@ -424,9 +424,6 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=60000, help="records per throughput phase")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each latency phase")
     ap.add_argument("--only", choices=["mlp", "gbt"], help="one model only")
-    ap.add_argument("--pin-broker", action="store_true",
-                    help="give the broker the last core to itself and run everything else on the others, as a "
-                         "broker on machines of its own would be (needs 2 or more cores)")
     ap.add_argument("--relay", nargs=2, metavar=("SRC", "DST"), help=argparse.SUPPRESS)
     ap.add_argument("--bootstrap", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -442,17 +439,13 @@ def main() -> int:
         log(f"== {name}")
         data_dir = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
         with EmbeddedBroker(free_port(), data_dir / "broker.log") as broker:   # a fresh broker per model
-            if args.pin_broker:
-                cores = sorted(os.sched_getaffinity(0))
-                os.sched_setaffinity(broker.pid, cores[-1:])
-                os.sched_setaffinity(0, cores[:-1])      # inherited by the worker and relay processes
             kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="bench.", partitions=4)
             registry = open_registry(None, data_dir)
             ensure_topics(make_admin(kafka), TopicCatalog(kafka).core())
             rows.append(bench_model(kafka, registry, data_dir, name, kind, data, args.requests, args.seconds, dense))
     print(f"\nworker benchmark: {args.requests:,} records per throughput phase (best of {TRIALS}), latency at half of "
           f"(d) and at {LOW_RATE:,.0f}/s, {args.seconds:g}s per phase, 4 partitions, exactly-once, "
-          f"{os.cpu_count()} cores{', broker pinned to a core of its own' if args.pin_broker else ''}, load average "
+          f"{os.cpu_count()} cores, load average "
           f"{load_before:.1f} at start and {os.getloadavg()[0]:.1f} at end\n")
     print(table(rows))
     return 0

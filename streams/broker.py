@@ -93,11 +93,6 @@ class EmbeddedBroker:
             self._proc.wait()
 
     @property
-    def pid(self) -> int | None:
-        """The broker process's id while it runs (for pinning or measuring it)."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
