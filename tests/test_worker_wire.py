@@ -123,7 +123,7 @@ def test_decoder_fast_and_fastavro_paths_build_the_same_matrix(registry):
                    for k, n in enumerate(NAMES))
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=st.lists(requests(), min_size=1, max_size=12), data=st.data())
 def test_columnar_parser_agrees_with_fastavro_and_refuses_damage(registry, records, data):
     """Whole batches, some records damaged (cut short, a byte changed, bytes appended): every

@@ -208,7 +208,7 @@ class ColumnarParser:
         for i in np.flatnonzero(cur.ok & (cur.buf[at] != 0)).tolist():
             try:
                 p[i] = skip_string_map(joined, int(at[i]))
-            except IndexError:
+            except (IndexError, UnicodeDecodeError):
                 cur.ok[i] = False
         cur.move(p)
 

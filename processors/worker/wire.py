@@ -112,7 +112,8 @@ def read_map_at(b: bytes, p: int, strings: bool) -> tuple[dict, int]:
 
 
 def skip_string_map(b: bytes, p: int) -> int:
-    """The position after the map<string> starting at `p` (IndexError if it is not one)."""
+    """The position after the map<string> starting at `p`, its strings checked as UTF-8 though
+    unused (IndexError if it is not a map, UnicodeDecodeError as fastavro would)."""
     count, p = read_long(b, p)
     while count:
         if count < 0:
@@ -120,6 +121,7 @@ def skip_string_map(b: bytes, p: int) -> int:
             _, p = read_long(b, p)
         for _ in range(2 * count):
             n, p = read_length(b, p)
+            b[p:p + n].decode()
             p += n
         count, p = read_long(b, p)
     if p > len(b):
