@@ -10,6 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer
+from streams.metadata import offsets_for_times, watermarks
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog, topic_partitions
 
@@ -59,14 +60,13 @@ class Subscriber:
         if self._start == "earliest":
             return [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
         if self._start == "latest":
-            return [TopicPartition(tp.topic, tp.partition,
-                                   self._consumer.get_watermark_offsets(tp, timeout=10)[1])
+            return [TopicPartition(tp.topic, tp.partition, watermarks(self._consumer, tp)[1])
                     for tp in partitions]
         wanted = [TopicPartition(tp.topic, tp.partition, int(self._start)) for tp in partitions]
-        found = self._consumer.offsets_for_times(wanted, timeout=10)
+        found = offsets_for_times(self._consumer, wanted)
         # -1: no record at or after the time; start at the end of that partition.
         return [tp if tp.offset >= 0 else
-                TopicPartition(tp.topic, tp.partition, self._consumer.get_watermark_offsets(tp, timeout=10)[1])
+                TopicPartition(tp.topic, tp.partition, watermarks(self._consumer, tp)[1])
                 for tp in found]
 
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:

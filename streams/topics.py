@@ -2,10 +2,11 @@
 import re
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.errors import BrokerUnavailable, UnknownTopic
+from streams.metadata import retrying, wait_for_leaders
 from streams.settings import KafkaSettings
 
 
@@ -97,33 +98,34 @@ class TopicCatalog:
 
 def topic_partitions(client, topic: str, timeout: float = 10.0) -> list[int]:
     """Partition numbers of a topic, via a consumer, producer or admin client."""
-    try:
+    def look():
         meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
-    except KafkaException as e:
-        raise BrokerUnavailable(f"cannot read metadata of {topic}: {e}") from e
+        if meta is not None and meta.error is not None and meta.error.code() == KafkaError.LEADER_NOT_AVAILABLE:
+            raise KafkaException(meta.error)  # being created or moved: retried
+        return meta
+    meta = retrying(look, f"read metadata of {topic}", timeout)
     if meta is None or meta.error is not None or not meta.partitions:
         raise UnknownTopic(f"topic {topic} does not exist: create it with `flywheel topics --create` or `flywheel up`")
     return sorted(meta.partitions)
 
 
-def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Safe to repeat."""
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as e:
-        raise BrokerUnavailable(f"cannot list topics: {e}") from e
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet and return the names created, once every
+    partition of every topic in `specs` has a leader (a new topic on a Kafka cluster has none
+    for a moment after CreateTopics succeeds). Safe to repeat."""
+    existing = set(retrying(lambda: admin.list_topics(timeout=timeout).topics, "list topics", timeout))
     missing = [s for s in specs if s.name not in existing]
-    if not missing:
-        return []
-    futures = admin.create_topics(
-        [NewTopic(s.name, s.partitions, s.replication, config=s.config) for s in missing],
-        operation_timeout=timeout)
     created = []
-    for name, future in futures.items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as e:
-            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise BrokerUnavailable(f"cannot create topic {name}: {e}") from e
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, s.replication, config=s.config) for s in missing],
+            operation_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise BrokerUnavailable(f"cannot create topic {name}: {e.args[0].str()}") from None
+    wait_for_leaders(admin, [s.name for s in specs], timeout)
     return created

@@ -6,12 +6,13 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from feature_store.errors import InvalidRecord
 from feature_store.ingest import FeatureLoader, csv_rows, jsonl_rows
 from streams.clients import make_consumer
 from streams.errors import BrokerUnavailable
+from streams.topics import topic_partitions
 
 from flywheel.console import err, print_json_line
 from flywheel.wiring import feature_store_for
@@ -85,7 +86,7 @@ def _from_topic(loader: FeatureLoader, config, args) -> int:
     consumer = make_consumer(config.kafka, f"flywheel-features-{uuid.uuid4().hex}")
     skipped = 0
     try:
-        consumer.assign(_partitions(consumer, args.topic))
+        consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in topic_partitions(consumer, args.topic)])
         last = time.monotonic()
         while args.follow or time.monotonic() - last < args.idle_seconds:
             messages = consumer.consume(500, timeout=0.5)
@@ -108,12 +109,3 @@ def _from_topic(loader: FeatureLoader, config, args) -> int:
         consumer.close()
     return skipped
 
-
-def _partitions(consumer, topic: str) -> list[TopicPartition]:
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    except KafkaException as e:
-        raise BrokerUnavailable(f"cannot read metadata of {topic}: {e}") from e
-    if meta is None or meta.error is not None:
-        raise BrokerUnavailable(f"topic {topic} does not exist")
-    return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]

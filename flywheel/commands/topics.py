@@ -3,6 +3,7 @@ from confluent_kafka import TopicPartition
 from rich.table import Table
 
 from streams.clients import make_consumer
+from streams.metadata import retrying, watermarks
 from streams.topics import TopicCatalog
 
 from flywheel.console import err
@@ -25,8 +26,10 @@ def run(args, config) -> int:
         err.print(f"created {len(created)} topic(s): {', '.join(created) or '(all existed)'}")
     catalog = TopicCatalog(config.kafka)
     consumer = make_consumer(config.kafka, "flywheel-topics")
-    meta = consumer.list_topics(timeout=10)
-    table = Table("topic", "partitions", "record", "offsets (end - start)")
+    meta = retrying(lambda: consumer.list_topics(timeout=10), "list topics", 10)
+    table = Table("partitions", "record", "offsets (end - start)")
+    # A topic's name is what a person copies from here: folded over lines, never cut short.
+    table.add_column("topic", overflow="fold")
     for name in sorted(meta.topics):
         if not name.startswith(config.kafka.topic_prefix):
             continue
@@ -35,9 +38,8 @@ def run(args, config) -> int:
         except Exception:
             continue
         partitions = meta.topics[name].partitions
-        span = sum(hi - lo for lo, hi in (consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)
-                                          for p in partitions))
-        table.add_row(name, str(len(partitions)), record, f"{span:,}")
+        span = sum(hi - lo for lo, hi in (watermarks(consumer, TopicPartition(name, p)) for p in partitions))
+        table.add_row(str(len(partitions)), record, f"{span:,}", name)
     consumer.close()
     err.print(table)
     return 0

@@ -8,6 +8,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer
+from streams.metadata import watermarks
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog, topic_partitions
 
@@ -44,7 +45,7 @@ class ModelFollower:
 
     def catch_up(self, timeout: float = 10.0) -> list[dict]:
         """Read until the end of the topic as it is now."""
-        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in self._partitions}
+        ends = {tp.partition: watermarks(self._consumer, tp, timeout)[1] for tp in self._partitions}
         out: list[dict] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

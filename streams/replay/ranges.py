@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
-from streams.errors import BrokerUnavailable
+from streams.metadata import offsets_for_times, watermarks
 from streams.replay.errors import BadTimeRange, ReplayStalled
 from streams.topics import topic_partitions
 
@@ -66,11 +66,7 @@ def resolve(consumer: Consumer, topic: str, window: TimeRange) -> list[Partition
 
 
 def _offsets_for(consumer: Consumer, topic: str, partitions: list[int], ms: int) -> dict[int, int]:
-    try:
-        found = consumer.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions],
-                                           timeout=LOOKUP_TIMEOUT)
-    except KafkaException as e:
-        raise BrokerUnavailable(f"cannot look up offsets of {topic} by time: {e}") from e
+    found = offsets_for_times(consumer, [TopicPartition(topic, p, ms) for p in partitions], LOOKUP_TIMEOUT)
     return {tp.partition: tp.offset for tp in found}  # -1: no record at or after ms
 
 
@@ -129,10 +125,7 @@ def log_ends(consumer: Consumer, topic: str, partitions: list[int], timeout: flo
 
 
 def high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
-    try:
-        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=LOOKUP_TIMEOUT)[1]
-    except KafkaException as e:
-        raise BrokerUnavailable(f"cannot read the end of {topic}[{partition}]: {e}") from e
+    return watermarks(consumer, TopicPartition(topic, partition), LOOKUP_TIMEOUT)[1]
 
 
 @dataclass
