@@ -47,9 +47,12 @@ def free_port() -> int:
 class EmbeddedBroker:
     """Start, await and stop one Tansu broker on 127.0.0.1:port."""
 
-    def __init__(self, port: int, log_path: Path | None = None):
+    def __init__(self, port: int, log_path: Path | None = None, advertised_port: int | None = None):
+        """`advertised_port`: the port clients are told to use, when something (a proxy)
+        stands between them and the broker; the broker's own port by default."""
         self.port = port
         self.bootstrap = f"127.0.0.1:{port}"
+        self._advertised = f"tcp://127.0.0.1:{advertised_port or port}"
         self._log_path = log_path
         self._proc: subprocess.Popen | None = None
 
@@ -61,7 +64,7 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", self._advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._await(timeout)

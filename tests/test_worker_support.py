@@ -1,5 +1,8 @@
 """Shared helpers of the worker and model tests (no tests here): small trained models, a worker
 running in a thread, and read_committed readers of whole topics."""
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -11,7 +14,7 @@ from processors.models import ModelRegistry
 from processors.training import synthetic, train
 from processors.worker import InferenceWorker, WorkerMetrics, WorkerSettings
 from schemas import AvroSerde
-from streams.clients import make_consumer
+from streams.clients import make_consumer, make_producer
 
 
 @lru_cache(maxsize=None)
@@ -30,6 +33,54 @@ def register(kafka, registry, data_dir, model: str, version: str = "v1", **kwarg
     models = ModelRegistry(kafka, registry, data_dir, actor="test")
     models.register(onnx, replace(manifest, model=model, version=version))
     return models
+
+
+BAD_EVERY = 97
+
+
+def stream_requests(kafka, registry, topic: str, total: int, seconds: float, serving: threading.Event) -> tuple[list[str], int]:
+    """Publish `total` requests, the first tenth at once, the rest over about `seconds` once the
+    worker is serving; every BAD_EVERY-th is undecodable bytes."""
+    serde = AvroSerde(registry, "InferenceRequest")
+    rows = small_model()[2].rows(0, 200)
+    out = make_producer(kafka)
+    ids, bad = [], 0
+    chunk = max(1, total // max(1, int(seconds * 20)))
+    for i in range(total):
+        if i % BAD_EVERY == BAD_EVERY - 1:
+            out.produce(topic, b"\x00\x00\x00\x00\x01 not a request " + str(i).encode(), f"e{i % 50}".encode())
+            bad += 1
+        else:
+            row = rows[i % len(rows)]
+            record = {"request_id": f"r{i}", "entity_id": f"e{i % 50}", "model": "m",
+                      "event_time": int(time.time() * 1000), "numeric": row, "categorical": {}, "dense": None,
+                      "metadata": {}}
+            out.produce(topic, serde.encode(record), f"e{i % 50}".encode())
+            ids.append(f"r{i}")
+        if i == total // 10:
+            out.flush(30)
+            serving.wait(60)
+        if i > total // 10 and i % chunk == 0:
+            out.poll(0)
+            time.sleep(seconds / (total / chunk))
+    out.flush(30)
+    return ids, bad
+
+
+def worker_process(config, instance_id: str) -> subprocess.Popen:
+    env = {**os.environ, "FLYWHEEL_BOOTSTRAP": config.kafka.bootstrap, "FLYWHEEL_TOPIC_PREFIX": config.kafka.topic_prefix,
+           "FLYWHEEL_DATA_DIR": str(config.data_dir), "FLYWHEEL_METRICS_PORT": "0",
+           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000"}
+    return subprocess.Popen([sys.executable, "-m", "flywheel", "worker", "--instance-id", instance_id,
+                             "--max-batch", "500"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def committed_count(kafka, topic) -> int:
+    c = make_consumer(kafka, "counter-unused")
+    meta = c.list_topics(topic, timeout=5).topics[topic]
+    total = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in meta.partitions)
+    c.close()
+    return total
 
 
 class RunningWorker:
@@ -76,3 +127,16 @@ def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):
             return value
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def assert_one_exposed_batch(predictions, duplicated: set[str], killed_at: int, max_batch: int) -> None:
+    """The duplicates are one in-flight batch that Tansu exposed instead of aborting (a killed or
+    cut-off instance's last): each answered twice, once on each side of `killed_at`."""
+    copies: dict[str, list[int]] = {}
+    for p, _ in predictions:
+        if p["request_id"] in duplicated:
+            copies.setdefault(p["request_id"], []).append(p["predicted_at"])
+    assert len(duplicated) <= max_batch, f"{len(duplicated)} duplicates: more than one batch"
+    for request_id, times in copies.items():
+        assert len(times) == 2, f"{request_id} answered {len(times)} times"
+        assert min(times) <= killed_at <= max(times), f"{request_id}: both answers on one side of the kill"
