@@ -7,19 +7,16 @@ refusing new ones (Tansu keeps records in memory, so restarting its process woul
 Apache Kafka (FLYWHEEL_BOOTSTRAP set) the broker process itself is restarted by the command in
 FLYWHEEL_BROKER_RESTART (its data dir stays), and no duplicate at all is accepted."""
 import os
-import signal
 import subprocess
-import threading
-import time
-from collections import Counter
 from dataclasses import replace
 
 import pytest
 
+from flywheel.wiring import ensure_core_topics
 from streams.broker import EmbeddedBroker, free_port
+from streams.topics import TopicCatalog
 from tests.faults import BrokerRelay
-from tests.test_worker_support import (assert_one_exposed_batch, committed_count, read_topic, register,
-                                       stream_requests, wait_for, worker_process)
+from tests.test_worker_support import register, run_disrupted_stream
 
 
 @pytest.fixture
@@ -42,43 +39,14 @@ def bounceable(config, tmp_path):
 
 
 def _bounce_mid_stream(bounceable, registry, total: int, seconds: float, outage_s: float):
-    from flywheel.wiring import ensure_core_topics
     config, bounce = bounceable
-    kafka = config.kafka
     ensure_core_topics(config, ["m"])
-    from streams.topics import TopicCatalog
-    catalog = TopicCatalog(kafka)
-    register(kafka, registry, config.data_dir, "m")
-    result = {}
-    serving = threading.Event()
-    publishing = threading.Thread(target=lambda: result.update(
-        zip(("ids", "bad"), stream_requests(kafka, registry, catalog.requests("m"), total, seconds, serving))))
-    worker = worker_process(config, "bounce-test")
-    publishing.start()
-    try:
-        wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > 0, timeout=60)
-        serving.set()
-        wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > total // 4, timeout=60, every=0.05)
-        bounced_at = int(time.time() * 1000)
+    register(config.kafka, registry, config.data_dir, "m")
+
+    def bounce_broker(worker):
         assert bounce(outage_s), "the bounce reached no client connection"
-        publishing.join()
-        ids, bad = result["ids"], result["bad"]
-        predictions = read_topic(kafka, registry, catalog.predictions("m"), "Prediction", len(ids), timeout=120)
-        letters = read_topic(kafka, registry, catalog.deadletter, "DeadLetter", bad, timeout=30)
-        assert worker.poll() is None, f"the worker exited: {worker.stderr.read().decode()[-2000:]}"
-    finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
-    per_id = Counter(p["request_id"] for p, _ in predictions)
-    assert set(per_id) == set(ids), f"{len(set(ids) - set(per_id))} request(s) never answered"
-    duplicated = {i for i, n in per_id.items() if n > 1}
-    if duplicated and not os.environ.get("FLYWHEEL_BOOTSTRAP"):
-        assert_one_exposed_batch(predictions, duplicated, bounced_at, max_batch=500)
-    else:
-        assert not duplicated, f"{len(duplicated)} request ids answered more than once"
-    per_offset = Counter((d["source_partition"], d["source_offset"]) for d, _ in letters)
-    assert len(per_offset) == bad and set(per_offset.values()) == {1}
+        return worker
+    run_disrupted_stream(config, registry, TopicCatalog(config.kafka), total, seconds, bounce_broker, "bounce-test")
 
 
 def test_broker_outage_mid_stream(bounceable, registry):

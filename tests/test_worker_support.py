@@ -1,10 +1,12 @@
 """Shared helpers of the worker and model tests (no tests here): small trained models, a worker
 running in a thread, and read_committed readers of whole topics."""
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
 
@@ -140,3 +142,45 @@ def assert_one_exposed_batch(predictions, duplicated: set[str], killed_at: int, 
     for request_id, times in copies.items():
         assert len(times) == 2, f"{request_id} answered {len(times)} times"
         assert min(times) <= killed_at <= max(times), f"{request_id}: both answers on one side of the kill"
+
+
+def run_disrupted_stream(config, registry, catalog, total: int, seconds: float, disrupt, instance_id: str) -> None:
+    """Stream `total` requests (every BAD_EVERY-th undecodable) to a worker process of model "m";
+    once a quarter are answered, `disrupt(worker)` strikes mid-stream and returns the process that
+    serves from then on. Then: that process is still running and stops cleanly, every request has
+    exactly one committed prediction (on Tansu, apart from one exposed batch straddling the
+    disruption), and every bad record exactly one dead letter."""
+    kafka = config.kafka
+    result = {}
+    serving = threading.Event()
+    publishing = threading.Thread(target=lambda: result.update(
+        zip(("ids", "bad"), stream_requests(kafka, registry, catalog.requests("m"), total, seconds, serving))))
+    workers = [worker_process(config, instance_id)]
+    publishing.start()
+    try:
+        wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > 0, timeout=60)
+        serving.set()
+        wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > total // 4, timeout=60, every=0.05)
+        disrupted_at = int(time.time() * 1000)
+        workers.append(disrupt(workers[-1]))
+        assert publishing.is_alive(), "the stream should still be flowing when the disruption strikes"
+        publishing.join()
+        ids, bad = result["ids"], result["bad"]
+        predictions = read_topic(kafka, registry, catalog.predictions("m"), "Prediction", len(ids), timeout=120)
+        letters = read_topic(kafka, registry, catalog.deadletter, "DeadLetter", bad, timeout=30)
+        assert workers[-1].poll() is None, f"the worker exited: {workers[-1].stderr.read().decode()[-2000:]}"
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+    assert workers[-1].returncode == 0, workers[-1].stderr.read().decode()[-2000:]
+    per_id = Counter(p["request_id"] for p, _ in predictions)
+    assert set(per_id) == set(ids), f"{len(set(ids) - set(per_id))} request(s) never answered"
+    duplicated = {i for i, n in per_id.items() if n > 1}
+    if duplicated and not os.environ.get("FLYWHEEL_BOOTSTRAP"):
+        assert_one_exposed_batch(predictions, duplicated, disrupted_at, max_batch=500)
+    else:
+        assert not duplicated, f"{len(duplicated)} request ids answered more than once"
+    per_offset = Counter((d["source_partition"], d["source_offset"]) for d, _ in letters)
+    assert len(per_offset) == bad and set(per_offset.values()) == {1}
