@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 from streams.broker import free_port
+from tests.test_infra_live import free_port_block
 
 
 def _env(data_dir, **extra):
@@ -43,28 +44,10 @@ def _state(data_dir):
         return None
 
 
-def metrics_base():
-    """A base port whose next few ports (one per processor) are free too: the stack refuses to
-    start when one is taken, which on a busy machine a client's ephemeral port can be."""
-    while True:
-        base = free_port()
-        if base < 65000 and all(_free(base + i) for i in range(12)):
-            return base
-
-
-def _free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_a_killed_processor_comes_back_and_a_second_stack_is_refused(tmp_path):
     data_dir = tmp_path / "d"
     env = _env(data_dir, FLYWHEEL_SUPERVISOR_BACKOFF_SECONDS="0.5")
-    base = metrics_base()
+    base = free_port_block(12)
     proc = _up(env, free_port(), base)
     try:
         first = _wait_for(lambda: _state(data_dir), proc=proc)
@@ -90,7 +73,7 @@ def test_a_killed_processor_comes_back_and_a_second_stack_is_refused(tmp_path):
         # A second stack on the same data dir (other ports): one line, and the first one untouched.
         before = (data_dir / "stack.json").read_text()
         second = subprocess.run([sys.executable, "-m", "flywheel", "up", "--broker-port", str(free_port()),
-                                 "--metrics-port", str(metrics_base()), "--for", "5"],
+                                 "--metrics-port", str(free_port_block(12)), "--for", "5"],
                                 env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
         assert second.stderr.strip().count("\n") == 0 and "Traceback" not in second.stderr
@@ -109,7 +92,7 @@ def test_a_crash_loop_stops_the_stack_with_the_processors_last_error(tmp_path):
     data_dir = tmp_path / "d"
     env = _env(data_dir, FLYWHEEL_SUPERVISOR_BACKOFF_SECONDS="0.2", FLYWHEEL_SUPERVISOR_CRASH_LOOP_EXITS="3",
                FLYWHEEL_MONITOR_WINDOW_SECONDS="soon")       # the monitor refuses this at every start
-    proc = _up(env, free_port(), metrics_base(), "--for", "120")
+    proc = _up(env, free_port(), free_port_block(12), "--for", "120")
     _, err = proc.communicate(timeout=150)
     assert proc.returncode == 1
     reason = next(line for line in err.splitlines() if "stopping the stack" in line)
@@ -121,7 +104,7 @@ def test_a_crash_loop_stops_the_stack_with_the_processors_last_error(tmp_path):
 
 def test_a_busy_metrics_port_is_reported_before_anything_starts(tmp_path):
     data_dir = tmp_path / "d"
-    base = metrics_base()
+    base = free_port_block(12)
     with socket.socket() as s:
         s.bind(("127.0.0.1", base + 2))
         s.listen()
