@@ -46,7 +46,7 @@ def retrain_events(retrains: list[RetrainRecord]) -> list[Event]:
     for r in retrains:
         out.append(Event(r.requested_at, r.model, RETRAIN_REQUESTED, r.base_version,
                          ", ".join(r.reasons) + (f" ({r.retrain_id})" if r.retrain_id else "")))
-        if r.status == "done" and r.new_version:
+        if r.new_version:               # on canary (still in flight until decided), or decided
             out.append(Event(r.updated_at, r.model, RETRAIN_ACCEPTED, r.new_version, f"new version {r.new_version}"))
         elif r.status == "done":        # finished without a new version: its candidate was rejected
             out.append(Event(r.updated_at, r.model, RETRAIN_DONE, r.base_version, r.detail))
