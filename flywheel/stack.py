@@ -1,10 +1,18 @@
 """The embedded stack's supervisor: broker, schemas, topics and model deployments, then every
-processor as a child process, each with its own Prometheus port. Stops them in reverse on
-Ctrl-C or SIGTERM.
+processor as a child process, each with its own Prometheus port. A processor that exits is
+started again after a backoff that doubles with each recent exit; only a crash loop (too many
+exits of one processor within a window) stops the stack. Stops them in reverse on Ctrl-C or
+SIGTERM.
+
+One stack per data dir: `data_dir/stack.lock` is held (flock) for the stack's lifetime, so a
+second `flywheel up` on the same data dir stops before it touches anything, and only the holder
+writes or removes `stack.json`. Every port the stack will listen on is checked before anything
+starts.
 
 Which processors run is not listed here: every command module that defines
 `stack_processes(config) -> list[ProcessSpec]` contributes its own.
 """
+import fcntl
 import json
 import os
 import signal
@@ -12,13 +20,30 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter
 
 from processors.models import EventLog, ModelRegistry
-from streams.broker import EmbeddedBroker
+from processors.runtime import start_metrics_server
+from streams.broker import EmbeddedBroker, port_is_free
 
 from flywheel import commands
 from flywheel.config import Config
 from flywheel.wiring import ensure_core_topics, register_all_schemas, schema_registry
+
+
+class StackError(Exception):
+    """The stack cannot start (data dir taken, ports busy) or gave up (a crash loop)."""
+
+
+@dataclass
+class SupervisorSettings:
+    """TOML [supervisor], env FLYWHEEL_SUPERVISOR_<FIELD>."""
+    backoff_seconds: float = 1.0          # delay before the first restart; doubles per recent exit
+    max_backoff_seconds: float = 30.0
+    crash_loop_exits: int = 5             # this many exits of one processor...
+    crash_loop_seconds: float = 120.0     # ...within this long is a crash loop: the stack stops
 
 
 @dataclass
@@ -27,6 +52,7 @@ class ProcessSpec:
     args: list[str]                   # flywheel arguments, e.g. ["worker", "--model", "m"]
     metrics_port: int = 0             # assigned by the stack
     pid: int = 0
+    restarts: int = 0                 # times the supervisor started it again
 
 
 @dataclass
@@ -38,21 +64,40 @@ class StackState:
     started_at: float
     processes: list[ProcessSpec] = field(default_factory=list)
     restored_models: list[str] = field(default_factory=list)
+    metrics_port: int = 0             # the supervisor's own /metrics (flywheel_process_restarts_total)
+    pid: int = 0                      # the supervisor's
+
+
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    proc: subprocess.Popen | None = None
+    exits: list[float] = field(default_factory=list)     # monotonic times of recent exits
+    restart_at: float | None = None
 
 
 class Stack:
     def __init__(self, config: Config, models: list[str] = (), extra: list[ProcessSpec] = (),
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, clock=time.monotonic):
         self.config = config
         self.models = list(models)
         self.extra = list(extra)
         self.extra_env = dict(extra_env or {})
+        self.settings = config.section(SupervisorSettings, "supervisor")
+        self.clock = clock
         self.broker: EmbeddedBroker | None = None
         self.restored: list[str] = []
-        self._children: list[tuple[ProcessSpec, subprocess.Popen]] = []
+        self.state: StackState | None = None
+        self._specs: list[ProcessSpec] = []
+        self._children: list[_Child] = []
+        self._lock = None
+        self._metrics = CollectorRegistry()
+        self._restarts = Counter("flywheel_process_restarts", "Processes the supervisor started again after they exited",
+                                 ["process"], registry=self._metrics)
+        self._server = None
 
     @property
-    def state_path(self):
+    def state_path(self) -> Path:
         return self.config.data_dir / "stack.json"
 
     def start(self) -> StackState:
@@ -60,8 +105,14 @@ class Stack:
         return self.start_processes()
 
     def start_backbone(self) -> None:
-        """Broker, schemas, topics, and the model deployments a memory-only broker forgot."""
+        """Lock, port checks, broker, schemas, topics, and the model deployments a memory-only
+        broker forgot."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self._specs = self._process_specs()
+        self._check_ports()
+        if self.config.metrics_port:
+            self._server = start_metrics_server(self.config.metrics_port, self._metrics)
         if not self.config.kafka.bootstrap:
             self.broker = EmbeddedBroker(self.config.kafka.embedded_port,
                                          self.config.data_dir / "broker.log").start()
@@ -76,13 +127,42 @@ class Stack:
             models.close()
 
     def start_processes(self) -> StackState:
-        specs = self._process_specs()
-        for spec in specs:
-            self._spawn(spec)
-        state = StackState(self.config.kafka.bootstrap_servers, str(self.config.data_dir.resolve()),
-                           time.time(), specs, self.restored)
-        self.state_path.write_text(json.dumps(asdict(state), indent=2))
-        return state
+        for spec in self._specs:
+            self._children.append(_Child(spec))
+            self._spawn(self._children[-1])
+        self.state = StackState(self.config.kafka.bootstrap_servers, str(self.config.data_dir.resolve()),
+                                time.time(), self._specs, self.restored, self.config.metrics_port, os.getpid())
+        self._write_state()
+        return self.state
+
+    def _take_lock(self) -> None:
+        path = self.config.data_dir / "stack.lock"
+        lock = open(path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise StackError(f"a stack is already running on data dir {self.config.data_dir} (pid {holder}): "
+                             f"stop it first, or use another --data-dir") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+
+    def _check_ports(self) -> None:
+        wanted = [(spec.metrics_port, f"{spec.name} metrics") for spec in self._specs]
+        if self.config.metrics_port:
+            wanted.insert(0, (self.config.metrics_port, "supervisor metrics"))
+        if not self.config.kafka.bootstrap:
+            wanted.insert(0, (self.config.kafka.embedded_port, "broker"))
+        # The metrics endpoints listen on every interface, the broker on loopback.
+        busy = [f"port {port} is in use ({what})" for port, what in wanted
+                if not port_is_free(port, "127.0.0.1" if what == "broker" else "0.0.0.0")]
+        if busy:
+            raise StackError("; ".join(busy) + ": stop what holds it or choose other ports with "
+                                               "--broker-port / --metrics-port")
 
     def _process_specs(self) -> list[ProcessSpec]:
         specs = [spec for module in commands.discover() if hasattr(module, "stack_processes")
@@ -91,27 +171,68 @@ class Stack:
             spec.metrics_port = self.config.metrics_port + i
         return specs
 
-    def _spawn(self, spec: ProcessSpec) -> None:
+    def _spawn(self, child: _Child) -> None:
+        spec = child.spec
         env = {**os.environ, **self.extra_env,
                "FLYWHEEL_BOOTSTRAP": self.config.kafka.bootstrap_servers,
                "FLYWHEEL_DATA_DIR": str(self.config.data_dir.resolve()),
                "FLYWHEEL_METRICS_PORT": str(spec.metrics_port)}
-        log = open(self.config.data_dir / f"{spec.name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        spec.pid = proc.pid
-        self._children.append((spec, proc))
+        with open(self._log_path(spec), "ab") as log:
+            child.proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        child.restart_at = None
+        spec.pid = child.proc.pid
 
-    def failed(self) -> list[tuple[ProcessSpec, int]]:
-        """Children that exited on their own, with their exit codes."""
-        return [(spec, proc.returncode) for spec, proc in self._children if proc.poll() is not None]
+    def _log_path(self, spec: ProcessSpec) -> Path:
+        return self.config.data_dir / f"{spec.name}.log"
+
+    def _write_state(self) -> None:
+        tmp = self.state_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self.state), indent=2))
+        tmp.replace(self.state_path)         # readers never see half a file
+
+    def supervise(self) -> list[str]:
+        """Restart what exited and is due; return one line per exit or restart. Raises
+        StackError naming the processor and its last log line on a crash loop."""
+        now, s, notes = self.clock(), self.settings, []
+        for child in self._children:
+            spec = child.spec
+            if child.proc is not None and child.proc.poll() is not None:
+                code = child.proc.returncode
+                child.proc = None
+                child.exits = [t for t in child.exits if now - t < s.crash_loop_seconds] + [now]
+                if len(child.exits) >= s.crash_loop_exits:
+                    raise StackError(f"{spec.name} exited {len(child.exits)} times in {s.crash_loop_seconds:g}s "
+                                     f"(last code {code}), stopping the stack; its last log line: "
+                                     f"{self.last_log_line(spec) or '(empty log)'}")
+                delay = min(s.max_backoff_seconds, s.backoff_seconds * 2 ** (len(child.exits) - 1))
+                child.restart_at = now + delay
+                notes.append(f"{spec.name} (pid {spec.pid}) exited with code {code}; restarting in {delay:g}s")
+            elif child.proc is None and child.restart_at is not None and now >= child.restart_at:
+                self._spawn(child)
+                spec.restarts += 1
+                self._restarts.labels(spec.name).inc()
+                self._write_state()
+                notes.append(f"{spec.name} restarted (pid {spec.pid}, restart {spec.restarts})")
+        return notes
+
+    def last_log_line(self, spec: ProcessSpec) -> str:
+        """The last non-empty line of a processor's log: for a crash, its exception."""
+        try:
+            with open(self._log_path(spec), "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+                lines = f.read().decode(errors="replace").splitlines()
+        except FileNotFoundError:
+            return ""
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
     def stop(self, timeout: float = 15.0) -> None:
-        for _, proc in reversed(self._children):
+        running = [c.proc for c in reversed(self._children) if c.proc is not None]
+        for proc in running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for _, proc in reversed(self._children):
+        for proc in running:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -120,4 +241,9 @@ class Stack:
         self._children.clear()
         if self.broker:
             self.broker.stop()
-        self.state_path.unlink(missing_ok=True)
+        if self._server:
+            self._server[0].shutdown()
+        if self._lock:                       # only the stack holding the lock wrote stack.json
+            self.state_path.unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None

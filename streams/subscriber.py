@@ -26,6 +26,7 @@ class Received:
     offset: int
     timestamp: int
     headers: tuple[tuple[str, bytes], ...] = ()
+    raw: bytes | None = None          # the bytes as received: what a dead letter must carry
 
 
 class Subscriber:
@@ -78,7 +79,7 @@ class Subscriber:
         good = [m for m in messages if m.error() is None and m.timestamp()[1] >= self._since]
         values = self._serde.decode_many([m.value() for m in good])
         return [Received(v, m.key(), m.topic(), m.partition(), m.offset(), m.timestamp()[1],
-                         tuple(m.headers() or ()))
+                         tuple(m.headers() or ()), m.value())
                 for v, m in zip(values, good)]
 
     def commit(self) -> None:
@@ -95,6 +96,20 @@ class Subscriber:
         while len(out) < count and time.monotonic() < deadline:
             out += self.poll_batch(min(10000, count - len(out)), min(1.0, max(0.0, deadline - time.monotonic())))
         return out
+
+    def catch_up(self, timeout: float = 10.0) -> tuple[list[Received], bool]:
+        """What is left up to the end of the topic as it is now (a standalone reader's assigned
+        partitions), and whether the end was reached within `timeout`."""
+        partitions = self._consumer.assignment()
+        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in partitions}
+        out: list[Received] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            positions = {tp.partition: tp.offset for tp in self._consumer.position(partitions)}
+            if all(end == 0 or positions[p] >= end for p, end in ends.items()):
+                return out, True
+            out += self.poll_batch(1000, 0.1)
+        return out, False
 
     def close(self) -> None:
         self._consumer.close()

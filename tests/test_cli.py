@@ -10,6 +10,7 @@ import pytest
 
 from flywheel.cli import main
 from streams.broker import free_port
+from tests.test_infra_live import free_port_block
 
 
 def _flags(kafka, data_dir):
@@ -85,7 +86,7 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
     env.pop("FLYWHEEL_BOOTSTRAP", None)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(port),
-                             "--metrics-port", str(free_port()), "--model", "demo"],
+                             "--metrics-port", str(free_port_block(12)), "--model", "demo"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         state_file = tmp_path / "d" / "stack.json"

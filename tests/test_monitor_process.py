@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from feature_store import ReferenceProfile, StoreSettings, open_store
+from flywheel.views import timeline
 from processors.monitor.process import Monitor, MonitorSettings
 from processors.monitor.profile import build_reference
 from schemas import AvroSerde
@@ -89,6 +90,9 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
         [(T0, 500, 0.0), (T0 + WINDOW, 500, 1.0)]
     assert rows[0].values["performance.accuracy"] == pytest.approx(0.8)
     assert rows[1].detail["flagged_features"] == drifted.flagged_features
+    # The flag exists from the moment the window closed, 1 s of grace after its end.
+    [flagged] = timeline.drift_events("m", {"1": rows})
+    assert flagged.at == rows[1].detail["closed_at"] == T0 + 2 * WINDOW + 1000
 
     gauge = monitor.metrics.registry.get_sample_value
     assert gauge("flywheel_drift_flagged", {"model": "m", "version": "1"}) == 1.0

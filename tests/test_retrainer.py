@@ -1,11 +1,18 @@
 """The retrainer against the real broker and the embedded store: a better candidate becomes a
-canary with its reference profile; a worse one is rejected with the reason on the models topic."""
+canary with its reference profile; a worse one is rejected with the reason on the models topic;
+one request yields at most one version across a crash and redelivery; a dataset too small and a
+canary still undecided are recorded rejections; an undecodable request is a dead letter."""
+import dataclasses
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from processors.retrainer.process import Retrainer, RetrainerSettings
+from processors.retrainer.process import Retrainer, RetrainerSettings, version_for
+from schemas import AvroSerde
+from streams.clients import make_producer
+from streams.subscriber import Subscriber
 from tests.retrain_helpers import churn_world, feedback_rows
 
 
@@ -38,8 +45,12 @@ def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
     assert event["evidence"]["candidate_accuracy"] > event["evidence"]["incumbent_accuracy"] + 0.01
     assert store.get_profile("churn", deployment.canary_version) is not None
     record = store.get_retrain("churn", "abc123def")
-    assert record.status == "done" and record.new_version == deployment.canary_version
-    assert retrainer.handle(_request(now)) == "skipped"  # redelivered: nothing happens twice
+    # In flight until the rollout decides its canary (the trigger closes it then).
+    assert record.status == "in_flight" and record.new_version == deployment.canary_version
+    assert retrainer.handle(_request(now)) == "resumed"  # redelivered: nothing happens twice
+    assert models.deployment("churn").versions.keys() == deployment.versions.keys()
+    store.put_retrain(dataclasses.replace(record, status="done"))
+    assert retrainer.handle(_request(now)) == "skipped"
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason(setup, kafka, registry):
@@ -60,3 +71,63 @@ def test_a_broken_trainer_fails_the_request_and_says_why(setup, kafka, registry)
     assert retrainer.handle(_request(now, "broken1")) == "failed"
     record = store.get_retrain("churn", "broken1")
     assert record.status == "failed" and "exited with 1" in record.detail
+
+
+def test_a_request_registered_before_a_crash_is_deployed_not_trained_again(setup, kafka, registry, data_dir):
+    store, models, now = setup
+    request = _request(now, "crash1")
+    # What a retrainer killed right after `register` left: the request's version registered, no
+    # canary, no outcome, the request still on the topic (it will be redelivered).
+    incumbent = models.manifest("churn", "v1")
+    onnx = models.store.load(models.deployment("churn").versions["v1"].manifest_path, incumbent.sha256)[1]
+    models.register(onnx, dataclasses.replace(incumbent, version=version_for(request)))
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings(trainer="command:false"))
+    assert retrainer.handle(request) == "resumed"            # the failing trainer was never called
+    deployment = models.deployment("churn")
+    assert set(deployment.versions) == {"v1", version_for(request)}
+    assert deployment.canary_version == version_for(request)
+    assert store.get_retrain("churn", "crash1").new_version == version_for(request)
+
+
+def test_too_few_rows_and_an_undecided_canary_are_recorded_rejections(setup, kafka, registry):
+    store, models, now = setup
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings())
+    empty = {**_request(now, "empty1"), "dataset": {"start_time": 0, "end_time": 1000, "hard_example_share": 0.2,
+                                                    "holdout_share": 0.25}}
+    assert retrainer.handle(empty) == "rejected"
+    event = models._follower.events["churn"]
+    assert (event["kind"], event["version"]) == ("REJECTED", version_for(empty)) and "too few" in event["reason"]
+    record = store.get_retrain("churn", "empty1")
+    assert (record.status, record.new_version) == ("done", None) and "too few" in record.detail
+
+    assert retrainer.handle(_request(now, "first1")) == "accepted"
+    assert retrainer.handle(_request(now, "second1")) == "rejected"
+    assert models.deployment("churn").canary_version == version_for(_request(now, "first1"))
+    assert "still undecided" in store.get_retrain("churn", "second1").detail
+
+
+def test_an_undecodable_request_is_a_dead_letter_and_the_next_is_handled(setup, kafka, registry, make_topics):
+    store, models, now = setup
+    catalog = make_topics("churn")
+    producer = make_producer(kafka)
+    producer.produce(catalog.retrain, b"\x00garbage", b"churn")
+    producer.produce(catalog.retrain, AvroSerde(registry, "RetrainRequested").encode(
+        {**_request(now, "after1"), "dataset": {"start_time": 0, "end_time": 1000, "hard_example_share": 0.0,
+                                                "holdout_share": 0.2}}), b"churn")
+    producer.flush(10)
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings(group_id="g-" + catalog.retrain))
+    runner = threading.Thread(target=retrainer.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while store.get_retrain("churn", "after1") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        retrainer.stop.set()
+        runner.join(30)
+    assert store.get_retrain("churn", "after1").status == "done"          # rejected: too few rows
+    with Subscriber(kafka, registry, catalog.deadletter, "DeadLetter", start="earliest") as sub:
+        [dead] = [r.value for r in sub.read(1, timeout=10)]
+    assert (dead["processor"], dead["payload"], dead["key"]) == ("retrainer", b"\x00garbage", b"churn")
+    assert retrainer.metrics.registry.get_sample_value(
+        "flywheel_retrain_outcomes_total", {"model": "churn", "outcome": "invalid"}) == 1

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from feature_store import StoreSettings, open_store
 from streams.broker import free_port
+from tests.test_infra_live import free_port_block
 
 from flywheel.cli import main
 from flywheel.stack import ProcessSpec, StackState
@@ -35,8 +36,8 @@ def _env(data_dir: Path) -> dict:
 def demo_stack(tmp_path):
     """`flywheel up --demo` in a subprocess on free ports and its own data dir, until the test ends."""
     data_dir = tmp_path / "d"
-    metrics = free_port()
-    broker = next(p for p in iter(free_port, None) if not metrics <= p <= metrics + 10)   # children take metrics+i
+    metrics = free_port_block(12)          # children take metrics+i, and the stack checks them all
+    broker = next(p for p in iter(free_port, None) if not metrics <= p <= metrics + 12)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", "5", "--rate", "50",
                              "--broker-port", str(broker), "--metrics-port", str(metrics)],
                             env=_env(data_dir), stderr=subprocess.PIPE, text=True)
@@ -87,7 +88,8 @@ def test_status_once_shows_the_processes_and_live_numbers_of_a_running_demo(demo
         row = rows[spec.name]
         assert row[1] == str(spec.pid) and f":{spec.metrics_port}" in row, row
         assert row[2] == "up" or spec.name == "simulator", row
-    assert float(rows["worker"][3]) > 0                                    # records in/s
+        assert row[3] == "0" or spec.name == "simulator", row              # restarts
+    assert float(rows["worker"][4]) > 0                                    # records in/s
     throughput = out[out.index("throughput"):out.index("models:")]
     (churn,) = [line.split()[1:8] for line in throughput.splitlines() if "churn" in line]
     model, requests_in, predictions_out, p50, p50_unit, p99, p99_unit = churn

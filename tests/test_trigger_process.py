@@ -1,13 +1,15 @@
 """The trigger process and `flywheel retrain` against the real broker and the embedded store:
 drift in the stored windows requests a retrain once; in-flight and cooldown hold it back; a
-manual request skips the cooldown but not an in-flight one; a stale request stops blocking."""
+manual request skips the cooldown but not an in-flight one; a stale request stops blocking; a
+request never produced stops blocking after a grace; a retrain is in flight until its canary is
+decided; the cooldown counts from a failed retrain's end."""
 import dataclasses
 import time
 
-from feature_store import StoreSettings, WindowMetrics, open_store
+from feature_store import RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
-from processors.trigger.policy import TriggerSettings
-from processors.trigger.process import LiveVersion, Requester, RetrainTrigger
+from processors.trigger.policy import Decision, ModelState, TriggerSettings, retrain_request
+from processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger
 from schemas import AvroSerde
 from streams.clients import make_producer
 from streams.subscriber import Subscriber
@@ -58,4 +60,67 @@ def test_trigger_requests_once_then_holds_back_and_manual_overrides_cooldown(kaf
                       clock=lambda: int(time.time() * 1000) + 1)
     assert stale.state("m", LiveVersion("1", NOW)).in_flight is False
     assert {r.status for r in store.retrains("m")} == {"done", "failed"}
+    store.close()
+
+
+def _world(kafka, registry, make_topics, data_dir):
+    make_topics("m")
+    return open_store(StoreSettings(), data_dir)
+
+
+def _request(settings: TriggerSettings, retrain_id: str, at: int) -> dict:
+    request = retrain_request(ModelState("m", "1"), Decision(["drift"]), settings, at)
+    return {**request, "retrain_id": retrain_id}
+
+
+def test_a_request_marked_but_never_produced_stops_blocking_after_the_grace(kafka, registry, make_topics, data_dir):
+    store = _world(kafka, registry, make_topics, data_dir)
+    settings = TriggerSettings(cooldown_seconds=0)
+    # What a trigger killed between marking a request and producing it leaves behind.
+    store.put_retrain(RetrainRecord("m", "lost1", "in_flight", NOW - 120_000, NOW - 120_000, base_version="1",
+                                    reasons=["drift"]))
+    requester = Requester(kafka, registry, store, settings)
+    requester.emit(_request(settings, "sent1", NOW - 120_000))     # as old, but delivered
+    assert requester.state("m", LiveVersion("1", NOW - 3_600_000)).in_flight is True
+    records = {r.retrain_id: r for r in store.retrains("m")}
+    assert records["lost1"].status == "failed" and "never delivered" in records["lost1"].detail
+    assert records["sent1"].status == "in_flight"
+    store.put_retrain(dataclasses.replace(records["sent1"], status="done"))
+    assert requester.state("m", LiveVersion("1", NOW - 3_600_000)).in_flight is False
+    requester.close()
+    store.close()
+
+
+def test_a_retrain_is_in_flight_until_its_canary_is_decided(kafka, registry, make_topics, data_dir):
+    store = _world(kafka, registry, make_topics, data_dir)
+    requester = Requester(kafka, registry, store, TriggerSettings())
+    # The retrainer put candidate 2 on canary and left the request in flight.
+    store.put_retrain(RetrainRecord("m", "r1", "in_flight", NOW - 60_000, NOW - 50_000, base_version="1",
+                                    new_version="2", reasons=["drift"]))
+    store.put_last_retrain("m", NOW - 60_000)
+    live = LiveVersions()
+    event = {**_model_event("1", NOW - 55_000), "kind": "CANARY", "version": "2", "canary_version": "2"}
+    live.apply([event])
+    assert requester.state("m", live.models["m"]).in_flight is True           # still being judged
+    live.apply([{**event, "kind": "PROMOTED", "at": NOW - 1000, "live_version": "2", "canary_version": None}])
+    assert requester.state("m", live.models["m"]).in_flight is False
+    [record] = store.retrains("m")
+    assert (record.status, record.new_version, record.updated_at) == ("done", "2", NOW - 50_000)
+    assert "promoted" in record.detail
+    requester.close()
+    store.close()
+
+
+def test_the_cooldown_counts_from_a_failed_retrains_end(kafka, registry, make_topics, data_dir):
+    store = _world(kafka, registry, make_topics, data_dir)
+    store.put_metrics([WindowMetrics("m", "1", NOW - (4 - i) * 60_000, NOW - (3 - i) * 60_000,
+                                     {"rows": 500, "drift_flagged": 1.0}) for i in range(3)])
+    # Requested 2 h ago, failed (a slow store) just now: the one-hour cooldown starts now.
+    store.put_retrain(RetrainRecord("m", "slow1", "failed", NOW - 7_200_000, NOW - 1000, base_version="1",
+                                    reasons=["drift"], detail="StoreUnavailable: timed out"))
+    store.put_last_retrain("m", NOW - 7_200_000)
+    requester = Requester(kafka, registry, store, TriggerSettings(drift_windows=3, new_labels=0, cooldown_seconds=3600))
+    decision, request = requester.evaluate("m", LiveVersion("1", NOW - 3_600_000))
+    assert request is None and decision.suppressed_by == "cooldown"
+    requester.close()
     store.close()

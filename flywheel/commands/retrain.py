@@ -26,7 +26,10 @@ def run(args, config) -> int:
         if args.base_version:
             live.version = args.base_version
         requester = Requester(config.kafka, registry, store, settings)
-        decision, request = requester.evaluate(args.model, live, manual=True, requested_by=args.by)
+        try:
+            decision, request = requester.evaluate(args.model, live, manual=True, requested_by=args.by)
+        finally:
+            requester.close()
     if request is None:
         raise RetrainRefused(f"not requested: a retrain of {args.model} is already {decision.suppressed_by.replace('_', ' ')}")
     print_json_line(request)

@@ -14,7 +14,7 @@ from processors.simulator.concept import Concept
 
 from flywheel.console import err
 from flywheel.demo import DemoSettings
-from flywheel.stack import ProcessSpec, Stack
+from flywheel.stack import ProcessSpec, Stack, StackError
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession
 from flywheel.wiring import feature_store_for, schema_registry
@@ -52,6 +52,10 @@ def run(args, config) -> int:
     stack = _stack(config, args.model, demo)
     try:
         stack.start_backbone()
+    except BaseException:        # e.g. the data dir is taken, a port is busy: the one line says it
+        stack.stop()
+        raise
+    try:
         if demo:
             _bootstrap(config, demo)
         state = stack.start_processes()
@@ -89,11 +93,16 @@ def _bootstrap(config, demo: DemoSettings) -> None:
 
 
 def _wait(stack: Stack, run_for: float | None, tick=lambda: time.sleep(0.5)) -> int:
+    """Supervise until the time is up; 1 when the stack gave up on a crash loop."""
     deadline = time.monotonic() + run_for if run_for else None
     while deadline is None or time.monotonic() < deadline:
-        for spec, code in stack.failed():
-            err.print(f"[red]{spec.name} exited with code {code}[/]; see {stack.config.data_dir / (spec.name + '.log')}")
+        try:
+            notes = stack.supervise()
+        except StackError as e:
+            err.print(f"[red]flywheel up: {e}[/]", soft_wrap=True)
             return 1
+        for note in notes:
+            err.print(f"[yellow]{note}[/]", soft_wrap=True)
         tick()
     return 0
 
@@ -118,6 +127,8 @@ def _banner(config, state, embedded: bool, demo: DemoSettings | None) -> Panel:
         table.add_row("restored", ", ".join(state.restored_models))
     for spec in state.processes:
         table.add_row(spec.name, f"pid {spec.pid}, metrics http://127.0.0.1:{spec.metrics_port}/metrics")
+    if state.metrics_port:
+        table.add_row("supervisor", f"pid {state.pid}, restarts http://127.0.0.1:{state.metrics_port}/metrics")
     if demo:
         table.add_row("demo", f"{demo.model}: {demo.rate:g} req/s, drift at {demo.drift_at:g} story s, "
                               f"speed {demo.speed:g}x (drift in {demo.drift_at / demo.speed:.0f}s)")

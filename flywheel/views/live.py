@@ -39,6 +39,9 @@ class StatusSession:
         return now is not None and now.started_at == self.stack.started_at
 
     def frame(self) -> StatusFrame:
+        now = read_stack(self.data_dir)
+        if now is not None and now.started_at == self.stack.started_at:
+            self.stack = now             # the supervisor rewrites it on every restart: new pids, counts
         current = scrape(self.stack.processes)
         live = figures(self.stack.processes, self._previous, current)
         self._previous = current

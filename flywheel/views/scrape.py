@@ -75,6 +75,7 @@ class ProcessFigures:
     pid: int
     port: int
     state: str                                  # up | no metrics (running, endpoint silent) | exited
+    restarts: int = 0                           # by the supervisor (stack.json)
     records_in_per_s: float = 0.0
     lag: int = 0
 
@@ -117,7 +118,7 @@ def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> Live
         records_in[s.process] += rate.get(s, 0.0)
     for s in after.named("flywheel_consumer_lag"):
         process_lag[s.process] += s.value
-    procs = [ProcessFigures(p.name, p.pid, p.metrics_port, _state(p.name, after), records_in[p.name],
+    procs = [ProcessFigures(p.name, p.pid, p.metrics_port, _state(p.name, after), p.restarts, records_in[p.name],
                             int(process_lag[p.name])) for p in processes]
     predictions = after.named("flywheel_predictions_total")
     return LiveFigures(

@@ -19,7 +19,8 @@ def read_stack(data_dir: Path) -> StackState | None:
     except json.JSONDecodeError as e:
         raise NoStackRunning(f"{path} is not readable JSON ({e}); is `flywheel up` still starting?") from None
     return StackState(raw["bootstrap"], raw["data_dir"], raw["started_at"],
-                      [ProcessSpec(**p) for p in raw.get("processes", [])])
+                      [ProcessSpec(**p) for p in raw.get("processes", [])], raw.get("restored_models", []),
+                      raw.get("metrics_port", 0), raw.get("pid", 0))
 
 
 def require_stack(data_dir: Path) -> StackState:

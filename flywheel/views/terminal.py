@@ -45,12 +45,14 @@ def _header(frame: StatusFrame) -> Text:
 
 def _processes(frame: StatusFrame) -> Panel:
     t = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
-    for name, justify in (("process", "left"), ("pid", "right"), ("state", "left"), ("records in/s", "right"),
+    for name, justify in (("process", "left"), ("pid", "right"), ("state", "left"), ("restarts", "right"),
+                          ("records in/s", "right"),
                           ("consumer lag", "right"), ("metrics", "left")):
         t.add_column(name, justify=justify)
     for p in frame.live.processes:
         state = Text(p.state, style={"up": "green", "exited": "bold red"}.get(p.state, "yellow"))
-        t.add_row(p.name, str(p.pid), state, _rate(p.records_in_per_s), f"{p.lag:,}", f":{p.port}")
+        restarts = Text(str(p.restarts), style="yellow" if p.restarts else "")
+        t.add_row(p.name, str(p.pid), state, restarts, _rate(p.records_in_per_s), f"{p.lag:,}", f":{p.port}")
     return Panel(t, title="processes", title_align="left")
 
 

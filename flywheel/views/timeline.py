@@ -1,6 +1,8 @@
 """One timeline of what happened to a model, merged from every source that remembers it:
 
-- the store's monitor windows: drift flagged (the first window of each flagged run per version);
+- the store's monitor windows: drift flagged (the first window of each flagged run per version),
+  at the time the monitor closed that window and raised the flag (its end for windows stored
+  before the monitor recorded that);
 - the store's retrain bookkeeping: retrain requested (with reasons), candidate accepted, finished
   without a new version, or failed;
 - the registry's ModelEvents (its durable event log, a copy of the `models` topic): registered,
@@ -36,7 +38,8 @@ def drift_events(model: str, windows: dict[str, list[WindowMetrics]]) -> list[Ev
             flagged = bool(w.values.get("drift_flagged"))
             if flagged and not flagged_before:
                 features = ", ".join(w.detail.get("flagged_features") or []) if isinstance(w.detail, dict) else ""
-                out.append(Event(w.window_end, model, DRIFT_FLAGGED, version, features))
+                at = w.detail.get("closed_at", w.window_end) if isinstance(w.detail, dict) else w.window_end
+                out.append(Event(at, model, DRIFT_FLAGGED, version, features))
             flagged_before = flagged
     return out
 
@@ -46,7 +49,7 @@ def retrain_events(retrains: list[RetrainRecord]) -> list[Event]:
     for r in retrains:
         out.append(Event(r.requested_at, r.model, RETRAIN_REQUESTED, r.base_version,
                          ", ".join(r.reasons) + (f" ({r.retrain_id})" if r.retrain_id else "")))
-        if r.status == "done" and r.new_version:
+        if r.new_version:               # on canary (still in flight until decided), or decided
             out.append(Event(r.updated_at, r.model, RETRAIN_ACCEPTED, r.new_version, f"new version {r.new_version}"))
         elif r.status == "done":        # finished without a new version: its candidate was rejected
             out.append(Event(r.updated_at, r.model, RETRAIN_DONE, r.base_version, r.detail))

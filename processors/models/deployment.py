@@ -1,5 +1,7 @@
 """A model's deployment state and the transitions between states. Every transition yields a
-ModelEvent that carries the whole state after it (the `models` topic is compacted by model)."""
+ModelEvent that carries the whole state after it (the `models` topic is compacted by model),
+numbered by `state_version`: each event is based on the state numbered one less, so a writer
+can tell whether the state it read is still the latest (registry.py)."""
 import time
 from dataclasses import dataclass, field, replace
 
@@ -20,6 +22,7 @@ class Deployment:
     canary_share: float = 0.0
     shadow_versions: tuple[str, ...] = ()
     versions: dict[str, VersionRef] = field(default_factory=dict)
+    state_version: int = 0            # events applied so far; 0 before the first
 
     @property
     def serving(self) -> list[str]:
@@ -35,13 +38,15 @@ class Deployment:
             "live_version": self.live_version, "canary_version": self.canary_version,
             "canary_share": float(self.canary_share), "shadow_versions": list(self.shadow_versions),
             "versions": {v: {"manifest_path": r.manifest_path, "sha256": r.sha256} for v, r in self.versions.items()},
+            "state_version": self.state_version,
         }
 
     @classmethod
     def from_event(cls, event: dict) -> "Deployment":
         return cls(event["model"], event.get("live_version"), event.get("canary_version"),
                    float(event.get("canary_share") or 0.0), tuple(event.get("shadow_versions") or ()),
-                   {v: VersionRef(r["manifest_path"], r["sha256"]) for v, r in (event.get("versions") or {}).items()})
+                   {v: VersionRef(r["manifest_path"], r["sha256"]) for v, r in (event.get("versions") or {}).items()},
+                   int(event.get("state_version") or 0))
 
     # -- transitions -------------------------------------------------------------------------------
 
@@ -58,6 +63,10 @@ class Deployment:
             raise DeploymentError(f"canary share must be in (0, 100] percent, not {share * 100:g}")
         if version == self.live_version:
             raise DeploymentError(f"{self.model} version {version} is already live")
+        if self.canary_version not in (None, version):
+            # An undecided canary is someone's experiment: replacing it would throw its evidence away.
+            raise DeploymentError(f"{self.model} version {self.canary_version} is still an undecided canary: "
+                                  f"promote or roll it back first")
         return replace(self, canary_version=version, canary_share=share,
                        shadow_versions=tuple(v for v in self.shadow_versions if v != version))
 

@@ -25,6 +25,10 @@ class EventLog:
         out = [json.loads(line) for p in paths if p.is_file() for line in p.read_text().splitlines() if line]
         return sorted(out, key=lambda e: e["at"])
 
+    def last_state_version(self, model: str) -> int:
+        """The highest state number the model's log holds (0: none, or logged before numbering)."""
+        return max((int(e.get("state_version") or 0) for e in self.events(model)), default=0)
+
     def last(self) -> dict[str, dict]:
         """The last event of every model: its whole deployment state."""
         return {e["model"]: e for e in self.events()}

@@ -1,9 +1,18 @@
 """The model registry: artifacts on disk, deployment state on the `models` topic.
 
-Each operation reads the model's current state (the last event), applies one transition and
-produces the resulting ModelEvent. Two writers acting on one model at the same instant race
-(last event wins); the CLI, the retrainer and people act rarely enough for that to be fine.
+Each change is a compare-and-set on the model's numbered state: under the model's writer lock
+(<data_dir>/models/<model>/state.lock, held by whichever process writes: CLI, retrainer,
+rollout), read the state until it is the one the last writer left (the event log, appended
+under the same lock, says which number that is), apply one transition to it, and produce the
+result numbered one more. A writer that lost a race therefore re-applies its transition to the
+winner's state, which either still allows it or refuses it (DeploymentError); no event can
+carry a state older than the one before it, so none can undo another (a promotion followed by
+a register from a stale read, say). Writers share the data dir anyway: the artifacts live there.
 """
+import fcntl
+import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from schemas import AvroSerde
@@ -14,7 +23,7 @@ from streams.delivery import TrackedProducer
 from streams.settings import KafkaSettings
 
 from processors.models.deployment import Deployment, VersionRef
-from processors.models.errors import UnknownModel
+from processors.models.errors import ModelRegistryError, UnknownModel
 from processors.models.follower import ModelFollower
 from processors.models.history import EventLog
 from processors.models.manifest import Manifest
@@ -58,31 +67,67 @@ class ModelRegistry:
 
     def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
                  evidence: dict[str, float] | None = None) -> dict:
-        current = self.deployments().get(manifest.model) or Deployment(manifest.model)
         path, manifest = self.store.save(onnx_bytes, manifest)
         ref = VersionRef(str(path.resolve()), manifest.sha256)
-        return self._emit(current.register(manifest.version, ref), "REGISTERED", manifest.version, reason, evidence)
+        return self._change(manifest.model, lambda d: (d.register(manifest.version, ref), manifest.version),
+                            "REGISTERED", reason, evidence, create=True)
 
     def canary(self, model: str, version: str, share: float, reason: str = "", evidence=None) -> dict:
-        return self._emit(self.deployment(model).canary(version, share), "CANARY", version, reason, evidence)
+        return self._change(model, lambda d: (d.canary(version, share), version), "CANARY", reason, evidence)
 
     def shadow(self, model: str, version: str, reason: str = "", evidence=None) -> dict:
-        return self._emit(self.deployment(model).shadow(version), "SHADOW", version, reason, evidence)
+        return self._change(model, lambda d: (d.shadow(version), version), "SHADOW", reason, evidence)
 
     def promote(self, model: str, version: str | None = None, reason: str = "", evidence=None) -> dict:
-        current = self.deployment(model)
-        new = current.promote(version)
-        return self._emit(new, "PROMOTED", new.live_version, reason, evidence)
+        def promote(current: Deployment):
+            new = current.promote(version)
+            return new, new.live_version
+        return self._change(model, promote, "PROMOTED", reason, evidence)
 
     def rollback(self, model: str, to: str | None = None, reason: str = "", evidence=None) -> dict:
-        current = self.deployment(model)
-        registered = {v: Manifest.read(Path(r.manifest_path)).registered_at for v, r in current.versions.items()}
-        new, rolled_back = current.rollback(to, registered)
-        return self._emit(new, "ROLLED_BACK", rolled_back, reason, evidence)
+        def rollback(current: Deployment):
+            registered = {v: Manifest.read(Path(r.manifest_path)).registered_at for v, r in current.versions.items()}
+            return current.rollback(to, registered)
+        return self._change(model, rollback, "ROLLED_BACK", reason, evidence)
 
     def reject(self, model: str, version: str, reason: str, evidence=None) -> dict:
         """Record that a candidate was refused; the deployment stays as it is."""
-        return self._emit(self.deployment(model), "REJECTED", version, reason, evidence)
+        return self._change(model, lambda d: (d, version), "REJECTED", reason, evidence)
+
+    def _change(self, model: str, transition, kind: str, reason: str, evidence, create: bool = False) -> dict:
+        """Apply `transition(state) -> (new state, version the event is about)` to the latest
+        state of `model` and publish the result, numbered one past the state it was based on."""
+        with self._writer(model):
+            current = self._latest(model, create)
+            new, version = transition(current)
+            return self._emit(replace(new, state_version=current.state_version + 1), kind, version, reason, evidence)
+
+    @contextmanager
+    def _writer(self, model: str):
+        path = self.history.root / model / "state.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)       # released when the file closes
+            yield
+
+    def _latest(self, model: str, create: bool, timeout: float = 30.0) -> Deployment:
+        """The state the last writer left: read the topic until it holds at least the number the
+        event log ends with (the log is appended under the writer lock after the produce)."""
+        logged = self.history.last_state_version(model)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.deployments().get(model)
+            have = found.state_version if found else 0
+            if have >= logged:
+                break
+            if time.monotonic() > deadline:
+                raise ModelRegistryError(f"the models topic holds state {have} of {model}, its event log {logged}: "
+                                         f"is the broker reachable, and was the stack's restore run (`flywheel up`)?")
+        if found is None:
+            if not create:
+                raise UnknownModel(f"model {model!r} is not registered")
+            found = Deployment(model)
+        return found
 
     def _emit(self, state: Deployment, kind: str, version: str, reason: str, evidence) -> dict:
         event = state.to_event(kind, version, self.actor, reason, evidence)

@@ -92,9 +92,10 @@ class MonitorMetrics(ProcessorMetrics):
                 self.performance.labels(m, v, metric).set(value)
 
 
-def window_row(result: WindowResult) -> WindowMetrics:
+def window_row(result: WindowResult, closed_at: int) -> WindowMetrics:
+    """The stored window; `closed_at` is when its figures (and any drift flag) came to exist."""
     return WindowMetrics(result.model, result.version, result.start_ms, result.end_ms, result.metrics(), {
-        "has_reference": result.has_reference, "flagged_features": result.flagged_features,
+        "closed_at": closed_at, "has_reference": result.has_reference, "flagged_features": result.flagged_features,
         "drift": [asdict(d) for d in result.drift], "quality": [asdict(q) for q in result.quality],
         "performance": asdict(result.performance) if result.performance else None})
 
@@ -135,9 +136,10 @@ class Monitor:
         messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
                     if m.error() is None]
         dead = self._add(messages)
-        results = self.windows.close_due(self.clock())
+        now = self.clock()
+        results = self.windows.close_due(now)
         if results:
-            retrying(lambda: self.store.put_metrics([window_row(r) for r in results]), stop=self.stop)
+            retrying(lambda: self.store.put_metrics([window_row(r, now) for r in results]), stop=self.stop)
             for r in results:
                 self.metrics.show(r)
             self.closed = (self.closed + results)[-1000:]

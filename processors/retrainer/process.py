@@ -2,13 +2,19 @@
 
 For each request:
 1. skip it if the store says it is no longer in flight (a redelivery after it was handled);
-2. export the requested feedback (train part + most recent held-out part);
-3. train a candidate through the configured trainer;
-4. validate candidate against the live version on the held-out part;
-5. rejected: a REJECTED ModelEvent with the reason and evidence, record marked done;
-   accepted: register the candidate, store its reference profile, deploy it as a canary;
-6. only then commit the request's offset (at-least-once; step 1 makes a repeat harmless).
-A failure marks the request failed with its reason; the loop goes on with the next one.
+2. its version name comes from the request (time requested + retrain id), so a request yields at
+   most one version: if the registry already has it (the retrainer died after registering, or
+   the request was redelivered), go straight to deploying it, never train again;
+3. export the requested feedback (train part + most recent held-out part);
+4. train a candidate through the configured trainer;
+5. validate candidate against the live version on the held-out part;
+6. rejected (worse, too few rows, a canary still undecided): a REJECTED ModelEvent with the
+   reason and evidence, record done; accepted: store its reference profile, register it, deploy
+   it as a canary; the record stays in flight until the rollout decides the canary (the trigger
+   closes it then), so no retrain is requested for a candidate still being judged;
+7. only then commit the request's offset (at-least-once; steps 1 and 2 make a repeat harmless).
+A request that cannot be decoded becomes a dead letter. A failure marks the request failed with
+its reason; the loop goes on with the next one.
 """
 import logging
 import tempfile
@@ -20,18 +26,22 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from feature_store import FeatureStore, RetrainRecord, retrying
+from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
+from streams.clients import make_producer
+from streams.delivery import TrackedProducer
 from streams.settings import KafkaSettings
-from streams.subscriber import Subscriber
+from streams.subscriber import Received, Subscriber
 from streams.topics import TopicCatalog
 
-from processors.models import ModelRegistry
+from processors.models import Deployment, ModelRegistry
 from processors.retrainer import dataset as datasets
 from processors.retrainer.reference import store_reference
 from processors.retrainer.trainers import make_trainer
 from processors.retrainer.validate import compare
-from processors.runtime import ProcessorMetrics
+from processors.runtime import DeadLetterWriter, ProcessorMetrics
 
+PROCESSOR = "retrainer"
 log = logging.getLogger("flywheel.retrainer")
 
 
@@ -59,23 +69,41 @@ class Retrainer:
         self.metrics = metrics or RetrainerMetrics()
         self.stop = stop or threading.Event()
         self.progress = progress
-        self._requests = Subscriber(kafka, schemas, TopicCatalog(kafka).retrain, "RetrainRequested",
+        catalog = TopicCatalog(kafka)
+        self._requests = Subscriber(kafka, schemas, catalog.retrain, "RetrainRequested",
                                     start="earliest", group_id=settings.group_id)
+        self._out = TrackedProducer(make_producer(kafka))
+        self._dead = DeadLetterWriter(AvroSerde(schemas, "DeadLetter"), catalog.deadletter, PROCESSOR,
+                                      self.metrics.dead_letters)
 
     def run(self) -> None:
         try:
             while not self.stop.is_set():
                 batch = self._requests.poll_batch(1, 0.5)
                 for received in batch:
-                    if isinstance(received.value, dict):
+                    if isinstance(received.value, DecodeFailure):
+                        self.dead_letter(received)
+                    else:
                         self.handle(received.value)
                 if batch:
+                    self._out.flush()            # the dead letter is written before the offset moves past it
                     self._requests.commit()
         finally:
             self._requests.close()
 
+    def dead_letter(self, received: Received) -> None:
+        failure = received.value
+        self._dead.send(self._out, self._dead.record(
+            failure.reason, failure.detail, topic=received.topic, partition=received.partition,
+            offset=received.offset, key=received.key, value=received.raw, headers=list(received.headers),
+            timestamp=received.timestamp))
+        model = (received.key or b"").decode(errors="replace")
+        self.metrics.outcomes.labels(model, "invalid").inc()
+        log.warning("retrain request at %s[%d]@%d is not decodable (%s): dead-lettered", received.topic,
+                    received.partition, received.offset, failure.reason)
+
     def handle(self, request: dict) -> str:
-        """Carry out one request; return its outcome (accepted, rejected, failed, skipped)."""
+        """Carry out one request; return its outcome (accepted, resumed, rejected, failed, skipped)."""
         model, retrain_id = request["model"], request["retrain_id"]
         record = self._read(lambda: self.store.get_retrain(model, retrain_id)) or RetrainRecord(
             model, retrain_id, "in_flight", request["requested_at"], request["requested_at"],
@@ -84,7 +112,9 @@ class Retrainer:
             return "skipped"
         try:
             outcome, version, detail = self._retrain(request)
-            record = replace(record, status="done", new_version=version, detail=detail)
+            # A candidate on canary keeps the request in flight until the rollout decides it.
+            status = "done" if version is None else "in_flight"
+            record = replace(record, status=status, new_version=version, detail=detail)
         except Exception as e:  # any failure is this request's, recorded; the loop lives on
             log.exception("retrain %s of %s failed", retrain_id, model)
             outcome, record = "failed", replace(record, status="failed", detail=f"{type(e).__name__}: {e}")
@@ -96,14 +126,21 @@ class Retrainer:
 
     def _retrain(self, request: dict) -> tuple[str, str | None, str]:
         model = request["model"]
+        version = version_for(request)
         deployment = self.models.deployment(model)
+        if version in deployment.versions:
+            return "resumed", self._deploy(deployment, version), f"{version} was registered before; not trained again"
+        if deployment.canary_version:
+            return self._reject(model, version, f"canary {deployment.canary_version} is still undecided")
         ref = deployment.versions[deployment.live_version]
         incumbent, incumbent_onnx = self.models.store.load(ref.manifest_path, ref.sha256)
         spec = request["dataset"]
-        training = datasets.export(self.store, model, incumbent.features, spec["start_time"], spec["end_time"],
-                                   spec["holdout_share"], spec["hard_example_share"],
-                                   incumbent.output.low_confidence, self.progress)
-        version = f"v{time.strftime('%Y%m%d%H%M%S')}-{request['retrain_id'][:6]}"
+        try:
+            training = datasets.export(self.store, model, incumbent.features, spec["start_time"], spec["end_time"],
+                                       spec["holdout_share"], spec["hard_example_share"],
+                                       incumbent.output.low_confidence, self.progress)
+        except datasets.EmptyDataset as e:
+            return self._reject(model, version, str(e))
         with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
             path = datasets.save(training.train, Path(work) / "dataset.npz")
             candidate = make_trainer(self.settings.trainer).train(path, Path(work), incumbent)
@@ -115,12 +152,32 @@ class Retrainer:
         result = compare(manifest, candidate.onnx_bytes, incumbent, incumbent_onnx, training.holdout,
                          self.settings.min_improvement)
         if not result.accepted:
-            self.models.reject(model, version, result.reason, result.evidence)
-            return "rejected", None, result.reason
-        self.models.register(candidate.onnx_bytes, manifest, result.reason, result.evidence)
+            return self._reject(model, version, result.reason, result.evidence)
+        # The profile first: a version is never registered without one (stored again if redone).
         store_reference(self.store, manifest, candidate.onnx_bytes, training.train)
+        self.models.register(candidate.onnx_bytes, manifest, result.reason, result.evidence)
         self.models.canary(model, version, self.settings.canary_share, result.reason, result.evidence)
         return "accepted", version, result.reason
 
+    def _reject(self, model: str, version: str, reason: str, evidence=None) -> tuple[str, None, str]:
+        self.models.reject(model, version, reason, evidence)
+        return "rejected", None, reason
+
+    def _deploy(self, deployment: Deployment, version: str) -> str:
+        """Finish what a retrainer that died after registering `version` left: its canary,
+        unless it has been deployed already (it may have been decided since)."""
+        deployed = any(e["kind"] == "CANARY" and e["version"] == version
+                       for e in self.models.history.events(deployment.model))
+        if not deployed and version not in (deployment.canary_version, deployment.live_version):
+            self.models.canary(deployment.model, version, self.settings.canary_share,
+                               "registered before the retrainer restarted")
+        return version
+
     def _read(self, call):
         return retrying(call, stop=self.stop)
+
+
+def version_for(request: dict) -> str:
+    """The one version name a request can yield: when it was asked for, and by which request."""
+    asked = time.strftime("%Y%m%d%H%M%S", time.gmtime(request["requested_at"] / 1000))
+    return f"v{asked}-{request['retrain_id'][:8]}"

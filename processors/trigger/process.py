@@ -5,8 +5,14 @@ retrain bookkeeping), apply the policy, and when it says so emit RetrainRequeste
 Bookkeeping comes first: the request is written to the store as in flight (with the model's
 last-request time, which the cooldown reads) before it is produced, so a crash in between leaves a
 request the store knows about rather than one it does not; a produce that fails marks it failed.
-A request in flight longer than `in_flight_timeout_seconds` is marked failed, so a retrainer that
-died does not block the loop forever. `flywheel retrain` uses the same `Requester` once.
+A retrain stays in flight until it is over: rejected or failed (the retrainer says so), or, when
+it produced a candidate, until the rollout promoted or rolled back that canary (seen here on the
+`models` topic). The trigger reads the `retrain` topic too: a request still in flight that the
+topic does not hold `delivery_grace_ms` after it was made was never delivered (the trigger died
+between marking and producing it) and is marked failed, instead of blocking retraining until
+`in_flight_timeout_seconds`. The cooldown counts from the last request or from the end of the
+last retrain that gave no version, whichever is later, so a retrain that fails slowly is not
+requested again the moment it fails. `flywheel retrain` uses the same `Requester` once.
 """
 import logging
 import threading
@@ -26,6 +32,7 @@ from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
 from streams.delivery import TrackedProducer
 from streams.settings import KafkaSettings
+from streams.subscriber import Subscriber
 from streams.topics import TopicCatalog
 
 PROCESSOR = "trigger"
@@ -43,11 +50,13 @@ class TriggerMetrics(ProcessorMetrics):
 class LiveVersion:
     version: str | None = None
     since_ms: int | None = None      # when it became live (as far as the `models` topic remembers)
+    canary: str | None = None        # the canary awaiting a decision
+    decided: set[str] = field(default_factory=set)    # versions that were canaries and no longer are
 
 
 @dataclass
 class LiveVersions:
-    """Which version of each model is live and since when, from ModelEvents in order."""
+    """Which version of each model is live and since when, and its canaries, from ModelEvents in order."""
     models: dict[str, LiveVersion] = field(default_factory=dict)
 
     def apply(self, events: list[dict]) -> None:
@@ -55,6 +64,9 @@ class LiveVersions:
             current = self.models.setdefault(event["model"], LiveVersion())
             if event.get("live_version") != current.version:
                 current.version, current.since_ms = event.get("live_version"), event["at"]
+            if current.canary and event.get("canary_version") != current.canary:
+                current.decided.add(current.canary)
+            current.canary = event.get("canary_version")
 
 
 class Requester:
@@ -62,19 +74,22 @@ class Requester:
 
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: TriggerSettings, metrics: TriggerMetrics | None = None, clock=wall_clock_ms,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, delivery_grace_ms: int = 60_000):
         self.store, self.settings, self.clock = store, settings, clock
         self.metrics = metrics or TriggerMetrics()
         self.stop = stop or threading.Event()
         self.topic = TopicCatalog(kafka).retrain
+        self.delivery_grace_ms = delivery_grace_ms      # a produce is flushed within seconds
         self._serde = AvroSerde(registry, "RetrainRequested")
         self._out = TrackedProducer(make_producer(kafka))
+        self._sent = Subscriber(kafka, registry, self.topic, "RetrainRequested", start="earliest")
+        self.delivered: set[str] = set()                # retrain ids seen on the retrain topic
 
     def state(self, model: str, live: LiveVersion) -> ModelState:
         now, s = self.clock(), self.settings
         version = live.version
         state = ModelState(model, version, live.since_ms)
-        state.in_flight, state.last_request_ms = self._bookkeeping(model, now)
+        state.in_flight, state.last_request_ms = self._bookkeeping(model, now, live)
         if version is None:
             return state
         lookback = now - int(s.lookback_seconds * 1000)
@@ -118,20 +133,49 @@ class Requester:
             self.metrics.requests.labels(model, reason).inc()
         log.info("requested retrain %s of %s: %s", request["retrain_id"], model, ", ".join(request["reasons"]))
 
-    def _bookkeeping(self, model: str, now: int) -> tuple[bool, int | None]:
-        """(a request is in flight, when the last one was made); stale requests are marked failed."""
+    def _bookkeeping(self, model: str, now: int, live: LiveVersion) -> tuple[bool, int | None]:
+        """(a retrain is in flight, when the cooldown starts); retrains that are over are closed."""
+        caught_up = self._read_delivered()
         timeout_ms = int(self.settings.in_flight_timeout_seconds * 1000)
-        in_flight = False
+        in_flight, finished = False, []
         for r in self._read(lambda: self.store.retrains(model)):
-            if r.status != "in_flight":
-                continue
-            if now - r.requested_at > timeout_ms:
-                r.status, r.updated_at = "failed", now
-                r.detail = f"no outcome after {self.settings.in_flight_timeout_seconds:g}s"
-                self._write(lambda: self.store.put_retrain(r))
-            else:
+            if r.status == "in_flight":
+                self._close_if_over(r, now, timeout_ms, live, caught_up)
+            if r.status == "in_flight":
                 in_flight = True
-        return in_flight, self._read(lambda: self.store.last_retrain(model))
+            elif r.new_version is None:
+                finished.append(r.updated_at)
+        last_request = self._read(lambda: self.store.last_retrain(model))
+        return in_flight, max([t for t in (last_request, *finished) if t is not None], default=None)
+
+    def _close_if_over(self, r: RetrainRecord, now: int, timeout_ms: int, live: LiveVersion,
+                       caught_up: bool) -> None:
+        if r.new_version and r.new_version != live.canary and (r.new_version == live.version
+                                                              or r.new_version in live.decided):
+            # Its canary was decided. updated_at stays the candidate's acceptance time (the
+            # timeline shows it then); the decision has its own ModelEvent.
+            r.status = "done"
+            r.detail = f"canary {r.new_version} {'promoted' if r.new_version == live.version else 'rolled back'}"
+        elif (caught_up and r.new_version is None and r.retrain_id not in self.delivered
+              and now - r.requested_at > self.delivery_grace_ms):
+            r.status, r.updated_at = "failed", now
+            r.detail = "never delivered to the retrain topic (the trigger stopped before producing it)"
+        elif now - r.requested_at > timeout_ms:
+            r.status, r.updated_at = "failed", now
+            r.detail = f"no outcome after {self.settings.in_flight_timeout_seconds:g}s"
+        else:
+            return
+        self._write(lambda: self.store.put_retrain(r))
+
+    def _read_delivered(self) -> bool:
+        """Add what reached the retrain topic since the last call; False if its end was not reached
+        (then nothing may be concluded from an id's absence)."""
+        received, caught_up = self._sent.catch_up()
+        self.delivered |= {m.value["retrain_id"] for m in received if isinstance(m.value, dict)}
+        return caught_up
+
+    def close(self) -> None:
+        self._sent.close()
 
     def _read(self, call):
         return retrying(call, stop=self.stop)
@@ -158,6 +202,7 @@ class RetrainTrigger:
                 self.stop.wait(self.settings.interval_seconds)
         finally:
             self._models.close()
+            self.requester.close()
 
     def step(self) -> list[dict]:
         """Catch up on model events, then evaluate every model; return the requests emitted."""
