@@ -131,6 +131,17 @@ def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def _stop(proc, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it does not stop in time (its returncode then says so)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def assert_one_exposed_batch(predictions, duplicated: set[str], killed_at: int, max_batch: int) -> None:
     """The duplicates are one in-flight batch that Tansu exposed instead of aborting (a killed or
     cut-off instance's last): each answered twice, once on each side of `killed_at`."""
@@ -171,9 +182,7 @@ def run_disrupted_stream(config, registry, catalog, total: int, seconds: float, 
         assert workers[-1].poll() is None, f"the worker exited: {workers[-1].stderr.read().decode()[-2000:]}"
     finally:
         for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+            _stop(proc)
     assert workers[-1].returncode == 0, workers[-1].stderr.read().decode()[-2000:]
     per_id = Counter(p["request_id"] for p, _ in predictions)
     assert set(per_id) == set(ids), f"{len(set(ids) - set(per_id))} request(s) never answered"
