@@ -1,17 +1,24 @@
-"""A model version's drift reference: its training data profiled with the monitor's sketches,
-plus the version's own predictions on that data, stored where the monitor looks for it."""
+"""A model version's drift reference: the rows it was trained and validated on (each once) profiled
+with the monitor's sketches, plus the version's own predictions on them, stored where the monitor
+looks for it under the version's name."""
 import time
 
 import numpy as np
 
 from feature_store import FeatureStore, ReferenceProfile
 from processors.models import Manifest, MatrixLayout
-from processors.monitor.profile import build_reference
+from processors.monitor.profile import Profile, build_reference
 from processors.training import Dataset
 from processors.worker.sessions import LoadedVersion
 
 
 def store_reference(store: FeatureStore, manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> None:
+    profile = reference_profile(manifest, onnx_bytes, data)
+    store.put_profile(ReferenceProfile(manifest.model, manifest.version, int(time.time() * 1000),
+                                       profile.to_bytes()))
+
+
+def reference_profile(manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> Profile:
     x = MatrixLayout(data.spec, manifest.categorical_encoding).build(data.numeric, data.categorical)
     out = LoadedVersion(manifest, onnx_bytes).run(x)
     if manifest.output.task == "classifier":
@@ -20,6 +27,4 @@ def store_reference(store: FeatureStore, manifest: Manifest, onnx_bytes: bytes, 
         scores, labels = out[:, 0].tolist(), []
     numeric = {f.name: data.numeric[:, i].tolist() for i, f in enumerate(data.spec.numeric)}
     categorical = {f.name: data.categorical[i] for i, f in enumerate(data.spec.categorical)}
-    profile = build_reference(data.spec, numeric, categorical, scores, labels)
-    store.put_profile(ReferenceProfile(manifest.model, manifest.version, int(time.time() * 1000),
-                                       profile.to_bytes()))
+    return build_reference(data.spec, numeric, categorical, scores, labels)
