@@ -1,10 +1,13 @@
 """The trigger process and `flywheel retrain` against the real broker and the embedded store:
 drift in the stored windows requests a retrain once; in-flight and cooldown hold it back; a
-manual request skips the cooldown but not an in-flight one; a stale request stops blocking."""
+manual request skips the cooldown but not an in-flight one; a stale request stops blocking; a
+rise of the labelled error stream requests a retrain on the new concept's rows."""
 import dataclasses
 import time
 
-from feature_store import StoreSettings, WindowMetrics, open_store
+import numpy as np
+
+from feature_store import FeedbackRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
 from processors.trigger.policy import TriggerSettings
 from processors.trigger.process import LiveVersion, Requester, RetrainTrigger
@@ -58,4 +61,33 @@ def test_trigger_requests_once_then_holds_back_and_manual_overrides_cooldown(kaf
                       clock=lambda: int(time.time() * 1000) + 1)
     assert stale.state("m", LiveVersion("1", NOW)).in_flight is False
     assert {r.status for r in store.retrains("m")} == {"done", "failed"}
+    store.close()
+
+
+def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_and_a_restart_rebuilds_it(
+        kafka, registry, make_topics, data_dir):
+    """Accuracy stays above any threshold over the lookback (a pure concept drift 400 labels ago), yet
+    the error stream's rise asks for a retrain on the rows from the change on; a trigger started
+    afresh on the same store finds the same change."""
+    catalog = make_topics("m")
+    producer = make_producer(kafka)
+    producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
+    producer.flush(10)
+    store = open_store(StoreSettings(), data_dir)
+    rng = np.random.default_rng(0)
+    start, drift_at = NOW - 3_400_000, 3000
+    store.put_feedback([FeedbackRecord(f"r{i}", "e", "m", "1", start + i * 1000, start + i * 1000,
+                                       start + i * 1000 + 2000, {}, {}, "a", None, {}, 0.9,
+                                       "b" if rng.random() < (0.05 if i < drift_at else 0.35) else "a")
+                        for i in range(3400)])
+    settings = TriggerSettings(performance_threshold=0.8, min_labels=200, drift_windows=0, new_labels=0)
+    trigger = RetrainTrigger(kafka, registry, store, settings)
+
+    [request] = trigger.step()
+    assert request["reasons"] == ["performance"] and request["metrics"]["performance.accuracy"] > 0.8
+    assert abs(request["dataset"]["start_time"] - (start + drift_at * 1000)) <= 100_000
+    found = trigger.requester.errors.streams[("m", "1")]
+    restarted = Requester(kafka, registry, store, settings)
+    assert restarted.state("m", LiveVersion("1", NOW - 3_600_000)).change.since == request["metrics"]["change.since"]
+    assert found.change is None                        # acted on: not asked for again by this trigger
     store.close()

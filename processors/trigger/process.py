@@ -19,7 +19,8 @@ from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
 from processors.monitor.performance import performance
 from processors.runtime import ProcessorMetrics
-from processors.trigger.policy import (Decision, ModelState, TriggerSettings, decide, hard_example,
+from processors.trigger.detector import ErrorStreams
+from processors.trigger.policy import (Decision, ModelState, TriggerSettings, changed, decide, hard_example,
                                        retrain_request)
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
@@ -69,6 +70,7 @@ class Requester:
         self.topic = TopicCatalog(kafka).retrain
         self._serde = AvroSerde(registry, "RetrainRequested")
         self._out = TrackedProducer(make_producer(kafka))
+        self.errors = ErrorStreams(settings.change_delta)   # rebuilt from the store's lookback after a restart
 
     def state(self, model: str, live: LiveVersion) -> ModelState:
         now, s = self.clock(), self.settings
@@ -84,6 +86,8 @@ class Requester:
                                        if REPLAY_FLAG not in f.flags])
         records = [vars(f) for f in feedback]
         state.performance = performance(records)
+        if s.change_delta:
+            state.change = self.errors.observe(model, version, feedback, lookback)
         state.hard_examples = sum(hard_example(r, s.low_confidence) for r in records)
         since = max(state.last_request_ms or 0, live.since_ms or 0)
         state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)
@@ -99,6 +103,8 @@ class Requester:
             return decision, None
         request = retrain_request(state, decision, self.settings, now, requested_by)
         self.emit(request)
+        if changed(state, self.settings):
+            self.errors.acknowledge(model, state.live_version)
         return decision, request
 
     def emit(self, request: dict) -> None:
