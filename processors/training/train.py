@@ -37,7 +37,11 @@ def build_estimator(kind: str, task: str, seed: int = 0, hidden: tuple[int, ...]
 
 def train(model: str, version: str, numeric: np.ndarray, target: np.ndarray, spec: FeatureSpec,
           categorical: list[list[str]] | None = None, kind: str = "mlp", task: str = "classifier",
-          holdout: float = 0.2, seed: int = 0, low_confidence: float = 0.6, **estimator_args) -> TrainedModel:
+          holdout: float = 0.2, seed: int = 0, low_confidence: float | None = None, review_share: float = 0.01,
+          **estimator_args) -> TrainedModel:
+    """`low_confidence` None: the confidence below which `review_share` of the validation (holdout)
+    answers fall, so review starts at what is rare for this version rather than at a fixed number
+    (0, no low-confidence flag, without a holdout)."""
     layout = MatrixLayout(spec)
     x = layout.build(numeric, categorical)
     n_train = int(len(x) * (1 - holdout))
@@ -48,6 +52,9 @@ def train(model: str, version: str, numeric: np.ndarray, target: np.ndarray, spe
                           options={id(estimator): {"zipmap": False}} if task == "classifier" else None,
                           target_opset=17)
     if task == "classifier":
+        if low_confidence is None:
+            validation = estimator.predict_proba(x[n_train:]).max(axis=1)
+            low_confidence = float(np.quantile(validation, review_share)) if len(validation) else 0.0
         output = OutputSpec("classifier", labels=tuple(str(c) for c in estimator.classes_),
                             low_confidence=low_confidence)
     else:
