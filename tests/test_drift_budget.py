@@ -78,6 +78,8 @@ def test_windows_too_small_are_carried_until_they_can_be_judged():
     judged = [r.start_ms // WINDOW_MS for r in results if r.drift]
     assert judged == [3, 7, 11, 15, 19, 23, 27, 31, 35, 39]        # every 4th window: 120 rows each
     assert all(d.count == 120 for r in results for d in r.drift if d.feature == "f3")
+    # A carried window is not an unflagged one: the trigger's run of flagged windows skips it.
+    assert "drift_flagged" not in results[0].metrics() and "drift_flagged" in results[3].metrics()
     flagged = [r.start_ms // WINDOW_MS for r in results if r.drift_flagged]
     assert flagged and min(flagged) >= 23 and flagged[0] <= 27
 

@@ -92,3 +92,9 @@ def test_a_rise_of_the_error_stream_asks_for_data_from_the_change_on_once_enough
     request = retrain_request(enough, decision, SETTINGS, NOW)
     assert request["dataset"]["start_time"] == NOW - 120_000 and request["dataset"]["end_time"] == NOW
     assert decide(enough, replace(SETTINGS, change_delta=0.0), NOW).reasons == []      # switched off
+
+
+def test_a_drift_request_asks_for_data_from_the_first_flagged_window_on():
+    state = quiet(flagged_windows=[False, True, True, True], flagged_since=NOW - 180_000)
+    request = retrain_request(state, decide(state, SETTINGS, NOW), SETTINGS, NOW)
+    assert request["reasons"] == ["drift"] and request["dataset"]["start_time"] == NOW - 180_000

@@ -10,7 +10,7 @@ import numpy as np
 from feature_store import FeedbackRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
 from processors.trigger.policy import TriggerSettings
-from processors.trigger.process import LiveVersion, Requester, RetrainTrigger
+from processors.trigger.process import LiveVersion, Requester, RetrainTrigger, flagged_run_start
 from schemas import AvroSerde
 from streams.clients import make_producer
 from streams.subscriber import Subscriber
@@ -91,3 +91,10 @@ def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_
     assert restarted.state("m", LiveVersion("1", NOW - 3_600_000)).change.since == request["metrics"]["change.since"]
     assert found.change is None                        # acted on: not asked for again by this trigger
     store.close()
+
+
+def test_the_flagged_run_starts_at_its_first_window():
+    def window(start: int, flagged: bool) -> WindowMetrics:
+        return WindowMetrics("m", "1", start, start + 60, {"drift_flagged": float(flagged)})
+    assert flagged_run_start([window(0, True), window(60, False), window(120, True), window(180, True)]) == 120
+    assert flagged_run_start([window(0, True), window(60, False)]) is None

@@ -83,7 +83,7 @@ class MonitorMetrics(ProcessorMetrics):
         for d in result.drift:
             for statistic, value in d.statistics.items():
                 self.drift.labels(m, v, d.feature, statistic).set(value)
-        if result.has_reference:
+        if result.drift:        # judged: a window carried into the next one changes nothing yet
             self.drift_flagged.labels(m, v).set(float(result.drift_flagged))
         for q in result.quality:
             self.quality.labels(m, v, q.feature, q.rule).set(q.value)

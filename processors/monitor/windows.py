@@ -50,8 +50,9 @@ class WindowResult:
 
     def metrics(self) -> dict[str, float]:
         """Every figure of the window, flat: what the store keeps and the trigger reads."""
-        out: dict[str, float] = {"rows": self.rows, "labelled": self.labelled, "late": self.late,
-                                 "drift_flagged": float(self.drift_flagged)}
+        out: dict[str, float] = {"rows": self.rows, "labelled": self.labelled, "late": self.late}
+        if self.drift:      # judged (a window too small to judge is carried into the next one)
+            out["drift_flagged"] = float(self.drift_flagged)
         for d in self.drift:
             out.update({f"drift.{d.feature}.{k}": v for k, v in d.statistics.items()})
         for q in self.quality:

@@ -118,7 +118,7 @@ class Retrainer:
             self.models.reject(model, version, result.reason, result.evidence)
             return "rejected", None, result.reason
         self.models.register(candidate.onnx_bytes, manifest, result.reason, result.evidence)
-        store_reference(self.store, manifest, candidate.onnx_bytes, training.reference)
+        store_reference(self.store, manifest, candidate.onnx_bytes, training.reference, training.holdout)
         self.models.canary(model, version, self.settings.canary_share, result.reason, result.evidence)
         return "accepted", version, result.reason
 

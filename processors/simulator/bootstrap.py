@@ -19,5 +19,6 @@ def ensure_model(models: ModelRegistry, store: FeatureStore, model: str, concept
                     kind="mlp")
     models.register(trained.onnx_bytes, trained.manifest, reason="demo bootstrap",
                     evidence=trained.manifest.training_metrics)
-    store_reference(store, trained.manifest, trained.onnx_bytes, data)
+    store_reference(store, trained.manifest, trained.onnx_bytes, data,
+                    data.part(int(trained.manifest.training_metrics["rows"])))
     return "v1"

@@ -6,7 +6,8 @@ Reasons (any one suffices):
   rose (ADWIN at confidence `change_delta`, see detector.py) and `min_labels` labels have come in
   since the estimated change. The request then asks for data from the change on only: a candidate
   trained on the old concept's rows as well would learn the mix;
-- drift: the last `drift_windows` closed monitor windows of the live version were all flagged;
+- drift: the last `drift_windows` judged monitor windows of the live version were all flagged; the
+  request asks for data from the first of the flagged run on (what the version will serve next);
 - new_labels: at least `new_labels` labelled examples arrived since the last request (or since the
   version went live);
 - max_age: the live version has been live longer than `max_age_seconds`;
@@ -50,7 +51,8 @@ class ModelState:
     model: str
     live_version: str | None = None
     live_since_ms: int | None = None
-    flagged_windows: list[bool] = field(default_factory=list)     # closed windows, oldest first
+    flagged_windows: list[bool] = field(default_factory=list)     # judged windows, oldest first
+    flagged_since: int | None = None        # start of the first window of the trailing flagged run
     performance: Performance | None = None
     change: ChangePoint | None = None       # a rise of the live version's error, not yet acted on
     new_labels: int = 0
@@ -86,8 +88,7 @@ def _reasons(state: ModelState, settings: TriggerSettings, now_ms: int) -> list[
     reasons = []
     if _performance_poor(state.performance, settings) or changed(state, settings):
         reasons.append("performance")
-    k = settings.drift_windows
-    if k > 0 and len(state.flagged_windows) >= k and all(state.flagged_windows[-k:]):
+    if _drifted(state, settings):
         reasons.append("drift")
     if settings.new_labels > 0 and state.new_labels >= settings.new_labels:
         reasons.append("new_labels")
@@ -105,6 +106,11 @@ def _performance_poor(performance: Performance | None, settings: TriggerSettings
         return False
     value = performance.metrics[metric]
     return value > threshold if metric in LOWER_IS_BETTER else value < threshold
+
+
+def _drifted(state: ModelState, settings: TriggerSettings) -> bool:
+    k = settings.drift_windows
+    return k > 0 and len(state.flagged_windows) >= k and all(state.flagged_windows[-k:])
 
 
 def changed(state: ModelState, settings: TriggerSettings) -> bool:
@@ -145,6 +151,8 @@ def retrain_request(state: ModelState, decision: Decision, settings: TriggerSett
     start = now_ms - int(settings.dataset_seconds * 1000)
     if "performance" in decision.reasons and changed(state, settings):
         start = max(start, state.change.since)
+    if "drift" in decision.reasons and state.flagged_since is not None:
+        start = max(start, state.flagged_since)
     return {
         "retrain_id": uuid.uuid4().hex,
         "model": state.model,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from feature_store import FeatureStore, RetrainRecord, retrying, wall_clock_ms
+from feature_store import FeatureStore, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
 from processors.monitor.performance import performance
@@ -58,6 +58,16 @@ class LiveVersions:
                 current.version, current.since_ms = event.get("live_version"), event["at"]
 
 
+def flagged_run_start(windows: list[WindowMetrics]) -> int | None:
+    """Start of the first window of the trailing run of flagged windows (None: the last is not flagged)."""
+    since = None
+    for w in reversed(windows):
+        if not w.values["drift_flagged"]:
+            break
+        since = w.window_start
+    return since
+
+
 class Requester:
     """Gathers a model's state, decides, and emits. No loop: the process and the CLI drive it."""
 
@@ -81,7 +91,9 @@ class Requester:
             return state
         lookback = now - int(s.lookback_seconds * 1000)
         windows = self._read(lambda: list(self.store.metrics(model, version, lookback, now)))
-        state.flagged_windows = [bool(w.values.get("drift_flagged")) for w in windows]
+        judged = [w for w in windows if "drift_flagged" in w.values]
+        state.flagged_windows = [bool(w.values["drift_flagged"]) for w in judged]
+        state.flagged_since = flagged_run_start(judged)
         feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
                                        if REPLAY_FLAG not in f.flags])
         records = [vars(f) for f in feedback]
