@@ -22,7 +22,7 @@ error stream (the never-retrained model's, labels equally late); false alarms on
 part; accuracy before the drift, after it (never retrained), after the automatic promotion, and
 of a model retrained at the drift point on as many post-drift rows as the loop's candidate had.
 
-    .venv/bin/python benchmarks/bench_drift.py [--stationary 40000] [--after 12000] [--rate 200]
+    .venv/bin/python benchmarks/bench_drift.py [--stationary 24000] [--after 12000] [--rate 200]
 """
 import argparse
 import sys
@@ -42,11 +42,13 @@ from sklearn.ensemble import GradientBoostingClassifier  # noqa: E402
 from feature_store import FeedbackRecord  # noqa: E402
 from processors.monitor.drift import DriftThresholds  # noqa: E402
 from processors.monitor.performance import performance  # noqa: E402
+from processors.monitor.process import window_row  # noqa: E402
 from processors.monitor.profile import build_reference  # noqa: E402
 from processors.monitor.windows import WindowedMonitor  # noqa: E402
 from processors.retrainer.dataset import EmptyDataset, split  # noqa: E402
 from processors.trigger.detector import ErrorStreams  # noqa: E402
 from processors.trigger.policy import ModelState, TriggerSettings, decide, retrain_request  # noqa: E402
+from processors.trigger.process import drift_history  # noqa: E402
 from schemas.features import Feature, FeatureSpec  # noqa: E402
 
 TRAIN_ROWS = 5000
@@ -94,7 +96,7 @@ class Version:
     name: str
     model: GradientBoostingClassifier
     since: int                               # record index it went live at
-    flagged: list[bool] = field(default_factory=list)
+    windows: list = field(default_factory=list)      # its WindowMetrics rows, as the store holds them
 
 
 @dataclass
@@ -146,8 +148,8 @@ def run(stream: Stream, rate: float, label_delay: float) -> Outcome:
                                  for i, c, lab in zip(range(batch.start, batch.stop), proba.max(axis=1), labels)])
         now = int(now_i * ms)
         for r in monitor.close_due(now):
+            versions[r.version].windows.append(window_row(r))
             if r.drift:
-                versions[r.version].flagged.append(r.drift_flagged)
                 if r.drift_flagged:
                     if r.end_ms <= stream.stable_until * ms:
                         out.false_flags += 1
@@ -164,8 +166,9 @@ def run(stream: Stream, rate: float, label_delay: float) -> Outcome:
                                       str(served[i]), None, {}, None, str(stream.y[i])))
         labelled = max(labelled, now_i - delay)
         feedback += new
-        state = ModelState("m", live.name, int(live.since * ms), flagged_windows=live.flagged[-10:],
-                           last_request_ms=last_request)
+        state = ModelState("m", live.name, int(live.since * ms), last_request_ms=last_request)
+        lookback = now - int(settings.lookback_seconds * 1000)
+        state.flagged_windows, state.flagged_since = drift_history([w for w in live.windows if w.window_start >= lookback])
         recent = [f for f in feedback[-int(settings.lookback_seconds * rate):] if f.model_version == live.name]
         state.performance = performance([{"true_label": f.true_label, "predicted_label": f.predicted_label}
                                          for f in recent])
@@ -279,7 +282,7 @@ def streams(stationary: int, after: int, width: int) -> list[Stream]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stationary", type=int, default=40_000, help="records before the drift point")
+    parser.add_argument("--stationary", type=int, default=24_000, help="records before the drift point")
     parser.add_argument("--after", type=int, default=12_000, help="records after it")
     parser.add_argument("--width", type=int, default=2000, help="records a gradual drift takes")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second of stream time")

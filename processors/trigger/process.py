@@ -58,6 +58,13 @@ class LiveVersions:
                 current.version, current.since_ms = event.get("live_version"), event["at"]
 
 
+def drift_history(windows: list[WindowMetrics]) -> tuple[list[bool], int | None]:
+    """Flags of the judged windows (oldest first; a window carried into the next one was not judged)
+    and the start of the trailing flagged run."""
+    judged = [w for w in windows if "drift_flagged" in w.values]
+    return [bool(w.values["drift_flagged"]) for w in judged], flagged_run_start(judged)
+
+
 def flagged_run_start(windows: list[WindowMetrics]) -> int | None:
     """Start of the first window of the trailing run of flagged windows (None: the last is not flagged)."""
     since = None
@@ -91,9 +98,7 @@ class Requester:
             return state
         lookback = now - int(s.lookback_seconds * 1000)
         windows = self._read(lambda: list(self.store.metrics(model, version, lookback, now)))
-        judged = [w for w in windows if "drift_flagged" in w.values]
-        state.flagged_windows = [bool(w.values["drift_flagged"]) for w in judged]
-        state.flagged_since = flagged_run_start(judged)
+        state.flagged_windows, state.flagged_since = drift_history(windows)
         feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
                                        if REPLAY_FLAG not in f.flags])
         records = [vars(f) for f in feedback]
