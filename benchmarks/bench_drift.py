@@ -184,8 +184,6 @@ def run(stream: Stream, rate: float, label_delay: float) -> Outcome:
             continue
         request = retrain_request(state, decision, settings, now)
         last_request = now
-        if state.change is not None:
-            errors.acknowledge("m", live.name)
         if now_i <= stream.stable_until:
             out.false_requests += 1
         elif out.request is None:

@@ -15,7 +15,6 @@ from processors.models import MatrixLayout
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.profile import PREDICTED_SCORE
 from processors.monitor.windows import WindowedMonitor
-from processors.retrainer.dataset import split
 from processors.retrainer.reference import reference_profile
 from processors.retrainer.trainers import ReferenceTrainer
 from processors.retrainer import dataset as datasets
@@ -75,7 +74,7 @@ def promoted():
     rows = _feedback(after, v1.manifest, v1.onnx_bytes, "v1")
     rows += [replace(r, model_version="v1-shadow") for r in rows[::3]]
     rows.sort(key=lambda r: r.event_time)
-    training = split(rows, "churn", after.spec, (0, 1200), 0.2, 0.5, 0.6)
+    training = datasets.split(rows, "churn", after.spec, (0, 1200), 0.2, 0.5, 0.6)
     with tempfile.TemporaryDirectory() as work:
         path = datasets.save(training.train, Path(work) / "dataset.npz")
         candidate = ReferenceTrainer("mlp").train(path, Path(work), v1.manifest)

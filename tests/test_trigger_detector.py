@@ -66,7 +66,6 @@ def test_state_rebuilt_from_the_lookback_after_a_restart_is_the_running_state():
         change = running.observe("m", "1", records[:k + 200], 0)
     restarted = ErrorStreams(0.002).observe("m", "1", list(reversed(records)), 0)
     assert change is not None and restarted == change
-    running.acknowledge("m", "1")
-    assert running.observe("m", "1", records, 0) is None                  # acted on, and nothing new
+    assert running.observe("m", "1", records, 0) == change                # nothing new: the same change
     assert running.observe("m", "2", records, 0) is not None              # a new live version starts afresh
     assert list(running.streams) == [("m", "2")]

@@ -92,6 +92,8 @@ def test_a_rise_of_the_error_stream_asks_for_data_from_the_change_on_once_enough
     request = retrain_request(enough, decision, SETTINGS, NOW)
     assert request["dataset"]["start_time"] == NOW - 120_000 and request["dataset"]["end_time"] == NOW
     assert decide(enough, replace(SETTINGS, change_delta=0.0), NOW).reasons == []      # switched off
+    acted_on = quiet(change=replace(change, labels=100), last_request_ms=NOW - 60_000)
+    assert decide(acted_on, SETTINGS, NOW).reasons == []          # found before the last request
 
 
 def test_a_drift_request_asks_for_data_from_the_first_flagged_window_on():

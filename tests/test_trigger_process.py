@@ -68,7 +68,7 @@ def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_
         kafka, registry, make_topics, data_dir):
     """Accuracy stays above any threshold over the lookback (a pure concept drift 400 labels ago), yet
     the error stream's rise asks for a retrain on the rows from the change on; a trigger started
-    afresh on the same store finds the same change."""
+    afresh on the same store finds the same change and knows it was acted on."""
     catalog = make_topics("m")
     producer = make_producer(kafka)
     producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
@@ -86,10 +86,12 @@ def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_
     [request] = trigger.step()
     assert request["reasons"] == ["performance"] and request["metrics"]["performance.accuracy"] > 0.8
     assert abs(request["dataset"]["start_time"] - (start + drift_at * 1000)) <= 100_000
-    found = trigger.requester.errors.streams[("m", "1")]
-    restarted = Requester(kafka, registry, store, settings)
-    assert restarted.state("m", LiveVersion("1", NOW - 3_600_000)).change.since == request["metrics"]["change.since"]
-    assert found.change is None                        # acted on: not asked for again by this trigger
+    restarted = Requester(kafka, registry, store, dataclasses.replace(settings, cooldown_seconds=0))
+    state = restarted.state("m", LiveVersion("1", NOW - 3_600_000))
+    assert state.change.since == request["metrics"]["change.since"]
+    store.put_retrain(dataclasses.replace(store.retrains("m")[0], status="done"))
+    decision, again = restarted.evaluate("m", LiveVersion("1", NOW - 3_600_000))
+    assert decision.reasons == [] and again is None   # found before the stored last request: acted on
     store.close()
 
 

@@ -9,10 +9,11 @@ two sub-windows differ by more than its Hoeffding-style bound at confidence `del
 the error rate by ε is found within O(log(1/delta) / ε²) labels. Where the change began is then
 estimated within ADWIN's window as the least-squares single change point.
 
-Only a rise of the error counts (a version getting better is no reason to retrain). A detected
-change is held until a retrain is requested for it. The state is rebuilt from the store: the
-trigger reads the version's feedback over its lookback each round and feeds the labels it has not
-seen yet, so after a restart the first round replays the lookback and arrives at the same place.
+Only a rise of the error counts (a version getting better is no reason to retrain). The latest
+change is held; the policy acts on it once, when it was found after the model's last request
+(which the store keeps). The state is rebuilt from the store: the trigger reads the version's
+feedback over its lookback each round and feeds the labels it has not seen yet, so after a
+restart the first round replays the lookback and arrives at the same place.
 """
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,9 @@ import numpy as np
 from river.drift import ADWIN
 
 from feature_store import FeedbackRecord
+
+
+DATING_WINDOW = 100_000     # latest labels a change is dated among (ADWIN's own window may be longer)
 
 
 @dataclass(frozen=True)
@@ -39,14 +43,15 @@ class ErrorStream:
     delta: float
     adwin: ADWIN = field(init=False)
     fed: dict[str, int] = field(default_factory=dict)            # request id -> labelled_at
-    window: deque = field(default_factory=deque)    # (event time, error) of the examples in ADWIN's window
+    # (event time, error) of the latest examples in ADWIN's window, where a change is dated
+    window: deque = field(default_factory=lambda: deque(maxlen=DATING_WINDOW))
     change: ChangePoint | None = None
 
     def __post_init__(self):
         self.adwin = ADWIN(delta=self.delta)
 
     def feed(self, records: list[FeedbackRecord], forget_before: int) -> ChangePoint | None:
-        """Feed the labelled records not fed yet (in label order); return the held change."""
+        """Feed the labelled records not fed yet (in label order); return the latest change."""
         fresh = sorted((r for r in records if r.request_id not in self.fed and error(r) is not None),
                        key=lambda r: (r.labelled_at, r.request_id))
         for r in fresh:
@@ -54,10 +59,6 @@ class ErrorStream:
             self._update(r)
         self.fed = {k: t for k, t in self.fed.items() if t >= forget_before}
         return self.change
-
-    def acknowledge(self) -> None:
-        """A retrain was requested for the held change."""
-        self.change = None
 
     def _update(self, record: FeedbackRecord) -> None:
         x = error(record)
@@ -86,11 +87,6 @@ class ErrorStreams:
             del self.streams[key]
         stream = self.streams.setdefault((model, version), ErrorStream(self.delta))
         return stream.feed(records, forget_before)
-
-    def acknowledge(self, model: str, version: str) -> None:
-        stream = self.streams.get((model, version))
-        if stream is not None:
-            stream.acknowledge()
 
 
 def _change_point(window: deque, detected_at: int) -> ChangePoint | None:

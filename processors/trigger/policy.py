@@ -54,7 +54,7 @@ class ModelState:
     flagged_windows: list[bool] = field(default_factory=list)     # judged windows, oldest first
     flagged_since: int | None = None        # start of the first window of the trailing flagged run
     performance: Performance | None = None
-    change: ChangePoint | None = None       # a rise of the live version's error, not yet acted on
+    change: ChangePoint | None = None       # the latest rise of the live version's error
     new_labels: int = 0
     hard_examples: int = 0                  # misclassified or low-confidence, over the lookback
     last_request_ms: int | None = None
@@ -114,8 +114,11 @@ def _drifted(state: ModelState, settings: TriggerSettings) -> bool:
 
 
 def changed(state: ModelState, settings: TriggerSettings) -> bool:
-    """The error stream rose, and enough labels have come in since to train on the new concept."""
-    return bool(settings.change_delta) and state.change is not None and state.change.labels >= settings.min_labels
+    """The error stream rose after the last request, and enough labels have come in since to train
+    on the new concept (a change found before the last request was acted on, or overtaken)."""
+    change = state.change
+    return (bool(settings.change_delta) and change is not None and change.labels >= settings.min_labels
+            and (state.last_request_ms is None or change.detected_at > state.last_request_ms))
 
 
 def _cooling(state: ModelState, settings: TriggerSettings, now_ms: int) -> bool:

@@ -20,7 +20,7 @@ from processors.models.follower import ModelFollower
 from processors.monitor.performance import performance
 from processors.runtime import ProcessorMetrics
 from processors.trigger.detector import ErrorStreams
-from processors.trigger.policy import (Decision, ModelState, TriggerSettings, changed, decide, hard_example,
+from processors.trigger.policy import (Decision, ModelState, TriggerSettings, decide, hard_example,
                                        retrain_request)
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
@@ -120,8 +120,6 @@ class Requester:
             return decision, None
         request = retrain_request(state, decision, self.settings, now, requested_by)
         self.emit(request)
-        if changed(state, self.settings):
-            self.errors.acknowledge(model, state.live_version)
         return decision, request
 
     def emit(self, request: dict) -> None:
