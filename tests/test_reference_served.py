@@ -11,16 +11,15 @@ import pytest
 from river.datasets import synth
 
 from feature_store import FeedbackRecord
-from processors.models import MatrixLayout
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.profile import PREDICTED_SCORE
 from processors.monitor.windows import WindowedMonitor
 from processors.retrainer.reference import reference_profile
 from processors.retrainer.trainers import ReferenceTrainer
+from processors.retrainer.validate import outputs
 from processors.retrainer import dataset as datasets
 from processors.simulator.concept import Concept
 from processors.training import Dataset, train
-from processors.worker.sessions import LoadedVersion
 from schemas.features import Feature, FeatureSpec
 
 WINDOW_MS = 1_000                         # the demo at speed 60: one-minute story windows, 1 s real
@@ -29,8 +28,7 @@ RATE, CANARY_SHARE = 150, 0.3             # the demo's requests per window and c
 
 
 def _answers(manifest, onnx: bytes, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    out = LoadedVersion(manifest, onnx).run(MatrixLayout(data.spec, manifest.categorical_encoding)
-                                            .build(data.numeric, data.categorical))
+    out = outputs(manifest, onnx, data)
     return out.max(axis=1), np.asarray(manifest.output.labels)[out.argmax(axis=1)]
 
 

@@ -29,8 +29,9 @@ from processors.models import ModelRegistry
 from processors.retrainer import dataset as datasets
 from processors.retrainer.reference import store_reference
 from processors.retrainer.trainers import make_trainer
-from processors.retrainer.validate import compare
+from processors.retrainer.validate import compare, outputs
 from processors.runtime import ProcessorMetrics
+from processors.training import review_line
 
 log = logging.getLogger("flywheel.retrainer")
 
@@ -117,6 +118,9 @@ class Retrainer:
         if not result.accepted:
             self.models.reject(model, version, result.reason, result.evidence)
             return "rejected", None, result.reason
+        if manifest.output.task == "classifier":     # review starts at what is rare for this version
+            line = review_line(outputs(manifest, candidate.onnx_bytes, training.holdout).max(axis=1))
+            manifest = replace(manifest, output=replace(manifest.output, low_confidence=line))
         self.models.register(candidate.onnx_bytes, manifest, result.reason, result.evidence)
         store_reference(self.store, manifest, candidate.onnx_bytes, training.reference, training.holdout)
         self.models.canary(model, version, self.settings.canary_share, result.reason, result.evidence)

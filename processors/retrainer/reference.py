@@ -10,10 +10,10 @@ import time
 import numpy as np
 
 from feature_store import FeatureStore, ReferenceProfile
-from processors.models import Manifest, MatrixLayout
+from processors.models import Manifest
 from processors.monitor.profile import Profile, build_reference
+from processors.retrainer.validate import outputs
 from processors.training import Dataset
-from processors.worker.sessions import LoadedVersion
 
 
 def store_reference(store: FeatureStore, manifest: Manifest, onnx_bytes: bytes, data: Dataset,
@@ -25,8 +25,7 @@ def store_reference(store: FeatureStore, manifest: Manifest, onnx_bytes: bytes, 
 
 def reference_profile(manifest: Manifest, onnx_bytes: bytes, data: Dataset, validation: Dataset) -> Profile:
     """`data`: every row the version was trained and validated on; `validation`: those it was not trained on."""
-    x = MatrixLayout(data.spec, manifest.categorical_encoding).build(validation.numeric, validation.categorical)
-    out = LoadedVersion(manifest, onnx_bytes).run(x)
+    out = outputs(manifest, onnx_bytes, validation)
     if manifest.output.task == "classifier":
         scores, labels = out.max(axis=1).tolist(), np.asarray(manifest.output.labels)[out.argmax(axis=1)].tolist()
     else:
