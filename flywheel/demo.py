@@ -31,6 +31,9 @@ class DemoSettings:
             # pre-drift. Three flagged windows later (the first may straddle the drift) the
             # requested two windows are all post-drift.
             "FLYWHEEL_TRIGGER_PERFORMANCE_THRESHOLD": 0,
+            # The demo tells the feature-drift story; the label-based change detector would answer
+            # its concept drift first (benchmarks/bench_drift.py measures it on standard streams).
+            "FLYWHEEL_TRIGGER_CHANGE_DELTA": 0,
             "FLYWHEEL_TRIGGER_NEW_LABELS": 0,
             "FLYWHEEL_TRIGGER_MAX_AGE_SECONDS": 0,
             "FLYWHEEL_ROLLOUT_MIN_LABELS": 150,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 
-from processors.monitor.drift import DriftThresholds, categorical_drift, numeric_drift, reference_edges
+from processors.monitor.drift import DriftThresholds, categorical_drift, flag_family, numeric_drift, reference_edges
 from processors.monitor.profile import Profile, build_reference
 from schemas.features import Feature, FeatureSpec
 
@@ -77,6 +77,7 @@ def test_categorical_statistics_match_raw_counts():
     assert drift.statistics["chi2_p"] == pytest.approx(exact.pvalue, abs=1e-12)
     expected, actual = ref_counts / ref_counts.sum(), live_counts / live_counts.sum()
     assert drift.statistics["psi"] == pytest.approx(_direct_psi(actual, expected))
+    flag_family([drift], DriftThresholds())
     assert drift.flagged       # 10% of a category never seen plus a big mix change
     assert window.categorical["colour"].unseen == (live_c == "violet").sum()
 

@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
+from processors.retrainer import dataset as datasets
 from processors.retrainer.process import Retrainer, RetrainerSettings, version_for
+from processors.retrainer.validate import outputs
 from schemas import AvroSerde
 from streams.clients import make_producer
 from streams.subscriber import Subscriber
@@ -44,6 +46,14 @@ def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
     assert event["kind"] == "CANARY"
     assert event["evidence"]["candidate_accuracy"] > event["evidence"]["incumbent_accuracy"] + 0.01
     assert store.get_profile("churn", deployment.canary_version) is not None
+    # Its low-confidence line is its own: the 1% quantile of its answers on the held-out rows.
+    ref = deployment.versions[deployment.canary_version]
+    canary, onnx = models.store.load(ref.manifest_path, ref.sha256)
+    holdout = datasets.export(store, "churn", canary.features, now - 120_000, now + 1, 0.25, 0.2).holdout
+    assert canary.output.low_confidence == pytest.approx(
+        np.quantile(outputs(canary, onnx, holdout).max(axis=1), 0.01))
+    assert canary.output.low_confidence != models.store.load(
+        deployment.versions["v1"].manifest_path, deployment.versions["v1"].sha256)[0].output.low_confidence
     record = store.get_retrain("churn", "abc123def")
     # In flight until the rollout decides its canary (the trigger closes it then).
     assert record.status == "in_flight" and record.new_version == deployment.canary_version

@@ -1,7 +1,10 @@
 """The retrain policy: each reason fires on its own, and cooldown and in-flight suppression hold."""
+from dataclasses import replace
+
 import pytest
 
 from processors.monitor.performance import Performance
+from processors.trigger.detector import ChangePoint
 from processors.trigger.policy import ModelState, TriggerSettings, decide, hard_example, retrain_request
 
 NOW = 10 * 86_400_000
@@ -78,3 +81,22 @@ def test_hard_examples_are_misclassified_or_low_confidence():
     assert hard_example({"true_label": "a", "predicted_label": "a", "confidence": 0.55}, 0.6)
     assert not hard_example({"true_label": "a", "predicted_label": "a", "confidence": 0.9}, 0.6)
     assert not hard_example({"true_value": 1.0, "predicted_value": 3.0, "confidence": None}, 0.6)
+
+
+def test_a_rise_of_the_error_stream_asks_for_data_from_the_change_on_once_enough_labels_came():
+    change = ChangePoint(detected_at=NOW - 60_000, since=NOW - 120_000, labels=99, error_before=0.05, error_after=0.35)
+    assert decide(quiet(change=change), SETTINGS, NOW).reasons == []                  # 99 < min_labels
+    enough = quiet(change=replace(change, labels=100))
+    decision = decide(enough, SETTINGS, NOW)
+    assert decision.reasons == ["performance"] and decision.metrics["change.error_after"] == 0.35
+    request = retrain_request(enough, decision, SETTINGS, NOW)
+    assert request["dataset"]["start_time"] == NOW - 120_000 and request["dataset"]["end_time"] == NOW
+    assert decide(enough, replace(SETTINGS, change_delta=0.0), NOW).reasons == []      # switched off
+    acted_on = quiet(change=replace(change, labels=100), last_request_ms=NOW - 60_000)
+    assert decide(acted_on, SETTINGS, NOW).reasons == []          # found before the last request
+
+
+def test_a_drift_request_asks_for_data_from_the_first_flagged_window_on():
+    state = quiet(flagged_windows=[False, True, True, True], flagged_since=NOW - 180_000)
+    request = retrain_request(state, decide(state, SETTINGS, NOW), SETTINGS, NOW)
+    assert request["reasons"] == ["drift"] and request["dataset"]["start_time"] == NOW - 180_000

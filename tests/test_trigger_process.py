@@ -2,14 +2,17 @@
 drift in the stored windows requests a retrain once; in-flight and cooldown hold it back; a
 manual request skips the cooldown but not an in-flight one; a stale request stops blocking; a
 request never produced stops blocking after a grace; a retrain is in flight until its canary is
-decided; the cooldown counts from a failed retrain's end."""
+decided; the cooldown counts from a failed retrain's end; a rise of the labelled error stream
+requests a retrain on the new concept's rows."""
 import dataclasses
 import time
 
-from feature_store import RetrainRecord, StoreSettings, WindowMetrics, open_store
+import numpy as np
+
+from feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
 from processors.trigger.policy import Decision, ModelState, TriggerSettings, retrain_request
-from processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger
+from processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger, flagged_run_start
 from schemas import AvroSerde
 from streams.clients import make_producer
 from streams.subscriber import Subscriber
@@ -124,3 +127,39 @@ def test_the_cooldown_counts_from_a_failed_retrains_end(kafka, registry, make_to
     assert request is None and decision.suppressed_by == "cooldown"
     requester.close()
     store.close()
+def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_and_a_restart_rebuilds_it(
+        kafka, registry, make_topics, data_dir):
+    """Accuracy stays above any threshold over the lookback (a pure concept drift 400 labels ago), yet
+    the error stream's rise asks for a retrain on the rows from the change on; a trigger started
+    afresh on the same store finds the same change and knows it was acted on."""
+    catalog = make_topics("m")
+    producer = make_producer(kafka)
+    producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
+    producer.flush(10)
+    store = open_store(StoreSettings(), data_dir)
+    rng = np.random.default_rng(0)
+    start, drift_at = NOW - 3_400_000, 3000
+    store.put_feedback([FeedbackRecord(f"r{i}", "e", "m", "1", start + i * 1000, start + i * 1000,
+                                       start + i * 1000 + 2000, {}, {}, "a", None, {}, 0.9,
+                                       "b" if rng.random() < (0.05 if i < drift_at else 0.35) else "a")
+                        for i in range(3400)])
+    settings = TriggerSettings(performance_threshold=0.8, min_labels=200, drift_windows=0, new_labels=0)
+    trigger = RetrainTrigger(kafka, registry, store, settings)
+
+    [request] = trigger.step()
+    assert request["reasons"] == ["performance"] and request["metrics"]["performance.accuracy"] > 0.8
+    assert abs(request["dataset"]["start_time"] - (start + drift_at * 1000)) <= 100_000
+    restarted = Requester(kafka, registry, store, dataclasses.replace(settings, cooldown_seconds=0))
+    state = restarted.state("m", LiveVersion("1", NOW - 3_600_000))
+    assert state.change.since == request["metrics"]["change.since"]
+    store.put_retrain(dataclasses.replace(store.retrains("m")[0], status="done"))
+    decision, again = restarted.evaluate("m", LiveVersion("1", NOW - 3_600_000))
+    assert decision.reasons == [] and again is None   # found before the stored last request: acted on
+    store.close()
+
+
+def test_the_flagged_run_starts_at_its_first_window():
+    def window(start: int, flagged: bool) -> WindowMetrics:
+        return WindowMetrics("m", "1", start, start + 60, {"drift_flagged": float(flagged)})
+    assert flagged_run_start([window(0, True), window(60, False), window(120, True), window(180, True)]) == 120
+    assert flagged_run_start([window(0, True), window(60, False)]) is None

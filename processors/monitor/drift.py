@@ -6,17 +6,26 @@ chi-square, PSI and D1 over the categories. Every statistic comes with the error
 sketches imply (KLL's normalised rank error at 99% confidence; 0 while a sketch is exact), so a
 figure read off sketches can be compared honestly with one computed from the raw data.
 
-A feature is flagged when the shift is both large (PSI at or above `psi`) and significant (the
-test's p-value, taken at the conservative end of the error bound, below `p_value`), on at least
-`min_count` live values. Large-but-noisy or significant-but-tiny shifts alone are not alarms:
-that is what keeps a long stationary stream quiet.
+A feature is flagged when the shift is both large (PSI at or above `psi`) and significant, on at
+least `min_count` live values. Significance is decided for the model, not per test: the window's
+p-values (taken at the conservative end of the sketches' error bound) are adjusted together with
+Benjamini-Hochberg, and a feature counts when its adjusted p-value is below the window's share
+`alpha` of the model's false-alarm budget. Under no drift at all, BH keeps the chance that any
+feature of a window is flagged at or below `alpha` (Benjamini & Hochberg 1995; valid for the
+positively dependent tests of one window, Benjamini & Yekutieli 2001), so a model raises on average
+at most `false_alarms_per_day` drift flags a day, however many features it has. Large-but-noisy or
+significant-but-tiny shifts alone are not alarms.
+
+A window with fewer than `min_count` rows is not judged on its own: `SampleGate` carries it into
+the next window of the same version until together they have enough (a canary at a small share, a
+version's first minutes), so no decision rests on a handful of records and none is lost.
 """
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from datasketches import kll_doubles_sketch
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2_contingency, false_discovery_control
 from scipy.stats.distributions import kstwobign
 
 from processors.monitor.profile import CategoricalSummary, NumericSummary, Profile, rank_error
@@ -24,14 +33,21 @@ from processors.monitor.profile import CategoricalSummary, NumericSummary, Profi
 PSI_FLOOR = 1e-4          # share given to an empty bin so PSI stays finite
 KS_GRID = 1001            # ranks at which each sketch's quantiles become KS evaluation points
 DEFAULT_BINS = 10
+DAY_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    psi: float = 0.2          # the usual "significant shift" line for PSI
-    p_value: float = 0.01
-    min_count: int = 100
+    psi: float = 0.2                     # the usual "significant shift" line for PSI
+    false_alarms_per_day: float = 0.1    # expected drift flags per model per day when nothing drifted
+    window_seconds: float = 3600.0       # the monitor's window: how many tests a day the budget covers
+    min_count: int = 100                 # live values a feature needs before it can be flagged
     bins: int = DEFAULT_BINS
+
+    @property
+    def alpha(self) -> float:
+        """Chance of a false flag allowed per window: the day's budget spread over its windows."""
+        return min(1.0, self.false_alarms_per_day * self.window_seconds / DAY_SECONDS)
 
 
 @dataclass
@@ -111,8 +127,7 @@ def numeric_drift(name: str, reference: NumericSummary, live: NumericSummary,
         "psi": psi(actual, expected), "d1": d1(actual, expected),
     }, {"ks": ks_bound, "psi": psi_bound(actual, expected, da, de),
         "d1": 0.5 * len(actual) * (da + de)})
-    conservative_p = ks_p_value(max(0.0, distance - ks_bound), n, m)
-    drift.flagged = _flag(drift, conservative_p, thresholds)
+    drift.statistics["p"] = ks_p_value(max(0.0, distance - ks_bound), n, m)   # the conservative end
     return drift
 
 
@@ -128,9 +143,9 @@ def categorical_drift(name: str, reference: CategoricalSummary, live: Categorica
                                     np.array([live_counts.get(c, 0.0) for c in categories]))
     de, da = reference.count_error() / reference.count, live.count_error() / live.count
     drift = FeatureDrift(name, "categorical", live.count, {
-        "chi2": statistic, "chi2_p": p_value, "psi": psi(actual, expected), "d1": d1(actual, expected),
+        "chi2": statistic, "chi2_p": p_value, "p": p_value, "psi": psi(actual, expected),
+        "d1": d1(actual, expected),
     }, {"psi": psi_bound(actual, expected, da, de), "d1": 0.5 * len(categories) * (da + de)})
-    drift.flagged = _flag(drift, p_value, thresholds)
     return drift
 
 
@@ -145,7 +160,7 @@ def chi_square(reference_counts: np.ndarray, live_counts: np.ndarray) -> tuple[f
 
 
 def compare(reference: Profile, window: Profile, thresholds: DriftThresholds) -> list[FeatureDrift]:
-    """Drift of every feature the window and the reference both have."""
+    """Drift of every feature the window and the reference both have, flagged as one family."""
     out: list[FeatureDrift] = []
     for name, live in sorted(window.numeric.items()):
         if name in reference.numeric:
@@ -153,12 +168,42 @@ def compare(reference: Profile, window: Profile, thresholds: DriftThresholds) ->
     for name, live in sorted(window.categorical.items()):
         if name in reference.categorical:
             out.append(categorical_drift(name, reference.categorical[name], live, thresholds))
-    return [d for d in out if d is not None]
+    out = [d for d in out if d is not None]
+    flag_family(out, thresholds)
+    return out
 
 
-def _flag(drift: FeatureDrift, p_value: float, thresholds: DriftThresholds) -> bool:
-    return (drift.count >= thresholds.min_count and drift.statistics["psi"] >= thresholds.psi
-            and p_value < thresholds.p_value)
+def flag_family(drifts: list[FeatureDrift], thresholds: DriftThresholds) -> None:
+    """Adjust the p-values of the features with enough values together (BH) and flag the large and
+    significant ones; the adjusted p-value is kept as the statistic `p_adjusted`."""
+    tested = [d for d in drifts if d.count >= thresholds.min_count]
+    if not tested:
+        return
+    adjusted = false_discovery_control([d.statistics["p"] for d in tested], method="bh")
+    for d, p in zip(tested, np.atleast_1d(adjusted)):
+        d.statistics["p_adjusted"] = float(p)
+        d.flagged = bool(d.statistics["psi"] >= thresholds.psi and p < thresholds.alpha)
+
+
+@dataclass
+class SampleGate:
+    """Windows of one model version too small to judge, merged until they are big enough.
+
+    `admit` takes a closed window's profile and returns the profile to judge: the window itself
+    when it has `min_rows`, else nothing until the carried windows together have them (then the
+    merged profile, spanning them all)."""
+    min_rows: int
+    carried: dict[tuple[str, str], Profile] = field(default_factory=dict)
+
+    def admit(self, key: tuple[str, str], window: Profile) -> Profile | None:
+        pending = self.carried.pop(key, None)
+        if pending is not None:
+            pending.merge(window)
+            window = pending
+        if window.rows >= self.min_rows:
+            return window
+        self.carried[key] = window
+        return None
 
 
 def _floor(shares: np.ndarray) -> np.ndarray:

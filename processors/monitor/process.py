@@ -45,8 +45,8 @@ class MonitorSettings:
     poll_timeout_seconds: float = 0.5
     reference_refresh_seconds: float = 30.0  # how soon a missing reference profile is looked for again
     psi_threshold: float = 0.2
-    p_value: float = 0.01
-    min_count: int = 100
+    false_alarms_per_day: float = 0.1       # expected drift flags a day per model on undrifted traffic
+    min_count: int = 100                    # rows a window is judged on (smaller ones are carried over)
     bins: int = 10
     missing_rate: float = 0.05
     out_of_range: float = 0.01
@@ -55,7 +55,8 @@ class MonitorSettings:
     volume_high: float = 5.0
 
     def drift(self) -> DriftThresholds:
-        return DriftThresholds(self.psi_threshold, self.p_value, self.min_count, self.bins)
+        return DriftThresholds(self.psi_threshold, self.false_alarms_per_day, self.window_seconds,
+                               self.min_count, self.bins)
 
     def quality(self) -> QualityThresholds:
         return QualityThresholds(self.missing_rate, self.out_of_range, self.unseen_category,
@@ -82,7 +83,7 @@ class MonitorMetrics(ProcessorMetrics):
         for d in result.drift:
             for statistic, value in d.statistics.items():
                 self.drift.labels(m, v, d.feature, statistic).set(value)
-        if result.has_reference:
+        if result.drift:        # judged: a window carried into the next one changes nothing yet
             self.drift_flagged.labels(m, v).set(float(result.drift_flagged))
         for q in result.quality:
             self.quality.labels(m, v, q.feature, q.rule).set(q.value)

@@ -13,7 +13,7 @@ For at-least-once consumption each window remembers the first offset it holds pe
 from dataclasses import dataclass, field
 from typing import Callable
 
-from processors.monitor.drift import DriftThresholds, FeatureDrift, compare
+from processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
 from processors.monitor.performance import Performance, performance
 from processors.monitor.profile import Profile
 from processors.monitor.quality import QualityCheck, QualityThresholds, check
@@ -50,8 +50,9 @@ class WindowResult:
 
     def metrics(self) -> dict[str, float]:
         """Every figure of the window, flat: what the store keeps and the trigger reads."""
-        out: dict[str, float] = {"rows": self.rows, "labelled": self.labelled, "late": self.late,
-                                 "drift_flagged": float(self.drift_flagged)}
+        out: dict[str, float] = {"rows": self.rows, "labelled": self.labelled, "late": self.late}
+        if self.drift:      # judged (a window too small to judge is carried into the next one)
+            out["drift_flagged"] = float(self.drift_flagged)
         for d in self.drift:
             out.update({f"drift.{d.feature}.{k}": v for k, v in d.statistics.items()})
         for q in self.quality:
@@ -86,6 +87,7 @@ class WindowedMonitor:
         self.window_ms, self.grace_ms = window_ms, grace_ms
         self._references = references
         self._drift, self._quality = drift, quality
+        self._gate = SampleGate(drift.min_count)
         self._open: dict[Key, dict[int, Window]] = {}
         self._closed_until: dict[Key, int] = {}
 
@@ -170,6 +172,8 @@ class WindowedMonitor:
                               performance=performance(list(window.feedback.values())))
         reference = self._references(*key) if window.profile is not None else None
         if reference is not None and window.rows:
-            result.drift = compare(reference, window.profile, self._drift)
+            judged = self._gate.admit(key, window.profile)
+            if judged is not None:
+                result.drift = compare(reference, judged, self._drift)
             result.quality = check(reference, window.profile, self._quality)
         return result

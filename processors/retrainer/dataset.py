@@ -5,6 +5,10 @@ event-time order. The most recent `holdout_share` is held out for validation and
 trained on. Hard examples (misclassified, or below the model's confidence threshold) from the
 training part are repeated until they make up `hard_example_share` of it: the candidate sees
 more of what the incumbent got wrong.
+
+The version's drift reference is the rows it was trained and validated on, each once: repeated
+hard examples are a training device, not traffic the version will serve, and profiling them
+would skew the reference toward the incumbent's mistakes.
 """
 import json
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ class TrainingSet:
     holdout: Dataset
     hard_examples: int          # rows repeated into train
     time_range: tuple[int, int]
+    reference: Dataset          # train and holdout rows, each once: what the drift reference profiles
 
 
 def export(store: FeatureStore, model: str, spec: FeatureSpec, start: int, end: int,
@@ -44,6 +49,17 @@ def export(store: FeatureStore, model: str, spec: FeatureSpec, start: int, end: 
                 progress(len(rows))
     if progress:
         progress(len(rows))
+    return split(rows, model, spec, (start, end), holdout_share, hard_example_share, low_confidence)
+
+
+def split(rows: list[FeedbackRecord], model: str, spec: FeatureSpec, time_range: tuple[int, int],
+          holdout_share: float, hard_example_share: float, low_confidence: float = 0.0) -> TrainingSet:
+    """Labelled rows in event-time order into the training set, the held-out part and the reference.
+
+    A request answered by several versions (a shadow beside the live one) has one feedback row per
+    version; its features and truth are one example, so it is kept once."""
+    start, end = time_range
+    rows = _once_per_request(rows)
     n_holdout = int(len(rows) * holdout_share)
     if len(rows) - n_holdout < 10 or n_holdout < 10:
         raise EmptyDataset(f"{model}: {len(rows)} labelled rows between {start} and {end} are too few to "
@@ -51,7 +67,8 @@ def export(store: FeatureStore, model: str, spec: FeatureSpec, start: int, end: 
     train_rows, holdout_rows = rows[:-n_holdout], rows[-n_holdout:]
     hard = [r for r in train_rows if _is_hard(r, low_confidence)]
     extra = _repeat_to_share(hard, len(train_rows), hard_example_share)
-    return TrainingSet(to_dataset(train_rows + extra, spec), to_dataset(holdout_rows, spec), len(extra), (start, end))
+    return TrainingSet(to_dataset(train_rows + extra, spec), to_dataset(holdout_rows, spec), len(extra), (start, end),
+                       to_dataset(rows, spec))
 
 
 def to_dataset(rows: list[FeedbackRecord], spec: FeatureSpec) -> Dataset:
@@ -75,6 +92,16 @@ def load(path: Path) -> Dataset:
     data = np.load(path, allow_pickle=True)
     spec = FeatureSpec.from_dict(json.loads(str(data["spec"])))
     return Dataset(data["numeric"], [list(c) for c in data["categorical"]], data["target"], spec)
+
+
+def _once_per_request(rows: list[FeedbackRecord]) -> list[FeedbackRecord]:
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        if r.request_id not in seen:
+            seen.add(r.request_id)
+            out.append(r)
+    return out
 
 
 def _is_hard(r: FeedbackRecord, low_confidence: float) -> bool:

@@ -38,8 +38,9 @@ from processors.models import Deployment, ModelRegistry
 from processors.retrainer import dataset as datasets
 from processors.retrainer.reference import store_reference
 from processors.retrainer.trainers import make_trainer
-from processors.retrainer.validate import compare
+from processors.retrainer.validate import compare, outputs
 from processors.runtime import DeadLetterWriter, ProcessorMetrics
+from processors.training import review_line
 
 PROCESSOR = "retrainer"
 log = logging.getLogger("flywheel.retrainer")
@@ -153,8 +154,11 @@ class Retrainer:
                          self.settings.min_improvement)
         if not result.accepted:
             return self._reject(model, version, result.reason, result.evidence)
+        if manifest.output.task == "classifier":     # review starts at what is rare for this version
+            line = review_line(outputs(manifest, candidate.onnx_bytes, training.holdout).max(axis=1))
+            manifest = replace(manifest, output=replace(manifest.output, low_confidence=line))
         # The profile first: a version is never registered without one (stored again if redone).
-        store_reference(self.store, manifest, candidate.onnx_bytes, training.train)
+        store_reference(self.store, manifest, candidate.onnx_bytes, training.reference, training.holdout)
         self.models.register(candidate.onnx_bytes, manifest, result.reason, result.evidence)
         self.models.canary(model, version, self.settings.canary_share, result.reason, result.evidence)
         return "accepted", version, result.reason

@@ -31,9 +31,14 @@ def primary_metric(manifest: Manifest) -> str:
     return "accuracy" if manifest.output.task == "classifier" else "rmse"
 
 
-def score(manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> float:
+def outputs(manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> np.ndarray:
+    """The version's raw outputs on a dataset: class probabilities, or values in one column."""
     x = MatrixLayout(data.spec, manifest.categorical_encoding).build(data.numeric, data.categorical)
-    out = LoadedVersion(manifest, onnx_bytes).run(x)
+    return LoadedVersion(manifest, onnx_bytes).run(x)
+
+
+def score(manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> float:
+    out = outputs(manifest, onnx_bytes, data)
     if manifest.output.task == "classifier":
         labels = np.asarray(manifest.output.labels)[np.argmax(out, axis=1)]
         return float(np.mean(labels == data.target))

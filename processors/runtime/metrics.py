@@ -5,8 +5,9 @@ Metric names are a contract (Grafana dashboards and alert rules in infra/ are bu
   flywheel_dead_letters_total{processor,reason}     records sent to `deadletter`
   flywheel_review_items_total{model,reason}         items sent to `review` (one per reason)
   flywheel_consumer_lag{processor,topic,partition}  high watermark minus position
-Processor-specific metrics (the worker's predictions, batch sizes, ORT time...) are created on
-the same registry by the processor itself.
+Processor-specific metrics (the worker's predictions, batch sizes, ORT time, review items over
+its budget in flywheel_review_dropped_total{model,reason}...) are created on the same registry by
+the processor itself.
 """
 from dataclasses import dataclass, field
 

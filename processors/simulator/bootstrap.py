@@ -16,8 +16,9 @@ def ensure_model(models: ModelRegistry, store: FeatureStore, model: str, concept
         return None
     data = concept.sample(rows, np.random.default_rng(seed))
     trained = train(model, "v1", data.numeric, data.target, data.spec, data.categorical,
-                    kind="mlp", low_confidence=0.6)
+                    kind="mlp")
     models.register(trained.onnx_bytes, trained.manifest, reason="demo bootstrap",
                     evidence=trained.manifest.training_metrics)
-    store_reference(store, trained.manifest, trained.onnx_bytes, data)
+    store_reference(store, trained.manifest, trained.onnx_bytes, data,
+                    data.part(int(trained.manifest.training_metrics["rows"])))
     return "v1"

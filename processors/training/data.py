@@ -17,6 +17,11 @@ class Dataset:
     def __len__(self) -> int:
         return self.numeric.shape[0]
 
+    def part(self, start: int = 0, stop: int | None = None) -> "Dataset":
+        """Rows start..stop as a dataset of their own."""
+        return Dataset(self.numeric[start:stop], [c[start:stop] for c in self.categorical], self.target[start:stop],
+                       self.spec)
+
     def rows(self, start: int = 0, stop: int | None = None) -> list[dict]:
         """Rows as flat name -> value dicts (what a user publishes)."""
         names = [f.name for f in self.spec.numeric]

@@ -17,6 +17,15 @@ from processors.models.encoding import MatrixLayout
 from processors.models.manifest import Manifest, OutputSpec
 
 
+REVIEW_SHARE = 0.01     # of a version's validation answers below its low-confidence line
+
+
+def review_line(confidence: np.ndarray, share: float = REVIEW_SHARE) -> float:
+    """The confidence below which `share` of a version's validation answers fall: its low-confidence
+    line, so review starts at what is rare for this version rather than at a fixed number."""
+    return float(np.quantile(confidence, share)) if len(confidence) else 0.0
+
+
 @dataclass
 class TrainedModel:
     onnx_bytes: bytes
@@ -37,7 +46,10 @@ def build_estimator(kind: str, task: str, seed: int = 0, hidden: tuple[int, ...]
 
 def train(model: str, version: str, numeric: np.ndarray, target: np.ndarray, spec: FeatureSpec,
           categorical: list[list[str]] | None = None, kind: str = "mlp", task: str = "classifier",
-          holdout: float = 0.2, seed: int = 0, low_confidence: float = 0.6, **estimator_args) -> TrainedModel:
+          holdout: float = 0.2, seed: int = 0, low_confidence: float | None = None, review_share: float = REVIEW_SHARE,
+          **estimator_args) -> TrainedModel:
+    """`low_confidence` None: the review line of the validation (holdout) answers at `review_share`
+    (0, no low-confidence flag, without a holdout)."""
     layout = MatrixLayout(spec)
     x = layout.build(numeric, categorical)
     n_train = int(len(x) * (1 - holdout))
@@ -48,6 +60,8 @@ def train(model: str, version: str, numeric: np.ndarray, target: np.ndarray, spe
                           options={id(estimator): {"zipmap": False}} if task == "classifier" else None,
                           target_opset=17)
     if task == "classifier":
+        if low_confidence is None:
+            low_confidence = review_line(estimator.predict_proba(x[n_train:]).max(axis=1), review_share)
         output = OutputSpec("classifier", labels=tuple(str(c) for c in estimator.classes_),
                             low_confidence=low_confidence)
     else:

@@ -2,8 +2,12 @@
 
 Reasons (any one suffices):
 - performance: the live version's `performance_metric` over its recent labelled feedback is worse
-  than `performance_threshold`, on at least `min_labels` examples;
-- drift: the last `drift_windows` closed monitor windows of the live version were all flagged;
+  than `performance_threshold`, on at least `min_labels` examples; or its labelled error stream
+  rose (ADWIN at confidence `change_delta`, see detector.py) and `min_labels` labels have come in
+  since the estimated change. The request then asks for data from the change on only: a candidate
+  trained on the old concept's rows as well would learn the mix;
+- drift: the last `drift_windows` judged monitor windows of the live version were all flagged; the
+  request asks for data from the first of the flagged run on (what the version will serve next);
 - new_labels: at least `new_labels` labelled examples arrived since the last request (or since the
   version went live);
 - max_age: the live version has been live longer than `max_age_seconds`;
@@ -15,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from processors.monitor.performance import Performance
+from processors.trigger.detector import ChangePoint
 
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "calibration_error"})
 REASONS = ("performance", "drift", "new_labels", "max_age", "manual")
@@ -26,6 +31,7 @@ class TriggerSettings:
     performance_metric: str = "accuracy"
     performance_threshold: float = 0.8      # worse than this (below; above for error metrics) fires
     min_labels: int = 200                   # labelled examples needed before performance counts
+    change_delta: float = 0.002             # ADWIN's confidence on the error stream; 0: no change detection
     drift_windows: int = 3                  # consecutive flagged windows
     new_labels: int = 10_000
     max_age_seconds: float = 7 * 86_400.0
@@ -45,8 +51,10 @@ class ModelState:
     model: str
     live_version: str | None = None
     live_since_ms: int | None = None
-    flagged_windows: list[bool] = field(default_factory=list)     # closed windows, oldest first
+    flagged_windows: list[bool] = field(default_factory=list)     # judged windows, oldest first
+    flagged_since: int | None = None        # start of the first window of the trailing flagged run
     performance: Performance | None = None
+    change: ChangePoint | None = None       # the latest rise of the live version's error
     new_labels: int = 0
     hard_examples: int = 0                  # misclassified or low-confidence, over the lookback
     last_request_ms: int | None = None
@@ -78,10 +86,9 @@ def decide(state: ModelState, settings: TriggerSettings, now_ms: int, manual: bo
 
 def _reasons(state: ModelState, settings: TriggerSettings, now_ms: int) -> list[str]:
     reasons = []
-    if _performance_poor(state.performance, settings):
+    if _performance_poor(state.performance, settings) or changed(state, settings):
         reasons.append("performance")
-    k = settings.drift_windows
-    if k > 0 and len(state.flagged_windows) >= k and all(state.flagged_windows[-k:]):
+    if _drifted(state, settings):
         reasons.append("drift")
     if settings.new_labels > 0 and state.new_labels >= settings.new_labels:
         reasons.append("new_labels")
@@ -101,6 +108,19 @@ def _performance_poor(performance: Performance | None, settings: TriggerSettings
     return value > threshold if metric in LOWER_IS_BETTER else value < threshold
 
 
+def _drifted(state: ModelState, settings: TriggerSettings) -> bool:
+    k = settings.drift_windows
+    return k > 0 and len(state.flagged_windows) >= k and all(state.flagged_windows[-k:])
+
+
+def changed(state: ModelState, settings: TriggerSettings) -> bool:
+    """The error stream rose after the last request, and enough labels have come in since to train
+    on the new concept (a change found before the last request was acted on, or overtaken)."""
+    change = state.change
+    return (bool(settings.change_delta) and change is not None and change.labels >= settings.min_labels
+            and (state.last_request_ms is None or change.detected_at > state.last_request_ms))
+
+
 def _cooling(state: ModelState, settings: TriggerSettings, now_ms: int) -> bool:
     return state.last_request_ms is not None and now_ms - state.last_request_ms < settings.cooldown_seconds * 1000
 
@@ -111,6 +131,9 @@ def snapshot(state: ModelState, now_ms: int) -> dict[str, float]:
                              "flagged_windows": float(sum(state.flagged_windows))}
     if state.live_since_ms is not None:
         out["model_age_seconds"] = (now_ms - state.live_since_ms) / 1000
+    if state.change is not None:
+        out.update({"change.labels": state.change.labels, "change.error_before": state.change.error_before,
+                    "change.error_after": state.change.error_after, "change.since": state.change.since})
     if state.performance:
         out["labelled"] = state.performance.count
         out.update({f"performance.{k}": v for k, v in state.performance.metrics.items()})
@@ -128,6 +151,11 @@ def hard_example(record: dict, low_confidence: float) -> bool:
 def retrain_request(state: ModelState, decision: Decision, settings: TriggerSettings, now_ms: int,
                     requested_by: str = "trigger") -> dict:
     """The RetrainRequested record (schemas/avro/RetrainRequested.avsc) for a decision."""
+    start = now_ms - int(settings.dataset_seconds * 1000)
+    if "performance" in decision.reasons and changed(state, settings):
+        start = max(start, state.change.since)
+    if "drift" in decision.reasons and state.flagged_since is not None:
+        start = max(start, state.flagged_since)
     return {
         "retrain_id": uuid.uuid4().hex,
         "model": state.model,
@@ -136,7 +164,7 @@ def retrain_request(state: ModelState, decision: Decision, settings: TriggerSett
         "requested_by": requested_by,
         "reasons": list(decision.reasons),
         "metrics": {k: float(v) for k, v in decision.metrics.items()},
-        "dataset": {"start_time": now_ms - int(settings.dataset_seconds * 1000), "end_time": now_ms,
+        "dataset": {"start_time": start, "end_time": now_ms,
                     "hard_example_share": settings.hard_example_share,
                     "holdout_share": settings.holdout_share},
     }

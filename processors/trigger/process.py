@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from feature_store import FeatureStore, RetrainRecord, retrying, wall_clock_ms
+from feature_store import FeatureStore, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
 from processors.monitor.performance import performance
 from processors.runtime import ProcessorMetrics
+from processors.trigger.detector import ErrorStreams
 from processors.trigger.policy import (Decision, ModelState, TriggerSettings, decide, hard_example,
                                        retrain_request)
 from schemas import AvroSerde
@@ -69,6 +70,23 @@ class LiveVersions:
             current.canary = event.get("canary_version")
 
 
+def drift_history(windows: list[WindowMetrics]) -> tuple[list[bool], int | None]:
+    """Flags of the judged windows (oldest first; a window carried into the next one was not judged)
+    and the start of the trailing flagged run."""
+    judged = [w for w in windows if "drift_flagged" in w.values]
+    return [bool(w.values["drift_flagged"]) for w in judged], flagged_run_start(judged)
+
+
+def flagged_run_start(windows: list[WindowMetrics]) -> int | None:
+    """Start of the first window of the trailing run of flagged windows (None: the last is not flagged)."""
+    since = None
+    for w in reversed(windows):
+        if not w.values["drift_flagged"]:
+            break
+        since = w.window_start
+    return since
+
+
 class Requester:
     """Gathers a model's state, decides, and emits. No loop: the process and the CLI drive it."""
 
@@ -84,6 +102,7 @@ class Requester:
         self._out = TrackedProducer(make_producer(kafka))
         self._sent = Subscriber(kafka, registry, self.topic, "RetrainRequested", start="earliest")
         self.delivered: set[str] = set()                # retrain ids seen on the retrain topic
+        self.errors = ErrorStreams(settings.change_delta)   # rebuilt from the store's lookback after a restart
 
     def state(self, model: str, live: LiveVersion) -> ModelState:
         now, s = self.clock(), self.settings
@@ -94,11 +113,13 @@ class Requester:
             return state
         lookback = now - int(s.lookback_seconds * 1000)
         windows = self._read(lambda: list(self.store.metrics(model, version, lookback, now)))
-        state.flagged_windows = [bool(w.values.get("drift_flagged")) for w in windows]
+        state.flagged_windows, state.flagged_since = drift_history(windows)
         feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
                                        if REPLAY_FLAG not in f.flags])
         records = [vars(f) for f in feedback]
         state.performance = performance(records)
+        if s.change_delta:
+            state.change = self.errors.observe(model, version, feedback, lookback)
         state.hard_examples = sum(hard_example(r, s.low_confidence) for r in records)
         since = max(state.last_request_ms or 0, live.since_ms or 0)
         state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)

@@ -24,5 +24,7 @@ class WorkerMetrics(ProcessorMetrics):
         self.cache_lookups = Counter("flywheel_prediction_cache_lookups", "Prediction cache lookups", ["model"],
                                      registry=r)
         self.cache_hits = Counter("flywheel_prediction_cache_hits", "Prediction cache hits", ["model"], registry=r)
+        self.review_dropped = Counter("flywheel_review_dropped", "Flagged answers over the review budget, per reason",
+                                      ["model", "reason"], registry=r)
         self.model_events = Counter("flywheel_model_events", "ModelEvents seen (LOAD_FAILED: a version refused)",
                                     ["model", "kind"], registry=r)

@@ -1,7 +1,13 @@
 """From a version's raw output to answers, with the checks on outputs: non-finite values,
 probabilities that do not sum to 1, values outside the declared range, low confidence or low
-margin. Everything is computed for the whole batch at once; flagged predictions go to review."""
-from dataclasses import dataclass
+margin. Everything is computed for the whole batch at once; flagged predictions go to review.
+
+Review is a person's time, so low confidence and low margin (judgement calls, not faults) are
+rationed per model by a `ReviewBudget`: a share of the model's predictions, the least confident
+first, unspent share carried over up to a burst. What does not fit is counted, never hidden (the
+prediction keeps its flags; the worker counts it in `flywheel_review_dropped_total`). Faults
+(non-finite output, probabilities that do not sum to 1, values out of range) always go."""
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +38,37 @@ class Answers:
 
     def confidence_of(self, k: int) -> float | None:
         return float(self.confidence[k]) if self.classifier and self.finite[k] else None
+
+
+RATIONED = frozenset({"low_confidence", "low_margin"})
+
+
+@dataclass
+class ReviewSelection:
+    items: list[int]                                       # answers to send to review, in batch order
+    dropped: dict[str, int] = field(default_factory=dict)  # flagged but over the budget, per reason
+
+
+@dataclass
+class ReviewBudget:
+    """How many of one model's low-confidence answers a reviewer gets: `share` of its predictions."""
+    share: float
+    burst: float = 100.0        # unspent items carried over at most (a quiet hour does not bank a flood)
+    tokens: float = 0.0
+
+    def select(self, answers: Answers) -> ReviewSelection:
+        flagged = answers.flagged()
+        faults = [k for k in flagged if not RATIONED.issuperset(answers.flags[k])]
+        judgement = sorted((k for k in flagged if RATIONED.issuperset(answers.flags[k])),
+                           key=lambda k: answers.confidence[k])
+        self.tokens = min(self.burst, self.tokens + self.share * len(answers.flags))
+        taken = min(len(judgement), int(self.tokens))
+        self.tokens -= taken
+        dropped: dict[str, int] = {}
+        for k in judgement[taken:]:
+            for reason in answers.flags[k]:
+                dropped[reason] = dropped.get(reason, 0) + 1
+        return ReviewSelection(sorted(faults + judgement[:taken]), dropped)
 
 
 def interpret(version: LoadedVersion, out: np.ndarray) -> Answers:

@@ -19,4 +19,8 @@ class WorkerSettings:
     max_request_bytes: int = 1_000_000
     cache_size: int = 0              # prediction cache entries per version; 0: off
     commit_timeout_s: float = 30.0
+    # Share of each model's predictions that may go to review for low confidence or margin (least
+    # confident first); the rest are counted in flywheel_review_dropped_total. Faults always go.
+    review_share: float = 0.01
+    review_burst: float = 100.0      # unspent review items carried over at most
     online_groups: dict[str, list[str]] = field(default_factory=dict)  # model -> feature groups to enrich from

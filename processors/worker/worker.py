@@ -40,7 +40,7 @@ from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, La
 from processors.runtime.pipeline import CommitPipeline, Outbox
 from processors.worker.features import FeatureBatch, RequestDecoder
 from processors.worker.metrics import WorkerMetrics
-from processors.worker.outputs import Answers, interpret
+from processors.worker.outputs import Answers, ReviewBudget, interpret
 from processors.worker.sessions import ROLE_CANARY, ROLE_LIVE, ROLE_SHADOW, LoadedVersion, ModelLoader, ServedModel
 from processors.worker.settings import WorkerSettings
 from processors.worker.wire import PredictionWriter, ReviewWriter, read_map
@@ -90,6 +90,7 @@ class InferenceWorker:
         self.served: dict[str, ServedModel] = {}
         self.decoders: dict[str, RequestDecoder] = {}
         self._writers: dict[tuple[str, str, str], PredictionWriter] = {}
+        self._review_budgets: dict[str, ReviewBudget] = {}
         self.load_errors: dict[str, str] = {}
         self._by_topic: dict[str, str] = {}
         self._subscribed: tuple[str, ...] = ()
@@ -265,7 +266,7 @@ class InferenceWorker:
                                                            inference_us)) for k, j in enumerate(picked)]
         sources = [source[j] for j in picked]
         outbox.produce_many(topic, values, [m.key() for m in sources], [m.headers() for m in sources])
-        flagged = answers.flagged() if role != ROLE_SHADOW else []
+        flagged = self._review_selection(model, answers) if role != ROLE_SHADOW else []
         if flagged:
             outbox.produce_many(self.catalog.review,
                                 [self._review(model, version, answers, k, batch, picked[k], predicted_at) for k in flagged],
@@ -274,6 +275,13 @@ class InferenceWorker:
             for reason, n in Counter(r for k in flagged for r in answers.flags[k]).items():
                 self.metrics.review_items.labels(model, reason).inc(n)
         self.metrics.predictions.labels(model, version.version, role).inc(len(picked))
+
+    def _review_selection(self, model: str, answers: Answers) -> list[int]:
+        budget = self._review_budgets.setdefault(model, ReviewBudget(self.s.review_share, self.s.review_burst))
+        selection = budget.select(answers)
+        for reason, n in selection.dropped.items():
+            self.metrics.review_dropped.labels(model, reason).inc(n)
+        return selection.items
 
     @staticmethod
     def _record(model: str, version: LoadedVersion, role: str, answers: Answers, k: int, batch: FeatureBatch,
