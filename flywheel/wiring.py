@@ -32,10 +32,27 @@ def feature_store_for(config: Config) -> FeatureStore:
     return open_store(config.section(StoreSettings, "store"), config.data_dir)
 
 
+class RedactingFilter(logging.Filter):
+    """Scrubs the config's secrets from every log line, whatever library wrote it."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.config.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def start_processor(config: Config, metrics: CollectorRegistry | None = None) -> threading.Event:
     """What every long-running command does first: log lines to stderr, serve its /metrics, and
     turn SIGTERM/SIGINT into the stop event its loop checks."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(config))
     if metrics is not None:
-        start_metrics_server(config.metrics_port, metrics)
+        start_metrics_server(config.metrics_port, metrics, config.metrics_addr)
     return stop_on_signals()

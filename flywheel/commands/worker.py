@@ -46,6 +46,6 @@ def run(args, config) -> int:
     worker = InferenceWorker(settings, config.kafka, schema_registry(config), config.data_dir, metrics, stop,
                              _online(settings, config))
     err.print(f"worker {settings.instance_id}: {'exactly-once' if settings.exactly_once else 'at-least-once'}, "
-              f"metrics on :{config.metrics_port}")
+              f"metrics on {config.metrics_addr}:{config.metrics_port}")
     worker.run()
     return 0

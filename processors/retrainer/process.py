@@ -98,7 +98,7 @@ class Retrainer:
         model = request["model"]
         deployment = self.models.deployment(model)
         ref = deployment.versions[deployment.live_version]
-        incumbent, incumbent_onnx = self.models.store.load(ref.manifest_path, ref.sha256)
+        incumbent, incumbent_onnx = self.models.store.load(model, deployment.live_version, ref.sha256)
         spec = request["dataset"]
         training = datasets.export(self.store, model, incumbent.features, spec["start_time"], spec["end_time"],
                                    spec["holdout_share"], spec["hard_example_share"],
