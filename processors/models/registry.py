@@ -18,6 +18,7 @@ from processors.models.errors import UnknownModel
 from processors.models.follower import ModelFollower
 from processors.models.history import EventLog
 from processors.models.manifest import Manifest
+from processors.models.probe import open_session
 from processors.models.signing import EventSigner
 from processors.models.store import ArtifactStore
 
@@ -61,6 +62,7 @@ class ModelRegistry:
     def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
                  evidence: dict[str, float] | None = None) -> dict:
         current = self.deployments().get(manifest.model) or Deployment(manifest.model)
+        open_session(manifest, onnx_bytes)     # a file that cannot serve never goes live
         path, manifest = self.store.save(onnx_bytes, manifest)
         ref = VersionRef(str(path.resolve()), manifest.sha256)
         return self._emit(current.register(manifest.version, ref), "REGISTERED", manifest.version, reason, evidence)

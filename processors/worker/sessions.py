@@ -5,37 +5,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
 from processors.models import ArtifactStore, Deployment, Manifest, ManifestError, MatrixLayout
-from processors.models.errors import ModelRegistryError, UnloadableModel
+from processors.models.errors import ModelRegistryError
+from processors.models.probe import open_session
 
 ROLE_LIVE, ROLE_CANARY, ROLE_SHADOW = "LIVE", "CANARY", "SHADOW"
-
-
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = intra_op_threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return opts
 
 
 class LoadedVersion:
     def __init__(self, manifest: Manifest, onnx_bytes: bytes, intra_op_threads: int = 1, cache_size: int = 0):
         self.manifest = manifest
         self.version = manifest.version
-        try:
-            self.session = ort.InferenceSession(onnx_bytes, session_options(intra_op_threads),
-                                                providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own (Fail, InvalidProtobuf, ...) plus RuntimeError
-            raise UnloadableModel(f"REFUSED {manifest.model}/{manifest.version}: ONNX Runtime cannot load it: "
-                                  f"{str(e).splitlines()[0][:300]}") from None
-        outputs = [o.name for o in self.session.get_outputs()]
-        # Classifiers: the probability tensor only (skipping the string label output saves a copy).
-        wanted = "probabilities" if manifest.output.task == "classifier" else "variable"
-        self.output = wanted if wanted in outputs else outputs[-1]
+        self.session, self.output = open_session(manifest, onnx_bytes, intra_op_threads)
         self.input = manifest.input_name
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
