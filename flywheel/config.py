@@ -40,6 +40,9 @@ class Config:
     data_dir: Path = Path(".flywheel")
     metrics_port: int = 9400
     metrics_addr: str = "127.0.0.1"   # where /metrics listens; 0.0.0.0 only where asked (Kubernetes)
+    # This process's stable id when its supervisor gives one (the stack per process slot, the
+    # pod name on Kubernetes); empty: each process its own (see processors/runtime/identity.py).
+    instance_id: str = ""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)     # may hold secrets as text
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -75,8 +78,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     metrics_addr = str(_pick(overrides.pop("metrics_addr", None), env.get("FLYWHEEL_METRICS_ADDR"),
                              top.get("metrics_addr"), "127.0.0.1"))
     kafka = build(KafkaSettings, "kafka", raw.get("kafka", {}), env, overrides.pop("kafka", {}))
-    return Config(data_dir=data_dir, metrics_port=metrics_port, metrics_addr=metrics_addr, kafka=kafka, raw=raw,
-                  env=env)
+    instance_id = str(_pick(overrides.pop("instance_id", None), env.get("FLYWHEEL_INSTANCE_ID"),
+                            top.get("instance_id"), ""))
+    return Config(data_dir=data_dir, metrics_port=metrics_port, metrics_addr=metrics_addr, instance_id=instance_id,
+                  kafka=kafka, raw=raw, env=env)
 
 
 def build(cls: type, section: str, table: Mapping[str, Any], env: Mapping[str, str],
