@@ -58,7 +58,9 @@ class Config:
         """Every secret this config has handed out (kafka's and each section built so far), for
         scrubbing text that could have picked one up from a library (log lines, errors)."""
         found = [getattr(s, f.name) for s in (self.kafka, *self._built) for f in dataclasses.fields(s)]
-        return sorted({v.reveal() for v in found if isinstance(v, Secret) and v}, key=len, reverse=True)
+        overrides = [str(v) for k, v in self.kafka.client_overrides.items() if "password" in k or "secret" in k]
+        return sorted({v.reveal() for v in found if isinstance(v, Secret) and v} | {v for v in overrides if v},
+                      key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for value in self.secret_values():

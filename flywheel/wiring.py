@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from feature_store import FeatureStore, StoreSettings, open_store
 from processors.runtime import start_metrics_server, stop_on_signals
 from schemas import RECORD_NAMES, load_schema, subject_for
-from schemas.registry import SchemaRegistry, open_registry
+from schemas.registry import RegistryAccess, SchemaRegistry, open_registry
 from streams.clients import make_admin
 from streams.topics import TopicCatalog, ensure_topics
 
@@ -15,7 +15,11 @@ from flywheel.config import Config
 
 
 def schema_registry(config: Config) -> SchemaRegistry:
-    return open_registry(config.kafka.schema_registry_url or None, config.data_dir)
+    k = config.kafka
+    return open_registry(k.schema_registry_url or None, config.data_dir,
+                         access=RegistryAccess(k.schema_registry_username, k.schema_registry_password,
+                                               k.schema_registry_ca_location, k.schema_registry_certificate_location,
+                                               k.schema_registry_key_location))
 
 
 def register_all_schemas(registry: SchemaRegistry) -> dict[str, int]:

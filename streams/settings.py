@@ -17,8 +17,14 @@ class KafkaSettings:
     partitions: int = 4
     replication: int = 1
     schema_registry_url: str = ""    # empty: the embedded registry in the data dir
+    # Confluent Schema Registry: HTTP basic auth and TLS (credentials never go in the URL).
+    schema_registry_username: str = ""
+    schema_registry_password: Secret = Secret()
+    schema_registry_ca_location: str = ""
+    schema_registry_certificate_location: str = ""
+    schema_registry_key_location: str = ""
     session_timeout_ms: int = 10000
-    client_overrides: dict[str, str] = field(default_factory=dict)
+    client_overrides: dict[str, str] = field(default_factory=dict, repr=False)   # may hold secrets
     # Broker security (librdkafka names): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""         # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
