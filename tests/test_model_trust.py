@@ -75,6 +75,12 @@ def test_the_forged_swap_is_refused_and_the_registered_version_keeps_serving(kaf
         assert worker.served["m"].live.version == "v1"
         _requests(kafka, registry, 20)
         assert _versions_answering(kafka, registry, catalog, 20) == {"v1"}
+    # Restarted, the worker finds the forged event last on the topic: it serves the state the
+    # registry logged in its data dir instead of leaving the model unserved.
+    # (Its own group: it leaves before its join completes, which Tansu holds against the group.)
+    with RunningWorker(kafka, registry, data_dir, instance_id="restarted", group_id="restarted") as worker:
+        wait_for(lambda: "m" in worker.served)
+        assert worker.served["m"].live.version == "v1"
     refusals = {(r.model, r.version, r.reason) for r in RefusalLog(data_dir).records()}
     assert refusals == {("m", "evil", "unregistered"), ("m", "v1", "sha256_mismatch")}
     # `flywheel status` and reports draw the refusal on the model's timeline.

@@ -35,7 +35,7 @@ from streams.clients import make_consumer, make_producer
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
-from processors.models import ArtifactStore, ModelFollower, ModelRegistryError
+from processors.models import ArtifactStore, Deployment, EventLog, ModelFollower, ModelRegistryError
 from processors.models.refusals import Refusal, RefusalLog, reason_of
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
 from processors.runtime.pipeline import CommitPipeline, Outbox
@@ -75,6 +75,7 @@ class InferenceWorker:
         self.stop = stop or Event()
         self.loader = ModelLoader(ArtifactStore(data_dir), settings.intra_op_threads, settings.cache_size)
         self.refusals = RefusalLog(data_dir)
+        self.history = EventLog(data_dir)
         self.follower = ModelFollower(kafka, registry, self._refuse)
         self.requests = AvroSerde(registry, "InferenceRequest")
         self.predictions = AvroSerde(registry, "Prediction")
@@ -323,9 +324,13 @@ class InferenceWorker:
                 served, failed = self.loader.build(deployments[model], current)
             except ModelRegistryError as e:
                 self.load_errors[model] = str(e)
-                self._refuse(Refusal(model, event.get("live_version") or "?", reason_of(e),
-                                     f"{e} (keeping {'what it served' if current else 'the model unserved'})",
+                fallback = None if current else self._logged(model)
+                keeping = "what it served" if current else \
+                    "the registry's last logged state" if fallback else "the model unserved"
+                self._refuse(Refusal(model, event.get("live_version") or "?", reason_of(e), f"{e} (keeping {keeping})",
                                      event["at"]))
+                if fallback is not None:
+                    self._swap(model, None, fallback)
                 continue
             for version, e in failed.items():
                 self._refuse(Refusal(model, version, reason_of(e), f"{e} (serving without it)", event["at"]))
@@ -335,6 +340,18 @@ class InferenceWorker:
                 self.load_errors.pop(model, None)
             self._swap(model, current, served)
         self._resubscribe()
+
+    def _logged(self, model: str) -> ServedModel | None:
+        """At start-up, when the topic's last event for a model is refused: the state the registry
+        last logged in the (trusted) data dir, if it loads, so a forged event cannot unserve a
+        model by being last on the topic."""
+        logged = self.history.last().get(model)
+        if logged is None:
+            return None
+        try:
+            return self.loader.build(Deployment.from_event(logged), None)[0]
+        except ModelRegistryError:
+            return None
 
     def _refuse(self, refusal: Refusal) -> None:
         """Loud: a log line, a metric, and an entry in the refusal log `flywheel status` shows."""
