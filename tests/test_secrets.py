@@ -121,3 +121,44 @@ def test_every_secret_setting_reads_from_config_env_or_file_and_never_prints(tmp
         assert "FLYWHEEL_KAFKA_SASL_PASSWORD_FILE" in str(e)
     else:
         raise AssertionError("a missing secret file must be an error")
+
+
+def test_schema_registry_credentials_travel_as_basic_auth_never_in_the_url(tmp_path):
+    """A real HTTP server stands in for the registry: it sees the credentials in the
+    Authorization header, whether they came from settings or were written into the URL."""
+    import base64
+    import http.server
+    import threading
+
+    from schemas.registry import RegistryAccess, open_registry, split_credentials
+    from schemas.secret import Secret
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = b'{"error_code": 40401, "message": "Subject not found"}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        access = RegistryAccess("flywheel", Secret(SECRETS["env"]))
+        assert open_registry(url, tmp_path, access=access).versions("s-value") == []
+        in_url = f"http://flywheel:{SECRETS['toml'].replace('-', '%2D')}@127.0.0.1:{server.server_port}"
+        assert open_registry(in_url, tmp_path).versions("s-value") == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = [f"Basic {base64.b64encode(f'flywheel:{s}'.encode()).decode()}" for s in (SECRETS["env"], SECRETS["toml"])]
+    assert seen == expected
+    assert split_credentials(in_url)[0] == url and not _leaks(repr(access))

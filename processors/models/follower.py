@@ -74,7 +74,8 @@ class ModelFollower:
         if reason is not None:
             model = (message.key() or b"").decode("utf-8", "replace")
             where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-            self._on_refusal(Refusal(model, "?", reason, f"ModelEvent at {where} is {reason.replace('_', ' ')} "
+            what = "unsigned" if reason == "unsigned" else "signed with another key, or altered since"
+            self._on_refusal(Refusal(model, "?", reason, f"ModelEvent at {where} is {what} "
                                      f"(a signing key is configured)", message.timestamp()[1]))
         return reason is None
 

@@ -18,8 +18,7 @@ class RegistryAccess:
     key_location: str = ""
 
     def client_config(self) -> dict:
-        conf = {"basic.auth.credentials.source": "USER_INFO",
-                "basic.auth.user.info": f"{self.username}:{self.password.reveal()}"} if self.username else {}
+        conf = {"basic.auth.user.info": f"{self.username}:{self.password.reveal()}"} if self.username else {}
         for name, value in (("ssl.ca.location", self.ca_location),
                             ("ssl.certificate.location", self.certificate_location),
                             ("ssl.key.location", self.key_location)):
