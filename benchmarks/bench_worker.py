@@ -41,7 +41,7 @@ from processors.models import MatrixLayout, ModelRegistry  # noqa: E402
 from processors.runtime import BatchCommitter  # noqa: E402
 from processors.runtime.pipeline import CommitPipeline, Outbox  # noqa: E402
 from processors.training import synthetic, train  # noqa: E402
-from processors.worker.sessions import session_options  # noqa: E402
+from processors.models.probe import session_options  # noqa: E402
 from processors.worker.settings import WorkerSettings  # noqa: E402
 from processors.worker.worker import EXACTLY_ONCE_PRODUCER  # noqa: E402
 from schemas import AvroSerde  # noqa: E402

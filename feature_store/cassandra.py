@@ -211,7 +211,7 @@ def make_cluster(settings: StoreSettings) -> Cluster:
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
         retry_policy=IdempotentRetryPolicy(), consistency_level=consistency,
         request_timeout=settings.request_timeout_s, row_factory=dict_factory)
-    auth = (PlainTextAuthProvider(settings.username, settings.password) if settings.username else None)
+    auth = (PlainTextAuthProvider(settings.username, settings.password.reveal()) if settings.username else None)
     return Cluster(contact_points=settings.cassandra_hosts, port=settings.cassandra_port,
                    execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=auth,
                    ssl_context=tls_context(settings), connect_timeout=settings.connect_timeout_s)

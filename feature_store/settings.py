@@ -3,6 +3,8 @@ alias of cassandra_hosts). Build with `config.section(StoreSettings, "store")`."
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.secret import Secret
+
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
@@ -24,7 +26,7 @@ class StoreSettings:
     local_dc: str = ""                      # empty: the DC of the first host contacted
     consistency: str = "LOCAL_QUORUM"
     username: str = ""
-    password: str = ""
+    password: Secret = Secret()             # or password_file / FLYWHEEL_STORE_PASSWORD_FILE
     tls: bool = False
     tls_ca_file: str = ""
     tls_cert_file: str = ""

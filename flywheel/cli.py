@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    config = None
     try:
         kafka = {k: v for k, v in (("bootstrap", args.bootstrap), ("topic_prefix", args.topic_prefix))
                  if v is not None}
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if not _is_user_facing(e):
             raise
-        print(f"flywheel {args.command}: {e}", file=sys.stderr)
+        # Our errors never carry a secret; a library's message might, so scrub it anyway.
+        message = config.redact(str(e)) if config is not None else str(e)
+        print(f"flywheel {args.command}: {message}", file=sys.stderr)
         return 1
 
 

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,7 +177,9 @@ class Stack:
         env = {**os.environ, **self.extra_env,
                "FLYWHEEL_BOOTSTRAP": self.config.kafka.bootstrap_servers,
                "FLYWHEEL_DATA_DIR": str(self.config.data_dir.resolve()),
-               "FLYWHEEL_METRICS_PORT": str(spec.metrics_port)}
+               "FLYWHEEL_METRICS_PORT": str(spec.metrics_port),
+               # Stable per process slot: a restarted child fences its predecessor's transactions.
+               "FLYWHEEL_INSTANCE_ID": f"{socket.gethostname()}-{spec.name}"}
         with open(self._log_path(spec), "ab") as log:
             child.proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

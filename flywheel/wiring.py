@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from feature_store import FeatureStore, StoreSettings, open_store
 from processors.runtime import start_metrics_server, stop_on_signals
 from schemas import RECORD_NAMES, load_schema, subject_for
-from schemas.registry import SchemaRegistry, open_registry
+from schemas.registry import RegistryAccess, SchemaRegistry, open_registry
 from streams.clients import make_admin
 from streams.topics import TopicCatalog, ensure_topics
 
@@ -15,7 +15,11 @@ from flywheel.config import Config
 
 
 def schema_registry(config: Config) -> SchemaRegistry:
-    return open_registry(config.kafka.schema_registry_url or None, config.data_dir)
+    k = config.kafka
+    return open_registry(k.schema_registry_url or None, config.data_dir,
+                         access=RegistryAccess(k.schema_registry_username, k.schema_registry_password,
+                                               k.schema_registry_ca_location, k.schema_registry_certificate_location,
+                                               k.schema_registry_key_location))
 
 
 def register_all_schemas(registry: SchemaRegistry) -> dict[str, int]:
@@ -32,10 +36,27 @@ def feature_store_for(config: Config) -> FeatureStore:
     return open_store(config.section(StoreSettings, "store"), config.data_dir)
 
 
+class RedactingFilter(logging.Filter):
+    """Scrubs the config's secrets from every log line, whatever library wrote it."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.config.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def start_processor(config: Config, metrics: CollectorRegistry | None = None) -> threading.Event:
     """What every long-running command does first: log lines to stderr, serve its /metrics, and
     turn SIGTERM/SIGINT into the stop event its loop checks."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(config))
     if metrics is not None:
-        start_metrics_server(config.metrics_port, metrics)
+        start_metrics_server(config.metrics_port, metrics, config.metrics_addr)
     return stop_on_signals()

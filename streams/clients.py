@@ -27,8 +27,23 @@ CONSUMER_DEFAULTS = {
 }
 
 
+def security_config(settings: KafkaSettings) -> dict:
+    """librdkafka's security properties from the settings (empty ones left out)."""
+    conf = {"security.protocol": settings.security_protocol.upper()}
+    for name, value in (("sasl.mechanism", settings.sasl_mechanism), ("sasl.username", settings.sasl_username),
+                        ("sasl.password", settings.sasl_password.reveal()),
+                        ("ssl.ca.location", settings.ssl_ca_location),
+                        ("ssl.certificate.location", settings.ssl_certificate_location),
+                        ("ssl.key.location", settings.ssl_key_location),
+                        ("ssl.key.password", settings.ssl_key_password.reveal())):
+        if value:
+            conf[name] = value
+    return conf
+
+
 def _base(settings: KafkaSettings) -> dict:
-    return {"bootstrap.servers": settings.bootstrap_servers, **settings.client_overrides}
+    return {"bootstrap.servers": settings.bootstrap_servers, **security_config(settings),
+            **settings.client_overrides}
 
 
 def make_producer(settings: KafkaSettings, transactional_id: str | None = None, **overrides) -> Producer:

@@ -1,5 +1,12 @@
-"""Kafka settings, passed in by whoever builds clients (never read from globals)."""
+"""Kafka settings, passed in by whoever builds clients (never read from globals).
+
+Secrets are `Secret`s: each can come from the config file, the environment or a file named by
+`<field>_file` (a mounted Kubernetes secret), and none ever prints (see flywheel/config.py)."""
 from dataclasses import dataclass, field
+
+from schemas.secret import Secret
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass
@@ -10,8 +17,30 @@ class KafkaSettings:
     partitions: int = 4
     replication: int = 1
     schema_registry_url: str = ""    # empty: the embedded registry in the data dir
+    # Confluent Schema Registry: HTTP basic auth and TLS (credentials never go in the URL).
+    schema_registry_username: str = ""
+    schema_registry_password: Secret = Secret()
+    schema_registry_ca_location: str = ""
+    schema_registry_certificate_location: str = ""
+    schema_registry_key_location: str = ""
     session_timeout_ms: int = 10000
-    client_overrides: dict[str, str] = field(default_factory=dict)
+    client_overrides: dict[str, str] = field(default_factory=dict, repr=False)   # may hold secrets
+    # Broker security (librdkafka names): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""         # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: Secret = Secret()
+    ssl_ca_location: str = ""        # PEM files
+    ssl_certificate_location: str = ""
+    ssl_key_location: str = ""
+    ssl_key_password: Secret = Secret()
+    # HMAC-SHA256 key of ModelEvents on the `models` topic: set, writers sign and readers refuse
+    # unsigned or tampered events. Here because every reader and writer of that topic holds it.
+    model_signing_key: Secret = Secret()
+
+    def __post_init__(self):
+        if self.security_protocol.upper() not in SECURITY_PROTOCOLS:
+            raise ValueError(f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
 
     @property
     def bootstrap_servers(self) -> str:

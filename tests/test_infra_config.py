@@ -23,6 +23,7 @@ import yaml
 
 from flywheel.cli import build_parser
 from flywheel.config import ALIASES, load_config
+from schemas.secret import Secret
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
@@ -357,6 +358,8 @@ def test_configuration_and_secrets_are_by_reference_and_exist(manifests):
             refs = {e["configMapRef"]["name"] for e in container["envFrom"]}
             assert refs <= configmaps, name
             for var in container["env"]:
+                if "fieldRef" in var["valueFrom"]:               # the pod's own name
+                    continue
                 ref = var["valueFrom"]["secretKeyRef"]          # no literal values in pod specs
                 assert (ref["name"], ref["key"]) in secret_keys, f"{name}: {ref}"
 
@@ -378,6 +381,7 @@ def test_configured_values_parse_to_the_types_flywheel_expects(manifests, compos
         config = load_config(None, env={k: str(v) for k, v in env.items()})
         assert str(config.data_dir) == env["FLYWHEEL_DATA_DIR"]
         assert config.metrics_port == int(env["FLYWHEEL_METRICS_PORT"])
+        assert config.metrics_addr == "0.0.0.0"     # set explicitly: the default is loopback
         for section, cls in settings_sections().items():
             settings = config.section(cls, section)
             hints = typing.get_type_hints(cls)
@@ -479,4 +483,6 @@ def accepted_env_names() -> set[str]:
     assert {"FLYWHEEL_DATA_DIR", "FLYWHEEL_METRICS_PORT"} <= top
     fields = {f"FLYWHEEL_{section}_{f.name}".upper()
               for section, cls in settings_sections().items() for f in dataclasses.fields(cls)}
-    return top | fields | set(ALIASES)
+    files = {f"FLYWHEEL_{section}_{f.name}_FILE".upper() for section, cls in settings_sections().items()
+             for f in dataclasses.fields(cls) if typing.get_type_hints(cls)[f.name] is Secret}
+    return top | fields | files | set(ALIASES)

@@ -16,6 +16,7 @@ from processors.joiner.process import FeedbackJoiner
 from schemas import AvroSerde
 from streams.clients import make_consumer, make_producer
 from streams.replay.headers import REPLAY
+from tests.test_worker_support import register
 
 T0 = int(time.time() * 1000) - 3_600_000
 
@@ -26,8 +27,8 @@ def _prediction(i: int, model: str = "m", version: str = "1") -> dict:
             "scores": {"yes": 0.6, "no": 0.4}, "confidence": 0.6, "numeric": {"x": float(i)}}
 
 
-def _label(i: int, value: str = "yes", at: int | None = None) -> dict:
-    return {"request_id": f"r{i}", "model": "m", "label": value, "value": None,
+def _label(i: int, value: str = "yes", at: int | None = None, model: str = "m") -> dict:
+    return {"request_id": f"r{i}", "model": model, "label": value, "value": None,
             "labelled_at": at or T0 + i + 60_000, "source": "test"}
 
 
@@ -77,6 +78,7 @@ def _run_until(joiner: FeedbackJoiner, done, timeout: float = 30.0) -> None:
 
 
 def test_joiner_joins_every_case_and_dead_letters_the_rest(kafka, registry, data_dir, topics):
+    register(kafka, registry, data_dir, "m", "1").close()
     store = open_store(StoreSettings(), data_dir)
     settings = JoinerSettings(join_window_seconds=3600, early_label_wait_seconds=1.0, group_id="j1")
     joiner = FeedbackJoiner(kafka, registry, store, settings, instance="t")
@@ -85,7 +87,8 @@ def test_joiner_joins_every_case_and_dead_letters_the_rest(kafka, registry, data
     topics.predictions([_prediction(6)], headers=[(REPLAY, b"run-1")])  # a replayed prediction
     topics.labels([_label(2), _label(3, "no"), _label(3, "yes", at=T0 + 120_000),   # after; replaced
                    _label(4, at=T0 + 2 * 3_600_000),                    # past the 1 h window
-                   _label(99), _label(6)], raw=[b"\xffgarbage"])        # unknown; replay; undecodable
+                   _label(99, model="client-chosen"), _label(6)],       # unknown; replay
+                  raw=[b"\xffgarbage"])                                # undecodable
     stored = lambda: list(store.feedback("m", T0 - 3_600_000, T0 + 3_600_000))           # noqa: E731
     _run_until(joiner, lambda: len(stored()) == 4 and not joiner._waiting)
     by_id = {f.request_id: f for f in stored()}
@@ -109,6 +112,10 @@ def test_joiner_joins_every_case_and_dead_letters_the_rest(kafka, registry, data
     assert m.get_sample_value("flywheel_labels_replaced_total", {"model": "m"}) == 1
     assert m.get_sample_value("flywheel_label_delay_seconds_count", {"model": "m"}) == 3
     assert m.get_sample_value("flywheel_dead_letters_total", {"processor": "joiner", "reason": "late_label"}) == 1
+    # A model name the label's producer chose is no label value unless registered.
+    records_in = {s.labels["model"] for metric in m.collect() if metric.name == "flywheel_records_in"
+                  for s in metric.samples}
+    assert records_in == {"m", "unknown"}
     joiner.close()
     store.close()
 

@@ -57,12 +57,12 @@ def test_tampered_model_is_refused_by_the_store_and_the_worker(kafka, registry, 
     artifact = ArtifactStore(data_dir).directory("m", "v1") / "model.onnx"
     artifact.write_bytes(artifact.read_bytes() + b"\x00")
     with pytest.raises(TamperedModel, match="REFUSED m/v1"):
-        ArtifactStore(data_dir).load(ref.manifest_path, ref.sha256)
+        ArtifactStore(data_dir).load("m", "v1", ref.sha256)
     publisher = Publisher(kafka, registry, "m")
     publisher.publish(Request(features=small_model()[2].rows(0, 1)[0]))
     publisher.flush()
     with RunningWorker(kafka, registry, data_dir) as worker:
         wait_for(lambda: worker.load_errors.get("m"))
         assert "REFUSED" in worker.load_errors["m"] and "m" not in worker.served
-        assert worker.metrics.model_events.labels("m", "LOAD_FAILED")._value.get() == 1
+        assert worker.metrics.model_refusals.labels("tampered")._value.get() == 1
         assert read_topic(kafka, registry, catalog.predictions("m"), "Prediction", 0, settle=1.0) == []

@@ -138,6 +138,7 @@ def _stop(proc, timeout: float = 30.0) -> None:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            subprocess.run(["/work/main/.venv/bin/py-spy", "dump", "--pid", str(proc.pid)], stdout=open("/tmp/pyspy.txt", "w"), stderr=subprocess.STDOUT)
             proc.kill()
             proc.wait()
 

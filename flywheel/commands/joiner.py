@@ -25,8 +25,9 @@ def run(args, config) -> int:
     metrics = JoinerMetrics()
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
-        joiner = FeedbackJoiner(config.kafka, schema_registry(config), store, settings, metrics, stop)
-        err.print(f"joiner: window {settings.join_window_seconds:g}s, metrics on :{config.metrics_port}")
+        joiner = FeedbackJoiner(config.kafka, schema_registry(config), store, settings, metrics, stop,
+                                config.instance_id or None)
+        err.print(f"joiner: window {settings.join_window_seconds:g}s, metrics on {config.metrics_addr}:{config.metrics_port}")
         joiner.run()
     return 0
 

@@ -25,7 +25,7 @@ def run(args, config) -> int:
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
         monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop)
-        err.print(f"monitor: {settings.window_seconds:g}s windows, metrics on :{config.metrics_port}")
+        err.print(f"monitor: {settings.window_seconds:g}s windows, metrics on {config.metrics_addr}:{config.metrics_port}")
         monitor.run()
     return 0
 

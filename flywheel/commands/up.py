@@ -11,6 +11,7 @@ from rich.table import Table
 from processors.models import ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
+from schemas.registry import split_credentials
 
 from flywheel.console import err
 from flywheel.demo import DemoSettings
@@ -121,7 +122,7 @@ def _watch(stack: Stack, state, config, run_for: float | None) -> int:
 def _banner(config, state, embedded: bool, demo: DemoSettings | None) -> Panel:
     table = Table.grid(padding=(0, 2))
     table.add_row("bootstrap", f"{state.bootstrap} ({'embedded Tansu, memory only' if embedded else 'external'})")
-    table.add_row("schema registry", config.kafka.schema_registry_url or f"embedded ({config.data_dir / 'schemas.sqlite'})")
+    table.add_row("schema registry", split_credentials(config.kafka.schema_registry_url)[0] or f"embedded ({config.data_dir / 'schemas.sqlite'})")
     table.add_row("data dir", state.data_dir)
     if state.restored_models:
         table.add_row("restored", ", ".join(state.restored_models))

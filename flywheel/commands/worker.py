@@ -15,7 +15,8 @@ def register(sub) -> None:
     p.add_argument("--at-least-once", action="store_true", help="no transactions: lower latency, duplicates possible after a crash")
     p.add_argument("--max-batch", type=int, metavar="N", help="records per batch at most (default 1000)")
     p.add_argument("--max-wait-ms", type=float, metavar="MS", help="wait this long for a batch to fill (default 0)")
-    p.add_argument("--instance-id", metavar="ID", help="stable id of this worker process (default: host name)")
+    p.add_argument("--instance-id", metavar="ID", help="stable id of this worker process (default: FLYWHEEL_INSTANCE_ID, else "
+                   "unique per process: host name and pid)")
     p.add_argument("--cache-size", type=int, metavar="N", help="prediction cache entries per version (default 0: off)")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default 1)")
     p.set_defaults(handler=run)
@@ -37,7 +38,7 @@ def _online(settings: WorkerSettings, config) -> dict:
 
 def run(args, config) -> int:
     overrides = {"models": args.model or None, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-                 "instance_id": args.instance_id, "cache_size": args.cache_size, "intra_op_threads": args.threads,
+                 "instance_id": args.instance_id or config.instance_id or None, "cache_size": args.cache_size, "intra_op_threads": args.threads,
                  "exactly_once": False if args.at_least_once else None}
     settings = config.section(WorkerSettings, "worker", **{k: v for k, v in overrides.items() if v is not None})
     ensure_core_topics(config, settings.models)
@@ -46,6 +47,6 @@ def run(args, config) -> int:
     worker = InferenceWorker(settings, config.kafka, schema_registry(config), config.data_dir, metrics, stop,
                              _online(settings, config))
     err.print(f"worker {settings.instance_id}: {'exactly-once' if settings.exactly_once else 'at-least-once'}, "
-              f"metrics on :{config.metrics_port}")
+              f"metrics on {config.metrics_addr}:{config.metrics_port}")
     worker.run()
     return 0

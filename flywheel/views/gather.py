@@ -9,6 +9,7 @@ from pathlib import Path
 
 from feature_store import FeatureStore
 from processors.models.history import EventLog
+from processors.models.refusals import RefusalLog
 from streams.errors import BrokerUnavailable
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
@@ -88,9 +89,10 @@ def model_view(store: FeatureStore, data_dir: Path, model: str, start: int, end:
     h = history.gather(store, data_dir, model, start, end)
     logged = EventLog(data_dir).events(model)
     events = timeline.merge(timeline.drift_events(model, h.windows), timeline.retrain_events(h.retrains),
-                            timeline.model_events(model, logged, start, end))
+                            timeline.model_events(model, logged, start, end),
+                            timeline.refusal_events(model, RefusalLog(data_dir).records(), start, end))
     part = Part("monitor windows and retrain records (store); ModelEvents (the registry's event log, "
-                f"{data_dir / 'models' / model / 'events.jsonl'})")
+                f"{data_dir / 'models' / model / 'events.jsonl'}); refusals ({RefusalLog(data_dir).path})")
     latency = history.latency(store, model, start, end, latency_bins) if latency_bins else []
     latency_part = Part("labelled requests in the feedback store: predicted_at - event_time",
                         "" if latency else "no labelled feedback in this time range")

@@ -14,6 +14,7 @@ EVENT_COLORS = {
     "ROLLED_BACK": "#e74c3c",
     "REJECTED": "#922b21",
     "RETIRED": "#7f8c8d",
+    "REFUSED": "#ff0000",
 }
 EVENT_WORDS = {
     timeline.DRIFT_FLAGGED: "drift flagged",
@@ -28,6 +29,7 @@ EVENT_WORDS = {
     "ROLLED_BACK": "rolled back",
     "REJECTED": "candidate rejected",
     "RETIRED": "retired",
+    "REFUSED": "REFUSED",
 }
 VERSION_COLORS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 

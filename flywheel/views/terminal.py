@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from flywheel.views import style
+from flywheel.views import style, timeline
 from flywheel.views.gather import ModelView
 from flywheel.views.live import StatusFrame
 
@@ -125,13 +125,14 @@ def _drift(frame: StatusFrame) -> Panel:
 
 
 def _timeline(frame: StatusFrame) -> Panel:
-    events = sorted((e for v in frame.models for e in v.events), key=lambda e: e.at)[-TIMELINE_ROWS:]
+    events = timeline.merge(*(v.events for v in frame.models))[-TIMELINE_ROWS:]
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("time (UTC)", "model", "event", "version", "detail"):
         t.add_column(name)
     for e in events:
-        t.add_row(_clock(e.at), e.model, Text(style.event_words(e.kind), style=f"bold {style.event_color(e.kind)}"),
-                  e.version or "", e.detail)
+        # Text, not markup: names and reasons may come from an untrusted event.
+        t.add_row(_clock(e.at), Text(e.model), Text(style.event_words(e.kind), style=f"bold {style.event_color(e.kind)}"),
+                  Text(e.version or ""), Text(e.detail))
     if not events:
         t.add_row("—", "", "nothing happened yet", "", "")
     return Panel(t, title="timeline", title_align="left")

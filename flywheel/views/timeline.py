@@ -6,11 +6,15 @@
 - the store's retrain bookkeeping: retrain requested (with reasons), candidate accepted, finished
   without a new version, or failed;
 - the registry's ModelEvents (its durable event log, a copy of the `models` topic): registered,
-  canary, shadow, promoted, rolled back, rejected, retired, with reason and evidence.
+  canary, shadow, promoted, rolled back, rejected, retired, with reason and evidence;
+- the workers' refusals (data_dir/models/refusals.jsonl): forged, unsigned or tampered events and
+  versions that would not load. One naming no valid model shows on every model's timeline.
 """
 from dataclasses import dataclass, field
 
 from feature_store import RetrainRecord, WindowMetrics
+from processors.models.refusals import REFUSED, Refusal
+from processors.models.store import NAME
 
 
 DRIFT_FLAGGED = "DRIFT_FLAGGED"
@@ -63,6 +67,12 @@ def model_events(model: str, records: list[dict], start: int = 0, end: int | Non
     return [Event(r["at"], r["model"], r["kind"], r["version"], r.get("reason") or "",
                   dict(r.get("evidence") or {}))
             for r in records if r["model"] == model and start <= r["at"] and (end is None or r["at"] < end)]
+
+
+def refusal_events(model: str, refusals: list[Refusal], start: int = 0, end: int | None = None) -> list[Event]:
+    return [Event(r.at, r.model, REFUSED, r.version, f"{r.reason}: {r.detail}" + (f" [{r.by}]" if r.by else ""))
+            for r in refusals if (r.model == model or not NAME.match(r.model))
+            and start <= r.at and (end is None or r.at < end)]
 
 
 def merge(*sources: list[Event]) -> list[Event]:

@@ -105,7 +105,7 @@ class Backtest:
         if ref is None:
             raise UnknownVersion(f"{deployment.model} has no version {version!r} "
                                  f"(registered: {', '.join(sorted(deployment.versions)) or 'none'})")
-        manifest, data = self.models.store.load(ref.manifest_path, ref.sha256)  # sha256-verified
+        manifest, data = self.models.store.load(deployment.model, version, ref.sha256)  # sha256-verified
         return LoadedVersion(manifest, data)
 
     def _predict(self, version: LoadedVersion, rows: list[FeedbackRecord], batch_size: int,

@@ -18,7 +18,6 @@ Records with the `flywheel-replay` header are joined and stored flagged `replay`
 feedback carries the header on; they are not counted as live traffic in any metric.
 """
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from feature_store import FeatureStore, retrying
+from processors.models import ModelFollower
+from processors.runtime.identity import process_instance_id
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
@@ -58,6 +59,9 @@ class JoinerMetrics(ProcessorMetrics):
                                      ["model"], buckets=DELAY_BUCKETS, registry=r)
 
 
+UNKNOWN = "unknown"
+
+
 @dataclass
 class Waiting:
     label: Label
@@ -81,10 +85,14 @@ class FeedbackJoiner:
                                       self.metrics.dead_letters)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
         exactly_once = settings.exactly_once
-        producer = make_producer(kafka, f"{settings.group_id}.{instance or socket.gethostname()}"
+        producer = make_producer(kafka, f"{settings.group_id}.{instance or process_instance_id()}"
                                  if exactly_once else None)
         self.committer = BatchCommitter(self.consumer, producer, exactly_once)
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
+        # Labels' model names come from whoever produced them: only registered ones become
+        # metric label values (a fixed "unknown" otherwise), so cardinality stays bounded.
+        self._models = ModelFollower(kafka, registry)
+        self._models.catch_up()
         self._waiting: dict[str, Waiting] = {}
         self._next: dict[tuple[str, int], int] = {}
         self.consumer.subscribe([self.catalog.labels, self.catalog.predictions_pattern()], on_revoke=self._on_revoke)
@@ -133,6 +141,7 @@ class FeedbackJoiner:
             self.committer.close()
         finally:
             self.consumer.close()
+            self._models.close()
 
     # -- one batch, in order -----------------------------------------------------------------------
 
@@ -199,25 +208,34 @@ class FeedbackJoiner:
             upto[key] = min(upto.get(key, w.message.offset()), w.message.offset())
         return [TopicPartition(t, p, o) for (t, p), o in upto.items()]
 
+    def _known(self, model: str | None, version: str | None = None) -> tuple[str, str]:
+        """(model, version) as metric label values: registered ones, else "unknown"."""
+        event = self._models.events.get(model or "")
+        if event is None:
+            return UNKNOWN, UNKNOWN
+        return model, version if version in (event.get("versions") or {}) else UNKNOWN
+
     def _count(self, predictions, labels, result: JoinResult) -> None:
         m = self.metrics
+        self._models.poll(0)
         for p, _ in predictions:
             if not p.replay:
-                m.records_in.labels(PROCESSOR, p.model).inc()
+                m.records_in.labels(PROCESSOR, self._known(p.model)[0]).inc()
         for label, _ in labels:
             if not label.replay:
-                m.records_in.labels(PROCESSOR, label.model or "").inc()
+                m.records_in.labels(PROCESSOR, self._known(label.model)[0]).inc()
         for label in result.replaced_pending:
             if not label.replay:
-                m.replaced.labels(label.model or "").inc()
+                m.replaced.labels(self._known(label.model)[0]).inc()
         replaced = set()
         for record in result.feedback:
             if REPLAY_FLAG in record.flags:
                 continue
-            m.joined.labels(record.model, record.model_version).inc()
-            m.label_delay.labels(record.model).observe(max(0.0, (record.labelled_at - record.event_time) / 1000))
+            model, version = self._known(record.model, record.model_version)
+            m.joined.labels(model, version).inc()
+            m.label_delay.labels(model).observe(max(0.0, (record.labelled_at - record.event_time) / 1000))
             if record.label_count > 1:
-                replaced.add((record.model, record.request_id))
+                replaced.add((model, record.request_id))
         for model, _ in replaced:
             m.replaced.labels(model).inc()
 

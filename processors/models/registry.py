@@ -27,6 +27,8 @@ from processors.models.errors import ModelRegistryError, UnknownModel
 from processors.models.follower import ModelFollower
 from processors.models.history import EventLog
 from processors.models.manifest import Manifest
+from processors.models.probe import open_session
+from processors.models.signing import EventSigner
 from processors.models.store import ArtifactStore
 
 
@@ -38,6 +40,7 @@ class ModelRegistry:
         self._follower = ModelFollower(settings, registry)
         self._serde = AvroSerde(registry, "ModelEvent")
         self._out = TrackedProducer(make_producer(settings))
+        self._signer = EventSigner.of(settings.model_signing_key)
 
     def deployments(self) -> dict[str, Deployment]:
         self._follower.catch_up()
@@ -56,17 +59,18 @@ class ModelRegistry:
 
     def manifest(self, model: str, version: str) -> Manifest:
         ref = self.deployment(model).versions[version]
-        return self.store.load(ref.manifest_path, ref.sha256)[0]
+        return self.store.load(model, version, ref.sha256)[0]
 
     def feature_spec(self, model: str) -> FeatureSpec | None:
         """The live version's feature spec, or None if the model is not registered."""
         found = self.deployments().get(model)
         if found is None or found.live_version is None:
             return None
-        return Manifest.read(Path(found.versions[found.live_version].manifest_path)).features
+        return self.store.manifest(model, found.live_version).features
 
     def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
                  evidence: dict[str, float] | None = None) -> dict:
+        open_session(manifest, onnx_bytes)     # a file that cannot serve never goes live
         path, manifest = self.store.save(onnx_bytes, manifest)
         ref = VersionRef(str(path.resolve()), manifest.sha256)
         return self._change(manifest.model, lambda d: (d.register(manifest.version, ref), manifest.version),
@@ -86,7 +90,7 @@ class ModelRegistry:
 
     def rollback(self, model: str, to: str | None = None, reason: str = "", evidence=None) -> dict:
         def rollback(current: Deployment):
-            registered = {v: Manifest.read(Path(r.manifest_path)).registered_at for v, r in current.versions.items()}
+            registered = {v: self.store.manifest(model, v).registered_at for v in current.versions}
             return current.rollback(to, registered)
         return self._change(model, rollback, "ROLLED_BACK", reason, evidence)
 
@@ -131,7 +135,7 @@ class ModelRegistry:
 
     def _emit(self, state: Deployment, kind: str, version: str, reason: str, evidence) -> dict:
         event = state.to_event(kind, version, self.actor, reason, evidence)
-        self._out.produce(self._follower.topic, self._serde.encode(event), key=state.model.encode())
+        self._produce(event)
         self._out.flush()
         self._follower.events[state.model] = event
         self.history.append(event)
@@ -143,10 +147,15 @@ class ModelRegistry:
         on_topic = self.deployments()
         missing = {m: event for m, event in self.history.last().items() if m not in on_topic}
         for model, event in missing.items():
-            self._out.produce(self._follower.topic, self._serde.encode(event), key=model.encode())
+            self._produce(event)
             self._follower.events[model] = event
         self._out.flush()
         return sorted(missing)
+
+    def _produce(self, event: dict) -> None:
+        key, value = event["model"].encode(), self._serde.encode(event)
+        headers = self._signer.headers(key, value) if self._signer else None
+        self._out.produce(self._follower.topic, value, key=key, headers=headers)
 
     def close(self) -> None:
         self._follower.close()

@@ -134,7 +134,7 @@ class Retrainer:
         if deployment.canary_version:
             return self._reject(model, version, f"canary {deployment.canary_version} is still undecided")
         ref = deployment.versions[deployment.live_version]
-        incumbent, incumbent_onnx = self.models.store.load(ref.manifest_path, ref.sha256)
+        incumbent, incumbent_onnx = self.models.store.load(model, deployment.live_version, ref.sha256)
         spec = request["dataset"]
         try:
             training = datasets.export(self.store, model, incumbent.features, spec["start_time"], spec["end_time"],

@@ -31,7 +31,7 @@ class ProcessorMetrics:
                                   ["processor", "topic", "partition"], registry=r)
 
 
-def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "0.0.0.0"):
+def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "127.0.0.1"):
     """Serve /metrics for this registry only (not the process-global default registry).
     Port 0 disables the endpoint. Returns (server, thread) or None."""
     if not port:

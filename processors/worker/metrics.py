@@ -26,5 +26,7 @@ class WorkerMetrics(ProcessorMetrics):
         self.cache_hits = Counter("flywheel_prediction_cache_hits", "Prediction cache hits", ["model"], registry=r)
         self.review_dropped = Counter("flywheel_review_dropped", "Flagged answers over the review budget, per reason",
                                       ["model", "reason"], registry=r)
-        self.model_events = Counter("flywheel_model_events", "ModelEvents seen (LOAD_FAILED: a version refused)",
+        self.model_events = Counter("flywheel_model_events", "ModelEvents seen, of models registered in the store",
                                     ["model", "kind"], registry=r)
+        self.model_refusals = Counter("flywheel_model_refusals", "ModelEvents and model versions refused "
+                                      "(see data_dir/models/refusals.jsonl)", ["reason"], registry=r)

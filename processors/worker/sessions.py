@@ -5,32 +5,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
 from processors.models import ArtifactStore, Deployment, Manifest, ManifestError, MatrixLayout
+from processors.models.errors import ModelRegistryError
+from processors.models.probe import open_session
 
 ROLE_LIVE, ROLE_CANARY, ROLE_SHADOW = "LIVE", "CANARY", "SHADOW"
-
-
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = intra_op_threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return opts
 
 
 class LoadedVersion:
     def __init__(self, manifest: Manifest, onnx_bytes: bytes, intra_op_threads: int = 1, cache_size: int = 0):
         self.manifest = manifest
         self.version = manifest.version
-        self.session = ort.InferenceSession(onnx_bytes, session_options(intra_op_threads),
-                                            providers=["CPUExecutionProvider"])
-        outputs = [o.name for o in self.session.get_outputs()]
-        # Classifiers: the probability tensor only (skipping the string label output saves a copy).
-        wanted = "probabilities" if manifest.output.task == "classifier" else "variable"
-        self.output = wanted if wanted in outputs else outputs[-1]
+        self.session, self.output = open_session(manifest, onnx_bytes, intra_op_threads)
         self.input = manifest.input_name
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
@@ -89,33 +76,47 @@ class ServedModel:
 
 class ModelLoader:
     """Builds ServedModels from deployments, reusing sessions already loaded for unchanged
-    versions. A version whose artifact fails verification raises (TamperedModel)."""
+    versions. Each version is resolved by name in the worker's own artifact store and verified
+    against the store's record (never a path or hash the event alone carries). A version that
+    fails is left out and reported: a canary or shadow is dropped (live answers its share); a
+    live version that fails raises, and the caller keeps what it served."""
 
     def __init__(self, store: ArtifactStore, intra_op_threads: int = 1, cache_size: int = 0):
         self.store = store
         self.intra_op_threads = intra_op_threads
         self.cache_size = cache_size
 
-    def build(self, deployment: Deployment, current: ServedModel | None) -> ServedModel | None:
+    def build(self, deployment: Deployment, current: ServedModel | None
+              ) -> tuple[ServedModel | None, dict[str, ModelRegistryError]]:
+        """The model as it should serve now, and the versions refused (version -> why)."""
         if deployment.live_version is None:
-            return None
+            return None, {}
         loaded = {v.version: v for v in ([current.live, current.canary, *current.shadows] if current else []) if v}
-        versions = {}
+        versions, failed = {}, {}
         for version in deployment.serving:
-            ref = deployment.versions[version]
+            ref = deployment.versions.get(version)
+            claimed = ref.sha256 if ref else None
             reuse = loaded.get(version)
-            if reuse is not None and reuse.manifest.sha256 == ref.sha256:
+            if reuse is not None and reuse.manifest.sha256 == claimed:
                 versions[version] = reuse
-            else:
-                manifest, data = self.store.load(ref.manifest_path, ref.sha256)
+                continue
+            try:
+                manifest, data = self.store.load(deployment.model, version, claimed)
                 versions[version] = LoadedVersion(manifest, data, self.intra_op_threads, self.cache_size)
+            except ModelRegistryError as e:
+                failed[version] = e
+        if deployment.live_version in failed:
+            raise failed[deployment.live_version]
         live = versions[deployment.live_version]
-        for v in versions.values():
+        for v in list(versions.values()):
             if (v.manifest.features, v.manifest.categorical_encoding) != \
                     (live.manifest.features, live.manifest.categorical_encoding):
-                raise ManifestError(f"{deployment.model}/{v.version} expects other features than live "
-                                    f"{live.version}: one worker batch feeds every version the same matrix")
-        return ServedModel(
+                failed[v.version] = ManifestError(
+                    f"{deployment.model}/{v.version} expects other features than live {live.version}: "
+                    "one worker batch feeds every version the same matrix")
+                del versions[v.version]
+        canary = versions.get(deployment.canary_version) if deployment.canary_version else None
+        served = ServedModel(
             deployment, live, MatrixLayout(live.manifest.features, live.manifest.categorical_encoding),
-            versions.get(deployment.canary_version) if deployment.canary_version else None,
-            [versions[v] for v in deployment.shadow_versions if v in versions])
+            canary, [versions[v] for v in deployment.shadow_versions if v in versions])
+        return served, failed

@@ -1,16 +1,18 @@
 """Worker settings: TOML [worker], env FLYWHEEL_WORKER_<FIELD>, CLI flags."""
-import socket
 from dataclasses import dataclass, field
+
+from processors.runtime.identity import process_instance_id
 
 
 @dataclass
 class WorkerSettings:
     models: list[str] = field(default_factory=list)   # empty: every registered model
     group_id: str = "flywheel-worker"
-    # Stable per worker process (restarts reuse it): it names the transactional producer, so a
-    # restarted worker fences its killed predecessor and aborts its open transaction at once.
-    # Two live workers must not share it. Default: the host name (the pod name on Kubernetes).
-    instance_id: str = field(default_factory=socket.gethostname)
+    # Names the transactional producer: two live workers must not share it, and a restarted
+    # worker that reuses it fences its killed predecessor (aborting its open transaction at once).
+    # Default: unique per process (host and pid). Whoever restarts a worker in the same slot
+    # passes a stable one: the stack per process slot, Kubernetes the pod name (FLYWHEEL_INSTANCE_ID).
+    instance_id: str = field(default_factory=process_instance_id)
     max_batch: int = 1000            # records per batch at most
     max_wait_ms: float = 0.0         # once a record is in hand, wait this long for more (0: take what is there)
     idle_poll_ms: float = 100.0      # how long to block when nothing is waiting

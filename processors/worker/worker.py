@@ -20,7 +20,7 @@ Per batch (see processors/runtime/commit.py for the commit protocol, pipeline.py
 import logging
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Event
 
@@ -35,7 +35,8 @@ from streams.clients import make_consumer, make_producer
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
-from processors.models import ArtifactStore, ModelFollower, ModelRegistryError
+from processors.models import ArtifactStore, Deployment, EventLog, ModelFollower, ModelRegistryError
+from processors.models.refusals import Refusal, RefusalLog, reason_of
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
 from processors.runtime.pipeline import CommitPipeline, Outbox
 from processors.worker.features import FeatureBatch, RequestDecoder
@@ -73,7 +74,9 @@ class InferenceWorker:
         self.metrics = metrics or WorkerMetrics()
         self.stop = stop or Event()
         self.loader = ModelLoader(ArtifactStore(data_dir), settings.intra_op_threads, settings.cache_size)
-        self.follower = ModelFollower(kafka, registry)
+        self.refusals = RefusalLog(data_dir)
+        self.history = EventLog(data_dir)
+        self.follower = ModelFollower(kafka, registry, self._refuse)
         self.requests = AvroSerde(registry, "InferenceRequest")
         self.predictions = AvroSerde(registry, "Prediction")
         self.reviews = AvroSerde(registry, "ReviewItem")
@@ -319,21 +322,51 @@ class InferenceWorker:
     def _apply(self, events: list[dict]) -> None:
         latest = {e["model"]: e for e in events if self._wanted(e["model"])}
         for e in events:
-            if self._wanted(e["model"]):
+            # Label values only for models registered in this worker's store (events are untrusted).
+            if self._wanted(e["model"]) and self.loader.store.has_model(e["model"]):
                 self.metrics.model_events.labels(e["model"], e["kind"]).inc()
         deployments = self.follower.deployments()
-        for model in latest:
+        for model, event in latest.items():
             current = self.served.get(model)
             try:
-                served = self.loader.build(deployments[model], current)
+                served, failed = self.loader.build(deployments[model], current)
             except ModelRegistryError as e:
                 self.load_errors[model] = str(e)
-                self.metrics.model_events.labels(model, "LOAD_FAILED").inc()
-                log.error("%s (keeping %s)", e, "what it served" if current else "the model unserved")
+                fallback = None if current else self._logged(model)
+                keeping = "what it served" if current else \
+                    "the registry's last logged state" if fallback else "the model unserved"
+                self._refuse(Refusal(model, event.get("live_version") or "?", reason_of(e), f"{e} (keeping {keeping})",
+                                     event["at"]))
+                if fallback is not None:
+                    self._swap(model, None, fallback)
                 continue
-            self.load_errors.pop(model, None)
+            for version, e in failed.items():
+                self._refuse(Refusal(model, version, reason_of(e), f"{e} (serving without it)", event["at"]))
+            if failed:
+                self.load_errors[model] = "; ".join(str(e) for e in failed.values())
+            else:
+                self.load_errors.pop(model, None)
             self._swap(model, current, served)
         self._resubscribe()
+
+    def _logged(self, model: str) -> ServedModel | None:
+        """At start-up, when the topic's last event for a model is refused: the state the registry
+        last logged in the (trusted) data dir, if it loads, so a forged event cannot unserve a
+        model by being last on the topic."""
+        logged = self.history.last().get(model)
+        if logged is None:
+            return None
+        try:
+            return self.loader.build(Deployment.from_event(logged), None)[0]
+        except ModelRegistryError:
+            return None
+
+    def _refuse(self, refusal: Refusal) -> None:
+        """Loud: a log line, a metric, and an entry in the refusal log `flywheel status` shows."""
+        refusal = replace(refusal, by=f"{PROCESSOR} {self.s.instance_id}")
+        log.error("%s", refusal.describe())
+        self.metrics.model_refusals.labels(refusal.reason).inc()
+        self.refusals.append(refusal)
 
     def _swap(self, model: str, current: ServedModel | None, served: ServedModel | None) -> None:
         for version, role in (current.roles() if current else []):

@@ -11,8 +11,8 @@ from schemas.errors import SchemaRegistryError, UnknownSchemaId
 
 
 class ConfluentRegistry:
-    def __init__(self, url: str, default_mode: str = "BACKWARD"):
-        self._client = SchemaRegistryClient({"url": url})
+    def __init__(self, url: str, default_mode: str = "BACKWARD", access=None):
+        self._client = SchemaRegistryClient({"url": url, **(access.client_config() if access else {})})
         self._default_mode = default_mode
         self._by_id: dict[int, str] = {}
 
