@@ -47,13 +47,11 @@ def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
     assert event["evidence"]["candidate_accuracy"] > event["evidence"]["incumbent_accuracy"] + 0.01
     assert store.get_profile("churn", deployment.canary_version) is not None
     # Its low-confidence line is its own: the 1% quantile of its answers on the held-out rows.
-    ref = deployment.versions[deployment.canary_version]
-    canary, onnx = models.store.load(ref.manifest_path, ref.sha256)
+    canary, onnx = models.store.load("churn", deployment.canary_version)
     holdout = datasets.export(store, "churn", canary.features, now - 120_000, now + 1, 0.25, 0.2).holdout
     assert canary.output.low_confidence == pytest.approx(
         np.quantile(outputs(canary, onnx, holdout).max(axis=1), 0.01))
-    assert canary.output.low_confidence != models.store.load(
-        deployment.versions["v1"].manifest_path, deployment.versions["v1"].sha256)[0].output.low_confidence
+    assert canary.output.low_confidence != models.store.load("churn", "v1")[0].output.low_confidence
     record = store.get_retrain("churn", "abc123def")
     # In flight until the rollout decides its canary (the trigger closes it then).
     assert record.status == "in_flight" and record.new_version == deployment.canary_version
@@ -89,7 +87,7 @@ def test_a_request_registered_before_a_crash_is_deployed_not_trained_again(setup
     # What a retrainer killed right after `register` left: the request's version registered, no
     # canary, no outcome, the request still on the topic (it will be redelivered).
     incumbent = models.manifest("churn", "v1")
-    onnx = models.store.load(models.deployment("churn").versions["v1"].manifest_path, incumbent.sha256)[1]
+    onnx = models.store.load("churn", "v1", incumbent.sha256)[1]
     models.register(onnx, dataclasses.replace(incumbent, version=version_for(request)))
     retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings(trainer="command:false"))
     assert retrainer.handle(request) == "resumed"            # the failing trainer was never called
