@@ -11,6 +11,9 @@ class KafkaSettings:
     replication: int = 1
     schema_registry_url: str = ""    # empty: the embedded registry in the data dir
     session_timeout_ms: int = 10000
+    # The largest record Flywheel writes: its producers' message.max.bytes and, on the topics
+    # it creates, max.message.bytes (set together, so what a producer accepts the broker keeps).
+    max_message_bytes: int = 1_048_576
     client_overrides: dict[str, str] = field(default_factory=dict)
 
     @property

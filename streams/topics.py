@@ -3,7 +3,7 @@ import re
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerUnavailable, UnknownTopic
 from streams.settings import KafkaSettings
@@ -77,7 +77,9 @@ class TopicCatalog:
         raise UnknownTopic(f"topic {topic} is not one of Flywheel's (prefix {self._s.topic_prefix!r})")
 
     def _spec(self, name: str, partitions: int | None = None, **config: str) -> TopicSpec:
-        return TopicSpec(name, partitions or self._s.partitions, self._s.replication, dict(config))
+        # Every topic takes the records Flywheel's producers may write (message.max.bytes).
+        config = {"max.message.bytes": str(self._s.max_message_bytes), **config}
+        return TopicSpec(name, partitions or self._s.partitions, self._s.replication, config)
 
     def core(self) -> list[TopicSpec]:
         return [
@@ -127,3 +129,17 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 1
             if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise BrokerUnavailable(f"cannot create topic {name}: {e}") from e
     return created
+
+
+def topic_configs(admin: AdminClient, topics: list[str], timeout: float = 15.0) -> dict[str, dict[str, str]]:
+    """Each existing topic's configs as the cluster describes them (name -> value); topics that
+    do not exist are left out."""
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
+    out = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            out[resource.name] = {name: entry.value for name, entry in future.result().items()}
+        except KafkaException as e:
+            if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise BrokerUnavailable(f"cannot describe topic {resource.name}: {e}") from e
+    return out

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from feature_store import FeatureStore, retrying
+from feature_store import FeatureStore
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
+from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer, make_producer
@@ -78,7 +79,7 @@ class FeedbackJoiner:
         self._labels = AvroSerde(registry, "GroundTruth")
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                      self.metrics.dead_letters)
+                                      self.metrics.dead_letters, kafka.max_message_bytes)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
         exactly_once = settings.exactly_once
         producer = make_producer(kafka, f"{settings.group_id}.{instance or socket.gethostname()}"
@@ -91,11 +92,7 @@ class FeedbackJoiner:
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                try:
-                    self.step()
-                except CommitError as e:      # rewound: the same records come again
-                    log.warning("batch not committed, redoing it: %s", e)
+            run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()
 
@@ -143,12 +140,12 @@ class FeedbackJoiner:
             self._next[(m.topic(), m.partition())] = m.offset() + 1
         label_messages = [m for m in messages if m.topic() == self.catalog.labels]
         prediction_messages = [m for m in messages if m.topic() != self.catalog.labels]
-        for m, value in zip(prediction_messages, self._predictions.decode_many([m.value() for m in prediction_messages])):
+        for m, value in zip(prediction_messages, self._decoded(self._predictions, prediction_messages)):
             if isinstance(value, DecodeFailure):
                 dead.append((m, value.reason, value.detail))
             else:
                 predictions.append((prediction_record(value, is_replay(m)), m))
-        for m, value in zip(label_messages, self._labels.decode_many([m.value() for m in label_messages])):
+        for m, value in zip(label_messages, self._decoded(self._labels, label_messages)):
             if isinstance(value, DecodeFailure):
                 dead.append((m, value.reason, value.detail))
             elif (value["label"] is None) == (value["value"] is None):
@@ -222,8 +219,12 @@ class FeedbackJoiner:
             m.replaced.labels(model).inc()
 
     def _retrying(self, call):
-        """Store calls wait out an unavailable store (backpressure) until stopped."""
-        return retrying(call, stop=self.stop)
+        """Store and registry calls wait out an outage where they stand (backpressure, see
+        runtime/failures.py): nothing of the batch is committed meanwhile."""
+        return hold_back(call, self.stop, PROCESSOR)
+
+    def _decoded(self, serde: AvroSerde, messages: list[Message]) -> list:
+        return self._retrying(lambda: serde.decode_many([m.value() for m in messages]))
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}

@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Gauge
 
-from feature_store import FeatureStore, WindowMetrics, retrying, wall_clock_ms
+from feature_store import FeatureStore, WindowMetrics, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
 from processors.monitor.windows import WindowedMonitor, WindowResult
 from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
+from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer, make_producer
@@ -114,7 +115,7 @@ class Monitor:
         self._predictions = AvroSerde(registry, "Prediction")
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                      self.metrics.dead_letters)
+                                      self.metrics.dead_letters, kafka.max_message_bytes)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
         self.producer = TrackedProducer(make_producer(kafka))
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
@@ -126,8 +127,7 @@ class Monitor:
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                self.step()
+            run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()
 
@@ -137,7 +137,7 @@ class Monitor:
         dead = self._add(messages)
         results = self.windows.close_due(self.clock())
         if results:
-            retrying(lambda: self.store.put_metrics([window_row(r) for r in results]), stop=self.stop)
+            hold_back(lambda: self.store.put_metrics([window_row(r) for r in results]), self.stop, PROCESSOR)
             for r in results:
                 self.metrics.show(r)
             self.closed = (self.closed + results)[-1000:]
@@ -157,7 +157,7 @@ class Monitor:
         cached = self._references.get((model, version))
         if cached and (cached[0] is not None or time.monotonic() < cached[1]):
             return cached[0]
-        row = retrying(lambda: self.store.get_profile(model, version), stop=self.stop)
+        row = hold_back(lambda: self.store.get_profile(model, version), self.stop, PROCESSOR)
         profile = None
         if row is not None:
             try:
@@ -176,7 +176,7 @@ class Monitor:
             batch = [m for m in live if (m.topic() == self.catalog.feedback) == is_feedback]
             serde = self._feedback if is_feedback else self._predictions
             records, sources = [], []
-            for m, value in zip(batch, serde.decode_many([m.value() for m in batch])):
+            for m, value in zip(batch, hold_back(lambda: serde.decode_many([m.value() for m in batch]), self.stop, PROCESSOR)):
                 if isinstance(value, DecodeFailure):
                     dead.append((m, value.reason, value.detail))
                 elif not (is_feedback and REPLAY_FLAG in value["flags"]):
