@@ -18,6 +18,7 @@ Records with the `flywheel-replay` header are joined and stored flagged `replay`
 feedback carries the header on; they are not counted as live traffic in any metric.
 """
 import logging
+import math
 import socket
 import threading
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from feature_store import FeatureStore
+from feature_store import FeatureStore, wall_clock_ms
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
@@ -69,8 +70,9 @@ class Waiting:
 class FeedbackJoiner:
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: JoinerSettings, metrics: JoinerMetrics | None = None,
-                 stop: threading.Event | None = None, instance: str | None = None):
+                 stop: threading.Event | None = None, instance: str | None = None, clock=wall_clock_ms):
         self.settings = settings
+        self.clock = clock
         self.catalog = TopicCatalog(kafka)
         self.metrics = metrics or JoinerMetrics()
         self.stop = stop or threading.Event()
@@ -138,6 +140,7 @@ class FeedbackJoiner:
         predictions, labels = [], []
         for m in messages:
             self._next[(m.topic(), m.partition())] = m.offset() + 1
+        now_ms = self.clock()
         label_messages = [m for m in messages if m.topic() == self.catalog.labels]
         prediction_messages = [m for m in messages if m.topic() != self.catalog.labels]
         for m, value in zip(prediction_messages, self._decoded(self._predictions, prediction_messages)):
@@ -150,6 +153,10 @@ class FeedbackJoiner:
                 dead.append((m, value.reason, value.detail))
             elif (value["label"] is None) == (value["value"] is None):
                 dead.append((m, "invalid_label", "a label needs exactly one of label or value"))
+            elif value["value"] is not None and not math.isfinite(value["value"]):
+                dead.append((m, "non_finite_label", f"label value {value['value']} is not a finite number"))
+            elif problem := self.settings.time_problem(value["labelled_at"], now_ms, is_replay(m)):
+                dead.append((m, "time_skew", problem))
             else:
                 labels.append((Label.from_ground_truth(value, is_replay(m)), m))
         return predictions, labels
@@ -165,6 +172,10 @@ class FeedbackJoiner:
                                                       time.monotonic() + self.settings.early_label_wait_seconds)
         for fb in result.feedback:      # joined from the prediction side: no longer waiting
             self._waiting.pop(fb.request_id, None)
+        for label, reason, detail in result.refused:
+            self._waiting.pop(label.request_id, None)
+            if label in message_of:
+                dead.append((message_of[label], reason, detail))
         for label in result.unknown:
             dead.append((message_of[label], "unknown_request",
                          f"no prediction for request {label.request_id} after "

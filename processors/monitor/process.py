@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from confluent_kafka import KafkaException, Message, TopicPartition
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from feature_store import FeatureStore, WindowMetrics, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
@@ -77,6 +77,8 @@ class MonitorMetrics(ProcessorMetrics):
                                  ["model", "version", "metric"], registry=r)
         self.labelled = Gauge("flywheel_labelled_examples", "Labelled examples behind the last window's performance",
                               ["model", "version"], registry=r)
+        self.late = Counter("flywheel_monitor_late_records", "Records for an already closed window (folded into "
+                            "the oldest open one, never into the closed one)", ["model", "version"], registry=r)
 
     def show(self, result: WindowResult) -> None:
         m, v = result.model, result.version
@@ -88,6 +90,7 @@ class MonitorMetrics(ProcessorMetrics):
         for q in result.quality:
             self.quality.labels(m, v, q.feature, q.rule).set(q.value)
         self.labelled.labels(m, v).set(result.labelled)
+        self.late.labels(m, v).inc(result.late)
         if result.performance:
             for metric, value in result.performance.metrics.items():
                 self.performance.labels(m, v, metric).set(value)
@@ -111,7 +114,7 @@ class Monitor:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
-                                       self.reference, settings.drift(), settings.quality())
+                                       self.reference, settings.drift(), settings.quality(), self._closed_until)
         self._predictions = AvroSerde(registry, "Prediction")
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
@@ -138,6 +141,12 @@ class Monitor:
         results = self.windows.close_due(self.clock())
         if results:
             hold_back(lambda: self.store.put_metrics([window_row(r) for r in results]), self.stop, PROCESSOR)
+            # Then mark them closed, before any offset past their records is committed.
+            ends = {}
+            for r in results:
+                ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
+            for (model, version), end in ends.items():
+                hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
             for r in results:
                 self.metrics.show(r)
             self.closed = (self.closed + results)[-1000:]
@@ -166,6 +175,9 @@ class Monitor:
                 log.warning("reference profile of %s/%s is unusable: %s", model, version, e)
         self._references[(model, version)] = (profile, time.monotonic() + self.settings.reference_refresh_seconds)
         return profile
+
+    def _closed_until(self, model: str, version: str) -> int | None:
+        return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         dead = []
