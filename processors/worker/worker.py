@@ -369,7 +369,7 @@ class InferenceWorker:
         self._writers = {k: w for k, w in self._writers.items() if k[0] != model}
         self.served[model] = served
         self.decoders[model] = RequestDecoder(self.requests, served.layout, self.s.max_request_bytes,
-                                              self.online.get(model))
+                                              self.online.get(model), int(self.s.max_clock_skew_seconds * 1000))
         for version, role in served.roles():
             self.metrics.version_info.labels(model, version, role).set(1)
         log.info("%s serves %s", model, ", ".join(f"{v} ({r.lower()})" for v, r in served.roles()))
