@@ -174,3 +174,22 @@ def test_a_registry_outage_while_decoding_is_backpressure(kafka, registry, data_
         assert runner.thread.is_alive() and not worker.stop.is_set()
     assert sorted(p["request_id"] for p, _ in predictions) == ["r1", "r2"]
     assert read_topic(kafka, registry, catalog.deadletter, "DeadLetter", 0, settle=0.3) == []
+
+
+def test_a_dead_letter_always_fits_even_when_headers_alone_are_over(registry):
+    """The record's payload is cut first; headers and key go too when they alone are too big."""
+    from processors.runtime import DeadLetterWriter
+    from processors.runtime.pipeline import Outbox
+    writer = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), "dl", "test", max_bytes=20_000)
+    out = Outbox()
+    for payload, headers in ((b"p" * 50_000, [("h", b"small")]), (b"p" * 100, [("big", b"h" * 30_000)])):
+        writer.send(out, writer.record("oversize", "too big", topic="t", partition=0, offset=1, key=b"k" * 10,
+                                       value=payload, headers=headers))
+    (_, [cut], [cut_key], [cut_headers]), (_, [dropped], [dropped_key], [dropped_headers]) = out.chunks
+    serde = AvroSerde(registry, "DeadLetter")
+    first, second = serde.decode(cut), serde.decode(dropped)
+    assert len(cut) < 20_000 and cut_key == b"k" * 10 and cut_headers == [("h", b"small")]
+    assert b"p" * 50_000 != first["payload"] and (b"p" * 50_000).startswith(first["payload"])
+    assert hashlib.sha256(b"p" * 50_000).hexdigest() in first["detail"] and "of 50000 bytes" in first["detail"]
+    assert len(dropped) < 20_000 and dropped_key is None and dropped_headers is None
+    assert "header(s) and the key dropped" in second["detail"]

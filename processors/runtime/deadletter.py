@@ -54,21 +54,22 @@ class DeadLetterWriter:
 
     def send(self, out: Output, record: dict) -> None:
         """Encode and produce one dead letter, keyed by the original key, carrying the original
-        headers (so replay marks travel with it), cut to fit the size budget (`bounded`)."""
-        record = self.bounded(record)
-        headers = [(k, v) for k, v in record["headers"].items()] or None
-        out.produce(self.topic, self.serde.encode(record), key=record["key"], headers=headers)
+        headers (so replay marks travel with it), cut to fit the size budget (`_cut`)."""
+        value = self.serde.encode(record)
+        headers = [(k, v) for k, v in record["headers"].items()]
+        excess = self.budget.excess(value, record["key"], headers)
+        if excess > 0:
+            record = self._cut(record, headers, excess)
+            value = self.serde.encode(record)
+            headers = [(k, v) for k, v in record["headers"].items()]
+        out.produce(self.topic, value, key=record["key"], headers=headers or None)
         if self.counter is not None:
             self.counter.labels(self.processor, record["reason"]).inc()
 
-    def bounded(self, record: dict) -> dict:
-        """The record itself if it fits the budget; else one that keeps the start of the original
-        payload and says in its detail how long the original was and its sha256 (headers and
-        key too, if they alone are over)."""
-        headers = [(k, v) for k, v in record["headers"].items()]
-        excess = self.budget.excess(self.serde.encode(record), record["key"], headers)
-        if excess <= 0:
-            return record
+    def _cut(self, record: dict, headers: Headers, excess: int) -> dict:
+        """A dead letter `excess` bytes over the budget, cut to fit: it keeps the start of the
+        original payload and says in its detail how long the original was and its sha256
+        (headers and key are dropped too if they alone are over)."""
         payload, key = record["payload"] or b"", record["key"]
         notes = []
         # The note itself adds bytes to detail (at most its 2000 characters): leave room for it.
