@@ -91,6 +91,7 @@ def run_corpus(kafka, registry, data_dir, make_topics, good_count: int, request_
         "non_finite_label": labels.encode(_label("r2", label=None, value=math.inf)),
         "time_skew": labels.encode(_label("r3", labelled_at=-1)),
         "unknown_class": labels.encode(_label("r4", label="maybe")),
+        "wrong_label_kind": labels.encode(_label("r5", label=None, value=2.0)),
         "unknown_request": labels.encode(_label("nobody")),
     }
     good = [requests.encode(_request(data, i, f"r{i}")) for i in range(good_count)]

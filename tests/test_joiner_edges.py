@@ -21,13 +21,14 @@ def test_each_refused_label_is_one_dead_letter_with_its_reason(kafka, registry, 
         "time_skew": [_label(1, at=-1_000), _label(2, at=now + 3_600_000)],   # before 1970; an hour ahead
         "non_finite_label": [dict(_label(7), label=None, value=math.nan), dict(_label(7), label=None, value=-math.inf)],
         "unknown_class": [_label(3, "maybe")],
+        "wrong_label_kind": [dict(_label(5), label=None, value=1.0), _label(7, "yes")],
     }
     good = [_label(4), _label(5, "no"), dict(_label(7), label=None, value=2.5)]
-    topics.labels([bad["time_skew"][0], good[0], bad["non_finite_label"][0], bad["unknown_class"][0], good[1],
-                   bad["time_skew"][1], bad["non_finite_label"][1], good[2]])
+    topics.labels([bad["time_skew"][0], good[0], bad["non_finite_label"][0], bad["unknown_class"][0],
+                   *bad["wrong_label_kind"], good[1], bad["time_skew"][1], bad["non_finite_label"][1], good[2]])
     _run_until(joiner, lambda: len(list(store.feedback("m", T0 - 1, T0 + 3_600_000))) == 3)
     joiner.step()                       # the batch in hand is committed: its dead letters are visible
-    letters = topics.read(topics.catalog.deadletter, "DeadLetter", 5)
+    letters = topics.read(topics.catalog.deadletter, "DeadLetter", 7)
     joiner.close()
 
     assert sorted(f.request_id for f in store.feedback("m", T0 - 1, T0 + 3_600_000)) == ["r4", "r5", "r7"]

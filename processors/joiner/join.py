@@ -191,6 +191,16 @@ class Join:
             result.refused.append((label, "unknown_class", f"label {label.label[:100]!r} is not one of the model's "
                                                            f"classes {sorted(classes)}"))
             return
+        # A class for a regressor or a number for a classifier is not truth for it either (and a
+        # label can then add no more to a FeedbackRecord than a class name the Prediction holds).
+        classifier = any(p.label is not None or p.scores for p in predictions)
+        regressor = any(p.value is not None for p in predictions)
+        if (label.label is not None and regressor and not classifier) or \
+                (label.value is not None and classifier and not regressor):
+            result.refused.append((label, "wrong_label_kind",
+                                   f"a {'class' if label.label is not None else 'value'} label for a "
+                                   f"{'regressor' if regressor else 'classifier'}"))
+            return
         for p in predictions:
             if label.labelled_at - p.predicted_at > self.settings.window_ms:
                 result.late.append((label, p))
