@@ -3,7 +3,6 @@ their outputs, a schema registry that stops answering."""
 import hashlib
 import json
 import threading
-import time
 
 import pytest
 from confluent_kafka import TopicPartition

@@ -32,7 +32,8 @@ def _label(request_id: str, label: str | None = "class_0", value: float | None =
 
 
 # A mutation of a valid record's bytes: flip a byte, cut the record short, or append junk.
-MUTATION = st.tuples(st.sampled_from(["flip", "cut", "append"]), st.integers(0, 10_000), st.binary(min_size=1, max_size=8))
+MUTATION = st.tuples(st.sampled_from(["flip", "cut", "append"]), st.integers(0, 10_000),
+                     st.binary(min_size=1, max_size=8))
 
 
 def _mutate(value: bytes, mutation) -> bytes:
@@ -127,7 +128,8 @@ def run_corpus(kafka, registry, data_dir, make_topics, good_count: int, request_
     answered = [p["request_id"] for p, _ in predictions]
     for i in range(good_count):
         assert answered.count(f"r{i}") == 1, f"r{i}"
-    assert sorted(f.request_id for f in reader.feedback("m", 0, now + 3_600_000)) == sorted(f"r{i}" for i in range(good_count))
+    joined = sorted(f.request_id for f in reader.feedback("m", 0, now + 3_600_000))
+    assert joined == sorted(f"r{i}" for i in range(good_count))
 
     for topic, sequence, serde in ((catalog.requests("m"), request_sequence, requests),
                                    (catalog.labels, label_sequence, labels)):

@@ -188,7 +188,8 @@ class Monitor:
             batch = [m for m in live if (m.topic() == self.catalog.feedback) == is_feedback]
             serde = self._feedback if is_feedback else self._predictions
             records, sources = [], []
-            for m, value in zip(batch, hold_back(lambda: serde.decode_many([m.value() for m in batch]), self.stop, PROCESSOR)):
+            decoded = hold_back(lambda: serde.decode_many([m.value() for m in batch]), self.stop, PROCESSOR)
+            for m, value in zip(batch, decoded):
                 if isinstance(value, DecodeFailure):
                     dead.append((m, value.reason, value.detail))
                 elif not (is_feedback and REPLAY_FLAG in value["flags"]):

@@ -44,8 +44,8 @@ class RequestDecoder:
     request lacks from the online store by entity id (every record then takes the fastavro path,
     so the merged features are what is echoed)."""
 
-    def __init__(self, serde: AvroSerde, layout: MatrixLayout, max_bytes: int, online: OnlineFeatureLookup | None = None,
-                 max_clock_skew_ms: int = 300_000):
+    def __init__(self, serde: AvroSerde, layout: MatrixLayout, max_bytes: int,
+                 online: OnlineFeatureLookup | None = None, max_clock_skew_ms: int = 300_000):
         self.serde = serde
         self.max_clock_skew_ms = max_clock_skew_ms
         self.online = online
