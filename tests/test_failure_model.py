@@ -62,7 +62,7 @@ def test_requests_just_under_and_over_the_limit(kafka, registry, data_dir, make_
         big_client.produce(catalog.requests("m"), value, b"k", partition=0)
     assert big_client.flush(30) == 0
 
-    with RunningWorker(kafka, registry, data_dir) as worker:
+    with RunningWorker(kafka, registry, data_dir, group_id="size-limits") as worker:
         predictions = read_topic(kafka, registry, catalog.predictions("m"), "Prediction", 2, timeout=60)
         letters = read_topic(kafka, registry, catalog.deadletter, "DeadLetter", 2, timeout=60)
         assert not worker.stop.is_set()
@@ -88,7 +88,7 @@ def test_a_prediction_over_the_budget_is_a_dead_letter(kafka, registry, data_dir
         out.produce(catalog.requests("m"), value, b"k", partition=0)
     assert out.flush(30) == 0
 
-    with RunningWorker(kafka, registry, data_dir, max_request_bytes=budget) as worker:
+    with RunningWorker(kafka, registry, data_dir, max_request_bytes=budget, group_id="size-budget") as worker:
         predictions = read_topic(kafka, registry, catalog.predictions("m"), "Prediction", 1, timeout=60)
         letters = read_topic(kafka, registry, catalog.deadletter, "DeadLetter", 1, timeout=60)
         assert not worker.stop.is_set()
@@ -159,11 +159,11 @@ def test_a_registry_outage_while_decoding_is_backpressure(kafka, registry, data_
 
     flaky = FlakyRegistry(registry)
     flaky.down.set()
-    runner = RunningWorker(kafka, registry=flaky, data_dir=data_dir)
+    runner = RunningWorker(kafka, registry=flaky, data_dir=data_dir, group_id="registry-outage")
     with runner as worker:
         wait_for(lambda: flaky.refused >= 3, timeout=60)
         assert runner.thread.is_alive()
-        probe = make_consumer(kafka, "flywheel-worker")
+        probe = make_consumer(kafka, "registry-outage")
         committed = probe.committed([TopicPartition(catalog.requests("m"), 0)], timeout=10)[0].offset
         probe.close()
         assert committed < 1              # nothing committed past the record it cannot decode
@@ -192,3 +192,25 @@ def test_a_dead_letter_always_fits_even_when_headers_alone_are_over(registry):
     assert hashlib.sha256(b"p" * 50_000).hexdigest() in first["detail"] and "of 50000 bytes" in first["detail"]
     assert len(dropped) < 20_000 and dropped_key is None and dropped_headers is None
     assert "header(s) and the key dropped" in second["detail"]
+
+
+def test_the_joiner_and_monitor_refuse_to_start_against_a_too_small_deadletter_topic(kafka, registry, data_dir,
+                                                                                      make_topics):
+    from confluent_kafka.admin import NewTopic
+
+    from feature_store import StoreSettings, open_store
+    from processors.joiner.process import FeedbackJoiner, JoinerSettings
+    from processors.monitor.process import Monitor, MonitorSettings
+    from processors.runtime.budget import SizeBudgetError
+    from streams.clients import make_admin
+    from streams.topics import TopicCatalog
+    catalog = TopicCatalog(kafka)
+    admin = make_admin(kafka)
+    for f in admin.create_topics([NewTopic(catalog.deadletter, 1, 1, config={"max.message.bytes": "100000"})]).values():
+        f.result()
+    make_topics()
+    store = open_store(StoreSettings(), data_dir)
+    for processor in (FeedbackJoiner(kafka, registry, store, JoinerSettings(), instance="t"),
+                      Monitor(kafka, registry, store, MonitorSettings())):
+        with pytest.raises(SizeBudgetError, match=r"deadletter accepts records up to 100000 bytes"):
+            processor.run()

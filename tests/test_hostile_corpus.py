@@ -109,7 +109,7 @@ def run_corpus(kafka, registry, data_dir, make_topics, good_count: int, request_
     for _, value in request_sequence:
         out.produce(catalog.requests("m"), value, b"k", partition=0)
     out.flush(10)
-    runner = RunningWorker(kafka, registry, data_dir, max_request_bytes=20_000)
+    runner = RunningWorker(kafka, registry, data_dir, max_request_bytes=20_000, group_id="hostile-worker")
     with runner, Joiner(kafka, registry, data_dir) as joiner:
         wanted = {f"r{i}" for i in range(good_count)}
         wait_for(lambda: wanted <= {p["request_id"] for p, _ in read_topic(

@@ -31,10 +31,11 @@ from feature_store import FeatureStore, wall_clock_ms
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
+from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer, make_producer
+from streams.clients import make_admin, make_consumer, make_producer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
@@ -83,6 +84,7 @@ class FeedbackJoiner:
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                       self.metrics.dead_letters, kafka.max_message_bytes)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
+        self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         exactly_once = settings.exactly_once
         producer = make_producer(kafka, f"{settings.group_id}.{instance or socket.gethostname()}"
                                  if exactly_once else None)
@@ -94,6 +96,8 @@ class FeedbackJoiner:
 
     def run(self) -> None:
         try:
+            hold_back(lambda: check_output_topics(self.admin, [self.catalog.feedback, self.catalog.deadletter],
+                                                  self.max_message_bytes), self.stop, PROCESSOR)
             run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()

@@ -23,10 +23,11 @@ from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
 from processors.monitor.windows import WindowedMonitor, WindowResult
 from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
+from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer, make_producer
+from streams.clients import make_admin, make_consumer, make_producer
 from streams.delivery import TrackedProducer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
@@ -121,6 +122,7 @@ class Monitor:
                                       self.metrics.dead_letters, kafka.max_message_bytes)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
         self.producer = TrackedProducer(make_producer(kafka))
+        self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self._references: dict[tuple[str, str], tuple[Profile | None, float]] = {}
         self._next: dict[tuple[str, int], int] = {}
@@ -130,6 +132,8 @@ class Monitor:
 
     def run(self) -> None:
         try:
+            hold_back(lambda: check_output_topics(self.admin, [self.catalog.deadletter], self.max_message_bytes),
+                      self.stop, PROCESSOR)
             run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()

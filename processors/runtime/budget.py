@@ -9,6 +9,10 @@ letter bounds what it carries (deadletter.py) so it always fits.
 """
 from dataclasses import dataclass
 
+from confluent_kafka.admin import AdminClient
+
+from streams.topics import topic_configs
+
 Headers = list[tuple[str, bytes | None]] | None
 
 # What a record adds on the wire around key, value and headers (record and batch framing,
@@ -39,9 +43,10 @@ class SizeBudgetError(Exception):
     """An existing cluster's topics refuse records Flywheel may write: fix the configs first."""
 
 
-def check_topic_limits(configs: dict[str, dict[str, str]], max_bytes: int) -> None:
-    """Raise SizeBudgetError (one line) if a topic refuses what Flywheel's producers may write."""
-    problems = topic_limit_problems(configs, max_bytes)
+def check_output_topics(admin: AdminClient, topics: list[str], max_bytes: int) -> None:
+    """At a processor's start: raise SizeBudgetError (one line) if a topic it writes refuses
+    what its producer may send (an existing cluster's topics were not created by Flywheel)."""
+    problems = topic_limit_problems(topic_configs(admin, topics), max_bytes)
     if problems:
         more = f" (and {len(problems) - 1} more topic(s))" if len(problems) > 1 else ""
         raise SizeBudgetError(problems[0] + more)

@@ -32,12 +32,12 @@ from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, topic_configs
+from streams.topics import TopicCatalog
 
 from processors.models import ArtifactStore, ModelFollower, ModelRegistryError
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
-from processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_topic_limits
-from processors.runtime.failures import UNAVAILABLE, run_batches
+from processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_output_topics
+from processors.runtime.failures import UNAVAILABLE, hold_back, run_batches
 from processors.runtime.pipeline import CommitPipeline, Outbox
 from processors.worker.features import FeatureBatch, RequestDecoder
 from processors.worker.metrics import WorkerMetrics
@@ -103,15 +103,10 @@ class InferenceWorker:
         self.committer.start()
         self.follower.catch_up()
         self._apply(list(self.follower.events.values()))
-        self._check_topic_limits()
-        return self
-
-    def _check_topic_limits(self) -> None:
-        """Every topic the worker writes must take what its producer may send (an existing
-        cluster's topics were not created by Flywheel): else stop here, in one line."""
         c = self.catalog
         topics = [c.review, c.deadletter] + [t for m in sorted(self.served) for t in (c.predictions(m), c.shadow(m))]
-        check_topic_limits(topic_configs(self.admin, topics), self.budget.max_bytes)
+        hold_back(lambda: check_output_topics(self.admin, topics, self.budget.max_bytes), self.stop, PROCESSOR)
+        return self
 
     def run(self) -> None:
         """Serve until the stop Event is set (SIGTERM/SIGINT), then leave cleanly."""
