@@ -170,6 +170,14 @@ class FeatureStore(ABC):
     def metrics_bucket(self, window_start: int) -> int:
         return window_start // self.settings.metrics_bucket_ms
 
+    # ---- the monitor's closed windows: the end of the last one per model version
+    def put_closed_until(self, model: str, version: str, end: int) -> None:
+        self._upsert("monitor_closed_windows", [{"model": model, "model_version": version, "closed_until": end}])
+
+    def closed_until(self, model: str, version: str) -> int | None:
+        rows = self._select("monitor_closed_windows", [(model, version)])
+        return rows[0]["closed_until"] if rows else None
+
     # ---- reference profiles per model version
     def put_profile(self, profile: ReferenceProfile) -> None:
         self._upsert("reference_profiles", [profile.to_dict()])

@@ -27,6 +27,11 @@ class SchemaRegistryError(Exception):
     """The registry could not be reached or answered with an error."""
 
 
+class RegistryUnavailable(SchemaRegistryError):
+    """The registry did not answer (down, unreachable, its file unreadable): nothing is wrong
+    with the record being decoded, so a processor waits and retries instead of dead-lettering."""
+
+
 class IncompatibleSchema(SchemaRegistryError):
     """A new schema version breaks the subject's compatibility rule."""
 

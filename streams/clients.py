@@ -47,7 +47,7 @@ def _base(settings: KafkaSettings) -> dict:
 
 
 def make_producer(settings: KafkaSettings, transactional_id: str | None = None, **overrides) -> Producer:
-    conf = {**_base(settings), **PRODUCER_DEFAULTS, **overrides}
+    conf = {**_base(settings), **PRODUCER_DEFAULTS, "message.max.bytes": settings.max_message_bytes, **overrides}
     if transactional_id:
         conf["transactional.id"] = transactional_id
     return Producer(conf)

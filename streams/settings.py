@@ -24,6 +24,9 @@ class KafkaSettings:
     schema_registry_certificate_location: str = ""
     schema_registry_key_location: str = ""
     session_timeout_ms: int = 10000
+    # The largest record Flywheel writes: its producers' message.max.bytes and, on the topics
+    # it creates, max.message.bytes (set together, so what a producer accepts the broker keeps).
+    max_message_bytes: int = 1_048_576
     client_overrides: dict[str, str] = field(default_factory=dict, repr=False)   # may hold secrets
     # Broker security (librdkafka names): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     security_protocol: str = "PLAINTEXT"

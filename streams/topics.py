@@ -3,7 +3,7 @@ import re
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerUnavailable, UnknownTopic
 from streams.metadata import retrying, wait_for_leaders
@@ -78,7 +78,9 @@ class TopicCatalog:
         raise UnknownTopic(f"topic {topic} is not one of Flywheel's (prefix {self._s.topic_prefix!r})")
 
     def _spec(self, name: str, partitions: int | None = None, **config: str) -> TopicSpec:
-        return TopicSpec(name, partitions or self._s.partitions, self._s.replication, dict(config))
+        # Every topic takes the records Flywheel's producers may write (message.max.bytes).
+        config = {"max.message.bytes": str(self._s.max_message_bytes), **config}
+        return TopicSpec(name, partitions or self._s.partitions, self._s.replication, config)
 
     def core(self) -> list[TopicSpec]:
         return [
@@ -129,3 +131,17 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
                     raise BrokerUnavailable(f"cannot create topic {name}: {e.args[0].str()}") from None
     wait_for_leaders(admin, [s.name for s in specs], timeout)
     return created
+
+
+def topic_configs(admin: AdminClient, topics: list[str], timeout: float = 15.0) -> dict[str, dict[str, str]]:
+    """Each existing topic's configs as the cluster describes them (name -> value); topics that
+    do not exist are left out."""
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
+    out = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            out[resource.name] = {name: entry.value for name, entry in future.result().items()}
+        except KafkaException as e:
+            if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise BrokerUnavailable(f"cannot describe topic {resource.name}: {e}") from e
+    return out

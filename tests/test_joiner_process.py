@@ -18,7 +18,7 @@ from streams.clients import make_consumer, make_producer
 from streams.replay.headers import REPLAY
 from tests.test_worker_support import register
 
-T0 = int(time.time() * 1000) - 3_600_000
+T0 = int(time.time() * 1000) - 3 * 3_600_000   # labels up to 2 h after T0 are still in the past
 
 
 def _prediction(i: int, model: str = "m", version: str = "1") -> dict:

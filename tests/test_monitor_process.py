@@ -103,3 +103,46 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
                                            "rule": "out_of_range"}) is not None
     assert gauge("flywheel_labelled_examples", {"model": "m", "version": "1"}) == 0   # the last window's
     monitor.close()
+
+
+def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, registry, make_topics, store):
+    """Issue 12, item 3: a window stored as 30 labelled at accuracy 1.0 became 2 labelled at 0.0
+    after two late labels and a restart (the new process re-read them into the window it no
+    longer knew was closed). Closed windows are in the store; the late labels are counted late."""
+    catalog = make_topics("m")
+    producer = make_producer(kafka)
+    feedback = AvroSerde(registry, "FeedbackRecord")
+
+    def send(records):
+        for r in records:
+            producer.produce(catalog.feedback, feedback.encode(r), r["request_id"].encode(), partition=0)
+        producer.flush(10)
+
+    settings = MonitorSettings(window_seconds=10, grace_seconds=1, group_id="mon-restart")
+    now = {"ms": T0 + WINDOW + 1000}
+
+    def run_until(monitor, done):
+        deadline = time.monotonic() + 30
+        while not done() and time.monotonic() < deadline:
+            monitor.step()
+        assert done()
+
+    send(_feedback(30, 30, T0))
+    first = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
+    run_until(first, lambda: any(r.start_ms == T0 for r in first.closed))
+    late = [dict(r, request_id=f"late-{i}") for i, r in enumerate(_feedback(2, 0, T0 + 5))]
+    send(late)
+    run_until(first, lambda: first.windows.open_windows == 1)       # folded into the next window
+    first.consumer.close()                                          # gone, as after kill -9
+
+    second = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
+    run_until(second, lambda: second.windows.open_windows == 1)     # the late labels, read again
+    now["ms"] = T0 + 2 * WINDOW + 1000
+    run_until(second, lambda: any(r.start_ms == T0 + WINDOW for r in second.closed))
+    second.close()
+
+    rows = {r.window_start: r.values for r in store.metrics("m", "1", T0, T0 + 3 * WINDOW)}
+    assert (rows[T0]["labelled"], rows[T0]["performance.accuracy"]) == (30, 1.0)
+    assert (rows[T0 + WINDOW]["labelled"], rows[T0 + WINDOW]["late"]) == (2, 2)
+    assert second.metrics.registry.get_sample_value("flywheel_monitor_late_records_total",
+                                                    {"model": "m", "version": "1"}) == 2

@@ -57,3 +57,11 @@ def test_quality_rules_fire_on_missing_range_unseen_and_volume():
     violated = {(q.feature, q.rule): q.value for q in check(reference, sick, QualityThresholds()) if q.violated}
     assert violated == {("x", "missing_rate"): 0.1, ("x", "out_of_range"): pytest.approx(10 / 90),
                         ("c", "unseen_category"): 0.05, (VOLUME, "volume"): 0.1}
+
+
+def test_non_finite_regression_values_are_left_out_and_counted():
+    """Issue 12, item 4: one NaN label turned a regressor's MAE and RMSE into NaN."""
+    records = [{"true_value": t, "predicted_value": 1.0} for t in (0.0, 2.0, float("nan"), float("inf"))]
+    result = performance(records)
+    assert result.metrics == {"mae": 1.0, "rmse": 1.0} and result.count == 2
+    assert result.counts["non_finite"] == 2

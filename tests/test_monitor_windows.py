@@ -44,3 +44,20 @@ def test_safe_offsets_hold_the_first_record_of_open_windows():
     assert monitor.safe_offsets() == {("t", 0): 8}
     monitor.close_due(2 * W)
     assert monitor.safe_offsets() == {} and monitor.open_windows == 0
+
+
+def test_a_record_before_1970_for_a_version_with_no_closed_window_is_not_a_crash():
+    """Issue 12, item 2: a negative labelled_at raised KeyError (no closed window yet for the
+    version) on every restart. It opens its own window, which closes like any other."""
+    monitor = WindowedMonitor(W, 200, lambda m, v: None)
+    monitor.add_feedback([fb("r1", -5000, "a")])
+    [closed] = monitor.close_due(0)
+    assert (closed.start_ms, closed.labelled) == (-5000, 1)
+
+
+def test_closed_windows_are_read_from_the_store_so_a_restart_cannot_reopen_them():
+    stored = {("m", "1"): 2 * W}
+    monitor = WindowedMonitor(W, 200, lambda m, v: None, closed=lambda m, v: stored.get((m, v)))
+    monitor.add_feedback([fb("late", W + 10, "b"), fb("new", 2 * W + 10, "a")])
+    [window] = monitor.close_due(3 * W + 200)
+    assert (window.start_ms, window.labelled, window.late) == (2 * W, 2, 1)

@@ -44,3 +44,11 @@ def test_false_promotions_are_rare_when_versions_are_equal():
     promotions = sum(decide(errors(0.2, 400, s), errors(0.2, 400, s + 1000), SETTINGS).verdict is Verdict.PROMOTE
                      for s in range(200))
     assert promotions <= 5
+
+
+def test_one_nan_loss_among_thousands_does_not_decide_the_verdict():
+    """Issue 12, item 4: one NaN among 2,001 canary losses turned a promotion into a rollback."""
+    better = errors(0.05, 2000, 5)
+    d = decide(np.append(better, np.nan), errors(0.3, 2000, 6), SETTINGS)
+    assert d.verdict is Verdict.PROMOTE
+    assert d.evidence["non_finite_losses"] == 1 and d.evidence["canary_labels"] == 2000

@@ -157,6 +157,14 @@ def test_window_metrics_are_ordered_across_day_buckets_and_idempotent(store):
     assert list(store.metrics("m", "v2", day - DAY_MS, day + 2 * DAY_MS)) == []
 
 
+def test_closed_windows_per_model_version(store):
+    assert store.closed_until("m", "v1") is None
+    store.put_closed_until("m", "v1", T0)
+    store.put_closed_until("m", "v1", T0 + HOUR_MS)          # an upsert: the later end wins
+    store.put_closed_until("m", "v2", T0)
+    assert (store.closed_until("m", "v1"), store.closed_until("m", "v2")) == (T0 + HOUR_MS, T0)
+
+
 def test_reference_profiles_by_model_version(store):
     blob = bytes(range(256)) * 10
     store.put_profile(ReferenceProfile("m", "v1", T0, blob))

@@ -45,6 +45,7 @@ def test_each_reason_once_and_the_partition_moves_on(kafka, registry, data_dir, 
         "oversize": serde.encode(_request(data, 4, metadata={"blob": "x" * 5000})),
         "unseen_category": serde.encode(_request(data, 6, categorical={"seg": "never-seen"})),
         "wrong_shape": serde.encode(_request(data, 7, numeric={}, dense=dense_ok[:-4])),
+        "time_skew": serde.encode(_request(data, 8, event_time=-5)),
     }
     good = [serde.encode(_request(data, 10 + i)) for i in range(len(bad))]
     good.append(serde.encode(_request(data, 5, numeric={}, dense=dense_ok)))  # the dense fast path

@@ -28,6 +28,10 @@ class JoinerSettings:
     batch_size: int = 2000
     poll_timeout_seconds: float = 0.2
     exactly_once: bool = True                  # Kafka transactions for feedback + dead letters + offsets
+    # Client clocks: a label's labelled_at may be at most this far ahead of the joiner's clock,
+    # and (live labels) at most the join window plus the prediction margin plus this behind it;
+    # else it is a `time_skew` dead letter (a negative or far-future time never reaches a window).
+    max_clock_skew_seconds: float = 300.0
 
     @property
     def window_ms(self) -> int:
@@ -36,6 +40,20 @@ class JoinerSettings:
     @property
     def prediction_ttl_s(self) -> int:
         return int(self.join_window_seconds + self.prediction_ttl_margin_seconds)
+
+    def time_problem(self, labelled_at: int, now_ms: int, replay: bool) -> str | None:
+        """Why a label's time is refused (None: it is fine). Replays keep their historical times."""
+        skew_ms = int(self.max_clock_skew_seconds * 1000)
+        if labelled_at < 0:
+            return f"labelled_at {labelled_at} is before 1970"
+        if labelled_at > now_ms + skew_ms:
+            return f"labelled_at {labelled_at} is {(labelled_at - now_ms) / 1000:.0f}s ahead of the joiner's clock " \
+                   f"(max_clock_skew_seconds {self.max_clock_skew_seconds:g})"
+        oldest = now_ms - self.prediction_ttl_s * 1000 - skew_ms
+        if not replay and labelled_at < oldest:
+            return f"labelled_at {labelled_at} is {(now_ms - labelled_at) / 1000:.0f}s old, older than any " \
+                   f"prediction the joiner keeps ({self.prediction_ttl_s}s)"
+        return None
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,7 @@ class Label:
 class JoinResult:
     feedback: list[FeedbackRecord] = field(default_factory=list)   # as stored (label_count set)
     late: list[tuple[Label, PredictionRecord]] = field(default_factory=list)
+    refused: list[tuple[Label, str, str]] = field(default_factory=list)   # (label, reason, detail)
     waiting: list[Label] = field(default_factory=list)              # stored as pending
     unknown: list[Label] = field(default_factory=list)              # waited long enough: no prediction
     replaced_pending: list[Label] = field(default_factory=list)     # a pending label was replaced
@@ -77,6 +96,7 @@ class JoinResult:
     def merge(self, other: "JoinResult") -> None:
         self.feedback += other.feedback
         self.late += other.late
+        self.refused += other.refused
         self.waiting += other.waiting
         self.unknown += other.unknown
         self.replaced_pending += other.replaced_pending
@@ -164,6 +184,23 @@ class Join:
             self.store.delete_pending(gone)
 
     def _pair(self, label: Label, predictions: list[PredictionRecord], result: JoinResult) -> None:
+        # A classifier's prediction scores every class it knows: a label that is not one of them
+        # is not truth for this model (the model's manifest labels are exactly those keys).
+        classes = {c for p in predictions for c in p.scores}
+        if label.label is not None and classes and label.label not in classes:
+            result.refused.append((label, "unknown_class", f"label {label.label[:100]!r} is not one of the model's "
+                                                           f"classes {sorted(classes)}"))
+            return
+        # A class for a regressor or a number for a classifier is not truth for it either (and a
+        # label can then add no more to a FeedbackRecord than a class name the Prediction holds).
+        classifier = any(p.label is not None or p.scores for p in predictions)
+        regressor = any(p.value is not None for p in predictions)
+        if (label.label is not None and regressor and not classifier) or \
+                (label.value is not None and classifier and not regressor):
+            result.refused.append((label, "wrong_label_kind",
+                                   f"a {'class' if label.label is not None else 'value'} label for a "
+                                   f"{'regressor' if regressor else 'classifier'}"))
+            return
         for p in predictions:
             if label.labelled_at - p.predicted_at > self.settings.window_ms:
                 result.late.append((label, p))

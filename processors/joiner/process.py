@@ -18,6 +18,7 @@ Records with the `flywheel-replay` header are joined and stored flagged `replay`
 feedback carries the header on; they are not counted as live traffic in any metric.
 """
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -25,15 +26,17 @@ from dataclasses import dataclass
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from feature_store import FeatureStore, retrying
+from feature_store import FeatureStore, wall_clock_ms
 from processors.models import ModelFollower
 from processors.runtime.identity import process_instance_id
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
+from processors.runtime.budget import check_output_topics
+from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer, make_producer
+from streams.clients import make_admin, make_consumer, make_producer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
@@ -72,8 +75,9 @@ class Waiting:
 class FeedbackJoiner:
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: JoinerSettings, metrics: JoinerMetrics | None = None,
-                 stop: threading.Event | None = None, instance: str | None = None):
+                 stop: threading.Event | None = None, instance: str | None = None, clock=wall_clock_ms):
         self.settings = settings
+        self.clock = clock
         self.catalog = TopicCatalog(kafka)
         self.metrics = metrics or JoinerMetrics()
         self.stop = stop or threading.Event()
@@ -82,8 +86,9 @@ class FeedbackJoiner:
         self._labels = AvroSerde(registry, "GroundTruth")
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                      self.metrics.dead_letters)
+                                      self.metrics.dead_letters, kafka.max_message_bytes)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
+        self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         exactly_once = settings.exactly_once
         producer = make_producer(kafka, f"{settings.group_id}.{instance or process_instance_id()}"
                                  if exactly_once else None)
@@ -99,11 +104,9 @@ class FeedbackJoiner:
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                try:
-                    self.step()
-                except CommitError as e:      # rewound: the same records come again
-                    log.warning("batch not committed, redoing it: %s", e)
+            hold_back(lambda: check_output_topics(self.admin, [self.catalog.feedback, self.catalog.deadletter],
+                                                  self.max_message_bytes), self.stop, PROCESSOR)
+            run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()
 
@@ -150,18 +153,23 @@ class FeedbackJoiner:
         predictions, labels = [], []
         for m in messages:
             self._next[(m.topic(), m.partition())] = m.offset() + 1
+        now_ms = self.clock()
         label_messages = [m for m in messages if m.topic() == self.catalog.labels]
         prediction_messages = [m for m in messages if m.topic() != self.catalog.labels]
-        for m, value in zip(prediction_messages, self._predictions.decode_many([m.value() for m in prediction_messages])):
+        for m, value in zip(prediction_messages, self._decoded(self._predictions, prediction_messages)):
             if isinstance(value, DecodeFailure):
                 dead.append((m, value.reason, value.detail))
             else:
                 predictions.append((prediction_record(value, is_replay(m)), m))
-        for m, value in zip(label_messages, self._labels.decode_many([m.value() for m in label_messages])):
+        for m, value in zip(label_messages, self._decoded(self._labels, label_messages)):
             if isinstance(value, DecodeFailure):
                 dead.append((m, value.reason, value.detail))
             elif (value["label"] is None) == (value["value"] is None):
                 dead.append((m, "invalid_label", "a label needs exactly one of label or value"))
+            elif value["value"] is not None and not math.isfinite(value["value"]):
+                dead.append((m, "non_finite_label", f"label value {value['value']} is not a finite number"))
+            elif problem := self.settings.time_problem(value["labelled_at"], now_ms, is_replay(m)):
+                dead.append((m, "time_skew", problem))
             else:
                 labels.append((Label.from_ground_truth(value, is_replay(m)), m))
         return predictions, labels
@@ -177,6 +185,10 @@ class FeedbackJoiner:
                                                       time.monotonic() + self.settings.early_label_wait_seconds)
         for fb in result.feedback:      # joined from the prediction side: no longer waiting
             self._waiting.pop(fb.request_id, None)
+        for label, reason, detail in result.refused:
+            self._waiting.pop(label.request_id, None)
+            if label in message_of:
+                dead.append((message_of[label], reason, detail))
         for label in result.unknown:
             dead.append((message_of[label], "unknown_request",
                          f"no prediction for request {label.request_id} after "
@@ -240,8 +252,12 @@ class FeedbackJoiner:
             m.replaced.labels(model).inc()
 
     def _retrying(self, call):
-        """Store calls wait out an unavailable store (backpressure) until stopped."""
-        return retrying(call, stop=self.stop)
+        """Store and registry calls wait out an outage where they stand (backpressure, see
+        runtime/failures.py): nothing of the batch is committed meanwhile."""
+        return hold_back(call, self.stop, PROCESSOR)
+
+    def _decoded(self, serde: AvroSerde, messages: list[Message]) -> list:
+        return self._retrying(lambda: serde.decode_many([m.value() for m in messages]))
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}

@@ -23,13 +23,19 @@ class Performance:
 
 
 def performance(records: list[dict]) -> Performance | None:
-    """Score the labelled records; classifiers and regressors are told apart by the label kind."""
+    """Score the labelled records; classifiers and regressors are told apart by the label kind.
+    A non-finite value (the joiner refuses them; this is defence in depth) is left out and counted
+    (`counts["non_finite"]`) instead of turning MAE and RMSE into NaN."""
     classified = [r for r in records if r.get("true_label") is not None and r.get("predicted_label") is not None]
     regressed = [r for r in records if r.get("true_value") is not None and r.get("predicted_value") is not None]
     if classified:
         return classifier_performance(classified)
-    if regressed:
-        return regressor_performance(regressed)
+    finite = [r for r in regressed if math.isfinite(r["true_value"]) and math.isfinite(r["predicted_value"])]
+    if finite:
+        result = regressor_performance(finite)
+        if len(finite) < len(regressed):
+            result.counts["non_finite"] = len(regressed) - len(finite)
+        return result
     return None
 
 

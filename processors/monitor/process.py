@@ -14,18 +14,20 @@ import time
 from dataclasses import asdict, dataclass
 
 from confluent_kafka import KafkaException, Message, TopicPartition
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
-from feature_store import FeatureStore, WindowMetrics, retrying, wall_clock_ms
+from feature_store import FeatureStore, WindowMetrics, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
 from processors.monitor.windows import WindowedMonitor, WindowResult
 from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
+from processors.runtime.budget import check_output_topics
+from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer, make_producer
+from streams.clients import make_admin, make_consumer, make_producer
 from streams.delivery import TrackedProducer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
@@ -77,6 +79,8 @@ class MonitorMetrics(ProcessorMetrics):
                                  ["model", "version", "metric"], registry=r)
         self.labelled = Gauge("flywheel_labelled_examples", "Labelled examples behind the last window's performance",
                               ["model", "version"], registry=r)
+        self.late = Counter("flywheel_monitor_late_records", "Records for an already closed window (folded into "
+                            "the oldest open one, never into the closed one)", ["model", "version"], registry=r)
 
     def show(self, result: WindowResult) -> None:
         m, v = result.model, result.version
@@ -88,6 +92,7 @@ class MonitorMetrics(ProcessorMetrics):
         for q in result.quality:
             self.quality.labels(m, v, q.feature, q.rule).set(q.value)
         self.labelled.labels(m, v).set(result.labelled)
+        self.late.labels(m, v).inc(result.late)
         if result.performance:
             for metric, value in result.performance.metrics.items():
                 self.performance.labels(m, v, metric).set(value)
@@ -112,13 +117,14 @@ class Monitor:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
-                                       self.reference, settings.drift(), settings.quality())
+                                       self.reference, settings.drift(), settings.quality(), self._closed_until)
         self._predictions = AvroSerde(registry, "Prediction")
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                      self.metrics.dead_letters)
+                                      self.metrics.dead_letters, kafka.max_message_bytes)
         self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
         self.producer = TrackedProducer(make_producer(kafka))
+        self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self._references: dict[tuple[str, str], tuple[Profile | None, float]] = {}
         self._next: dict[tuple[str, int], int] = {}
@@ -128,8 +134,9 @@ class Monitor:
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                self.step()
+            hold_back(lambda: check_output_topics(self.admin, [self.catalog.deadletter], self.max_message_bytes),
+                      self.stop, PROCESSOR)
+            run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()
 
@@ -140,7 +147,13 @@ class Monitor:
         now = self.clock()
         results = self.windows.close_due(now)
         if results:
-            retrying(lambda: self.store.put_metrics([window_row(r, now) for r in results]), stop=self.stop)
+            hold_back(lambda: self.store.put_metrics([window_row(r, now) for r in results]), self.stop, PROCESSOR)
+            # Then mark them closed, before any offset past their records is committed.
+            ends = {}
+            for r in results:
+                ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
+            for (model, version), end in ends.items():
+                hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
             for r in results:
                 self.metrics.show(r)
             self.closed = (self.closed + results)[-1000:]
@@ -160,7 +173,7 @@ class Monitor:
         cached = self._references.get((model, version))
         if cached and (cached[0] is not None or time.monotonic() < cached[1]):
             return cached[0]
-        row = retrying(lambda: self.store.get_profile(model, version), stop=self.stop)
+        row = hold_back(lambda: self.store.get_profile(model, version), self.stop, PROCESSOR)
         profile = None
         if row is not None:
             try:
@@ -169,6 +182,9 @@ class Monitor:
                 log.warning("reference profile of %s/%s is unusable: %s", model, version, e)
         self._references[(model, version)] = (profile, time.monotonic() + self.settings.reference_refresh_seconds)
         return profile
+
+    def _closed_until(self, model: str, version: str) -> int | None:
+        return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         dead = []
@@ -179,7 +195,8 @@ class Monitor:
             batch = [m for m in live if (m.topic() == self.catalog.feedback) == is_feedback]
             serde = self._feedback if is_feedback else self._predictions
             records, sources = [], []
-            for m, value in zip(batch, serde.decode_many([m.value() for m in batch])):
+            decoded = hold_back(lambda: serde.decode_many([m.value() for m in batch]), self.stop, PROCESSOR)
+            for m, value in zip(batch, decoded):
                 if isinstance(value, DecodeFailure):
                     dead.append((m, value.reason, value.detail))
                 elif not (is_feedback and REPLAY_FLAG in value["flags"]):

@@ -6,6 +6,11 @@ closes when the clock passes its end plus a grace period; feedback is kept once 
 redelivered record changes nothing, a replacing label replaces); a record older than a closed window is
 counted as late and folded into the oldest open window rather than reopening a closed one.
 
+Closed windows are final, across restarts too: where a model version's closed windows end is
+read from `closed` (the store) the first time the version is seen, and each close is persisted
+by the caller before it commits, so a record read again after a restart can never recompute a
+stored window from a subset of its records.
+
 For at-least-once consumption each window remembers the first offset it holds per partition;
 `safe_offsets` is what may be committed without losing an open window's records on a restart
 (a closed window recomputed after a crash is identical, and its store row is keyed by window).
@@ -81,15 +86,17 @@ class Window:
 
 class WindowedMonitor:
     def __init__(self, window_ms: int, grace_ms: int, references: Callable[[str, str], Profile | None],
-                 drift: DriftThresholds = DriftThresholds(), quality: QualityThresholds = QualityThresholds()):
+                 drift: DriftThresholds = DriftThresholds(), quality: QualityThresholds = QualityThresholds(),
+                 closed: Callable[[str, str], int | None] = lambda model, version: None):
         if window_ms <= 0:
             raise ValueError(f"window length must be positive, not {window_ms} ms")
         self.window_ms, self.grace_ms = window_ms, grace_ms
         self._references = references
+        self._closed = closed
         self._drift, self._quality = drift, quality
         self._gate = SampleGate(drift.min_count)
         self._open: dict[Key, dict[int, Window]] = {}
-        self._closed_until: dict[Key, int] = {}
+        self._closed_until: dict[Key, int | None] = {}
 
     def add_predictions(self, records: list[dict], sources: list[Source] = ()) -> None:
         for key, group in self._grouped(records, sources, "predicted_at").items():
@@ -133,6 +140,12 @@ class WindowedMonitor:
                     out[tp] = min(offset, out.get(tp, offset))
         return out
 
+    def closed_until(self, key: Key) -> int | None:
+        """Where the version's closed windows end (None: none closed yet)."""
+        if key not in self._closed_until:
+            self._closed_until[key] = self._closed(*key)
+        return self._closed_until[key]
+
     @property
     def open_windows(self) -> int:
         return sum(len(w) for w in self._open.values())
@@ -145,9 +158,10 @@ class WindowedMonitor:
         for record, source in zip(records, sources):
             key = (record["model"], record["model_version"])
             start = self._start(record[time_field])
-            late = start < self._closed_until.get(key, -1)
+            closed = self.closed_until(key)
+            late = closed is not None and start < closed
             if late:
-                start = self._closed_until[key]
+                start = closed
             rows, srcs, n_late = groups.setdefault(key, {}).get(start, ([], [], 0))
             rows.append(record)
             if source is not None:

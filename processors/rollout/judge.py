@@ -33,8 +33,14 @@ class Decision:
 
 
 def decide(canary_losses: np.ndarray, live_losses: np.ndarray, settings: JudgeSettings) -> Decision:
+    # The joiner refuses non-finite labels; a NaN or inf loss that still got here is left out
+    # (and counted in the evidence) rather than deciding the verdict on its own.
+    canary_losses, dropped_c = _finite(canary_losses)
+    live_losses, dropped_l = _finite(live_losses)
     n_c, n_l = len(canary_losses), len(live_losses)
     evidence = {"canary_labels": float(n_c), "live_labels": float(n_l)}
+    if dropped_c or dropped_l:
+        evidence["non_finite_losses"] = float(dropped_c + dropped_l)
     if min(n_c, n_l) < settings.min_labels:
         return Decision(Verdict.WAIT, f"{min(n_c, n_l)} of {settings.min_labels} labels", evidence)
     mean_c, mean_l = float(np.mean(canary_losses)), float(np.mean(live_losses))
@@ -54,3 +60,9 @@ def _p_value(a: np.ndarray, b: np.ndarray) -> float:
     if np.var(a) == 0 and np.var(b) == 0:  # identical constants: t-test is undefined
         return 0.0 if np.mean(a) != np.mean(b) else 1.0
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _finite(losses: np.ndarray) -> tuple[np.ndarray, int]:
+    losses = np.asarray(losses, dtype=float)
+    keep = np.isfinite(losses)
+    return losses[keep], int(len(losses) - keep.sum())

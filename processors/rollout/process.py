@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 from prometheus_client import Counter
 
-from feature_store import FeatureStore, FeedbackRecord, retrying, wall_clock_ms
+from feature_store import FeatureStore, FeedbackRecord, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models import Deployment, ModelRegistry
 from processors.rollout.judge import Decision, JudgeSettings, Verdict, decide
 from processors.runtime import ProcessorMetrics
+from processors.runtime.failures import hold_back, run_batches
 
 log = logging.getLogger("flywheel.rollout")
 
@@ -53,9 +54,11 @@ class Rollout:
         self.stop = stop or threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            self.evaluate_all()
-            self.stop.wait(self.settings.interval_seconds)
+        run_batches(self._round, self.stop, "rollout")
+
+    def _round(self) -> None:
+        self.evaluate_all()
+        self.stop.wait(self.settings.interval_seconds)
 
     def evaluate_all(self) -> dict[str, Decision]:
         return {model: self.evaluate(d) for model, d in self.models.deployments().items() if d.canary_version}
@@ -79,5 +82,5 @@ class Rollout:
     def _feedback(self, model: str, version: str) -> list[FeedbackRecord]:
         now = self.clock()
         start = now - int(self.settings.lookback_seconds * 1000)
-        return retrying(lambda: [r for r in self.store.feedback(model, start, now + 1, version)
-                                 if REPLAY_FLAG not in r.flags], stop=self.stop)
+        return hold_back(lambda: [r for r in self.store.feedback(model, start, now + 1, version)
+                                  if REPLAY_FLAG not in r.flags], self.stop, "rollout")

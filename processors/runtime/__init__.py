@@ -1,5 +1,6 @@
-"""Plumbing every stream processor shares: Prometheus metrics on their own registry, dead
-letters, graceful shutdown, consumer-lag gauges and the commit protocol of a
+"""Plumbing every stream processor shares: the failure model (failures.py: dead letter,
+backpressure or exit) and the size budget (budget.py), Prometheus metrics on their own
+registry, dead letters, graceful shutdown, consumer-lag gauges and the commit protocol of a
 consume-transform-produce batch loop (exactly-once or at-least-once)."""
 from processors.runtime.commit import (BatchCommitter, CommitError, CommitTimeout, DeliveryError,
                                        FatalCommitError, TransactionAborted, batch_offsets)

@@ -4,6 +4,7 @@ bytes and headers, where it came from, why), so the partition moves on and nothi
 The writer only builds and encodes; the caller produces through its batch committer, so a dead
 letter is part of the same transaction as the batch's other outputs and its input offsets.
 """
+import hashlib
 import time
 from typing import Protocol
 
@@ -11,6 +12,9 @@ from confluent_kafka import Message
 from prometheus_client import Counter
 
 from schemas import AvroSerde
+from streams.settings import KafkaSettings
+
+from processors.runtime.budget import Budget
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -20,13 +24,15 @@ class Output(Protocol):
 
 
 class DeadLetterWriter:
-    def __init__(self, serde: AvroSerde, topic: str, processor: str, counter: Counter | None = None):
+    def __init__(self, serde: AvroSerde, topic: str, processor: str, counter: Counter | None = None,
+                 max_bytes: int = KafkaSettings.max_message_bytes):
         if serde.record_name != "DeadLetter":
             raise ValueError(f"a dead-letter writer needs the DeadLetter serde, not {serde.record_name}")
         self.serde = serde
         self.topic = topic
         self.processor = processor
         self.counter = counter  # flywheel_dead_letters_total{processor,reason}
+        self.budget = Budget(max_bytes)
 
     def record(self, reason: str, detail: str, *, topic: str, partition: int, offset: int,
                key: bytes | None, value: bytes | None, headers: Headers | None = None,
@@ -48,11 +54,36 @@ class DeadLetterWriter:
 
     def send(self, out: Output, record: dict) -> None:
         """Encode and produce one dead letter, keyed by the original key, carrying the original
-        headers (so replay marks travel with it)."""
-        headers = [(k, v) for k, v in record["headers"].items()] or None
-        out.produce(self.topic, self.serde.encode(record), key=record["key"], headers=headers)
+        headers (so replay marks travel with it), cut to fit the size budget (`_cut`)."""
+        value = self.serde.encode(record)
+        headers = [(k, v) for k, v in record["headers"].items()]
+        excess = self.budget.excess(value, record["key"], headers)
+        if excess > 0:
+            record = self._cut(record, headers, excess)
+            value = self.serde.encode(record)
+            headers = [(k, v) for k, v in record["headers"].items()]
+        out.produce(self.topic, value, key=record["key"], headers=headers or None)
         if self.counter is not None:
             self.counter.labels(self.processor, record["reason"]).inc()
+
+    def _cut(self, record: dict, headers: Headers, excess: int) -> dict:
+        """A dead letter `excess` bytes over the budget, cut to fit: it keeps the start of the
+        original payload and says in its detail how long the original was and its sha256
+        (headers and key are dropped too if they alone are over)."""
+        payload, key = record["payload"] or b"", record["key"]
+        notes = []
+        # The note itself adds bytes to detail (at most its 2000 characters): leave room for it.
+        keep = max(0, len(payload) - excess - 2000)
+        if keep < len(payload):
+            notes.append(f"payload cut to its first {keep} of {len(payload)} bytes "
+                         f"(sha256 {hashlib.sha256(payload).hexdigest()})")
+            payload = payload[:keep]
+        if self.budget.excess(payload, key, headers) + 2000 > 0:
+            notes.append(f"{len(headers)} header(s) and the key dropped: too large to carry")
+            headers, key = [], None
+        detail = f"{record['detail']} [{'; '.join(notes)}]"
+        return {**record, "payload": payload, "key": key, "headers": dict(headers),
+                "detail": detail[-2000:] if len(detail) > 2000 else detail}
 
     def send_message(self, out: Output, msg: Message, reason: str, detail: str) -> None:
         self.send(out, self.from_message(msg, reason, detail))

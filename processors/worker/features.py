@@ -7,6 +7,7 @@ Decoding takes the columnar path for the whole batch where it can (the model's o
 or `dense`), the per-record wire path or fastavro for the records it leaves; all end in the same
 checks."""
 import math
+import time
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 
@@ -43,8 +44,10 @@ class RequestDecoder:
     request lacks from the online store by entity id (every record then takes the fastavro path,
     so the merged features are what is echoed)."""
 
-    def __init__(self, serde: AvroSerde, layout: MatrixLayout, max_bytes: int, online: OnlineFeatureLookup | None = None):
+    def __init__(self, serde: AvroSerde, layout: MatrixLayout, max_bytes: int,
+                 online: OnlineFeatureLookup | None = None, max_clock_skew_ms: int = 300_000):
         self.serde = serde
+        self.max_clock_skew_ms = max_clock_skew_ms
         self.online = online
         self.layout = layout
         self.spec: FeatureSpec = layout.spec
@@ -78,6 +81,7 @@ class RequestDecoder:
             for j, raw in zip(dense.tolist(), self.template.encode(matrix[dense, :self.k].astype(np.float64))):
                 cols.numeric_raw[j] = raw
         keep = self._finite(matrix, cols, failures)
+        keep = self._times(cols, keep, failures)
         keep = self._categoricals(matrix, cols, keep, failures)
         if len(keep) < len(cols):
             matrix = matrix[keep]
@@ -190,6 +194,20 @@ class RequestDecoder:
             failures.append(Failure(cols.indices[j], "non_finite",
                                     f"feature '{self.layout.numeric[column]}': value {numeric[j, column]} is not a finite float32"))
         return np.flatnonzero(~bad).tolist()
+
+    def _times(self, cols: Columns, keep: list[int], failures: list[Failure]) -> list[int]:
+        """A client's event_time must not be before 1970 nor further ahead of the worker's clock
+        than the allowed skew (old times are fine: replays and backfills carry them)."""
+        latest = int(time.time() * 1000) + self.max_clock_skew_ms
+        if not cols.event_times or (min(cols.event_times) >= 0 and max(cols.event_times) <= latest):
+            return keep         # the common case, without building arrays
+        times = np.asarray(cols.event_times, dtype=np.int64)[keep]
+        bad = (times < 0) | (times > latest)
+        for j in np.asarray(keep)[bad].tolist():
+            failures.append(Failure(cols.indices[j], "time_skew",
+                                    f"event_time {cols.event_times[j]} is before 1970 or more than "
+                                    f"{self.max_clock_skew_ms / 1000:g}s ahead of the worker's clock"))
+        return np.asarray(keep)[~bad].tolist()
 
     def _categoricals(self, matrix: np.ndarray, cols: Columns, keep: list[int], failures: list[Failure]) -> list[int]:
         if not self.layout.categorical:

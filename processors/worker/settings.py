@@ -19,6 +19,9 @@ class WorkerSettings:
     exactly_once: bool = True
     intra_op_threads: int = 1        # ONNX Runtime threads per session; scale out with processes
     max_request_bytes: int = 1_000_000
+    # A request's event_time may be at most this far ahead of the worker's clock (and not before
+    # 1970); else it is a `time_skew` dead letter. Old times are fine (replays, backfills).
+    max_clock_skew_seconds: float = 300.0
     cache_size: int = 0              # prediction cache entries per version; 0: off
     commit_timeout_s: float = 30.0
     # Share of each model's predictions that may go to review for low confidence or margin (least

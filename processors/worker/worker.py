@@ -27,17 +27,18 @@ from threading import Event
 import numpy as np
 from confluent_kafka import Message
 
-from feature_store import StoreError
 from feature_store.online import OnlineFeatureLookup
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer, make_producer
+from streams.clients import make_admin, make_consumer, make_producer
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
 from processors.models import ArtifactStore, Deployment, EventLog, ModelFollower, ModelRegistryError
 from processors.models.refusals import Refusal, RefusalLog, reason_of
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
+from processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_output_topics
+from processors.runtime.failures import UNAVAILABLE, hold_back, run_batches
 from processors.runtime.pipeline import CommitPipeline, Outbox
 from processors.worker.features import FeatureBatch, RequestDecoder
 from processors.worker.metrics import WorkerMetrics
@@ -82,7 +83,9 @@ class InferenceWorker:
         self.reviews = AvroSerde(registry, "ReviewItem")
         self.review_writer = ReviewWriter(self.reviews)
         self.deadletters = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                            self.metrics.dead_letters)
+                                            self.metrics.dead_letters, kafka.max_message_bytes)
+        self.budget = Budget(kafka.max_message_bytes)
+        self.admin = make_admin(kafka)
         self.consumer = make_consumer(kafka, settings.group_id)
         producer = make_producer(kafka, transactional_id=f"{settings.group_id}-{settings.instance_id}"
                                  if settings.exactly_once else None,
@@ -97,7 +100,6 @@ class InferenceWorker:
         self.load_errors: dict[str, str] = {}
         self._by_topic: dict[str, str] = {}
         self._subscribed: tuple[str, ...] = ()
-        self._failures = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -105,14 +107,16 @@ class InferenceWorker:
         self.committer.start()
         self.follower.catch_up()
         self._apply(list(self.follower.events.values()))
+        c = self.catalog
+        topics = [c.review, c.deadletter] + [t for m in sorted(self.served) for t in (c.predictions(m), c.shadow(m))]
+        hold_back(lambda: check_output_topics(self.admin, topics, self.budget.max_bytes), self.stop, PROCESSOR)
         return self
 
     def run(self) -> None:
         """Serve until the stop Event is set (SIGTERM/SIGINT), then leave cleanly."""
         self.start()
         try:
-            while not self.stop.is_set():
-                self.step()
+            run_batches(self.step, self.stop, PROCESSOR)
         finally:
             self.close()
 
@@ -144,19 +148,17 @@ class InferenceWorker:
             room = self.s.max_batch - len(batch.messages)
             if room > 0 and self._subscribed:
                 self._take(self.consumer.consume(room, 0), batch)
-        except StoreError as e:
-            # Backpressure, not loss: the batch is rewound and retried once the store answers.
+        except UNAVAILABLE:
+            # Backpressure, not loss (runtime/failures.py, rule 2): the online store or the schema
+            # registry did not answer; the batch is rewound and redone after a backoff.
             if self._settle(batch.messages):
                 self.committer.rewind(batch.messages)
-            log.warning("online feature store unavailable, retrying the batch: %s", e)
-            self.stop.wait(self._backoff())
-            return 0
+            raise
         try:
             self.pipeline.commit(batch.messages, batch.outbox, batch.event_times)
         except BaseException:
             self.pipeline.abort(batch.messages)
             raise
-        self._failures = 0
         return len(batch.messages)
 
     def _take(self, messages: list[Message], batch: "_Batch") -> None:
@@ -172,7 +174,7 @@ class InferenceWorker:
         for topic, records in by_topic.items():
             model = self._by_topic.get(topic)
             if model is not None:
-                batch.messages += records   # first: a StoreError below rewinds them too
+                batch.messages += records   # first: an unavailable store or registry below rewinds them too
                 batch.event_times[model].append(self._serve(self.served[model], records, batch.outbox))
 
     def _settle(self, holding: list[Message] = ()) -> bool:
@@ -187,10 +189,6 @@ class InferenceWorker:
             for model, event_times in settled.tag.items():
                 self.metrics.e2e_latency.observe_many((model,), (done_ms - np.concatenate(event_times)) / 1000.0)
         return True
-
-    def _backoff(self) -> float:
-        self._failures += 1
-        return min(5.0, 0.1 * 2 ** min(self._failures, 6))
 
     def _consume(self) -> list[Message]:
         if not self._subscribed:
@@ -224,6 +222,7 @@ class InferenceWorker:
         plan += [(shadow, ROLE_SHADOW, None) for shadow in served.shadows]
         predicted_at = int(time.time() * 1000)
         source = [messages[i] for i in batch.indices]
+        refused: set[int] = set()       # rows whose output is over the size budget: dead-lettered once
         for version, role, rows in plan:
             if rows is not None and len(rows) == 0:
                 continue
@@ -231,7 +230,7 @@ class InferenceWorker:
             answers, seconds = self._predict(model, version, x)
             picked = list(range(len(batch))) if rows is None else rows.tolist()
             self._produce(outbox, served, version, role, answers, picked, batch, source, predicted_at,
-                          int(seconds * 1e6))
+                          int(seconds * 1e6), refused)
         return np.asarray(batch.event_times, dtype=np.float64)
 
     def _predict(self, model: str, version: LoadedVersion, x: np.ndarray) -> tuple[Answers, float]:
@@ -258,7 +257,7 @@ class InferenceWorker:
 
     def _produce(self, outbox: Outbox, served: ServedModel, version: LoadedVersion, role: str, answers: Answers,
                  picked: list[int], batch: FeatureBatch, source: list[Message], predicted_at: int,
-                 inference_us: int) -> None:
+                 inference_us: int, refused: set[int]) -> None:
         model = served.name
         topic = self.catalog.shadow(model) if role == ROLE_SHADOW else self.catalog.predictions(model)
         writer = self._writer(model, version, role)
@@ -268,16 +267,44 @@ class InferenceWorker:
             values = [self.predictions.encode(self._record(model, version, role, answers, k, batch, j, predicted_at,
                                                            inference_us)) for k, j in enumerate(picked)]
         sources = [source[j] for j in picked]
-        outbox.produce_many(topic, values, [m.key() for m in sources], [m.headers() for m in sources])
-        flagged = self._review_selection(model, answers) if role != ROLE_SHADOW else []
+        keys, headers = [m.key() for m in sources], [m.headers() for m in sources]
+        fit = self._fitting(outbox, "Prediction", values, keys, headers, picked, sources, refused, DOWNSTREAM_HEADROOM)
+        if len(fit) < len(values):
+            values, keys, headers = [values[k] for k in fit], [keys[k] for k in fit], [headers[k] for k in fit]
+        outbox.produce_many(topic, values, keys, headers)
+        fitting = set(fit)
+        flagged = [k for k in self._review_selection(model, answers) if k in fitting] if role != ROLE_SHADOW else []
         if flagged:
-            outbox.produce_many(self.catalog.review,
-                                [self._review(model, version, answers, k, batch, picked[k], predicted_at) for k in flagged],
-                                [batch.request_ids[picked[k]].encode() for k in flagged],
-                                [sources[k].headers() for k in flagged])
-            for reason, n in Counter(r for k in flagged for r in answers.flags[k]).items():
+            reviews = [self._review(model, version, answers, k, batch, picked[k], predicted_at) for k in flagged]
+            keys = [batch.request_ids[picked[k]].encode() for k in flagged]
+            headers = [sources[k].headers() for k in flagged]
+            fit = self._fitting(outbox, "ReviewItem", reviews, keys, headers, [picked[k] for k in flagged],
+                                [sources[k] for k in flagged], refused)
+            outbox.produce_many(self.catalog.review, [reviews[i] for i in fit], [keys[i] for i in fit],
+                                [headers[i] for i in fit])
+            for reason, n in Counter(r for i in fit for r in answers.flags[flagged[i]]).items():
                 self.metrics.review_items.labels(model, reason).inc(n)
-        self.metrics.predictions.labels(model, version.version, role).inc(len(picked))
+        self.metrics.predictions.labels(model, version.version, role).inc(len(values))
+
+    def _fitting(self, outbox: Outbox, what: str, values: list[bytes], keys: list, headers: list, rows: list[int],
+                 sources: list[Message], refused: set[int], headroom: int = 0) -> list[int]:
+        """Positions of the outputs within the size budget. The request of each output over it
+        becomes an `output_too_large` dead letter (once per request), never a produce error."""
+        budget = self.budget
+        longest = max(map(len, values), default=0) + max(map(len, filter(None, keys)), default=0)
+        if not any(headers) and longest + headroom + RECORD_OVERHEAD <= budget.max_bytes:   # the common case
+            return list(range(len(values)))
+        fit = []
+        for i, (value, key, h) in enumerate(zip(values, keys, headers)):
+            excess = budget.excess(value, key, h, headroom)
+            if excess <= 0:
+                fit.append(i)
+            elif rows[i] not in refused:
+                refused.add(rows[i])
+                self.deadletters.send_message(outbox, sources[i], "output_too_large",
+                                              f"its {what} would be {len(value)} bytes, {excess} over the "
+                                              f"{budget.max_bytes}-byte limit (kafka.max_message_bytes)")
+        return fit
 
     def _review_selection(self, model: str, answers: Answers) -> list[int]:
         budget = self._review_budgets.setdefault(model, ReviewBudget(self.s.review_share, self.s.review_burst))
@@ -378,7 +405,7 @@ class InferenceWorker:
         self._writers = {k: w for k, w in self._writers.items() if k[0] != model}
         self.served[model] = served
         self.decoders[model] = RequestDecoder(self.requests, served.layout, self.s.max_request_bytes,
-                                              self.online.get(model))
+                                              self.online.get(model), int(self.s.max_clock_skew_seconds * 1000))
         for version, role in served.roles():
             self.metrics.version_info.labels(model, version, role).set(1)
         log.info("%s serves %s", model, ", ".join(f"{v} ({r.lower()})" for v, r in served.roles()))

@@ -7,7 +7,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
 
 from schemas import compatibility
-from schemas.errors import SchemaRegistryError, UnknownSchemaId
+from schemas.errors import RegistryUnavailable, SchemaRegistryError, UnknownSchemaId
 
 
 class ConfluentRegistry:
@@ -36,7 +36,9 @@ class ConfluentRegistry:
             except ClientError as e:
                 if e.http_status_code == 404:
                     raise UnknownSchemaId(schema_id) from e
-                raise SchemaRegistryError(f"schema registry: {e}") from e
+                raise RegistryUnavailable(f"schema registry: {e}") from e
+            except Exception as e:     # the HTTP client's transport errors: refused, reset, timed out
+                raise RegistryUnavailable(f"schema registry unreachable: {e}") from e
         return self._by_id[schema_id]
 
     def versions(self, subject: str) -> list[str]:

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from schemas import compatibility
-from schemas.errors import UnknownSchemaId
+from schemas.errors import RegistryUnavailable, UnknownSchemaId
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schemas (
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS subject_config (
 class EmbeddedRegistry:
     def __init__(self, path: Path, default_mode: str = "BACKWARD"):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_DDL)
@@ -66,7 +67,10 @@ class EmbeddedRegistry:
 
     def schema_by_id(self, schema_id: int) -> str:
         if schema_id not in self._by_id:
-            row = self._db.execute("SELECT schema FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+            try:
+                row = self._db.execute("SELECT schema FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+            except sqlite3.Error as e:   # file gone, unreadable, locked past the timeout
+                raise RegistryUnavailable(f"schema registry {self._path}: {e}") from e
             if row is None:
                 raise UnknownSchemaId(schema_id)
             self._by_id[schema_id] = row[0]

@@ -1,0 +1,101 @@
+"""The failure model of every stream processor, in one place.
+
+A processor's batch loop meets three kinds of failure, and each has one answer. In order:
+
+1. A record's content is the problem (it cannot be decoded, a field is out of bounds, a time is
+   too far from now, a label is not one of the model's classes, the record or its output is too
+   big): that record becomes one dead letter (reason, detail, original key, bytes and headers),
+   produced in the same transaction as the batch's other outputs, and the partition moves on.
+   Never an exit, never a silently skipped record. The processor builds the dead letter
+   (`DeadLetterWriter`); nothing here is raised for it.
+2. Something the processor depends on is unavailable (the broker, the feature store, the schema
+   registry: `UNAVAILABLE`): backpressure. The batch is not committed (its partitions are
+   rewound, or the call is retried where it stands), nothing past an unwritten record is
+   committed, and the loop waits with jittered exponential backoff (`Backoff`) and tries again,
+   for as long as it takes or until the processor is stopped. A batch whose commit failed
+   (`CommitError`: rewound by the committer) is redone the same way.
+3. Anything else is a bug: it propagates, the process exits non-zero and the supervisor
+   restarts it. The consumer group resumes from the last committed offsets, which never run
+   ahead of written outputs, so a crash loses nothing and repeats at most the uncommitted batch.
+
+`run_batches` is the loop every processor runs (worker, joiner, monitor, rollout);
+`hold_back` retries one call in place.
+"""
+import logging
+import random
+import threading
+from typing import Callable, TypeVar
+
+from feature_store.errors import StoreUnavailable
+from schemas.errors import RegistryUnavailable
+from streams.errors import BrokerUnavailable
+
+from processors.runtime.commit import CommitError
+
+T = TypeVar("T")
+log = logging.getLogger("flywheel.failures")
+
+# Rule 2: what is waited out, never turned into a dead letter or an exit.
+UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, RegistryUnavailable, BrokerUnavailable)
+
+
+class Backoff:
+    """Jittered exponential waits between attempts, cut short when `stop` is set."""
+
+    def __init__(self, stop: threading.Event, base_s: float = 0.1, cap_s: float = 5.0):
+        self.stop = stop
+        self.base_s, self.cap_s = base_s, cap_s
+        self.failures = 0
+
+    def delay(self) -> float:
+        return min(self.cap_s, self.base_s * 2 ** min(self.failures - 1, 16)) * random.uniform(0.5, 1.0)
+
+    def wait(self, processor: str, error: Exception) -> None:
+        self.failures += 1
+        delay = self.delay()
+        log.warning("%s: %s unavailable, holding back %.2fs (attempt %d): %s", processor,
+                    _what(error), delay, self.failures, error)
+        self.stop.wait(delay)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def hold_back(call: Callable[[], T], stop: threading.Event, processor: str = "processor") -> T:
+    """`call()`, retried while it raises one of UNAVAILABLE (rule 2), until it works or `stop`
+    is set (then the last error is raised: the batch stays uncommitted)."""
+    backoff = Backoff(stop)
+    while True:
+        try:
+            return call()
+        except UNAVAILABLE as error:
+            if stop.is_set():
+                raise
+            backoff.wait(processor, error)
+
+
+def run_batches(step: Callable[[], object], stop: threading.Event, processor: str,
+                on_unavailable: Callable[[], None] = lambda: None) -> None:
+    """Call `step()` until `stop` is set, applying the rules: an unavailable dependency (after
+    `on_unavailable()`, which leaves the batch uncommitted) or a failed commit is waited out and
+    the batch redone; anything else propagates (rule 3)."""
+    backoff = Backoff(stop)
+    while not stop.is_set():
+        try:
+            step()
+        except CommitError as error:        # already rewound by the committer
+            backoff.wait(processor, error)
+            continue
+        except UNAVAILABLE as error:
+            on_unavailable()
+            backoff.wait(processor, error)
+            continue
+        backoff.reset()
+
+
+def _what(error: Exception) -> str:
+    if isinstance(error, StoreUnavailable):
+        return "feature store"
+    if isinstance(error, RegistryUnavailable):
+        return "schema registry"
+    return "broker"
