@@ -21,7 +21,7 @@ def test_publish_then_subscribe_round_trip(kafka, data_dir, make_topics, tmp_pat
     lines = tmp_path / "requests.jsonl"
     lines.write_text("\n".join(json.dumps({"features": {"x": i, "plan": "pro"}, "entity_id": f"e{i}"})
                                for i in range(30)) + "\n\n" + json.dumps({"x": 99.0}) + "\n")
-    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", str(lines), "--print-ids"]) == 0
+    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", "--create-topics", str(lines), "--print-ids"]) == 0
     ids = [json.loads(line)["request_id"] for line in capsys.readouterr().out.splitlines()]
     assert len(ids) == 31
     assert main([*_flags(kafka, data_dir), "subscribe", "-t", f"{kafka.topic_prefix}m.requests",
@@ -35,9 +35,10 @@ def test_a_bad_line_is_one_line_error_naming_the_line(kafka, data_dir, make_topi
     make_topics("m")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"x": 1}\n{"x": \n')
-    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", str(bad)]) == 1
+    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", "--create-topics", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("flywheel publish: line 2:")
+    assert err[0].startswith("flywheel publish: line 2:")
+    assert err[-1] == "flywheel publish: 1 bad line(s); nothing sent"
 
 
 def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, capsys):
@@ -55,7 +56,7 @@ def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["publish", "-m", "m", "/no/such/file.jsonl"], "No such file"),
+    (["publish", "-m", "m", "--create-topics", "/no/such/file.jsonl"], "No such file"),
     (["subscribe", "-m", "nosuchmodel", "--timeout", "1"], "does not exist"),
     (["subscribe", "-t", "x", "--from-time", "yesterday-ish"], "neither epoch milliseconds nor"),
 ])
