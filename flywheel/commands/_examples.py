@@ -1,0 +1,62 @@
+"""The examples every command's --help ends with, in one place so a test can check that no
+command is without them (a command module may also set its own epilog, as `replay` does)."""
+
+EXAMPLES: dict[str, list[str]] = {
+    "features": ["flywheel features ingest customers -f customers.csv --format csv --entity-column id",
+                 "flywheel features ingest customers -t customer-updates --follow",
+                 "flywheel features get customers c-17 c-42"],
+    "joiner": ["flywheel joiner                      # runs until Ctrl-C; part of `flywheel up`",
+               "FLYWHEEL_JOINER_JOIN_WINDOW_SECONDS=86400 flywheel joiner"],
+    "label": ["flywheel label 3f2a9c0e5b7d4e1f9a8b6c5d4e3f2a1b churn",
+              "flywheel label 3f2a9c0e5b7d4e1f9a8b6c5d4e3f2a1b --value 41.5 -m price",
+              "flywheel label --file labels.jsonl          # {\"request_id\": ..., \"label\": ...} per line",
+              "jq -c '{request_id: .id, label: .outcome}' outcomes.jsonl | flywheel label -f -"],
+    "models": ["flywheel models register churn v2 --onnx model.onnx --manifest manifest.json",
+               "flywheel models register demo v1 --synthetic mlp",
+               "flywheel models list",
+               "flywheel models deploy churn v2 --canary 20",
+               "flywheel models deploy churn v3 --shadow",
+               "flywheel models promote churn",
+               "flywheel models rollback churn --to v1"],
+    "monitor": ["flywheel monitor                     # runs until Ctrl-C; part of `flywheel up`",
+                "flywheel monitor --window 300"],
+    "publish": ["echo '{\"x0\": 0.3, \"x1\": -1.2, \"x2\": 0.8, \"x3\": 0, \"x4\": 1.1, \"x5\": -0.4, \"x6\": 0.2, "
+                "\"x7\": 0.5, \"plan\": \"pro\"}' | flywheel publish -m churn --print-ids",
+                "flywheel publish -m churn requests.jsonl",
+                "flywheel publish -m prototype --create-topics requests.jsonl   # no model registered yet"],
+    "report": ["flywheel report --html report.html",
+               "flywheel report --html churn.html -m churn --since 6h"],
+    "retrain": ["flywheel retrain -m churn",
+                "flywheel retrain -m churn --base-version v1 --by alice"],
+    "retrainer": ["flywheel retrainer                   # runs until Ctrl-C; part of `flywheel up`",
+                  "FLYWHEEL_RETRAINER_TRAINER=reference:gbt flywheel retrainer"],
+    "rollout": ["flywheel rollout                     # runs until Ctrl-C; part of `flywheel up`",
+                "FLYWHEEL_ROLLOUT_MIN_LABELS=500 flywheel rollout"],
+    "simulate": ["flywheel simulate -m churn --rate 50",
+                 "flywheel simulate --drift-at 120 --speed 5 --duration 600"],
+    "status": ["flywheel status",
+               "flywheel status --once --since 2h | less -R"],
+    "store": ["flywheel store migrate",
+              "flywheel store stats",
+              "flywheel store stats --purge"],
+    "subscribe": ["flywheel subscribe -m churn                       # predictions from now on",
+                  "flywheel subscribe -m churn --from-beginning -n 10",
+                  "flywheel subscribe -t deadletter --from-time 2026-12-01T09:00 --timeout 5",
+                  "flywheel subscribe -m churn -g dashboard          # as a consumer group"],
+    "topics": ["flywheel topics",
+               "flywheel topics --create -m fraud"],
+    "trigger": ["flywheel trigger                     # runs until Ctrl-C; part of `flywheel up`",
+                "FLYWHEEL_TRIGGER_COOLDOWN_SECONDS=3600 flywheel trigger"],
+    "up": ["flywheel up --demo --speed 5          # what ./bin/up runs",
+           "flywheel up                          # the stack alone, for your own models",
+           "flywheel up --broker-port 29092 --metrics-port 9500",
+           "rm -rf .flywheel && flywheel up --demo   # start the story afresh"],
+    "worker": ["flywheel worker                      # every registered model",
+               "flywheel worker -m churn -m fraud --max-batch 256 --max-wait-ms 5",
+               "flywheel worker --at-least-once --cache-size 10000"],
+}
+
+
+def epilog(command: str) -> str | None:
+    lines = EXAMPLES.get(command)
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines) if lines else None
