@@ -10,6 +10,7 @@ class KafkaSettings:
     partitions: int = 4
     replication: int = 1
     schema_registry_url: str = ""    # empty: the embedded registry in the data dir
+    embedded_registry_port: int = 18081  # where `flywheel up` serves the embedded registry's REST API
     session_timeout_ms: int = 10000
     client_overrides: dict[str, str] = field(default_factory=dict)
 

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -82,11 +83,12 @@ def test_topics_lists_and_creates(kafka, data_dir, capsys):
 
 def test_up_starts_and_stops_the_embedded_stack(tmp_path):
     """`flywheel up` in a real subprocess: banner, live broker, clean stop on SIGINT."""
-    port = free_port()
+    port, registry_port = free_port(), free_port()
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
     env.pop("FLYWHEEL_BOOTSTRAP", None)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(port),
-                             "--metrics-port", str(free_port()), "--model", "demo"],
+                             "--metrics-port", str(free_port()), "--registry-port", str(registry_port),
+                             "--model", "demo"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         state_file = tmp_path / "d" / "stack.json"
@@ -99,11 +101,13 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
         listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"], env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
                                 capture_output=True, text=True, timeout=60)
         assert "demo.requests" in listed.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{registry_port}/subjects", timeout=10) as reply:
+            assert "flywheel.Prediction" in json.load(reply)  # the embedded registry, over REST
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"127.0.0.1:{port}" in err and "stopped" in err
+    assert f"127.0.0.1:{port}" in err and f"http://127.0.0.1:{registry_port}" in err and "stopped" in err
     assert not (tmp_path / "d" / "stack.json").exists()
     assert (tmp_path / "d" / "schemas.sqlite").exists()
 

@@ -11,6 +11,8 @@ from rich.table import Table
 from processors.models import ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
+from schemas.registry.rest import RegistryServer
+from streams.errors import PortInUse
 
 from flywheel.console import err
 from flywheel.demo import DemoSettings
@@ -28,6 +30,8 @@ def register(sub) -> None:
                                    "also train and register a first model, and run a traffic simulator whose "
                                    "concept drifts, so drift detection, retraining, canary and promotion play out.")
     p.add_argument("--broker-port", type=int, metavar="PORT", help="embedded broker port (default 19092)")
+    p.add_argument("--registry-port", type=int, metavar="PORT",
+                   help="port of the embedded schema registry's Confluent REST API (default 18081)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="first Prometheus port; processors take the next ones (default 9400)")
     p.add_argument("--model", action="append", default=[], metavar="NAME",
@@ -47,15 +51,19 @@ def run(args, config) -> int:
         config.kafka.embedded_port = args.broker_port
     if args.metrics_port:
         config.metrics_port = args.metrics_port
+    if args.registry_port:
+        config.kafka.embedded_registry_port = args.registry_port
     signal.signal(signal.SIGTERM, _raise_interrupt)
     demo = _demo_settings(args, config) if args.demo else None
     stack = _stack(config, args.model, demo)
+    registry_server = None
     try:
         stack.start_backbone()
+        registry_server = _serve_registry(config)
         if demo:
             _bootstrap(config, demo)
         state = stack.start_processes()
-        err.print(_banner(config, state, embedded=stack.broker is not None, demo=demo))
+        err.print(_banner(config, state, stack.broker is not None, registry_server, demo))
         if demo and err.is_terminal:
             return _watch(stack, state, config, args.run_for)
         return _wait(stack, args.run_for)
@@ -63,6 +71,8 @@ def run(args, config) -> int:
         return 0
     finally:
         err.print("[dim]stopping…[/]")
+        if registry_server:
+            registry_server.stop()
         stack.stop()
         err.print("[green]stopped[/]; state kept in", str(config.data_dir))
 
@@ -109,10 +119,25 @@ def _watch(stack: Stack, state, config, run_for: float | None) -> int:
             return _wait(stack, run_for, redraw)
 
 
-def _banner(config, state, embedded: bool, demo: DemoSettings | None) -> Panel:
+def _serve_registry(config) -> RegistryServer | None:
+    """The embedded registry's Confluent REST API, so any Confluent client can read the topics;
+    nothing when an external registry is configured."""
+    if config.kafka.schema_registry_url:
+        return None
+    port = config.kafka.embedded_registry_port
+    try:
+        return RegistryServer(schema_registry(config), port).start()
+    except OSError as e:
+        raise PortInUse(f"schema registry port {port}: {e.strerror}; choose another with --registry-port "
+                        f"(or FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT)") from e
+
+
+def _banner(config, state, embedded: bool, registry_server: RegistryServer | None,
+            demo: DemoSettings | None) -> Panel:
     table = Table.grid(padding=(0, 2))
     table.add_row("bootstrap", f"{state.bootstrap} ({'embedded Tansu, memory only' if embedded else 'external'})")
-    table.add_row("schema registry", config.kafka.schema_registry_url or f"embedded ({config.data_dir / 'schemas.sqlite'})")
+    table.add_row("schema registry", config.kafka.schema_registry_url or
+                  f"{registry_server.url} (embedded, Confluent REST API over {config.data_dir / 'schemas.sqlite'})")
     table.add_row("data dir", state.data_dir)
     if state.restored_models:
         table.add_row("restored", ", ".join(state.restored_models))
