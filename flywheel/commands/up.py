@@ -64,7 +64,7 @@ def run(args, config) -> int:
             _bootstrap(config, demo)
         state = stack.start_processes()
         err.print(_banner(config, state, stack.broker is not None, registry_server, demo))
-        if demo and err.is_terminal:
+        if err.is_terminal:
             return _watch(stack, state, config, args.run_for)
         return _wait(stack, args.run_for)
     except KeyboardInterrupt:
@@ -109,13 +109,13 @@ def _wait(stack: Stack, run_for: float | None, tick=lambda: time.sleep(0.5)) -> 
 
 
 def _watch(stack: Stack, state, config, run_for: float | None) -> int:
-    """The demo's live view (the same as `flywheel status`), redrawn every second."""
+    """The live view (the same as `flywheel status`), redrawn every second, fitted to the terminal."""
     with feature_store_for(config) as store:
         session = StatusSession(config.data_dir, store, state, lookback_ms=3_600_000)
-        with Live(terminal.render(session.frame()), console=err, refresh_per_second=2) as live:
+        with Live(terminal.fitted(session.frame(), err), console=err, refresh_per_second=2) as live:
             def redraw():
                 time.sleep(1.0)
-                live.update(terminal.render(session.frame()))
+                live.update(terminal.fitted(session.frame(), err))
             return _wait(stack, run_for, redraw)
 
 
