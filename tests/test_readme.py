@@ -37,3 +37,19 @@ def test_the_using_it_snippet_runs(kafka, registry, data_dir, make_topics, monke
     assert len(request_id) == 32 and label in ("churn", "stay")
     assert predicted.split() == [predicted.split()[0], "v1"] and predicted.split()[0] in ("churn", "stay")
     assert rejected == "rejected: missing_feature feature 'x1': required and missing"
+
+
+def test_every_monitor_and_trigger_setting_is_documented_with_its_unit():
+    import dataclasses
+    from processors.monitor.process import MonitorSettings
+    from processors.trigger.policy import TriggerSettings
+    text = README.read_text()
+    for section, cls in (("monitor", MonitorSettings), ("trigger", TriggerSettings)):
+        table = text[text.index(f"| `[{section}]` key |"):]
+        table = table[:table.index("\n\n")]
+        documented = {name.strip("` ") for row in table.splitlines()[2:]
+                      for name in row.split("|")[1].split(",")}
+        rows_with_units = [row.split("|")[3].strip() for row in table.splitlines()[2:]]
+        missing = {f.name for f in dataclasses.fields(cls)} - documented - {"group_id"}
+        assert not missing, f"[{section}] keys missing from the README: {sorted(missing)}"
+        assert all(rows_with_units)
