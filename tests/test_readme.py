@@ -1,5 +1,6 @@
 """The README's Python blocks run as written against the embedded stack (broker, registry and
 store in a data dir, the demo's churn model, a worker), so the README cannot rot."""
+import ast
 import re
 from pathlib import Path
 
@@ -32,11 +33,17 @@ def test_the_using_it_snippet_runs(kafka, registry, data_dir, make_topics, monke
         for block in blocks:
             exec(compile(block, str(README), "exec"), {"__name__": "readme"})
     lines = capsys.readouterr().out.splitlines()
-    subscribed, predicted, rejected = lines[:3]
+    subscribed, predicted, rejected, imported, answered = lines
     request_id, label, _ = subscribed.split(" ", 2)
     assert len(request_id) == 32 and label in ("churn", "stay")
     assert predicted.split() == [predicted.split()[0], "v1"] and predicted.split()[0] in ("churn", "stay")
     assert rejected == "rejected: missing_feature feature 'x1': required and missing"
+    # bring your own model: the pipeline registered, converted faithfully, served by the worker
+    assert imported == "('0', '1') 569"
+    label, scores = answered.split(" ", 1)
+    assert label in ("0", "1") and set(ast.literal_eval(scores)) == {"0", "1"}
+    profile = open_store(StoreSettings(), data_dir).get_profile("tumour", "v1")
+    assert profile is not None                                  # the drift reference, from the sample
 
 
 def test_every_monitor_and_trigger_setting_is_documented_with_its_unit():
