@@ -5,6 +5,6 @@ layout, the output labels come from the model, the drift reference profile from 
 the converted model is test-loaded and checked against the original before it is registered."""
 from processors.importing.errors import ImportRefused
 from processors.importing.register import Imported, import_model
-from processors.importing.sample import Sample
+from processors.importing.sample import Sample, TrainingData
 
-__all__ = ["ImportRefused", "Imported", "Sample", "import_model"]
+__all__ = ["ImportRefused", "Imported", "Sample", "TrainingData", "import_model"]

@@ -79,6 +79,26 @@ class Sample:
                              else np.asarray(self.columns[f.name], dtype=float) for f in spec.features})
 
 
+@dataclass
+class TrainingData:
+    """What a trainer plugin (`[retrainer] trainer = "sklearn:..."`) gets: the joined feedback to
+    train on, as plain columns; it returns a fitted scikit-learn model or pipeline."""
+    features: dict[str, list]        # feature name -> values (numbers, or strings for categoricals)
+    target: list                     # the true class (str) or value (float) of each row
+    categorical: tuple[str, ...]     # which features are categorical
+
+    @classmethod
+    def of(cls, data: Dataset) -> "TrainingData":
+        features = {f.name: data.numeric[:, i].astype(float).tolist() for i, f in enumerate(data.spec.numeric)}
+        features.update({f.name: list(data.categorical[i]) for i, f in enumerate(data.spec.categorical)})
+        return cls(features, list(data.target), tuple(f.name for f in data.spec.categorical))
+
+    def frame(self):
+        """The features as a pandas DataFrame (pandas must be installed)."""
+        import pandas as pd
+        return pd.DataFrame(self.features)
+
+
 def _parse(text: str) -> Any:
     text = text.strip()
     if text in MISSING:
