@@ -119,7 +119,8 @@ class Checker:
 
     def check(self, rows: list[Row]) -> Checked:
         stored = self._predictions([r.request_id for r in rows])
-        manifests = self._manifests()
+        wanted = {r.model for r in rows} | {p.model for found in stored.values() for p in found}
+        manifests = self._manifests(wanted - {None})
         out = Checked([], [], {})
         for row in rows:
             found = stored.get(row.request_id, [])
@@ -145,14 +146,17 @@ class Checker:
         finally:
             store.close()
 
-    def _manifests(self) -> dict[tuple[str, str], Manifest]:
+    def _manifests(self, wanted: set[str]) -> dict[tuple[str, str], Manifest]:
+        if not wanted:
+            return {}
         try:
             models = ModelRegistry(self.config.kafka, schema_registry(self.config), self.config.data_dir)
         except BrokerUnavailable:   # no `models` topic: nothing registered, nothing to check against
             return {}
         try:
             return {(name, version): models.manifest(name, version)
-                    for name, deployment in models.deployments().items() for version in deployment.versions}
+                    for name, deployment in models.deployments().items() if name in wanted
+                    for version in deployment.versions}
         finally:
             models.close()
 
