@@ -15,6 +15,9 @@ from sklearn.preprocessing import OneHotEncoder
 from feature_store import StoreSettings, open_store
 from flywheel.cli import main
 from processors.models import ModelRegistry
+from processors.monitor.drift import compare
+from processors.monitor.process import MonitorSettings
+from processors.monitor.profile import Profile
 from processors.models.encoding import MatrixLayout
 from processors.training import train
 from processors.worker.sessions import LoadedVersion
@@ -63,7 +66,12 @@ def test_a_pipeline_with_a_one_hot_encoder_becomes_a_serving_version(kafka, regi
     assert [(f.name, f.categories) for f in manifest.features.categorical] == [("plan", PLANS)]
     assert manifest.output.labels == ("no", "yes") and manifest.training_metrics["sample_accuracy"] > 0.6
     with open_store(StoreSettings(), data_dir) as store:
-        assert store.get_profile("churn", "v1") is not None
+        reference = Profile.from_bytes(store.get_profile("churn", "v1").profile)
+    # the sample's profile is what the monitor measures windows against: shifted ages drift, the
+    # sample's own distribution does not
+    drifted = {d.feature: d.flagged for d in _window_drift(reference, columns, age_shift=15.0)}
+    steady = {d.feature: d.flagged for d in _window_drift(reference, columns, age_shift=0.0)}
+    assert drifted["age"] and not drifted["spend"] and not any(steady.values())
     # served as the worker serves it: the layout matrix in, the pipeline's own probabilities out
     onnx_bytes = (data_dir / "models" / "churn" / "v1" / "model.onnx").read_bytes()
     x = MatrixLayout(manifest.features).build(np.c_[columns["age"], columns["spend"]].astype(np.float32),
@@ -74,6 +82,15 @@ def test_a_pipeline_with_a_one_hot_encoder_becomes_a_serving_version(kafka, regi
     assert np.allclose(LoadedVersion(manifest, onnx_bytes).run(unseen),
                        pipeline.predict_proba(pd.DataFrame({"age": [30.0], "spend": [50.0], "plan": ["gold"]})),
                        atol=1e-4)   # an unknown category reaches the pipeline's encoder as unknown
+
+
+def _window_drift(reference, columns, age_shift: float):
+    rng = np.random.default_rng(9)
+    picked = rng.choice(len(columns["age"]), 300)
+    window = reference.empty_like()
+    window.add_columns(300, {"age": columns["age"][picked] + age_shift, "spend": columns["spend"][picked]},
+                       {"plan": list(columns["plan"][picked])})
+    return compare(reference, window, MonitorSettings().drift())
 
 
 def test_an_onnx_file_in_the_layout_takes_its_labels_from_the_target(kafka, data_dir, sample, tmp_path,
