@@ -38,8 +38,7 @@ def test_a_bad_line_is_one_line_error_naming_the_line(kafka, data_dir, make_topi
     bad.write_text('{"x": 1}\n{"x": \n')
     assert main([*_flags(kafka, data_dir), "publish", "-m", "m", "--create-topics", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("flywheel publish: line 2:")
-    assert err[-1] == "flywheel publish: 1 bad line(s); nothing sent"
+    assert len(err) == 1 and err[0].startswith("flywheel publish: line 2:") and err[0].endswith("; nothing sent")
 
 
 def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, capsys):

@@ -60,8 +60,8 @@ def test_a_megabyte_request_is_a_line_error_not_a_traceback(kafka, registry, dat
     assert main([*_flags(kafka, data_dir), "publish", "-m", "big", "--create-topics", str(lines)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     _no_traceback("\n".join(err))
-    assert err[0].startswith("flywheel publish: line 2: the request is 1,048,") and "1,000,000-byte" in err[0]
-    assert err[-1] == "flywheel publish: 1 bad line(s); nothing sent"
+    assert len(err) == 1 and err[0].startswith("flywheel publish: line 2: the request is 1,048,")
+    assert err[0].endswith("over the producer's 1,000,000-byte message limit; nothing sent")
     assert read_topic(kafka, registry, catalog.requests("big"), "InferenceRequest", 0, timeout=1) == []
 
 
@@ -70,8 +70,7 @@ def test_label_usage_mistakes_are_one_line(kafka, data_dir, make_topics, tmp_pat
     assert main([*_flags(kafka, data_dir), "label", "r1"]) == 1
     err = capsys.readouterr().err.strip()
     _no_traceback(err)
-    assert err.splitlines() == ["flywheel label: request r1: give exactly one of a label or a value",
-                                "flywheel label: 1 bad label(s); nothing sent"]
+    assert err == "flywheel label: request r1: give exactly one of a label or a value; nothing sent"
     rows = tmp_path / "labels.jsonl"
     rows.write_text('{"request_id": "r2", "label": "a"}\n{"label": "b"}\n{"request_id": \n[1]\n')
     assert main([*_flags(kafka, data_dir), "label", "--file", str(rows)]) == 1

@@ -16,10 +16,9 @@ from schemas.errors import clip
 from streams.errors import BrokerUnavailable
 from streams.labels import LabelPublisher
 
-from flywheel.console import err
+from flywheel.console import err, refusal
 from flywheel.wiring import feature_store_for, schema_registry
 
-MAX_LISTED = 20   # bad lines named one by one; the rest are counted
 LOOKUP_CHUNK = 1000
 
 
@@ -64,10 +63,7 @@ def run(args, config) -> int:
     checked = Checker(config).check(rows)
     problems += checked.problems
     if problems:
-        for problem in problems[:MAX_LISTED]:
-            print(f"flywheel label: {problem}", file=sys.stderr)
-        more = f" ({len(problems) - MAX_LISTED} more not listed)" if len(problems) > MAX_LISTED else ""
-        raise LabelUsageError(f"{len(problems)} bad label(s){more}; nothing sent")
+        raise LabelUsageError(refusal("label", problems, "label(s)"))
     labels = LabelPublisher(config.kafka, schema_registry(config), source=args.source)
     for row in rows:
         labels.label(row.request_id, label=row.label, value=row.value, model=row.model or checked.models.get(row.request_id))

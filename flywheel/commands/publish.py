@@ -14,10 +14,9 @@ from schemas.errors import clip
 from streams.errors import DeliveryFailed
 from streams.publisher import Publisher, Request
 
-from flywheel.console import err, print_json_line, progress
+from flywheel.console import err, print_json_line, progress, refusal
 from flywheel.wiring import ensure_core_topics, schema_registry
 
-MAX_LISTED = 20  # bad lines named one by one; the rest are counted
 REGISTER_HINT = "register it with `flywheel models register`, or pass --create-topics to publish anyway"
 
 
@@ -55,10 +54,7 @@ def run(args, config) -> int:
     with (sys.stdin if args.file == "-" else open(args.file)) as source:
         prepared, problems = _prepare(publisher, source, _message_limit(config))
     if problems:
-        for problem in problems[:MAX_LISTED]:
-            print(f"flywheel publish: {problem}", file=sys.stderr)
-        more = f" ({len(problems) - MAX_LISTED} more not listed)" if len(problems) > MAX_LISTED else ""
-        raise PublishRefused(f"{len(problems)} bad line(s){more}; nothing sent")
+        raise PublishRefused(refusal("publish", problems, "line(s)"))
     _send(publisher, prepared, args.print_ids)
     err.print(f"published {len(prepared)} request(s) to {publisher.topic}")
     return 0
