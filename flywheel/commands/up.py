@@ -58,8 +58,8 @@ def run(args, config) -> int:
     stack = _stack(config, args.model, demo)
     registry_server = None
     try:
+        registry_server = _serve_registry(config)   # first: a busy port is found before anything starts
         stack.start_backbone()
-        registry_server = _serve_registry(config)
         if demo:
             _bootstrap(config, demo)
         state = stack.start_processes()
