@@ -132,3 +132,17 @@ def test_what_cannot_serve_is_refused_in_one_line(kafka, data_dir, sample, tmp_p
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (data_dir / "models" / "m").exists()   # nothing registered
+
+
+def test_the_feature_spec_is_inferred_from_the_sample(tmp_path):
+    from processors.importing import Sample
+    path = tmp_path / "s.csv"
+    path.write_text("tier,age,code,label\ngold,41,1,yes\nsilver,,2,no\ngold,37.5,x9,no\n")
+    sample = Sample.of(path)
+    spec = sample.feature_spec("label")
+    assert [(f.name, f.kind, f.categories) for f in spec.features] == [
+        ("age", "numeric", ()), ("tier", "categorical", ("gold", "silver")),
+        ("code", "categorical", ("1", "2", "x9"))]          # codes stay as written, not 1.0
+    data = sample.dataset(spec, "label")
+    assert np.isnan(data.numeric[1, 0]) and data.categorical[1] == ["1", "2", "x9"]
+    assert Sample.of({"a": [1, 2], "b": ["x", None]}).feature_spec(None).get("b").categories == ("x",)

@@ -43,7 +43,7 @@ class Sample:
             rows = list(csv.DictReader(f))
         if not rows:
             raise ImportRefused(f"{path} has a header but no rows (or nothing at all)")
-        return cls({name: [_parse(row[name]) for row in rows] for name in rows[0]})
+        return cls({name: _column([row[name] for row in rows]) for name in rows[0]})
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -99,14 +99,14 @@ class TrainingData:
         return pd.DataFrame(self.features)
 
 
-def _parse(text: str) -> Any:
-    text = text.strip()
-    if text in MISSING:
-        return None
+def _column(texts: list[str]) -> list[Any]:
+    """A CSV column: numbers if every present value is one, else the texts as written (so a
+    categorical column of codes like 1, 2, gold keeps "1", not 1.0)."""
+    values = [None if t is None or t.strip() in MISSING else t.strip() for t in texts]
     try:
-        return float(text)
+        return [None if v is None else float(v) for v in values]
     except ValueError:
-        return text
+        return values
 
 
 def _clean(value: Any) -> Any:
