@@ -105,6 +105,8 @@ def _compact_versions(frame: StatusFrame) -> Group:
                         right=("pred/s", "last", "labelled"))
     for row in _version_rows(frame):
         t.add_row(*row)
+    if not t.row_count:
+        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
     return _section("models", _keep_whole(t, "windows", "metric"))
 
 
@@ -119,6 +121,8 @@ def _compact_timeline(events: list) -> Group:
     t = _one_line_table("time", "model", "event", "version", "detail")
     for e in events:
         t.add_row(*_event_row(e))
+    if not events:
+        t.add_row("—", "", "nothing happened yet", "", "")
     return _section("timeline (latest)", _keep_whole(t, "detail"))
 
 
