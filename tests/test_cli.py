@@ -111,7 +111,11 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
     assert (tmp_path / "d" / "schemas.sqlite").exists()
 
 
-def test_up_on_a_busy_port_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("flag, message", [
+    ("--broker-port", "port {busy} is in use"),
+    ("--registry-port", "schema registry port {busy}: Address already in use; choose another with --registry-port"),
+])
+def test_up_on_a_busy_port_is_a_one_line_error(tmp_path, flag, message):
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,7 +123,10 @@ def test_up_on_a_busy_port_is_a_one_line_error(tmp_path):
         busy = s.getsockname()[1]
         env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
         env.pop("FLYWHEEL_BOOTSTRAP", None)
-        done = subprocess.run([sys.executable, "-m", "flywheel", "up", "--broker-port", str(busy)],
+        ports = {"--broker-port": str(free_port()), "--registry-port": str(free_port()), flag: str(busy)}
+        done = subprocess.run([sys.executable, "-m", "flywheel", "up", *[a for kv in ports.items() for a in kv]],
                               env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert f"port {busy} is in use" in done.stderr and "Traceback" not in done.stderr
+    assert message.format(busy=busy) in done.stderr and "Traceback" not in done.stderr
+    if flag == "--registry-port":
+        assert not (tmp_path / "d" / "broker.log").exists()      # found before the broker started
