@@ -59,6 +59,10 @@ class FeatureStore(ABC):
         order, read lazily page by page."""
 
     @abstractmethod
+    def _bucket_bounds(self, table: str, prefix: tuple) -> tuple[int, int] | None:
+        """The lowest and highest bucket of the partitions (prefix..., bucket) holding rows, or None."""
+
+    @abstractmethod
     def _delete(self, table: str, keys: Sequence[tuple]) -> None:
         """Delete by full primary keys."""
 
@@ -150,7 +154,8 @@ class FeatureStore(ABC):
         return model, version, self.feedback_bucket(event_time), event_time, request_id
 
     def _feedback_range(self, model: str, version: str, start: int, end: int) -> Iterator[FeedbackRecord]:
-        for bucket in _buckets(start, end, self.settings.feedback_bucket_ms):
+        for bucket in self._buckets("feedback_by_time", (model, version), start, end,
+                                    self.settings.feedback_bucket_ms):
             for row in self._select_range("feedback_by_time", (model, version, bucket), start, end):
                 yield FeedbackRecord.from_dict(row)
 
@@ -163,7 +168,8 @@ class FeatureStore(ABC):
 
     def metrics(self, model: str, version: str, start: int, end: int) -> Iterator[WindowMetrics]:
         """Windows with start <= window_start < end, in window order."""
-        for bucket in _buckets(start, end, self.settings.metrics_bucket_ms):
+        for bucket in self._buckets("metrics_by_window", (model, version), start, end,
+                                    self.settings.metrics_bucket_ms):
             for row in self._select_range("metrics_by_window", (model, version, bucket), start, end):
                 yield WindowMetrics.from_dict(row, values=row["metric_values"])
 
@@ -206,11 +212,22 @@ class FeatureStore(ABC):
         rows = self._select("retrain_state", [(model,)])
         return rows[0]["last_retrain_at"] if rows else None
 
+    def _buckets(self, table: str, prefix: tuple, start: int, end: int, width: int) -> range:
+        """The buckets a range read visits: every one of [start, end) when that is a few, else
+        only those between the partition's first and last bucket that hold data, so an
+        open-ended range (0, 2**62) is bounded by the data instead of walked bucket by bucket."""
+        if end <= start:
+            return range(0)
+        first, last = start // width, (end - 1) // width
+        if last - first < WALK_LIMIT:
+            return range(first, last + 1)
+        bounds = self._bucket_bounds(table, prefix)
+        if bounds is None:
+            return range(0)
+        return range(max(first, bounds[0]), min(last, bounds[1]) + 1)
 
-def _buckets(start: int, end: int, width: int) -> range:
-    if end <= start:
-        return range(0)
-    return range(start // width, (end - 1) // width + 1)
+
+WALK_LIMIT = 64  # buckets a range read walks without first asking where the data is
 
 
 def _same_label(before: Row, record: FeedbackRecord) -> bool:

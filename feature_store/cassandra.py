@@ -156,6 +156,16 @@ class CassandraStore(FeatureStore):
                 return
             yield _decode(t, row)
 
+    def _bucket_bounds(self, table: str, prefix: tuple) -> tuple[int, int] | None:
+        # Partition keys cannot be range-scanned by prefix: read the distinct keys (one row per
+        # partition, not per record) and keep this prefix's buckets.
+        t = tables()[table]
+        statement = SimpleStatement(f"SELECT DISTINCT {', '.join(t.partition_key)} FROM {table}", fetch_size=PAGE)
+        with self._errors():
+            buckets = [row.bucket for row in self.session.execute(statement)
+                       if tuple(getattr(row, c) for c in t.partition_key[:len(prefix)]) == tuple(prefix)]
+        return (min(buckets), max(buckets)) if buckets else None
+
     def _delete(self, table: str, keys: Sequence[tuple]) -> None:
         self._run(self._statement(table, "delete"), keys)
 

@@ -120,6 +120,13 @@ class SqliteStore(FeatureStore):
                 out.extend(_decode(t, row) for row in rows)
         return out
 
+    def _bucket_bounds(self, table: str, prefix: tuple) -> tuple[int, int] | None:
+        t = tables()[table]
+        where = " AND ".join(f"{c} = ?" for c in t.partition_key[:len(prefix)])
+        with self._read() as db:
+            low, high = db.execute(f"SELECT MIN(bucket), MAX(bucket) FROM {table} WHERE {where}", prefix).fetchone()
+        return None if low is None else (low, high)
+
     def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
         t = tables()[table]
         where = " AND ".join(f"{c} = ?" for c in t.partition_key)

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from flywheel import commands
+from flywheel.commands._examples import epilog
 from flywheel.config import load_config
 
 OUR_PACKAGES = {"flywheel", "schemas", "streams", "processors", "feature_store"}
@@ -30,7 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in commands.discover():
         module.register(sub)
+    for name, command in sub.choices.items():
+        if command.epilog is None:
+            command.epilog = epilog(name)
+            command.formatter_class = ExamplesFormatter
     return parser
+
+
+class ExamplesFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual but keeps the examples epilog's lines as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,3 +30,17 @@ def _default(value):
 
 def print_json_line(record, out=None) -> None:
     (out or sys.stdout).write(json.dumps(record, default=_default, separators=(",", ":")) + "\n")
+
+
+MAX_LISTED = 20   # problems named one by one; the rest are counted
+
+
+def refusal(command: str, problems: list[str], what: str) -> str:
+    """The last line of a refusal that sent nothing: one problem is that line; more are each
+    printed on a line of their own first (up to MAX_LISTED) and then counted."""
+    if len(problems) == 1:
+        return f"{problems[0]}; nothing sent"
+    for problem in problems[:MAX_LISTED]:
+        print(f"flywheel {command}: {problem}", file=sys.stderr)
+    more = f" ({len(problems) - MAX_LISTED} more not listed)" if len(problems) > MAX_LISTED else ""
+    return f"{len(problems)} bad {what}{more}; nothing sent"

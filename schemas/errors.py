@@ -40,9 +40,15 @@ class IncompatibleSchema(SchemaRegistryError):
         super().__init__(f"schema for {subject} is not {mode} compatible: {'; '.join(problems)}")
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, saying how long it was: values echoed in one-line errors
+    and dead-letter details stay readable when a value is a megabyte."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} chars)"
+
+
 class FeatureProblem(ValueError):
     """A request's features do not fit the model's feature spec. `reason` is the dead-letter tag."""
 
     def __init__(self, feature: str, reason: str, detail: str):
         self.feature, self.reason, self.detail = feature, reason, detail
-        super().__init__(f"feature '{feature}': {detail}")
+        super().__init__(f"feature '{clip(feature)}': {detail}")

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from schemas.errors import FeatureProblem
+from schemas.errors import FeatureProblem, clip
 
 Kind = Literal["numeric", "categorical"]
 
@@ -73,7 +73,7 @@ class FeatureSpec:
             if f.kind == "numeric" and not math.isfinite(value):
                 raise FeatureProblem(f.name, "non_finite", f"value {value} is not finite")
             if f.kind == "categorical" and f.categories and value not in f.categories and not f.unknown_bucket:
-                raise FeatureProblem(f.name, "unseen_category", f"category {value!r} was not seen in training")
+                raise FeatureProblem(f.name, "unseen_category", f"category {clip(repr(value))} was not seen in training")
 
     def to_dict(self) -> dict:
         return {"features": [asdict(f) for f in self.features]}
@@ -88,5 +88,5 @@ def _as_float(name: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FeatureProblem(name, "wrong_type", f"expected a number, got {type(value).__name__} {value!r}")
+        raise FeatureProblem(name, "wrong_type", f"expected a number, got {type(value).__name__} {clip(repr(value))}")
     return float(value)

@@ -30,3 +30,11 @@ class PredictTimeout(StreamsError):
 
 class UnknownTopic(StreamsError):
     pass
+
+
+class RequestRejected(StreamsError):
+    """A worker dead-lettered the request: `reason` is the dead letter's tag (missing_feature, ...)."""
+
+    def __init__(self, request_id: str, model: str, reason: str, detail: str):
+        self.request_id, self.model, self.reason, self.detail = request_id, model, reason, detail
+        super().__init__(f"{reason}: {detail} (request {request_id} to model '{model}')")

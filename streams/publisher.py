@@ -50,8 +50,16 @@ class Publisher:
         if not isinstance(request, Request):
             request = Request(features=request)
         record = self.to_record(request)
-        self._out.produce(self.topic, self._serde.encode(record), key=record["entity_id"].encode())
+        self.produce(*self.encode(record))
         return record["request_id"]
+
+    def encode(self, record: dict) -> tuple[bytes, bytes]:
+        """A checked record's key (its entity id) and wire-format value."""
+        return record["entity_id"].encode(), self._serde.encode(record)
+
+    def produce(self, key: bytes, value: bytes) -> None:
+        """Queue one encoded request (see `encode`)."""
+        self._out.produce(self.topic, value, key=key)
 
     def publish_many(self, requests: Iterable[Request | dict[str, Any]]) -> list[str]:
         return [self.publish(r) for r in requests]
@@ -74,3 +82,8 @@ class Publisher:
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for delivery; raise DeliveryFailed if any request did not reach the broker."""
         return self._out.flush(timeout)
+
+    @property
+    def delivered(self) -> int:
+        """Requests the broker has acknowledged so far."""
+        return self._out.delivered

@@ -23,6 +23,7 @@ class KafkaSettings:
     schema_registry_ca_location: str = ""
     schema_registry_certificate_location: str = ""
     schema_registry_key_location: str = ""
+    embedded_registry_port: int = 18081  # where `flywheel up` serves the embedded registry's REST API
     session_timeout_ms: int = 10000
     # The largest record Flywheel writes: its producers' message.max.bytes and, on the topics
     # it creates, max.message.bytes (set together, so what a producer accepts the broker keeps).

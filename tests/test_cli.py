@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -22,7 +23,7 @@ def test_publish_then_subscribe_round_trip(kafka, data_dir, make_topics, tmp_pat
     lines = tmp_path / "requests.jsonl"
     lines.write_text("\n".join(json.dumps({"features": {"x": i, "plan": "pro"}, "entity_id": f"e{i}"})
                                for i in range(30)) + "\n\n" + json.dumps({"x": 99.0}) + "\n")
-    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", str(lines), "--print-ids"]) == 0
+    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", "--create-topics", str(lines), "--print-ids"]) == 0
     ids = [json.loads(line)["request_id"] for line in capsys.readouterr().out.splitlines()]
     assert len(ids) == 31
     assert main([*_flags(kafka, data_dir), "subscribe", "-t", f"{kafka.topic_prefix}m.requests",
@@ -36,9 +37,9 @@ def test_a_bad_line_is_one_line_error_naming_the_line(kafka, data_dir, make_topi
     make_topics("m")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"x": 1}\n{"x": \n')
-    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", str(bad)]) == 1
+    assert main([*_flags(kafka, data_dir), "publish", "-m", "m", "--create-topics", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("flywheel publish: line 2:")
+    assert len(err) == 1 and err[0].startswith("flywheel publish: line 2:") and err[0].endswith("; nothing sent")
 
 
 def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, capsys):
@@ -56,7 +57,7 @@ def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["publish", "-m", "m", "/no/such/file.jsonl"], "No such file"),
+    (["publish", "-m", "m", "--create-topics", "/no/such/file.jsonl"], "No such file"),
     (["subscribe", "-m", "nosuchmodel", "--timeout", "1"], "does not exist"),
     (["subscribe", "-t", "x", "--from-time", "yesterday-ish"], "neither epoch milliseconds nor"),
 ])
@@ -82,11 +83,12 @@ def test_topics_lists_and_creates(kafka, data_dir, capsys):
 
 def test_up_starts_and_stops_the_embedded_stack(tmp_path):
     """`flywheel up` in a real subprocess: banner, live broker, clean stop on SIGINT."""
-    port = free_port()
+    port, registry_port = free_port(), free_port()
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
     env.pop("FLYWHEEL_BOOTSTRAP", None)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(port),
-                             "--metrics-port", str(free_port_block(12)), "--model", "demo"],
+                             "--metrics-port", str(free_port_block(12)), "--registry-port", str(registry_port),
+                             "--model", "demo"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         state_file = tmp_path / "d" / "stack.json"
@@ -99,16 +101,22 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
         listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"], env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
                                 capture_output=True, text=True, timeout=60)
         assert "demo.requests" in listed.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{registry_port}/subjects", timeout=10) as reply:
+            assert "flywheel.Prediction" in json.load(reply)  # the embedded registry, over REST
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert f"127.0.0.1:{port}" in err and "stopped" in err
+    assert f"127.0.0.1:{port}" in err and f"http://127.0.0.1:{registry_port}" in err and "stopped" in err
     assert not (tmp_path / "d" / "stack.json").exists()
     assert (tmp_path / "d" / "schemas.sqlite").exists()
 
 
-def test_up_on_a_busy_port_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("flag, message", [
+    ("--broker-port", "port {busy} is in use"),
+    ("--registry-port", "schema registry port {busy}: Address already in use; choose another with --registry-port"),
+])
+def test_up_on_a_busy_port_is_a_one_line_error(tmp_path, flag, message):
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -116,7 +124,10 @@ def test_up_on_a_busy_port_is_a_one_line_error(tmp_path):
         busy = s.getsockname()[1]
         env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
         env.pop("FLYWHEEL_BOOTSTRAP", None)
-        done = subprocess.run([sys.executable, "-m", "flywheel", "up", "--broker-port", str(busy)],
+        ports = {"--broker-port": str(free_port()), "--registry-port": str(free_port()), flag: str(busy)}
+        done = subprocess.run([sys.executable, "-m", "flywheel", "up", *[a for kv in ports.items() for a in kv]],
                               env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert f"port {busy} is in use" in done.stderr and "Traceback" not in done.stderr
+    assert message.format(busy=busy) in done.stderr and "Traceback" not in done.stderr
+    if flag == "--registry-port":
+        assert not (tmp_path / "d" / "broker.log").exists()      # found before the broker started

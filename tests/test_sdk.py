@@ -106,3 +106,28 @@ def test_labels_are_keyed_by_request_id(kafka, registry, make_topics):
         got = {r.key: r.value for r in sub.read(2, timeout=20)}
     assert got[b"req-1"]["label"] == "spam" and got[b"req-1"]["source"] == "test"
     assert got[b"req-2"]["value"] == 3.5 and got[b"req-2"]["label"] is None
+
+
+def test_predict_raises_the_dead_letter_reason_of_its_request(kafka, registry, make_topics):
+    from processors.runtime.deadletter import DeadLetterWriter
+    from schemas import AvroSerde
+    from streams.clients import make_producer
+    from streams.errors import RequestRejected
+    catalog = make_topics("m")
+    letters = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), catalog.deadletter, "worker")
+    requests = Publisher(kafka, registry, "m")
+    producer = make_producer(kafka)
+
+    def dead_letter(payload: bytes, topic: str) -> None:
+        letters.send(producer, letters.record("missing_feature", "feature 'x1': required and missing", topic=topic,
+                                              partition=0, offset=0, key=b"k", value=payload))
+    with Predictor(kafka, registry, "m") as predictor:
+        mine = requests._serde.encode(requests.to_record(Request({"x0": 1.0}, request_id="mine")))
+        dead_letter(b"not a request at all", catalog.requests("m"))       # ignored: no request id in it
+        dead_letter(mine, catalog.labels)                                  # ignored: not from this model's requests
+        dead_letter(mine, catalog.requests("m"))
+        producer.flush()
+        with pytest.raises(RequestRejected, match=r"missing_feature: feature 'x1': required and missing "
+                                                  r"\(request mine to model 'm'\)") as info:
+            predictor.predict(Request({"x0": 1.0}, request_id="mine"), timeout=30)
+        assert info.value.reason == "missing_feature"   # not PredictTimeout: the rejection ends the wait

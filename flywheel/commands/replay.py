@@ -248,7 +248,11 @@ def run_runs(args, config) -> int:
             print_json_line({"run_id": run.run_id, "kind": run.kind, "status": run.status, "spec": run.spec,
                              "remaining_offsets": run.remaining, "totals": run.totals()})
         return 0
-    table = Table("run id", "kind", "status", "source", "range", "remaining", "outcomes")
+    table = Table()
+    # The run id is what --run-id needs to resume: never wrapped or cut, however narrow the output.
+    table.add_column("run id", no_wrap=True, min_width=max((len(r.run_id) for r in runs), default=6))
+    for name in ("kind", "status", "source", "range", "remaining", "outcomes"):
+        table.add_column(name)
     for run in runs:
         table.add_row(run.run_id, run.kind, run.status, run.spec.get("source", ""),
                       f"{_iso(run.spec['start'])} → {_iso(run.spec['end'])}", f"{run.remaining:,}",

@@ -1,4 +1,9 @@
-"""`flywheel simulate`: demo traffic for a model, with late labels and a concept drift."""
+"""`flywheel simulate`: demo traffic for a model, with late labels and a concept drift.
+
+Its /metrics has flywheel_records_out_total{processor="simulator",topic} (requests and labels
+sent), so the live view shows the rate it sends at."""
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
 
 from processors.simulator.traffic import SimulatorSettings, TrafficSimulator
 from streams.labels import LabelPublisher
@@ -33,6 +38,21 @@ def run(args, config) -> int:
                                  LabelPublisher(config.kafka, schemas, source="simulator"))
     err.print(f"simulate: {settings.rate:g} requests/s to {settings.model}, drift at {settings.drift_at:g} story s, "
               f"speed {settings.speed:g}x")
-    simulator.run(start_processor(config))
+    metrics = CollectorRegistry()
+    metrics.register(_SentCounter(simulator))
+    simulator.run(start_processor(config, metrics))
     err.print(f"simulate: sent {simulator.sent} requests, {simulator.labelled} labels")
     return 0
+
+
+class _SentCounter:
+    """The simulator's own counts, read at scrape time (its loop stays free of metric calls)."""
+
+    def __init__(self, simulator: TrafficSimulator):
+        self.simulator = simulator
+
+    def collect(self):
+        family = CounterMetricFamily("flywheel_records_out", "Records produced", labels=["processor", "topic"])
+        family.add_metric(["simulator", self.simulator.publisher.topic], self.simulator.sent)
+        family.add_metric(["simulator", self.simulator.labels.topic], self.simulator.labelled)
+        yield family

@@ -48,13 +48,15 @@ def run(args, config) -> int:
 
 
 def _watch(session: StatusSession, interval: float) -> int:
-    with Live(terminal.render(session.frame()), console=Console(), refresh_per_second=4, screen=False) as live:
+    console = Console()
+    with Live(terminal.fitted(session.frame(), console), console=console, refresh_per_second=4,
+              screen=False) as live:
         try:
             while True:
                 time.sleep(interval)
                 if not session.running():
                     err.print("[yellow]the stack stopped[/]")
                     return 0
-                live.update(terminal.render(session.frame()))
+                live.update(terminal.fitted(session.frame(), console))
         except KeyboardInterrupt:        # Ctrl-C is how one leaves the view
             return 0

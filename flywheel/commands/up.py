@@ -12,6 +12,8 @@ from processors.models import ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
 from schemas.registry import split_credentials
+from schemas.registry.rest import RegistryServer
+from streams.errors import PortInUse
 
 from flywheel.console import err
 from flywheel.demo import DemoSettings
@@ -29,6 +31,8 @@ def register(sub) -> None:
                                    "also train and register a first model, and run a traffic simulator whose "
                                    "concept drifts, so drift detection, retraining, canary and promotion play out.")
     p.add_argument("--broker-port", type=int, metavar="PORT", help="embedded broker port (default 19092)")
+    p.add_argument("--registry-port", type=int, metavar="PORT",
+                   help="port of the embedded schema registry's Confluent REST API (default 18081)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="first Prometheus port; processors take the next ones (default 9400)")
     p.add_argument("--model", action="append", default=[], metavar="NAME",
@@ -48,10 +52,14 @@ def run(args, config) -> int:
         config.kafka.embedded_port = args.broker_port
     if args.metrics_port:
         config.metrics_port = args.metrics_port
+    if args.registry_port:
+        config.kafka.embedded_registry_port = args.registry_port
     signal.signal(signal.SIGTERM, _raise_interrupt)
     demo = _demo_settings(args, config) if args.demo else None
     stack = _stack(config, args.model, demo)
+    registry_server = None
     try:
+        registry_server = _serve_registry(config)   # first: a busy port is found before anything starts
         stack.start_backbone()
     except BaseException:        # e.g. the data dir is taken, a port is busy: the one line says it
         stack.stop()
@@ -60,14 +68,16 @@ def run(args, config) -> int:
         if demo:
             _bootstrap(config, demo)
         state = stack.start_processes()
-        err.print(_banner(config, state, embedded=stack.broker is not None, demo=demo))
-        if demo and err.is_terminal:
+        err.print(_banner(config, state, stack.broker is not None, registry_server, demo))
+        if err.is_terminal:
             return _watch(stack, state, config, args.run_for)
         return _wait(stack, args.run_for)
     except KeyboardInterrupt:
         return 0
     finally:
         err.print("[dim]stopping…[/]")
+        if registry_server:
+            registry_server.stop()
         stack.stop()
         err.print("[green]stopped[/]; state kept in", str(config.data_dir))
 
@@ -109,20 +119,35 @@ def _wait(stack: Stack, run_for: float | None, tick=lambda: time.sleep(0.5)) -> 
 
 
 def _watch(stack: Stack, state, config, run_for: float | None) -> int:
-    """The demo's live view (the same as `flywheel status`), redrawn every second."""
+    """The live view (the same as `flywheel status`), redrawn every second, fitted to the terminal."""
     with feature_store_for(config) as store:
         session = StatusSession(config.data_dir, store, state, lookback_ms=3_600_000)
-        with Live(terminal.render(session.frame()), console=err, refresh_per_second=2) as live:
+        with Live(terminal.fitted(session.frame(), err), console=err, refresh_per_second=2) as live:
             def redraw():
                 time.sleep(1.0)
-                live.update(terminal.render(session.frame()))
+                live.update(terminal.fitted(session.frame(), err))
             return _wait(stack, run_for, redraw)
 
 
-def _banner(config, state, embedded: bool, demo: DemoSettings | None) -> Panel:
+def _serve_registry(config) -> RegistryServer | None:
+    """The embedded registry's Confluent REST API, so any Confluent client can read the topics;
+    nothing when an external registry is configured."""
+    if config.kafka.schema_registry_url:
+        return None
+    port = config.kafka.embedded_registry_port
+    try:
+        return RegistryServer(schema_registry(config), port).start()
+    except OSError as e:
+        raise PortInUse(f"schema registry port {port}: {e.strerror}; choose another with --registry-port "
+                        f"(or FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT)") from e
+
+
+def _banner(config, state, embedded: bool, registry_server: RegistryServer | None,
+            demo: DemoSettings | None) -> Panel:
     table = Table.grid(padding=(0, 2))
     table.add_row("bootstrap", f"{state.bootstrap} ({'embedded Tansu, memory only' if embedded else 'external'})")
-    table.add_row("schema registry", split_credentials(config.kafka.schema_registry_url)[0] or f"embedded ({config.data_dir / 'schemas.sqlite'})")
+    table.add_row("schema registry", split_credentials(config.kafka.schema_registry_url)[0] or
+                  f"{registry_server.url} (embedded, Confluent REST API over {config.data_dir / 'schemas.sqlite'})")
     table.add_row("data dir", state.data_dir)
     if state.restored_models:
         table.add_row("restored", ", ".join(state.restored_models))

@@ -78,6 +78,7 @@ class ProcessFigures:
     restarts: int = 0                           # by the supervisor (stack.json)
     records_in_per_s: float = 0.0
     lag: int = 0
+    records_out_per_s: float = 0.0              # only what produces without consuming (the simulator) says
 
 
 @dataclass
@@ -113,13 +114,15 @@ class LiveFigures:
 def figures(processes: list[ProcessSpec], before: Scrape, after: Scrape) -> LiveFigures:
     seconds = max(after.at - before.at, 1e-9)
     rate = _rates(before, after, seconds)
-    records_in, process_lag = defaultdict(float), defaultdict(float)
+    records_in, records_out, process_lag = defaultdict(float), defaultdict(float), defaultdict(float)
     for s in after.named("flywheel_records_in_total"):
         records_in[s.process] += rate.get(s, 0.0)
+    for s in after.named("flywheel_records_out_total"):
+        records_out[s.process] += rate.get(s, 0.0)
     for s in after.named("flywheel_consumer_lag"):
         process_lag[s.process] += s.value
     procs = [ProcessFigures(p.name, p.pid, p.metrics_port, _state(p.name, after), p.restarts, records_in[p.name],
-                            int(process_lag[p.name])) for p in processes]
+                            int(process_lag[p.name]), records_out[p.name]) for p in processes]
     predictions = after.named("flywheel_predictions_total")
     return LiveFigures(
         seconds=seconds, processes=procs, versions=_versions(after, rate),

@@ -1,11 +1,18 @@
 """The terminal view of a StatusFrame (rich): processes, throughput and latency per model, live
-accuracy per version with a sparkline of its windows, the most drifted features, the timeline."""
+accuracy per version with a sparkline of its windows, the most drifted features, the timeline.
+
+Given the terminal's size, a frame taller than the terminal is drawn compact instead: sections
+under one-line rules instead of panels, processes two to a row, one line per table row, the
+drifted features cut first, and the timeline's latest events kept (a live view is cut at the
+bottom, where the newest events are)."""
+import io
 import time
 from datetime import datetime, timezone
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
@@ -19,9 +26,104 @@ DRIFT_ROWS = 6
 SPARK_WIDTH = 24
 
 
-def render(frame: StatusFrame) -> Group:
-    return Group(_header(frame), _processes(frame), _throughput(frame), _versions(frame), _drift(frame),
+def render(frame: StatusFrame, width: int | None = None, height: int | None = None) -> RenderableType:
+    """The full view, or the compact one when the full one is taller than `height` rows."""
+    full = Group(_header(frame), _processes(frame), _throughput(frame), _versions(frame), _drift(frame),
                  _timeline(frame))
+    if height is None or rows(full, width) <= height:
+        return full
+    return _compact(frame, width, height)
+
+
+def fitted(frame: StatusFrame, console: Console) -> RenderableType:
+    """The frame for a live view on `console`: compact when the terminal is too short for it all."""
+    return render(frame, console.width, console.height if console.is_terminal else None)
+
+
+def rows(renderable: RenderableType, width: int | None) -> int:
+    """How many terminal rows `renderable` takes at `width` columns."""
+    console = Console(width=width or 120, file=io.StringIO(), color_system=None)
+    return len(console.render_lines(renderable, console.options, pad=False))
+
+
+def _compact(frame: StatusFrame, width: int | None, height: int) -> Group:
+    fixed = [_header(frame), _compact_processes(frame), _compact_throughput(frame), _compact_versions(frame)]
+    left = height - rows(Group(*fixed), width) - 1  # one row spare: a live view redraws below its last line
+    events = _events(frame)
+    timeline_rows = max(1, min(len(events), left - 2))
+    drift_rows = min(DRIFT_ROWS, left - 2 - timeline_rows - 2)
+    tail = [_compact_drift(frame, drift_rows)] if drift_rows > 0 else []
+    return Group(*fixed, *tail, _compact_timeline(events[len(events) - timeline_rows:]))
+
+
+def _section(title: str, *parts: RenderableType) -> Group:
+    return Group(Rule(Text(title, style="bold"), align="left", style="dim"), *parts)
+
+
+def _one_line_table(*columns: str, right: tuple[str, ...] = (), header: bool = True) -> Table:
+    t = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_header=header, header_style="bold")
+    for name in columns:
+        t.add_column(name, justify="right" if name in right else "left", no_wrap=True, overflow="ellipsis")
+    return t
+
+
+def _keep_whole(t: Table, *shrinkable: str) -> Table:
+    """Columns other than `shrinkable` keep their widest cell when the table is too wide: a time
+    or a version cut to '13:…' says nothing, a detail or sparkline cut short still does."""
+    for column in t.columns:
+        if column.header not in shrinkable:
+            column.min_width = max([Text.from_markup(str(column.header)).cell_len] +
+                                   [c.cell_len if isinstance(c, Text) else len(str(c)) for c in column.cells])
+    return t
+
+
+def _compact_processes(frame: StatusFrame) -> Group:
+    per_row = 2
+    t = _one_line_table(*(["process", "state", "records/s", "lag"] * per_row), right=("records/s", "lag"))
+    cells = [(p.name, _state(p.state, p.restarts), _records(p), f"{p.lag:,}") for p in frame.live.processes]
+    for i in range(0, len(cells), per_row):
+        chunk = cells[i:i + per_row]
+        t.add_row(*[c for cell in chunk for c in cell], *([""] * 4 * (per_row - len(chunk))))
+    return _section("processes", t)
+
+
+def _compact_throughput(frame: StatusFrame) -> Group:
+    live = frame.live
+    lines = []
+    for m in sorted(set(live.requests_in_per_s) | set(live.predictions_per_s) | set(live.latency)):
+        latency = live.latency.get(m)
+        lines.append(Text(f"{m}: requests {_rate(live.requests_in_per_s.get(m, 0.0))}/s, predictions "
+                          f"{_rate(live.predictions_per_s.get(m, 0.0))}/s, latency p50 "
+                          f"{_ms(latency.p50 if latency else None)}, p99 {_ms(latency.p99 if latency else None)}",
+                          no_wrap=True, overflow="ellipsis"))
+    lines.append(_dead_letters(live))
+    return _section("throughput", *lines)
+
+
+def _compact_versions(frame: StatusFrame) -> Group:
+    t = _one_line_table("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift",
+                        right=("pred/s", "last", "labelled"))
+    for row in _version_rows(frame):
+        t.add_row(*row)
+    if not t.row_count:
+        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
+    return _section("models", _keep_whole(t, "windows", "metric"))
+
+
+def _compact_drift(frame: StatusFrame, limit: int) -> Group:
+    t = _one_line_table("model", "version", "feature", "PSI", "KS", "windows", right=("PSI", "KS"))
+    for row in _drift_rows(frame)[:limit]:
+        t.add_row(*row)
+    return _section("most drifted features", _keep_whole(t, "windows", "feature"))
+
+
+def _compact_timeline(events: list) -> Group:
+    t = _one_line_table("time", "model", "event", "version", "detail")
+    for e in events:
+        t.add_row(*_event_row(e))
+    if not events:
+        t.add_row("—", "", "nothing happened yet", "", "")
+    return _section("timeline (latest)", _keep_whole(t, "detail"))
 
 
 def sparkline(values: list[float], lo: float, hi: float, width: int = SPARK_WIDTH) -> str:
@@ -46,14 +148,26 @@ def _header(frame: StatusFrame) -> Text:
 def _processes(frame: StatusFrame) -> Panel:
     t = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
     for name, justify in (("process", "left"), ("pid", "right"), ("state", "left"), ("restarts", "right"),
-                          ("records in/s", "right"),
-                          ("consumer lag", "right"), ("metrics", "left")):
+                          ("records/s", "right"), ("consumer lag", "right"), ("metrics", "left")):
         t.add_column(name, justify=justify)
     for p in frame.live.processes:
-        state = Text(p.state, style={"up": "green", "exited": "bold red"}.get(p.state, "yellow"))
         restarts = Text(str(p.restarts), style="yellow" if p.restarts else "")
-        t.add_row(p.name, str(p.pid), state, restarts, _rate(p.records_in_per_s), f"{p.lag:,}", f":{p.port}")
+        t.add_row(p.name, str(p.pid), _state(p.state), restarts, _records(p), f"{p.lag:,}", f":{p.port}")
     return Panel(t, title="processes", title_align="left")
+
+
+def _state(state: str, restarts: int = 0) -> Text:
+    text = Text(state, style={"up": "green", "exited": "bold red"}.get(state, "yellow"))
+    if restarts:  # the compact view has no restarts column
+        text.append(f" ↻{restarts}", style="yellow")
+    return text
+
+
+def _records(p) -> str:
+    """Records consumed per second; for a process that only produces (the simulator), what it sends."""
+    if p.records_out_per_s and not p.records_in_per_s:
+        return f"{_rate(p.records_out_per_s)} out"
+    return _rate(p.records_in_per_s)
 
 
 def _throughput(frame: StatusFrame) -> Panel:
@@ -68,18 +182,32 @@ def _throughput(frame: StatusFrame) -> Panel:
                   _ms(latency.p50 if latency else None), _ms(latency.p99 if latency else None))
     if not models:
         t.add_row("—", "no worker has reported yet", "", "", "")
+    return Panel(Group(t, _dead_letters(live)), title="throughput", title_align="left")
+
+
+def _dead_letters(live) -> Text:
     dead = ", ".join(f"{reason} {n:,.0f}" for reason, n in sorted(live.dead_letters.items(), key=lambda kv: -kv[1]))
-    caption = Text.assemble("dead letters: ", (dead or "none", "yellow" if dead else "dim"),
-                            f"  ({live.dead_letters_per_s:.1f}/s)  ·  rates over the last {live.seconds:.1f} s")
-    return Panel(Group(t, caption), title="throughput", title_align="left")
+    return Text.assemble("dead letters: ", (dead or "none", "yellow" if dead else "dim"),
+                         f"  ({live.dead_letters_per_s:.1f}/s)  ·  rates over the last {live.seconds:.1f} s",
+                         no_wrap=True, overflow="ellipsis")
 
 
 def _versions(frame: StatusFrame) -> Panel:
-    live = {(v.model, v.version): v for v in frame.live.versions}
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift"):
         t.add_column(name, justify="right" if name in ("pred/s", "last", "labelled") else "left",
                      no_wrap=name == "windows", min_width=SPARK_WIDTH if name == "windows" else None)
+    for row in _version_rows(frame):
+        t.add_row(*row)
+    if not t.row_count:
+        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
+    return Panel(t, title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
+                 title_align="left")
+
+
+def _version_rows(frame: StatusFrame) -> list[tuple]:
+    live = {(v.model, v.version): v for v in frame.live.versions}
+    out = []
     for view in frame.models:
         metric = view.history.primary_metric
         series = view.history.performance(metric) if metric else {}
@@ -93,47 +221,59 @@ def _versions(frame: StatusFrame) -> Panel:
             if now is None and not points:
                 continue
             last = points[-1].value if points else (now.metrics.get(metric) if now and metric else None)
-            t.add_row(view.history.model, version, _role(view.role(version) or (now.role if now else "")),
-                      _rate(now.predictions_per_s) if now else "—", metric or "—",
-                      f"{last:.3f}" if last is not None else "—",
-                      Text(sparkline([p.value for p in points], lo, hi), style=_version_style(view, version)),
-                      f"{view.history.labelled().get(version, 0):,}", _flag(now.drift_flagged if now else None))
-    if not t.row_count:
-        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
-    return Panel(t, title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
-                 title_align="left")
+            out.append((view.history.model, version, _role(view.role(version) or (now.role if now else "")),
+                        _rate(now.predictions_per_s) if now else "—", metric or "—",
+                        f"{last:.3f}" if last is not None else "—",
+                        Text(sparkline([p.value for p in points], lo, hi), style=_version_style(view, version)),
+                        f"{view.history.labelled().get(version, 0):,}", _flag(now.drift_flagged if now else None)))
+    return out
 
 
 def _drift(frame: StatusFrame) -> Panel:
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("model", "version", "feature", "PSI", "KS", "windows"):
         t.add_column(name, justify="right" if name in ("PSI", "KS") else "left", no_wrap=name == "windows")
-    rows = []
-    for view in frame.models:
-        serving = [v.version for v in view.history.versions if view.role(v.version) in ("live", "canary", "shadow")]
-        for version in serving or list(view.history.windows):
-            for feature, stats in view.history.last_drift(version).items():
-                rows.append((stats.get("psi", 0.0), view, version, feature, stats))
-    for psi, view, version, feature, stats in sorted(rows, key=lambda r: -r[0])[:DRIFT_ROWS]:
-        points = [p.value for p in view.history.drift("psi").get(feature, {}).get(version, [])]
-        t.add_row(view.history.model, version, feature, Text(_num(psi), style="bold red" if psi >= 0.2 else ""),
-                  _num(stats.get("ks")), sparkline(points, 0.0, max([0.5] + points)))
-    if not rows:
+    for row in _drift_rows(frame)[:DRIFT_ROWS]:
+        t.add_row(*row)
+    if not t.row_count:
         t.add_row("—", "", "the monitor has not closed a window with a reference profile yet", "", "", "")
     return Panel(t, title="most drifted features: each serving version's last window, PSI per window",
                  title_align="left")
 
 
+def _drift_rows(frame: StatusFrame) -> list[tuple]:
+    """Each serving version's features by their last window's PSI, the most drifted first."""
+    found = []
+    for view in frame.models:
+        serving = [v.version for v in view.history.versions if view.role(v.version) in ("live", "canary", "shadow")]
+        for version in serving or list(view.history.windows):
+            for feature, stats in view.history.last_drift(version).items():
+                found.append((stats.get("psi", 0.0), view, version, feature, stats))
+    out = []
+    for psi, view, version, feature, stats in sorted(found, key=lambda r: -r[0]):
+        points = [p.value for p in view.history.drift("psi").get(feature, {}).get(version, [])]
+        out.append((view.history.model, version, feature, Text(_num(psi), style="bold red" if psi >= 0.2 else ""),
+                    _num(stats.get("ks")), sparkline(points, 0.0, max([0.5] + points))))
+    return out
+
+
+def _events(frame: StatusFrame) -> list:
+    return timeline.merge(*(v.events for v in frame.models))
+
+
+def _event_row(e) -> tuple:
+    # Text, not markup: names and reasons may come from an untrusted event.
+    return (_clock(e.at), Text(e.model), Text(style.event_words(e.kind), style=f"bold {style.event_color(e.kind)}"),
+            Text(e.version or ""), Text(e.detail))
+
+
 def _timeline(frame: StatusFrame) -> Panel:
-    events = timeline.merge(*(v.events for v in frame.models))[-TIMELINE_ROWS:]
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("time (UTC)", "model", "event", "version", "detail"):
         t.add_column(name)
-    for e in events:
-        # Text, not markup: names and reasons may come from an untrusted event.
-        t.add_row(_clock(e.at), Text(e.model), Text(style.event_words(e.kind), style=f"bold {style.event_color(e.kind)}"),
-                  Text(e.version or ""), Text(e.detail))
-    if not events:
+    for e in _events(frame)[-TIMELINE_ROWS:]:
+        t.add_row(*_event_row(e))
+    if not t.row_count:
         t.add_row("—", "", "nothing happened yet", "", "")
     return Panel(t, title="timeline", title_align="left")
 

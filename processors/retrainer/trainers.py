@@ -5,13 +5,19 @@
   a dict of training metrics.
 - `command:...`: a shell command with {dataset} and {output} placeholders, e.g.
   `command:python train.py --data {dataset} --out {output}`.
+- `sklearn:module:function` or `sklearn:path/to/file.py:function`: the public plugin API. Calls
+  function(data) with a processors.importing.TrainingData (plain feature columns and target);
+  it returns a fitted scikit-learn model or pipeline, which Flywheel converts to ONNX in the
+  worker's layout (as `flywheel import` does). The plugin imports nothing of Flywheel's.
 
-A classifier from a plugin must output probabilities in the incumbent's label order.
+A classifier from the python: and command: plugins must output probabilities in the incumbent's
+label order; a sklearn: plugin's labels are its model's classes.
 """
 import importlib
+import importlib.util
 import shlex
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -76,6 +82,38 @@ class CommandTrainer:
         return Candidate(_read_output(output, self.command), incumbent.output)
 
 
+@dataclass
+class SklearnTrainer:
+    target: str   # module:function or path/to/file.py:function
+
+    def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
+        from processors.importing import ImportRefused, TrainingData, convert
+        data = datasets.load(dataset_path)
+        estimator = _plugin_function(self.target)(TrainingData.of(data))
+        classifier = incumbent.output.task == "classifier"
+        try:
+            onnx_bytes = convert.from_sklearn(estimator, data.spec, classifier)
+        except ImportRefused as e:
+            raise TrainerFailed(f"trainer sklearn:{self.target}: {e}") from e
+        labels = tuple(str(c) for c in getattr(estimator, "classes_", ())) if classifier else ()
+        return Candidate(onnx_bytes, replace(incumbent.output, labels=labels))
+
+
+def _plugin_function(target: str):
+    """module:function, or path/to/file.py:function (no PYTHONPATH needed)."""
+    where, _, name = target.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        return getattr(module, name)
+    except (ImportError, AttributeError, FileNotFoundError) as e:
+        raise TrainerFailed(f"trainer sklearn:{target} cannot be loaded: {e}") from e
+
+
 def make_trainer(spec: str) -> Trainer:
     kind, _, rest = spec.partition(":")
     if kind == "reference":
@@ -84,7 +122,10 @@ def make_trainer(spec: str) -> Trainer:
         return PythonTrainer(rest)
     if kind == "command" and rest.strip():
         return CommandTrainer(rest)
-    raise TrainerFailed(f"trainer {spec!r} must be reference:mlp|gbt, python:module:function or command:...")
+    if kind == "sklearn" and ":" in rest:
+        return SklearnTrainer(rest)
+    raise TrainerFailed(f"trainer {spec!r} must be reference:mlp|gbt, sklearn:module:function, "
+                        f"python:module:function or command:...")
 
 
 def _read_output(path: Path, who: str) -> bytes:

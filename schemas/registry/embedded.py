@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS subject_config (
 """
 
 
+GLOBAL = ""  # the subject_config row of the registry-wide mode (no real subject is empty)
+
+
 class EmbeddedRegistry:
     def __init__(self, path: Path, default_mode: str = "BACKWARD"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,14 +85,28 @@ class EmbeddedRegistry:
             "WHERE v.subject = ? ORDER BY v.version", (subject,)).fetchall()
         return [r[0] for r in rows]
 
+    def subjects(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT subject FROM subject_versions ORDER BY subject")]
+
+    def registered(self, subject: str) -> list[tuple[int, int, str]]:
+        """(version, schema id, schema text) of every version of a subject, oldest first."""
+        return self._db.execute(
+            "SELECT v.version, s.id, s.schema FROM subject_versions v JOIN schemas s ON s.id = v.schema_id "
+            "WHERE v.subject = ? ORDER BY v.version", (subject,)).fetchall()
+
     def set_compatibility(self, subject: str, mode: str) -> None:
         if mode not in compatibility.MODES:
             raise ValueError(f"unknown compatibility mode {mode!r}; one of {', '.join(compatibility.MODES)}")
         self._db.execute("INSERT OR REPLACE INTO subject_config (subject, mode) VALUES (?, ?)", (subject, mode))
 
     def compatibility(self, subject: str) -> str:
-        row = self._db.execute("SELECT mode FROM subject_config WHERE subject = ?", (subject,)).fetchone()
+        """The subject's own mode, else the global one (set under the subject GLOBAL), else the default."""
+        row = self._db.execute("SELECT mode FROM subject_config WHERE subject IN (?, ?) "
+                               "ORDER BY subject = ? DESC LIMIT 1", (subject, GLOBAL, subject)).fetchone()
         return row[0] if row else self._default_mode
+
+    def has_own_compatibility(self, subject: str) -> bool:
+        return self._db.execute("SELECT 1 FROM subject_config WHERE subject = ?", (subject,)).fetchone() is not None
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,57 @@
+"""`flywheel import`: a scikit-learn model (pickle or joblib file) or an ONNX file, plus a CSV
+sample of its training data, registered as a serving version (see processors/importing)."""
+import sys
+from pathlib import Path
+
+from processors.importing import ImportRefused
+
+from flywheel.own_model import register_own_model
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import", help="register your own scikit-learn or ONNX model from a sample of its data",
+                       description="Turn a fitted scikit-learn model or pipeline (OneHotEncoder included; a "
+                                   "pickle or joblib file) or an ONNX file into a serving version: the feature "
+                                   "spec is inferred from the sample (numbers are numeric features, anything "
+                                   "else categorical with the categories seen), the model is converted to the "
+                                   "worker's input layout, its class labels come from the model (or the target "
+                                   "column, for ONNX), the drift reference profile from the sample, and the "
+                                   "converted model must answer the sample as the original does.")
+    p.add_argument("model", help="model name (its topics are created)")
+    p.add_argument("version", help="version name (the first version of a model goes live)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sklearn", metavar="FILE", help="a fitted scikit-learn model or pipeline (pickle/joblib)")
+    source.add_argument("--onnx", metavar="FILE", help="an ONNX model")
+    p.add_argument("--sample", metavar="CSV", required=True, help="training data with a header row")
+    p.add_argument("--target", metavar="COLUMN", help="the sample's label column (left out of the features)")
+    p.add_argument("--labels", metavar="A,B,…", help="an ONNX classifier's class labels, in its output order")
+    p.add_argument("--regressor", action="store_true", help="an ONNX model that answers a value, not classes")
+    p.add_argument("--description", default="", help="recorded in the manifest and the model event")
+    p.set_defaults(handler=run)
+
+
+def run(args, config) -> int:
+    estimator = _load(Path(args.sklearn)) if args.sklearn else None
+    imported = register_own_model(args.model, args.version, Path(args.sample), estimator=estimator,
+                                  onnx_file=args.onnx, target=args.target,
+                                  labels=args.labels.split(",") if args.labels else None,
+                                  regressor=True if args.regressor else None, description=args.description,
+                                  config=config)
+    m = imported.manifest
+    kinds = f"{len(m.features.numeric)} numeric, {len(m.features.categorical)} categorical"
+    answers = ", ".join(m.output.labels) if m.output.task == "classifier" else "a value"
+    checked = (f"; answers the {imported.checked_rows:,} sample rows as the original does "
+               f"(largest difference {imported.largest_difference:.1e})" if imported.checked_rows else "")
+    live = "live" if imported.event["live_version"] == m.version else "not live (deploy it with `flywheel models`)"
+    print(f"registered {m.model} {m.version}: {kinds} features, answers {answers}{checked}; {live}", file=sys.stderr)
+    return 0
+
+
+def _load(path: Path):
+    import joblib   # scikit-learn's own persistence; reads plain pickles too
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ImportRefused(f"{path} is not a pickled scikit-learn model: {e}") from e

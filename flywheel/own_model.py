@@ -1,0 +1,27 @@
+"""Bring your own model, from Python: `register_own_model("tumour", "v1", sample=df,
+estimator=pipeline, target="target")` registers a fitted scikit-learn model or pipeline (or an
+ONNX file) as a serving version of a model, against the stack the configuration names. What it
+does is processors/importing's `import_model`; this opens and closes what that needs."""
+from pathlib import Path
+
+from processors.importing import Imported, import_model
+from processors.models import ModelRegistry
+
+from flywheel.config import Config, load_config
+from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry
+
+
+def register_own_model(model: str, version: str, sample, estimator=None, onnx_file: str | Path | None = None,
+                       target: str | None = None, labels: list[str] | None = None, regressor: bool | None = None,
+                       description: str = "", config: Config | None = None) -> Imported:
+    """Register a serving version; `sample` is training data (CSV path, dict of columns or DataFrame)
+    with the label column `target`. Raises ImportRefused saying why a model cannot serve."""
+    config = config or load_config()
+    ensure_core_topics(config, [model])
+    models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="import")
+    try:
+        with feature_store_for(config) as store:
+            return import_model(models, store, model, version, sample, estimator=estimator, onnx_file=onnx_file,
+                                target=target, labels=labels, regressor=regressor, description=description)
+    finally:
+        models.close()

@@ -1,0 +1,2 @@
+class ImportRefused(ValueError):
+    """The model or sample cannot become a serving version; the message says why and what to do."""

@@ -1,0 +1,121 @@
+"""A sample of a model's training data, column by column, and what it says about the features:
+a column whose every present value is a number is numeric, any other is categorical with the
+categories seen. Read from a CSV file, a dict of columns, or a pandas DataFrame."""
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schemas.features import Feature, FeatureSpec
+
+from processors.importing.errors import ImportRefused
+from processors.training import Dataset
+
+MISSING = ("", "NA", "NaN", "nan", "null", "None")
+
+
+@dataclass
+class Sample:
+    columns: dict[str, list[Any]]    # name -> values in row order; None where missing
+
+    @classmethod
+    def of(cls, data) -> "Sample":
+        """From a CSV path, a dict of columns, or anything with `.to_dict("list")` (a DataFrame)."""
+        if isinstance(data, Sample):
+            return data
+        if isinstance(data, (str, Path)):
+            return cls.read_csv(Path(data))
+        if hasattr(data, "to_dict"):
+            data = data.to_dict("list")
+        if not isinstance(data, dict) or not data:
+            raise ImportRefused("a sample is a CSV file, a dict of columns or a DataFrame")
+        columns = {str(k): [_clean(v) for v in values] for k, values in data.items()}
+        if len({len(v) for v in columns.values()}) != 1:
+            raise ImportRefused("the sample's columns are not all the same length")
+        return cls(columns)
+
+    @classmethod
+    def read_csv(cls, path: Path) -> "Sample":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise ImportRefused(f"{path} has a header but no rows (or nothing at all)")
+        return cls({name: _column([row[name] for row in rows]) for name in rows[0]})
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def feature_spec(self, target: str | None) -> FeatureSpec:
+        """Numeric features first, then categorical ones, each group in the sample's column order."""
+        if target is not None and target not in self.columns:
+            raise ImportRefused(f"target column {target!r} is not in the sample ({', '.join(self.columns)})")
+        numeric, categorical = [], []
+        for name, values in self.columns.items():
+            if name == target:
+                continue
+            present = [v for v in values if v is not None]
+            if not present:
+                raise ImportRefused(f"column {name!r} of the sample has no values")
+            if all(_is_number(v) for v in present):
+                numeric.append(Feature(name, "numeric"))
+            else:
+                categorical.append(Feature(name, "categorical", categories=tuple(sorted({str(v) for v in present}))))
+        return FeatureSpec(tuple(numeric + categorical))
+
+    def dataset(self, spec: FeatureSpec, target: str | None) -> Dataset:
+        numeric = np.array([[np.nan if v is None else float(v) for v in self.columns[f.name]] for f in spec.numeric],
+                           dtype=np.float32).T.reshape(len(self), len(spec.numeric))
+        categorical = [[None if v is None else str(v) for v in self.columns[f.name]] for f in spec.categorical]
+        labels = np.asarray(self.columns[target] if target else [None] * len(self), dtype=object)
+        return Dataset(numeric, categorical, labels, spec)
+
+    def frame(self, spec: FeatureSpec):
+        """The features as the estimator was fitted on them: a DataFrame of the spec's columns."""
+        import pandas as pd   # only a model fitted on a DataFrame needs one, and then pandas is there
+        return pd.DataFrame({f.name: self.columns[f.name] if f.kind == "categorical"
+                             else np.asarray(self.columns[f.name], dtype=float) for f in spec.features})
+
+
+@dataclass
+class TrainingData:
+    """What a trainer plugin (`[retrainer] trainer = "sklearn:..."`) gets: the joined feedback to
+    train on, as plain columns; it returns a fitted scikit-learn model or pipeline."""
+    features: dict[str, list]        # feature name -> values (numbers, or strings for categoricals)
+    target: list                     # the true class (str) or value (float) of each row
+    categorical: tuple[str, ...]     # which features are categorical
+
+    @classmethod
+    def of(cls, data: Dataset) -> "TrainingData":
+        features = {f.name: data.numeric[:, i].astype(float).tolist() for i, f in enumerate(data.spec.numeric)}
+        features.update({f.name: list(data.categorical[i]) for i, f in enumerate(data.spec.categorical)})
+        return cls(features, list(data.target), tuple(f.name for f in data.spec.categorical))
+
+    def frame(self):
+        """The features as a pandas DataFrame (pandas must be installed)."""
+        import pandas as pd
+        return pd.DataFrame(self.features)
+
+
+def _column(texts: list[str]) -> list[Any]:
+    """A CSV column: numbers if every present value is one, else the texts as written (so a
+    categorical column of codes like 1, 2, gold keeps "1", not 1.0)."""
+    values = [None if t is None or t.strip() in MISSING else t.strip() for t in texts]
+    try:
+        return [None if v is None else float(v) for v in values]
+    except ValueError:
+        return values
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

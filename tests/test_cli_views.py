@@ -1,0 +1,92 @@
+"""What the CLI draws, piped or in a small terminal: `replay runs` keeps the run id whole; the
+live view fits the terminal's rows and keeps the timeline's latest events."""
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+from rich.console import Console
+
+from feature_store import StoreSettings, open_store
+from flywheel.cli import main
+from flywheel.stack import ProcessSpec, StackState
+from flywheel.views import terminal
+from flywheel.views.live import StatusSession
+from flywheel.views.scrape import figures, scrape
+from streams.broker import free_port
+from streams.replay.checkpoint import Checkpoints
+from streams.replay.ranges import PartitionRange
+
+
+def test_replay_runs_keeps_the_run_id_whole_when_piped(data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    run_id = "replay-20261201-142233-ab12cd34ef56"
+    checkpoints = Checkpoints.in_data_dir(data_dir)
+    checkpoints.start(run_id, "topic", {"source": "churn.requests", "start": 0, "end": 1_000},
+                      [PartitionRange("churn.requests", 0, 0, 10)])
+    checkpoints.close()
+    assert main(["--data-dir", str(data_dir), "replay", "runs"]) == 0
+    assert run_id in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width, height", [(100, 24), (200, 50), (80, 30)])
+def test_the_live_view_fits_the_terminal_and_keeps_the_latest_events(tmp_path, width, height):
+    from tests.test_report_html import fill_story
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    fill_story(data_dir)
+    names = ("joiner", "monitor", "retrainer", "rollout", "trigger", "worker", "simulator")
+    stack = StackState("127.0.0.1:1", str(data_dir), time.time() - 65,
+                       [ProcessSpec(name, [name], free_port(), os.getpid()) for name in names])
+    with open_store(StoreSettings(), data_dir) as store:
+        frame = StatusSession(data_dir, store, stack, 4 * 3_600_000).frame()
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True)
+    assert terminal.rows(terminal.render(frame), width) > height         # the full view would be cut
+    fitted = terminal.fitted(frame, console)
+    assert terminal.rows(fitted, width) <= height
+    text = _text(fitted, width)
+    latest = max((e for m in frame.models for e in m.events), key=lambda e: e.at)
+    last_line = [line for line in text.splitlines() if line.strip()][-1]
+    assert _clock(latest.at) in last_line and "promoted" in last_line  # the newest event, on the last row
+    for name in names:
+        assert name in text
+    assert "live" in text and "retired" in text                       # both versions' rows
+
+
+def _text(renderable, width: int) -> str:
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+def test_the_simulator_reports_the_rate_it_sends_at(kafka, data_dir, make_topics):
+    make_topics("churn")
+    port = free_port()
+    env = {**os.environ, "FLYWHEEL_BOOTSTRAP": kafka.bootstrap, "FLYWHEEL_TOPIC_PREFIX": kafka.topic_prefix,
+           "FLYWHEEL_DATA_DIR": str(data_dir), "FLYWHEEL_METRICS_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "simulate", "--rate", "40", "--label-delay", "0.5"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    spec = [ProcessSpec("simulator", ["simulate"], port, proc.pid)]
+    try:
+        deadline = time.monotonic() + 60
+        while scrape(spec).down and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.3)
+        before = scrape(spec)
+        time.sleep(2.0)
+        live = figures(spec, before, scrape(spec))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    (simulator,) = live.processes
+    assert simulator.state == "up" and simulator.records_in_per_s == 0
+    assert 20 < simulator.records_out_per_s < 150, simulator      # 40 requests/s plus their labels
+    assert terminal._records(simulator).endswith(" out")

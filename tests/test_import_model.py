@@ -1,0 +1,148 @@
+"""`flywheel import`: a scikit-learn pipeline file or an ONNX file plus a CSV sample become a
+serving version (spec inferred, converted, labels from the model, reference profile stored), and
+what cannot serve is refused in one line before anything is registered."""
+import csv
+
+import joblib
+import numpy as np
+import onnx
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from feature_store import StoreSettings, open_store
+from flywheel.cli import main
+from processors.models import ModelRegistry
+from processors.monitor.drift import compare
+from processors.monitor.process import MonitorSettings
+from processors.monitor.profile import Profile
+from processors.models.encoding import MatrixLayout
+from processors.training import train
+from processors.worker.sessions import LoadedVersion
+
+PLANS = ("free", "pro", "team")
+
+
+def _flags(kafka, data_dir):
+    return ["--bootstrap", kafka.bootstrap, "--topic-prefix", kafka.topic_prefix, "--data-dir", str(data_dir)]
+
+
+@pytest.fixture
+def sample(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 400
+    age, spend = rng.normal(40, 10, n), rng.gamma(2.0, 30.0, n)
+    plan = rng.choice(PLANS, n)
+    churned = np.where((age < 38) ^ (plan == "free"), "yes", "no")
+    path = tmp_path / "train.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["age", "spend", "plan", "churned"])
+        w.writerows(zip(np.round(age, 3), np.round(spend, 3), plan, churned))
+    return path, {"age": age.round(3), "spend": spend.round(3), "plan": plan}, churned
+
+
+def test_a_pipeline_with_a_one_hot_encoder_becomes_a_serving_version(kafka, registry, data_dir, sample, tmp_path,
+                                                                    make_topics, capsys):
+    import pandas as pd
+    make_topics()
+    path, columns, churned = sample
+    frame = pd.DataFrame(columns)
+    pipeline = Pipeline([("prep", ColumnTransformer([("num", "passthrough", ["age", "spend"]),
+                                                     ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"])])),
+                         ("lr", LogisticRegression(max_iter=500))]).fit(frame, churned)
+    joblib.dump(pipeline, tmp_path / "pipeline.joblib")
+    assert main([*_flags(kafka, data_dir), "import", "churn", "v1", "--sklearn", str(tmp_path / "pipeline.joblib"),
+                 "--sample", str(path), "--target", "churned"]) == 0
+    err = capsys.readouterr().err
+    assert "registered churn v1: 2 numeric, 1 categorical features, answers no, yes; answers the 400 sample rows" in err
+    models = ModelRegistry(kafka, registry, data_dir)
+    manifest = models.manifest("churn", "v1")
+    assert models.deployment("churn").live_version == "v1"
+    models.close()
+    assert [f.name for f in manifest.features.numeric] == ["age", "spend"]
+    assert [(f.name, f.categories) for f in manifest.features.categorical] == [("plan", PLANS)]
+    assert manifest.output.labels == ("no", "yes") and manifest.training_metrics["sample_accuracy"] > 0.6
+    with open_store(StoreSettings(), data_dir) as store:
+        reference = Profile.from_bytes(store.get_profile("churn", "v1").profile)
+    # the sample's profile is what the monitor measures windows against: shifted ages drift, the
+    # sample's own distribution does not
+    drifted = {d.feature: d.flagged for d in _window_drift(reference, columns, age_shift=15.0)}
+    steady = {d.feature: d.flagged for d in _window_drift(reference, columns, age_shift=0.0)}
+    assert drifted["age"] and not drifted["spend"] and not any(steady.values())
+    # served as the worker serves it: the layout matrix in, the pipeline's own probabilities out
+    onnx_bytes = (data_dir / "models" / "churn" / "v1" / "model.onnx").read_bytes()
+    x = MatrixLayout(manifest.features).build(np.c_[columns["age"], columns["spend"]].astype(np.float32),
+                                              [list(columns["plan"])])
+    served = LoadedVersion(manifest, onnx_bytes).run(x)
+    assert np.abs(served - pipeline.predict_proba(frame)).max() < 1e-4
+    unseen = MatrixLayout(manifest.features).build(np.array([[30.0, 50.0]], np.float32), [[None]])
+    assert np.allclose(LoadedVersion(manifest, onnx_bytes).run(unseen),
+                       pipeline.predict_proba(pd.DataFrame({"age": [30.0], "spend": [50.0], "plan": ["gold"]})),
+                       atol=1e-4)   # an unknown category reaches the pipeline's encoder as unknown
+
+
+def _window_drift(reference, columns, age_shift: float):
+    rng = np.random.default_rng(9)
+    picked = rng.choice(len(columns["age"]), 300)
+    window = reference.empty_like()
+    window.add_columns(300, {"age": columns["age"][picked] + age_shift, "spend": columns["spend"][picked]},
+                       {"plan": list(columns["plan"][picked])})
+    return compare(reference, window, MonitorSettings().drift())
+
+
+def test_an_onnx_file_in_the_layout_takes_its_labels_from_the_target(kafka, data_dir, sample, tmp_path,
+                                                                    make_topics, capsys):
+    make_topics()
+    path, columns, churned = sample
+    from processors.importing.sample import Sample
+    spec = Sample.of(path).feature_spec("churned")
+    trained = train("x", "v", np.c_[columns["age"], columns["spend"]].astype(np.float32), churned, spec,
+                    [list(columns["plan"])], kind="gbt")
+    (tmp_path / "m.onnx").write_bytes(trained.onnx_bytes)
+    assert main([*_flags(kafka, data_dir), "import", "fraud", "v1", "--onnx", str(tmp_path / "m.onnx"),
+                 "--sample", str(path), "--target", "churned"]) == 0
+    assert "registered fraud v1: 2 numeric, 1 categorical features, answers no, yes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--target": "nosuch"}, "target column 'nosuch' is not in the sample (age, spend, plan, churned)"),
+    ({"--onnx": "bad.onnx"}, "not an ONNX model"),
+    ({"--onnx": "narrow.onnx"}, "the ONNX model's inputs (input) are neither one tensor of the 5 layout columns"),
+    ({"--sklearn": "garbage.pkl"}, "is not a pickled scikit-learn model"),
+])
+def test_what_cannot_serve_is_refused_in_one_line(kafka, data_dir, sample, tmp_path, make_topics, capsys,
+                                                  change, message):
+    make_topics()
+    path, _, _ = sample
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
+    narrow = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["input"], ["probabilities"])], "g",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 3])],
+        [onnx.helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, [None, 3])]))
+    (tmp_path / "narrow.onnx").write_bytes(narrow.SerializeToString())
+    args = {"--onnx": "narrow.onnx", "--target": "churned", **change}
+    if "--sklearn" in args:
+        args.pop("--onnx")
+    argv = [a for k, v in args.items() for a in (k, str(tmp_path / v) if k in ("--onnx", "--sklearn") else v)]
+    assert main([*_flags(kafka, data_dir), "import", "m", "v1", "--sample", str(path), *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (data_dir / "models" / "m").exists()   # nothing registered
+
+
+def test_the_feature_spec_is_inferred_from_the_sample(tmp_path):
+    from processors.importing import Sample
+    path = tmp_path / "s.csv"
+    path.write_text("tier,age,code,label\ngold,41,1,yes\nsilver,,2,no\ngold,37.5,x9,no\n")
+    sample = Sample.of(path)
+    spec = sample.feature_spec("label")
+    assert [(f.name, f.kind, f.categories) for f in spec.features] == [
+        ("age", "numeric", ()), ("tier", "categorical", ("gold", "silver")),
+        ("code", "categorical", ("1", "2", "x9"))]          # codes stay as written, not 1.0
+    data = sample.dataset(spec, "label")
+    assert np.isnan(data.numeric[1, 0]) and data.categorical[1] == ["1", "2", "x9"]
+    assert Sample.of({"a": [1, 2], "b": ["x", None]}).feature_spec(None).get("b").categories == ("x",)

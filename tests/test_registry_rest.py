@@ -1,0 +1,110 @@
+"""The embedded registry's Confluent REST API, used by confluent-kafka's own client: a Prediction
+the worker produced is decoded by AvroDeserializer, and the client's register, lookup,
+compatibility and config calls behave as Confluent's server does."""
+import json
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from schemas import load_schema, subject_for
+from schemas.errors import IncompatibleSchema
+from schemas.registry.confluent import ConfluentRegistry
+from schemas.registry.rest import RegistryServer
+from streams.broker import free_port
+from streams.clients import make_consumer
+from streams.publisher import Publisher
+from tests.test_worker_support import RunningWorker, register, small_model
+
+RECORD = {"type": "record", "name": "Thing", "namespace": "t",
+          "fields": [{"name": "a", "type": "string"}]}
+
+
+def _schema(*extra_fields) -> str:
+    return json.dumps({**RECORD, "fields": RECORD["fields"] + list(extra_fields)})
+
+
+@pytest.fixture
+def server(registry):
+    with RegistryServer(registry, free_port()) as running:
+        yield running
+
+
+def test_a_confluent_deserializer_decodes_the_workers_predictions(kafka, registry, data_dir, make_topics, server):
+    catalog = make_topics("m")
+    register(kafka, registry, data_dir, "m")
+    _, manifest, data = small_model()
+    publisher = Publisher(kafka, registry, "m", manifest.features)
+    sent = publisher.publish_many(data.rows(0, 3))
+    publisher.flush()
+    topic = catalog.predictions("m")
+    consumer = make_consumer(kafka, "confluent-reader")
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(kafka.partitions)])
+    got = []
+    with RunningWorker(kafka, registry, data_dir):
+        for _ in range(150):
+            got += [m for m in consumer.consume(10, 0.2) if m.error() is None]
+            if len(got) >= 3:
+                break
+    consumer.close()
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": server.url}))  # the writer's schema by id
+    decoded = [deserialize(m.value(), SerializationContext(topic, MessageField.VALUE)) for m in got]
+    assert sorted(d["request_id"] for d in decoded) == sorted(sent)
+    assert all(d["model"] == "m" and d["model_version"] == "v1" and d["label"] in manifest.output.labels
+               for d in decoded)
+
+
+def test_the_client_api_subset(registry, server):
+    client = SchemaRegistryClient({"url": server.url})
+    subject = subject_for("Prediction")
+    prediction_id = registry.register(subject, load_schema("Prediction"))
+    assert subject in client.get_subjects()
+    latest = client.get_latest_version(subject)
+    assert (latest.schema_id, latest.version) == (prediction_id, 1)
+    assert json.loads(client.get_schema(prediction_id).schema_str) == json.loads(load_schema("Prediction"))
+
+    first = client.register_schema("things", Schema(_schema(), "AVRO"))
+    again = client.register_schema("things", Schema(json.dumps(json.loads(_schema()), indent=4), "AVRO"))
+    assert again == first                         # the same schema, however it is spaced
+    evolved = _schema({"name": "b", "type": "int", "default": 0})
+    second = client.register_schema("things", Schema(evolved, "AVRO"))
+    assert second != first and client.get_versions("things") == [1, 2]
+    assert client.lookup_schema("things", Schema(_schema(), "AVRO")).version == 1
+    assert client.get_version("things", 2).schema_id == second
+    assert registry.schema_by_id(second) == evolved   # the same SQLite registry Flywheel reads
+
+    breaking = _schema({"name": "c", "type": "int"})  # no default: old records cannot be read
+    assert client.test_compatibility("things", Schema(breaking, "AVRO")) is False
+    assert client.test_compatibility("things", Schema(evolved, "AVRO"), version=1) is True
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema("things", Schema(breaking, "AVRO"))
+    assert refused.value.http_status_code == 409 and "field 'c'" in refused.value.error_message
+
+    assert client.get_compatibility() == "BACKWARD"
+    client.set_compatibility("things", "NONE")
+    assert client.get_compatibility("things") == "NONE" and registry.compatibility("things") == "NONE"
+    client.set_compatibility(level="FULL")
+    assert client.get_compatibility() == "FULL" and registry.compatibility("other") == "FULL"
+    assert client.register_schema("things", Schema(breaking, "AVRO")) > second
+
+    for call, status, code in [(lambda: client.get_versions("nosuch"), 404, 40401),
+                               (lambda: client.get_version("things", 99), 404, 40402),
+                               (lambda: client.get_schema(9999), 404, 40403),
+                               (lambda: client.lookup_schema("things", Schema(_schema({"name": "z", "type": "int"}), "AVRO")), 404, 40403),
+                               (lambda: client.register_schema("things", Schema('{"type": "nonsense"}', "AVRO")), 422, 42201),
+                               (lambda: client.set_compatibility("things", "SIDEWAYS"), 422, 42203)]:
+        with pytest.raises(SchemaRegistryError) as e:
+            call()
+        assert (e.value.http_status_code, e.value.error_code) == (status, code)
+
+
+def test_flywheels_own_confluent_registry_works_against_it(registry, server):
+    remote = ConfluentRegistry(server.url)
+    schema_id = remote.register("things", _schema())
+    assert registry.schema_by_id(schema_id) == _schema() and remote.schema_by_id(schema_id) == _schema()
+    with pytest.raises(IncompatibleSchema, match="field 'c'"):
+        remote.register("things", _schema({"name": "c", "type": "int"}))
+
