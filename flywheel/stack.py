@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from processors.models import EventLog, ModelRegistry
 from processors.runtime import start_metrics_server
+from schemas.registry.rest import RegistryServer
 from streams.broker import EmbeddedBroker, port_is_free
 
 from flywheel import commands
@@ -96,6 +97,7 @@ class Stack:
         self._restarts = Counter("flywheel_process_restarts", "Processes the supervisor started again after they exited",
                                  ["process"], registry=self._metrics)
         self._server = None
+        self.registry_server: RegistryServer | None = None   # the embedded registry's Confluent REST API
 
     @property
     def state_path(self) -> Path:
@@ -114,10 +116,12 @@ class Stack:
         self._check_ports()
         if self.config.metrics_port:
             self._server = start_metrics_server(self.config.metrics_port, self._metrics)
+        schemas = schema_registry(self.config)
+        if not self.config.kafka.schema_registry_url:   # so any Confluent client can read the topics
+            self.registry_server = RegistryServer(schemas, self.config.kafka.embedded_registry_port).start()
         if not self.config.kafka.bootstrap:
             self.broker = EmbeddedBroker(self.config.kafka.embedded_port,
                                          self.config.data_dir / "broker.log").start()
-        schemas = schema_registry(self.config)
         register_all_schemas(schemas)
         known = sorted(set(self.models) | set(EventLog(self.config.data_dir).last()))
         ensure_core_topics(self.config, known)
@@ -156,14 +160,16 @@ class Stack:
         wanted = [(spec.metrics_port, f"{spec.name} metrics") for spec in self._specs]
         if self.config.metrics_port:
             wanted.insert(0, (self.config.metrics_port, "supervisor metrics"))
+        if not self.config.kafka.schema_registry_url:
+            wanted.insert(0, (self.config.kafka.embedded_registry_port, "schema registry"))
         if not self.config.kafka.bootstrap:
             wanted.insert(0, (self.config.kafka.embedded_port, "broker"))
-        # The metrics endpoints listen on every interface, the broker on loopback.
+        # The metrics endpoints may be told to listen on every interface; broker and registry on loopback.
         busy = [f"port {port} is in use ({what})" for port, what in wanted
-                if not port_is_free(port, "127.0.0.1" if what == "broker" else "0.0.0.0")]
+                if not port_is_free(port, "127.0.0.1" if what in ("broker", "schema registry") else "0.0.0.0")]
         if busy:
             raise StackError("; ".join(busy) + ": stop what holds it or choose other ports with "
-                                               "--broker-port / --metrics-port")
+                                               "--broker-port / --registry-port / --metrics-port")
 
     def _process_specs(self) -> list[ProcessSpec]:
         specs = [spec for module in commands.discover() if hasattr(module, "stack_processes")
@@ -246,6 +252,8 @@ class Stack:
             self.broker.stop()
         if self._server:
             self._server[0].shutdown()
+        if self.registry_server:
+            self.registry_server.stop()
         if self._lock:                       # only the stack holding the lock wrote stack.json
             self.state_path.unlink(missing_ok=True)
             self._lock.close()

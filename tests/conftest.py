@@ -25,6 +25,15 @@ def broker(tmp_path_factory):
         yield b.bootstrap
 
 
+@pytest.fixture(autouse=True)
+def registry_port(monkeypatch) -> int:
+    """A free port for the REST registry of any `flywheel up` a test starts (the default, 18081,
+    may be a developer's running stack)."""
+    port = free_port()
+    monkeypatch.setenv("FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT", str(port))
+    return port
+
+
 @pytest.fixture
 def kafka(broker) -> KafkaSettings:
     """Settings with a fresh topic prefix. session.timeout.ms=6000: a group join on Tansu waits

@@ -88,6 +88,9 @@ def committed_count(kafka, topic) -> int:
 class RunningWorker:
     def __init__(self, kafka, registry, data_dir, online=None, **settings):
         settings.setdefault("instance_id", "test-worker")
+        # One group per test (its topic prefix is unique): a group shared across the session's tests
+        # makes each join wait for members an earlier test left behind.
+        settings.setdefault("group_id", f"{kafka.topic_prefix}worker")
         self.settings = WorkerSettings(**settings)
         self.metrics = WorkerMetrics()
         self.worker = InferenceWorker(self.settings, kafka, registry, data_dir, self.metrics, online=online)

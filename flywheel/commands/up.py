@@ -13,7 +13,6 @@ from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
 from schemas.registry import split_credentials
 from schemas.registry.rest import RegistryServer
-from streams.errors import PortInUse
 
 from flywheel.console import err
 from flywheel.demo import DemoSettings
@@ -57,9 +56,7 @@ def run(args, config) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     demo = _demo_settings(args, config) if args.demo else None
     stack = _stack(config, args.model, demo)
-    registry_server = None
     try:
-        registry_server = _serve_registry(config)   # first: a busy port is found before anything starts
         stack.start_backbone()
     except BaseException:        # e.g. the data dir is taken, a port is busy: the one line says it
         stack.stop()
@@ -68,7 +65,7 @@ def run(args, config) -> int:
         if demo:
             _bootstrap(config, demo)
         state = stack.start_processes()
-        err.print(_banner(config, state, stack.broker is not None, registry_server, demo))
+        err.print(_banner(config, state, stack.broker is not None, stack.registry_server, demo))
         if err.is_terminal:
             return _watch(stack, state, config, args.run_for)
         return _wait(stack, args.run_for)
@@ -76,8 +73,6 @@ def run(args, config) -> int:
         return 0
     finally:
         err.print("[dim]stopping…[/]")
-        if registry_server:
-            registry_server.stop()
         stack.stop()
         err.print("[green]stopped[/]; state kept in", str(config.data_dir))
 
@@ -127,19 +122,6 @@ def _watch(stack: Stack, state, config, run_for: float | None) -> int:
                 time.sleep(1.0)
                 live.update(terminal.fitted(session.frame(), err))
             return _wait(stack, run_for, redraw)
-
-
-def _serve_registry(config) -> RegistryServer | None:
-    """The embedded registry's Confluent REST API, so any Confluent client can read the topics;
-    nothing when an external registry is configured."""
-    if config.kafka.schema_registry_url:
-        return None
-    port = config.kafka.embedded_registry_port
-    try:
-        return RegistryServer(schema_registry(config), port).start()
-    except OSError as e:
-        raise PortInUse(f"schema registry port {port}: {e.strerror}; choose another with --registry-port "
-                        f"(or FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT)") from e
 
 
 def _banner(config, state, embedded: bool, registry_server: RegistryServer | None,

@@ -56,7 +56,8 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
                             if estimator is not None else f"imported {Path(onnx_file).name}",
                             evidence=manifest.training_metrics)
     stored = models.manifest(model, version)
-    store_reference(store, stored, onnx_bytes, data)
+    # The sample is all we know of what the version serves: its features and the model's answers on it.
+    store_reference(store, stored, onnx_bytes, data, data)
     return Imported(stored, event, checked, difference)
 
 
