@@ -4,8 +4,11 @@ import collections
 import json
 import time
 
+import numpy as np
+
 from flywheel.cli import main
-from processors.models import Manifest, ModelRegistry, OutputSpec
+from processors.models import ModelRegistry
+from processors.training import train
 from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec
 from streams.clients import make_producer
@@ -105,7 +108,9 @@ def test_reason_filter_and_decode_only_validation(kafka, registry, make_topics, 
 def test_cli_checks_requests_against_the_live_versions_feature_spec(kafka, registry, make_topics, config, capsys):
     catalog = make_topics("m")
     models = ModelRegistry(kafka, registry, config.data_dir)
-    models.register(b"artifact bytes (not run by a re-drive)", Manifest("m", "v1", SPEC, OutputSpec()))
+    x = np.random.default_rng(0).normal(size=(200, 1)).astype(np.float32)
+    trained = train("m", "v1", x, (x[:, 0] > 0).astype(int), SPEC, kind="gbt", n_estimators=3, max_depth=1)
+    models.register(trained.onnx_bytes, trained.manifest)   # register test-loads it: a real model
     write_dead_letters(kafka, registry, catalog)
     code = main(["--bootstrap", kafka.bootstrap_servers, "--topic-prefix", kafka.topic_prefix,
                  "--data-dir", str(config.data_dir), "replay", "dead-letters", "--processor", "worker",

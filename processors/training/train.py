@@ -61,7 +61,8 @@ def train(model: str, version: str, numeric: np.ndarray, target: np.ndarray, spe
                           target_opset=17)
     if task == "classifier":
         if low_confidence is None:
-            low_confidence = review_line(estimator.predict_proba(x[n_train:]).max(axis=1), review_share)
+            low_confidence = (review_line(estimator.predict_proba(x[n_train:]).max(axis=1), review_share)
+                              if n_train < len(x) else 0.0)
         output = OutputSpec("classifier", labels=tuple(str(c) for c in estimator.classes_),
                             low_confidence=low_confidence)
     else:
