@@ -7,6 +7,7 @@ Several processes may open the same file: WAL lets readers run beside the one wr
 batch of writes is one short IMMEDIATE transaction (an executemany per table), and a busy database is waited for (busy_timeout)
 before StoreUnavailable is raised. Threads of one process share the connection under a lock.
 """
+import functools
 import json
 import re
 import sqlite3
@@ -97,7 +98,7 @@ class SqliteStore(FeatureStore):
                 expires = now + int(w.ttl_s * 1000) if w.ttl_s else None
                 statements.append((f"INSERT OR REPLACE INTO {w.table} ({', '.join(names)}, expires_at) "
                                    f"VALUES ({', '.join('?' * (len(names) + 1))})",
-                                   [[_encode(c, t.columns[c], row[c]) for c in names] + [expires] for row in w.rows]))
+                                   [[*_encode(w.table, row), expires] for row in w.rows]))
             if w.deletes:
                 statements.append((f"DELETE FROM {w.table} WHERE {' AND '.join(f'{c} = ?' for c in t.primary_key)}",
                                    w.deletes))
@@ -124,7 +125,7 @@ class SqliteStore(FeatureStore):
                        f"({', '.join('?' * len(chunk))}) AND {_LIVE} ORDER BY {', '.join(t.primary_key)}")
                 with self._read() as db:
                     rows = db.execute(sql, [*prefix, *chunk, self.clock()]).fetchall()
-                out.extend(_decode(t, row) for row in rows)
+                out.extend(_decode(table, row) for row in rows)
         return out
 
     def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
@@ -141,7 +142,7 @@ class SqliteStore(FeatureStore):
                 params += list(after)
             with self._read() as db:
                 page = db.execute(f"{sql} ORDER BY {order} LIMIT {PAGE}", params).fetchall()
-            rows = [_decode(t, row) for row in page]
+            rows = [_decode(table, row) for row in page]
             yield from rows
             if len(rows) < PAGE:
                 return
@@ -210,22 +211,21 @@ def _is_json(column: str, kind: str) -> bool:
     return column in JSON_COLUMNS or kind.startswith("frozen<")
 
 
-def _encode(column: str, kind: str, value: Any) -> Any:
-    if value is None or value is CLEARED:
-        return None
-    if _is_json(column, kind):
-        return json.dumps(value)
-    if kind == "boolean":
-        return int(value)
-    return value
+@functools.cache
+def _codec(table: str) -> tuple[tuple[str, ...], tuple, tuple]:
+    """A table's column names with, per column, the function that encodes a value for SQLite and
+    the one that decodes it (None: as it is), worked out once rather than per value."""
+    t = tables()[table]
+    encode = tuple(json.dumps if _is_json(c, k) else int if k == "boolean" else None for c, k in t.columns.items())
+    decode = tuple(json.loads if _is_json(c, k) else bool if k == "boolean" else None for c, k in t.columns.items())
+    return tuple(t.columns), encode, decode
 
 
-def _decode(t: Table, row: tuple) -> Row:
-    out = {}
-    for (column, kind), value in zip(t.columns.items(), row):
-        if value is not None and _is_json(column, kind):
-            value = json.loads(value)
-        elif value is not None and kind == "boolean":
-            value = bool(value)
-        out[column] = value
-    return out
+def _encode(table: str, row: Row) -> list:
+    names, encode, _ = _codec(table)
+    return [None if (v := row[c]) is None or v is CLEARED else f(v) if f else v for c, f in zip(names, encode)]
+
+
+def _decode(table: str, row: tuple) -> Row:
+    names, _, decode = _codec(table)
+    return {c: f(v) if f and v is not None else v for c, f, v in zip(names, decode, row)}

@@ -1,8 +1,9 @@
 """The feedback joiner process: predictions of every model and ground truth in, FeedbackRecords out
 (to the store, then to `feedback`), dead letters for what cannot be joined.
 
-One batch: decode; store predictions and join labels that waited for them; join labels with
-stored predictions (or park them); give up on labels whose wait is over; then, in one Kafka
+One batch: decode; then one store read and one store write for the whole batch (`Join.add`):
+store predictions and join labels that waited for them; join labels with stored predictions (or
+park them); give up on labels whose wait is over; then, in one Kafka
 transaction (or, at-least-once, produce-flush-commit), the feedback records, the dead letters and
 the input offsets. The store is written before anything is committed, so offsets never run ahead
 of acknowledged writes; store writes are upserts by key, so a batch redone after a crash changes
@@ -109,10 +110,8 @@ class FeedbackJoiner:
             return 0
         dead: list[tuple[Message, str, str]] = []
         predictions, labels = self._decode(messages, dead)
-        result = self._retrying(lambda: self.join.add_predictions([p for p, _ in predictions]))
-        result.merge(self._retrying(lambda: self.join.add_labels([lb for lb, _ in labels])))
-        if due:
-            result.merge(self._retrying(lambda: self.join.add_labels([w.label for w in due], park=False)))
+        result = self._retrying(lambda: self.join.add([p for p, _ in predictions], [lb for lb, _ in labels],
+                                                      [w.label for w in due]))
         self._track(result, labels, due, dead)
         try:
             self._emit(messages, result, dead)
