@@ -30,3 +30,7 @@ class PredictTimeout(StreamsError):
 
 class UnknownTopic(StreamsError):
     pass
+
+
+class TopicsNotCopartitioned(StreamsError):
+    pass

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.errors import BrokerUnavailable, UnknownTopic
+from streams.errors import BrokerUnavailable, TopicsNotCopartitioned, UnknownTopic
 from streams.settings import KafkaSettings
 
 
@@ -104,6 +104,25 @@ def topic_partitions(client, topic: str, timeout: float = 10.0) -> list[int]:
     if meta is None or meta.error is not None or not meta.partitions:
         raise UnknownTopic(f"topic {topic} does not exist: create it with `flywheel topics --create` or `flywheel up`")
     return sorted(meta.partitions)
+
+
+def check_copartitioned(client, topic: str, pattern: str, timeout: float = 10.0) -> None:
+    """Raise TopicsNotCopartitioned unless every existing topic matching `pattern` (a librdkafka
+    subscription regex, leading ^) has as many partitions as `topic`. Records keyed alike then land
+    in the same partition number of each (one partitioner for every producer: librdkafka's), and a
+    range assignment gives those partitions to the same group member."""
+    try:
+        meta = client.list_topics(timeout=timeout).topics
+    except KafkaException as e:
+        raise BrokerUnavailable(f"cannot list topics: {e}") from e
+    if topic not in meta or meta[topic].error is not None:
+        raise UnknownTopic(f"topic {topic} does not exist: create it with `flywheel topics --create` or `flywheel up`")
+    want = len(meta[topic].partitions)
+    wrong = sorted(f"{name} ({len(m.partitions)})" for name, m in meta.items()
+                   if re.match(pattern, name) and len(m.partitions) != want)
+    if wrong:
+        raise TopicsNotCopartitioned(f"{', '.join(wrong)} must have as many partitions as {topic} ({want}): "
+                                     "records of one key must meet in one consumer")
 
 
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 15.0) -> list[str]:

@@ -152,3 +152,17 @@ def test_joiner_killed_mid_stream_writes_every_feedback_record_exactly_once(kafk
     assert all(r.true_label == ("yes" if int(r.request_id[1:]) % 3 else "no") for r in records)
     assert second.returncode == 0, stderr.decode()[-2000:]
     store.close()
+
+
+def test_the_joiner_refuses_predictions_not_copartitioned_with_labels(kafka, registry, data_dir, make_topics):
+    from dataclasses import replace
+
+    from streams.clients import make_admin
+    from streams.errors import TopicsNotCopartitioned
+    from streams.topics import ensure_topics
+    catalog = make_topics("ok")
+    spec = replace(catalog.for_model("odd")[1], partitions=catalog.core()[0].partitions + 1)
+    ensure_topics(make_admin(kafka), [spec])                 # odd.predictions: one partition more than labels
+    with pytest.raises(TopicsNotCopartitioned, match="odd.predictions"):
+        FeedbackJoiner(kafka, registry, open_store(StoreSettings(), data_dir), JoinerSettings(group_id="jc"),
+                       instance="t")

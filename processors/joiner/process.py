@@ -36,7 +36,7 @@ from schemas.registry.base import SchemaRegistry
 from streams.clients import make_consumer, make_producer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from streams.topics import TopicCatalog, check_copartitioned
 
 PROCESSOR = "joiner"
 log = logging.getLogger(__name__)
@@ -80,7 +80,16 @@ class FeedbackJoiner:
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                       self.metrics.dead_letters)
-        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
+        # Range assignment gives partition k of the labels topic and of every predictions topic to
+        # one instance: with the topics co-partitioned (checked here), a request id's label and
+        # predictions meet in one joiner, the only writer of its label count.
+        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000,
+                                                                   "partition.assignment.strategy": "range"})
+        try:
+            check_copartitioned(self.consumer, self.catalog.labels, self.catalog.predictions_pattern())
+        except Exception:
+            self.consumer.close()
+            raise
         exactly_once = settings.exactly_once
         producer = make_producer(kafka, f"{settings.group_id}.{instance or socket.gethostname()}"
                                  if exactly_once else None)
