@@ -29,6 +29,14 @@ class ProcessSpec:
     pid: int = 0
 
 
+def replicas(name: str, args: list[str], count: int, instance_id: str) -> list[ProcessSpec]:
+    """`count` processes of one command as one consumer group: each with its own instance id
+    (`<instance_id>-<i>`, so its own transactional id); one keeps the plain name and arguments."""
+    if count <= 1:
+        return [ProcessSpec(name, args)]
+    return [ProcessSpec(f"{name}-{i}", [*args, "--instance-id", f"{instance_id}-{i}"]) for i in range(1, count + 1)]
+
+
 @dataclass
 class StackState:
     """What a running stack tells other commands (status, report) via data_dir/stack.json."""

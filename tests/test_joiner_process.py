@@ -42,7 +42,7 @@ class Topics:
     def predictions(self, records, model="m", headers=None):
         for r in records:
             self.producer.produce(self.catalog.predictions(model), self.serde["Prediction"].encode(r),
-                                  r["entity_id"].encode(), headers=headers)
+                                  r["request_id"].encode(), headers=headers)     # as the worker keys them
         self.producer.flush(10)
 
     def labels(self, records, raw: list[bytes] = ()):
@@ -166,3 +166,28 @@ def test_the_joiner_refuses_predictions_not_copartitioned_with_labels(kafka, reg
     with pytest.raises(TopicsNotCopartitioned, match="odd.predictions"):
         FeedbackJoiner(kafka, registry, open_store(StoreSettings(), data_dir), JoinerSettings(group_id="jc"),
                        instance="t")
+
+
+def test_two_joiners_share_the_partitions_as_one_group_without_fencing_each_other(kafka, registry, data_dir,
+                                                                                  topics):
+    store = open_store(StoreSettings(), data_dir)
+    settings = JoinerSettings(join_window_seconds=3600, group_id="pair")
+    joiners = [FeedbackJoiner(kafka, registry, store, settings, instance=name) for name in ("a", "b")]
+    deadline = time.monotonic() + 60
+    while not all(j.consumer.assignment() for j in joiners) and time.monotonic() < deadline:
+        for joiner in joiners:
+            joiner.step()
+    assert all(j.consumer.assignment() for j in joiners)         # both take part
+    topics.predictions([_prediction(i) for i in range(40)])
+    topics.labels([_label(i) for i in range(40)])
+    stored = lambda: list(store.feedback("m", T0 - 3_600_000, T0 + 3_600_000))     # noqa: E731
+    deadline = time.monotonic() + 60
+    while len(stored()) < 40 and time.monotonic() < deadline:
+        for joiner in joiners:
+            joiner.step()
+    assert sorted(f.request_id for f in stored()) == sorted(f"r{i}" for i in range(40))
+    assert all(f.label_count == 1 for f in stored())
+    feedback = topics.read(topics.catalog.feedback, "FeedbackRecord", 40)
+    assert sorted(f["request_id"] for f, _ in feedback) == sorted(f"r{i}" for i in range(40))   # both committed
+    for joiner in joiners:
+        joiner.close()

@@ -9,6 +9,7 @@ an unknown request. Both are the caller's to dead-letter. Every store write is a
 so processing the same records again changes nothing; a different label for a joined request
 replaces the first and the store counts it (label_count).
 """
+import socket
 from dataclasses import dataclass, field
 
 from feature_store import FeatureStore, FeedbackRecord, PendingLabel, PredictionRecord
@@ -25,6 +26,10 @@ class JoinerSettings:
     prediction_ttl_margin_seconds: float = 86_400.0
     early_label_wait_seconds: float = 600.0    # how long a label may wait for its prediction
     group_id: str = "flywheel-joiner"
+    # Names the transactional producer (with group_id): stable across restarts, unique per live
+    # joiner. Default: the host name (the pod name on Kubernetes).
+    instance_id: str = field(default_factory=socket.gethostname)
+    instances: int = 1                         # processes `flywheel up` runs as one group (<id>-1..N)
     batch_size: int = 2000
     poll_timeout_seconds: float = 0.2
     exactly_once: bool = True                  # Kafka transactions for feedback + dead letters + offsets

@@ -19,7 +19,6 @@ Records with the `flywheel-replay` header are joined and stored flagged `replay`
 feedback carries the header on; they are not counted as live traffic in any metric.
 """
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -91,7 +90,7 @@ class FeedbackJoiner:
             self.consumer.close()
             raise
         exactly_once = settings.exactly_once
-        producer = make_producer(kafka, f"{settings.group_id}.{instance or socket.gethostname()}"
+        producer = make_producer(kafka, f"{settings.group_id}.{instance or settings.instance_id}"
                                  if exactly_once else None)
         self.committer = BatchCommitter(self.consumer, producer, exactly_once)
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)

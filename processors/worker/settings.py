@@ -11,6 +11,7 @@ class WorkerSettings:
     # restarted worker fences its killed predecessor and aborts its open transaction at once.
     # Two live workers must not share it. Default: the host name (the pod name on Kubernetes).
     instance_id: str = field(default_factory=socket.gethostname)
+    instances: int = 1               # processes `flywheel up` runs as one group (instance ids <id>-1..N)
     max_batch: int = 1000            # records per batch at most
     max_wait_ms: float = 0.0         # once a record is in hand, wait this long for more (0: take what is there)
     idle_poll_ms: float = 100.0      # how long to block when nothing is waiting

@@ -264,7 +264,10 @@ class InferenceWorker:
             values = [self.predictions.encode(self._record(model, version, role, answers, k, batch, j, predicted_at,
                                                            inference_us)) for k, j in enumerate(picked)]
         sources = [source[j] for j in picked]
-        outbox.produce_many(topic, values, [m.key() for m in sources], [m.headers() for m in sources])
+        # Keyed by request id, like labels: the joiner that owns a request's label partition owns
+        # its predictions too, so it is the one writer of that request's label count.
+        outbox.produce_many(topic, values, [batch.request_ids[j].encode() for j in picked],
+                            [m.headers() for m in sources])
         flagged = answers.flagged() if role != ROLE_SHADOW else []
         if flagged:
             outbox.produce_many(self.catalog.review,
