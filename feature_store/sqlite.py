@@ -216,9 +216,15 @@ def _codec(table: str) -> tuple[tuple[str, ...], tuple, tuple]:
     """A table's column names with, per column, the function that encodes a value for SQLite and
     the one that decodes it (None: as it is), worked out once rather than per value."""
     t = tables()[table]
-    encode = tuple(json.dumps if _is_json(c, k) else int if k == "boolean" else None for c, k in t.columns.items())
+    encode = tuple(_json if _is_json(c, k) else int if k == "boolean" else None for c, k in t.columns.items())
     decode = tuple(json.loads if _is_json(c, k) else bool if k == "boolean" else None for c, k in t.columns.items())
     return tuple(t.columns), encode, decode
+
+
+def _json(value: Any) -> str:
+    if value == {} or value == []:   # empty flags and maps, a third of what a joiner writes: no encoder
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
 
 
 def _encode(table: str, row: Row) -> list:

@@ -21,6 +21,7 @@ feedback carries the header on; they are not counted as live traffic in any metr
 import logging
 import threading
 import time
+import collections
 from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
@@ -207,26 +208,23 @@ class FeedbackJoiner:
         return [TopicPartition(t, p, o) for (t, p), o in upto.items()]
 
     def _count(self, predictions, labels, result: JoinResult) -> None:
+        """Counted per model and version, one increment each per batch (not one per record)."""
         m = self.metrics
-        for p, _ in predictions:
-            if not p.replay:
-                m.records_in.labels(PROCESSOR, p.model).inc()
-        for label, _ in labels:
-            if not label.replay:
-                m.records_in.labels(PROCESSOR, label.model or "").inc()
-        for label in result.replaced_pending:
-            if not label.replay:
-                m.replaced.labels(label.model or "").inc()
-        replaced = set()
-        for record in result.feedback:
-            if REPLAY_FLAG in record.flags:
-                continue
-            m.joined.labels(record.model, record.model_version).inc()
+        records_in = collections.Counter(p.model for p, _ in predictions if not p.replay)
+        records_in.update(label.model or "" for label, _ in labels if not label.replay)
+        for model, n in records_in.items():
+            m.records_in.labels(PROCESSOR, model).inc(n)
+        replaced_pending = collections.Counter(label.model or "" for label in result.replaced_pending if not label.replay)
+        for model, n in replaced_pending.items():
+            m.replaced.labels(model).inc(n)
+        live = [record for record in result.feedback if REPLAY_FLAG not in record.flags]
+        for (model, version), n in collections.Counter((r.model, r.model_version) for r in live).items():
+            m.joined.labels(model, version).inc(n)
+        for record in live:
             m.label_delay.labels(record.model).observe(max(0.0, (record.labelled_at - record.event_time) / 1000))
-            if record.label_count > 1:
-                replaced.add((record.model, record.request_id))
-        for model, _ in replaced:
-            m.replaced.labels(model).inc()
+        for model, n in collections.Counter(model for model, _ in {(r.model, r.request_id) for r in live
+                                                       if r.label_count > 1}).items():
+            m.replaced.labels(model).inc(n)
 
     def _retrying(self, call):
         """Store calls wait out an unavailable store (backpressure) until stopped."""
