@@ -208,6 +208,12 @@ class FeatureStore(ABC):
         streams = [self._feedback_range(model, v, start, end) for v in versions]
         return heapq.merge(*streams, key=lambda r: (r.event_time, r.request_id, r.model_version))
 
+    def get_feedback(self, keys: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str], FeedbackRecord]:
+        """Stored feedback by (request_id, model, model_version, event_time), many in one read;
+        keyed by (request_id, model, model_version). Unknown keys are absent."""
+        rows = self._select("feedback_by_time_shard", [self._feedback_key(m, v, t, r) for r, m, v, t in dict.fromkeys(keys)])
+        return {(row["request_id"], row["model"], row["model_version"]): FeedbackRecord.from_dict(row) for row in rows}
+
     def feedback_versions(self, model: str) -> list[str]:
         """The versions of a model that have feedback."""
         return [r["model_version"] for r in self._select("feedback_versions", [(model,)])]

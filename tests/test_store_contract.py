@@ -135,6 +135,14 @@ def test_feedback_range_read_pages_through_a_large_partition(store):
     assert got == sorted((r.event_time, r.request_id) for r in records)
 
 
+def test_feedback_is_read_back_by_key_many_at_once(store):
+    records = [feedback(f"r{i}", T0 + i * HOUR_MS // 7, version=f"v{i % 2}") for i in range(20)]
+    store.put_feedback(records)
+    keys = [(r.request_id, r.model, r.model_version, r.event_time) for r in records]
+    got = store.get_feedback(keys + [("r1", "m", "v1", T0 + 5), ("nobody", "m", "v1", T0)])
+    assert got == {r.key: r for r in records}
+
+
 def test_feedback_that_moves_in_time_leaves_no_stale_row(store):
     store.put_feedback([feedback("r1", T0)])
     store.put_feedback([feedback("r1", T0 + 2 * HOUR_MS, label="b")])

@@ -176,7 +176,10 @@ class Join:
                 result.feedback.append(feedback_record(p, label))
 
     def _store_feedback(self, result: JoinResult) -> None:
-        result.feedback = [f for f in result.feedback if not (REPLAY_FLAG in f.flags and self._live_row(f))]
+        replays = [(f.request_id, f.model, f.model_version, f.event_time) for f in result.feedback if REPLAY_FLAG in f.flags]
+        if replays:
+            live = {key for key, f in self.store.get_feedback(replays).items() if REPLAY_FLAG not in f.flags}
+            result.feedback = [f for f in result.feedback if not (REPLAY_FLAG in f.flags and f.key in live)]
         if result.feedback:
             result.feedback = self.store.put_feedback(result.feedback)
 
@@ -191,11 +194,6 @@ class Join:
             return predictions
         live = {(p.request_id, p.model, p.model_version) for ps in stored.values() for p in ps if not p.replay}
         return [p for p in predictions if not (p.replay and (p.request_id, p.model, p.model_version) in live)]
-
-    def _live_row(self, record: FeedbackRecord) -> bool:
-        """Whether a live (not replayed) feedback row exists for this record's key."""
-        rows = self.store.feedback(record.model, record.event_time, record.event_time + 1, record.model_version)
-        return any(r.request_id == record.request_id and REPLAY_FLAG not in r.flags for r in rows)
 
 
 def label_matches(label: Label, prediction: PredictionRecord) -> bool:
