@@ -31,8 +31,6 @@ _INDEX_COLUMNS = ("request_id", "model", "model_version", "event_time", "labelle
 _LABEL_COLUMNS = ("true_label", "true_value")
 
 
-
-
 class _Cleared:
     def __repr__(self) -> str:
         return "CLEARED"
@@ -86,7 +84,6 @@ class FeatureStore(ABC):
     def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
         """One partition's rows with start <= first clustering column < end, in clustering
         order, read lazily page by page."""
-
 
     # ---- writes, gathered per batch
     @contextmanager
@@ -211,7 +208,8 @@ class FeatureStore(ABC):
     def get_feedback(self, keys: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str], FeedbackRecord]:
         """Stored feedback by (request_id, model, model_version, event_time), many in one read;
         keyed by (request_id, model, model_version). Unknown keys are absent."""
-        rows = self._select("feedback_by_time_shard", [self._feedback_key(m, v, t, r) for r, m, v, t in dict.fromkeys(keys)])
+        rows = self._select("feedback_by_time_shard",
+                            [self._feedback_key(m, v, t, r) for r, m, v, t in dict.fromkeys(keys)])
         return {(row["request_id"], row["model"], row["model_version"]): FeedbackRecord.from_dict(row) for row in rows}
 
     def feedback_versions(self, model: str) -> list[str]:

@@ -4,8 +4,9 @@ an `expires_at` column standing in for Cassandra's TTL: reads skip expired rows 
 purge deletes them.
 
 Several processes may open the same file: WAL lets readers run beside the one writer, every
-batch of writes is one short IMMEDIATE transaction (an executemany per table), and a busy database is waited for (busy_timeout)
-before StoreUnavailable is raised. Threads of one process share the connection under a lock.
+batch of writes is one short IMMEDIATE transaction (an executemany per table), and a busy
+database is waited for (busy_timeout) before StoreUnavailable is raised. Threads of one
+process share the connection under a lock.
 """
 import functools
 import json
