@@ -5,7 +5,10 @@ join alone (store writes only) and once end to end through the embedded broker (
 store, produce feedback, commit in Kafka transactions). Monitor: feature values per second into
 window sketches, once from decoded records and once end to end from the broker.
 
-    .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8]
+    .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8] [--backend sqlite|cassandra]
+
+--backend cassandra puts each case's store in a fresh keyspace on FLYWHEEL_CASSANDRA_HOSTS
+(bench_store.py's `fresh_store`).
 
 Figures are for one process on a 2-core machine shared with the broker; compare rows of one run.
 End-to-end rows time from the first batch on (the consumer group join is not throughput), and
@@ -25,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
+from bench_store import fresh_store  # noqa: E402
+from feature_store import ReferenceProfile  # noqa: E402
 from processors.joiner.join import Join, JoinerSettings, Label, prediction_record  # noqa: E402
 from processors.joiner.process import FeedbackJoiner  # noqa: E402
 from processors.monitor.process import Monitor, MonitorSettings  # noqa: E402
@@ -62,9 +66,9 @@ def labels(n: int) -> list[dict]:
              "labelled_at": T0 + 60_000 + i // 100, "source": "bench"} for i in range(n)]
 
 
-def bench_join_store(records: list[dict], work: Path) -> tuple[float, float, int]:
+def bench_join_store(records: list[dict], backend: str) -> tuple[float, float, int]:
     """Seconds, CPU seconds, feedback records written."""
-    with open_store(StoreSettings(), work / "join-store") as store:
+    with fresh_store(backend) as store:
         join = Join(store, JoinerSettings())
         preds = [prediction_record(r) for r in records]
         ground = [Label.from_ground_truth(r) for r in labels(len(records))]
@@ -120,12 +124,12 @@ def rate_after_first_batch(step, progress, total: int, timeout: float = 300.0) -
     return (total - first) / (time.perf_counter() - start), (total - first) / (time.thread_time() - cpu)
 
 
-def bench_joiner_kafka(kafka, registry, records, work: Path) -> tuple[float, float]:
+def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, float]:
     """FeedbackRecords per second and per CPU second; two records (prediction, label) come in for each."""
     catalog = TopicCatalog(kafka)
     produce(kafka, registry, catalog.predictions("m"), "Prediction", records)
     produce(kafka, registry, catalog.labels, "GroundTruth", labels(len(records)))
-    with open_store(StoreSettings(), work / "joiner-e2e") as store:
+    with fresh_store(backend) as store:
         joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
                                 instance="bench")
         joined = lambda: joiner.metrics.registry.get_sample_value(   # noqa: E731
@@ -135,10 +139,10 @@ def bench_joiner_kafka(kafka, registry, records, work: Path) -> tuple[float, flo
         return rate
 
 
-def bench_monitor_kafka(kafka, registry, records, reference, work: Path) -> tuple[float, float]:
+def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tuple[float, float]:
     """Predictions per second and per CPU second."""
     catalog = TopicCatalog(kafka)
-    with open_store(StoreSettings(), work / "monitor-e2e") as store:
+    with fresh_store(backend) as store:
         store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
         monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),
                           stop=threading.Event(), clock=lambda: T0)
@@ -153,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--features", type=int, default=8, help="features per record (one categorical)")
+    parser.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
     args = parser.parse_args()
     n, f = args.records, args.features
     rng = np.random.default_rng(0)
@@ -165,8 +170,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        seconds, cpu, written = bench_join_store(records, work)
-        rows.append(("joiner: join only, into the embedded store", f"{2 * n:,} records in", seconds,
+        seconds, cpu, written = bench_join_store(records, args.backend)
+        rows.append((f"joiner: join only, into the {args.backend} store", f"{2 * n:,} records in", seconds,
                      f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s",
                      f"{2 * n / cpu:,.0f} records in"))
         seconds, cpu = bench_monitor_core(records, reference)
@@ -179,16 +184,16 @@ def main() -> None:
             kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="bench.", session_timeout_ms=6000)
             ensure_topics(make_admin(kafka), TopicCatalog(kafka).core() + TopicCatalog(kafka).for_model("m"))
             registry = open_registry(None, work)
-            rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, work)
+            rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend)
             rows.append(("joiner: end to end (broker -> store -> feedback, transactions)", f"{2 * n:,} records in",
                          2 * n / rate, f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
                          f"{2 * cpu_rate:,.0f} records in"))
-            rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, work)
+            rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, args.backend)
             per_record = values / n
             rows.append(("monitor: end to end (broker -> decode -> sketches)", f"{values:,} values", n / rate,
                          f"{rate * per_record:,.0f} feature values/s ({rate:,.0f} predictions/s)",
                          f"{cpu_rate * per_record:,.0f} values"))
-    print(f"\n{n:,} predictions with {f} features each ({f - 1} numeric, 1 categorical)\n")
+    print(f"\n{n:,} predictions with {f} features each ({f - 1} numeric, 1 categorical), {args.backend} store\n")
     print("| what | work | seconds | throughput | per CPU second (processing thread) |")
     print("|---|---|---:|---|---|")
     for what, work_done, seconds, rate, cpu_rate in rows:

@@ -141,9 +141,8 @@ def test_a_batch_is_one_read_per_table_and_one_write_whatever_its_size(join, n):
     assert len(result.feedback) == 2 * n and len(result.waiting) == n and len(result.unknown) == n
     # predictions, pending labels, stored labels (for counting): one read each (an IN query per
     # MAX_KEYS request ids), and one write transaction
-    per_table = -(-5 * n // MAX_KEYS)
     assert transactions == 1
-    assert selects == {"predictions_by_request": per_table, "pending_labels": per_table,
+    assert selects == {"predictions_by_request": -(-3 * n // MAX_KEYS), "pending_labels": -(-5 * n // MAX_KEYS),
                        "feedback_by_request": -(-2 * n // MAX_KEYS)}
     assert sorted(join.store.get_pending([f"later{i}" for i in range(n)] + [f"gone{i}" for i in range(n)])) == \
         sorted(f"later{i}" for i in range(n))

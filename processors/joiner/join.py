@@ -104,16 +104,19 @@ class Join:
 
     def add(self, predictions: list[PredictionRecord], labels: list[Label] = (),
             given_up: list[Label] = ()) -> JoinResult:
-        """One consumed batch against the store: one read of the stored predictions and pending
-        labels of every request id in it, then one batch of writes (its predictions, its feedback
+        """One consumed batch against the store: one read of the stored predictions (for its labels
+        and replays) and of the pending labels of its request ids, then one batch of writes (its predictions, its feedback
         with their label counts, pending labels parked and removed). In order, as if one at a time:
         the predictions meet labels that waited for them; the labels meet stored predictions and
         the batch's (those without one wait in the store); `given_up` labels, whose wait is over,
         meet them too or come back unknown, their pending rows removed."""
-        ids = sorted({p.request_id for p in predictions} | {lb.request_id for lb in (*labels, *given_up)})
+        label_ids = {lb.request_id for lb in (*labels, *given_up)}
+        ids = sorted({p.request_id for p in predictions} | label_ids)
         if not ids:
             return JoinResult()
-        stored = self.store.get_predictions(ids)
+        # Stored predictions are needed by labels and by replays (not by a live prediction, which
+        # replaces whatever is stored): on Cassandra every id read is a statement.
+        stored = self.store.get_predictions(sorted(label_ids | {p.request_id for p in predictions if p.replay}))
         pending = {rid: Label.from_pending(p) for rid, p in self.store.get_pending(ids).items()}
         predictions = self._without_replays_of_live(predictions, stored)
         found = {rid: list(ps) for rid, ps in stored.items()}
