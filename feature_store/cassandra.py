@@ -114,7 +114,7 @@ class CassandraStore(FeatureStore):
         ks = self.settings.keyspace
         with self._errors():
             self._ddl(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-                      f"{replication_cql(self.settings.replication)}")
+                      f"{replication_cql(keyspace_replication(self.settings))}")
             self.session.set_keyspace(ks)
             for statement in migrations()[0].statements:   # the ledger itself
                 self._ddl(statement)
@@ -253,6 +253,12 @@ def tls_context(settings: StoreSettings) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as e:
         raise StoreConfigError(f"store TLS settings: {e}") from e
     return context
+
+
+def keyspace_replication(settings: StoreSettings) -> dict:
+    """The configured replication, else one replica in the local DC (a development default that
+    names a DC that exists, unlike a fixed name)."""
+    return settings.replication or {"class": "NetworkTopologyStrategy", settings.local_dc: 1}
 
 
 def replication_cql(replication: dict) -> str:

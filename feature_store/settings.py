@@ -38,9 +38,9 @@ class StoreSettings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_verify_hostname: bool = True
-    # Production: {"class": "NetworkTopologyStrategy", "<dc>": 3} with LOCAL_QUORUM.
-    replication: dict[str, Any] = field(default_factory=lambda: {"class": "NetworkTopologyStrategy",
-                                                                  "datacenter1": 1})
+    # The keyspace's replication when `store migrate` creates it. Empty: one replica in local_dc
+    # (development). Production: {"class": "NetworkTopologyStrategy", "<dc>": 3} with LOCAL_QUORUM.
+    replication: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 64                   # in-flight statements per batch call
     request_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0

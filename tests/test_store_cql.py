@@ -25,8 +25,8 @@ from cqlshlib.cql3handling import CqlRuleSet
 
 from feature_store import StoreConfigError, StoreError, StoreSettings, StoreTimeout, StoreUnavailable, open_store
 from feature_store.base import CLEARED
-from feature_store.cassandra import (CassandraStore, _encode, delete_cql, insert_cql, make_cluster, range_cql,
-                                     replication_cql, select_cql, tls_context)
+from feature_store.cassandra import (CassandraStore, _encode, delete_cql, insert_cql, keyspace_replication,
+                                     make_cluster, range_cql, replication_cql, select_cql, tls_context)
 from feature_store.schema import _CREATE, _split_top, migrations, parse_table, pending, tables
 from streams.broker import free_port
 
@@ -125,6 +125,9 @@ def test_cassandra_settings_are_checked_before_connecting(tmp_path):
         "{'class': 'NetworkTopologyStrategy', 'dc1': '3'}"
     with pytest.raises(StoreConfigError):
         replication_cql({"class": "SimpleStrategy", "replication_factor": "1'}; DROP"})
+    assert keyspace_replication(StoreSettings(local_dc="dc1")) == {"class": "NetworkTopologyStrategy", "dc1": 1}
+    given = {"class": "NetworkTopologyStrategy", "east": 3}
+    assert keyspace_replication(StoreSettings(local_dc="east", replication=given)) == given
 
 
 def test_tls_and_auth_settings_reach_the_cluster():
