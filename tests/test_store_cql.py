@@ -28,6 +28,7 @@ from feature_store.base import CLEARED
 from feature_store.cassandra import (CassandraStore, _encode, delete_cql, insert_cql, keyspace_replication,
                                      make_cluster, range_cql, replication_cql, select_cql, tls_context)
 from feature_store.schema import _CREATE, _split_top, migrations, parse_table, pending, tables
+from schemas.secret import Secret
 from streams.broker import free_port
 
 NEWER_THAN_4_0 = re.compile(r"\bvector\s*<|STORAGE ATTACHED|\bSAI\b|MASKED WITH|UnifiedCompaction|"
@@ -132,7 +133,7 @@ def test_cassandra_settings_are_checked_before_connecting(tmp_path):
 
 def test_tls_and_auth_settings_reach_the_cluster():
     cluster = make_cluster(StoreSettings(cassandra_hosts=["10.0.0.1"], tls=True, tls_verify_hostname=False,
-                                         username="flywheel", password="pw", local_dc="dc2",
+                                         username="flywheel", password=Secret("pw"), local_dc="dc2",
                                          consistency="local_one"))
     profile = cluster.profile_manager.default
     assert cluster.ssl_context is not None and not cluster.ssl_context.check_hostname
