@@ -5,11 +5,16 @@ join alone (store writes only) and once end to end through the embedded broker (
 store, produce feedback, commit in Kafka transactions). Monitor: feature values per second into
 window sketches, once from decoded records and once end to end from the broker.
 
-    .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8]
+    .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8] [--backend sqlite|cassandra]
+
+--backend cassandra puts each case's store in a fresh keyspace on FLYWHEEL_CASSANDRA_HOSTS
+(bench_store.py's `fresh_store`).
 
 Figures are for one process on a 2-core machine shared with the broker; compare rows of one run.
 End-to-end rows time from the first batch on (the consumer group join is not throughput), and
-their seconds are the total work at that rate.
+their seconds are the total work at that rate. Each row also gives the rate per CPU second of
+the processing thread (Kafka client threads and the broker excluded): on a loaded machine the
+steadier figure, and the one a capacity model needs.
 """
 import argparse
 import sys
@@ -23,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
+from bench_store import fresh_store  # noqa: E402
+from feature_store import ReferenceProfile  # noqa: E402
 from processors.joiner.join import Join, JoinerSettings, Label, prediction_record  # noqa: E402
 from processors.joiner.process import FeedbackJoiner  # noqa: E402
 from processors.monitor.process import Monitor, MonitorSettings  # noqa: E402
@@ -60,36 +66,37 @@ def labels(n: int) -> list[dict]:
              "labelled_at": T0 + 60_000 + i // 100, "source": "bench"} for i in range(n)]
 
 
-def bench_join_store(records: list[dict], work: Path) -> tuple[float, int]:
-    with open_store(StoreSettings(), work / "join-store") as store:
+def bench_join_store(records: list[dict], backend: str) -> tuple[float, float, int]:
+    """Seconds, CPU seconds, feedback records written."""
+    with fresh_store(backend) as store:
         join = Join(store, JoinerSettings())
         preds = [prediction_record(r) for r in records]
         ground = [Label.from_ground_truth(r) for r in labels(len(records))]
-        start, written = time.perf_counter(), 0
+        start, cpu, written = time.perf_counter(), time.thread_time(), 0
         for i in range(0, len(preds), 2000):
             join.add_predictions(preds[i:i + 2000])
         for i in range(0, len(ground), 2000):
             written += len(join.add_labels(ground[i:i + 2000]).feedback)
-        return time.perf_counter() - start, written
+        return time.perf_counter() - start, time.thread_time() - cpu, written
 
 
-def bench_monitor_core(records: list[dict], reference) -> float:
+def bench_monitor_core(records: list[dict], reference) -> tuple[float, float]:
     monitor = WindowedMonitor(60_000, 0, lambda m, v: reference)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     for i in range(0, len(records), 5000):
         monitor.add_predictions(records[i:i + 5000])
     results = monitor.close_due(T0 + 10**9)
     assert sum(r.rows for r in results) == len(records)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.thread_time() - cpu
 
 
-def bench_sketch_columns(n: int, features: int, reference) -> float:
+def bench_sketch_columns(n: int, features: int, reference) -> tuple[float, float]:
     rng = np.random.default_rng(1)
     columns = {f"x{j}": rng.normal(size=n) for j in range(features - 1)}
     window = reference.empty_like(0, 60_000)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     window.add_columns(n, columns, {"c": rng.choice(["a", "b", "c"], n).tolist()})
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.thread_time() - cpu
 
 
 def produce(kafka: KafkaSettings, registry, topic: str, record_name: str, records: list[dict]) -> None:
@@ -100,28 +107,29 @@ def produce(kafka: KafkaSettings, registry, topic: str, record_name: str, record
     producer.flush(60)
 
 
-def rate_after_first_batch(step, progress, total: int, timeout: float = 300.0) -> float:
-    """Records per second after the first batch that made progress (the group join and the
-    first fetch are not throughput): (total - progress then) / seconds since."""
+def rate_after_first_batch(step, progress, total: int, timeout: float = 300.0) -> tuple[float, float]:
+    """Records per second and per CPU second of this thread after the first batch that made
+    progress (the group join and the first fetch are not throughput): (total - progress then) /
+    seconds since."""
     deadline = time.monotonic() + timeout
     while progress() == 0:
         step()
         if time.monotonic() > deadline:
             raise TimeoutError("nothing consumed")
-    start, first = time.perf_counter(), progress()
+    start, cpu, first = time.perf_counter(), time.thread_time(), progress()
     while progress() < total:
         step()
         if time.monotonic() > deadline:
             raise TimeoutError("did not finish")
-    return (total - first) / (time.perf_counter() - start)
+    return (total - first) / (time.perf_counter() - start), (total - first) / (time.thread_time() - cpu)
 
 
-def bench_joiner_kafka(kafka, registry, records, work: Path) -> float:
-    """FeedbackRecords per second; two records (prediction, label) come in for each."""
+def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, float]:
+    """FeedbackRecords per second and per CPU second; two records (prediction, label) come in for each."""
     catalog = TopicCatalog(kafka)
     produce(kafka, registry, catalog.predictions("m"), "Prediction", records)
     produce(kafka, registry, catalog.labels, "GroundTruth", labels(len(records)))
-    with open_store(StoreSettings(), work / "joiner-e2e") as store:
+    with fresh_store(backend) as store:
         joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
                                 instance="bench")
         joined = lambda: joiner.metrics.registry.get_sample_value(   # noqa: E731
@@ -131,10 +139,10 @@ def bench_joiner_kafka(kafka, registry, records, work: Path) -> float:
         return rate
 
 
-def bench_monitor_kafka(kafka, registry, records, reference, work: Path) -> float:
-    """Predictions per second."""
+def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tuple[float, float]:
+    """Predictions per second and per CPU second."""
     catalog = TopicCatalog(kafka)
-    with open_store(StoreSettings(), work / "monitor-e2e") as store:
+    with fresh_store(backend) as store:
         store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
         monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),
                           stop=threading.Event(), clock=lambda: T0)
@@ -149,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--features", type=int, default=8, help="features per record (one categorical)")
+    parser.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
     args = parser.parse_args()
     n, f = args.records, args.features
     rng = np.random.default_rng(0)
@@ -161,31 +170,34 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        seconds, written = bench_join_store(records, work)
-        rows.append(("joiner: join only, into the embedded store", f"{2 * n:,} records in", seconds,
-                     f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s"))
-        seconds = bench_monitor_core(records, reference)
+        seconds, cpu, written = bench_join_store(records, args.backend)
+        rows.append((f"joiner: join only, into the {args.backend} store", f"{2 * n:,} records in", seconds,
+                     f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s",
+                     f"{2 * n / cpu:,.0f} records in"))
+        seconds, cpu = bench_monitor_core(records, reference)
         rows.append(("monitor: decoded records into window sketches", f"{values:,} values", seconds,
-                     f"{values / seconds:,.0f} feature values/s"))
-        seconds = bench_sketch_columns(n * 10, f, reference)
+                     f"{values / seconds:,.0f} feature values/s", f"{values / cpu:,.0f} values"))
+        seconds, cpu = bench_sketch_columns(n * 10, f, reference)
         rows.append(("monitor: columns into sketches (ceiling)", f"{n * 10 * f:,} values", seconds,
-                     f"{n * 10 * f / seconds:,.0f} feature values/s"))
+                     f"{n * 10 * f / seconds:,.0f} feature values/s", f"{n * 10 * f / cpu:,.0f} values"))
         with EmbeddedBroker(free_port(), work / "broker.log") as broker:
             kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="bench.", session_timeout_ms=6000)
             ensure_topics(make_admin(kafka), TopicCatalog(kafka).core() + TopicCatalog(kafka).for_model("m"))
             registry = open_registry(None, work)
-            rate = bench_joiner_kafka(kafka, registry, records, work)
+            rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend)
             rows.append(("joiner: end to end (broker -> store -> feedback, transactions)", f"{2 * n:,} records in",
-                         2 * n / rate, f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s"))
-            rate = bench_monitor_kafka(kafka, registry, records, reference, work)
+                         2 * n / rate, f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
+                         f"{2 * cpu_rate:,.0f} records in"))
+            rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, args.backend)
             per_record = values / n
             rows.append(("monitor: end to end (broker -> decode -> sketches)", f"{values:,} values", n / rate,
-                         f"{rate * per_record:,.0f} feature values/s ({rate:,.0f} predictions/s)"))
-    print(f"\n{n:,} predictions with {f} features each ({f - 1} numeric, 1 categorical)\n")
-    print("| what | work | seconds | throughput |")
-    print("|---|---|---:|---|")
-    for what, work_done, seconds, rate in rows:
-        print(f"| {what} | {work_done} | {seconds:.2f} | {rate} |")
+                         f"{rate * per_record:,.0f} feature values/s ({rate:,.0f} predictions/s)",
+                         f"{cpu_rate * per_record:,.0f} values"))
+    print(f"\n{n:,} predictions with {f} features each ({f - 1} numeric, 1 categorical), {args.backend} store\n")
+    print("| what | work | seconds | throughput | per CPU second (processing thread) |")
+    print("|---|---|---:|---|---|")
+    for what, work_done, seconds, rate, cpu_rate in rows:
+        print(f"| {what} | {work_done} | {seconds:.2f} | {rate} | {cpu_rate} |")
 
 
 if __name__ == "__main__":

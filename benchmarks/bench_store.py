@@ -1,20 +1,29 @@
-"""Embedded store throughput: writes/s and batched online reads/s at batch sizes 1, 100, 1000.
+"""Store throughput: writes/s and batched online reads/s at batch sizes 1, 100, 1000.
 
-    .venv/bin/python benchmarks/bench_store.py [--seconds 2] [--entities 50000]
+    .venv/bin/python benchmarks/bench_store.py [--backend sqlite|cassandra] [--seconds 2] [--entities 50000]
 
-Each case runs for --seconds on a fresh SQLite store in a temporary directory (WAL mode, the
-stack's settings) and prints a markdown table. Reads ask for random entity ids of which one in
-ten does not exist. Machines here have 2 shared cores: compare rows within one run.
+sqlite: a fresh store in a temporary directory (WAL mode, the stack's settings). cassandra: a
+fresh keyspace on the cluster FLYWHEEL_CASSANDRA_HOSTS names (other [store] settings from the
+environment, e.g. FLYWHEEL_STORE_CONCURRENCY), dropped at the end. Each case runs for --seconds
+and the result is a markdown table. Reads ask for random entity ids of which one in ten does not
+exist. Machines here have 2 shared cores: compare rows within one run.
 """
 import argparse
 import os
 import random
 import sqlite3
+import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from feature_store import FeedbackRecord, OnlineFeatures, StoreSettings, open_store
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from feature_store import FeatureStore, FeedbackRecord, OnlineFeatures, StoreSettings, open_store  # noqa: E402
+from flywheel.config import Config  # noqa: E402
 
 BATCHES = (1, 100, 1000)
 
@@ -40,14 +49,42 @@ def timed(seconds: float, step) -> tuple[float, float]:
     return done / elapsed, done / max(time.process_time() - cpu, 1e-9)
 
 
+@contextmanager
+def fresh_store(backend: str):
+    """A store of its own: a temporary SQLite file, or a new Cassandra keyspace dropped after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if backend == "sqlite":
+            with open_store(StoreSettings(), Path(tmp)) as store:
+                yield store
+            return
+        settings = Config(env=dict(os.environ)).section(StoreSettings, "store")
+        if not settings.cassandra_hosts:
+            sys.exit("bench_store.py --backend cassandra: set FLYWHEEL_CASSANDRA_HOSTS")
+        settings = replace(settings, backend="cassandra", keyspace=f"flywheel_bench_{uuid.uuid4().hex[:8]}")
+        store = open_store(settings, Path(tmp))
+        try:
+            store.migrate()
+            yield store
+        finally:
+            store.session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+            store.close()
+
+
+def describe(store: FeatureStore) -> str:
+    if store.backend == "sqlite":
+        return f"embedded store (SQLite {sqlite3.sqlite_version}, WAL)"
+    return f"Cassandra ({', '.join(store.settings.cassandra_hosts)}, {store.settings.concurrency} in flight)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
     ap.add_argument("--seconds", type=float, default=2.0, help="per case")
     ap.add_argument("--entities", type=int, default=50_000, help="entities preloaded for the read cases")
     args = ap.parse_args()
     rng = random.Random(1)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, open_store(StoreSettings(), Path(tmp)) as store:
+    with fresh_store(args.backend) as store:
         for i in range(0, args.entities, 1000):
             store.put_online("bench", [OnlineFeatures(f"e{j}", features(j), 0) for j in range(i, i + 1000)])
         for batch in BATCHES:
@@ -70,9 +107,9 @@ def main() -> None:
                 return batch
 
             rows.append((batch, *(timed(args.seconds, f) for f in (write_online, write_feedback, read_online))))
+        title = describe(store)
     load = os.getloadavg()[0]
-    print(f"embedded store (SQLite {sqlite3.sqlite_version}, WAL), {os.cpu_count()} cores, load average {load:.1f}; "
-          "each cell: per wall second / per CPU second")
+    print(f"{title}, {os.cpu_count()} cores, load average {load:.1f}; each cell: per wall second / per CPU second")
     print()
     print("| batch size | online feature writes (rows/s) | feedback writes (records/s) | "
           "online reads (entities/s) | online read calls/s |")

@@ -1,16 +1,21 @@
 """The store interface. Callers use the record-level methods; they are written once, here, on
-top of five table primitives (`_upsert`, `_select`, `_select_range`, `_delete`, `migrate`)
-that a backend implements over the tables of feature_store/cql (see schema.py). A backend is
-one module `feature_store/<name>.py` defining `open_backend(settings, data_dir, clock)`.
+top of four table primitives (`_write`, `_select`, `_select_range`, `migrate`) that a backend
+implements over the tables of feature_store/cql (see schema.py). A backend is one module
+`feature_store/<name>.py` defining `open_backend(settings, data_dir, clock)`.
 
-Every write is an upsert by the table's primary key, so writing the same thing twice changes
-nothing. Methods raise `StoreUnavailable` (retry later) or another `StoreError`; never driver
-exceptions.
+Every method takes many records at once and is one round of store calls per table, never one per
+record; `with store.batch():` gathers the writes of several methods into one `_write` (one
+transaction on SQLite, one bounded-concurrency round on Cassandra). Every write is an upsert by
+the table's primary key, so writing the same thing twice changes nothing. Methods raise
+`StoreUnavailable` (retry later) or another `StoreError`; never driver exceptions.
 """
 import heapq
+import threading
 import time
+import zlib
 from abc import ABC, abstractmethod
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 from feature_store.records import (FeedbackRecord, OnlineFeatures, PendingLabel, PredictionRecord,
@@ -23,6 +28,26 @@ Row = dict[str, Any]
 
 _INDEX_COLUMNS = ("request_id", "model", "model_version", "event_time", "labelled_at",
                   "true_label", "true_value", "label_count")
+_LABEL_COLUMNS = ("true_label", "true_value")
+
+
+class _Cleared:
+    def __repr__(self) -> str:
+        return "CLEARED"
+
+
+# A column value that must overwrite what a row held before with null. A plain None means "no
+# value": Cassandra leaves the column unset (a null would write a tombstone).
+CLEARED = _Cleared()
+
+
+@dataclass(frozen=True)
+class Write:
+    """Upserts of whole rows (expiring after ttl_s when > 0) or deletes by full primary key."""
+    table: str
+    rows: Sequence[Row] = ()
+    ttl_s: int | None = None
+    deletes: Sequence[tuple] = ()
 
 
 def wall_clock_ms() -> int:
@@ -35,6 +60,7 @@ class FeatureStore(ABC):
     def __init__(self, settings: StoreSettings, clock: Clock = wall_clock_ms):
         self.settings = settings
         self.clock = clock
+        self._gathering = threading.local()
 
     # ---- primitives a backend implements
     @abstractmethod
@@ -45,8 +71,9 @@ class FeatureStore(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
-        """Write whole rows (every column of the table); ttl_s > 0 makes them expire."""
+    def _write(self, writes: Sequence[Write]) -> None:
+        """Apply writes of whole rows (a None column: no value) and deletes together. They touch
+        distinct keys, so their order does not matter."""
 
     @abstractmethod
     def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
@@ -62,9 +89,36 @@ class FeatureStore(ABC):
     def _bucket_bounds(self, table: str, prefix: tuple) -> tuple[int, int] | None:
         """The lowest and highest bucket of the partitions (prefix..., bucket) holding rows, or None."""
 
-    @abstractmethod
+    # ---- writes, gathered per batch
+    @contextmanager
+    def batch(self):
+        """The writes of the methods called inside go to the store together when it ends (none if
+        it raises). Reads inside see the store as it was before the batch. A batch inside a batch
+        is part of the outer one."""
+        if getattr(self._gathering, "writes", None) is not None:
+            yield self
+            return
+        self._gathering.writes = []
+        try:
+            yield self
+            writes = [w for w in self._gathering.writes if w.rows or w.deletes]
+        finally:
+            self._gathering.writes = None
+        if writes:
+            self._write(writes)
+
+    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
+        self._submit(Write(table, rows=rows, ttl_s=ttl_s))
+
     def _delete(self, table: str, keys: Sequence[tuple]) -> None:
-        """Delete by full primary keys."""
+        self._submit(Write(table, deletes=keys))
+
+    def _submit(self, write: Write) -> None:
+        gathering = getattr(self._gathering, "writes", None)
+        if gathering is not None:
+            gathering.append(write)
+        elif write.rows or write.deletes:
+            self._write([write])
 
     def applied_migrations(self) -> dict[str, int]:
         """Migration file name -> when it was applied (epoch ms), from the schema_migrations ledger."""
@@ -108,15 +162,17 @@ class FeatureStore(ABC):
     def delete_pending(self, request_ids: Sequence[str]) -> None:
         self._delete("pending_labels", [(r,) for r in dict.fromkeys(request_ids)])
 
-    # ---- feedback: joined records, partitioned by (model, version, event_time bucket)
+    # ---- feedback: joined records, partitioned by (model, version, event_time bucket, shard)
     def put_feedback(self, records: Sequence[FeedbackRecord]) -> list[FeedbackRecord]:
         """Upsert by (request_id, model, model_version) and return what was stored. A different
         label for a stored key replaces it and counts (label_count + 1); the same label again (a
-        redelivery) changes nothing. The caller's label_count is ignored."""
-        # by partition (request id): one IN query on SQLite, one partition read each on Cassandra
+        redelivery) changes nothing. The caller's label_count is ignored. One read of the stored
+        labels, then one batch of writes. The count is read-then-written, so one writer per
+        request id at a time: the joiner's request-id partitioning gives that (README)."""
         known = {(r["request_id"], r["model"], r["model_version"]): r for r in
                  self._select("feedback_by_request", [(i,) for i in dict.fromkeys(r.request_id for r in records)])}
         stored: dict[tuple, FeedbackRecord] = {}
+        cleared: dict[tuple, tuple[str, ...]] = {}
         moved: list[tuple] = []
         for record in records:
             before = known.get(record.key)
@@ -124,16 +180,26 @@ class FeatureStore(ABC):
             if before is not None and before["event_time"] != record.event_time:
                 moved.append(self._feedback_key(before["model"], before["model_version"],
                                                 before["event_time"], before["request_id"]))
+            if before is not None:   # a relabel that switches kind (label <-> value) clears the other
+                cleared[record.key] = tuple(c for c in _LABEL_COLUMNS
+                                            if before[c] is not None and getattr(record, c) is None)
             stored[record.key] = replace(record, label_count=count)
             known[record.key] = {c: getattr(stored[record.key], c) for c in _INDEX_COLUMNS}
         rows = list(stored.values())
         current = {self._feedback_key(r.model, r.model_version, r.event_time, r.request_id) for r in rows}
-        self._upsert("feedback_by_time", [{**r.to_dict(), "bucket": self.feedback_bucket(r.event_time)}
-                                          for r in rows])
-        self._upsert("feedback_by_request", [known[r.key] for r in rows])
-        self._upsert("feedback_versions", [{"model": m, "model_version": v}
-                                           for m, v in dict.fromkeys((r.model, r.model_version) for r in rows)])
-        self._delete("feedback_by_time", [k for k in dict.fromkeys(moved) if k not in current])
+
+        def clear(row: Row, key: tuple) -> Row:
+            return {**row, **dict.fromkeys(cleared.get(key, ()), CLEARED)}
+
+        ttl = self.settings.feedback_retention_s
+        with self.batch():
+            self._upsert("feedback_by_time_shard", [
+                clear({**r.to_dict(), "bucket": self.feedback_bucket(r.event_time),
+                       "shard": self.feedback_shard(r.request_id)}, r.key) for r in rows], ttl)
+            self._upsert("feedback_by_request", [clear(known[r.key], r.key) for r in rows], ttl)
+            self._upsert("feedback_versions", [{"model": m, "model_version": v}
+                                               for m, v in dict.fromkeys((r.model, r.model_version) for r in rows)])
+            self._delete("feedback_by_time_shard", [k for k in dict.fromkeys(moved) if k not in current])
         return rows
 
     def feedback(self, model: str, start: int, end: int, version: str | None = None) -> Iterator[FeedbackRecord]:
@@ -143,6 +209,13 @@ class FeatureStore(ABC):
         streams = [self._feedback_range(model, v, start, end) for v in versions]
         return heapq.merge(*streams, key=lambda r: (r.event_time, r.request_id, r.model_version))
 
+    def get_feedback(self, keys: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str], FeedbackRecord]:
+        """Stored feedback by (request_id, model, model_version, event_time), many in one read;
+        keyed by (request_id, model, model_version). Unknown keys are absent."""
+        rows = self._select("feedback_by_time_shard",
+                            [self._feedback_key(m, v, t, r) for r, m, v, t in dict.fromkeys(keys)])
+        return {(row["request_id"], row["model"], row["model_version"]): FeedbackRecord.from_dict(row) for row in rows}
+
     def feedback_versions(self, model: str) -> list[str]:
         """The versions of a model that have feedback."""
         return [r["model_version"] for r in self._select("feedback_versions", [(model,)])]
@@ -150,13 +223,21 @@ class FeatureStore(ABC):
     def feedback_bucket(self, event_time: int) -> int:
         return event_time // self.settings.feedback_bucket_ms
 
+    def feedback_shard(self, request_id: str) -> int:
+        """Spreads a bucket's records over feedback_shards partitions (and so over replica sets);
+        crc32 rather than hash(): the same in every process."""
+        return zlib.crc32(request_id.encode()) % self.settings.feedback_shards
+
     def _feedback_key(self, model: str, version: str, event_time: int, request_id: str) -> tuple:
-        return model, version, self.feedback_bucket(event_time), event_time, request_id
+        return (model, version, self.feedback_bucket(event_time), self.feedback_shard(request_id),
+                event_time, request_id)
 
     def _feedback_range(self, model: str, version: str, start: int, end: int) -> Iterator[FeedbackRecord]:
-        for bucket in self._buckets("feedback_by_time", (model, version), start, end,
+        for bucket in self._buckets("feedback_by_time_shard", (model, version), start, end,
                                     self.settings.feedback_bucket_ms):
-            for row in self._select_range("feedback_by_time", (model, version, bucket), start, end):
+            shards = [self._select_range("feedback_by_time_shard", (model, version, bucket, shard), start, end)
+                      for shard in range(self.settings.feedback_shards)]
+            for row in heapq.merge(*shards, key=lambda r: (r["event_time"], r["request_id"])):
                 yield FeedbackRecord.from_dict(row)
 
     # ---- window metrics, partitioned by (model, version, window_start bucket)
@@ -164,7 +245,7 @@ class FeatureStore(ABC):
         self._upsert("metrics_by_window", [
             {"model": m.model, "model_version": m.model_version, "bucket": self.metrics_bucket(m.window_start),
              "window_start": m.window_start, "window_end": m.window_end, "metric_values": m.values,
-             "detail": m.detail} for m in rows])
+             "detail": m.detail} for m in rows], self.settings.metrics_retention_s)
 
     def metrics(self, model: str, version: str, start: int, end: int) -> Iterator[WindowMetrics]:
         """Windows with start <= window_start < end, in window order."""

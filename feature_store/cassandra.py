@@ -2,13 +2,16 @@
 
 Data statements are prepared once per table and marked idempotent (every one is an upsert,
 select or delete by full key with bound values: no counters, no now(), no list appends), so
-the driver's retries and our callers' retries are safe. Batches run with bounded concurrency
-(`execute_concurrent_with_args`, settings.concurrency in flight); queries are routed
-token-aware within the local DC; the consistency level is a setting (LOCAL_QUORUM default).
-Schema: the files under feature_store/cql, applied in name order by `migrate()` and recorded
+the driver's retries and our callers' retries are safe. A batch's statements, of every table it
+touches, run at once with at most settings.concurrency in flight (`execute_concurrent`, as
+Feast's Cassandra online store does); queries are routed token-aware within `local_dc`; the
+consistency level is a setting (LOCAL_QUORUM default). A missing value is bound as UNSET_VALUE,
+never null, so writes leave no tombstones (only an explicit CLEARED writes a null). The protocol
+version is pinned. Schema: the files under feature_store/cql, applied in name order by
+`migrate()` at ddl_consistency (ALL), each statement waiting for schema agreement, and recorded
 in schema_migrations. DDL cannot be prepared: it and the migration ledger's one read are the
-only unprepared CQL we send. Run `flywheel store migrate` once before the processors start;
-several processes creating tables at once can disagree about the schema on Cassandra.
+only unprepared CQL we send. Run `flywheel store migrate` once before the processors start.
+Every driver error, a later page's included, becomes a StoreError (StoreUnavailable: retry).
 """
 import json
 import re
@@ -22,17 +25,20 @@ from cassandra import (ConsistencyLevel, DriverException, InvalidRequest, Operat
                        WriteTimeout)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent
+from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement, SimpleStatement, dict_factory
+from cassandra.protocol import ErrorMessage, ServerError
+from cassandra.query import UNSET_VALUE, PreparedStatement, SimpleStatement, dict_factory
 
-from feature_store.base import Clock, FeatureStore, Row
+from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import (StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout,
                                   StoreUnavailable)
 from feature_store.schema import JSON_COLUMNS, Table, migrations, pending, tables
 from feature_store.settings import StoreSettings
 
 PAGE = 1000   # rows per page of a range read
+DDL = "ddl"   # the execution profile of schema changes
 
 
 def open_backend(settings: StoreSettings, data_dir: Path, clock: Clock) -> "CassandraStore":
@@ -107,40 +113,50 @@ class CassandraStore(FeatureStore):
     def migrate(self) -> list[str]:
         ks = self.settings.keyspace
         with self._errors():
-            self.session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-                                 f"{replication_cql(self.settings.replication)}")
+            self._ddl(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
+                      f"{replication_cql(keyspace_replication(self.settings))}")
             self.session.set_keyspace(ks)
             for statement in migrations()[0].statements:   # the ledger itself
-                self.session.execute(statement)
+                self._ddl(statement)
             applied = {r["name"]: r["checksum"] for r in
-                       self.session.execute("SELECT name, checksum FROM schema_migrations")}
+                       self.session.execute("SELECT name, checksum FROM schema_migrations", execution_profile=DDL)}
             todo = pending(applied)
             for migration in todo:
                 for statement in migration.statements:
-                    self.session.execute(SimpleStatement(statement, is_idempotent=True))
+                    self._ddl(statement)
                 self._upsert("schema_migrations", [{"name": migration.name, "checksum": migration.checksum,
                                                     "applied_at": self.clock()}])
-            self.cluster.control_connection.wait_for_schema_agreement()
         return [m.name for m in todo]
+
+    def _ddl(self, statement: str) -> None:
+        """A schema change at ddl_consistency; the driver then waits (up to schema_agreement_wait_s)
+        for every node to report the same schema. Without agreement the next statement could
+        reach a node that does not know the table yet: retry later."""
+        result = self.session.execute(SimpleStatement(statement, is_idempotent=True), execution_profile=DDL)
+        if not result.response_future.is_schema_agreed:
+            raise StoreUnavailable(f"{self!r}: nodes did not agree on the schema within "
+                                   f"{self.settings.schema_agreement_wait_s:g}s after: {statement[:60]}")
 
     def close(self) -> None:
         self.cluster.shutdown()
 
     # ---- primitives
-    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
-        t = tables()[table]
-        ttl = int(ttl_s or 0)
-        self._run(self._statement(table, "insert"),
-                  [tuple(_encode(c, row[c]) for c in t.columns) + (ttl,) for row in rows])
+    def _write(self, writes: Sequence[Write]) -> None:
+        statements = []
+        for w in writes:
+            if w.rows:
+                t, insert, ttl = tables()[w.table], self._statement(w.table, "insert"), int(w.ttl_s or 0)
+                statements += [(insert, tuple(_encode(c, row[c]) for c in t.columns) + (ttl,)) for row in w.rows]
+            if w.deletes:
+                delete = self._statement(w.table, "delete")
+                statements += [(delete, tuple(key)) for key in w.deletes]
+        self._run(statements)
 
     def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
         t = tables()[table]
-        out: list[Row] = []
-        for width in sorted({len(k) for k in keys}):
-            group = [k for k in keys if len(k) == width]
-            for result in self._run(self._statement(table, "select", width), group):
-                out.extend(_decode(t, row) for row in result)
-        return out
+        statements = [(self._statement(table, "select", len(k)), tuple(k)) for k in keys]
+        with self._errors():   # iterating a result can fetch its next page
+            return [_decode(t, row) for result in self._run(statements) for row in result]
 
     def _select_range(self, table: str, partition: tuple, start: int, end: int) -> Iterator[Row]:
         t = tables()[table]
@@ -166,9 +182,6 @@ class CassandraStore(FeatureStore):
                        if tuple(getattr(row, c) for c in t.partition_key[:len(prefix)]) == tuple(prefix)]
         return (min(buckets), max(buckets)) if buckets else None
 
-    def _delete(self, table: str, keys: Sequence[tuple]) -> None:
-        self._run(self._statement(table, "delete"), keys)
-
     # ---- statements, concurrency, errors
     def _statement(self, table: str, kind: str, width: int = 0) -> PreparedStatement:
         key = (table, kind, width)
@@ -182,13 +195,13 @@ class CassandraStore(FeatureStore):
             self._prepared[key] = prepared
         return self._prepared[key]
 
-    def _run(self, statement: PreparedStatement, params: Sequence[tuple]) -> list:
-        if not params:
+    def _run(self, statements: Sequence[tuple[PreparedStatement, tuple]]) -> list:
+        """Every statement at once, settings.concurrency in flight; results in statement order."""
+        if not statements:
             return []
         with self._errors():
-            results = execute_concurrent_with_args(self.session, statement, params,
-                                                   concurrency=self.settings.concurrency,
-                                                   raise_on_first_error=True)
+            results = execute_concurrent(self.session, statements, concurrency=self.settings.concurrency,
+                                         raise_on_first_error=True)
         return [result for _, result in results]
 
     @contextmanager
@@ -197,7 +210,7 @@ class CassandraStore(FeatureStore):
             yield
         except (OperationTimedOut, ReadTimeout, WriteTimeout) as e:
             raise StoreTimeout(f"{self!r}: {type(e).__name__}: {e}") from e
-        except (NoHostAvailable, Unavailable) as e:
+        except (NoHostAvailable, Unavailable, ConnectionException) as e:
             raise StoreUnavailable(f"{self!r}: {type(e).__name__}: {e}") from e
         except InvalidRequest as e:
             text = str(e)
@@ -206,24 +219,36 @@ class CassandraStore(FeatureStore):
             raise StoreError(f"{self!r}: {text}") from e
         except UnresolvableContactPoints as e:
             raise StoreUnavailable(f"{self!r}: no cassandra host name resolves ({e})") from e
-        except RequestExecutionException as e:   # overloaded, bootstrapping, truncate errors
+        except (RequestExecutionException, ServerError) as e:   # overloaded, bootstrapping, truncate errors
             raise StoreUnavailable(f"{self!r}: {type(e).__name__}: {e}") from e
-        except DriverException as e:
+        except (DriverException, ErrorMessage) as e:   # protocol and validation errors: a bug or a setting
             raise StoreError(f"{self!r}: {type(e).__name__}: {e}") from e
 
 
+def consistency_level(name: str) -> int:
+    level = ConsistencyLevel.name_to_value.get(name.upper())
+    if level is None:
+        raise StoreConfigError(f"consistency {name!r} is not one of {', '.join(ConsistencyLevel.name_to_value)}")
+    return level
+
+
 def make_cluster(settings: StoreSettings) -> Cluster:
-    consistency = ConsistencyLevel.name_to_value.get(settings.consistency.upper())
-    if consistency is None:
-        raise StoreConfigError(f"consistency {settings.consistency!r} is not one of "
-                               f"{', '.join(ConsistencyLevel.name_to_value)}")
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
-        retry_policy=IdempotentRetryPolicy(), consistency_level=consistency,
-        request_timeout=settings.request_timeout_s, row_factory=dict_factory)
+    if not settings.local_dc:
+        raise StoreConfigError("store local_dc is empty: name the data centre this process runs in "
+                               "(FLYWHEEL_STORE_LOCAL_DC)")
+
+    def profile(consistency: str, timeout_s: float) -> ExecutionProfile:
+        return ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
+            retry_policy=IdempotentRetryPolicy(), consistency_level=consistency_level(consistency),
+            request_timeout=timeout_s, row_factory=dict_factory)
+
     auth = (PlainTextAuthProvider(settings.username, settings.password.reveal()) if settings.username else None)
+    profiles = {EXEC_PROFILE_DEFAULT: profile(settings.consistency, settings.request_timeout_s),
+                DDL: profile(settings.ddl_consistency, settings.request_timeout_s + settings.schema_agreement_wait_s)}
     return Cluster(contact_points=settings.cassandra_hosts, port=settings.cassandra_port,
-                   execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=auth,
+                   execution_profiles=profiles, auth_provider=auth, protocol_version=settings.protocol_version,
+                   max_schema_agreement_wait=settings.schema_agreement_wait_s,
                    ssl_context=tls_context(settings), connect_timeout=settings.connect_timeout_s)
 
 
@@ -240,6 +265,12 @@ def tls_context(settings: StoreSettings) -> ssl.SSLContext | None:
     return context
 
 
+def keyspace_replication(settings: StoreSettings) -> dict:
+    """The configured replication, else one replica in the local DC (a development default that
+    names a DC that exists, unlike a fixed name)."""
+    return settings.replication or {"class": "NetworkTopologyStrategy", settings.local_dc: 1}
+
+
 def replication_cql(replication: dict) -> str:
     """{'class': 'NetworkTopologyStrategy', 'dc1': 3} as a CQL map literal."""
     if "class" not in replication:
@@ -253,7 +284,11 @@ def replication_cql(replication: dict) -> str:
 
 
 def _encode(column: str, value: Any) -> Any:
-    return json.dumps(value) if column in JSON_COLUMNS and value is not None else value
+    if value is None:
+        return UNSET_VALUE   # no value: leave the column alone (a null is a tombstone)
+    if value is CLEARED:
+        return None
+    return json.dumps(value) if column in JSON_COLUMNS else value
 
 
 def _decode(t: Table, row: dict) -> Row:

@@ -58,6 +58,8 @@ def tables() -> dict[str, Table]:
             if statement.startswith("CREATE TABLE"):
                 table = parse_table(statement)
                 out[table.name] = table
+            elif statement.startswith("DROP TABLE"):
+                out.pop(statement.split()[-1], None)
     return out
 
 

@@ -19,12 +19,20 @@ class StoreSettings:
     # reads, so they are settings of the deployment, not of a run.
     feedback_bucket_ms: int = HOUR_MS
     metrics_bucket_ms: int = DAY_MS
+    feedback_shards: int = 4                # partitions per feedback bucket (spread over replicas)
+    # Tables that grow with traffic or time expire their rows (Cassandra TTL, SQLite expires_at).
+    feedback_retention_days: float = 90.0
+    metrics_retention_days: float = 400.0
     # cassandra
     cassandra_hosts: list[str] = field(default_factory=list)
     cassandra_port: int = 9042
     keyspace: str = "flywheel"
-    local_dc: str = ""                      # empty: the DC of the first host contacted
+    local_dc: str = "datacenter1"           # queries go to this DC's replicas (Cassandra's default name)
     consistency: str = "LOCAL_QUORUM"
+    # Schema changes wait for every node to agree on the schema (ALL), up to this long.
+    ddl_consistency: str = "ALL"
+    schema_agreement_wait_s: float = 60.0
+    protocol_version: int = 4               # pinned: no negotiation (and no downgrade warning) per connect
     username: str = ""
     password: Secret = Secret()             # or password_file / FLYWHEEL_STORE_PASSWORD_FILE
     tls: bool = False
@@ -32,8 +40,17 @@ class StoreSettings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_verify_hostname: bool = True
-    replication: dict[str, Any] = field(default_factory=lambda: {"class": "SimpleStrategy",
-                                                        "replication_factor": 1})
+    # The keyspace's replication when `store migrate` creates it. Empty: one replica in local_dc
+    # (development). Production: {"class": "NetworkTopologyStrategy", "<dc>": 3} with LOCAL_QUORUM.
+    replication: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 64                   # in-flight statements per batch call
     request_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
+
+    @property
+    def feedback_retention_s(self) -> int:
+        return int(self.feedback_retention_days * 86_400)
+
+    @property
+    def metrics_retention_s(self) -> int:
+        return int(self.metrics_retention_days * 86_400)

@@ -4,19 +4,22 @@ an `expires_at` column standing in for Cassandra's TTL: reads skip expired rows 
 purge deletes them.
 
 Several processes may open the same file: WAL lets readers run beside the one writer, every
-write is one short IMMEDIATE transaction, and a busy database is waited for (busy_timeout)
-before StoreUnavailable is raised. Threads of one process share the connection under a lock.
+batch of writes is one short IMMEDIATE transaction (an executemany per table), and a busy
+database is waited for (busy_timeout) before StoreUnavailable is raised. Threads of one
+process share the connection under a lock.
 """
+import functools
 import json
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from feature_store.base import Clock, FeatureStore, Row
+from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import StoreError, StoreNotMigrated, StoreUnavailable
-from feature_store.schema import JSON_COLUMNS, Migration, Table, pending, tables
+from feature_store.schema import JSON_COLUMNS, Migration, Table, parse_table, pending, tables
 from feature_store.settings import StoreSettings
 
 PAGE = 1000          # rows per range-read query (keeps read snapshots short)
@@ -53,7 +56,7 @@ class SqliteStore(FeatureStore):
 
     # ---- lifecycle
     def migrate(self) -> list[str]:
-        with self._write() as db:
+        with self._write_transaction() as db:
             db.execute(_create_table(tables()["schema_migrations"]))
             applied = dict(db.execute("SELECT name, checksum FROM schema_migrations").fetchall())
             todo = pending(applied)
@@ -71,7 +74,7 @@ class SqliteStore(FeatureStore):
     def purge_expired(self) -> int:
         """Delete every expired row; returns how many."""
         now = self.clock()
-        with self._write() as db:
+        with self._write_transaction() as db:
             deleted = sum(db.execute(f"DELETE FROM {t} WHERE expires_at <= ?", (now,)).rowcount
                           for t in tables())
         self._last_purge = now
@@ -85,18 +88,24 @@ class SqliteStore(FeatureStore):
                     for t in tables()}
 
     # ---- primitives
-    def _upsert(self, table: str, rows: Sequence[Row], ttl_s: int | None = None) -> None:
-        if not rows:
-            return
-        t = tables()[table]
+    def _write(self, writes: Sequence[Write]) -> None:
+        """One IMMEDIATE transaction for the whole batch, one executemany per table and kind."""
         now = self.clock()
-        expires = now + int(ttl_s * 1000) if ttl_s else None
-        names = list(t.columns)
-        sql = (f"INSERT OR REPLACE INTO {table} ({', '.join(names)}, expires_at) "
-               f"VALUES ({', '.join('?' * (len(names) + 1))})")
-        values = [[_encode(c, t.columns[c], row[c]) for c in names] + [expires] for row in rows]
-        with self._write() as db:
-            db.executemany(sql, values)
+        statements = []
+        for w in writes:
+            t = tables()[w.table]
+            if w.rows:
+                names = list(t.columns)
+                expires = now + int(w.ttl_s * 1000) if w.ttl_s else None
+                statements.append((f"INSERT OR REPLACE INTO {w.table} ({', '.join(names)}, expires_at) "
+                                   f"VALUES ({', '.join('?' * (len(names) + 1))})",
+                                   [[*_encode(w.table, row), expires] for row in w.rows]))
+            if w.deletes:
+                statements.append((f"DELETE FROM {w.table} WHERE {' AND '.join(f'{c} = ?' for c in t.primary_key)}",
+                                   w.deletes))
+        with self._write_transaction() as db:
+            for sql, values in statements:
+                db.executemany(sql, values)
         if now - self._last_purge >= PURGE_EVERY_MS:
             self.purge_expired()
 
@@ -117,7 +126,7 @@ class SqliteStore(FeatureStore):
                        f"({', '.join('?' * len(chunk))}) AND {_LIVE} ORDER BY {', '.join(t.primary_key)}")
                 with self._read() as db:
                     rows = db.execute(sql, [*prefix, *chunk, self.clock()]).fetchall()
-                out.extend(_decode(t, row) for row in rows)
+                out.extend(_decode(table, row) for row in rows)
         return out
 
     def _bucket_bounds(self, table: str, prefix: tuple) -> tuple[int, int] | None:
@@ -141,23 +150,15 @@ class SqliteStore(FeatureStore):
                 params += list(after)
             with self._read() as db:
                 page = db.execute(f"{sql} ORDER BY {order} LIMIT {PAGE}", params).fetchall()
-            rows = [_decode(t, row) for row in page]
+            rows = [_decode(table, row) for row in page]
             yield from rows
             if len(rows) < PAGE:
                 return
             after = tuple(rows[-1][c] for c in t.clustering)
 
-    def _delete(self, table: str, keys: Sequence[tuple]) -> None:
-        if not keys:
-            return
-        t = tables()[table]
-        where = " AND ".join(f"{c} = ?" for c in t.primary_key)
-        with self._write() as db:
-            db.executemany(f"DELETE FROM {table} WHERE {where}", keys)
-
     # ---- transactions and errors
     @contextmanager
-    def _write(self):
+    def _write_transaction(self):
         with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -191,15 +192,20 @@ _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 
 def _ddl(migration: Migration) -> list[str]:
-    """SQLite statements for a migration file: its CREATE TABLEs, translated."""
+    """SQLite statements for a migration file: its CREATE TABLEs translated (from the file's own
+    definition: a later file may drop the table), DROP TABLEs as they are; ALTER TABLE ... WITH
+    only sets Cassandra table options (compaction), which SQLite has no use for."""
     out = []
     for statement in migration.statements:
-        if not statement.startswith("CREATE TABLE"):
-            raise StoreError(f"{migration.name}: the embedded backend only translates CREATE TABLE "
-                             f"statements, not {statement[:40]!r}")
-        name = statement.split()[5]
-        out += [_create_table(tables()[name]),
-                f"CREATE INDEX IF NOT EXISTS {name}_expiry ON {name} (expires_at) WHERE expires_at IS NOT NULL"]
+        if statement.startswith("CREATE TABLE"):
+            table = parse_table(statement)
+            out += [_create_table(table), f"CREATE INDEX IF NOT EXISTS {table.name}_expiry ON {table.name} "
+                                          f"(expires_at) WHERE expires_at IS NOT NULL"]
+        elif statement.startswith("DROP TABLE IF EXISTS"):
+            out.append(statement)
+        elif not re.fullmatch(r"ALTER TABLE \w+ WITH .*", statement):
+            raise StoreError(f"{migration.name}: the embedded backend translates CREATE TABLE, DROP TABLE and "
+                             f"ALTER TABLE ... WITH statements, not {statement[:40]!r}")
     return out
 
 
@@ -213,22 +219,27 @@ def _is_json(column: str, kind: str) -> bool:
     return column in JSON_COLUMNS or kind.startswith("frozen<")
 
 
-def _encode(column: str, kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if _is_json(column, kind):
-        return json.dumps(value)
-    if kind == "boolean":
-        return int(value)
-    return value
+@functools.cache
+def _codec(table: str) -> tuple[tuple[str, ...], tuple, tuple]:
+    """A table's column names with, per column, the function that encodes a value for SQLite and
+    the one that decodes it (None: as it is), worked out once rather than per value."""
+    t = tables()[table]
+    encode = tuple(_json if _is_json(c, k) else int if k == "boolean" else None for c, k in t.columns.items())
+    decode = tuple(json.loads if _is_json(c, k) else bool if k == "boolean" else None for c, k in t.columns.items())
+    return tuple(t.columns), encode, decode
 
 
-def _decode(t: Table, row: tuple) -> Row:
-    out = {}
-    for (column, kind), value in zip(t.columns.items(), row):
-        if value is not None and _is_json(column, kind):
-            value = json.loads(value)
-        elif value is not None and kind == "boolean":
-            value = bool(value)
-        out[column] = value
-    return out
+def _json(value: Any) -> str:
+    if value == {} or value == []:   # empty flags and maps, a third of what a joiner writes: no encoder
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
+
+
+def _encode(table: str, row: Row) -> list:
+    names, encode, _ = _codec(table)
+    return [None if (v := row[c]) is None or v is CLEARED else f(v) if f else v for c, f in zip(names, encode)]
+
+
+def _decode(table: str, row: tuple) -> Row:
+    names, _, decode = _codec(table)
+    return {c: f(v) if f and v is not None else v for c, f, v in zip(names, decode, row)}

@@ -57,6 +57,21 @@ class ProcessSpec:
     restarts: int = 0                 # times the supervisor started it again
 
 
+def slot_instance_id(name: str) -> str:
+    """The instance id of a process slot: stable across restarts, so a restarted process fences its
+    predecessor's transactions; different for every slot, so none fences another."""
+    return f"{socket.gethostname()}-{name}"
+
+
+def replicas(name: str, args: list[str], count: int) -> list[ProcessSpec]:
+    """`count` processes of one command as one consumer group, named `<name>-<i>`: each gets its
+    own stable instance id (and so transactional id) from its slot's name (see `_spawn`); one
+    keeps the plain name."""
+    if count <= 1:
+        return [ProcessSpec(name, args)]
+    return [ProcessSpec(f"{name}-{i}", list(args)) for i in range(1, count + 1)]
+
+
 @dataclass
 class StackState:
     """What a running stack tells other commands (status, report) via data_dir/stack.json."""
@@ -185,7 +200,7 @@ class Stack:
                "FLYWHEEL_DATA_DIR": str(self.config.data_dir.resolve()),
                "FLYWHEEL_METRICS_PORT": str(spec.metrics_port),
                # Stable per process slot: a restarted child fences its predecessor's transactions.
-               "FLYWHEEL_INSTANCE_ID": f"{socket.gethostname()}-{spec.name}"}
+               "FLYWHEEL_INSTANCE_ID": slot_instance_id(spec.name)}
         with open(self._log_path(spec), "ab") as log:
             child.proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

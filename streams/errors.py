@@ -38,3 +38,7 @@ class RequestRejected(StreamsError):
     def __init__(self, request_id: str, model: str, reason: str, detail: str):
         self.request_id, self.model, self.reason, self.detail = request_id, model, reason, detail
         super().__init__(f"{reason}: {detail} (request {request_id} to model '{model}')")
+
+
+class TopicsNotCopartitioned(StreamsError):
+    pass

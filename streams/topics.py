@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from streams.errors import BrokerUnavailable, UnknownTopic
+from streams.errors import BrokerUnavailable, TopicsNotCopartitioned, UnknownTopic
 from streams.metadata import retrying, wait_for_leaders
 from streams.settings import KafkaSettings
 
@@ -109,6 +109,22 @@ def topic_partitions(client, topic: str, timeout: float = 10.0) -> list[int]:
     if meta is None or meta.error is not None or not meta.partitions:
         raise UnknownTopic(f"topic {topic} does not exist: create it with `flywheel topics --create` or `flywheel up`")
     return sorted(meta.partitions)
+
+
+def check_copartitioned(client, topic: str, pattern: str, timeout: float = 10.0) -> None:
+    """Raise TopicsNotCopartitioned unless every existing topic matching `pattern` (a librdkafka
+    subscription regex, leading ^) has as many partitions as `topic`. Records keyed alike then land
+    in the same partition number of each (one partitioner for every producer: librdkafka's), and a
+    range assignment gives those partitions to the same group member."""
+    meta = retrying(lambda: client.list_topics(timeout=timeout).topics, "list topics", timeout)
+    if topic not in meta or meta[topic].error is not None:
+        raise UnknownTopic(f"topic {topic} does not exist: create it with `flywheel topics --create` or `flywheel up`")
+    want = len(meta[topic].partitions)
+    wrong = sorted(f"{name} ({len(m.partitions)})" for name, m in meta.items()
+                   if re.match(pattern, name) and len(m.partitions) != want)
+    if wrong:
+        raise TopicsNotCopartitioned(f"{', '.join(wrong)} must have as many partitions as {topic} ({want}): "
+                                     "records of one key must meet in one consumer")
 
 
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:

@@ -3,6 +3,7 @@ late, for unknown requests; every version of a request joined; replays flagged."
 import pytest
 
 from feature_store import StoreSettings, open_store
+from feature_store.sqlite import MAX_KEYS
 from processors.joiner.join import REPLAY_FLAG, Join, JoinerSettings, Label, prediction_record
 
 T0 = 1_700_000_000_000
@@ -112,3 +113,36 @@ def test_replays_do_not_overwrite_live_rows_but_live_traffic_overwrites_replays(
     join.add_labels([label("r13", replay=True)])
     join.add_labels([label("r13", "no")])
     assert [(f.flags, f.true_label) for f in stored(join, "r13")] == [([REPLAY_FLAG], "no")]
+
+
+def store_calls(join: Join, batch) -> tuple[int, dict[str, int]]:
+    """The write transactions and the SELECT statements per table the embedded store ran for one batch."""
+    statements: list[str] = []
+    join.store._db.set_trace_callback(statements.append)
+    try:
+        batch()
+    finally:
+        join.store._db.set_trace_callback(None)
+    selects = [s.split(" FROM ")[1].split()[0] for s in statements if s.startswith("SELECT")]
+    return statements.count("BEGIN IMMEDIATE"), {t: selects.count(t) for t in selects}
+
+
+@pytest.mark.parametrize("n", [3, 300])
+def test_a_batch_is_one_read_per_table_and_one_write_whatever_its_size(join, n):
+    join.add([prediction(f"early{i}") for i in range(n)])                  # stored: labels will find them
+    join.add([], [label(f"first{i}") for i in range(n)])                   # waiting: predictions will find them
+    join.add([], [label(f"gone{i}") for i in range(n)])                    # waiting: their wait will end
+    batch = lambda: join.add([prediction(f"first{i}") for i in range(n)] + [prediction(f"new{i}") for i in range(n)],  # noqa: E731
+                             [label(f"early{i}") for i in range(n)] + [label(f"later{i}") for i in range(n)],
+                             [label(f"gone{i}") for i in range(n)])
+    results = []
+    transactions, selects = store_calls(join, lambda: results.append(batch()))
+    (result,) = results
+    assert len(result.feedback) == 2 * n and len(result.waiting) == n and len(result.unknown) == n
+    # predictions, pending labels, stored labels (for counting): one read each (an IN query per
+    # MAX_KEYS request ids), and one write transaction
+    assert transactions == 1
+    assert selects == {"predictions_by_request": -(-3 * n // MAX_KEYS), "pending_labels": -(-5 * n // MAX_KEYS),
+                       "feedback_by_request": -(-2 * n // MAX_KEYS)}
+    assert sorted(join.store.get_pending([f"later{i}" for i in range(n)] + [f"gone{i}" for i in range(n)])) == \
+        sorted(f"later{i}" for i in range(n))

@@ -43,7 +43,7 @@ class Topics:
     def predictions(self, records, model="m", headers=None):
         for r in records:
             self.producer.produce(self.catalog.predictions(model), self.serde["Prediction"].encode(r),
-                                  r["entity_id"].encode(), headers=headers)
+                                  r["request_id"].encode(), headers=headers)     # as the worker keys them
         self.producer.flush(10)
 
     def labels(self, records, raw: list[bytes] = ()):
@@ -159,3 +159,42 @@ def test_joiner_killed_mid_stream_writes_every_feedback_record_exactly_once(kafk
     assert all(r.true_label == ("yes" if int(r.request_id[1:]) % 3 else "no") for r in records)
     assert second.returncode == 0, stderr.decode()[-2000:]
     store.close()
+
+
+def test_the_joiner_refuses_predictions_not_copartitioned_with_labels(kafka, registry, data_dir, make_topics):
+    from dataclasses import replace
+
+    from streams.clients import make_admin
+    from streams.errors import TopicsNotCopartitioned
+    from streams.topics import ensure_topics
+    catalog = make_topics("ok")
+    spec = replace(catalog.for_model("odd")[1], partitions=catalog.core()[0].partitions + 1)
+    ensure_topics(make_admin(kafka), [spec])                 # odd.predictions: one partition more than labels
+    with pytest.raises(TopicsNotCopartitioned, match="odd.predictions"):
+        FeedbackJoiner(kafka, registry, open_store(StoreSettings(), data_dir), JoinerSettings(group_id="jc"),
+                       instance="t")
+
+
+def test_two_joiners_share_the_partitions_as_one_group_without_fencing_each_other(kafka, registry, data_dir,
+                                                                                  topics):
+    store = open_store(StoreSettings(), data_dir)
+    settings = JoinerSettings(join_window_seconds=3600, group_id="pair")
+    joiners = [FeedbackJoiner(kafka, registry, store, settings, instance=name) for name in ("a", "b")]
+    deadline = time.monotonic() + 60
+    while not all(j.consumer.assignment() for j in joiners) and time.monotonic() < deadline:
+        for joiner in joiners:
+            joiner.step()
+    assert all(j.consumer.assignment() for j in joiners)         # both take part
+    topics.predictions([_prediction(i) for i in range(40)])
+    topics.labels([_label(i) for i in range(40)])
+    stored = lambda: list(store.feedback("m", T0 - 3_600_000, T0 + 3_600_000))     # noqa: E731
+    deadline = time.monotonic() + 60
+    while len(stored()) < 40 and time.monotonic() < deadline:
+        for joiner in joiners:
+            joiner.step()
+    assert sorted(f.request_id for f in stored()) == sorted(f"r{i}" for i in range(40))
+    assert all(f.label_count == 1 for f in stored())
+    feedback = topics.read(topics.catalog.feedback, "FeedbackRecord", 40)
+    assert sorted(f["request_id"] for f, _ in feedback) == sorted(f"r{i}" for i in range(40))   # both committed
+    for joiner in joiners:
+        joiner.close()

@@ -135,11 +135,96 @@ def test_feedback_range_read_pages_through_a_large_partition(store):
     assert got == sorted((r.event_time, r.request_id) for r in records)
 
 
+def test_feedback_is_read_back_by_key_many_at_once(store):
+    records = [feedback(f"r{i}", T0 + i * HOUR_MS // 7, version=f"v{i % 2}") for i in range(20)]
+    store.put_feedback(records)
+    keys = [(r.request_id, r.model, r.model_version, r.event_time) for r in records]
+    got = store.get_feedback(keys + [("r1", "m", "v1", T0 + 5), ("nobody", "m", "v1", T0)])
+    assert got == {r.key: r for r in records}
+
+
 def test_feedback_that_moves_in_time_leaves_no_stale_row(store):
     store.put_feedback([feedback("r1", T0)])
     store.put_feedback([feedback("r1", T0 + 2 * HOUR_MS, label="b")])
     assert [(r.event_time, r.label_count) for r in store.feedback("m", T0 - HOUR_MS, T0 + 3 * HOUR_MS)] == \
         [(T0 + 2 * HOUR_MS, 2)]
+
+
+def test_a_relabel_that_switches_from_class_to_value_clears_the_class(store):
+    store.put_feedback([feedback("r1", T0, label="a")])
+    (stored,) = store.put_feedback([feedback("r1", T0, label=None, true_value=2.5, labelled_at=T0 + 120_000)])
+    assert stored.label_count == 2
+    (read,) = store.feedback("m", T0, T0 + 1)
+    assert (read.true_label, read.true_value, read.label_count) == (None, 2.5, 2)
+
+
+def test_a_bucket_of_feedback_is_spread_over_its_shards_and_read_back_in_order(backend):
+    store = backend.open(feedback_shards=3)
+    store.migrate()
+    try:
+        records = [feedback(f"r{i}", T0 + i) for i in range(60)]
+        store.put_feedback(records)
+        bucket = store.feedback_bucket(T0)
+        per_shard = [len(list(store._select_range("feedback_by_time_shard", ("m", "v1", bucket, shard), T0, T0 + 60)))
+                     for shard in range(3)]
+        assert sum(per_shard) == 60 and all(n > 0 for n in per_shard)
+        assert [r.request_id for r in store.feedback("m", T0, T0 + 60)] == [f"r{i}" for i in range(60)]
+    finally:
+        drop(backend, store)
+        store.close()
+
+
+def test_feedback_and_metrics_expire_after_their_retention(backend):
+    store = backend.open(feedback_retention_days=2 / 86_400, metrics_retention_days=2 / 86_400)
+    store.migrate()
+    try:
+        store.put_feedback([feedback("r1", T0)])
+        store.put_metrics([WindowMetrics("m", "v1", T0, T0 + 60_000, {"accuracy": 1.0})])
+        assert len(list(store.feedback("m", T0, T0 + 1))) == 1
+        backend.advance(3.5)
+        assert list(store.feedback("m", T0, T0 + 1)) == []
+        assert list(store.metrics("m", "v1", T0, T0 + 1)) == []
+        assert store.put_feedback([feedback("r1", T0)])[0].label_count == 1     # its label count expired too
+    finally:
+        drop(backend, store)
+        store.close()
+
+
+# ---- batches: the writes of several calls go to the store together
+def test_a_batch_writes_nothing_until_it_ends(store):
+    prediction = PredictionRecord("r1", "e1", "m", "v1", event_time=T0, predicted_at=T0, label="a")
+    with store.batch():
+        store.put_predictions([prediction])
+        store.put_pending([PendingLabel("r2", T0, label="b")], ttl_s=3600)
+        store.put_feedback([feedback("r3", T0)])
+        assert store.get_predictions(["r1"]) == {} and store.get_pending(["r2"]) == {}
+        assert list(store.feedback("m", T0, T0 + 1)) == []
+    assert store.get_predictions(["r1"]) == {"r1": [prediction]}
+    assert list(store.get_pending(["r2"])) == ["r2"]
+    assert [r.request_id for r in store.feedback("m", T0, T0 + 1)] == ["r3"]
+
+
+def test_a_batch_that_raises_writes_nothing(store):
+    with pytest.raises(ZeroDivisionError):
+        with store.batch():
+            store.put_pending([PendingLabel("r1", T0, label="a")], ttl_s=3600)
+            store.put_feedback([feedback("r2", T0)])
+            1 / 0
+    assert store.get_pending(["r1"]) == {} and list(store.feedback("m", T0, T0 + 1)) == []
+    store.put_pending([PendingLabel("r3", T0, label="a")], ttl_s=3600)       # the store is usable after
+    assert list(store.get_pending(["r3"])) == ["r3"]
+
+
+def test_a_batch_of_many_records_round_trips(store):
+    predictions = [PredictionRecord(f"r{i}", f"e{i}", "m", "v1", event_time=T0 + i, predicted_at=T0 + i,
+                                    label="a", numeric={"x": float(i), "y": None}) for i in range(1_500)]
+    with store.batch():
+        store.put_predictions(predictions, ttl_s=3600)
+        store.put_feedback([feedback(f"r{i}", T0 + i) for i in range(1_500)])
+        store.delete_pending([f"r{i}" for i in range(1_500)])
+    got = store.get_predictions([f"r{i}" for i in range(1_500)])
+    assert [got[f"r{i}"] for i in range(1_500)] == [[p] for p in predictions]
+    assert len(list(store.feedback("m", T0, T0 + 1_500))) == 1_500
 
 
 # ---- window metrics, profiles, retrain bookkeeping

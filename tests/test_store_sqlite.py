@@ -70,3 +70,22 @@ def test_a_relative_path_lives_in_the_data_dir_and_an_absolute_one_anywhere(tmp_
         assert store.path == tmp_path / "data" / "sub" / "feat.db"
     with open_store(StoreSettings(path=str(tmp_path / "abs.db")), tmp_path / "data") as store:
         assert store.path == tmp_path / "abs.db"
+
+
+def test_a_feedback_write_and_a_batch_are_one_transaction_each(tmp_path):
+    from feature_store import FeedbackRecord, PendingLabel, PredictionRecord
+    store = open_store(StoreSettings(), tmp_path)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    records = [FeedbackRecord(f"r{i}", "e", "m", "v1", event_time=i, predicted_at=i, labelled_at=i, true_label="a")
+               for i in range(50)]
+    store.put_feedback(records)
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    assert sum(s.startswith("INSERT OR REPLACE INTO feedback_by_time_shard") for s in statements) == 50
+    statements.clear()
+    with store.batch():
+        store.put_predictions([PredictionRecord("p", "e", "m", "v1", 0, 0)], ttl_s=60)
+        store.put_feedback(records)
+        store.put_pending([PendingLabel("q", 0, label="a")], ttl_s=60)
+        store.delete_pending(["p"])
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1

@@ -25,6 +25,8 @@ def test_predicts_every_request_and_carries_headers(kafka, registry, data_dir, m
     by_id = {p["request_id"]: (p, m) for p, m in got}
     p, m = by_id["replayed"]
     assert dict(m.headers() or []) == {"flywheel-replay": b"run-1"}
+    # keyed by request id like labels (co-partitioned for the joiner), not by the request's entity key
+    assert m.key() == b"replayed" and all(m.key() == p["request_id"].encode() for p, m in got)
     p, m = by_id[ids[0]]
     assert p["model_version"] == "v1" and p["role"] == "LIVE" and p["label"] in manifest.output.labels
     assert abs(sum(p["scores"].values()) - 1) < 1e-3 and p["numeric"]["f00"] == data.rows(0, 1)[0]["f00"]

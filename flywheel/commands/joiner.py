@@ -4,7 +4,7 @@ from processors.joiner.join import JoinerSettings
 from processors.joiner.process import FeedbackJoiner, JoinerMetrics
 
 from flywheel.console import err
-from flywheel.stack import ProcessSpec
+from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
@@ -17,11 +17,13 @@ def register(sub) -> None:
                                    "or FLYWHEEL_JOINER_<FIELD> (join_window_seconds, early_label_wait_seconds, ...).")
     p.add_argument("--at-least-once", action="store_true",
                    help="no Kafka transactions (the store stays exactly-once; feedback may repeat)")
+    p.add_argument("--instance-id", metavar="ID", help="stable id of this joiner process (default: host name)")
     p.set_defaults(handler=run)
 
 
 def run(args, config) -> int:
-    settings = config.section(JoinerSettings, "joiner", **({"exactly_once": False} if args.at_least_once else {}))
+    overrides = {"exactly_once": False if args.at_least_once else None, "instance_id": args.instance_id}
+    settings = config.section(JoinerSettings, "joiner", **{k: v for k, v in overrides.items() if v is not None})
     metrics = JoinerMetrics()
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
@@ -33,4 +35,5 @@ def run(args, config) -> int:
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    return [ProcessSpec("joiner", ["joiner"])]
+    settings = config.section(JoinerSettings, "joiner")
+    return replicas("joiner", ["joiner"], settings.instances)

@@ -1,8 +1,10 @@
 """`flywheel up`: run the embedded stack in the foreground until Ctrl-C; `--demo` adds a first
 model, a traffic simulator with late labels and a concept drift, and story timings for every
 processor, so the whole loop (drift, retrain, canary, promote) plays out on this machine."""
+import argparse
 import signal
 import time
+from dataclasses import replace
 
 from rich.live import Live
 from rich.panel import Panel
@@ -36,6 +38,8 @@ def register(sub) -> None:
                    help="first Prometheus port; processors take the next ones (default 9400)")
     p.add_argument("--model", action="append", default=[], metavar="NAME",
                    help="create the request and prediction topics of this model (repeatable)")
+    p.add_argument("--workers", type=_count, metavar="N", help="inference worker processes, one consumer group (default 1)")
+    p.add_argument("--joiners", type=_count, metavar="N", help="joiner processes, one consumer group (default 1)")
     p.add_argument("--for", dest="run_for", type=float, metavar="SECONDS",
                    help="stop by itself after this long (for scripts and tests)")
     demo = p.add_argument_group("demo")
@@ -54,6 +58,7 @@ def run(args, config) -> int:
     if args.registry_port:
         config.kafka.embedded_registry_port = args.registry_port
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    config = _with_instances(config, args)
     demo = _demo_settings(args, config) if args.demo else None
     stack = _stack(config, args.model, demo)
     try:
@@ -75,6 +80,19 @@ def run(args, config) -> int:
         err.print("[dim]stopping…[/]")
         stack.stop()
         err.print("[green]stopped[/]; state kept in", str(config.data_dir))
+
+
+def _with_instances(config, args):
+    """--workers/--joiners N as [worker]/[joiner] instances, which those commands' stack_processes read."""
+    counts = {"WORKER": args.workers, "JOINER": args.joiners}
+    env = {f"FLYWHEEL_{name}_INSTANCES": str(n) for name, n in counts.items() if n is not None}
+    return replace(config, env={**config.env, **env}) if env else config
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of processes (1 or more)")
+    return int(text)
 
 
 def _demo_settings(args, config) -> DemoSettings:

@@ -23,8 +23,9 @@ def register(sub) -> None:
 
 
 def stack_processes(config):
-    from flywheel.stack import ProcessSpec
-    return [ProcessSpec("worker", ["worker"])]
+    from flywheel.stack import replicas
+    settings = config.section(WorkerSettings, "worker")
+    return replicas("worker", ["worker"], settings.instances)
 
 
 def _online(settings: WorkerSettings, config) -> dict:

@@ -12,6 +12,7 @@ replaces the first and the store counts it (label_count).
 from dataclasses import dataclass, field
 
 from feature_store import FeatureStore, FeedbackRecord, PendingLabel, PredictionRecord
+from processors.runtime.identity import process_instance_id
 
 REPLAY_FLAG = "replay"
 
@@ -25,6 +26,10 @@ class JoinerSettings:
     prediction_ttl_margin_seconds: float = 86_400.0
     early_label_wait_seconds: float = 600.0    # how long a label may wait for its prediction
     group_id: str = "flywheel-joiner"
+    # Names the transactional producer (with group_id): stable across restarts, unique per live
+    # joiner. Default: the host name (the pod name on Kubernetes).
+    instance_id: str = field(default_factory=process_instance_id)   # see WorkerSettings.instance_id
+    instances: int = 1                         # processes `flywheel up` runs as one group (<id>-1..N)
     batch_size: int = 2000
     poll_timeout_seconds: float = 0.2
     exactly_once: bool = True                  # Kafka transactions for feedback + dead letters + offsets
@@ -93,14 +98,6 @@ class JoinResult:
     unknown: list[Label] = field(default_factory=list)              # waited long enough: no prediction
     replaced_pending: list[Label] = field(default_factory=list)     # a pending label was replaced
 
-    def merge(self, other: "JoinResult") -> None:
-        self.feedback += other.feedback
-        self.late += other.late
-        self.refused += other.refused
-        self.waiting += other.waiting
-        self.unknown += other.unknown
-        self.replaced_pending += other.replaced_pending
-
 
 def prediction_record(prediction: dict, replay: bool = False) -> PredictionRecord:
     return PredictionRecord.from_dict(prediction, replay=replay)
@@ -124,64 +121,74 @@ class Join:
         self.store = store
         self.settings = settings
 
+    def add(self, predictions: list[PredictionRecord], labels: list[Label] = (),
+            given_up: list[Label] = ()) -> JoinResult:
+        """One consumed batch against the store: one read of the stored predictions (for its labels
+        and replays) and of the pending labels of its request ids, then one batch of writes (its predictions, its feedback
+        with their label counts, pending labels parked and removed). In order, as if one at a time:
+        the predictions meet labels that waited for them; the labels meet stored predictions and
+        the batch's (those without one wait in the store); `given_up` labels, whose wait is over,
+        meet them too or come back unknown, their pending rows removed."""
+        label_ids = {lb.request_id for lb in (*labels, *given_up)}
+        ids = sorted({p.request_id for p in predictions} | label_ids)
+        if not ids:
+            return JoinResult()
+        # Stored predictions are needed by labels and by replays (not by a live prediction, which
+        # replaces whatever is stored): on Cassandra every id read is a statement.
+        stored = self.store.get_predictions(sorted(label_ids | {p.request_id for p in predictions if p.replay}))
+        pending = {rid: Label.from_pending(p) for rid, p in self.store.get_pending(ids).items()}
+        predictions = self._without_replays_of_live(predictions, stored)
+        found = {rid: list(ps) for rid, ps in stored.items()}
+        for p in predictions:     # this batch's replace stored ones with the same key
+            found[p.request_id] = [q for q in found.get(p.request_id, []) if q.model_version != p.model_version
+                                   or q.model != p.model] + [p]
+        result, parked, unparked = JoinResult(), {}, set()
+        fresh: dict[str, list[PredictionRecord]] = {}
+        for p in predictions:
+            if p.request_id in pending:
+                fresh.setdefault(p.request_id, []).append(p)
+        for request_id, preds in fresh.items():
+            self._pair(pending.pop(request_id), preds, result)
+            unparked.add(request_id)
+        for label in labels:      # in order: the store counts a second label for a request
+            preds = [p for p in found.get(label.request_id, []) if label_matches(label, p)]
+            if preds:
+                self._pair(label, preds, result)
+            else:
+                if label.request_id in parked and parked[label.request_id] != label:
+                    result.replaced_pending.append(label)
+                parked[label.request_id] = label
+        result.waiting = list(parked.values())
+        result.replaced_pending += [lb for lb in result.waiting if lb.request_id in pending
+                                    and pending[lb.request_id] != lb]
+        pending.update(parked)
+        unparked -= set(parked)
+        for label in given_up:
+            preds = [p for p in found.get(label.request_id, []) if label_matches(label, p)]
+            if preds:
+                self._pair(label, preds, result)
+            else:
+                result.unknown.append(label)
+            if pending.get(label.request_id) == label:   # unless a newer label replaced it meanwhile
+                del pending[label.request_id]
+                parked.pop(label.request_id, None)
+                unparked.add(label.request_id)
+        with self.store.batch():
+            self.store.put_predictions(predictions, ttl_s=self.settings.prediction_ttl_s)
+            self._store_feedback(result)
+            self.store.put_pending([lb.pending() for lb in parked.values()], ttl_s=int(self.settings.join_window_seconds))
+            self.store.delete_pending(sorted(unparked))
+        return result
+
     def add_predictions(self, predictions: list[PredictionRecord]) -> JoinResult:
         """Store predictions, then join any labels that were waiting for them."""
-        predictions = self._without_replays_of_live(predictions)
-        if not predictions:
-            return JoinResult()
-        self.store.put_predictions(predictions, ttl_s=self.settings.prediction_ttl_s)
-        waiting = self.store.get_pending(sorted({p.request_id for p in predictions}))
-        result = JoinResult()
-        by_request: dict[str, list[PredictionRecord]] = {}
-        for p in predictions:
-            if p.request_id in waiting:
-                by_request.setdefault(p.request_id, []).append(p)
-        for request_id, preds in by_request.items():
-            self._pair(Label.from_pending(waiting[request_id]), preds, result)
-        self._store_feedback(result)
-        if by_request:
-            self.store.delete_pending(sorted(by_request))
-        return result
+        return self.add(predictions)
 
     def add_labels(self, labels: list[Label], park: bool = True) -> JoinResult:
         """Join labels with their stored predictions. Those without one wait in the store
         (`park`), or, when their wait is over (`park=False`), are returned as unknown and their
         pending rows removed. Labels count in order, within a batch as across batches."""
-        found = self.store.get_predictions(sorted({lb.request_id for lb in labels}))
-        result = JoinResult()
-        parked: dict[str, Label] = {}
-        for label in labels:        # in order: the store counts a second label for a request
-            preds = [p for p in found.get(label.request_id, []) if label_matches(label, p)]
-            if preds:
-                self._pair(label, preds, result)
-            elif park:
-                if label.request_id in parked and parked[label.request_id] != label:
-                    result.replaced_pending.append(label)
-                parked[label.request_id] = label
-            else:
-                result.unknown.append(label)
-        result.waiting = list(parked.values())
-        if result.waiting:
-            self._park(result)
-        self._store_feedback(result)
-        if not park:
-            self._unpark(labels)
-        return result
-
-    def _park(self, result: JoinResult) -> None:
-        before = self.store.get_pending([lb.request_id for lb in result.waiting])
-        result.replaced_pending += [lb for lb in result.waiting if lb.request_id in before
-                                    and Label.from_pending(before[lb.request_id]) != lb]
-        self.store.put_pending([lb.pending() for lb in result.waiting], ttl_s=int(self.settings.join_window_seconds))
-
-    def _unpark(self, labels: list[Label]) -> None:
-        """Remove the pending rows of these labels, unless a newer label has replaced one meanwhile
-        (that one has its own wait)."""
-        pending = self.store.get_pending([lb.request_id for lb in labels])
-        gone = [lb.request_id for lb in labels
-                if lb.request_id in pending and Label.from_pending(pending[lb.request_id]) == lb]
-        if gone:
-            self.store.delete_pending(gone)
+        return self.add([], labels) if park else self.add([], [], labels)
 
     def _pair(self, label: Label, predictions: list[PredictionRecord], result: JoinResult) -> None:
         # A classifier's prediction scores every class it knows: a label that is not one of them
@@ -208,7 +215,10 @@ class Join:
                 result.feedback.append(feedback_record(p, label))
 
     def _store_feedback(self, result: JoinResult) -> None:
-        result.feedback = [f for f in result.feedback if not (REPLAY_FLAG in f.flags and self._live_row(f))]
+        replays = [(f.request_id, f.model, f.model_version, f.event_time) for f in result.feedback if REPLAY_FLAG in f.flags]
+        if replays:
+            live = {key for key, f in self.store.get_feedback(replays).items() if REPLAY_FLAG not in f.flags}
+            result.feedback = [f for f in result.feedback if not (REPLAY_FLAG in f.flags and f.key in live)]
         if result.feedback:
             result.feedback = self.store.put_feedback(result.feedback)
 
@@ -217,18 +227,12 @@ class Join:
     # that live traffic already answered or labelled changes nothing; live traffic after a replay
     # replaces the replay's rows.
 
-    def _without_replays_of_live(self, predictions: list[PredictionRecord]) -> list[PredictionRecord]:
-        replays = [p for p in predictions if p.replay]
-        if not replays:
+    def _without_replays_of_live(self, predictions: list[PredictionRecord],
+                                 stored: dict[str, list[PredictionRecord]]) -> list[PredictionRecord]:
+        if not any(p.replay for p in predictions):
             return predictions
-        stored = self.store.get_predictions(sorted({p.request_id for p in replays}))
         live = {(p.request_id, p.model, p.model_version) for ps in stored.values() for p in ps if not p.replay}
         return [p for p in predictions if not (p.replay and (p.request_id, p.model, p.model_version) in live)]
-
-    def _live_row(self, record: FeedbackRecord) -> bool:
-        """Whether a live (not replayed) feedback row exists for this record's key."""
-        rows = self.store.feedback(record.model, record.event_time, record.event_time + 1, record.model_version)
-        return any(r.request_id == record.request_id and REPLAY_FLAG not in r.flags for r in rows)
 
 
 def label_matches(label: Label, prediction: PredictionRecord) -> bool:

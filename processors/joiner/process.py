@@ -1,8 +1,9 @@
 """The feedback joiner process: predictions of every model and ground truth in, FeedbackRecords out
 (to the store, then to `feedback`), dead letters for what cannot be joined.
 
-One batch: decode; store predictions and join labels that waited for them; join labels with
-stored predictions (or park them); give up on labels whose wait is over; then, in one Kafka
+One batch: decode; then one store read and one store write for the whole batch (`Join.add`):
+store predictions and join labels that waited for them; join labels with stored predictions (or
+park them); give up on labels whose wait is over; then, in one Kafka
 transaction (or, at-least-once, produce-flush-commit), the feedback records, the dead letters and
 the input offsets. The store is written before anything is committed, so offsets never run ahead
 of acknowledged writes; store writes are upserts by key, so a batch redone after a crash changes
@@ -21,6 +22,7 @@ import logging
 import math
 import threading
 import time
+import collections
 from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
@@ -39,7 +41,7 @@ from schemas.registry.base import SchemaRegistry
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from streams.topics import TopicCatalog, check_copartitioned
 
 PROCESSOR = "joiner"
 log = logging.getLogger(__name__)
@@ -87,10 +89,19 @@ class FeedbackJoiner:
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                       self.metrics.dead_letters, kafka.max_message_bytes)
-        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
+        # Range assignment gives partition k of the labels topic and of every predictions topic to
+        # one instance: with the topics co-partitioned (checked here), a request id's label and
+        # predictions meet in one joiner, the only writer of its label count.
+        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000,
+                                                                   "partition.assignment.strategy": "range"})
+        try:
+            check_copartitioned(self.consumer, self.catalog.labels, self.catalog.predictions_pattern())
+        except Exception:
+            self.consumer.close()
+            raise
         self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         exactly_once = settings.exactly_once
-        producer = make_producer(kafka, f"{settings.group_id}.{instance or process_instance_id()}"
+        producer = make_producer(kafka, f"{settings.group_id}.{instance or settings.instance_id}"
                                  if exactly_once else None)
         self.committer = BatchCommitter(self.consumer, producer, exactly_once)
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
@@ -120,10 +131,8 @@ class FeedbackJoiner:
             return 0
         dead: list[tuple[Message, str, str]] = []
         predictions, labels = self._decode(messages, dead)
-        result = self._retrying(lambda: self.join.add_predictions([p for p, _ in predictions]))
-        result.merge(self._retrying(lambda: self.join.add_labels([lb for lb, _ in labels])))
-        if due:
-            result.merge(self._retrying(lambda: self.join.add_labels([w.label for w in due], park=False)))
+        result = self._retrying(lambda: self.join.add([p for p, _ in predictions], [lb for lb, _ in labels],
+                                                      [w.label for w in due]))
         self._track(result, labels, due, dead)
         try:
             self._emit(messages, result, dead)
@@ -228,28 +237,27 @@ class FeedbackJoiner:
         return model, version if version in (event.get("versions") or {}) else UNKNOWN
 
     def _count(self, predictions, labels, result: JoinResult) -> None:
+        """Counted per model and version, one increment each per batch (not one per record)."""
         m = self.metrics
         self._models.poll(0)
-        for p, _ in predictions:
-            if not p.replay:
-                m.records_in.labels(PROCESSOR, self._known(p.model)[0]).inc()
-        for label, _ in labels:
-            if not label.replay:
-                m.records_in.labels(PROCESSOR, self._known(label.model)[0]).inc()
-        for label in result.replaced_pending:
-            if not label.replay:
-                m.replaced.labels(self._known(label.model)[0]).inc()
-        replaced = set()
-        for record in result.feedback:
-            if REPLAY_FLAG in record.flags:
-                continue
-            model, version = self._known(record.model, record.model_version)
-            m.joined.labels(model, version).inc()
-            m.label_delay.labels(model).observe(max(0.0, (record.labelled_at - record.event_time) / 1000))
-            if record.label_count > 1:
-                replaced.add((model, record.request_id))
-        for model, _ in replaced:
-            m.replaced.labels(model).inc()
+        records_in = collections.Counter(self._known(p.model)[0] for p, _ in predictions if not p.replay)
+        records_in.update(self._known(label.model)[0] for label, _ in labels if not label.replay)
+        for model, n in records_in.items():
+            m.records_in.labels(PROCESSOR, model).inc(n)
+        replaced_pending = collections.Counter(self._known(label.model)[0] for label in result.replaced_pending
+                                               if not label.replay)
+        for model, n in replaced_pending.items():
+            m.replaced.labels(model).inc(n)
+        live = [record for record in result.feedback if REPLAY_FLAG not in record.flags]
+        known = {(r.model, r.model_version): self._known(r.model, r.model_version) for r in live}
+        for key, n in collections.Counter((r.model, r.model_version) for r in live).items():
+            m.joined.labels(*known[key]).inc(n)
+        for record in live:
+            m.label_delay.labels(known[(record.model, record.model_version)][0]).observe(
+                max(0.0, (record.labelled_at - record.event_time) / 1000))
+        for model, n in collections.Counter(known[(r.model, r.model_version)][0] for r in live
+                                            if r.label_count > 1).items():
+            m.replaced.labels(model).inc(n)
 
     def _retrying(self, call):
         """Store and registry calls wait out an outage where they stand (backpressure, see

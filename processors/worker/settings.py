@@ -13,6 +13,7 @@ class WorkerSettings:
     # Default: unique per process (host and pid). Whoever restarts a worker in the same slot
     # passes a stable one: the stack per process slot, Kubernetes the pod name (FLYWHEEL_INSTANCE_ID).
     instance_id: str = field(default_factory=process_instance_id)
+    instances: int = 1               # processes `flywheel up` runs as one group, each its own instance id
     max_batch: int = 1000            # records per batch at most
     max_wait_ms: float = 0.0         # once a record is in hand, wait this long for more (0: take what is there)
     idle_poll_ms: float = 100.0      # how long to block when nothing is waiting

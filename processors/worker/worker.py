@@ -267,7 +267,9 @@ class InferenceWorker:
             values = [self.predictions.encode(self._record(model, version, role, answers, k, batch, j, predicted_at,
                                                            inference_us)) for k, j in enumerate(picked)]
         sources = [source[j] for j in picked]
-        keys, headers = [m.key() for m in sources], [m.headers() for m in sources]
+        # Keyed by request id, like labels: the joiner that owns a request's label partition owns
+        # its predictions too, so it is the one writer of that request's label count.
+        keys, headers = [batch.request_ids[j].encode() for j in picked], [m.headers() for m in sources]
         fit = self._fitting(outbox, "Prediction", values, keys, headers, picked, sources, refused, DOWNSTREAM_HEADROOM)
         if len(fit) < len(values):
             values, keys, headers = [values[k] for k in fit], [keys[k] for k in fit], [headers[k] for k in fit]
