@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -70,11 +71,22 @@ def stream_requests(kafka, registry, topic: str, total: int, seconds: float, ser
 
 
 def worker_process(config, instance_id: str) -> subprocess.Popen:
+    """A worker process of this test's own consumer group, logging to `log_of(config)` (a pipe
+    nobody reads would fill up and stop it mid-write, as a broker outage's client errors do)."""
     env = {**os.environ, "FLYWHEEL_BOOTSTRAP": config.kafka.bootstrap, "FLYWHEEL_TOPIC_PREFIX": config.kafka.topic_prefix,
            "FLYWHEEL_DATA_DIR": str(config.data_dir), "FLYWHEEL_METRICS_PORT": "0",
-           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000"}
-    return subprocess.Popen([sys.executable, "-m", "flywheel", "worker", "--instance-id", instance_id,
-                             "--max-batch", "500"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000", "FLYWHEEL_WORKER_GROUP_ID": f"{config.kafka.topic_prefix}worker"}
+    with open(log_of(config), "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "flywheel", "worker", "--instance-id", instance_id,
+                                 "--max-batch", "500"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def log_of(config) -> Path:
+    return config.data_dir / "worker-process.log"
+
+
+def _log_tail(config) -> str:
+    return log_of(config).read_text(errors="replace")[-2000:]
 
 
 def committed_count(kafka, topic) -> int:
@@ -141,7 +153,6 @@ def _stop(proc, timeout: float = 30.0) -> None:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            subprocess.run(["/work/main/.venv/bin/py-spy", "dump", "--pid", str(proc.pid)], stdout=open("/tmp/pyspy.txt", "w"), stderr=subprocess.STDOUT)
             proc.kill()
             proc.wait()
 
@@ -183,11 +194,11 @@ def run_disrupted_stream(config, registry, catalog, total: int, seconds: float, 
         ids, bad = result["ids"], result["bad"]
         predictions = read_topic(kafka, registry, catalog.predictions("m"), "Prediction", len(ids), timeout=120)
         letters = read_topic(kafka, registry, catalog.deadletter, "DeadLetter", bad, timeout=30)
-        assert workers[-1].poll() is None, f"the worker exited: {workers[-1].stderr.read().decode()[-2000:]}"
+        assert workers[-1].poll() is None, f"the worker exited: {_log_tail(config)}"
     finally:
         for proc in workers:
             _stop(proc)
-    assert workers[-1].returncode == 0, workers[-1].stderr.read().decode()[-2000:]
+    assert workers[-1].returncode == 0, _log_tail(config)
     per_id = Counter(p["request_id"] for p, _ in predictions)
     assert set(per_id) == set(ids), f"{len(set(ids) - set(per_id))} request(s) never answered"
     duplicated = {i for i, n in per_id.items() if n > 1}
