@@ -178,8 +178,8 @@ class CassandraStore(FeatureStore):
         t = tables()[table]
         statement = SimpleStatement(f"SELECT DISTINCT {', '.join(t.partition_key)} FROM {table}", fetch_size=PAGE)
         with self._errors():
-            buckets = [row.bucket for row in self.session.execute(statement)
-                       if tuple(getattr(row, c) for c in t.partition_key[:len(prefix)]) == tuple(prefix)]
+            buckets = [row["bucket"] for row in self.session.execute(statement)
+                       if tuple(row[c] for c in t.partition_key[:len(prefix)]) == tuple(prefix)]
         return (min(buckets), max(buckets)) if buckets else None
 
     # ---- statements, concurrency, errors
