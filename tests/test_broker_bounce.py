@@ -20,17 +20,12 @@ from tests.test_worker_support import register, run_disrupted_stream
 
 
 @pytest.fixture
-def bounceable(config, tmp_path, request):
+def bounceable(config, tmp_path):
     """(config pointing at a broker that can be bounced, bounce(seconds))."""
     if os.environ.get("FLYWHEEL_BOOTSTRAP"):
         command = os.environ.get("FLYWHEEL_BROKER_RESTART")
         if not command:
             pytest.skip("FLYWHEEL_BROKER_RESTART (a command that restarts the broker) is not set")
-        # Measured on Kafka 3.6.2: after the restart the worker's commit thread hangs inside
-        # send_offsets_to_transaction, past its timeout, when the group coordinator restarts
-        # mid-transaction: librdkafka issue #5456 (open), see the README.
-        request.applymarker(pytest.mark.xfail(reason="librdkafka #5456: send_offsets_to_transaction "
-                                                     "ignores its timeout when the group coordinator restarts"))
         yield config, lambda _seconds: subprocess.run(command, shell=True, check=True, timeout=120).returncode == 0
         return
     relay_port = free_port()

@@ -4,10 +4,10 @@ flight and the batch consumed behind it, so nothing is skipped."""
 import time
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 
 from processors.runtime import BatchCommitter, DeliveryError
-from processors.runtime.pipeline import CommitPipeline, Outbox
+from processors.runtime.pipeline import CommitPipeline, CommitStuck, Outbox
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.topics import TopicSpec, ensure_topics
 
@@ -74,3 +74,44 @@ def test_a_failed_commit_rewinds_the_batch_in_flight_and_the_one_behind_it(kafka
     assert [m.offset() for m in again] == [m.offset() for m in first + second] == list(range(20))
     assert consumer.committed([TopicPartition(src, 0)], timeout=10)[0].offset < 0   # nothing committed
     pipeline.close()
+
+
+class _HungClient(Producer):
+    """A transactional producer whose send_offsets_to_transaction never returns, as librdkafka's
+    does when the group coordinator restarts mid-transaction (librdkafka #5456)."""
+
+    def send_offsets_to_transaction(self, *args, **kwargs):
+        time.sleep(3600)
+
+
+def test_a_commit_hung_in_the_client_stops_the_loop_and_its_successor_redoes_the_batch(kafka):
+    src = _topic_with(kafka, "pipe-hung-src", 10)
+    dst = f"{kafka.topic_prefix}pipe-hung-dst"
+    ensure_topics(make_admin(kafka), [TopicSpec(dst, 1, 1)])
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}pipe-hung")
+    consumer.assign([TopicPartition(src, 0, 0)])
+    hung = _HungClient({"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": f"{kafka.topic_prefix}tx",
+                        # Its records stay in the client (Tansu would show an aborted transaction's).
+                        "linger.ms": 30000})
+    committer = BatchCommitter(consumer, hung, timeout_s=1)
+    pipeline = CommitPipeline(committer, stuck_after_s=2)
+    batch = _consume(consumer, 10)
+    pipeline.commit(batch, _relay(batch, dst))
+    started = time.monotonic()
+    with pytest.raises(CommitStuck, match="has not returned in 2s"):
+        pipeline.settle()
+    pipeline.close()
+    committer.close()                                  # abandoned: neither abort nor flush waits
+    assert time.monotonic() - started < 10
+    assert consumer.committed([TopicPartition(src, 0)], timeout=10)[0].offset < 0   # nothing committed
+
+    successor = make_consumer(kafka, f"{kafka.topic_prefix}pipe-hung")
+    successor.assign([TopicPartition(src, 0, 0)])
+    again = CommitPipeline(BatchCommitter(successor, make_producer(kafka, transactional_id=f"{kafka.topic_prefix}tx")))
+    batch = _consume(successor, 10)
+    again.commit(batch, _relay(batch, dst))
+    again.close()
+    reader = make_consumer(kafka, "pipe-hung-reader-unused")
+    reader.assign([TopicPartition(dst, 0, 0)])
+    got = _consume(reader, 10) + [m for m in reader.consume(100, 1.0) if m.error() is None]
+    assert [int(m.value()) for m in got] == list(range(10))

@@ -86,6 +86,7 @@ class BatchCommitter:
         self.timeout_s = timeout_s
         self._initialised = False
         self._open = False
+        self._abandoned = False
         self._failures: list[str] = []
         self._produce_kwargs = {} if exactly_once else {"on_delivery": self._on_delivery}
 
@@ -137,9 +138,18 @@ class BatchCommitter:
         self._rewind(first)
 
     def close(self) -> None:
-        """Abort a transaction left open (shutdown mid-batch), flush what is queued."""
+        """Abort a transaction left open (shutdown mid-batch), flush what is queued; after
+        `abandon()`, neither (the client is hung: the successor fences the transaction)."""
+        if self._abandoned:
+            return
         self._abort_open()
         self.producer.flush(self.timeout_s)
+
+    def abandon(self) -> None:
+        """Leave the open transaction to the broker: a client hung inside a commit can neither
+        abort nor flush it. The next instance's `init_transactions` fences and aborts it."""
+        self._abandoned = True
+        self._open = False
 
     # -- exactly-once ----------------------------------------------------------------------------
 

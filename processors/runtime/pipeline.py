@@ -17,15 +17,22 @@ Invariants: at most one transaction is open and at most one commit in flight; a 
 are produced only after every earlier batch committed, so outputs keep their inputs' order and
 the guarantees are BatchCommitter's. Whatever changes what the loop serves, and shutdown, settle
 first.
+
+A commit that outlives `stuck_after_s` (twice the committer's own timeout, plus a margin) raises
+`CommitStuck`: the Kafka client is hung (librdkafka #5456: `send_offsets_to_transaction` ignores
+its timeout when the group coordinator restarts mid-transaction), and only a new process gets
+out of it; its successor's `init_transactions` fences the open transaction. Commits run on daemon
+threads, so a hung one cannot keep the exiting process alive.
 """
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Message
 
-from processors.runtime.commit import BatchCommitter, CommitError
+from processors.runtime.commit import BatchCommitter, CommitError, FatalCommitError
 
 Headers = list[tuple[str, bytes | None]] | None
 
@@ -52,22 +59,31 @@ class Settled:
     tag: Any                  # what the loop handed over with the batch
 
 
+class CommitStuck(FatalCommitError):
+    """A commit outlived every timeout inside the Kafka client: exit, a new process fences it."""
+
+
 class CommitPipeline:
-    def __init__(self, committer: BatchCommitter):
+    def __init__(self, committer: BatchCommitter, stuck_after_s: float | None = None):
         self.committer = committer
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self.stuck_after_s = stuck_after_s or 2 * committer.timeout_s + 10
         self._inflight: tuple[Future, list[Message], Any] | None = None
 
     def settle(self, holding: list[Message] = ()) -> Settled | None:
         """Wait for the commit in flight (None if there is none). If it failed, rewind it
         together with `holding` (records consumed since, none of their outputs produced) and
-        raise its CommitError."""
+        raise its CommitError; if it hangs, raise CommitStuck."""
         if self._inflight is None:
             return None
         future, messages, tag = self._inflight
         self._inflight = None
         try:
-            return Settled(future.result(), tag)
+            return Settled(future.result(self.stuck_after_s), tag)
+        except FutureTimeout:
+            self.committer.abandon()
+            raise CommitStuck(f"a commit has not returned in {self.stuck_after_s:g}s, past the Kafka "
+                              f"client's own timeouts (librdkafka #5456): exiting, so that a restarted "
+                              f"process fences its open transaction") from None
         except CommitError:
             self.committer.rewind(messages + list(holding))
             raise
@@ -79,18 +95,21 @@ class CommitPipeline:
         self.committer.begin()
         for topic, values, keys, headers in outbox.chunks:
             self.committer.produce_many(topic, values, keys, headers)
-        self._inflight = (self._thread.submit(self._commit, messages), messages, tag)
+        future = Future()
+        threading.Thread(target=self._commit, args=(future, messages), name="commit", daemon=True).start()
+        self._inflight = (future, messages, tag)
 
     def abort(self, messages: list[Message]) -> None:
         """Give up on a batch whose outputs were being produced (an error mid-produce)."""
         self.committer.abort(messages)
 
     def close(self) -> None:
-        try:
-            self.settle()
-        finally:
-            self._thread.shutdown(wait=True)
+        self.settle()
 
-    def _commit(self, messages: list[Message]) -> float:
-        self.committer.commit(messages)
-        return time.time()
+    def _commit(self, future: Future, messages: list[Message]) -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            self.committer.commit(messages)
+            future.set_result(time.time())
+        except BaseException as e:   # handed to settle(), which decides
+            future.set_exception(e)
