@@ -190,7 +190,9 @@ def run_disrupted_stream(config, registry, catalog, total: int, seconds: float, 
         wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > 0, timeout=60)
         serving.set()
         wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > total // 4, timeout=60, every=0.05)
-        assert publishing.is_alive(), "the stream should still be flowing when the disruption strikes"
+        # Mid-stream: requests still unanswered (still being sent, or waiting for the worker).
+        assert committed_count(kafka, catalog.predictions("m")) < total - total // BAD_EVERY, \
+            "the disruption should strike mid-stream"
         disrupted_at = int(time.time() * 1000)
         workers.append(disrupt(workers[-1]))
         publishing.join()
