@@ -41,9 +41,10 @@ def register(kafka, registry, data_dir, model: str, version: str = "v1", **kwarg
 BAD_EVERY = 97
 
 
-def stream_requests(kafka, registry, topic: str, total: int, seconds: float, serving: threading.Event) -> tuple[list[str], int]:
+def stream_requests(kafka, registry, topic: str, total: int, seconds: float, serving: threading.Event,
+                    halfway: threading.Event | None = None) -> tuple[list[str], int]:
     """Publish `total` requests, the first tenth at once, the rest over about `seconds` once the
-    worker is serving; every BAD_EVERY-th is undecodable bytes."""
+    worker is serving (`halfway` is set when half are sent); every BAD_EVERY-th is undecodable bytes."""
     serde = AvroSerde(registry, "InferenceRequest")
     rows = small_model()[2].rows(0, 200)
     out = make_producer(kafka)
@@ -63,6 +64,9 @@ def stream_requests(kafka, registry, topic: str, total: int, seconds: float, ser
         if i == total // 10:
             out.flush(30)
             serving.wait(60)
+        if i == total // 2 and halfway is not None:
+            out.flush(30)
+            halfway.set()
         if i > total // 10 and i % chunk == 0:
             out.poll(0)
             time.sleep(seconds / (total / chunk))
@@ -172,7 +176,7 @@ def assert_one_exposed_batch(predictions, duplicated: set[str], killed_at: int, 
 
 def run_disrupted_stream(config, registry, catalog, total: int, seconds: float, disrupt, instance_id: str) -> None:
     """Stream `total` requests (every BAD_EVERY-th undecodable) to a worker process of model "m";
-    once a quarter are answered, `disrupt(worker)` strikes mid-stream and returns the process that
+    once it answers and half are sent, `disrupt(worker)` strikes mid-stream and returns the process that
     serves from then on. A worker that exits because its Kafka client hung in a commit
     (CommitStuck) is restarted, as `flywheel up` would: that is allowed on Apache Kafka only
     (librdkafka #5456). Then: the serving process is still running and stops cleanly, every
@@ -180,19 +184,16 @@ def run_disrupted_stream(config, registry, catalog, total: int, seconds: float, 
     straddling the disruption), and every bad record exactly one dead letter."""
     kafka = config.kafka
     result = {}
-    serving = threading.Event()
-    publishing = threading.Thread(target=lambda: result.update(
-        zip(("ids", "bad"), stream_requests(kafka, registry, catalog.requests("m"), total, seconds, serving))))
+    serving, halfway = threading.Event(), threading.Event()
+    publishing = threading.Thread(target=lambda: result.update(zip(("ids", "bad"), stream_requests(
+        kafka, registry, catalog.requests("m"), total, seconds, serving, halfway))))
     workers = [worker_process(config, instance_id)]
     restarts = []
     publishing.start()
     try:
         wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > 0, timeout=60)
         serving.set()
-        wait_for(lambda: committed_count(kafka, catalog.predictions("m")) > total // 4, timeout=60, every=0.05)
-        # Mid-stream: requests still unanswered (still being sent, or waiting for the worker).
-        assert committed_count(kafka, catalog.predictions("m")) < total - total // BAD_EVERY, \
-            "the disruption should strike mid-stream"
+        assert halfway.wait(60), "the stream did not get half way"
         disrupted_at = int(time.time() * 1000)
         workers.append(disrupt(workers[-1]))
         publishing.join()
