@@ -27,10 +27,14 @@ def broker(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def registry_port(monkeypatch) -> int:
-    """A free port for the REST registry of any `flywheel up` a test starts (the default, 18081,
-    may be a developer's running stack)."""
+    """For any processor or `flywheel up` a test starts: a free port for the REST registry (the
+    default, 18081, may be a developer's running stack) and consumer groups of the test's own (on
+    the session broker, a group an earlier test's member still holds makes a join wait for it)."""
     port = free_port()
     monkeypatch.setenv("FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT", str(port))
+    test = uuid.uuid4().hex[:8]
+    for processor in ("worker", "joiner", "monitor", "retrainer"):
+        monkeypatch.setenv(f"FLYWHEEL_{processor.upper()}_GROUP_ID", f"g{test}.{processor}")
     return port
 
 

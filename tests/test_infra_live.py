@@ -105,9 +105,12 @@ def stack(broker, tmp_path_factory):
     """`flywheel up` on the session broker, with its own topic prefix, data dir and ports."""
     data_dir = tmp_path_factory.mktemp("infra-stack")
     log = data_dir.parent / "flywheel-up.log"
+    prefix = f"i{uuid.uuid4().hex[:8]}."
+    # Consumer groups of its own too: on the shared session broker, a group other tests' workers
+    # joined would make this stack's worker wait for their members to leave.
+    groups = {f"FLYWHEEL_{p.upper()}_GROUP_ID": f"{prefix}{p}" for p in ("worker", "joiner", "monitor", "retrainer")}
     env = {**os.environ, "FLYWHEEL_BOOTSTRAP": broker, "FLYWHEEL_DATA_DIR": str(data_dir),
-           "FLYWHEEL_TOPIC_PREFIX": f"i{uuid.uuid4().hex[:8]}.",
-           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000"}
+           "FLYWHEEL_TOPIC_PREFIX": prefix, "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000", **groups}
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--metrics-port", str(free_port_block(16)),
                              "--model", MODEL, "--for", "600"],
                             env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=data_dir)
