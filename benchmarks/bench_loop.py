@@ -124,6 +124,11 @@ def rate_after_first_batch(step, progress, total: int, timeout: float = 300.0) -
     return (total - first) / (time.perf_counter() - start), (total - first) / (time.thread_time() - cpu)
 
 
+def total(registry, sample: str) -> float:
+    """A counter's sum over its labels (an unregistered model is counted as "unknown")."""
+    return sum(s.value for metric in registry.collect() for s in metric.samples if s.name == sample)
+
+
 def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, float]:
     """FeedbackRecords per second and per CPU second; two records (prediction, label) come in for each."""
     catalog = TopicCatalog(kafka)
@@ -132,8 +137,7 @@ def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, f
     with fresh_store(backend) as store:
         joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
                                 instance="bench")
-        joined = lambda: joiner.metrics.registry.get_sample_value(   # noqa: E731
-            "flywheel_feedback_joined_total", {"model": "m", "version": "1"}) or 0
+        joined = lambda: total(joiner.metrics.registry, "flywheel_feedback_joined_total")   # noqa: E731
         rate = rate_after_first_batch(joiner.step, joined, len(records))
         joiner.close()
         return rate
@@ -146,8 +150,7 @@ def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tu
         store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
         monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),
                           stop=threading.Event(), clock=lambda: T0)
-        consumed = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
-            "flywheel_records_in_total", {"processor": "monitor", "model": "m"}) or 0
+        consumed = lambda: total(monitor.metrics.registry, "flywheel_records_in_total")   # noqa: E731
         rate = rate_after_first_batch(monitor.step, consumed, len(records))
         monitor.close()
         return rate
