@@ -35,6 +35,7 @@ from processors.joiner.process import FeedbackJoiner  # noqa: E402
 from processors.monitor.process import Monitor, MonitorSettings  # noqa: E402
 from processors.monitor.profile import build_reference  # noqa: E402
 from processors.monitor.windows import WindowedMonitor  # noqa: E402
+from processors.runtime.gc_tuning import tune_gc  # noqa: E402
 from schemas import AvroSerde  # noqa: E402
 from schemas.features import Feature, FeatureSpec  # noqa: E402
 from schemas.registry import open_registry  # noqa: E402
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8, help="features per record (one categorical)")
     parser.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
     args = parser.parse_args()
+    tune_gc()    # as every processor runs (flywheel/wiring.py start_processor)
     n, f = args.records, args.features
     rng = np.random.default_rng(0)
     records = predictions(n, f, rng)

@@ -175,21 +175,25 @@ class FeatureStore(ABC):
         cleared: dict[tuple, tuple[str, ...]] = {}
         moved: list[tuple] = []
         for record in records:
-            before = known.get(record.key)
-            count = 1 if before is None else before["label_count"] + (not _same_label(before, record))
-            if before is not None and before["event_time"] != record.event_time:
-                moved.append(self._feedback_key(before["model"], before["model_version"],
-                                                before["event_time"], before["request_id"]))
-            if before is not None:   # a relabel that switches kind (label <-> value) clears the other
-                cleared[record.key] = tuple(c for c in _LABEL_COLUMNS
-                                            if before[c] is not None and getattr(record, c) is None)
-            stored[record.key] = replace(record, label_count=count)
-            known[record.key] = {c: getattr(stored[record.key], c) for c in _INDEX_COLUMNS}
+            key = record.key
+            before = known.get(key)
+            if before is None:
+                count = 1
+            else:
+                count = before["label_count"] + (not _same_label(before, record))
+                if before["event_time"] != record.event_time:
+                    moved.append(self._feedback_key(before["model"], before["model_version"],
+                                                    before["event_time"], before["request_id"]))
+                # a relabel that switches kind (label <-> value) clears the other
+                cleared[key] = tuple(c for c in _LABEL_COLUMNS if before[c] is not None and getattr(record, c) is None)
+            stored[key] = row = replace(record, label_count=count) if count != record.label_count else record
+            known[key] = {c: getattr(row, c) for c in _INDEX_COLUMNS}
         rows = list(stored.values())
         current = {self._feedback_key(r.model, r.model_version, r.event_time, r.request_id) for r in rows}
 
         def clear(row: Row, key: tuple) -> Row:
-            return {**row, **dict.fromkeys(cleared.get(key, ()), CLEARED)}
+            columns = cleared.get(key)
+            return {**row, **dict.fromkeys(columns, CLEARED)} if columns else row
 
         ttl = self.settings.feedback_retention_s
         with self.batch():

@@ -13,7 +13,6 @@ in schema_migrations. DDL cannot be prepared: it and the migration ledger's one 
 only unprepared CQL we send. Run `flywheel store migrate` once before the processors start.
 Every driver error, a later page's included, becomes a StoreError (StoreUnavailable: retry).
 """
-import json
 import re
 import ssl
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from cassandra.query import UNSET_VALUE, PreparedStatement, SimpleStatement, dic
 from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import (StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout,
                                   StoreUnavailable)
-from feature_store.schema import JSON_COLUMNS, Table, migrations, pending, tables
+from feature_store.schema import JSON_COLUMNS, Table, from_json, migrations, pending, tables, to_json
 from feature_store.settings import StoreSettings
 
 PAGE = 1000   # rows per page of a range read
@@ -288,7 +287,7 @@ def _encode(column: str, value: Any) -> Any:
         return UNSET_VALUE   # no value: leave the column alone (a null is a tombstone)
     if value is CLEARED:
         return None
-    return json.dumps(value) if column in JSON_COLUMNS else value
+    return to_json(value) if column in JSON_COLUMNS else value
 
 
 def _decode(t: Table, row: dict) -> Row:
@@ -296,7 +295,7 @@ def _decode(t: Table, row: dict) -> Row:
     for column, kind in t.columns.items():
         value = row[column]
         if column in JSON_COLUMNS and value is not None:
-            value = json.loads(value)
+            value = from_json(value)
         elif kind.startswith("frozen<map"):
             value = dict(value or {})
         elif kind.startswith("frozen<list"):

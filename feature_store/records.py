@@ -26,7 +26,7 @@ class _Record:
     def to_dict(self) -> dict[str, Any]:
         """The fields by name. Shallow (not dataclasses.asdict, which deep-copies every map and
         list and was most of the joiner's time): the values are shared, not to be mutated."""
-        return {name: getattr(self, name) for name in _field_names(type(self))}
+        return dict(vars(self))   # a dataclass's instance dict holds exactly its fields, in order
 
 
 @dataclass

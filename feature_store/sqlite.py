@@ -9,17 +9,17 @@ database is waited for (busy_timeout) before StoreUnavailable is raised. Threads
 process share the connection under a lock.
 """
 import functools
-import json
+import operator
 import re
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import StoreError, StoreNotMigrated, StoreUnavailable
-from feature_store.schema import JSON_COLUMNS, Migration, Table, parse_table, pending, tables
+from feature_store.schema import JSON_COLUMNS, Migration, Table, from_json, parse_table, pending, tables, to_json
 from feature_store.settings import StoreSettings
 
 PAGE = 1000          # rows per range-read query (keeps read snapshots short)
@@ -220,26 +220,39 @@ def _is_json(column: str, kind: str) -> bool:
 
 
 @functools.cache
-def _codec(table: str) -> tuple[tuple[str, ...], tuple, tuple]:
-    """A table's column names with, per column, the function that encodes a value for SQLite and
-    the one that decodes it (None: as it is), worked out once rather than per value."""
+def _codec(table: str) -> tuple[tuple[str, ...], Callable, tuple, tuple]:
+    """A table's column names, a getter of a row's values in that order, and the (position,
+    function) of each column whose value is encoded for SQLite and of each decoded on the way
+    back, worked out once rather than per value."""
     t = tables()[table]
-    encode = tuple(_json if _is_json(c, k) else int if k == "boolean" else None for c, k in t.columns.items())
-    decode = tuple(json.loads if _is_json(c, k) else bool if k == "boolean" else None for c, k in t.columns.items())
-    return tuple(t.columns), encode, decode
+    kinds = list(t.columns.items())
+    encode = tuple((i, _json if _is_json(c, k) else int) for i, (c, k) in enumerate(kinds)
+                   if _is_json(c, k) or k == "boolean")
+    decode = tuple((c, from_json if _is_json(c, k) else bool) for c, k in kinds if _is_json(c, k) or k == "boolean")
+    return tuple(t.columns), operator.itemgetter(*t.columns), encode, decode
 
 
 def _json(value: Any) -> str:
     if value == {} or value == []:   # empty flags and maps, a third of what a joiner writes: no encoder
         return "[]" if isinstance(value, list) else "{}"
-    return json.dumps(value)
+    return to_json(value)
 
 
 def _encode(table: str, row: Row) -> list:
-    names, encode, _ = _codec(table)
-    return [None if (v := row[c]) is None or v is CLEARED else f(v) if f else v for c, f in zip(names, encode)]
+    _, values_of, encode, _ = _codec(table)
+    values = list(values_of(row))
+    for i, f in encode:
+        if values[i] is not None and values[i] is not CLEARED:
+            values[i] = f(values[i])
+    if CLEARED in values:
+        return [None if v is CLEARED else v for v in values]
+    return values
 
 
 def _decode(table: str, row: tuple) -> Row:
-    names, _, decode = _codec(table)
-    return {c: f(v) if f and v is not None else v for c, f, v in zip(names, decode, row)}
+    names, _, _, decode = _codec(table)
+    out = dict(zip(names, row))
+    for c, f in decode:
+        if out[c] is not None:
+            out[c] = f(out[c])
+    return out

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from feature_store import FeatureStore, StoreSettings, open_store
 from processors.runtime import start_metrics_server, stop_on_signals
+from processors.runtime.gc_tuning import tune_gc
 from schemas import RECORD_NAMES, load_schema, subject_for
 from schemas.registry import RegistryAccess, SchemaRegistry, open_registry
 from streams.clients import make_admin
@@ -53,7 +54,8 @@ class RedactingFilter(logging.Filter):
 
 def start_processor(config: Config, metrics: CollectorRegistry | None = None) -> threading.Event:
     """What every long-running command does first: log lines to stderr, serve its /metrics, and
-    turn SIGTERM/SIGINT into the stop event its loop checks."""
+    turn SIGTERM/SIGINT into the stop event its loop checks, and collect garbage less often."""
+    tune_gc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter(config))

@@ -111,8 +111,8 @@ def feedback_record(prediction: PredictionRecord, label: Label) -> FeedbackRecor
         request_id=prediction.request_id, entity_id=prediction.entity_id, model=prediction.model,
         model_version=prediction.model_version, event_time=prediction.event_time,
         predicted_at=prediction.predicted_at, labelled_at=label.labelled_at,
-        numeric=dict(prediction.numeric), categorical=dict(prediction.categorical),
-        predicted_label=prediction.label, predicted_value=prediction.value, scores=dict(prediction.scores),
+        numeric=prediction.numeric, categorical=prediction.categorical,   # shared, never mutated
+        predicted_label=prediction.label, predicted_value=prediction.value, scores=prediction.scores,
         confidence=prediction.confidence, true_label=label.label, true_value=label.value, flags=flags)
 
 
@@ -138,7 +138,7 @@ class Join:
         stored = self.store.get_predictions(sorted(label_ids | {p.request_id for p in predictions if p.replay}))
         pending = {rid: Label.from_pending(p) for rid, p in self.store.get_pending(ids).items()}
         predictions = self._without_replays_of_live(predictions, stored)
-        found = {rid: list(ps) for rid, ps in stored.items()}
+        found = stored    # read for this batch alone: updated in place
         for p in predictions:     # this batch's replace stored ones with the same key
             found[p.request_id] = [q for q in found.get(p.request_id, []) if q.model_version != p.model_version
                                    or q.model != p.model] + [p]
@@ -193,8 +193,8 @@ class Join:
     def _pair(self, label: Label, predictions: list[PredictionRecord], result: JoinResult) -> None:
         # A classifier's prediction scores every class it knows: a label that is not one of them
         # is not truth for this model (the model's manifest labels are exactly those keys).
-        classes = {c for p in predictions for c in p.scores}
-        if label.label is not None and classes and label.label not in classes:
+        classes = set().union(*(p.scores for p in predictions)) if label.label is not None else ()
+        if classes and label.label not in classes:
             result.refused.append((label, "unknown_class", f"label {label.label[:100]!r} is not one of the model's "
                                                            f"classes {sorted(classes)}"))
             return
