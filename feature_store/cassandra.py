@@ -28,7 +28,8 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.protocol import ErrorMessage, ServerError
-from cassandra.query import UNSET_VALUE, PreparedStatement, SimpleStatement, dict_factory
+from cassandra.query import (UNSET_VALUE, BatchStatement, BatchType, PreparedStatement, SimpleStatement,
+                            dict_factory)
 
 from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import (StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout,
@@ -53,6 +54,12 @@ def insert_cql(t: Table) -> str:
 def select_cql(t: Table, width: int) -> str:
     where = " AND ".join(f"{c} = ?" for c in t.primary_key[:width])
     return f"SELECT {', '.join(t.columns)} FROM {t.name} WHERE {where}"
+
+
+def select_in_cql(t: Table) -> str:
+    """Many partitions (the whole partition key given) in one statement: `last IN ?`."""
+    *fixed, last = t.partition_key
+    return f"SELECT {', '.join(t.columns)} FROM {t.name} WHERE {''.join(f'{c} = ? AND ' for c in fixed)}{last} IN ?"
 
 
 def range_cql(t: Table) -> str:
@@ -141,19 +148,53 @@ class CassandraStore(FeatureStore):
 
     # ---- primitives
     def _write(self, writes: Sequence[Write]) -> None:
+        """Rows sharing a partition go in UNLOGGED batches of rows_per_batch (one mutation each:
+        a feedback bucket's shard gets a batch's worth of rows at once); the rest one statement
+        a row. Deletes one statement a key."""
         statements = []
         for w in writes:
             if w.rows:
-                t, insert, ttl = tables()[w.table], self._statement(w.table, "insert"), int(w.ttl_s or 0)
-                statements += [(insert, tuple(_encode(c, row[c]) for c in t.columns) + (ttl,)) for row in w.rows]
+                statements += self._inserts(tables()[w.table], w.rows, int(w.ttl_s or 0))
             if w.deletes:
                 delete = self._statement(w.table, "delete")
                 statements += [(delete, tuple(key)) for key in w.deletes]
         self._run(statements)
 
+    def _inserts(self, t: Table, rows: Sequence[Row], ttl: int) -> list[tuple]:
+        insert = self._statement(t.name, "insert")
+        partitions: dict[tuple, list[tuple]] = {}
+        for row in rows:
+            values = tuple(_encode(c, row[c]) for c in t.columns) + (ttl,)
+            partitions.setdefault(tuple(row[c] for c in t.partition_key), []).append(values)
+        out = []
+        for values in partitions.values():
+            if len(values) == 1:
+                out.append((insert, values[0]))
+                continue
+            for i in range(0, len(values), self.settings.rows_per_batch):
+                batch = BatchStatement(BatchType.UNLOGGED)
+                for v in values[i:i + self.settings.rows_per_batch]:
+                    batch.add(insert, v)
+                batch.is_idempotent = True
+                out.append((batch, ()))
+        return out
+
     def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
+        """Keys that name whole partitions are read keys_per_read at a time with `IN`; longer
+        keys (into a partition's rows) one statement each."""
         t = tables()[table]
-        statements = [(self._statement(table, "select", len(k)), tuple(k)) for k in keys]
+        width = len(t.partition_key)
+        groups: dict[tuple, list] = {}
+        statements = []
+        for k in keys:
+            if len(k) == width:
+                groups.setdefault(tuple(k[:-1]), []).append(k[-1])
+            else:
+                statements.append((self._statement(table, "select", len(k)), tuple(k)))
+        select_in = self._statement(table, "select_in") if groups else None
+        step = self.settings.keys_per_read
+        for prefix, lasts in groups.items():
+            statements += [(select_in, (*prefix, lasts[i:i + step])) for i in range(0, len(lasts), step)]
         with self._errors():   # iterating a result can fetch its next page
             return [_decode(t, row) for result in self._run(statements) for row in result]
 
@@ -187,6 +228,7 @@ class CassandraStore(FeatureStore):
         if key not in self._prepared:
             t = tables()[table]
             cql = {"insert": lambda: insert_cql(t), "select": lambda: select_cql(t, width),
+                   "select_in": lambda: select_in_cql(t),
                    "range": lambda: range_cql(t), "delete": lambda: delete_cql(t)}[kind]()
             with self._errors():
                 prepared = self.session.prepare(cql)

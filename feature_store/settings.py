@@ -44,6 +44,12 @@ class StoreSettings:
     # (development). Production: {"class": "NetworkTopologyStrategy", "<dc>": 3} with LOCAL_QUORUM.
     replication: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 64                   # in-flight statements per batch call
+    # Keys read by one `IN` statement (one partition key each): one round trip and one request
+    # for the node instead of one per key. Large IN lists load one coordinator: keep it modest.
+    keys_per_read: int = 50
+    # Rows of one partition written by one UNLOGGED batch (applied as one mutation); keep a
+    # batch under the node's batch_size_warn_threshold_in_kb (5 KB by default).
+    rows_per_batch: int = 10
     request_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
 
