@@ -11,7 +11,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from schemas import load_schema, subject_for
-from schemas.errors import IncompatibleSchema
+from schemas.errors import IncompatibleSchema, RegistryUnavailable
 from schemas.registry.confluent import ConfluentRegistry
 from schemas.registry.rest import RegistryServer
 from streams.broker import free_port
@@ -108,3 +108,14 @@ def test_flywheels_own_confluent_registry_works_against_it(registry, server):
     with pytest.raises(IncompatibleSchema, match="field 'c'"):
         remote.register("things", _schema({"name": "c", "type": "int"}))
 
+
+
+def test_an_unreachable_registry_is_backpressure_for_every_call():
+    """Refused connections are RegistryUnavailable (retried by the processors), never the HTTP
+    client's own exception types."""
+    remote = ConfluentRegistry(f"http://127.0.0.1:{free_port()}")
+    for call in (lambda: remote.register("things", _schema()), lambda: remote.schema_by_id(1),
+                 lambda: remote.versions("things"), lambda: remote.compatibility("things"),
+                 lambda: remote.set_compatibility("things", "BACKWARD")):
+        with pytest.raises(RegistryUnavailable, match="unreachable"):
+            call()

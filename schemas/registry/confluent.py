@@ -3,6 +3,8 @@
 The compatibility rule is checked locally with `avro` first, so a refusal names the field
 and rule in the same words as the embedded registry; the server checks again on register.
 """
+from contextlib import contextmanager
+
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
 
@@ -18,45 +20,62 @@ class ConfluentRegistry:
 
     def register(self, subject: str, schema_text: str) -> int:
         try:
-            found = self._client.lookup_schema(subject, Schema(schema_text, "AVRO"))
-            return found.schema_id
+            with self._reached():
+                return self._client.lookup_schema(subject, Schema(schema_text, "AVRO")).schema_id
         except ClientError as e:
             if e.http_status_code != 404:
                 raise SchemaRegistryError(f"schema registry: {e}") from e
         compatibility.check(subject, schema_text, self.versions(subject), self.compatibility(subject))
         try:
-            return self._client.register_schema(subject, Schema(schema_text, "AVRO"))
+            with self._reached():
+                return self._client.register_schema(subject, Schema(schema_text, "AVRO"))
         except ClientError as e:
             raise SchemaRegistryError(f"schema registry refused {subject}: {e}") from e
 
     def schema_by_id(self, schema_id: int) -> str:
         if schema_id not in self._by_id:
             try:
-                self._by_id[schema_id] = self._client.get_schema(schema_id).schema_str
+                with self._reached():
+                    self._by_id[schema_id] = self._client.get_schema(schema_id).schema_str
             except ClientError as e:
                 if e.http_status_code == 404:
                     raise UnknownSchemaId(schema_id) from e
                 raise RegistryUnavailable(f"schema registry: {e}") from e
-            except Exception as e:     # the HTTP client's transport errors: refused, reset, timed out
-                raise RegistryUnavailable(f"schema registry unreachable: {e}") from e
         return self._by_id[schema_id]
 
     def versions(self, subject: str) -> list[str]:
         try:
-            numbers = self._client.get_versions(subject)
+            with self._reached():
+                numbers = self._client.get_versions(subject)
+                return [self._client.get_version(subject, n).schema.schema_str for n in sorted(numbers)]
         except ClientError as e:
             if e.http_status_code == 404:
                 return []
             raise SchemaRegistryError(f"schema registry: {e}") from e
-        return [self._client.get_version(subject, n).schema.schema_str for n in sorted(numbers)]
 
     def set_compatibility(self, subject: str, mode: str) -> None:
-        self._client.set_compatibility(subject_name=subject, level=mode)
+        with self._reached():
+            self._client.set_compatibility(subject_name=subject, level=mode)
 
     def compatibility(self, subject: str) -> str:
         try:
-            return self._client.get_compatibility(subject_name=subject)
+            with self._reached():
+                return self._client.get_compatibility(subject_name=subject)
         except ClientError as e:
             if e.http_status_code == 404:
                 return self._default_mode
             raise SchemaRegistryError(f"schema registry: {e}") from e
+
+    @contextmanager
+    def _reached(self):
+        """The registry's answers pass (a ClientError is the caller's to read); a registry that
+        cannot be reached (refused, reset, timed out: the HTTP client's own exceptions) or that
+        answers 5xx is RegistryUnavailable, backpressure in every processor."""
+        try:
+            yield
+        except ClientError as e:
+            if e.http_status_code is not None and e.http_status_code >= 500:
+                raise RegistryUnavailable(f"schema registry: {e}") from e
+            raise
+        except Exception as e:
+            raise RegistryUnavailable(f"schema registry unreachable: {e}") from e
