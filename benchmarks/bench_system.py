@@ -26,11 +26,13 @@ the broker, the load generator), per request sent.
 
 FLYWHEEL_BOOTSTRAP and FLYWHEEL_CASSANDRA_HOSTS run the same benchmark against Apache Kafka and
 Cassandra, on a topic prefix and a keyspace of the run's own (left behind). Otherwise the stack
-runs with its configuration (hour-long monitor windows; the trigger's rules may ask for a retrain
-during the run: that work is part of the load). The machine is shared: note its load average,
-printed with the tables.
+runs with its configuration (hour-long monitor windows), but for the trigger's automatic rules,
+which are off unless the environment sets them (FLYWHEEL_TRIGGER_NEW_LABELS=10000 and so on): a
+retrain, its canary and promotion would come in the first rate and are not the steady state. The
+machine is shared: note its load average, printed with the tables.
 """
 import argparse
+import json
 import multiprocessing
 import os
 import subprocess
@@ -39,7 +41,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +78,19 @@ console = Console(stderr=True)
 
 # -- the stack -------------------------------------------------------------------------------------
 
+# The trigger's automatic rules, off: the new-labels rule alone asks for a retrain 10,000 labels in,
+# during the first rate, and its training, canary and promotion (once an hour at most, the
+# cooldown) are not the steady state a rate is judged on. The trigger still evaluates the model
+# every interval, reading its feedback from the store.
+NO_AUTOMATIC_RETRAIN = {f"FLYWHEEL_TRIGGER_{rule}": "0" for rule in
+                        ("PERFORMANCE_THRESHOLD", "CHANGE_DELTA", "DRIFT_WINDOWS", "NEW_LABELS", "MAX_AGE_SECONDS")}
+
+
 def stack_env(data_dir: Path, run: str) -> dict[str, str]:
-    """The environment of the stack and of this benchmark: a fresh data dir; against a cluster a
-    topic prefix, against Cassandra a keyspace of this run's own, unless the environment names one."""
-    env = {**os.environ, "FLYWHEEL_DATA_DIR": str(data_dir)}
+    """The environment of the stack and of this benchmark: a fresh data dir, no automatic retrain;
+    against a cluster a topic prefix, against Cassandra a keyspace of this run's own; unless the
+    environment sets them."""
+    env = {**NO_AUTOMATIC_RETRAIN, **os.environ, "FLYWHEEL_DATA_DIR": str(data_dir)}
     if env.get("FLYWHEEL_BOOTSTRAP"):
         env.setdefault("FLYWHEEL_TOPIC_PREFIX", f"bench{run}.")
     if env.get("FLYWHEEL_CASSANDRA_HOSTS"):
@@ -326,6 +337,7 @@ class StepResult:
     target: float
     achieved: float
     max_lag_s: dict[str, float]                  # processes with a consumer lag
+    lag_trend: dict[str, float]                  # their lag's slope, seconds of traffic per minute
     cpu_us_per_record: dict[str, float]          # processes that count records in
     cpu_us_per_request: dict[str, float]         # the others
     cores: float                                 # CPU seconds of every timed process per second
@@ -343,9 +355,12 @@ def judge(target: float, samples: list[Sample], settle_s: float, bound_s: float)
     achieved = (last.sent - first.sent) / seconds
     judged = [s for s in samples if s.at - first.at >= settle_s]
     lagging = sorted({p for s in samples for p in s.lag})
-    max_lag = {p: max(s.lag.get(p, 0) for s in judged) / max(achieved, 1e-9) for p in lagging}
+    behind = {p: [s.lag.get(p, 0) / max(achieved, 1e-9) for s in judged] for p in lagging}
+    max_lag = {p: max(series) for p, series in behind.items()}
+    trend = {p: trend_per_minute([s.at for s in judged], series) for p, series in behind.items()}
     failures = [f"{p} {lag:.1f}s behind" for p, lag in max_lag.items() if lag >= bound_s]
-    failures += [f"{p} stopped reporting lag" for p in lagging if any(p not in s.lag for s in judged)]
+    failures += [f"{p} stopped reporting lag" for p in lagging
+                 if any(p not in s.lag and p not in s.down for s in judged)]
     failures += [f"{p} restarted" for p, n in last.restarts.items() if n != first.restarts.get(p, n)]
     failures += [f"{p} did not answer" for p in sorted({p for s in judged for p in s.down})]
     if achieved < SHORTFALL * target:
@@ -353,10 +368,18 @@ def judge(target: float, samples: list[Sample], settle_s: float, bound_s: float)
     cpu = {p: last.cpu[p] - first.cpu[p] for p in last.cpu if p in first.cpu}
     records = {p: last.records_in.get(p, 0.0) - first.records_in.get(p, 0.0) for p in cpu}
     requests = max(last.sent - first.sent, 1)
-    return StepResult(target, achieved, max_lag,
+    return StepResult(target, achieved, max_lag, trend,
                       {p: 1e6 * cpu[p] / records[p] for p in cpu if records[p] > 0},
                       {p: 1e6 * cpu[p] / requests for p in cpu if records[p] <= 0},
                       sum(cpu.values()) / seconds, failures)
+
+
+def trend_per_minute(times: list[float], values: list[float]) -> float:
+    """The least-squares slope of `values` per minute: a lag over the bound that does not grow is
+    a processor keeping up in bursts; one that grows is falling behind."""
+    if len(times) < 2:
+        return 0.0
+    return 60 * float(np.polyfit(times, values, 1)[0])
 
 
 def hold(probe: Probe, rate: float, seconds: float, bound_s: float, progress: Progress) -> StepResult:
@@ -373,6 +396,8 @@ def hold(probe: Probe, rate: float, seconds: float, bound_s: float, progress: Pr
         progress.update(task, completed=min(seconds, s.at - samples[0].at),
                         status=f"sending {sent_rate:,.0f}/s  behind: {lags}")
     result = judge(rate, samples, seconds / 6, bound_s)
+    with open(probe.data_dir / "samples.jsonl", "a") as out:    # the series behind a verdict
+        out.writelines(json.dumps({"rate": rate, **asdict(s)}) + "\n" for s in samples)
     progress.update(task, status=f"sent {result.achieved:,.0f}/s: "
                                  f"{'sustained' if result.sustained else '; '.join(result.failures)}")
     return result
@@ -401,10 +426,11 @@ def warm_up(probe: Probe, timeout: float = 180.0) -> list[str]:
 
 def lag_table(results: list[StepResult]) -> str:
     names = sorted({p for r in results for p in r.max_lag_s})
-    out = ["| target req/s | achieved req/s | " + " | ".join(f"{p} max lag s" for p in names) + " | verdict |",
+    out = ["| target req/s | achieved req/s | " + " | ".join(f"{p} max lag s (trend /min)" for p in names)
+           + " | verdict |",
            "|---:|---:|" + "---:|" * len(names) + "---|"]
     for r in results:
-        lags = " | ".join(f"{r.max_lag_s[p]:.2f}" if p in r.max_lag_s else "-" for p in names)
+        lags = " | ".join(f"{r.max_lag_s[p]:.2f} ({r.lag_trend[p]:+.2f})" if p in r.max_lag_s else "-" for p in names)
         out.append(f"| {r.target:,.0f} | {r.achieved:,.0f} | {lags} | "
                    f"{'sustained' if r.sustained else '; '.join(r.failures)} |")
     return "\n".join(out)
@@ -467,7 +493,7 @@ def main() -> int:
     with feature_store_for(config) as store:
         store.migrate()              # a Cassandra keyspace of the run's own needs its tables first
     load_before = os.getloadavg()
-    console.print(f"data dir {data_dir} (kept: logs, store)")
+    console.print(f"data dir {data_dir} (kept: logs, store, samples.jsonl)")
     up = start_stack(env, data_dir)
     control = LoadControl.shared()
     generator = None

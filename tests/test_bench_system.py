@@ -40,3 +40,9 @@ def test_cpu_is_per_record_consumed_or_else_per_request_sent():
     assert round(result.cpu_us_per_record["worker"], 6) == 100.0
     assert round(result.cpu_us_per_request["broker"], 6) == 50.0
     assert round(result.cores, 6) == 0.15
+
+
+def test_the_lag_trend_tells_falling_behind_from_keeping_up_in_bursts():
+    growing = bench.judge(1000, hold([0, 0, 1000, 2000, 3000, 4000, 5000]), 2, 2)
+    assert round(growing.lag_trend["worker"], 6) == 60.0           # a second of traffic more every second
+    assert abs(bench.judge(1000, hold([0, 0, 3000, 0, 3000, 0, 3000]), 2, 2).lag_trend["worker"]) < 15
