@@ -22,7 +22,8 @@ at least 95% of the target rate.
 CPU is utime + stime from /proc over the hold: per record consumed (`flywheel_records_in_total`:
 the worker's requests, the joiner's predictions and labels, the monitor's predictions) and, for the
 processes that count none (trigger, retrainer, rollout, the supervisor with its schema registry,
-the broker, the load generator), per request sent.
+the broker, the load generator, this benchmark's sampling), per request sent; beside them, how
+many cores the rest of the machine kept busy (/proc/stat): on a shared machine, others' work.
 
 FLYWHEEL_BOOTSTRAP and FLYWHEEL_CASSANDRA_HOSTS run the same benchmark against Apache Kafka and
 Cassandra, on a topic prefix and a keyspace of the run's own (left behind). Otherwise the stack
@@ -276,6 +277,7 @@ class Sample:
     cpu: dict[str, float]                        # process -> CPU seconds, cumulative
     restarts: dict[str, int]                     # process -> restarts by the supervisor
     down: list[str] = field(default_factory=list)   # processes whose endpoint did not answer
+    machine_cpu: float = 0.0                     # CPU seconds every core of the machine was busy, cumulative
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -284,6 +286,13 @@ def cpu_seconds(pid: int) -> float | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")     # utime, stime
+
+
+def machine_cpu_seconds() -> float:
+    """Busy time of the whole machine (/proc/stat: all but idle and iowait): on a shared machine
+    what the stack did not use, others did."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def broker_pid(state: StackState) -> int | None:
@@ -320,7 +329,7 @@ class Probe:
     generator's counters, and the pids of processes stack.json does not list."""
     data_dir: Path
     control: LoadControl
-    others: dict[str, int]                       # broker, supervisor, generator
+    others: dict[str, int]                       # broker, supervisor, generator, this benchmark
 
     def sample(self) -> Sample:
         state = read_stack(self.data_dir)
@@ -329,7 +338,7 @@ class Probe:
         cpu = {name: seconds for name, pid in pids.items() if (seconds := cpu_seconds(pid)) is not None}
         return Sample(scraped.at, self.control.requests.value, most_behind(scraped),
                       per_process(scraped, "flywheel_records_in_total"), cpu,
-                      {p.name: p.restarts for p in state.processes}, sorted(scraped.down))
+                      {p.name: p.restarts for p in state.processes}, sorted(scraped.down), machine_cpu_seconds())
 
 
 @dataclass
@@ -341,6 +350,7 @@ class StepResult:
     cpu_us_per_record: dict[str, float]          # processes that count records in
     cpu_us_per_request: dict[str, float]         # the others
     cores: float                                 # CPU seconds of every timed process per second
+    other_cores: float                           # the rest of the machine's busy CPU per second
     failures: list[str]                          # why it is not sustained; empty when it is
 
     @property
@@ -371,7 +381,8 @@ def judge(target: float, samples: list[Sample], settle_s: float, bound_s: float)
     return StepResult(target, achieved, max_lag, trend,
                       {p: 1e6 * cpu[p] / records[p] for p in cpu if records[p] > 0},
                       {p: 1e6 * cpu[p] / requests for p in cpu if records[p] <= 0},
-                      sum(cpu.values()) / seconds, failures)
+                      sum(cpu.values()) / seconds,
+                      (last.machine_cpu - first.machine_cpu - sum(cpu.values())) / seconds, failures)
 
 
 def trend_per_minute(times: list[float], values: list[float]) -> float:
@@ -440,11 +451,12 @@ def cpu_table(results: list[StepResult]) -> str:
     per_record = sorted({p for r in results for p in r.cpu_us_per_record})
     per_request = sorted({p for r in results for p in r.cpu_us_per_request} - set(per_record))
     head = [f"{p} µs/record" for p in per_record] + [f"{p} µs/request" for p in per_request]
-    out = ["| target req/s | " + " | ".join(head) + " | cores busy |", "|---:|" + "---:|" * (len(head) + 1)]
+    out = ["| target req/s | " + " | ".join(head) + " | cores busy | rest of the machine's cores |",
+           "|---:|" + "---:|" * (len(head) + 2)]
     for r in results:
         cells = [_us(r.cpu_us_per_record.get(p)) for p in per_record] + [_us(r.cpu_us_per_request.get(p))
                                                                            for p in per_request]
-        out.append(f"| {r.target:,.0f} | " + " | ".join(cells) + f" | {r.cores:.2f} |")
+        out.append(f"| {r.target:,.0f} | " + " | ".join(cells) + f" | {r.cores:.2f} | {r.other_cores:.2f} |")
     return "\n".join(out)
 
 
@@ -506,7 +518,7 @@ def main() -> int:
         register_model(config)
         generator = SPAWN.Process(target=generate, args=(config, control, run))
         generator.start()
-        probe = Probe(data_dir, control, {"supervisor": state.pid, "generator": generator.pid})
+        probe = Probe(data_dir, control, {"supervisor": state.pid, "generator": generator.pid, "bench": os.getpid()})
         if (broker := broker_pid(state)) is not None:
             probe.others["broker"] = broker
         consuming = warm_up(probe)

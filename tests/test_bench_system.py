@@ -9,10 +9,12 @@ spec.loader.exec_module(bench)
 
 
 def hold(lags: list[int], rate: int = 1000, restarts_after: int = 0) -> list:
-    """One sample a second at `rate` requests/s; the worker's lag as given, its CPU 100 µs a record."""
+    """One sample a second at `rate` requests/s; the worker's lag as given, its CPU 100 µs a record,
+    the broker's 50 µs a request, the machine's 200 µs a request."""
     return [bench.Sample(at=float(t), sent=rate * t, lag={"worker": lag}, records_in={"worker": rate * t},
                          cpu={"worker": rate * t * 1e-4, "broker": rate * t * 5e-5},
-                         restarts={"worker": restarts_after if t == len(lags) - 1 else 0})
+                         restarts={"worker": restarts_after if t == len(lags) - 1 else 0},
+                         machine_cpu=rate * t * 2e-4)
             for t, lag in enumerate(lags)]
 
 
@@ -40,6 +42,7 @@ def test_cpu_is_per_record_consumed_or_else_per_request_sent():
     assert round(result.cpu_us_per_record["worker"], 6) == 100.0
     assert round(result.cpu_us_per_request["broker"], 6) == 50.0
     assert round(result.cores, 6) == 0.15
+    assert round(result.other_cores, 6) == 0.05
 
 
 def test_the_lag_trend_tells_falling_behind_from_keeping_up_in_bursts():
