@@ -221,6 +221,7 @@ def generate(config: Config, control: LoadControl, run: str) -> None:
 
     source = pools(config, len(ids(0)))
     catalog = TopicCatalog(config.kafka)
+    requests_topic, labels_topic = catalog.requests(MODEL), catalog.labels
     producer = make_producer(config.kafka, **{
         "linger.ms": 20,     # full batches: the embedded broker slows down on many tiny ones
         "delivery.report.only.error": True, "on_delivery": lambda err, _: _count_failure(control, err)})
@@ -238,14 +239,14 @@ def generate(config: Config, control: LoadControl, run: str) -> None:
         if due > sent:
             for n in range(sent, due):
                 t = requests[n % POOL]
-                _produce(producer, catalog.requests(MODEL), t.value(ids(n)), t.key)
+                _produce(producer, requests_topic, t.value(ids(n)), t.key)
             labels_due.append((now + LABEL_DELAY_S, sent, due))
             sent = control.requests.value = due
         while labels_due and labels_due[0][0] <= now:
             _, first, end = labels_due.popleft()
             for n in range(first, end):
                 request_id = ids(n)
-                _produce(producer, catalog.labels, labels[n % POOL].value(request_id), request_id)
+                _produce(producer, labels_topic, labels[n % POOL].value(request_id), request_id)
         producer.poll(0)
         time.sleep(0.001)
     producer.flush(30)
@@ -516,7 +517,7 @@ def main() -> int:
         console.print(f"stack up: {', '.join(p.name for p in state.processes)} on {state.bootstrap}; "
                       f"registering {MODEL}…")
         register_model(config)
-        generator = SPAWN.Process(target=generate, args=(config, control, run))
+        generator = SPAWN.Process(target=generate, args=(config, control, run), daemon=True)   # dies with us
         generator.start()
         probe = Probe(data_dir, control, {"supervisor": state.pid, "generator": generator.pid, "bench": os.getpid()})
         if (broker := broker_pid(state)) is not None:
