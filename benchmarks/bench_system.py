@@ -17,7 +17,9 @@ step up's transient) shows every processor under --bound seconds of traffic behi
 `flywheel_consumer_lag` on its most-behind topic, in records, over the achieved request rate (each
 topic on the path, requests, predictions, labels and feedback, carries one record per request);
 and no process exited, restarted or stopped answering its metrics endpoint, and the generator sent
-at least 95% of the target rate.
+at least 95% of the target rate. Beside each processor's largest lag, its trend (least-squares slope
+over the judged samples, seconds of traffic per minute) tells one that keeps up in bursts (flat)
+from one falling behind (growing). Every sample is kept in the data dir's samples.jsonl.
 
 CPU is utime + stime from /proc over the hold: per record consumed (`flywheel_records_in_total`:
 the worker's requests, the joiner's predictions and labels, the monitor's predictions) and, for the
