@@ -47,7 +47,7 @@ from processors.worker.worker import EXACTLY_ONCE_PRODUCER  # noqa: E402
 from schemas import AvroSerde  # noqa: E402
 from schemas.registry import open_registry  # noqa: E402
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.clients import make_admin, make_consumer, make_producer  # noqa: E402
+from streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer  # noqa: E402
 from streams.settings import KafkaSettings  # noqa: E402
 from streams.topics import TopicCatalog, TopicSpec, ensure_topics  # noqa: E402
 
@@ -110,7 +110,7 @@ def produced_rate(kafka, topic: str, expect: int) -> float:
     produced each one): records after the first millisecond over the time after it, so the work
     of the first batch before its outputs does not count, as in the passthrough. Checks that the
     topic holds exactly `expect` committed records."""
-    c = make_consumer(kafka, "bench-reader-unused")
+    c = make_consumer(kafka, "bench-reader-unused", **LOW_LATENCY_FETCH)
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     stamps: list[int] = []
@@ -153,7 +153,7 @@ def passthrough(kafka, src: str, dst: str, n: int, overlap: bool, max_batch: int
 
 def relay(kafka, src: str, dst: str, overlap: bool, max_batch: int, until) -> None:
     """The passthrough loop, until `until(records done)` says so."""
-    consumer = make_consumer(kafka, f"bench-pass-{src}")
+    consumer = make_consumer(kafka, f"bench-pass-{src}", **LOW_LATENCY_FETCH)
     parts = consumer.list_topics(src, timeout=10).topics[src].partitions
     consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in parts])
     committer = BatchCommitter(consumer, make_producer(kafka, transactional_id=f"bench-pass-{src}",
@@ -194,7 +194,7 @@ def serve_relay(bootstrap: str, src: str, dst: str) -> int:
 
 def naive(kafka, registry, src: str, dst: str, onnx_bytes: bytes, manifest, n: int) -> float:
     """What a tutorial writes: one message at a time, decode, predict, produce, commit."""
-    consumer = make_consumer(kafka, f"bench-naive-{src}")
+    consumer = make_consumer(kafka, f"bench-naive-{src}", **LOW_LATENCY_FETCH)
     parts = consumer.list_topics(src, timeout=10).topics[src].partitions
     consumer.assign([TopicPartition(src, p, OFFSET_BEGINNING) for p in parts])
     producer = make_producer(kafka)
@@ -279,7 +279,7 @@ def latency(kafka, send_topic: str, read_topic: str, messages, rate: float, seco
     """Send at `rate` for `seconds` with a send-time header; a read_committed reader of
     `read_topic` (positioned at its end first) records receive - send for each record. Returns the
     latencies (ms, warm-up dropped) and the share of sent records received within the phase + 1 s."""
-    reader = make_consumer(kafka, "bench-lat-unused")
+    reader = make_consumer(kafka, "bench-lat-unused", **LOW_LATENCY_FETCH)
     parts = reader.list_topics(read_topic, timeout=10).topics[read_topic].partitions
     reader.assign([TopicPartition(read_topic, p, OFFSET_END) for p in parts])
     reader.consume(1, 0.5)  # settle the assignment before the load starts

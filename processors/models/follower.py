@@ -37,8 +37,7 @@ class ModelFollower:
                  on_refusal: Callable[[Refusal], None] = log_refusal):
         self.topic = TopicCatalog(settings).models
         self._serde = AvroSerde(registry, "ModelEvent")
-        self._consumer = make_consumer(settings, "flywheel-models-follower-unused",
-                                       **{"fetch.wait.max.ms": 10})
+        self._consumer = make_consumer(settings, "flywheel-models-follower-unused")
         self._partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING)
                             for p in topic_partitions(self._consumer, self.topic)]
         self._consumer.assign(self._partitions)

@@ -30,7 +30,7 @@ from confluent_kafka import Message
 from feature_store.online import OnlineFeatureLookup
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
-from streams.clients import make_admin, make_consumer, make_producer
+from streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
@@ -86,7 +86,7 @@ class InferenceWorker:
                                             self.metrics.dead_letters, kafka.max_message_bytes)
         self.budget = Budget(kafka.max_message_bytes)
         self.admin = make_admin(kafka)
-        self.consumer = make_consumer(kafka, settings.group_id)
+        self.consumer = make_consumer(kafka, settings.group_id, **LOW_LATENCY_FETCH)   # the latency path
         producer = make_producer(kafka, transactional_id=f"{settings.group_id}-{settings.instance_id}"
                                  if settings.exactly_once else None,
                                  **(EXACTLY_ONCE_PRODUCER if settings.exactly_once else {}))
