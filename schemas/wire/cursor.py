@@ -1,0 +1,114 @@
+"""Reading a whole batch of Avro records at once: the batch is one byte array and each field's
+position is one int64 column over all records, so a varint or a string is read for every record
+together (numpy) instead of record by record (Python).
+
+A record that stops parsing is marked in `ok` and read on as if nothing happened: its positions
+are clipped into the zero padding after the batch, so reads never fail, and the caller drops
+every record that is not `ok` at the end.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+MAX_VARINT_BYTES = 10
+UTF8_WINDOW = 64         # strings up to this long are checked for non-ASCII bytes in one numpy step
+
+
+class Cursor:
+    """One read position per record over the batch's bytes, and whether each record still parses."""
+
+    def __init__(self, buf: np.ndarray, starts: np.ndarray, limit: int):
+        self.buf = buf
+        self.p = starts.copy()
+        self.ok = np.ones(len(starts), dtype=bool)
+        self.limit = limit            # positions are clipped here: past every record, inside the padding
+
+    def move(self, to: np.ndarray) -> None:
+        self.p = np.minimum(to, self.limit)
+
+    def long(self) -> np.ndarray:
+        """Read one zigzag varint per record."""
+        q = self.p
+        byte = self.buf[q].astype(np.uint64)
+        raw = byte & np.uint64(0x7F)
+        more = byte >= 0x80
+        q = q + 1
+        shift = 7
+        while more.any():
+            if shift >= 7 * MAX_VARINT_BYTES:
+                self.ok &= ~more
+                break
+            idx = np.flatnonzero(more)
+            byte = self.buf[q[idx]].astype(np.uint64)
+            raw[idx] |= (byte & np.uint64(0x7F)) << np.uint64(shift)
+            q[idx] += 1
+            more[idx] = byte >= 0x80
+            shift += 7
+        self.move(q)
+        return (raw >> np.uint64(1)).astype(np.int64) ^ -(raw & np.uint64(1)).astype(np.int64)
+
+    def length(self) -> np.ndarray:
+        n = self.long()
+        self.ok &= n >= 0
+        return np.maximum(n, 0)
+
+    def span(self) -> tuple[np.ndarray, np.ndarray]:
+        """A string or bytes: (start, end) of its content."""
+        n = self.length()
+        start = self.p
+        self.move(start + n)
+        return start, start + n
+
+    def gather(self, at: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        return self.buf[np.minimum(at, self.limit)[:, None] + columns]
+
+    def windows(self, at: np.ndarray, width: int) -> np.ndarray:
+        """(records, width) bytes starting at `at`: one row copy each, not a byte-by-byte gather."""
+        return sliding_window_view(self.buf, width)[np.minimum(at, self.limit)]
+
+    def doubles(self, at: np.ndarray) -> np.ndarray:
+        """The little-endian double at `at` of each record."""
+        return np.ascontiguousarray(self.windows(at, 8)).view("<f8")[:, 0]
+
+
+class Batch:
+    """A batch of encoded records joined into one buffer, with a cursor at each record's start."""
+
+    def __init__(self, values: list[bytes], pad: int):
+        n = len(values)
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        self.ends = np.cumsum(lengths)
+        self.starts = self.ends - lengths
+        self.joined = b"".join(values)
+        # The padding holds every clipped read: widest window read plus a varint.
+        buf = np.frombuffer(self.joined + bytes(pad + UTF8_WINDOW + 2 * MAX_VARINT_BYTES + 8), dtype=np.uint8)
+        self.cursor = Cursor(buf, self.starts, len(self.joined) + 1)
+
+    def check_header(self, header: bytes) -> np.ndarray:
+        """Refuse records that do not start with `header`; the positions after it."""
+        cur = self.cursor
+        cur.ok &= (cur.gather(self.starts, np.arange(len(header))) == np.frombuffer(header, dtype=np.uint8)).all(axis=1)
+        after = self.starts + len(header)
+        cur.move(after)
+        return after
+
+    def check_utf8(self, span: tuple[np.ndarray, np.ndarray]) -> None:
+        """Refuse records whose string at `span` is not UTF-8. ASCII (the usual case) is seen in
+        one vectorised look at the first UTF8_WINDOW bytes; the rest are decoded one by one."""
+        cur, (start, end) = self.cursor, span
+        n = end - start
+        window = cur.windows(start, UTF8_WINDOW)
+        high = ((window >= 0x80) & (np.arange(UTF8_WINDOW) < n[:, None])).any(axis=1) | (n > UTF8_WINDOW)
+        for i in np.flatnonzero(high & cur.ok).tolist():
+            try:
+                self.joined[start[i]:end[i]].decode()
+            except UnicodeDecodeError:
+                cur.ok[i] = False
+
+    def texts(self, span: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> list[str]:
+        """The strings at `span` of records `rows` (checked as UTF-8 already)."""
+        joined = self.joined
+        return [joined[a:b].decode() for a, b in zip(span[0][rows].tolist(), span[1][rows].tolist())]
+
+    def sections(self, span: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> list[bytes]:
+        joined = self.joined
+        return [joined[a:b] for a, b in zip(span[0][rows].tolist(), span[1][rows].tolist())]
