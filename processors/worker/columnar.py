@@ -71,7 +71,7 @@ class ColumnarParser:
         ids_start = batch.check_header(self.header)
         rid = cur.span()
         eid = cur.span()
-        batch.check_utf8(cur.span())          # model: the topic says which; only checked
+        cur.check_utf8(cur.span())          # model: the topic says which; only checked
         et_start = cur.p
         event_times = cur.long()
         et_end = num_start = cur.p

@@ -140,7 +140,7 @@ class RequestParser:
         self.serde = serde
         self.template = template
         self.header = serde._header
-        self.enabled = _fields(serde) == self.FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == self.FIELDS and self._self_test()
 
     def parse(self, v: bytes) -> Parsed | None:
         if not self.enabled or v[:5] != self.header:
@@ -235,7 +235,7 @@ class PredictionWriter:
             fields += [(f"k{i}", f"S{len(string(label))}"), (f"v{i}", "<f8")]
         fields += [("end", "u1"), ("branch", "u1"), ("confidence", "<f8")]
         self.dtype = np.dtype(fields)
-        self.enabled = _fields(serde) == self.FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == self.FIELDS and self._self_test()
 
     def scores(self, probabilities: np.ndarray, confidence: np.ndarray) -> list[bytes]:
         """The encoded scores map + confidence union of each row."""
@@ -339,7 +339,7 @@ class ReviewWriter:
     def __init__(self, serde: AvroSerde):
         self.serde = serde
         self.header = serde._header
-        self.enabled = _fields(serde) == self.FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == self.FIELDS and self._self_test()
 
     def encode(self, ids_raw: bytes, model: str, version: str, reasons: list[str], label: str | None,
                value: float | None, confidence: float | None, numeric_raw: bytes, categorical_raw: bytes,
@@ -357,12 +357,3 @@ class ReviewWriter:
         mine = self.encode(string("r-é") + string("e"), "m", "v", ["x", "y"], "a", None, 0.5,
                            numeric_map({"a": 1.5, "b": None}), categorical_map({"c": "x"}), 1_700_000_000_456)
         return mine == self.serde.encode(record)
-
-
-def _fields(serde: AvroSerde) -> list[tuple[str, str]]:
-    out = []
-    for f in serde._reader["fields"]:
-        t = f["type"]
-        kind = t if isinstance(t, str) else ("union" if isinstance(t, list) else t["type"])
-        out.append((f["name"].split(".")[-1], kind))
-    return out

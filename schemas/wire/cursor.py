@@ -62,12 +62,45 @@ class Cursor:
         return self.buf[np.minimum(at, self.limit)[:, None] + columns]
 
     def windows(self, at: np.ndarray, width: int) -> np.ndarray:
-        """(records, width) bytes starting at `at`: one row copy each, not a byte-by-byte gather."""
-        return sliding_window_view(self.buf, width)[np.minimum(at, self.limit)]
+        """(records, width) bytes starting at `at`: one row copy each, not a byte-by-byte gather
+        (unless the window is wider than the padding; bytes past the buffer read as zeros)."""
+        at = np.minimum(at, self.limit)
+        if width <= len(self.buf) - self.limit:
+            return sliding_window_view(self.buf, width)[at]
+        return self.buf[np.minimum(at[:, None] + np.arange(width), len(self.buf) - 1)]
 
     def doubles(self, at: np.ndarray) -> np.ndarray:
         """The little-endian double at `at` of each record."""
         return np.ascontiguousarray(self.windows(at, 8)).view("<f8")[:, 0]
+
+    def check_utf8(self, span: tuple[np.ndarray, np.ndarray]) -> None:
+        """Refuse records whose string at `span` is not UTF-8. ASCII (the usual case) is seen in
+        one vectorised look at the strings' bytes (up to UTF8_WINDOW of them); the rest are
+        decoded one by one."""
+        start, end = span
+        n = end - start
+        checked = self.ok & (n > 0)
+        if not checked.any():
+            return
+        width = min(UTF8_WINDOW, int(n[checked].max()))
+        window = self.windows(start, width)
+        high = ((window >= 0x80) & (np.arange(width) < n[:, None])).any(axis=1) | (n > width)
+        for i in np.flatnonzero(high & checked).tolist():
+            try:
+                self.buf[start[i]:end[i]].tobytes().decode()
+            except UnicodeDecodeError:
+                self.ok[i] = False
+
+    def sub(self, rows: np.ndarray) -> "Cursor":
+        """A cursor over records `rows` only (for fields some records have and others not)."""
+        out = Cursor(self.buf, self.p[rows], self.limit)
+        out.ok = self.ok[rows]
+        return out
+
+    def put(self, rows: np.ndarray, sub: "Cursor") -> None:
+        """Take back what `sub` (from `self.sub(rows)`) has read."""
+        self.p[rows] = sub.p
+        self.ok[rows] = sub.ok
 
 
 class Batch:
@@ -80,7 +113,7 @@ class Batch:
         self.starts = self.ends - lengths
         self.joined = b"".join(values)
         # The padding holds every clipped read: widest window read plus a varint.
-        buf = np.frombuffer(self.joined + bytes(pad + UTF8_WINDOW + 2 * MAX_VARINT_BYTES + 8), dtype=np.uint8)
+        buf = np.frombuffer(self.joined + bytes(pad + 2 * MAX_VARINT_BYTES + 8), dtype=np.uint8)
         self.cursor = Cursor(buf, self.starts, len(self.joined) + 1)
 
     def check_header(self, header: bytes) -> np.ndarray:
@@ -90,19 +123,6 @@ class Batch:
         after = self.starts + len(header)
         cur.move(after)
         return after
-
-    def check_utf8(self, span: tuple[np.ndarray, np.ndarray]) -> None:
-        """Refuse records whose string at `span` is not UTF-8. ASCII (the usual case) is seen in
-        one vectorised look at the first UTF8_WINDOW bytes; the rest are decoded one by one."""
-        cur, (start, end) = self.cursor, span
-        n = end - start
-        window = cur.windows(start, UTF8_WINDOW)
-        high = ((window >= 0x80) & (np.arange(UTF8_WINDOW) < n[:, None])).any(axis=1) | (n > UTF8_WINDOW)
-        for i in np.flatnonzero(high & cur.ok).tolist():
-            try:
-                self.joined[start[i]:end[i]].decode()
-            except UnicodeDecodeError:
-                cur.ok[i] = False
 
     def texts(self, span: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> list[str]:
         """The strings at `span` of records `rows` (checked as UTF-8 already)."""
