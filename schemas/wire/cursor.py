@@ -47,9 +47,12 @@ class Cursor:
         return (raw >> np.uint64(1)).astype(np.int64) ^ -(raw & np.uint64(1)).astype(np.int64)
 
     def length(self) -> np.ndarray:
+        """A string or bytes length: one that is negative or runs past the batch refuses the
+        record (and reads as 0, so no position can overflow)."""
         n = self.long()
-        self.ok &= n >= 0
-        return np.maximum(n, 0)
+        bad = (n < 0) | (n > self.limit)
+        self.ok &= ~bad
+        return np.where(bad, 0, n)
 
     def span(self) -> tuple[np.ndarray, np.ndarray]:
         """A string or bytes: (start, end) of its content."""

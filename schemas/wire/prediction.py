@@ -27,6 +27,7 @@ per accepted record, the [start, end) byte range in `PredictionColumns.buffer` o
 
 Each range holds the fields' Avro encoding exactly as a FeedbackRecord encodes the same fields.
 """
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, TypeVar
@@ -312,7 +313,7 @@ def _map_layouts(cur: Cursor, joined: bytes, strings: bool) -> _Layouts:
             break
         try:
             keys = list(read_map_at(joined, int(start[todo[0]]), strings)[0])
-        except (IndexError, UnicodeDecodeError):
+        except (IndexError, UnicodeDecodeError, struct.error):
             keys = None
         sub = cur.sub(todo)
         read = _walk(sub, keys, strings) if keys is not None else []
