@@ -18,14 +18,41 @@ For at-least-once consumption each window remembers the first offset it holds pe
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
 from processors.monitor.performance import Performance, performance
 from processors.monitor.profile import Profile
 from processors.monitor.quality import QualityCheck, QualityThresholds, check
+from schemas.wire.prediction import PredictionColumns
 
 Key = tuple[str, str]                       # (model, version)
 Source = tuple[str, int, int]               # (topic, partition, offset)
 FEEDBACK_FIELDS = ("labelled_at", "true_label", "predicted_label", "true_value", "predicted_value", "scores", "confidence")
+
+
+@dataclass
+class Offsets:
+    """Where each record of a batch came from, as columns: (topic, partition) codes and offsets."""
+    partitions: list[tuple[str, int]]
+    partition: np.ndarray             # per record: index into `partitions`
+    offset: np.ndarray                # int64
+
+    @staticmethod
+    def of(sources: list[Source]) -> "Offsets":
+        index: dict[tuple[str, int], int] = {}
+        codes = [index.setdefault((topic, partition), len(index)) for topic, partition, _ in sources]
+        return Offsets(list(index), np.asarray(codes, dtype=np.int64),
+                       np.asarray([offset for _, _, offset in sources], dtype=np.int64))
+
+    def take(self, rows: np.ndarray) -> "Offsets":
+        return Offsets(self.partitions, self.partition[rows], self.offset[rows])
+
+    def firsts(self) -> dict[tuple[str, int], int]:
+        """The first offset per partition."""
+        first = np.full(len(self.partitions), np.iinfo(np.int64).max)
+        np.minimum.at(first, self.partition, self.offset)
+        return {tp: int(o) for tp, o in zip(self.partitions, first.tolist()) if o != np.iinfo(np.int64).max}
 
 
 @dataclass
@@ -77,9 +104,9 @@ class Window:
     late: int = 0
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def note(self, sources: list[Source]) -> None:
-        for topic, partition, offset in sources:
-            key = (topic, partition)
+    def note(self, firsts: dict[tuple[str, int], int]) -> None:
+        """Remember the first offset per partition of records added (from `Offsets.firsts`)."""
+        for key, offset in firsts.items():
             if offset < self.first_offsets.get(key, offset + 1):
                 self.first_offsets[key] = offset
 
@@ -106,7 +133,25 @@ class WindowedMonitor:
                     window.profile.add_records(rows)
                 window.rows += len(rows)
                 window.late += late
-                window.note(srcs)
+                window.note(Offsets.of(srcs).firsts())
+
+    def add_prediction_columns(self, predictions: PredictionColumns, offsets: Offsets) -> None:
+        """`add_predictions` for a batch decoded as columns; `offsets` has one row per prediction."""
+        models, versions = predictions.model, predictions.model_version
+        pair = models.codes * len(versions.values) + versions.codes
+        for code in np.unique(pair).tolist():
+            key = (models.values[code // len(versions.values)], versions.values[code % len(versions.values)])
+            rows = np.flatnonzero(pair == code)
+            starts, late = self._starts(key, predictions.predicted_at[rows])
+            for start in np.unique(starts).tolist():
+                inside = starts == start
+                picked = rows[inside]
+                window = self._window(key, start)
+                if window.profile is not None:
+                    window.profile.add_predictions(predictions, picked)
+                window.rows += len(picked)
+                window.late += int(late[inside].sum())
+                window.note(offsets.take(picked).firsts())
 
     def add_feedback(self, records: list[dict], sources: list[Source] = ()) -> None:
         for key, group in self._grouped(records, sources, "labelled_at").items():
@@ -117,7 +162,7 @@ class WindowedMonitor:
                     if kept is None or r["labelled_at"] >= kept["labelled_at"]:
                         window.feedback[r["request_id"]] = {k: r.get(k) for k in FEEDBACK_FIELDS}
                 window.late += late
-                window.note(srcs)
+                window.note(Offsets.of(srcs).firsts())
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
         """Close and score every window whose end plus grace is at or before `now_ms`."""
@@ -171,6 +216,15 @@ class WindowedMonitor:
 
     def _start(self, t_ms: int) -> int:
         return t_ms - t_ms % self.window_ms
+
+    def _starts(self, key: Key, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_grouped`'s window starts for one version's times, vectorised: (starts, late)."""
+        starts = t_ms - t_ms % self.window_ms
+        closed = self.closed_until(key)
+        if closed is None:
+            return starts, np.zeros(len(starts), dtype=bool)
+        late = starts < closed
+        return np.where(late, closed, starts), late
 
     def _window(self, key: Key, start: int) -> Window:
         windows = self._open.setdefault(key, {})
