@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter as CounterMetric, Gauge
 
@@ -194,19 +195,21 @@ class Monitor:
         return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
-        predictions, feedback = [], []
-        for m in messages:
-            topic = m.topic()
-            self._next[(topic, m.partition())] = m.offset() + 1
-            if replay_headers.get(m.headers(), replay_headers.REPLAY) is None:
-                (feedback if topic == self.catalog.feedback else predictions).append(m)
-        return self._add_predictions(predictions) + self._add_feedback(feedback)
+        # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
+        offsets = Offsets.of([m.topic() for m in messages], [m.partition() for m in messages],
+                             [m.offset() for m in messages])
+        self._next.update(offsets.nexts())
+        headers = [m.headers() for m in messages]
+        live = np.asarray([_live(h) for h in headers] if any(headers) else [True] * len(messages), dtype=bool)
+        feedback = offsets.in_topic(self.catalog.feedback)
+        predictions = np.flatnonzero(live & ~feedback)
+        return (self._add_predictions([messages[i] for i in predictions.tolist()], offsets.take(predictions))
+                + self._add_feedback([messages[i] for i in np.flatnonzero(live & feedback).tolist()]))
 
-    def _add_predictions(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
+    def _add_predictions(self, messages: list[Message], offsets: Offsets) -> list[tuple[Message, str, str]]:
         """Decoded a batch at a time into columns; what the columnar path leaves, by fastavro."""
         decoded = hold_back(lambda: self._decoder.decode([m.value() for m in messages]), self.stop, PROCESSOR)
         columns, records = decoded.columns, [r for _, r in decoded.records]
-        offsets = Offsets.of([(m.topic(), m.partition(), m.offset()) for m in messages])
         self.windows.add_prediction_columns(columns, offsets.take(columns.indices))
         self.windows.add_predictions(records, [_source(messages[i]) for i, _ in decoded.records])
         counts = Counter(r["model"] for r in records)
@@ -257,3 +260,8 @@ class Monitor:
 
 def _source(m: Message) -> tuple[str, int, int]:
     return m.topic(), m.partition(), m.offset()
+
+
+def _live(headers) -> bool:
+    """Not marked as a replay."""
+    return replay_headers.get(headers, replay_headers.REPLAY) is None

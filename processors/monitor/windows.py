@@ -39,14 +39,28 @@ class Offsets:
     offset: np.ndarray                # int64
 
     @staticmethod
-    def of(sources: list[Source]) -> "Offsets":
-        index: dict[tuple[str, int], int] = {}
-        codes = [index.setdefault((topic, partition), len(index)) for topic, partition, _ in sources]
-        return Offsets(list(index), np.asarray(codes, dtype=np.int64),
-                       np.asarray([offset for _, _, offset in sources], dtype=np.int64))
+    def of(topics: list[str], partitions: list[int], offsets: list[int]) -> "Offsets":
+        """From each record's topic, partition and offset."""
+        index = {tp: i for i, tp in enumerate(dict.fromkeys(zip(topics, partitions)))}
+        codes = np.fromiter(map(index.__getitem__, zip(topics, partitions)), dtype=np.int64, count=len(topics))
+        return Offsets(list(index), codes, np.asarray(offsets, dtype=np.int64))
+
+    @staticmethod
+    def of_sources(sources: list[Source]) -> "Offsets":
+        return Offsets.of(*map(list, zip(*sources))) if sources else Offsets.of([], [], [])
 
     def take(self, rows: np.ndarray) -> "Offsets":
         return Offsets(self.partitions, self.partition[rows], self.offset[rows])
+
+    def nexts(self) -> dict[tuple[str, int], int]:
+        """One past the last offset per partition."""
+        last = np.full(len(self.partitions), -1)
+        np.maximum.at(last, self.partition, self.offset)
+        return {tp: o + 1 for tp, o in zip(self.partitions, last.tolist()) if o >= 0}
+
+    def in_topic(self, topic: str) -> np.ndarray:
+        """Per record: whether it came from `topic`."""
+        return np.asarray([t == topic for t, _ in self.partitions], dtype=bool)[self.partition]
 
     def firsts(self) -> dict[tuple[str, int], int]:
         """The first offset per partition."""
@@ -133,7 +147,7 @@ class WindowedMonitor:
                     window.profile.add_records(rows)
                 window.rows += len(rows)
                 window.late += late
-                window.note(Offsets.of(srcs).firsts())
+                window.note(Offsets.of_sources(srcs).firsts())
 
     def add_prediction_columns(self, predictions: PredictionColumns, offsets: Offsets) -> None:
         """`add_predictions` for a batch decoded as columns; `offsets` has one row per prediction."""
@@ -162,7 +176,7 @@ class WindowedMonitor:
                     if kept is None or r["labelled_at"] >= kept["labelled_at"]:
                         window.feedback[r["request_id"]] = {k: r.get(k) for k in FEEDBACK_FIELDS}
                 window.late += late
-                window.note(Offsets.of(srcs).firsts())
+                window.note(Offsets.of_sources(srcs).firsts())
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
         """Close and score every window whose end plus grace is at or before `now_ms`."""

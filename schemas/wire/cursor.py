@@ -122,16 +122,8 @@ class Batch:
     def check_header(self, header: bytes) -> np.ndarray:
         """Refuse records that do not start with `header`; the positions after it."""
         cur = self.cursor
-        cur.ok &= (cur.gather(self.starts, np.arange(len(header))) == np.frombuffer(header, dtype=np.uint8)).all(axis=1)
+        expected = np.frombuffer(header, dtype=np.uint8)
+        cur.ok &= (cur.gather(self.starts, np.arange(len(header))) == expected).all(axis=1)
         after = self.starts + len(header)
         cur.move(after)
         return after
-
-    def texts(self, span: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> list[str]:
-        """The strings at `span` of records `rows` (checked as UTF-8 already)."""
-        joined = self.joined
-        return [joined[a:b].decode() for a, b in zip(span[0][rows].tolist(), span[1][rows].tolist())]
-
-    def sections(self, span: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> list[bytes]:
-        joined = self.joined
-        return [joined[a:b] for a, b in zip(span[0][rows].tolist(), span[1][rows].tolist())]

@@ -15,7 +15,7 @@ PACKED_VALUES = 16       # values told apart in numpy; any further ones one by o
 @dataclass
 class Factor:
     codes: np.ndarray                 # per record: index into `values`
-    values: list[str | None]          # None: the value was null (or the field absent)
+    values: list[str | None]          # distinct; None: the value was null (or the field absent)
 
     def take(self, rows: np.ndarray) -> "Factor":
         return Factor(self.codes[rows], self.values)
@@ -23,21 +23,7 @@ class Factor:
     def counts(self) -> dict[str | None, int]:
         """How many records hold each value (values held by none left out)."""
         counts = np.bincount(self.codes, minlength=len(self.values)).tolist()
-        out: dict[str | None, int] = {}
-        for value, n in zip(self.values, counts):
-            if n:
-                out[value] = out.get(value, 0) + n
-        return out
-
-    def tolist(self) -> list[str | None]:
-        values = self.values
-        return [values[c] for c in self.codes.tolist()]
-
-    @staticmethod
-    def of(values: list[str | None]) -> "Factor":
-        index: dict[str | None, int] = {}
-        codes = [index.setdefault(v, len(index)) for v in values]
-        return Factor(np.asarray(codes, dtype=np.int64), list(index))
+        return {value: n for value, n in zip(self.values, counts) if n}
 
 
 def factor(cur: Cursor, start: np.ndarray, end: np.ndarray, present: np.ndarray | None = None) -> Factor:
