@@ -195,7 +195,8 @@ def main() -> None:
             if joiner:
                 rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend)
                 rows.append(("joiner: end to end (broker -> store -> feedback, transactions)",
-                             f"{2 * n:,} records in", 2 * n / rate, f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
+                             f"{2 * n:,} records in", 2 * n / rate,
+                             f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
                              f"{2 * cpu_rate:,.0f} records in"))
             if monitor:
                 rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, args.backend)
