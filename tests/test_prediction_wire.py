@@ -26,6 +26,7 @@ def predictions(draw):
     """Predictions as one producer writes them (the batch's key order, nulls here and there),
     or with maps of any keys."""
     record = draw(any_record("Prediction"))
+    record["value"], record["confidence"] = (draw(st.one_of(st.none(), doubles)) for _ in range(2))
     if draw(st.booleans()):
         record["numeric"] = {n: draw(st.one_of(st.none(), doubles)) for n in NAMES}
         record["categorical"] = {c: draw(st.one_of(st.none(), st.sampled_from(["a", "b", "é"]))) for c in CATEGORIES}

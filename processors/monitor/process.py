@@ -84,8 +84,9 @@ class MonitorMetrics(ProcessorMetrics):
                                  ["model", "version", "metric"], registry=r)
         self.labelled = Gauge("flywheel_labelled_examples", "Labelled examples behind the last window's performance",
                               ["model", "version"], registry=r)
-        self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded into "
-                            "the oldest open one, never into the closed one)", ["model", "version"], registry=r)
+        self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded "
+                                  "into the oldest open one, never into the closed one)", ["model", "version"],
+                                  registry=r)
 
     def show(self, result: WindowResult) -> None:
         m, v = result.model, result.version

@@ -128,6 +128,7 @@ class PredictionColumns:
     value: np.ndarray                 # float64, NaN where null
     has_value: np.ndarray             # bool (a regressor may answer NaN, which is not null)
     confidence: np.ndarray            # float64, NaN where null
+    has_confidence: np.ndarray        # bool
     scores_span: Span
     flags_span: Span
     numeric: NumericColumns
@@ -174,7 +175,7 @@ class PredictionColumns:
                 "role": ROLES[self.role[j]], "event_time": int(self.event_time[j]),
                 "predicted_at": int(self.predicted_at[j]), "label": self.label.values[self.label.codes[j]],
                 "value": float(self.value[j]) if self.has_value[j] else None, "scores": self.scores(j),
-                "confidence": None if np.isnan(self.confidence[j]) else float(self.confidence[j]),
+                "confidence": float(self.confidence[j]) if self.has_confidence[j] else None,
                 "flags": self.flags(j), "numeric": self.numeric.record(j), "categorical": self.categorical.record(j)}
 
     def _texts(self, span: Span) -> list[str]:
@@ -240,8 +241,8 @@ class PredictionDecoder:
             batch.joined, rows, request_id.take(rows), entity_id.take(rows), _factor(cur, model, rows),
             _factor(cur, version, rows), role[rows], event_time[rows], predicted_at[rows],
             _factor(cur, label, rows, has_label), np.where(has_value, value, np.nan)[rows], has_value[rows],
-            np.where(has_confidence, confidence, np.nan)[rows], scores.take(rows), flags.take(rows),
-            numeric.build(rows), categorical.build(rows), sections)
+            np.where(has_confidence, confidence, np.nan)[rows], has_confidence[rows], scores.take(rows),
+            flags.take(rows), numeric.build(rows), categorical.build(rows), sections)
 
     def _self_test(self) -> bool:
         """Decode records written by fastavro and compare; any difference switches the path off."""
@@ -256,7 +257,6 @@ class PredictionDecoder:
              "confidence": None, "flags": [], "numeric": {"y": 2.0, "x": float("nan")}, "categorical": {},
              "feature_sources": {}, "inference_us": 0, "batch_size": 1},
         ]
-        self.enabled = True
         try:
             cols = self.columns([self.serde.encode(r) for r in samples])
             return cols.indices.tolist() == [0, 1] and all(
