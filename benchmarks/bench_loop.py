@@ -6,6 +6,7 @@ store, produce feedback, commit in Kafka transactions). Monitor: feature values 
 window sketches, once from decoded records and once end to end from the broker.
 
     .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8] [--backend sqlite|cassandra]
+                                              [--only joiner|monitor]
 
 --backend cassandra puts each case's store in a fresh keyspace on FLYWHEEL_CASSANDRA_HOSTS
 (bench_store.py's `fresh_store`).
@@ -14,7 +15,9 @@ Figures are for one process on a 2-core machine shared with the broker; compare 
 End-to-end rows time from the first batch on (the consumer group join is not throughput), and
 their seconds are the total work at that rate. Each row also gives the rate per CPU second of
 the processing thread (Kafka client threads and the broker excluded): on a loaded machine the
-steadier figure, and the one a capacity model needs.
+steadier figure, and the one a capacity model needs. The monitor's end-to-end row at the default
+20,000 records times under a tenth of a second of work (from the second batch on); quote it from
+`--records 100000`.
 """
 import argparse
 import sys
@@ -131,10 +134,9 @@ def total(registry, sample: str) -> float:
 
 
 def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, float]:
-    """FeedbackRecords per second and per CPU second; two records (prediction, label) come in for each."""
-    catalog = TopicCatalog(kafka)
-    produce(kafka, registry, catalog.predictions("m"), "Prediction", records)
-    produce(kafka, registry, catalog.labels, "GroundTruth", labels(len(records)))
+    """FeedbackRecords per second and per CPU second; two records (prediction, label) come in for each
+    (the predictions are on the topic already)."""
+    produce(kafka, registry, TopicCatalog(kafka).labels, "GroundTruth", labels(len(records)))
     with fresh_store(backend) as store:
         joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
                                 instance="bench")
@@ -162,8 +164,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--features", type=int, default=8, help="features per record (one categorical)")
     parser.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
+    parser.add_argument("--only", choices=("joiner", "monitor"), help="only that processor's rows")
     args = parser.parse_args()
     tune_gc()    # as every processor runs (flywheel/wiring.py start_processor)
+    joiner, monitor = args.only in (None, "joiner"), args.only in (None, "monitor")
     n, f = args.records, args.features
     rng = np.random.default_rng(0)
     records = predictions(n, f, rng)
@@ -175,29 +179,35 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        seconds, cpu, written = bench_join_store(records, args.backend)
-        rows.append((f"joiner: join only, into the {args.backend} store", f"{2 * n:,} records in", seconds,
-                     f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s",
-                     f"{2 * n / cpu:,.0f} records in"))
-        seconds, cpu = bench_monitor_core(records, reference)
-        rows.append(("monitor: decoded records into window sketches", f"{values:,} values", seconds,
-                     f"{values / seconds:,.0f} feature values/s", f"{values / cpu:,.0f} values"))
-        seconds, cpu = bench_sketch_columns(n * 10, f, reference)
-        rows.append(("monitor: columns into sketches (ceiling)", f"{n * 10 * f:,} values", seconds,
-                     f"{n * 10 * f / seconds:,.0f} feature values/s", f"{n * 10 * f / cpu:,.0f} values"))
+        if joiner:
+            seconds, cpu, written = bench_join_store(records, args.backend)
+            rows.append((f"joiner: join only, into the {args.backend} store", f"{2 * n:,} records in", seconds,
+                         f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s",
+                         f"{2 * n / cpu:,.0f} records in"))
+        if monitor:
+            seconds, cpu = bench_monitor_core(records, reference)
+            rows.append(("monitor: decoded records into window sketches", f"{values:,} values", seconds,
+                         f"{values / seconds:,.0f} feature values/s", f"{values / cpu:,.0f} values"))
+            seconds, cpu = bench_sketch_columns(n * 10, f, reference)
+            rows.append(("monitor: columns into sketches (ceiling)", f"{n * 10 * f:,} values", seconds,
+                         f"{n * 10 * f / seconds:,.0f} feature values/s", f"{n * 10 * f / cpu:,.0f} values"))
         with EmbeddedBroker(free_port(), work / "broker.log") as broker:
             kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="bench.", session_timeout_ms=6000)
             ensure_topics(make_admin(kafka), TopicCatalog(kafka).core() + TopicCatalog(kafka).for_model("m"))
             registry = open_registry(None, work)
-            rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend)
-            rows.append(("joiner: end to end (broker -> store -> feedback, transactions)", f"{2 * n:,} records in",
-                         2 * n / rate, f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
-                         f"{2 * cpu_rate:,.0f} records in"))
-            rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, args.backend)
-            per_record = values / n
-            rows.append(("monitor: end to end (broker -> decode -> sketches)", f"{values:,} values", n / rate,
-                         f"{rate * per_record:,.0f} feature values/s ({rate:,.0f} predictions/s)",
-                         f"{cpu_rate * per_record:,.0f} values"))
+            produce(kafka, registry, TopicCatalog(kafka).predictions("m"), "Prediction", records)
+            if joiner:
+                rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend)
+                rows.append(("joiner: end to end (broker -> store -> feedback, transactions)",
+                             f"{2 * n:,} records in", 2 * n / rate,
+                             f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
+                             f"{2 * cpu_rate:,.0f} records in"))
+            if monitor:
+                rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, args.backend)
+                per_record = values / n
+                rows.append(("monitor: end to end (broker -> decode -> sketches)", f"{values:,} values", n / rate,
+                             f"{rate * per_record:,.0f} feature values/s ({rate:,.0f} predictions/s)",
+                             f"{cpu_rate * per_record:,.0f} values"))
     print(f"\n{n:,} predictions with {f} features each ({f - 1} numeric, 1 categorical), {args.backend} store\n")
     print("| what | work | seconds | throughput | per CPU second (processing thread) |")
     print("|---|---|---:|---|---|")

@@ -84,6 +84,16 @@ class AvroSerde:
                 out.append(DecodeFailure(e.reason, str(e)))
         return out
 
+    def field_kinds(self) -> list[tuple[str, str]]:
+        """(name, type kind) of each field, in order: what a hand-written fast path checks it was
+        written for before it trusts itself."""
+        out = []
+        for f in self._reader["fields"]:
+            t = f["type"]
+            kind = t if isinstance(t, str) else ("union" if isinstance(t, list) else t["type"])
+            out.append((f["name"].split(".")[-1], kind))
+        return out
+
     def _writer(self, schema_id: int):
         if schema_id not in self._writers:
             text = self._registry.schema_by_id(schema_id)  # raises UnknownSchemaId

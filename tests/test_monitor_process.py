@@ -14,6 +14,7 @@ from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec
 from streams.clients import make_producer
 from streams.replay.headers import REPLAY
+from tests.test_worker_support import register
 
 T0 = 1_800_000_000_000          # a window boundary for 10 s windows
 WINDOW = 10_000
@@ -41,8 +42,9 @@ def store(data_dir):
         yield s
 
 
-def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_topics, store):
+def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_topics, store, data_dir):
     catalog = make_topics("m")
+    register(kafka, registry, data_dir, "m", "1").close()
     rng = np.random.default_rng(4)
     ref_x = rng.normal(0, 1, 20_000)
     reference = build_reference(SPEC, {"x": ref_x}, {"c": rng.choice(["a", "b"], 20_000)},
@@ -59,6 +61,9 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
     send(catalog.predictions("m"), "Prediction", _predictions(rng, 500, T0))                 # window 0: as trained
     send(catalog.predictions("m"), "Prediction", _predictions(rng, 500, T0 + WINDOW, 1.5))   # window 1: drifted
     send(catalog.predictions("m"), "Prediction", _predictions(rng, 300, T0, 9.0), [(REPLAY, b"run")])
+    chosen = [dict(r, model="client-chosen") for r in _predictions(rng, 10, T0)]
+    send(catalog.predictions("m"), "Prediction", chosen)                  # a model name nobody registered
+    producer.produce(catalog.predictions("m"), b"\x00\x00\x00\x00\x01 not a prediction", b"bad")
     send(catalog.feedback, "FeedbackRecord", _feedback(200, 160, T0))
     send(catalog.feedback, "FeedbackRecord", _feedback(50, 0, T0 + 1000, ["replay"]))         # replayed feedback
     send(catalog.feedback, "FeedbackRecord", _feedback(50, 0, T0 + 2000), [(REPLAY, b"run")])
@@ -67,16 +72,21 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
     now = {"ms": T0 + 1}
     monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=10, grace_seconds=1, group_id="mon"),
                       clock=lambda: now["ms"])
-    in_total = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
-        "flywheel_records_in_total", {"processor": "monitor", "model": "m"}) or 0
+    in_total = lambda model="m": monitor.metrics.registry.get_sample_value(   # noqa: E731
+        "flywheel_records_in_total", {"processor": "monitor", "model": model}) or 0
+    dead = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
+        "flywheel_dead_letters_total", {"processor": "monitor", "reason": "undecodable"}) or 0
     deadline = time.monotonic() + 30
-    while (in_total() < 1000 or monitor.windows.open_windows < 2) and time.monotonic() < deadline:
+    while (in_total() < 1000 or in_total("unknown") < 10 or not dead() or monitor.windows.open_windows < 2) \
+            and time.monotonic() < deadline:
         assert monitor.step() == []
     time.sleep(0.5)
     monitor.step()                     # anything still in flight
     assert in_total() == 1000          # the replayed predictions are not live traffic
+    # A model name nobody registered is no label value; the bad record is one dead letter.
+    assert (in_total("unknown"), in_total("client-chosen"), dead()) == (10, 0, 1)
     now["ms"] = T0 + 2 * WINDOW + 1000
-    results = {r.start_ms: r for r in monitor.step()}
+    results = {r.start_ms: r for r in monitor.step() if r.model == "m"}
     assert sorted(results) == [T0, T0 + WINDOW]
 
     calm, drifted = results[T0], results[T0 + WINDOW]

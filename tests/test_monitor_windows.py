@@ -1,6 +1,13 @@
 """Tumbling windows: closing by clock and grace, late records folded forward, feedback kept once per
 request, and the offsets that may be committed while windows are open."""
-from processors.monitor.windows import WindowedMonitor
+import numpy as np
+
+from processors.monitor.drift import DriftThresholds
+from processors.monitor.profile import build_reference
+from processors.monitor.windows import Offsets, WindowedMonitor
+from schemas import AvroSerde
+from schemas.features import Feature, FeatureSpec
+from schemas.wire.prediction import PredictionDecoder
 
 W = 1000
 
@@ -61,3 +68,50 @@ def test_closed_windows_are_read_from_the_store_so_a_restart_cannot_reopen_them(
     monitor.add_feedback([fb("late", W + 10, "b"), fb("new", 2 * W + 10, "a")])
     [window] = monitor.close_due(3 * W + 200)
     assert (window.start_ms, window.labelled, window.late) == (2 * W, 2, 1)
+
+
+def test_columns_fill_windows_as_the_same_records_as_dicts_do(registry):
+    """The columnar path (predictions decoded a batch at a time) gives every window what the dict
+    path gives it: rows, late records, offsets held, and each feature's sketch and counts, with
+    nulls, a second key layout, unlabelled and regression predictions, and a closed window."""
+    spec = FeatureSpec((Feature("x", min=-1, max=1), Feature("y"), Feature("c", "categorical", categories=("a",))))
+    reference = build_reference(spec, {"x": [0.0, 0.5], "y": [1.0, 2.0]}, {"c": ["a", "a"]}, [0.5, 0.5], ["a", "b"])
+    serde = AvroSerde(registry, "Prediction")
+    rng = np.random.default_rng(5)
+    records = []
+    for i in range(300):
+        numeric = {"x": None if i % 7 == 0 else float(rng.normal()), "y": float(rng.normal())}
+        if i % 5 == 0:
+            numeric = {"z": 1.0, "x": 0.25}                         # another layout, no y
+        records.append({"request_id": f"r{i}", "entity_id": "e", "model": "m", "model_version": "12"[i % 2],
+                        "role": "LIVE", "event_time": 0, "predicted_at": 100 + 7 * i,
+                        "label": None if i % 3 == 0 else "ab"[i % 2], "value": -1.0 if i % 3 == 0 else None,
+                        "scores": {}, "confidence": 0.75, "flags": [], "numeric": numeric,
+                        "categorical": {"c": [None, "a", "zz"][i % 3]} if i % 4 else {},
+                        "feature_sources": {}, "inference_us": 0, "batch_size": 1})
+    sources = [("t", i % 2, 1000 + i) for i in range(len(records))]
+    decoded = PredictionDecoder(serde).decode([serde.encode(r) for r in records])
+    assert len(decoded.columns) == len(records)
+
+    def windows():
+        return WindowedMonitor(W, 0, lambda m, v: reference, DriftThresholds(min_count=1),
+                               closed=lambda m, v: W if v == "2" else None)
+
+    by_dicts, by_columns = windows(), windows()
+    by_dicts.add_predictions(records, sources)
+    by_columns.add_prediction_columns(decoded.columns, Offsets.of_sources(sources))
+    assert by_columns.safe_offsets() == by_dicts.safe_offsets() == {("t", 0): 1000, ("t", 1): 1001}
+    expected, got = by_dicts.close_due(10 * W), by_columns.close_due(10 * W)
+    assert [(r.version, r.start_ms, r.rows, r.late) for r in got] == \
+        [(r.version, r.start_ms, r.rows, r.late) for r in expected]
+    assert sum(r.late for r in got) > 0
+    for a, b in zip(expected, got):
+        assert _summary(a) == _summary(b)
+    figures = _summary(got[0])
+    assert {("x", "missing_rate"), ("z", "missing_rate"), ("c", "unseen_category"), ("prediction.label", "psi"),
+            ("prediction.score", "ks")} <= set(figures)
+
+
+def _summary(result) -> dict:
+    return {(d.feature, k): v for d in result.drift for k, v in d.statistics.items()} | \
+        {(q.feature, q.rule): q.value for q in result.quality}

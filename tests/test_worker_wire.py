@@ -11,9 +11,10 @@ from processors.models import MatrixLayout
 from processors.worker.columnar import ColumnarParser
 from processors.worker.features import RequestDecoder
 from processors.worker.wire import (NumericTemplate, PredictionWriter, RequestParser, ReviewWriter, categorical_map,
-                                    numeric_map, read_map, string, string_map, zigzag)
+                                    numeric_map, string_map)
 from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec
+from schemas.wire.primitives import read_map, string, zigzag
 
 NAMES = ["f0", "feature_1", "ß2"]
 texts = st.text(max_size=80)

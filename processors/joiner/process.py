@@ -30,6 +30,7 @@ from prometheus_client import Counter, Histogram
 
 from feature_store import FeatureStore, wall_clock_ms
 from processors.models import ModelFollower
+from processors.models.follower import UNKNOWN
 from processors.runtime.identity import process_instance_id
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
@@ -64,7 +65,6 @@ class JoinerMetrics(ProcessorMetrics):
                                      ["model"], buckets=DELAY_BUCKETS, registry=r)
 
 
-UNKNOWN = "unknown"
 
 
 @dataclass

@@ -26,6 +26,7 @@ from processors.models.signing import EventSigner
 from processors.models.store import check_name
 
 log = logging.getLogger("flywheel.models")
+UNKNOWN = "unknown"      # the metric label value of a model name no ModelEvent registered
 
 
 def log_refusal(refusal: Refusal) -> None:

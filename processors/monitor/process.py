@@ -11,22 +11,27 @@ and cached; a version without one gets performance figures but no drift or quali
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter as CounterMetric, Gauge
 
 from feature_store import FeatureStore, WindowMetrics, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
+from processors.models import ModelFollower
+from processors.models.follower import UNKNOWN
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
-from processors.monitor.windows import WindowedMonitor, WindowResult
+from processors.monitor.windows import Offsets, WindowedMonitor, WindowResult
 from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
 from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
+from schemas.wire.prediction import PredictionDecoder
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.delivery import TrackedProducer
 from streams.replay import headers as replay_headers
@@ -79,8 +84,9 @@ class MonitorMetrics(ProcessorMetrics):
                                  ["model", "version", "metric"], registry=r)
         self.labelled = Gauge("flywheel_labelled_examples", "Labelled examples behind the last window's performance",
                               ["model", "version"], registry=r)
-        self.late = Counter("flywheel_monitor_late_records", "Records for an already closed window (folded into "
-                            "the oldest open one, never into the closed one)", ["model", "version"], registry=r)
+        self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded "
+                                  "into the oldest open one, never into the closed one)", ["model", "version"],
+                                  registry=r)
 
     def show(self, result: WindowResult) -> None:
         m, v = result.model, result.version
@@ -118,7 +124,7 @@ class Monitor:
         self.clock = clock
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
                                        self.reference, settings.drift(), settings.quality(), self._closed_until)
-        self._predictions = AvroSerde(registry, "Prediction")
+        self._decoder = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                       self.metrics.dead_letters, kafka.max_message_bytes)
@@ -129,6 +135,8 @@ class Monitor:
         self._references: dict[tuple[str, str], tuple[Profile | None, float]] = {}
         self._next: dict[tuple[str, int], int] = {}
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
+        self._models = ModelFollower(kafka, registry)
+        self._models.catch_up()
         self.consumer.subscribe([self.catalog.feedback, self.catalog.predictions_pattern()],
                                 on_revoke=self._on_revoke)
 
@@ -167,6 +175,7 @@ class Monitor:
             self.producer.flush()
         finally:
             self.consumer.close()
+            self._models.close()
 
     def reference(self, model: str, version: str) -> Profile | None:
         """The version's reference profile from the store, cached; a miss is retried later."""
@@ -187,28 +196,49 @@ class Monitor:
         return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
-        dead = []
-        for m in messages:
-            self._next[(m.topic(), m.partition())] = m.offset() + 1
-        live = [m for m in messages if replay_headers.get(m.headers(), replay_headers.REPLAY) is None]
-        for is_feedback in (False, True):
-            batch = [m for m in live if (m.topic() == self.catalog.feedback) == is_feedback]
-            serde = self._feedback if is_feedback else self._predictions
-            records, sources = [], []
-            decoded = hold_back(lambda: serde.decode_many([m.value() for m in batch]), self.stop, PROCESSOR)
-            for m, value in zip(batch, decoded):
-                if isinstance(value, DecodeFailure):
-                    dead.append((m, value.reason, value.detail))
-                elif not (is_feedback and REPLAY_FLAG in value["flags"]):
-                    records.append(value)
-                    sources.append((m.topic(), m.partition(), m.offset()))
-            if is_feedback:
-                self.windows.add_feedback(records, sources)
-            else:
-                self.windows.add_predictions(records, sources)
-                for r in records:
-                    self.metrics.records_in.labels(PROCESSOR, r["model"]).inc()
+        # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
+        offsets = Offsets.of([m.topic() for m in messages], [m.partition() for m in messages],
+                             [m.offset() for m in messages])
+        self._next.update(offsets.nexts())
+        headers = [m.headers() for m in messages]
+        live = np.asarray([_live(h) for h in headers] if any(headers) else [True] * len(messages), dtype=bool)
+        feedback = offsets.in_topic(self.catalog.feedback)
+        predictions = np.flatnonzero(live & ~feedback)
+        return (self._add_predictions([messages[i] for i in predictions.tolist()], offsets.take(predictions))
+                + self._add_feedback([messages[i] for i in np.flatnonzero(live & feedback).tolist()]))
+
+    def _add_predictions(self, messages: list[Message], offsets: Offsets) -> list[tuple[Message, str, str]]:
+        """Decoded a batch at a time into columns; what the columnar path leaves, by fastavro."""
+        decoded = hold_back(lambda: self._decoder.decode([m.value() for m in messages]), self.stop, PROCESSOR)
+        columns, records = decoded.columns, [r for _, r in decoded.records]
+        self.windows.add_prediction_columns(columns, offsets.take(columns.indices))
+        self.windows.add_predictions(records, [_source(messages[i]) for i, _ in decoded.records])
+        counts = Counter(r["model"] for r in records)
+        counts.update(columns.model.counts())
+        self._count_in(counts)
+        return [(messages[i], f.reason, f.detail) for i, f in decoded.failures]
+
+    def _add_feedback(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
+        dead, records, sources = [], [], []
+        decoded = hold_back(lambda: self._feedback.decode_many([m.value() for m in messages]), self.stop, PROCESSOR)
+        for m, value in zip(messages, decoded):
+            if isinstance(value, DecodeFailure):
+                dead.append((m, value.reason, value.detail))
+            elif REPLAY_FLAG not in value["flags"]:
+                records.append(value)
+                sources.append(_source(m))
+        self.windows.add_feedback(records, sources)
         return dead
+
+    def _count_in(self, counts: Counter) -> None:
+        """Records in per model, once a batch; a model name no ModelEvent registered is counted as
+        "unknown" (names come from whoever produced the record: unbounded as label values)."""
+        self._models.poll(0)
+        known = Counter()
+        for model, n in counts.items():
+            known[model if model in self._models.events else UNKNOWN] += n
+        for model, n in known.items():
+            self.metrics.records_in.labels(PROCESSOR, model).inc(n)
 
     def _commit(self, dead: list) -> None:
         """Dead letters first (delivered, or this raises), then offsets no further than open windows
@@ -227,3 +257,12 @@ class Monitor:
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
+
+
+def _source(m: Message) -> tuple[str, int, int]:
+    return m.topic(), m.partition(), m.offset()
+
+
+def _live(headers) -> bool:
+    """Not marked as a replay."""
+    return replay_headers.get(headers, replay_headers.REPLAY) is None

@@ -20,6 +20,8 @@ import numpy as np
 from datasketches import frequent_items_error_type, frequent_strings_sketch, kll_doubles_sketch
 
 from schemas.features import Feature, FeatureSpec
+from schemas.wire.factor import Factor
+from schemas.wire.prediction import PredictionColumns
 
 # The prediction itself is profiled like two more features.
 PREDICTED_SCORE = "prediction.score"
@@ -104,13 +106,13 @@ class Profile:
         return Profile(self.spec, WINDOW_K, 0, start_ms, end_ms, known=self.known)
 
     def add_columns(self, rows: int, numeric: dict[str, Iterable[float | None]],
-                    categorical: dict[str, Iterable[str | None]]) -> None:
+                    categorical: dict[str, Iterable[str | None] | Factor]) -> None:
         """Add `rows` records given column-wise (None or NaN is a missing value)."""
         self.rows += rows
         for name, values in numeric.items():
-            self._add_numeric(name, np.asarray([math.nan if v is None else v for v in values], dtype=float))
+            self._add_numeric(name, _floats(values))
         for name, values in categorical.items():
-            self._add_categorical(name, list(values))
+            self._add_categorical(name, values.counts() if isinstance(values, Factor) else Counter(values))
 
     def _add_numeric(self, name: str, values: np.ndarray) -> None:
         summary = self.numeric_summary(name)
@@ -122,15 +124,29 @@ class Profile:
         if feature is not None:
             summary.out_of_range += _outside(present, feature)
 
-    def _add_categorical(self, name: str, values: list[str | None]) -> None:
+    def _add_categorical(self, name: str, counts: dict[str | None, int]) -> None:
         summary = self.categorical_summary(name)
-        counts = Counter(values)
         summary.missing += counts.pop(None, 0)
         known = self.known.get(name)
         for item, count in counts.items():
             summary.sketch.update(item, count)
             if known is not None and item not in known:
                 summary.unseen += count
+
+    def add_predictions(self, predictions: PredictionColumns, rows: np.ndarray) -> None:
+        """Add records `rows` of a batch decoded as columns: what `add_records` adds for dicts."""
+        n = len(rows)
+        numeric = predictions.numeric.columns(rows)
+        categorical = predictions.categorical.columns(rows)
+        for feature in self.spec.numeric:
+            numeric.setdefault(feature.name, np.full(n, math.nan))
+        for feature in self.spec.categorical:
+            categorical.setdefault(feature.name, Factor(np.zeros(n, dtype=np.int64), [None]))
+        numeric[PREDICTED_SCORE] = np.where(predictions.has_value, predictions.value, predictions.confidence)[rows]
+        labels = predictions.label.take(rows)
+        if any(label is not None for label in labels.counts()):
+            categorical[PREDICTED_LABEL] = labels
+        self.add_columns(n, numeric, categorical)
 
     def add_records(self, records: list[dict]) -> None:
         """Add Prediction or FeedbackRecord dicts: their features and what was predicted."""
@@ -229,6 +245,12 @@ def predicted_score(record: dict) -> float | None:
     """The number that stands for a prediction: a regressor's value, else the confidence."""
     value = record.get("value", record.get("predicted_value"))
     return value if value is not None else record.get("confidence")
+
+
+def _floats(values: Iterable[float | None]) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values
+    return np.asarray([math.nan if v is None else v for v in values], dtype=float)
 
 
 def _declared(feature: Feature | None) -> tuple[str, ...]:

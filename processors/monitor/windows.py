@@ -18,14 +18,55 @@ For at-least-once consumption each window remembers the first offset it holds pe
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
 from processors.monitor.performance import Performance, performance
 from processors.monitor.profile import Profile
 from processors.monitor.quality import QualityCheck, QualityThresholds, check
+from schemas.wire.prediction import PredictionColumns
 
 Key = tuple[str, str]                       # (model, version)
 Source = tuple[str, int, int]               # (topic, partition, offset)
 FEEDBACK_FIELDS = ("labelled_at", "true_label", "predicted_label", "true_value", "predicted_value", "scores", "confidence")
+
+
+@dataclass
+class Offsets:
+    """Where each record of a batch came from, as columns: (topic, partition) codes and offsets."""
+    partitions: list[tuple[str, int]]
+    partition: np.ndarray             # per record: index into `partitions`
+    offset: np.ndarray                # int64
+
+    @staticmethod
+    def of(topics: list[str], partitions: list[int], offsets: list[int]) -> "Offsets":
+        """From each record's topic, partition and offset."""
+        index = {tp: i for i, tp in enumerate(dict.fromkeys(zip(topics, partitions)))}
+        codes = np.fromiter(map(index.__getitem__, zip(topics, partitions)), dtype=np.int64, count=len(topics))
+        return Offsets(list(index), codes, np.asarray(offsets, dtype=np.int64))
+
+    @staticmethod
+    def of_sources(sources: list[Source]) -> "Offsets":
+        return Offsets.of(*map(list, zip(*sources))) if sources else Offsets.of([], [], [])
+
+    def take(self, rows: np.ndarray) -> "Offsets":
+        return Offsets(self.partitions, self.partition[rows], self.offset[rows])
+
+    def nexts(self) -> dict[tuple[str, int], int]:
+        """One past the last offset per partition."""
+        last = np.full(len(self.partitions), -1)
+        np.maximum.at(last, self.partition, self.offset)
+        return {tp: o + 1 for tp, o in zip(self.partitions, last.tolist()) if o >= 0}
+
+    def in_topic(self, topic: str) -> np.ndarray:
+        """Per record: whether it came from `topic`."""
+        return np.asarray([t == topic for t, _ in self.partitions], dtype=bool)[self.partition]
+
+    def firsts(self) -> dict[tuple[str, int], int]:
+        """The first offset per partition."""
+        first = np.full(len(self.partitions), np.iinfo(np.int64).max)
+        np.minimum.at(first, self.partition, self.offset)
+        return {tp: int(o) for tp, o in zip(self.partitions, first.tolist()) if o != np.iinfo(np.int64).max}
 
 
 @dataclass
@@ -77,9 +118,9 @@ class Window:
     late: int = 0
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def note(self, sources: list[Source]) -> None:
-        for topic, partition, offset in sources:
-            key = (topic, partition)
+    def note(self, firsts: dict[tuple[str, int], int]) -> None:
+        """Remember the first offset per partition of records added (from `Offsets.firsts`)."""
+        for key, offset in firsts.items():
             if offset < self.first_offsets.get(key, offset + 1):
                 self.first_offsets[key] = offset
 
@@ -106,7 +147,25 @@ class WindowedMonitor:
                     window.profile.add_records(rows)
                 window.rows += len(rows)
                 window.late += late
-                window.note(srcs)
+                window.note(Offsets.of_sources(srcs).firsts())
+
+    def add_prediction_columns(self, predictions: PredictionColumns, offsets: Offsets) -> None:
+        """`add_predictions` for a batch decoded as columns; `offsets` has one row per prediction."""
+        models, versions = predictions.model, predictions.model_version
+        pair = models.codes * len(versions.values) + versions.codes
+        for code in np.unique(pair).tolist():
+            key = (models.values[code // len(versions.values)], versions.values[code % len(versions.values)])
+            rows = np.flatnonzero(pair == code)
+            starts, late = self._starts(key, predictions.predicted_at[rows])
+            for start in np.unique(starts).tolist():
+                inside = starts == start
+                picked = rows[inside]
+                window = self._window(key, start)
+                if window.profile is not None:
+                    window.profile.add_predictions(predictions, picked)
+                window.rows += len(picked)
+                window.late += int(late[inside].sum())
+                window.note(offsets.take(picked).firsts())
 
     def add_feedback(self, records: list[dict], sources: list[Source] = ()) -> None:
         for key, group in self._grouped(records, sources, "labelled_at").items():
@@ -117,7 +176,7 @@ class WindowedMonitor:
                     if kept is None or r["labelled_at"] >= kept["labelled_at"]:
                         window.feedback[r["request_id"]] = {k: r.get(k) for k in FEEDBACK_FIELDS}
                 window.late += late
-                window.note(srcs)
+                window.note(Offsets.of_sources(srcs).firsts())
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
         """Close and score every window whose end plus grace is at or before `now_ms`."""
@@ -171,6 +230,15 @@ class WindowedMonitor:
 
     def _start(self, t_ms: int) -> int:
         return t_ms - t_ms % self.window_ms
+
+    def _starts(self, key: Key, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_grouped`'s window starts for one version's times, vectorised: (starts, late)."""
+        starts = t_ms - t_ms % self.window_ms
+        closed = self.closed_until(key)
+        if closed is None:
+            return starts, np.zeros(len(starts), dtype=bool)
+        late = starts < closed
+        return np.where(late, closed, starts), late
 
     def _window(self, key: Key, start: int) -> Window:
         windows = self._open.setdefault(key, {})

@@ -14,11 +14,10 @@ malformed record...) is left to the per-record paths, which also name the dead-l
 from dataclasses import dataclass, fields
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from processors.worker.wire import NumericTemplate, read_map_at, skip_string_map
-
-MAX_VARINT_BYTES = 10
+from processors.worker.wire import NumericTemplate
+from schemas.wire.cursor import Batch, Cursor
+from schemas.wire.primitives import read_map_at, skip_string_map
 
 
 @dataclass
@@ -60,110 +59,35 @@ class Columns:
 ARRAYS = ("values", "from_dense", "checked")
 
 
-class _Cursor:
-    """One read position per record over the batch's bytes, and whether each record still parses."""
-
-    def __init__(self, buf: np.ndarray, starts: np.ndarray, limit: int):
-        self.buf = buf
-        self.p = starts.copy()
-        self.ok = np.ones(len(starts), dtype=bool)
-        self.limit = limit            # positions are clipped here: past every record, inside the padding
-
-    def move(self, to: np.ndarray) -> None:
-        self.p = np.minimum(to, self.limit)
-
-    def long(self) -> np.ndarray:
-        """Read one zigzag varint per record."""
-        q = self.p
-        byte = self.buf[q].astype(np.uint64)
-        raw = byte & np.uint64(0x7F)
-        more = byte >= 0x80
-        q = q + 1
-        shift = 7
-        while more.any():
-            if shift >= 7 * MAX_VARINT_BYTES:
-                self.ok &= ~more
-                break
-            idx = np.flatnonzero(more)
-            byte = self.buf[q[idx]].astype(np.uint64)
-            raw[idx] |= (byte & np.uint64(0x7F)) << np.uint64(shift)
-            q[idx] += 1
-            more[idx] = byte >= 0x80
-            shift += 7
-        self.move(q)
-        return (raw >> np.uint64(1)).astype(np.int64) ^ -(raw & np.uint64(1)).astype(np.int64)
-
-    def length(self) -> np.ndarray:
-        n = self.long()
-        self.ok &= n >= 0
-        return np.maximum(n, 0)
-
-    def span(self) -> tuple[np.ndarray, np.ndarray]:
-        """A string or bytes: (start, end) of its content."""
-        n = self.length()
-        start = self.p
-        self.move(start + n)
-        return start, start + n
-
-    def gather(self, at: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        return self.buf[np.minimum(at, self.limit)[:, None] + columns]
-
-    def windows(self, at: np.ndarray, width: int) -> np.ndarray:
-        """(records, width) bytes starting at `at`: one row copy each, not a byte-by-byte gather."""
-        return sliding_window_view(self.buf, width)[np.minimum(at, self.limit)]
-
-
 class ColumnarParser:
     def __init__(self, header: bytes, template: NumericTemplate):
-        self.header = np.frombuffer(header, dtype=np.uint8)
+        self.header = header
         self.template = template
         self.k = len(template.names)
 
     def parse(self, values: list[bytes]) -> Columns:
-        n = len(values)
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        joined = b"".join(values)
-        limit = len(joined) + 1
-        pad = max(self.template.window, 64) + 4 * self.k + 2 * MAX_VARINT_BYTES + 8
-        cur = _Cursor(np.frombuffer(joined + bytes(pad), dtype=np.uint8), starts, limit)
-        cur.ok &= (cur.gather(starts, np.arange(len(self.header))) == self.header).all(axis=1)
-        ids_start = starts + len(self.header)
-        cur.move(ids_start)
+        batch = Batch(values, self.template.window + 4 * self.k)
+        cur = batch.cursor
+        ids_start = batch.check_header(self.header)
         rid = cur.span()
         eid = cur.span()
-        self._check_utf8(cur, joined, cur.span())   # model: the topic says which; only checked
+        cur.check_utf8(cur.span())          # model: the topic says which; only checked
         et_start = cur.p
         event_times = cur.long()
         et_end = num_start = cur.p
         templated, dense_only, bodies = self._numeric(cur)
         num_end = cat_start = cur.p
-        categorical = self._categorical(cur, joined)
+        categorical = self._categorical(cur, batch.joined)
         cat_end = cur.p
         dense = self._dense(cur)
-        self._metadata(cur, joined)
-        cur.ok &= cur.p == ends
+        self._metadata(cur, batch.joined)
+        cur.ok &= cur.p == batch.ends
         values_out, from_dense = self._values(cur, bodies, templated, dense_only, dense)
         rows = np.flatnonzero(cur.ok)
-        return self._columns(joined, rows, values_out[rows], from_dense[rows], rid, eid, ids_start, event_times,
-                             (et_start, et_end), (num_start, num_end), (cat_start, cat_end), categorical)
+        return self._columns(batch.joined, rows, values_out[rows], from_dense[rows], rid, eid, ids_start,
+                             event_times, (et_start, et_end), (num_start, num_end), (cat_start, cat_end), categorical)
 
-    @staticmethod
-    def _check_utf8(cur: _Cursor, joined: bytes, span: tuple[np.ndarray, np.ndarray], width: int = 64) -> None:
-        """Refuse records whose string at `span` is not UTF-8. ASCII (the usual case) is seen
-        in one vectorised look at the first `width` bytes; the rest are decoded one by one."""
-        start, end = span
-        n = end - start
-        window = cur.windows(start, width)
-        high = ((window >= 0x80) & (np.arange(width) < n[:, None])).any(axis=1) | (n > width)
-        for i in np.flatnonzero(high & cur.ok).tolist():
-            try:
-                joined[start[i]:end[i]].decode()
-            except UnicodeDecodeError:
-                cur.ok[i] = False
-
-    def _numeric(self, cur: _Cursor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _numeric(self, cur: Cursor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Walk the numeric map: (laid out as the template, empty, each record's map body as
         `template.window` bytes). Other layouts are refused."""
         t = self.template
@@ -178,7 +102,7 @@ class ColumnarParser:
         cur.move(np.where(templated, body + t.length + 1, body))
         return templated, empty, bodies
 
-    def _categorical(self, cur: _Cursor, joined: bytes) -> list[dict]:
+    def _categorical(self, cur: Cursor, joined: bytes) -> list[dict]:
         out: list[dict] = [{} for _ in range(len(cur.p))]
         at = cur.p
         p = np.where(cur.buf[at] == 0, at + 1, at)
@@ -191,7 +115,7 @@ class ColumnarParser:
         cur.move(p)
         return out
 
-    def _dense(self, cur: _Cursor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _dense(self, cur: Cursor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(present, start, end) of the `dense` union."""
         branch = cur.buf[cur.p]
         present = branch == 2
@@ -202,7 +126,7 @@ class ColumnarParser:
         cur.move(np.where(present, end, after))
         return present, start, end
 
-    def _metadata(self, cur: _Cursor, joined: bytes) -> None:
+    def _metadata(self, cur: Cursor, joined: bytes) -> None:
         at = cur.p
         p = at + 1
         for i in np.flatnonzero(cur.ok & (cur.buf[at] != 0)).tolist():
@@ -212,7 +136,7 @@ class ColumnarParser:
                 cur.ok[i] = False
         cur.move(p)
 
-    def _values(self, cur: _Cursor, bodies: np.ndarray, templated: np.ndarray, dense_only: np.ndarray,
+    def _values(self, cur: Cursor, bodies: np.ndarray, templated: np.ndarray, dense_only: np.ndarray,
                 dense: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Each row's numeric features: from the map (no dense beside it) or from dense alone."""
         present, start, end = dense

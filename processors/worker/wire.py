@@ -15,56 +15,19 @@ Anything that does not fit (another writer schema id, another key order, nulls, 
 blocks, a non-finite output...) takes the fastavro path, record by record. Both classes test
 themselves against fastavro when built and switch themselves off if the schema has changed.
 """
-import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from schemas import AvroSerde
+from schemas.wire.primitives import DOUBLE, read_length, read_long, read_map_at, skip_string_map, string, zigzag
 
 if TYPE_CHECKING:
     from processors.worker.columnar import Columns
     from processors.worker.outputs import Answers
 
-DOUBLE = struct.Struct("<d")
 ROLES = ("LIVE", "CANARY", "SHADOW")
-
-
-def zigzag(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def string(s: str) -> bytes:
-    b = s.encode()
-    return zigzag(len(b)) + b
-
-
-def read_long(b: bytes, p: int) -> tuple[int, int]:
-    byte = b[p]
-    p += 1
-    n = byte & 0x7F
-    shift = 7
-    while byte & 0x80:
-        byte = b[p]
-        p += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-    return (n >> 1) ^ -(n & 1), p
-
-
-def read_length(b: bytes, p: int) -> tuple[int, int]:
-    """A string/bytes length: a long that must not be negative (IndexError marks it unparseable)."""
-    n, p = read_long(b, p)
-    if n < 0:
-        raise IndexError("negative length")
-    return n, p
 
 
 def numeric_map(values: dict) -> bytes:
@@ -76,57 +39,6 @@ def numeric_map(values: dict) -> bytes:
         parts.append(string(k) + (b"\x00" if v is None else b"\x02" + DOUBLE.pack(v)))
     parts.append(b"\x00")
     return b"".join(parts)
-
-
-def read_map(raw: bytes, strings: bool) -> dict:
-    """Decode an encoded map<union<null,double>> (or <union<null,string>> with strings=True)."""
-    return read_map_at(raw, 0, strings)[0]
-
-
-def read_map_at(b: bytes, p: int, strings: bool) -> tuple[dict, int]:
-    """The map starting at `p` and the position after it (IndexError if it is not one)."""
-    out = {}
-    count, p = read_long(b, p)
-    while count:
-        if count < 0:
-            count = -count
-            _, p = read_long(b, p)
-        for _ in range(count):
-            n, p = read_length(b, p)
-            key = b[p:p + n].decode()
-            p += n
-            branch, p = read_long(b, p)
-            if branch == 0:
-                out[key] = None
-            elif branch != 1:
-                raise IndexError(f"union branch {branch}")
-            elif strings:
-                n, p = read_length(b, p)
-                out[key] = b[p:p + n].decode()
-                p += n
-            else:
-                out[key] = DOUBLE.unpack_from(b, p)[0]
-                p += 8
-        count, p = read_long(b, p)
-    return out, p
-
-
-def skip_string_map(b: bytes, p: int) -> int:
-    """The position after the map<string> starting at `p`, its strings checked as UTF-8 though
-    unused (IndexError if it is not a map, UnicodeDecodeError as fastavro would)."""
-    count, p = read_long(b, p)
-    while count:
-        if count < 0:
-            count = -count
-            _, p = read_long(b, p)
-        for _ in range(2 * count):
-            n, p = read_length(b, p)
-            b[p:p + n].decode()
-            p += n
-        count, p = read_long(b, p)
-    if p > len(b):
-        raise IndexError("map runs past the record")
-    return p
 
 
 def string_map(values: dict) -> bytes:
@@ -228,7 +140,7 @@ class RequestParser:
         self.serde = serde
         self.template = template
         self.header = serde._header
-        self.enabled = _fields(serde) == self.FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == self.FIELDS and self._self_test()
 
     def parse(self, v: bytes) -> Parsed | None:
         if not self.enabled or v[:5] != self.header:
@@ -323,7 +235,7 @@ class PredictionWriter:
             fields += [(f"k{i}", f"S{len(string(label))}"), (f"v{i}", "<f8")]
         fields += [("end", "u1"), ("branch", "u1"), ("confidence", "<f8")]
         self.dtype = np.dtype(fields)
-        self.enabled = _fields(serde) == self.FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == self.FIELDS and self._self_test()
 
     def scores(self, probabilities: np.ndarray, confidence: np.ndarray) -> list[bytes]:
         """The encoded scores map + confidence union of each row."""
@@ -427,7 +339,7 @@ class ReviewWriter:
     def __init__(self, serde: AvroSerde):
         self.serde = serde
         self.header = serde._header
-        self.enabled = _fields(serde) == self.FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == self.FIELDS and self._self_test()
 
     def encode(self, ids_raw: bytes, model: str, version: str, reasons: list[str], label: str | None,
                value: float | None, confidence: float | None, numeric_raw: bytes, categorical_raw: bytes,
@@ -445,12 +357,3 @@ class ReviewWriter:
         mine = self.encode(string("r-é") + string("e"), "m", "v", ["x", "y"], "a", None, 0.5,
                            numeric_map({"a": 1.5, "b": None}), categorical_map({"c": "x"}), 1_700_000_000_456)
         return mine == self.serde.encode(record)
-
-
-def _fields(serde: AvroSerde) -> list[tuple[str, str]]:
-    out = []
-    for f in serde._reader["fields"]:
-        t = f["type"]
-        kind = t if isinstance(t, str) else ("union" if isinstance(t, list) else t["type"])
-        out.append((f["name"].split(".")[-1], kind))
-    return out

@@ -30,6 +30,7 @@ from confluent_kafka import Message
 from feature_store.online import OnlineFeatureLookup
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
+from schemas.wire.primitives import read_map
 from streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
@@ -45,7 +46,7 @@ from processors.worker.metrics import WorkerMetrics
 from processors.worker.outputs import Answers, ReviewBudget, interpret
 from processors.worker.sessions import ROLE_CANARY, ROLE_LIVE, ROLE_SHADOW, LoadedVersion, ModelLoader, ServedModel
 from processors.worker.settings import WorkerSettings
-from processors.worker.wire import PredictionWriter, ReviewWriter, read_map
+from processors.worker.wire import PredictionWriter, ReviewWriter
 
 PROCESSOR = "worker"
 log = logging.getLogger("flywheel.worker")
