@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, precision_score, recall_score
 
-from processors.monitor.performance import calibration_error, performance
+from processors.monitor.performance import PerformanceCounts, performance
 from processors.monitor.profile import build_reference
 from processors.monitor.quality import VOLUME, QualityThresholds, check
 from schemas.features import Feature, FeatureSpec
@@ -26,11 +26,31 @@ def test_classifier_figures_match_scikit_learn():
     assert perf.metrics["log_loss"] == pytest.approx(log_loss(true, probs, labels=classes))
 
 
+def _calibration_error(confidence: list[float], correct: list[int]) -> float:
+    return performance([{"true_label": "a" if ok else "b", "predicted_label": "a", "confidence": c}
+                        for c, ok in zip(confidence, correct)]).metrics["calibration_error"]
+
+
 def test_calibration_error_is_zero_when_confidence_matches_accuracy():
-    confidence = np.array([0.75] * 8 + [0.95] * 20)
-    correct = np.array([1] * 6 + [0] * 2 + [1] * 19 + [0])
-    assert calibration_error(confidence, correct) == pytest.approx(0.0)
-    assert calibration_error(np.array([0.9] * 10), np.array([0] * 10)) == pytest.approx(0.9)
+    confidence = [0.75] * 8 + [0.95] * 20
+    correct = [1] * 6 + [0] * 2 + [1] * 19 + [0]
+    assert _calibration_error(confidence, correct) == pytest.approx(0.0)
+    assert _calibration_error([0.9] * 10, [0] * 10) == pytest.approx(0.9)
+
+
+def test_counts_of_parts_merged_give_the_figures_of_the_whole():
+    rng = np.random.default_rng(2)
+    records = [{"true_label": str(rng.integers(3)), "predicted_label": str(rng.integers(3)),
+                "scores": {"0": float(rng.random())}, "confidence": float(rng.random())} for _ in range(200)]
+    merged = PerformanceCounts()
+    for k in range(0, 200, 30):
+        part = PerformanceCounts()
+        part.add(records[k:k + 30])
+        merged.merge(part)
+    whole = performance(records)
+    assert merged.performance().counts == whole.counts
+    assert merged.performance().metrics == pytest.approx(whole.metrics)
+    assert whole.metrics["calibration_error"] > 0 and whole.counts["log_loss"] == 200
 
 
 def test_regressor_figures():
