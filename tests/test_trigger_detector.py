@@ -6,7 +6,7 @@ import pytest
 from river.drift import ADWIN
 
 from feature_store import FeedbackRecord
-from processors.trigger.detector import ErrorStream, ErrorStreams
+from processors.trigger.detector import ErrorStream, ErrorStreams, in_label_order
 
 DRIFT_AT = 3000
 
@@ -26,7 +26,7 @@ def _labels(rates: list[tuple[int, float]], seed: int = 0) -> list[FeedbackRecor
 
 def _first_change(stream: ErrorStream, records: list[FeedbackRecord], chunk: int = 50):
     for k in range(0, len(records), chunk):
-        change = stream.feed(records[k:k + chunk], 0)
+        change = stream.feed(records[k:k + chunk])
         if change is not None:
             return change
     return None
@@ -62,10 +62,10 @@ def test_twenty_thousand_stationary_labels_and_an_improvement_raise_nothing():
 def test_state_rebuilt_from_the_lookback_after_a_restart_is_the_running_state():
     records = _labels([(DRIFT_AT, 0.05), (600, 0.35)], seed=5)
     running = ErrorStreams(0.002)
-    for k in range(0, len(records), 200):                 # every round re-reads the whole lookback
-        change = running.observe("m", "1", records[:k + 200], 0)
-    restarted = ErrorStreams(0.002).observe("m", "1", list(reversed(records)), 0)
+    for k in range(0, len(records), 200):                 # each round feeds what the topic brought
+        change = running.observe("m", "1", records[k:k + 200])
+    restarted = ErrorStream(0.002).feed(in_label_order(list(reversed(records))))   # rebuilt from the store
     assert change is not None and restarted == change
-    assert running.observe("m", "1", records, 0) == change                # nothing new: the same change
-    assert running.observe("m", "2", records, 0) is not None              # a new live version starts afresh
+    assert running.observe("m", "1", []) == change                        # nothing new: the same change
+    assert running.observe("m", "2", records) is not None                 # a new live version starts afresh
     assert list(running.streams) == [("m", "2")]

@@ -11,9 +11,11 @@ estimated within ADWIN's window as the least-squares single change point.
 
 Only a rise of the error counts (a version getting better is no reason to retrain). The latest
 change is held; the policy acts on it once, when it was found after the model's last request
-(which the store keeps). The state is rebuilt from the store: the trigger reads the version's
-feedback over its lookback each round and feeds the labels it has not seen yet, so after a
-restart the first round replays the lookback and arrives at the same place.
+(which the store keeps). The trigger feeds each label once, as the `feedback` topic brings it;
+after a restart, or when a version becomes live, the stream is rebuilt from the version's stored
+feedback over the lookback in label order, which arrives at the same place. A record the joiner
+emits twice (after its own restart) is fed twice. Memory is bounded: ADWIN's buckets grow with
+the log of its window, and the window a change is dated in holds at most DATING_WINDOW labels.
 """
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -42,7 +44,6 @@ class ErrorStream:
     """One model version's errors, in label order, through ADWIN."""
     delta: float
     adwin: ADWIN = field(init=False)
-    fed: dict[str, int] = field(default_factory=dict)            # request id -> labelled_at
     # (event time, error) of the latest examples in ADWIN's window, where a change is dated
     window: deque = field(default_factory=lambda: deque(maxlen=DATING_WINDOW))
     change: ChangePoint | None = None
@@ -50,14 +51,11 @@ class ErrorStream:
     def __post_init__(self):
         self.adwin = ADWIN(delta=self.delta)
 
-    def feed(self, records: list[FeedbackRecord], forget_before: int) -> ChangePoint | None:
-        """Feed the labelled records not fed yet (in label order); return the latest change."""
-        fresh = sorted((r for r in records if r.request_id not in self.fed and error(r) is not None),
-                       key=lambda r: (r.labelled_at, r.request_id))
-        for r in fresh:
-            self.fed[r.request_id] = r.labelled_at
-            self._update(r)
-        self.fed = {k: t for k, t in self.fed.items() if t >= forget_before}
+    def feed(self, records: list[FeedbackRecord]) -> ChangePoint | None:
+        """Feed new labelled records, in the order their labels arrived; return the latest change."""
+        for r in records:
+            if error(r) is not None:
+                self._update(r)
         return self.change
 
     def _update(self, record: FeedbackRecord) -> None:
@@ -81,12 +79,12 @@ class ErrorStreams:
     delta: float
     streams: dict[tuple[str, str], ErrorStream] = field(default_factory=dict)
 
-    def observe(self, model: str, version: str, records: list[FeedbackRecord], forget_before: int
-                ) -> ChangePoint | None:
+    def observe(self, model: str, version: str, records: list[FeedbackRecord]) -> ChangePoint | None:
+        """Feed the version's new records (in label order; a new live version starts afresh)."""
         for key in [k for k in self.streams if k[0] == model and k[1] != version]:
             del self.streams[key]
         stream = self.streams.setdefault((model, version), ErrorStream(self.delta))
-        return stream.feed(records, forget_before)
+        return stream.feed(records)
 
 
 def _change_point(window: deque, detected_at: int) -> ChangePoint | None:
@@ -103,6 +101,10 @@ def _change_point(window: deque, detected_at: int) -> ChangePoint | None:
     if after[split] <= before[split]:
         return None
     return ChangePoint(detected_at, times[split + 1], n - split - 1, float(before[split]), float(after[split]))
+
+
+def in_label_order(records: list[FeedbackRecord]) -> list[FeedbackRecord]:
+    return sorted(records, key=lambda r: (r.labelled_at, r.request_id))
 
 
 def error(record: FeedbackRecord) -> float | None:

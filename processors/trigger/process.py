@@ -1,6 +1,14 @@
-"""The retrain trigger: every `interval_seconds`, for every model the `models` topic names, read
-what the store knows (the live version's monitor windows and labelled feedback, the model's
-retrain bookkeeping), apply the policy, and when it says so emit RetrainRequested on `retrain`.
+"""The retrain trigger: every `interval_seconds`, for every model the `models` topic names, gather
+what is known (the live version's monitor windows and the model's retrain bookkeeping from the
+store, its labelled feedback from the `feedback` topic), apply the policy, and when it says so emit
+RetrainRequested on `retrain`.
+
+Labelled feedback is not re-read each round: the trigger follows the `feedback` topic and keeps,
+per model, its live version's feedback as counts in one-minute buckets of labelled_at over the
+lookback, plus the ADWIN error stream (tally.py). A round costs what the topic brought since the
+last one; memory is bounded by the lookback over the bucket width, not by the number of labels.
+The store's feedback is read once per live version, to build its tally (start-up, promotion), and
+so is each time by `flywheel retrain`, which evaluates once.
 
 Bookkeeping comes first: the request is written to the store as in flight (with the model's
 last-request time, which the cooldown reads) before it is produced, so a crash in between leaves a
@@ -20,18 +28,17 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from feature_store import FeatureStore, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
+from feature_store import FeatureStore, FeedbackRecord, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
-from processors.monitor.performance import performance
 from processors.runtime import ProcessorMetrics
-from processors.trigger.detector import ErrorStreams
-from processors.trigger.policy import (Decision, ModelState, TriggerSettings, decide, hard_example,
-                                       retrain_request)
-from schemas import AvroSerde
+from processors.trigger.policy import Decision, ModelState, TriggerSettings, decide, retrain_request
+from processors.trigger.tally import LiveTallies
+from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
 from streams.delivery import TrackedProducer
+from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
 from streams.subscriber import Subscriber
 from streams.topics import TopicCatalog
@@ -45,6 +52,9 @@ class TriggerMetrics(ProcessorMetrics):
         super().__post_init__()
         self.requests = Counter("flywheel_retrain_requests", "Retrain requests emitted, one per reason",
                                 ["model", "reason"], registry=self.registry)
+        self.skipped = Counter("flywheel_trigger_skipped_feedback", "Feedback records the trigger could not "
+                               "decode and left out (the monitor dead-letters them)", ["reason"],
+                               registry=self.registry)
 
 
 @dataclass
@@ -102,7 +112,7 @@ class Requester:
         self._out = TrackedProducer(make_producer(kafka))
         self._sent = Subscriber(kafka, registry, self.topic, "RetrainRequested", start="earliest")
         self.delivered: set[str] = set()                # retrain ids seen on the retrain topic
-        self.errors = ErrorStreams(settings.change_delta)   # rebuilt from the store's lookback after a restart
+        self.tallies = LiveTallies(settings, self._stored_feedback)
 
     def state(self, model: str, live: LiveVersion) -> ModelState:
         now, s = self.clock(), self.settings
@@ -114,16 +124,18 @@ class Requester:
         lookback = now - int(s.lookback_seconds * 1000)
         windows = self._read(lambda: list(self.store.metrics(model, version, lookback, now)))
         state.flagged_windows, state.flagged_since = drift_history(windows)
-        feedback = self._read(lambda: [f for f in self.store.feedback(model, lookback, now, version)
-                                       if REPLAY_FLAG not in f.flags])
-        records = [vars(f) for f in feedback]
-        state.performance = performance(records)
-        if s.change_delta:
-            state.change = self.errors.observe(model, version, feedback, lookback)
-        state.hard_examples = sum(hard_example(r, s.low_confidence) for r in records)
+        tally = self.tallies.of(model, version, now)
+        lookback_total = tally.since(lookback)
+        state.performance = lookback_total.counts.performance()
+        state.change = tally.change
+        state.hard_examples = lookback_total.hard_examples
         since = max(state.last_request_ms or 0, live.since_ms or 0)
-        state.new_labels = sum(1 for f in feedback if f.labelled_at >= since)
+        state.new_labels = tally.since(since).labels
         return state
+
+    def _stored_feedback(self, model: str, version: str, start: int, end: int) -> list[FeedbackRecord]:
+        return self._read(lambda: [f for f in self.store.feedback(model, start, end, version)
+                                   if REPLAY_FLAG not in f.flags])
 
     def evaluate(self, model: str, live: LiveVersion, manual: bool = False,
                  requested_by: str = "trigger") -> tuple[Decision, dict | None]:
@@ -215,6 +227,8 @@ class RetrainTrigger:
         self.requester = Requester(kafka, registry, store, settings, metrics, clock, self.stop)
         self.live = LiveVersions()
         self._models = ModelFollower(kafka, registry)
+        # From now: what was joined before is in the store, where a tally's build reads it.
+        self._feedback = Subscriber(kafka, registry, TopicCatalog(kafka).feedback, "FeedbackRecord", start="latest")
 
     def run(self) -> None:
         try:
@@ -223,14 +237,29 @@ class RetrainTrigger:
                 self.stop.wait(self.settings.interval_seconds)
         finally:
             self._models.close()
+            self._feedback.close()
             self.requester.close()
 
     def step(self) -> list[dict]:
         """Catch up on model events, then evaluate every model; return the requests emitted."""
         self.live.apply(self._models.catch_up(timeout=5.0))
+        self.requester.tallies.add(self._live_feedback())
         emitted = []
         for model, live in sorted(self.live.models.items()):
             _, request = self.requester.evaluate(model, live)
             if request:
                 emitted.append(request)
         return emitted
+
+    def _live_feedback(self) -> list[FeedbackRecord]:
+        """What the joiner emitted since the last round, in order, without replays. A record that
+        cannot be decoded is left out and counted."""
+        received, _ = self._feedback.catch_up()
+        live = []
+        for m in received:
+            if isinstance(m.value, DecodeFailure):
+                self.requester.metrics.skipped.labels(m.value.reason).inc()
+            elif (replay_headers.get(m.headers, replay_headers.REPLAY) is None
+                  and REPLAY_FLAG not in m.value["flags"]):
+                live.append(FeedbackRecord.from_dict(m.value))
+        return live

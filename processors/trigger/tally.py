@@ -1,0 +1,124 @@
+"""What the trigger keeps of each model's live version's labelled feedback, so that a round costs
+what arrived since the last one, not a re-read of the lookback.
+
+Per model, for its live version only: a bucket per BUCKET_MS of labelled_at holding the
+performance counts, hard examples and labels of the feedback labelled in it, and the version's
+ADWIN error stream. Buckets older than the lookback are dropped, so memory is bounded by
+lookback / BUCKET_MS buckets per model (1,440 a day, each a count per pair of classes and ten
+calibration bins), whatever the traffic. Figures have bucket granularity: the lookback, and "labels
+since the last request", start at the beginning of the bucket their start time falls in, so they
+may take in up to a bucket of earlier labels.
+
+A version's tally is built once, from the store, when it is first asked about (start-up, a new
+live version): its live feedback over the lookback, which the store indexes by event time, binned
+by labelled_at. From then on only the `feedback` topic feeds it, in the order the joiner emitted
+the records, so a label that comes hours after its prediction is counted when it comes (a read of
+the store by event time since the last round would miss it). The joiner writes the store before it
+commits a record to the topic, so what the trigger read from the topic before the build is in the
+store read. What the joiner stored while the build read and committed after the trigger's topic
+position is counted twice: at most the labels joined while the read ran. A record the joiner emits
+twice (after its own restart) is counted, and fed to ADWIN, twice as well.
+"""
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+from feature_store import FeedbackRecord
+from processors.monitor.performance import PerformanceCounts
+from processors.trigger.detector import ChangePoint, ErrorStream, in_label_order
+from processors.trigger.policy import TriggerSettings, hard_example
+
+BUCKET_MS = 60_000
+
+# (model, version, start, end) -> the version's live (not replayed) feedback with start <= event_time < end
+StoredFeedback = Callable[[str, str, int, int], list[FeedbackRecord]]
+
+
+@dataclass
+class Bucket:
+    counts: PerformanceCounts = field(default_factory=PerformanceCounts)
+    hard_examples: int = 0
+    labels: int = 0
+
+    def merge(self, other: "Bucket") -> None:
+        self.counts.merge(other.counts)
+        self.hard_examples += other.hard_examples
+        self.labels += other.labels
+
+
+@dataclass
+class VersionTally:
+    """One live version's labelled feedback in buckets of labelled_at, and its error stream."""
+    version: str
+    low_confidence: float
+    errors: ErrorStream | None = None          # None: change detection is off
+    buckets: dict[int, Bucket] = field(default_factory=dict)     # bucket start (ms) -> bucket
+
+    def add(self, records: list[FeedbackRecord]) -> None:
+        """New records, in the order their labels arrived."""
+        by_bucket = defaultdict(list)
+        for r in records:
+            by_bucket[bucket_start(r.labelled_at)].append(vars(r))
+        for start, rows in by_bucket.items():
+            bucket = self.buckets.setdefault(start, Bucket())
+            bucket.counts.add(rows)
+            bucket.hard_examples += sum(hard_example(row, self.low_confidence) for row in rows)
+            bucket.labels += len(rows)
+        if self.errors is not None:
+            self.errors.feed(records)
+
+    def forget_before(self, time_ms: int) -> None:
+        first = bucket_start(time_ms)
+        for start in [s for s in self.buckets if s < first]:
+            del self.buckets[start]
+
+    def since(self, time_ms: int) -> Bucket:
+        """The buckets from the one `time_ms` falls in on, merged."""
+        first, total = bucket_start(time_ms), Bucket()
+        for start, bucket in self.buckets.items():
+            if start >= first:
+                total.merge(bucket)
+        return total
+
+    @property
+    def change(self) -> ChangePoint | None:
+        return self.errors.change if self.errors is not None else None
+
+
+class LiveTallies:
+    """A VersionTally per model, of its live version; a version no longer live is dropped."""
+
+    def __init__(self, settings: TriggerSettings, stored: StoredFeedback):
+        self.settings = settings
+        self._stored = stored
+        self.models: dict[str, VersionTally] = {}
+
+    def add(self, records: list[FeedbackRecord]) -> None:
+        """Live feedback from the topic, in its order; only that of a version being tallied counts
+        (any other is in the store, where a build reads it)."""
+        by_model = defaultdict(list)
+        for r in records:
+            tally = self.models.get(r.model)
+            if tally is not None and tally.version == r.model_version:
+                by_model[r.model].append(r)
+        for model, rows in by_model.items():
+            self.models[model].add(rows)
+
+    def of(self, model: str, version: str, now_ms: int) -> VersionTally:
+        """The version's tally over the lookback ending now, built from the store if it is new."""
+        start = now_ms - int(self.settings.lookback_seconds * 1000)
+        tally = self.models.get(model)
+        if tally is None or tally.version != version:
+            tally = self.models[model] = self._build(model, version, start, now_ms)
+        tally.forget_before(start)
+        return tally
+
+    def _build(self, model: str, version: str, start: int, end: int) -> VersionTally:
+        delta = self.settings.change_delta
+        tally = VersionTally(version, self.settings.low_confidence, ErrorStream(delta) if delta else None)
+        tally.add(in_label_order(self._stored(model, version, start, end)))
+        return tally
+
+
+def bucket_start(time_ms: int) -> int:
+    return time_ms // BUCKET_MS * BUCKET_MS
