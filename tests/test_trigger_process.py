@@ -163,3 +163,45 @@ def test_the_flagged_run_starts_at_its_first_window():
         return WindowMetrics("m", "1", start, start + 60, {"drift_flagged": float(flagged)})
     assert flagged_run_start([window(0, True), window(60, False), window(120, True), window(180, True)]) == 120
     assert flagged_run_start([window(0, True), window(60, False)]) is None
+
+
+def test_rounds_follow_the_feedback_topic_and_read_stored_feedback_only_to_build(
+        kafka, registry, make_topics, data_dir):
+    """Issue 14: each round re-read a day of feedback. Now the store's feedback is read once, and
+    labels for predictions hours old that the joiner emits later are counted as they come (replays
+    and other versions not)."""
+    catalog = make_topics("m")
+    producer = make_producer(kafka)
+    producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
+    producer.flush(10)
+    store = open_store(StoreSettings(), data_dir)
+
+    def record(i: int, event_time: int, labelled_at: int, version: str = "1", flags=()) -> FeedbackRecord:
+        return FeedbackRecord(f"r{i}", "e", "m", version, event_time, event_time, labelled_at, {}, {}, "a",
+                              None, {}, 0.9, "a", flags=list(flags))
+    store.put_feedback([record(i, NOW - 3_000_000 + i * 1000, NOW - 2_990_000 + i * 1000) for i in range(300)])
+    reads = []
+    stored_feedback = store.feedback
+    store.feedback = lambda *args: reads.append(args) or stored_feedback(*args)
+    trigger = RetrainTrigger(kafka, registry, store, TriggerSettings(new_labels=310, drift_windows=0))
+    assert trigger.step() == [] and len(reads) == 1                     # 300 labels: not yet
+
+    serde, labelled = AvroSerde(registry, "FeedbackRecord"), int(time.time() * 1000)
+    late = [record(1000 + i, NOW - 5 * 3_600_000, labelled + i) for i in range(10)]    # 5 h late
+    ignored = [record(2000, NOW, labelled, version="2"), record(2001, NOW, labelled, flags=["replay"])]
+    for r in late + ignored:
+        producer.produce(catalog.feedback, serde.encode(vars(r)), r.request_id.encode())
+    producer.produce(catalog.feedback, serde.encode(vars(record(2002, NOW, labelled))), b"r2002",
+                     headers=[("flywheel-replay", b"joined")])
+    producer.flush(10)
+    emitted = []
+    for _ in range(5):                   # the produced records reach a consumer within a round or two
+        emitted += trigger.step()
+        if emitted:
+            break
+    [request] = emitted
+    assert request["reasons"] == ["new_labels"]
+    assert request["metrics"]["new_labels"] == 310 and request["metrics"]["labelled"] == 310
+    assert len(reads) == 1
+    trigger.requester.close()
+    store.close()
