@@ -148,7 +148,7 @@ def run(stream: Stream, rate: float, label_delay: float) -> Outcome:
                                  for i, c, lab in zip(range(batch.start, batch.stop), proba.max(axis=1), labels)])
         now = int(now_i * ms)
         for r in monitor.close_due(now):
-            versions[r.version].windows.append(window_row(r))
+            versions[r.version].windows.append(window_row(r, now))
             if r.drift:
                 if r.drift_flagged:
                     if r.end_ms <= stream.stable_until * ms:
@@ -172,7 +172,7 @@ def run(stream: Stream, rate: float, label_delay: float) -> Outcome:
         recent = [f for f in feedback[-int(settings.lookback_seconds * rate):] if f.model_version == live.name]
         state.performance = performance([{"true_label": f.true_label, "predicted_label": f.predicted_label}
                                          for f in recent])
-        state.change = errors.observe("m", live.name, [f for f in new if f.model_version == live.name], 0)
+        state.change = errors.observe("m", live.name, [f for f in new if f.model_version == live.name])
         if state.change is not None and live.name == "v1":
             at = int(state.change.detected_at / ms)
             if at < stream.stable_until:
