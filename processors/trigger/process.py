@@ -7,8 +7,8 @@ Labelled feedback is not re-read each round: the trigger follows the `feedback` 
 per model, its live version's feedback as counts in one-minute buckets of labelled_at over the
 lookback, plus the ADWIN error stream (tally.py). A round costs what the topic brought since the
 last one; memory is bounded by the lookback over the bucket width, not by the number of labels.
-The store's feedback is read once per live version, to build its tally (start-up, promotion), and
-so is each time by `flywheel retrain`, which evaluates once.
+The store's feedback is read once per live version, to build its tally (at start-up, and when a
+version becomes live); `flywheel retrain`, which evaluates once, reads it once.
 
 Bookkeeping comes first: the request is written to the store as in flight (with the model's
 last-request time, which the cooldown reads) before it is produced, so a crash in between leaves a

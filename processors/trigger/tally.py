@@ -7,17 +7,20 @@ ADWIN error stream. Buckets older than the lookback are dropped, so memory is bo
 lookback / BUCKET_MS buckets per model (1,440 a day, each a count per pair of classes and ten
 calibration bins), whatever the traffic. Figures have bucket granularity: the lookback, and "labels
 since the last request", start at the beginning of the bucket their start time falls in, so they
-may take in up to a bucket of earlier labels.
+may take in up to a bucket of earlier labels. Only a build holds records: the lookback's stored
+ones, while it runs (ADWIN takes them in label order).
 
 A version's tally is built once, from the store, when it is first asked about (start-up, a new
 live version): its live feedback over the lookback, which the store indexes by event time, binned
 by labelled_at. From then on only the `feedback` topic feeds it, in the order the joiner emitted
 the records, so a label that comes hours after its prediction is counted when it comes (a read of
 the store by event time since the last round would miss it). The joiner writes the store before it
-commits a record to the topic, so what the trigger read from the topic before the build is in the
-store read. What the joiner stored while the build read and committed after the trigger's topic
-position is counted twice: at most the labels joined while the read ran. A record the joiner emits
-twice (after its own restart) is counted, and fed to ADWIN, twice as well.
+commits a record to the topic, so what the trigger took from the topic before the build is in the
+store read. A record committed after the round's topic catch-up but stored before the build's read
+ended is counted twice: at most the labels joined during that round (the read included), once per
+build. A record the joiner emits twice (after its own restart) is counted, and fed to ADWIN, twice.
+A label within the lookback for a prediction older than it is counted only if it comes after the
+build (the build reads by event time).
 """
 from collections import defaultdict
 from dataclasses import dataclass, field
