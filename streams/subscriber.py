@@ -101,7 +101,7 @@ class Subscriber:
         """What is left up to the end of the topic as it is now (a standalone reader's assigned
         partitions), and whether the end was reached within `timeout`."""
         partitions = self._consumer.assignment()
-        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in partitions}
+        ends = {tp.partition: watermarks(self._consumer, tp, timeout)[1] for tp in partitions}   # BrokerUnavailable
         out: list[Received] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -32,6 +32,7 @@ from feature_store import FeatureStore, FeedbackRecord, RetrainRecord, WindowMet
 from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
 from processors.runtime import ProcessorMetrics
+from processors.runtime.failures import run_batches
 from processors.trigger.policy import Decision, ModelState, TriggerSettings, decide, retrain_request
 from processors.trigger.tally import LiveTallies
 from schemas import AvroSerde, DecodeFailure
@@ -232,13 +233,16 @@ class RetrainTrigger:
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                self.step()
-                self.stop.wait(self.settings.interval_seconds)
+            # An unreachable broker or store is waited out (backpressure), never an exit.
+            run_batches(self._round, self.stop, PROCESSOR)
         finally:
             self._models.close()
             self._feedback.close()
             self.requester.close()
+
+    def _round(self) -> None:
+        self.step()
+        self.stop.wait(self.settings.interval_seconds)
 
     def step(self) -> list[dict]:
         """Catch up on model events, then evaluate every model; return the requests emitted."""
