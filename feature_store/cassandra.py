@@ -161,22 +161,28 @@ class CassandraStore(FeatureStore):
         self._run(statements)
 
     def _inserts(self, t: Table, rows: Sequence[Row], ttl: int) -> list[tuple]:
+        """Rows grouped by the node that owns their partition (its first replica), then UNLOGGED
+        batches of rows_per_batch per group: a batch is one request that its token-aware
+        coordinator applies locally (and sends to the partitions' other replicas), never
+        fanned out over the cluster; a group of one row is a plain statement."""
         insert = self._statement(t.name, "insert")
-        partitions: dict[tuple, list[tuple]] = {}
+        groups: dict[object, list] = {}
         for row in rows:
-            values = tuple(_encode(c, row[c]) for c in t.columns) + (ttl,)
-            partitions.setdefault(tuple(row[c] for c in t.partition_key), []).append(values)
+            bound = insert.bind(tuple(_encode(c, row[c]) for c in t.columns) + (ttl,))
+            replicas = self.cluster.metadata.get_replicas(self.settings.keyspace, bound.routing_key)
+            groups.setdefault(replicas[0] if replicas else None, []).append(bound)
         out = []
-        for values in partitions.values():
-            if len(values) == 1:
-                out.append((insert, values[0]))
-                continue
-            for i in range(0, len(values), self.settings.rows_per_batch):
+        for bounds in groups.values():
+            for i in range(0, len(bounds), self.settings.rows_per_batch):
+                chunk = bounds[i:i + self.settings.rows_per_batch]
+                if len(chunk) == 1:
+                    out.append((chunk[0], None))
+                    continue
                 batch = BatchStatement(BatchType.UNLOGGED)
-                for v in values[i:i + self.settings.rows_per_batch]:
-                    batch.add(insert, v)
+                for bound in chunk:
+                    batch.add(bound)
                 batch.is_idempotent = True
-                out.append((batch, ()))
+                out.append((batch, None))
         return out
 
     def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
