@@ -32,7 +32,7 @@ from streams.broker import EmbeddedBroker, port_is_free
 
 from flywheel import commands
 from flywheel.config import Config
-from flywheel.wiring import ensure_core_topics, register_all_schemas, schema_registry
+from flywheel.wiring import ensure_core_topics, feature_store_for, register_all_schemas, schema_registry
 
 
 class StackError(Exception):
@@ -123,7 +123,8 @@ class Stack:
         return self.start_processes()
 
     def start_backbone(self) -> None:
-        """Lock, port checks, broker, schemas, topics, and the model deployments a memory-only
+        """Lock, port checks, broker, schemas, topics, the store's schema (on Cassandra the
+        processors would refuse an unmigrated keyspace), and the model deployments a memory-only
         broker forgot."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
@@ -140,6 +141,8 @@ class Stack:
         register_all_schemas(schemas)
         known = sorted(set(self.models) | set(EventLog(self.config.data_dir).last()))
         ensure_core_topics(self.config, known)
+        with feature_store_for(self.config) as store:
+            store.migrate()
         models = ModelRegistry(self.config.kafka, schemas, self.config.data_dir, actor="stack")
         try:
             self.restored = models.restore()

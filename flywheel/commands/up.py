@@ -27,7 +27,7 @@ from flywheel.wiring import feature_store_for, schema_registry
 def register(sub) -> None:
     p = sub.add_parser("up", help="run the embedded stack (broker, registry, store, processors); --demo: the whole loop",
                        description="Start the embedded broker (unless FLYWHEEL_BOOTSTRAP points at a cluster), "
-                                   "register schemas, create topics, restore model deployments and start every "
+                                   "register schemas, create topics, migrate the store, restore model deployments and start every "
                                    "processor; stop everything on Ctrl-C. State stays in the data dir. With --demo, "
                                    "also train and register a first model, and run a traffic simulator whose "
                                    "concept drifts, so drift detection, retraining, canary and promotion play out.")
