@@ -112,14 +112,19 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
     assert gauge("flywheel_data_quality", {"model": "m", "version": "1", "feature": "x",
                                            "rule": "out_of_range"}) is not None
     assert gauge("flywheel_labelled_examples", {"model": "m", "version": "1"}) == 0   # the last window's
+    # The unregistered name's window closed too; its figures are shown as "unknown".
+    assert gauge("flywheel_labelled_examples", {"model": "client-chosen", "version": "1"}) is None
+    assert gauge("flywheel_labelled_examples", {"model": "unknown", "version": "unknown"}) == 0
     monitor.close()
 
 
-def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, registry, make_topics, store):
+def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, registry, make_topics, store,
+                                                                          data_dir):
     """Issue 12, item 3: a window stored as 30 labelled at accuracy 1.0 became 2 labelled at 0.0
     after two late labels and a restart (the new process re-read them into the window it no
     longer knew was closed). Closed windows are in the store; the late labels are counted late."""
     catalog = make_topics("m")
+    register(kafka, registry, data_dir, "m", "1").close()      # its figures are shown under its own name
     producer = make_producer(kafka)
     feedback = AvroSerde(registry, "FeedbackRecord")
 

@@ -57,7 +57,10 @@ def run(args, config) -> int:
         config.metrics_port = args.metrics_port
     if args.registry_port:
         config.kafka.embedded_registry_port = args.registry_port
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both stop the stack, SIGINT too when it was started with SIGINT ignored (a background job
+    # of a script), where Python would leave it ignored and Ctrl-C or a test's SIGINT do nothing.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _raise_interrupt)
     config = _with_instances(config, args)
     demo = _demo_settings(args, config) if args.demo else None
     stack = _stack(config, args.model, demo)

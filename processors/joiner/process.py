@@ -30,7 +30,6 @@ from prometheus_client import Counter, Histogram
 
 from feature_store import FeatureStore, wall_clock_ms
 from processors.models import ModelFollower
-from processors.models.follower import UNKNOWN
 from processors.runtime.identity import process_instance_id
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
@@ -229,27 +228,21 @@ class FeedbackJoiner:
             upto[key] = min(upto.get(key, w.message.offset()), w.message.offset())
         return [TopicPartition(t, p, o) for (t, p), o in upto.items()]
 
-    def _known(self, model: str | None, version: str | None = None) -> tuple[str, str]:
-        """(model, version) as metric label values: registered ones, else "unknown"."""
-        event = self._models.events.get(model or "")
-        if event is None:
-            return UNKNOWN, UNKNOWN
-        return model, version if version in (event.get("versions") or {}) else UNKNOWN
-
     def _count(self, predictions, labels, result: JoinResult) -> None:
         """Counted per model and version, one increment each per batch (not one per record)."""
         m = self.metrics
         self._models.poll(0)
-        records_in = collections.Counter(self._known(p.model)[0] for p, _ in predictions if not p.replay)
-        records_in.update(self._known(label.model)[0] for label, _ in labels if not label.replay)
+        name = lambda model: self._models.label_values(model)[0]   # noqa: E731
+        records_in = collections.Counter(name(p.model) for p, _ in predictions if not p.replay)
+        records_in.update(name(label.model) for label, _ in labels if not label.replay)
         for model, n in records_in.items():
             m.records_in.labels(PROCESSOR, model).inc(n)
-        replaced_pending = collections.Counter(self._known(label.model)[0] for label in result.replaced_pending
+        replaced_pending = collections.Counter(name(label.model) for label in result.replaced_pending
                                                if not label.replay)
         for model, n in replaced_pending.items():
             m.replaced.labels(model).inc(n)
         live = [record for record in result.feedback if REPLAY_FLAG not in record.flags]
-        known = {(r.model, r.model_version): self._known(r.model, r.model_version) for r in live}
+        known = {(r.model, r.model_version): self._models.label_values(r.model, r.model_version) for r in live}
         for key, n in collections.Counter((r.model, r.model_version) for r in live).items():
             m.joined.labels(*known[key]).inc(n)
         for record in live:

@@ -47,6 +47,14 @@ class ModelFollower:
         self._signer = EventSigner.of(settings.model_signing_key)
         self._on_refusal = on_refusal
 
+    def label_values(self, model: str | None, version: str | None = None) -> tuple[str, str]:
+        """(model, version) as metric label values: registered ones, else UNKNOWN. Names in
+        records come from whoever produced them; as label values they would be unbounded."""
+        event = self.events.get(model or "")
+        if event is None:
+            return UNKNOWN, UNKNOWN
+        return model, version if version in (event.get("versions") or {}) else UNKNOWN
+
     def deployments(self) -> dict[str, Deployment]:
         return {m: Deployment.from_event(e) for m, e in self.events.items()}
 

@@ -21,7 +21,6 @@ from prometheus_client import Counter as CounterMetric, Gauge
 from feature_store import FeatureStore, WindowMetrics, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models import ModelFollower
-from processors.models.follower import UNKNOWN
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
@@ -88,8 +87,9 @@ class MonitorMetrics(ProcessorMetrics):
                                   "into the oldest open one, never into the closed one)", ["model", "version"],
                                   registry=r)
 
-    def show(self, result: WindowResult) -> None:
-        m, v = result.model, result.version
+    def show(self, result: WindowResult, m: str, v: str) -> None:
+        """The window's figures under metric label values (m, v): its model and version if
+        registered, else "unknown" (see ModelFollower.label_values)."""
         for d in result.drift:
             for statistic, value in d.statistics.items():
                 self.drift.labels(m, v, d.feature, statistic).set(value)
@@ -162,8 +162,9 @@ class Monitor:
                 ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
             for (model, version), end in ends.items():
                 hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
+            self._models.poll(0)
             for r in results:
-                self.metrics.show(r)
+                self.metrics.show(r, *self._models.label_values(r.model, r.version))
             self.closed = (self.closed + results)[-1000:]
         if messages or results:
             self._commit(dead)
@@ -236,7 +237,7 @@ class Monitor:
         self._models.poll(0)
         known = Counter()
         for model, n in counts.items():
-            known[model if model in self._models.events else UNKNOWN] += n
+            known[self._models.label_values(model)[0]] += n
         for model, n in known.items():
             self.metrics.records_in.labels(PROCESSOR, model).inc(n)
 
