@@ -11,6 +11,7 @@ from schemas import RECORD_NAMES
 from schemas.registry import open_registry
 from streams.broker import free_port
 from streams.settings import KafkaSettings
+from tests.test_infra_live import free_port_block
 
 
 def _register_in_child(data_dir, queue):
@@ -34,7 +35,8 @@ def test_ids_are_shared_by_concurrent_processes(data_dir):
 def test_ids_survive_a_restart_of_the_stack(tmp_path):
     """Start the embedded stack, note the ids, stop it (the broker forgets everything), start it
     again on the same data dir: every record type keeps its id."""
-    config = Config(data_dir=tmp_path / "stack", metrics_port=free_port(),
+    # The stack numbers its processors' metrics ports upward from metrics_port: a block must be free.
+    config = Config(data_dir=tmp_path / "stack", metrics_port=free_port_block(8),
                     kafka=KafkaSettings(embedded_port=free_port(), session_timeout_ms=6000))
     ids = []
     for _ in range(2):
