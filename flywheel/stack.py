@@ -29,6 +29,7 @@ from processors.models import EventLog, ModelRegistry
 from processors.runtime import start_metrics_server
 from schemas.registry.rest import RegistryServer
 from streams.broker import EmbeddedBroker, port_is_free
+from streams.orphans import die_with_parent
 
 from flywheel import commands
 from flywheel.config import Config
@@ -206,7 +207,8 @@ class Stack:
                "FLYWHEEL_INSTANCE_ID": slot_instance_id(spec.name)}
         with open(self._log_path(spec), "ab") as log:
             child.proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=die_with_parent())
         child.restart_at = None
         spec.pid = child.proc.pid
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import BrokerBinaryNotFound, BrokerUnavailable, PortInUse
+from streams.orphans import die_with_parent
 
 
 def find_tansu() -> Path:
@@ -66,7 +67,7 @@ class EmbeddedBroker:
         self._proc = subprocess.Popen(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", self._advertised,
              "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent())
         self._await(timeout)
         return self
 
