@@ -14,7 +14,10 @@ from schemas.errors import RegistryUnavailable, SchemaRegistryError, UnknownSche
 
 class ConfluentRegistry:
     def __init__(self, url: str, default_mode: str = "BACKWARD", access=None):
-        self._client = SchemaRegistryClient({"url": url, **(access.client_config() if access else {})})
+        # No retries inside the client (it makes 3, a second apart): an unreachable registry is
+        # RegistryUnavailable at once, and the processors' hold_back is the one place that waits.
+        self._client = SchemaRegistryClient({"url": url, "max.retries": 0,
+                                             **(access.client_config() if access else {})})
         self._default_mode = default_mode
         self._by_id: dict[int, str] = {}
 
