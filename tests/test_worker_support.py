@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from processors.models import ModelRegistry
 from processors.training import synthetic, train
@@ -93,12 +93,23 @@ def _log_tail(config) -> str:
     return log_of(config).read_text(errors="replace")[-2000:]
 
 
+BROKER_COMING_BACK = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                      KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN)
+
+
 def committed_count(kafka, topic) -> int:
+    """Records on the topic (high watermarks); 0 while the broker cannot say (a restarted Apache
+    Kafka answers NOT_LEADER_FOR_PARTITION until its partitions have leaders again)."""
     c = make_consumer(kafka, "counter-unused")
-    meta = c.list_topics(topic, timeout=5).topics[topic]
-    total = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in meta.partitions)
-    c.close()
-    return total
+    try:
+        meta = c.list_topics(topic, timeout=5).topics[topic]
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in meta.partitions)
+    except KafkaException as e:
+        if e.args[0].code() not in BROKER_COMING_BACK:
+            raise
+        return 0
+    finally:
+        c.close()
 
 
 class RunningWorker:
