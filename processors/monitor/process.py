@@ -213,10 +213,12 @@ class Monitor:
         return out
 
     def _lags(self) -> dict[tuple[str, int], int | None]:
-        """Lag per owned partition from the high watermark of the last fetch (None: unknown). A
-        partition nothing was read from yet is where its committed offset is."""
+        """Lag per owned partition from the high watermark of the last fetch (None: unknown), and
+        the consumer's position (which steps over transaction markers, unlike the next offset
+        after the last record). A partition nothing was read from yet is at its committed offset."""
         owned = self.consumer.assignment()
-        unread = [tp for tp in owned if (tp.topic, tp.partition) not in self._next]
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(owned) if tp.offset >= 0}
+        unread = [tp for tp in owned if (tp.topic, tp.partition) not in self._next | positions]
         try:
             for tp in self.consumer.committed(unread, timeout=5) if unread else []:
                 low, _ = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -226,7 +228,7 @@ class Monitor:
         lags = {}
         for tp in owned:
             _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            position = self._next.get((tp.topic, tp.partition))
+            position = positions.get((tp.topic, tp.partition), self._next.get((tp.topic, tp.partition)))
             lags[(tp.topic, tp.partition)] = high - position if high >= 0 and position is not None else None
         return lags
 
