@@ -2,6 +2,7 @@
 
 from processors.monitor.process import Monitor, MonitorMetrics, MonitorSettings
 
+from flywheel.config import ConfigError
 from flywheel.console import err
 from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
@@ -34,5 +35,8 @@ def run(args, config) -> int:
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    settings = config.section(MonitorSettings, "monitor")
-    return replicas("monitor", ["monitor"], settings.instances)
+    try:
+        count = config.section(MonitorSettings, "monitor").instances
+    except ConfigError:     # the monitor says what is wrong as it starts, where the supervisor shows it
+        count = 1
+    return replicas("monitor", ["monitor"], count)
