@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
-from feature_store.records import (FeedbackRecord, OnlineFeatures, PendingLabel, PredictionRecord,
-                                   ReferenceProfile, RetrainRecord, WindowMetrics)
+from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PendingLabel, PredictionRecord,
+                                   ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
 from feature_store.schema import migrations
 from feature_store.settings import StoreSettings
 
@@ -268,6 +268,25 @@ class FeatureStore(ABC):
     def closed_until(self, model: str, version: str) -> int | None:
         rows = self._select("monitor_closed_windows", [(model, version)])
         return rows[0]["closed_until"] if rows else None
+
+    # ---- the monitor processes' partial windows, partitioned by (group_id, window_start bucket)
+    def put_partials(self, partials: Sequence[WindowPartial]) -> None:
+        self._upsert("monitor_partials", [{**p.to_dict(), "bucket": self.metrics_bucket(p.window_start)}
+                                          for p in partials], self.settings.monitor_partials_retention_s)
+
+    def partials(self, group_id: str, start: int, end: int) -> Iterator[WindowPartial]:
+        """Every model's partials with start <= window_start < end, in (window_start, model,
+        model_version, instance) order."""
+        for bucket in self._buckets("monitor_partials", (group_id,), start, end, self.settings.metrics_bucket_ms):
+            for row in self._select_range("monitor_partials", (group_id, bucket), start, end):
+                yield WindowPartial.from_dict(row)
+
+    # ---- each monitor process's progress (how far its partials are written), per group
+    def put_progress(self, rows: Sequence[MonitorProgress]) -> None:
+        self._upsert("monitor_progress", [r.to_dict() for r in rows], self.settings.monitor_partials_retention_s)
+
+    def progress(self, group_id: str) -> list[MonitorProgress]:
+        return [MonitorProgress.from_dict(r) for r in self._select("monitor_progress", [(group_id,)])]
 
     # ---- reference profiles per model version
     def put_profile(self, profile: ReferenceProfile) -> None:

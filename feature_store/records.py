@@ -111,6 +111,35 @@ class WindowMetrics(_Record):
 
 
 @dataclass
+class WindowPartial(_Record):
+    """One monitor process's share of a window: what it read of the window's records from the
+    partitions it owns. Key: (group_id, window_start, model, model_version, instance).
+    `profile` is Profile bytes (None: the version had no reference profile), `performance`
+    PerformanceCounts as a dict."""
+    group_id: str
+    model: str
+    model_version: str
+    window_start: int
+    window_end: int
+    instance: str
+    row_count: int = 0
+    late: int = 0
+    profile: bytes | None = None
+    performance: dict[str, Any] = field(default_factory=dict)   # stored as JSON
+    written_at: int = 0
+
+
+@dataclass
+class MonitorProgress(_Record):
+    """How far one monitor process has written partials, per partition it owns ("topic:partition"
+    -> epoch ms: every window ending at or before it is written). Key: (group_id, instance)."""
+    group_id: str
+    instance: str
+    through: dict[str, int] = field(default_factory=dict)
+    written_at: int = 0
+
+
+@dataclass
 class ReferenceProfile(_Record):
     """The training-time profile of a model version (serialized sketches). Key: (model, model_version)."""
     model: str

@@ -15,7 +15,7 @@ import orjson
 from feature_store.errors import StoreError
 
 # Text columns that hold JSON (maps that may contain nulls, free-form detail).
-JSON_COLUMNS = frozenset({"features", "numeric", "categorical", "detail"})
+JSON_COLUMNS = frozenset({"features", "numeric", "categorical", "detail", "performance"})
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 

@@ -23,6 +23,7 @@ class StoreSettings:
     # Tables that grow with traffic or time expire their rows (Cassandra TTL, SQLite expires_at).
     feedback_retention_days: float = 90.0
     metrics_retention_days: float = 400.0
+    monitor_partials_retention_days: float = 7.0   # partials and progress: needed until merged
     # cassandra
     cassandra_hosts: list[str] = field(default_factory=list)
     cassandra_port: int = 9042
@@ -60,3 +61,7 @@ class StoreSettings:
     @property
     def metrics_retention_s(self) -> int:
         return int(self.metrics_retention_days * 86_400)
+
+    @property
+    def monitor_partials_retention_s(self) -> int:
+        return int(self.monitor_partials_retention_days * 86_400)

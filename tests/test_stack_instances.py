@@ -1,4 +1,4 @@
-"""`flywheel up --workers N --joiners N`: N processes of a command as one consumer group, each with
+"""`flywheel up --workers N --joiners N --monitors N`: N processes of a command as one consumer group, each with
 its own instance id (so its own transactional id)."""
 import pytest
 
@@ -14,19 +14,20 @@ def specs(env: dict) -> dict[str, list[str]]:
 
 def test_one_instance_each_by_default():
     got = specs({})
-    assert got["worker"] == ["worker"] and got["joiner"] == ["joiner"]
+    assert got["worker"] == ["worker"] and got["joiner"] == ["joiner"] and got["monitor"] == ["monitor"]
 
 
 def test_up_flags_become_instances_each_with_its_own_id():
-    args = build_parser().parse_args(["up", "--workers", "2", "--joiners", "3"])
+    args = build_parser().parse_args(["up", "--workers", "2", "--joiners", "3", "--monitors", "2"])
     got = specs(dict(_with_instances(Config(env={}), args).env))
-    assert "worker" not in got and "joiner" not in got
-    assert {n: a for n, a in got.items() if n.startswith(("worker-", "joiner-"))} == {
-        **{f"worker-{i}": ["worker"] for i in (1, 2)}, **{f"joiner-{i}": ["joiner"] for i in (1, 2, 3)}}
+    assert "worker" not in got and "joiner" not in got and "monitor" not in got
+    assert {n: a for n, a in got.items() if n.startswith(("worker-", "joiner-", "monitor-"))} == {
+        **{f"worker-{i}": ["worker"] for i in (1, 2)}, **{f"joiner-{i}": ["joiner"] for i in (1, 2, 3)},
+        **{f"monitor-{i}": ["monitor"] for i in (1, 2)}}
     assert len({slot_instance_id(name) for name in got}) == len(got)   # no slot fences another
 
 
-@pytest.mark.parametrize("flag", ["--workers", "--joiners"])
+@pytest.mark.parametrize("flag", ["--workers", "--joiners", "--monitors"])
 def test_a_count_below_one_is_refused(flag, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["up", flag, "0"])

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from feature_store import (FeedbackRecord, OnlineFeatures, PendingLabel, PredictionRecord,
-                           ReferenceProfile, RetrainRecord, WindowMetrics)
+from feature_store import (FeedbackRecord, MonitorProgress, OnlineFeatures, PendingLabel, PredictionRecord,
+                           ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
 from feature_store.settings import DAY_MS, HOUR_MS
 from store_harness import T0, drop, make_backend, write_from_process
 
@@ -174,16 +174,20 @@ def test_a_bucket_of_feedback_is_spread_over_its_shards_and_read_back_in_order(b
         store.close()
 
 
-def test_feedback_and_metrics_expire_after_their_retention(backend):
-    store = backend.open(feedback_retention_days=2 / 86_400, metrics_retention_days=2 / 86_400)
+def test_feedback_metrics_and_monitor_partials_expire_after_their_retention(backend):
+    store = backend.open(feedback_retention_days=2 / 86_400, metrics_retention_days=2 / 86_400,
+                         monitor_partials_retention_days=2 / 86_400)
     store.migrate()
     try:
         store.put_feedback([feedback("r1", T0)])
         store.put_metrics([WindowMetrics("m", "v1", T0, T0 + 60_000, {"accuracy": 1.0})])
+        store.put_partials([WindowPartial("g", "m", "v1", T0, T0 + 60_000, "i1", row_count=1)])
+        store.put_progress([MonitorProgress("g", "i1", {"f:0": T0}, T0)])
         assert len(list(store.feedback("m", T0, T0 + 1))) == 1
         backend.advance(3.5)
         assert list(store.feedback("m", T0, T0 + 1)) == []
         assert list(store.metrics("m", "v1", T0, T0 + 1)) == []
+        assert list(store.partials("g", T0, T0 + 1)) == [] and store.progress("g") == []
         assert store.put_feedback([feedback("r1", T0)])[0].label_count == 1     # its label count expired too
     finally:
         drop(backend, store)
@@ -248,6 +252,33 @@ def test_closed_windows_per_model_version(store):
     store.put_closed_until("m", "v1", T0 + HOUR_MS)          # an upsert: the later end wins
     store.put_closed_until("m", "v2", T0)
     assert (store.closed_until("m", "v1"), store.closed_until("m", "v2")) == (T0 + HOUR_MS, T0)
+
+
+def test_monitor_partials_are_listed_by_window_start_across_day_buckets_and_idempotent(store):
+    day = (T0 // DAY_MS) * DAY_MS
+    perf = {"confusion": [["a", "a", 3]], "scored": 1}
+    rows = [WindowPartial("g", m, "v1", s, s + 60_000, i, row_count=5, late=1,
+                          profile=bytes(range(256)) if i == "i1" else None, performance=perf, written_at=T0)
+            for s in (day + DAY_MS, day - 60_000) for m in ("m", "n") for i in ("i2", "i1")]
+    store.put_partials(rows)
+    store.put_partials(rows[:2])
+    store.put_partials([WindowPartial("other-group", "m", "v1", day, day + 60_000, "i1")])
+    got = list(store.partials("g", day - DAY_MS, day + 2 * DAY_MS))
+    assert [(p.window_start, p.model, p.instance) for p in got] == \
+        [(s, m, i) for s in (day - 60_000, day + DAY_MS) for m in ("m", "n") for i in ("i1", "i2")]
+    assert got[0] == rows[5]       # (day - 60_000, "m", "i1"): with its profile bytes
+    assert got[1].profile is None and got[1].performance == perf
+    assert [p.window_start for p in store.partials("g", day, day + 2 * DAY_MS)] == [day + DAY_MS] * 4
+
+
+def test_monitor_progress_per_group_replaces_by_instance(store):
+    store.put_progress([MonitorProgress("g", "i1", {"t.feedback:0": T0, "t.m.predictions:3": T0 - 10}, T0),
+                        MonitorProgress("g", "i2", {}, T0), MonitorProgress("h", "i1", {"x:0": 1}, T0)])
+    store.put_progress([MonitorProgress("g", "i2", {"t.feedback:1": T0 + 5}, T0 + 5)])
+    assert sorted(store.progress("g"), key=lambda p: p.instance) == [
+        MonitorProgress("g", "i1", {"t.feedback:0": T0, "t.m.predictions:3": T0 - 10}, T0),
+        MonitorProgress("g", "i2", {"t.feedback:1": T0 + 5}, T0 + 5)]
+    assert store.progress("nobody") == []
 
 
 def test_reference_profiles_by_model_version(store):

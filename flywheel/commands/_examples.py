@@ -53,6 +53,7 @@ EXAMPLES: dict[str, list[str]] = {
     "up": ["flywheel up --demo --speed 5          # what ./bin/up runs",
            "flywheel up                          # the stack alone, for your own models",
            "flywheel up --broker-port 29092 --metrics-port 9500",
+           "flywheel up --workers 2 --joiners 2 --monitors 2   # each as one consumer group",
            "rm -rf .flywheel && flywheel up --demo   # start the story afresh"],
     "worker": ["flywheel worker                      # every registered model",
                "flywheel worker -m churn -m fraud --max-batch 256 --max-wait-ms 5",

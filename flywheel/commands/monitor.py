@@ -2,8 +2,9 @@
 
 from processors.monitor.process import Monitor, MonitorMetrics, MonitorSettings
 
+from flywheel.config import ConfigError
 from flywheel.console import err
-from flywheel.stack import ProcessSpec
+from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
@@ -13,8 +14,10 @@ def register(sub) -> None:
                                    "and tumbling window compare sketches of the features and predictions with the "
                                    "version's reference profile (KS, PSI, D1, chi-square), check data-quality rules "
                                    "and score the joined feedback; write each window to the store and to "
-                                   "Prometheus. Settings: [monitor] or FLYWHEEL_MONITOR_<FIELD>.")
+                                   "Prometheus. Several monitors in one group each write their partitions' share "
+                                   "of a window, merged by one of them. Settings: [monitor] or FLYWHEEL_MONITOR_<FIELD>.")
     p.add_argument("--window", type=float, metavar="SECONDS", help="window length (default from [monitor], 3600)")
+    p.add_argument("--instance-id", metavar="ID", help="stable id of this monitor process (default: host name and pid)")
     p.set_defaults(handler=run)
 
 
@@ -24,11 +27,16 @@ def run(args, config) -> int:
     metrics = MonitorMetrics()
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
-        monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop)
+        monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop,
+                          instance=args.instance_id or config.instance_id or None)
         err.print(f"monitor: {settings.window_seconds:g}s windows, metrics on {config.metrics_addr}:{config.metrics_port}")
         monitor.run()
     return 0
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    return [ProcessSpec("monitor", ["monitor"])]
+    try:
+        count = config.section(MonitorSettings, "monitor").instances
+    except ConfigError:     # the monitor says what is wrong as it starts, where the supervisor shows it
+        count = 1
+    return replicas("monitor", ["monitor"], count)

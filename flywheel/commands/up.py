@@ -40,6 +40,8 @@ def register(sub) -> None:
                    help="create the request and prediction topics of this model (repeatable)")
     p.add_argument("--workers", type=_count, metavar="N", help="inference worker processes, one consumer group (default 1)")
     p.add_argument("--joiners", type=_count, metavar="N", help="joiner processes, one consumer group (default 1)")
+    p.add_argument("--monitors", type=_count, metavar="N",
+                   help="monitor processes, one consumer group; windows merged in the store (default 1)")
     p.add_argument("--for", dest="run_for", type=float, metavar="SECONDS",
                    help="stop by itself after this long (for scripts and tests)")
     demo = p.add_argument_group("demo")
@@ -86,8 +88,9 @@ def run(args, config) -> int:
 
 
 def _with_instances(config, args):
-    """--workers/--joiners N as [worker]/[joiner] instances, which those commands' stack_processes read."""
-    counts = {"WORKER": args.workers, "JOINER": args.joiners}
+    """--workers/--joiners/--monitors N as [worker]/[joiner]/[monitor] instances, which those
+    commands' stack_processes read."""
+    counts = {"WORKER": args.workers, "JOINER": args.joiners, "MONITOR": args.monitors}
     env = {f"FLYWHEEL_{name}_INSTANCES": str(n) for name, n in counts.items() if n is not None}
     return replace(config, env={**config.env, **env}) if env else config
 

@@ -64,6 +64,19 @@ class PerformanceCounts:
         self.squared_error_sum += other.squared_error_sum
         self.non_finite += other.non_finite
 
+    def to_dict(self) -> dict:
+        """JSON-ready: the confusion's (true, predicted) keys and the bins as lists."""
+        return {"confusion": [[t, p, n] for (t, p), n in self.confusion.items()], "scored": self.scored,
+                "log_loss_sum": self.log_loss_sum, "calibration": [[b, *s] for b, s in self.calibration.items()],
+                "regressed": self.regressed, "abs_error_sum": self.abs_error_sum,
+                "squared_error_sum": self.squared_error_sum, "non_finite": self.non_finite}
+
+    @staticmethod
+    def from_dict(data: dict) -> "PerformanceCounts":
+        sums = {k: v for k, v in data.items() if k not in ("confusion", "calibration")}
+        return PerformanceCounts(Counter({(t, p): n for t, p, n in data.get("confusion", [])}),
+                                 calibration={b: list(s) for b, *s in data.get("calibration", [])}, **sums)
+
     def performance(self) -> Performance | None:
         """Classifier figures if any example was classified, else regressor figures, else None."""
         if self.confusion:

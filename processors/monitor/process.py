@@ -2,32 +2,42 @@
 and tumbling window, drift, data quality and live performance out, to the store (one
 WindowMetrics row per window) and to Prometheus gauges.
 
+It runs as one process or as N in one consumer group (`[monitor] instances`, `flywheel up
+--monitors N`): each closes its partitions' share of a window into a partial in the store, and
+the process that owns partition 0 of the feedback topic merges a window's partials once every
+partition is accounted for, then scores and stores it (merge.py has the protocol, step by step).
+One process is the same path with N = 1.
+
 Offsets are committed at-least-once, and never past the first record an open window still
-holds, so a restart recomputes open windows from their records instead of losing them. Records
+holds, so a restart or a rebalance recomputes open windows from their records instead of losing
+them. Records
 marked as replays (`flywheel-replay` header, or feedback flagged `replay`) are not live traffic
 and are left out of every figure. Reference profiles are read from the store per model version
 and cached; a version without one gets performance figures but no drift or quality.
 """
 import logging
+import re
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter as CounterMetric, Gauge
 
-from feature_store import FeatureStore, WindowMetrics, wall_clock_ms
+from feature_store import FeatureStore, MonitorProgress, WindowMetrics, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models import ModelFollower
 from processors.monitor.drift import DriftThresholds
+from processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
 from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
-from processors.monitor.windows import Offsets, WindowedMonitor, WindowResult
+from processors.monitor.windows import Offsets, Partial, WindowedMonitor, WindowResult, merge_partials
 from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
 from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
+from processors.runtime.identity import process_instance_id
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.prediction import PredictionDecoder
@@ -47,6 +57,10 @@ class MonitorSettings:
     window_seconds: float = 3600.0          # seconds in a demo, hours in production
     grace_seconds: float = 30.0             # how long a window waits for stragglers after its end
     group_id: str = "flywheel-monitor"
+    instance_id: str = field(default_factory=process_instance_id)   # names this process's partials
+    instances: int = 1                      # processes `flywheel up` runs as one group (<id>-1..N)
+    progress_seconds: float = 2.0           # how often a process rewrites its progress (merge.py)
+    merge_wait_seconds: float = 30.0        # then a window is merged without the partitions it lacks
     batch_size: int = 5000
     poll_timeout_seconds: float = 0.5
     reference_refresh_seconds: float = 30.0  # how soon a missing reference profile is looked for again
@@ -108,6 +122,7 @@ def window_row(result: WindowResult, closed_at: int) -> WindowMetrics:
     """The stored window; `closed_at` is when its figures (and any drift flag) came to exist."""
     return WindowMetrics(result.model, result.version, result.start_ms, result.end_ms, result.metrics(), {
         "closed_at": closed_at, "has_reference": result.has_reference, "flagged_features": result.flagged_features,
+        "missing_partitions": result.missing,
         "drift": [asdict(d) for d in result.drift], "quality": [asdict(q) for q in result.quality],
         "performance": asdict(result.performance) if result.performance else None})
 
@@ -115,7 +130,7 @@ def window_row(result: WindowResult, closed_at: int) -> WindowMetrics:
 class Monitor:
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: MonitorSettings, metrics: MonitorMetrics | None = None,
-                 stop: threading.Event | None = None, clock=wall_clock_ms):
+                 stop: threading.Event | None = None, clock=wall_clock_ms, instance: str | None = None):
         self.settings = settings
         self.store = store
         self.catalog = TopicCatalog(kafka)
@@ -134,7 +149,12 @@ class Monitor:
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self._references: dict[tuple[str, str], tuple[Profile | None, float]] = {}
         self._next: dict[tuple[str, int], int] = {}
+        self._produced: dict[tuple[str, int], int] = {}    # per partition: Kafka time of the last record read
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
+        self.instance = instance or settings.instance_id
+        self.merger = Merger(int(settings.merge_wait_seconds * 1000))
+        self._progress_due = 0.0
+        self._topics: tuple[float, list[str]] = (0.0, [])
         self._models = ModelFollower(kafka, registry)
         self._models.catch_up()
         self.consumer.subscribe([self.catalog.feedback, self.catalog.predictions_pattern()],
@@ -153,23 +173,131 @@ class Monitor:
                     if m.error() is None]
         dead = self._add(messages)
         now = self.clock()
-        results = self.windows.close_due(now)
-        if results:
-            hold_back(lambda: self.store.put_metrics([window_row(r, now) for r in results]), self.stop, PROCESSOR)
-            # Then mark them closed, before any offset past their records is committed.
-            ends = {}
-            for r in results:
-                ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
-            for (model, version), end in ends.items():
-                hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
-            self._models.poll(0)
-            for r in results:
-                self.metrics.show(r, *self._models.label_values(r.model, r.version))
-            self.closed = (self.closed + results)[-1000:]
-        if messages or results:
+        partials = self.windows.close(now)
+        if partials:
+            rows = [to_row(p, self.settings.group_id, self.instance, now) for p in partials]
+            hold_back(lambda: self.store.put_partials(rows), self.stop, PROCESSOR)
+        merging = (self.catalog.feedback, 0) in {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        if merging:
+            self.merger.note([((p.model, p.version, p.start_ms), p.end_ms) for p in partials], now)
+        results = []
+        if self._report_progress(now, force=bool(partials)) and merging:
+            results = self._merge(now)
+        if messages or partials:
             self._commit(dead)
         self.lag.update()
         return results
+
+    def _report_progress(self, now: int, force: bool) -> bool:
+        """Write this process's progress (merge.py, step 2) when a window closed here and every
+        `progress_seconds`; True when written."""
+        if not force and time.monotonic() < self._progress_due:
+            return False
+        self._progress_due = time.monotonic() + self.settings.progress_seconds
+        progress = MonitorProgress(self.settings.group_id, self.instance, self._through(now), now)
+        hold_back(lambda: self.store.put_progress([progress]), self.stop, PROCESSOR)
+        return True
+
+    def _through(self, now: int) -> dict[str, int]:
+        """Per partition owned: through when its windows are closed here, as far as this process
+        has evidence of having read it (no lag: now; else the last record's Kafka time)."""
+        closed = self.windows.closed_through
+        if closed is None:
+            return {}
+        out = {}
+        for (topic, partition), lag in self._lags().items():
+            read = now if lag == 0 else self._produced.get((topic, partition))
+            if read is not None:
+                seen = read - self.windows.grace_ms
+                out[partition_name(topic, partition)] = min(closed, seen - seen % self.windows.window_ms)
+        return out
+
+    def _lags(self) -> dict[tuple[str, int], int | None]:
+        """Lag per owned partition from the high watermark of the last fetch (None: unknown), and
+        the consumer's position (which steps over transaction markers, unlike the next offset
+        after the last record). A partition nothing was read from yet is at its committed offset."""
+        owned = self.consumer.assignment()
+        positions = {(tp.topic, tp.partition): tp.offset for tp in self.consumer.position(owned) if tp.offset >= 0}
+        unread = [tp for tp in owned if (tp.topic, tp.partition) not in self._next | positions]
+        try:
+            for tp in self.consumer.committed(unread, timeout=5) if unread else []:
+                low, _ = self.consumer.get_watermark_offsets(tp, cached=True)
+                self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else max(low, 0)
+        except KafkaException as e:     # a rebalance or the broker away: vouch for them next time
+            log.warning("monitor: committed offsets unknown (%s)", e)
+        lags = {}
+        for tp in owned:
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            position = positions.get((tp.topic, tp.partition), self._next.get((tp.topic, tp.partition)))
+            lags[(tp.topic, tp.partition)] = high - position if high >= 0 and position is not None else None
+        return lags
+
+    def _merge(self, now: int) -> list[WindowResult]:
+        """Merge every due window (merge.py, step 3): store its row and closed_until, show it."""
+        group = self.settings.group_id
+        since = now - 2 * (self.windows.window_ms + self.windows.grace_ms) - int(self.settings.merge_wait_seconds * 1000)
+        since = min([since, *(start for _, _, start in self.merger.pending)])
+        listed = hold_back(lambda: list(self.store.partials(group, since, now + 1)), self.stop, PROCESSOR)
+        self.merger.forget_merged_before(since)
+        self.merger.note([((r.model, r.model_version, r.window_start), r.window_end) for r in listed], now)
+        partitions = self._partitions()
+        if partitions is None or not self.merger.pending:
+            return []
+        coverage = Coverage.of(hold_back(lambda: self.store.progress(group), self.stop, PROCESSOR))
+        due = self.merger.due(coverage, partitions, now)
+        rows: dict[WindowKey, list] = {}
+        for r in listed:
+            rows.setdefault((r.model, r.model_version, r.window_start), []).append(r)
+        results = [self.windows.scorer.score(window, due[key]) for key, window in self._unmerged(due, rows)]
+        self.merger.done(due)
+        if results:
+            self._store_results(results, now)
+        return results
+
+    def _unmerged(self, due: dict[WindowKey, list[str]], rows: dict[WindowKey, list]) -> list[tuple[WindowKey, Partial]]:
+        """The due windows merged from their partials, less those at or before their version's
+        stored closed_until (merged by an earlier merger: a closed window is final)."""
+        closed: dict[tuple[str, str], int | None] = {}
+        out = []
+        for key in due:
+            version = key[:2]
+            if version not in closed:
+                closed[version] = hold_back(lambda: self.store.closed_until(*version), self.stop, PROCESSOR)
+            window = merge_partials([from_row(r) for r in rows[key]])
+            if closed[version] is not None and window.end_ms <= closed[version]:
+                log.warning("monitor: partials of %s/%s window %d came after it was merged; left out", *key)
+                continue
+            out.append((key, window))
+        return out
+
+    def _store_results(self, results: list[WindowResult], now: int) -> None:
+        hold_back(lambda: self.store.put_metrics([window_row(r, now) for r in results]), self.stop, PROCESSOR)
+        # Then mark them closed, so a restarted process never recomputes them from a subset.
+        ends = {}
+        for r in results:
+            ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
+        for (model, version), end in ends.items():
+            hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
+        self._models.poll(0)
+        for r in results:
+            self.metrics.show(r, *self._models.label_values(r.model, r.version))
+        self.closed = (self.closed + results)[-1000:]
+
+    def _partitions(self) -> list[str] | None:
+        """Every partition the group reads (feedback and every predictions topic), from the
+        consumer's metadata, refreshed every few seconds; None while the broker does not answer."""
+        fetched, names = self._topics
+        if time.monotonic() - fetched > 10 or not names:
+            try:
+                topics = self.consumer.list_topics(timeout=5).topics
+            except KafkaException as e:
+                log.warning("monitor: no topic metadata (%s)", e)
+                return names or None
+            pattern = re.compile(self.catalog.predictions_pattern())
+            names = [partition_name(t, p) for t, meta in topics.items()
+                     if t == self.catalog.feedback or pattern.match(t) for p in meta.partitions]
+            self._topics = (time.monotonic(), names)
+        return names
 
     def close(self) -> None:
         try:
@@ -198,9 +326,10 @@ class Monitor:
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
-        offsets = Offsets.of([m.topic() for m in messages], [m.partition() for m in messages],
-                             [m.offset() for m in messages])
+        topics, partitions = [m.topic() for m in messages], [m.partition() for m in messages]
+        offsets = Offsets.of(topics, partitions, [m.offset() for m in messages])
         self._next.update(offsets.nexts())
+        self._produced.update(zip(zip(topics, partitions), [m.timestamp()[1] for m in messages]))
         headers = [m.headers() for m in messages]
         live = np.asarray([_live(h) for h in headers] if any(headers) else [True] * len(messages), dtype=bool)
         feedback = offsets.in_topic(self.catalog.feedback)
@@ -256,8 +385,12 @@ class Monitor:
             log.warning("monitor offset commit failed: %s", e)
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        """Open windows are dropped (merge.py, step 4): their records are read again by whoever
+        owns their partitions next."""
+        self.windows.drop_open()
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
+            self._produced.pop((tp.topic, tp.partition), None)
 
 
 def _source(m: Message) -> tuple[str, int, int]:

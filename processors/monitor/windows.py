@@ -14,6 +14,13 @@ stored window from a subset of its records.
 For at-least-once consumption each window remembers the first offset it holds per partition;
 `safe_offsets` is what may be committed without losing an open window's records on a restart
 (a closed window recomputed after a crash is identical, and its store row is keyed by window).
+
+A closed window is first a `Partial`: what this process read of the window's records, in a form
+that merges (rows and late records add up, the profile's sketches merge, feedback becomes
+additive `PerformanceCounts`; feedback is keyed by request id, and a request's feedback is in one
+partition, so deduplicating it per process is complete). `Scorer` turns a partial, or the merge
+of several processes' partials (processors/monitor/merge.py), into a `WindowResult`;
+`close_due` does both for a process that reads every partition itself.
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
-from processors.monitor.performance import Performance, performance
+from processors.monitor.performance import Performance, PerformanceCounts
 from processors.monitor.profile import Profile
 from processors.monitor.quality import QualityCheck, QualityThresholds, check
 from schemas.wire.prediction import PredictionColumns
@@ -81,6 +88,7 @@ class WindowResult:
     quality: list[QualityCheck] = field(default_factory=list)
     performance: Performance | None = None
     late: int = 0
+    missing: list[str] = field(default_factory=list)   # partitions ("topic:partition") the figures lack
 
     @property
     def flagged_features(self) -> list[str]:
@@ -109,6 +117,42 @@ class WindowResult:
 
 
 @dataclass
+class Partial:
+    """What one process read of a window's records, in mergeable form."""
+    model: str
+    version: str
+    start_ms: int
+    end_ms: int
+    rows: int = 0
+    late: int = 0
+    profile: Profile | None = None        # None: the version had no reference profile
+    counts: PerformanceCounts = field(default_factory=PerformanceCounts)
+
+    @property
+    def key(self) -> Key:
+        return self.model, self.version
+
+
+def merge_partials(partials: list[Partial]) -> Partial:
+    """One window from several processes' partials of it (profiles of the first are merged into
+    in place). A process that read rows without a reference profile (the profile arrived while
+    the window was open elsewhere) leaves the window unprofiled: drift and quality of a part of
+    its rows would not be the window's."""
+    first = partials[0]
+    out = Partial(first.model, first.version, first.start_ms, first.end_ms)
+    profiles = [p.profile for p in partials if p.profile is not None]
+    if profiles and not any(p.rows and p.profile is None for p in partials):
+        out.profile = profiles[0]
+        for profile in profiles[1:]:
+            out.profile.merge(profile)
+    for p in partials:
+        out.rows += p.rows
+        out.late += p.late
+        out.counts.merge(p.counts)
+    return out
+
+
+@dataclass
 class Window:
     start_ms: int
     end_ms: int
@@ -124,6 +168,36 @@ class Window:
             if offset < self.first_offsets.get(key, offset + 1):
                 self.first_offsets[key] = offset
 
+    def partial(self, key: Key) -> Partial:
+        counts = PerformanceCounts()
+        counts.add(list(self.feedback.values()))
+        return Partial(key[0], key[1], self.start_ms, self.end_ms, self.rows, self.late, self.profile, counts)
+
+
+class Scorer:
+    """A closed window's figures: drift and quality against the version's reference profile,
+    performance from its feedback counts. Windows too small to judge for drift are carried into
+    the version's next one (SampleGate), so a version's windows are scored in order, by one
+    scorer."""
+
+    def __init__(self, references: Callable[[str, str], Profile | None], drift: DriftThresholds,
+                 quality: QualityThresholds):
+        self._references = references
+        self._drift, self._quality = drift, quality
+        self._gate = SampleGate(drift.min_count)
+
+    def score(self, window: Partial, missing: list[str] = ()) -> WindowResult:
+        result = WindowResult(window.model, window.version, window.start_ms, window.end_ms, window.rows,
+                              window.profile is not None, late=window.late,
+                              performance=window.counts.performance(), missing=list(missing))
+        reference = self._references(*window.key) if window.profile is not None else None
+        if reference is not None and window.rows:
+            judged = self._gate.admit(window.key, window.profile)
+            if judged is not None:
+                result.drift = compare(reference, judged, self._drift)
+            result.quality = check(reference, window.profile, self._quality)
+        return result
+
 
 class WindowedMonitor:
     def __init__(self, window_ms: int, grace_ms: int, references: Callable[[str, str], Profile | None],
@@ -134,10 +208,10 @@ class WindowedMonitor:
         self.window_ms, self.grace_ms = window_ms, grace_ms
         self._references = references
         self._closed = closed
-        self._drift, self._quality = drift, quality
-        self._gate = SampleGate(drift.min_count)
+        self.scorer = Scorer(references, drift, quality)
         self._open: dict[Key, dict[int, Window]] = {}
         self._closed_until: dict[Key, int | None] = {}
+        self.closed_through: int | None = None    # every window ending at or before it is closed
 
     def add_predictions(self, records: list[dict], sources: list[Source] = ()) -> None:
         for key, group in self._grouped(records, sources, "predicted_at").items():
@@ -180,15 +254,28 @@ class WindowedMonitor:
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
         """Close and score every window whose end plus grace is at or before `now_ms`."""
-        results = []
+        return [self.scorer.score(p) for p in self.close(now_ms)]
+
+    def close(self, now_ms: int) -> list[Partial]:
+        """Close every window whose end plus grace is at or before `now_ms`. Every version seen
+        counts windows up to there as closed, open here or not: a record for one of them that
+        comes later is late, and never a partial of a window the group may have merged already."""
+        through = now_ms - self.grace_ms - (now_ms - self.grace_ms) % self.window_ms
+        partials = []
         for key, windows in self._open.items():
             for start in sorted(windows):
-                window = windows[start]
-                if window.end_ms + self.grace_ms > now_ms:
+                if windows[start].end_ms > through:
                     break
-                results.append(self._score(key, windows.pop(start)))
-                self._closed_until[key] = window.end_ms
-        return results
+                partials.append(windows.pop(start).partial(key))
+        for key, closed in self._closed_until.items():
+            self._closed_until[key] = max(through, closed if closed is not None else through)
+        self.closed_through = through
+        return partials
+
+    def drop_open(self) -> None:
+        """Forget every open window (its partitions were revoked: their records are read again
+        from the committed offsets, which no open window's records are past)."""
+        self._open.clear()
 
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         """Per partition, the first offset some open window still needs (commit no further)."""
@@ -247,15 +334,3 @@ class WindowedMonitor:
             profile = reference.empty_like(start, start + self.window_ms) if reference else None
             windows[start] = Window(start, start + self.window_ms, profile)
         return windows[start]
-
-    def _score(self, key: Key, window: Window) -> WindowResult:
-        result = WindowResult(key[0], key[1], window.start_ms, window.end_ms, window.rows,
-                              window.profile is not None, late=window.late,
-                              performance=performance(list(window.feedback.values())))
-        reference = self._references(*key) if window.profile is not None else None
-        if reference is not None and window.rows:
-            judged = self._gate.admit(key, window.profile)
-            if judged is not None:
-                result.drift = compare(reference, judged, self._drift)
-            result.quality = check(reference, window.profile, self._quality)
-        return result
