@@ -173,8 +173,7 @@ class CassandraStore(FeatureStore):
             groups.setdefault(replicas[0] if replicas else None, []).append(bound)
         out = []
         for bounds in groups.values():
-            for i in range(0, len(bounds), self.settings.rows_per_batch):
-                chunk = bounds[i:i + self.settings.rows_per_batch]
+            for chunk in self._chunks(bounds):
                 if len(chunk) == 1:
                     out.append((chunk[0], None))
                     continue
@@ -184,6 +183,20 @@ class CassandraStore(FeatureStore):
                 batch.is_idempotent = True
                 out.append((batch, None))
         return out
+
+    def _chunks(self, bounds: list) -> Iterator[list]:
+        """Runs of at most rows_per_batch statements and batch_bytes of bound values (a larger
+        row goes alone)."""
+        chunk, size = [], 0
+        for bound in bounds:
+            n = sum(len(v) for v in bound.values if isinstance(v, bytes))
+            if chunk and (len(chunk) == self.settings.rows_per_batch or size + n > self.settings.batch_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(bound)
+            size += n
+        if chunk:
+            yield chunk
 
     def _select(self, table: str, keys: Sequence[tuple]) -> list[Row]:
         """Keys that name whole partitions are read keys_per_read at a time with `IN`; longer

@@ -48,9 +48,11 @@ class StoreSettings:
     # Keys read by one `IN` statement (one partition key each): one round trip and one request
     # for the node instead of one per key. Large IN lists load one coordinator: keep it modest.
     keys_per_read: int = 50
-    # Rows of one partition written by one UNLOGGED batch (applied as one mutation); keep a
-    # batch under the node's batch_size_warn_threshold_in_kb (5 KB by default).
+    # Rows of one partition written by one UNLOGGED batch (applied as one mutation), and at most
+    # batch_bytes of values: under the node's batch_size_warn_threshold_in_kb (5 KB by default),
+    # past which it logs a warning for every batch (window rows are 1-2 KB each).
     rows_per_batch: int = 10
+    batch_bytes: int = 5000
     request_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
 

@@ -246,6 +246,20 @@ def test_window_metrics_are_ordered_across_day_buckets_and_idempotent(store):
     assert list(store.metrics("m", "v2", day - DAY_MS, day + 2 * DAY_MS)) == []
 
 
+def test_large_rows_are_written_whole_in_batches_the_node_does_not_warn_about(store, caplog):
+    """Window rows carry kilobytes of detail: a batch of rows_per_batch of them (rows of several
+    partitions on one node go together) would pass the node's 5 KB batch warning, logged by the
+    driver on every write; batches stop at batch_bytes."""
+    day = (T0 // DAY_MS) * DAY_MS
+    rows = [WindowMetrics("m", f"v{v}", day + i * 60_000, day + (i + 1) * 60_000, {"rows": float(i)},
+                          {"drift": [{"feature": f"x{j}", "psi": 0.01 * j} for j in range(40)]})
+            for v in range(10) for i in range(3)]
+    with caplog.at_level("WARNING"):
+        store.put_metrics(rows)
+    assert [w for v in range(10) for w in store.metrics("m", f"v{v}", day, day + DAY_MS)] == rows
+    assert not [r for r in caplog.records if "Batch for" in r.getMessage()]
+
+
 def test_closed_windows_per_model_version(store):
     assert store.closed_until("m", "v1") is None
     store.put_closed_until("m", "v1", T0)
