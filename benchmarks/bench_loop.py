@@ -6,7 +6,10 @@ store, produce feedback, commit in Kafka transactions). Monitor: feature values 
 window sketches, once from decoded records and once end to end from the broker.
 
     .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8] [--backend sqlite|cassandra]
-                                              [--only joiner|monitor]
+                                              [--only joiner|monitor] [--joiners N]
+
+--joiners N adds a row for N joiner processes in one consumer group end to end (`flywheel up
+--joiners N`), on topics and a SQLite store of their own: how the joiner scales on this machine.
 
 --backend cassandra puts each case's store in a fresh keyspace on FLYWHEEL_CASSANDRA_HOSTS
 (bench_store.py's `fresh_store`).
@@ -20,11 +23,14 @@ steadier figure, and the one a capacity model needs. The monitor's end-to-end ro
 `--records 100000`.
 """
 import argparse
+import multiprocessing
+import os
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_store import fresh_store  # noqa: E402
-from feature_store import ReferenceProfile  # noqa: E402
+from feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
 from processors.joiner.join import Join, JoinerSettings, Label, prediction_record  # noqa: E402
 from processors.joiner.process import FeedbackJoiner  # noqa: E402
 from processors.monitor.process import Monitor, MonitorSettings  # noqa: E402
@@ -128,7 +134,7 @@ def rate_after_first_batch(step, progress, total: int, timeout: float = 300.0) -
     return (total - first) / (time.perf_counter() - start), (total - first) / (time.thread_time() - cpu)
 
 
-def total(registry, sample: str) -> float:
+def total_of(registry, sample: str) -> float:
     """A counter's sum over its labels (an unregistered model is counted as "unknown")."""
     return sum(s.value for metric in registry.collect() for s in metric.samples if s.name == sample)
 
@@ -140,10 +146,61 @@ def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, f
     with fresh_store(backend) as store:
         joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
                                 instance="bench")
-        joined = lambda: total(joiner.metrics.registry, "flywheel_feedback_joined_total")   # noqa: E731
+        joined = lambda: total_of(joiner.metrics.registry, "flywheel_feedback_joined_total")   # noqa: E731
         rate = rate_after_first_batch(joiner.step, joined, len(records))
         joiner.close()
         return rate
+
+
+def joiner_in_group(kafka: KafkaSettings, work: Path, group: str, joined, total: int, out) -> None:
+    """One of --joiners N processes in one group, on the shared SQLite store: sends back (wall
+    time, feedback this process joined) after every batch that joined something."""
+    tune_gc()
+    with open_store(StoreSettings(), work) as store:
+        joiner = FeedbackJoiner(kafka, open_registry(None, work), store, JoinerSettings(group_id=group),
+                                instance=f"bench-{os.getpid()}")
+        mine, samples, deadline = 0.0, [], time.monotonic() + 300
+        while joined.value < total and time.monotonic() < deadline:
+            joiner.step()
+            now = total_of(joiner.metrics.registry, "flywheel_feedback_joined_total")
+            if now > mine:
+                with joined.get_lock():
+                    joined.value += int(now - mine)
+                mine = now
+                samples.append((time.time(), mine))
+        joiner.close()
+    out.put(samples)
+
+
+def group_rate(runs: list[list[tuple[float, float]]]) -> float:
+    """Per second, what a group's processes did together while every one of them was at work:
+    from the time the last one made its first progress to the time the first one made its last
+    (before, the group is still forming; after, fewer are at work). `runs`: per process, (time,
+    its running total) samples in time order."""
+    start, end = max(run[0][0] for run in runs), min(run[-1][0] for run in runs)
+    at = lambda run, t: max([n for s, n in run if s <= t], default=0.0)   # noqa: E731
+    return sum(at(run, end) - at(run, start) for run in runs) / (end - start)
+
+
+def bench_joiners_kafka(kafka, work: Path, records, processes: int) -> float:
+    """FeedbackRecords per second of `processes` joiners in one group (`group_rate`), on topics
+    and a SQLite store of their own."""
+    kafka = replace(kafka, topic_prefix=f"{kafka.topic_prefix}group.")     # topics of its own
+    catalog, registry = TopicCatalog(kafka), open_registry(None, work)
+    ensure_topics(make_admin(kafka), catalog.core() + catalog.for_model("m"))
+    produce(kafka, registry, catalog.predictions("m"), "Prediction", records)
+    produce(kafka, registry, catalog.labels, "GroundTruth", labels(len(records)))
+    spawn = multiprocessing.get_context("spawn")     # never fork a process holding librdkafka threads
+    joined, out = spawn.Value("q", 0), spawn.Queue()
+    group = f"bench-{uuid.uuid4().hex[:6]}"
+    procs = [spawn.Process(target=joiner_in_group, args=(kafka, work, group, joined, len(records), out))
+             for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    runs = [out.get(timeout=400) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return group_rate(runs)
 
 
 def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tuple[float, float]:
@@ -153,7 +210,7 @@ def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tu
         store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
         monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),
                           stop=threading.Event(), clock=lambda: T0)
-        consumed = lambda: total(monitor.metrics.registry, "flywheel_records_in_total")   # noqa: E731
+        consumed = lambda: total_of(monitor.metrics.registry, "flywheel_records_in_total")   # noqa: E731
         rate = rate_after_first_batch(monitor.step, consumed, len(records))
         monitor.close()
         return rate
@@ -165,6 +222,8 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8, help="features per record (one categorical)")
     parser.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
     parser.add_argument("--only", choices=("joiner", "monitor"), help="only that processor's rows")
+    parser.add_argument("--joiners", type=int, default=1, metavar="N",
+                        help="also time N joiner processes in one group end to end (SQLite store shared)")
     args = parser.parse_args()
     tune_gc()    # as every processor runs (flywheel/wiring.py start_processor)
     joiner, monitor = args.only in (None, "joiner"), args.only in (None, "monitor")
@@ -202,6 +261,10 @@ def main() -> None:
                              f"{2 * n:,} records in", 2 * n / rate,
                              f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s",
                              f"{2 * cpu_rate:,.0f} records in"))
+            if joiner and args.joiners > 1 and args.backend == "sqlite":
+                rate = bench_joiners_kafka(kafka, work, records, args.joiners)
+                rows.append((f"{args.joiners} joiners in one group, end to end", f"{2 * n:,} records in",
+                             2 * n / rate, f"{2 * rate:,.0f} records/s in, {rate:,.0f} feedback/s", "-"))
             if monitor:
                 rate, cpu_rate = bench_monitor_kafka(kafka, registry, records, reference, args.backend)
                 per_record = values / n
