@@ -2,6 +2,7 @@
 waits for every partition's progress (at most merge_wait); two Monitors in one group on the real
 broker store exact counts, also when the second joins mid-window (a rebalance)."""
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -167,10 +168,35 @@ def test_two_monitors_in_one_group_store_exact_counts(kafka, registry, make_topi
     assert (row.values["rows"], row.values["labelled"], row.values["late"]) == (800, 300, 0)
     assert row.values["performance.accuracy"] == pytest.approx(0.8)
     assert row.detail["missing_partitions"] == []
-    assert len({p.instance for p in store.partials("mon-2", T0, T0 + 1)}) == 2
+    assert {p.instance.split("/")[0] for p in store.partials("mon-2", T0, T0 + 1)} == {"a", "b"}
     [merger] = [m for m in monitors if m.closed]
     assert merger.metrics.registry.get_sample_value("flywheel_labelled_examples",
                                                     {"model": "unknown", "version": "unknown"}) == 300
     for m in monitors:
         m.close()
+    store.close()
+
+
+def test_partitions_taken_over_behind_the_clock_land_in_their_own_window(kafka, registry, make_topics, data_dir):
+    """b stops without writing its share after the window closed on a's clock (as a killed process
+    would): a takes its partitions over, reads them from b's committed offsets behind the clock,
+    and their records go into partials of their own window, not into a later one as late."""
+    catalog = make_topics("m")
+    predictions, feedback = _predictions(np.random.default_rng(5), 800, T0), _feedback(300, 240, T0)
+    now = {"ms": T0 + 1}
+    settings = MonitorSettings(window_seconds=WINDOW / 1000, grace_seconds=1, group_id="mon-takeover",
+                               poll_timeout_seconds=0.1, progress_seconds=0.2, merge_wait_seconds=600)
+    store = open_store(StoreSettings(), data_dir)
+    a, b = (Monitor(kafka, registry, open_store(StoreSettings(), data_dir), replace(settings, instance_id=name),
+                    clock=lambda: now["ms"]) for name in ("a", "b"))
+    _produce(kafka, registry, catalog, predictions, feedback)
+    _read_all([a, b], kafka, [catalog.feedback, catalog.predictions("m")])
+    now["ms"] = T0 + WINDOW + 1000
+    a.step()                    # a's share is written; b's partitions are not vouched for: no merge
+    assert list(store.metrics("m", "1", T0, T0 + WINDOW)) == []
+    b.close()
+    [row] = _merged([a], store)
+    assert (row.values["rows"], row.values["labelled"], row.values["late"]) == (800, 300, 0)
+    assert row.detail["missing_partitions"] == []
+    a.close()
     store.close()

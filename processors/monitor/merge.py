@@ -27,7 +27,12 @@ protocol, in steps:
 4. A rebalance revokes partitions: the process drops every open window. The group resumes the
    partitions from the committed offsets, which no open window's records are past, so their
    new owners read those records again: none is lost, and a dropped window was never written,
-   so none is counted twice. One process is the same protocol with N = 1: it owns every
+   so none is counted twice. A partition taken over from a process that stopped is read
+   behind the clock: its records open their windows again on the new owner, which writes them
+   as further partials (each close is a partial of its own) unless the store says the window
+   was merged meanwhile; only then are they late, folded into the version's first unmerged
+   window. Its progress vouches for the partition only once it has read that far, so the
+   merger waits for those partials. One process is the same protocol with N = 1: it owns every
    partition and merges its own partials as soon as its progress is written.
 
 Known limit, as with one process after a restart: a record of an already closed window that

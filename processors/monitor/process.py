@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -152,6 +153,7 @@ class Monitor:
         self._produced: dict[tuple[str, int], int] = {}    # per partition: Kafka time of the last record read
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
         self.instance = instance or settings.instance_id
+        self._incarnation, self._closes = uuid.uuid4().hex[:8], 0
         self.merger = Merger(int(settings.merge_wait_seconds * 1000))
         self._progress_due = 0.0
         self._topics: tuple[float, list[str]] = (0.0, [])
@@ -175,7 +177,11 @@ class Monitor:
         now = self.clock()
         partials = self.windows.close(now)
         if partials:
-            rows = [to_row(p, self.settings.group_id, self.instance, now) for p in partials]
+            # A window may close here twice (records of a partition taken over came behind the
+            # clock): each close is a partial of its own, never written over the first.
+            self._closes += 1
+            part = f"{self.instance}/{self._incarnation}/{self._closes}"
+            rows = [to_row(p, self.settings.group_id, part, now) for p in partials]
             hold_back(lambda: self.store.put_partials(rows), self.stop, PROCESSOR)
         merging = (self.catalog.feedback, 0) in {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         if merging:
@@ -263,11 +269,12 @@ class Monitor:
             version = key[:2]
             if version not in closed:
                 closed[version] = hold_back(lambda: self.store.closed_until(*version), self.stop, PROCESSOR)
-            window = merge_partials([from_row(r) for r in rows[key]])
-            if closed[version] is not None and window.end_ms <= closed[version]:
-                log.warning("monitor: partials of %s/%s window %d came after it was merged; left out", *key)
+            if closed[version] is not None and key[2] < closed[version]:
+                # Merged by an earlier merger (this process took the role over and listed it again),
+                # or a partial raced the merge (close() checks the store before writing one).
+                log.info("monitor: %s/%s window %d is merged already; not merged twice", *key)
                 continue
-            out.append((key, window))
+            out.append((key, merge_partials([from_row(r) for r in rows[key]])))
         return out
 
     def _store_results(self, results: list[WindowResult], now: int) -> None:
@@ -278,6 +285,7 @@ class Monitor:
             ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
         for (model, version), end in ends.items():
             hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
+            self.windows.mark_closed((model, version), end)
         self._models.poll(0)
         for r in results:
             self.metrics.show(r, *self._models.label_values(r.model, r.version))

@@ -168,6 +168,21 @@ class Window:
             if offset < self.first_offsets.get(key, offset + 1):
                 self.first_offsets[key] = offset
 
+    def absorb(self, other: "Window") -> None:
+        """Fold in a window the group has merged already: every record of it is late here (as one
+        that came after the merge would be), and this window's span stays its own."""
+        self.rows += other.rows
+        self.late += other.late + other.rows + len(other.feedback)
+        if self.profile is not None and other.profile is not None:
+            start, end = self.profile.start_ms, self.profile.end_ms
+            self.profile.merge(other.profile)
+            self.profile.start_ms, self.profile.end_ms = start, end
+        for request_id, record in other.feedback.items():
+            kept = self.feedback.get(request_id)
+            if kept is None or record["labelled_at"] >= kept["labelled_at"]:
+                self.feedback[request_id] = record
+        self.note(other.first_offsets)
+
     def partial(self, key: Key) -> Partial:
         counts = PerformanceCounts()
         counts.add(list(self.feedback.values()))
@@ -211,7 +226,7 @@ class WindowedMonitor:
         self.scorer = Scorer(references, drift, quality)
         self._open: dict[Key, dict[int, Window]] = {}
         self._closed_until: dict[Key, int | None] = {}
-        self.closed_through: int | None = None    # every window ending at or before it is closed
+        self.closed_through: int | None = None    # every window ending at or before it was closed here
 
     def add_predictions(self, records: list[dict], sources: list[Source] = ()) -> None:
         for key, group in self._grouped(records, sources, "predicted_at").items():
@@ -253,24 +268,48 @@ class WindowedMonitor:
                 window.note(Offsets.of_sources(srcs).firsts())
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
-        """Close and score every window whose end plus grace is at or before `now_ms`."""
-        return [self.scorer.score(p) for p in self.close(now_ms)]
+        """Close, score and mark closed every window whose end plus grace is at or before `now_ms`
+        (one process that reads every partition and merges its own partials)."""
+        results = [self.scorer.score(p) for p in self.close(now_ms)]
+        for r in results:
+            self.mark_closed((r.model, r.version), r.end_ms)
+        return results
 
     def close(self, now_ms: int) -> list[Partial]:
-        """Close every window whose end plus grace is at or before `now_ms`. Every version seen
-        counts windows up to there as closed, open here or not: a record for one of them that
-        comes later is late, and never a partial of a window the group may have merged already."""
+        """Close every window whose end plus grace is at or before `now_ms` into a partial.
+
+        A record is late only for a window the group has merged (`closed_until`, from the store),
+        not for one merely closed here by the clock: a partition taken over from a process that
+        stopped is read behind the clock, and its records belong in partials of their own windows.
+        Such a window, open again here after an earlier close, is checked against the store
+        first: if merged meanwhile, it is folded into the version's first unmerged window as late."""
         through = now_ms - self.grace_ms - (now_ms - self.grace_ms) % self.window_ms
+        if self.closed_through is not None:
+            for key, windows in self._open.items():
+                if any(w.end_ms <= self.closed_through for w in windows.values()):
+                    self._closed_until[key] = self._closed(*key)
+                    self._fold_merged(key)
         partials = []
         for key, windows in self._open.items():
             for start in sorted(windows):
                 if windows[start].end_ms > through:
                     break
                 partials.append(windows.pop(start).partial(key))
-        for key, closed in self._closed_until.items():
-            self._closed_until[key] = max(through, closed if closed is not None else through)
         self.closed_through = through
         return partials
+
+    def mark_closed(self, key: Key, end_ms: int) -> None:
+        """The version's windows up to `end_ms` are merged: later records for them are late."""
+        closed = self.closed_until(key)
+        self._closed_until[key] = end_ms if closed is None else max(closed, end_ms)
+
+    def _fold_merged(self, key: Key) -> None:
+        merged, windows = self._closed_until[key], self._open[key]
+        stale = [start for start in windows if merged is not None and start < merged]
+        if stale:
+            target = self._window(key, merged)
+            for start in stale:
+                target.absorb(windows.pop(start))
 
     def drop_open(self) -> None:
         """Forget every open window (its partitions were revoked: their records are read again
