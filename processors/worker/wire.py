@@ -131,7 +131,12 @@ class NumericTemplate:
 
 
 class RequestParser:
-    """Parses InferenceRequests written with the exact schema it knows (by schema id)."""
+    """Parses InferenceRequests written with the exact schema it knows (by schema id).
+
+    A templated parse (a numeric map of the template's count and length) is provisional: its
+    keys are confirmed for a batch at once by `NumericTemplate.extract`, and a record whose keys
+    differ goes to fastavro whole, fields after the map included (they were read at the
+    template's offsets)."""
 
     FIELDS = [("request_id", "string"), ("entity_id", "string"), ("model", "string"), ("event_time", "long"),
               ("numeric", "map"), ("categorical", "map"), ("dense", "union"), ("metadata", "map")]
