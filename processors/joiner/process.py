@@ -20,6 +20,7 @@ feedback carries the header on; they are not counted as live traffic in any metr
 """
 import logging
 import math
+import operator
 import threading
 import time
 import collections
@@ -38,6 +39,7 @@ from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
+from schemas.wire.prediction import PredictionDecoder
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
@@ -83,7 +85,7 @@ class FeedbackJoiner:
         self.metrics = metrics or JoinerMetrics()
         self.stop = stop or threading.Event()
         self.join = Join(store, settings)
-        self._predictions = AvroSerde(registry, "Prediction")
+        self._predictions = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._labels = AvroSerde(registry, "GroundTruth")
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
@@ -164,11 +166,12 @@ class FeedbackJoiner:
         now_ms = self.clock()
         label_messages = [m for m in messages if m.topic() == self.catalog.labels]
         prediction_messages = [m for m in messages if m.topic() != self.catalog.labels]
-        for m, value in zip(prediction_messages, self._decoded(self._predictions, prediction_messages)):
-            if isinstance(value, DecodeFailure):
-                dead.append((m, value.reason, value.detail))
-            else:
-                predictions.append((prediction_record(value, is_replay(m)), m))
+        decoded = self._retrying(lambda: self._predictions.decode([m.value() for m in prediction_messages]))
+        dead += [(prediction_messages[i], f.reason, f.detail) for i, f in decoded.failures]
+        for i, value in sorted([*zip(decoded.columns.indices.tolist(), decoded.columns.records()),
+                                *decoded.records], key=operator.itemgetter(0)):
+            m = prediction_messages[i]
+            predictions.append((prediction_record(value, is_replay(m)), m))
         for m, value in zip(label_messages, self._decoded(self._labels, label_messages)):
             if isinstance(value, DecodeFailure):
                 dead.append((m, value.reason, value.detail))

@@ -20,6 +20,11 @@ class Factor:
     def take(self, rows: np.ndarray) -> "Factor":
         return Factor(self.codes[rows], self.values)
 
+    def strings(self) -> list[str | None]:
+        """Each record's value."""
+        values = self.values
+        return [values[c] for c in self.codes.tolist()]
+
     def counts(self) -> dict[str | None, int]:
         """How many records hold each value (values held by none left out)."""
         counts = np.bincount(self.codes, minlength=len(self.values)).tolist()

@@ -37,7 +37,7 @@ import numpy as np
 from schemas.serde import AvroSerde, DecodeFailure
 from schemas.wire.cursor import Batch, Cursor
 from schemas.wire.factor import PACKED_BYTES, Factor, factor
-from schemas.wire.primitives import DOUBLE, read_length, read_long, read_map_at, string
+from schemas.wire.primitives import DOUBLE, read_long, read_map_at, string
 
 ROLES = ("LIVE", "CANARY", "SHADOW")
 MAX_LAYOUTS = 8          # key orders of one map read as columns per batch (models of one batch)
@@ -79,6 +79,21 @@ class MapColumns:
     layout: np.ndarray                # per record: index into `layouts`
     layouts: list[list[int]]          # columns of each layout, in key order
 
+    def records(self) -> list[dict]:
+        """Every record's map, keys in its order, None where null: built a layout at a time from
+        columns turned into lists once (a numpy scalar per value costs more than the record)."""
+        out: list[dict] = [{} for _ in range(len(self.layout))]
+        for lay, columns in enumerate(self.layouts):
+            rows = np.flatnonzero(self.layout == lay)
+            if rows.size and columns:
+                keys = [self.names[c] for c in columns]
+                for r, values in zip(rows.tolist(), self._rows(rows, columns)):
+                    out[r] = dict(zip(keys, values))
+        return out
+
+    def _rows(self, rows: np.ndarray, columns: list[int]) -> list:
+        raise NotImplementedError
+
     def columns_of(self, rows: np.ndarray) -> list[int]:
         """The columns some record of `rows` has, in first-seen order."""
         if len(self.layouts) == 1:
@@ -96,9 +111,12 @@ class NumericColumns(MapColumns):
         """The features of records `rows` by name (those any of them has)."""
         return {self.names[c]: self.values[rows, c] for c in self.columns_of(rows)}
 
-    def record(self, j: int) -> dict[str, float | None]:
-        return {self.names[c]: None if self.null[j, c] else float(self.values[j, c])
-                for c in self.layouts[self.layout[j]]}
+    def _rows(self, rows: np.ndarray, columns: list[int]) -> list:
+        values, null = self.values[np.ix_(rows, columns)], self.null[np.ix_(rows, columns)]
+        if null.any():
+            values = values.astype(object)
+            values[null] = None
+        return values.tolist()
 
 
 @dataclass
@@ -108,8 +126,8 @@ class CategoricalColumns(MapColumns):
     def columns(self, rows: np.ndarray) -> dict[str, Factor]:
         return {self.names[c]: self.values[c].take(rows) for c in self.columns_of(rows)}
 
-    def record(self, j: int) -> dict[str, str | None]:
-        return {self.names[c]: self.values[c].values[self.values[c].codes[j]] for c in self.layouts[self.layout[j]]}
+    def _rows(self, rows: np.ndarray, columns: list[int]) -> list:
+        return list(zip(*(self.values[c].take(rows).strings() for c in columns)))
 
 
 @dataclass
@@ -131,6 +149,7 @@ class PredictionColumns:
     has_confidence: np.ndarray        # bool
     scores_span: Span
     flags_span: Span
+    sources_span: Span                # feature_sources
     numeric: NumericColumns
     categorical: CategoricalColumns
     sections: Sections
@@ -146,37 +165,22 @@ class PredictionColumns:
     def entity_id(self) -> list[str]:
         return self._texts(self.entity_id_span)
 
-    def scores(self, j: int) -> dict[str, float]:
-        b, p = self.buffer, int(self.scores_span.start[j])
-        count, p = read_long(b, p)
-        out = {}
-        for _ in range(count):
-            n, p = read_length(b, p)
-            key = b[p:p + n].decode()
-            out[key] = DOUBLE.unpack_from(b, p + n)[0]
-            p += n + 8
-        return out
-
-    def flags(self, j: int) -> list[str]:
-        b, p = self.buffer, int(self.flags_span.start[j])
-        count, p = read_long(b, p)
-        out = []
-        for _ in range(count):
-            n, p = read_length(b, p)
-            out.append(b[p:p + n].decode())
-            p += n
-        return out
-
-    def record(self, j: int) -> dict:
-        """Record j as fastavro decodes it, less feature_sources, inference_us and batch_size."""
-        return {"request_id": self.request_id[j], "entity_id": self.entity_id[j],
-                "model": self.model.values[self.model.codes[j]],
-                "model_version": self.model_version.values[self.model_version.codes[j]],
-                "role": ROLES[self.role[j]], "event_time": int(self.event_time[j]),
-                "predicted_at": int(self.predicted_at[j]), "label": self.label.values[self.label.codes[j]],
-                "value": float(self.value[j]) if self.has_value[j] else None, "scores": self.scores(j),
-                "confidence": float(self.confidence[j]) if self.has_confidence[j] else None,
-                "flags": self.flags(j), "numeric": self.numeric.record(j), "categorical": self.categorical.record(j)}
+    def records(self) -> list[dict]:
+        """Every record as fastavro decodes it, less inference_us and batch_size, built a batch at
+        a time (each column becomes a list once)."""
+        b = self.buffer
+        return [{"request_id": rid, "entity_id": eid, "model": model, "model_version": version, "role": ROLES[role],
+                 "event_time": event_time, "predicted_at": predicted_at, "label": label, "value": value,
+                 "scores": _scores_at(b, scores), "confidence": confidence,
+                 "flags": _flags_at(b, flags), "numeric": numeric, "categorical": categorical,
+                 "feature_sources": _sources_at(b, sources)}
+                for rid, eid, model, version, role, event_time, predicted_at, label, value, scores, confidence,
+                flags, numeric, categorical, sources in zip(
+                    self.request_id, self.entity_id, self.model.strings(), self.model_version.strings(),
+                    self.role.tolist(), self.event_time.tolist(), self.predicted_at.tolist(), self.label.strings(),
+                    _nullable(self.value, self.has_value), self.scores_span.start.tolist(),
+                    _nullable(self.confidence, self.has_confidence), self.flags_span.start.tolist(),
+                    self.numeric.records(), self.categorical.records(), self.sources_span.start.tolist())]
 
     def _texts(self, span: Span) -> list[str]:
         b = self.buffer
@@ -229,7 +233,7 @@ class PredictionDecoder:
         numeric_span = Span(numeric_start, cur.p)
         categorical = _map_layouts(cur, batch.joined, strings=True)
         categorical_span = Span(numeric_span.end, cur.p)
-        _block(cur, lambda c: (_text(c), _text(c)))      # feature_sources: checked, not kept
+        sources = _block(cur, lambda c: (_text(c), _text(c)))
         cur.long()                                                    # inference_us
         batch_size = cur.long()
         cur.ok &= (batch_size >= -2 ** 31) & (batch_size < 2 ** 31)
@@ -242,7 +246,7 @@ class PredictionDecoder:
             _factor(cur, version, rows), role[rows], event_time[rows], predicted_at[rows],
             _factor(cur, label, rows, has_label), np.where(has_value, value, np.nan)[rows], has_value[rows],
             np.where(has_confidence, confidence, np.nan)[rows], has_confidence[rows], scores.take(rows),
-            flags.take(rows), numeric.build(rows), categorical.build(rows), sections)
+            flags.take(rows), sources.take(rows), numeric.build(rows), categorical.build(rows), sections)
 
     def _self_test(self) -> bool:
         """Decode records written by fastavro and compare; any difference switches the path off."""
@@ -260,7 +264,7 @@ class PredictionDecoder:
         try:
             cols = self.columns([self.serde.encode(r) for r in samples])
             return cols.indices.tolist() == [0, 1] and all(
-                _same(cols.record(j), {k: r[k] for k in cols.record(j)}) for j, r in enumerate(samples))
+                _same(mine, {k: r[k] for k in mine}) for mine, r in zip(cols.records(), samples))
         except (IndexError, KeyError, ValueError, UnicodeDecodeError):
             return False
 
@@ -397,6 +401,43 @@ def _block(cur: Cursor, entry: Callable[[Cursor], object]) -> Span:
     cur.ok &= ~has | (cur.buf[cur.p] == 0)
     cur.move(cur.p + has)
     return Span(start, cur.p)
+
+
+def _nullable(values: np.ndarray, present: np.ndarray) -> list[float | None]:
+    return [v if has else None for v, has in zip(values.tolist(), present.tolist())]
+
+
+# Readers of the blocks the columnar path checked (one block each, at `p`). Most are empty.
+
+def _scores_at(b: bytes, p: int) -> dict[str, float]:
+    out = {}
+    count, p = read_long(b, p)
+    for _ in range(count):
+        n, p = read_long(b, p)
+        out[b[p:p + n].decode()] = DOUBLE.unpack_from(b, p + n)[0]
+        p += n + 8
+    return out
+
+
+def _flags_at(b: bytes, p: int) -> list[str]:
+    out = []
+    count, p = read_long(b, p) if b[p] else (0, p)
+    for _ in range(count):
+        n, p = read_long(b, p)
+        out.append(b[p:p + n].decode())
+        p += n
+    return out
+
+
+def _sources_at(b: bytes, p: int) -> dict[str, str]:
+    out = {}
+    count, p = read_long(b, p) if b[p] else (0, p)
+    for _ in range(count):
+        n, p = read_long(b, p)
+        key, p = b[p:p + n].decode(), p + n
+        n, p = read_long(b, p)
+        out[key], p = b[p:p + n].decode(), p + n
+    return out
 
 
 def _factor(cur: Cursor, span: Span, rows: np.ndarray, present: np.ndarray | None = None) -> Factor:
