@@ -206,7 +206,6 @@ def bench_joiners_kafka(kafka, work: Path, records, processes: int) -> float:
 
 def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tuple[float, float]:
     """Predictions per second and per CPU second."""
-    catalog = TopicCatalog(kafka)
     with fresh_store(backend) as store:
         store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
         monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),

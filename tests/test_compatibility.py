@@ -4,7 +4,6 @@ import json
 import pytest
 
 from schemas import IncompatibleSchema, load_schema, subject_for
-from schemas.registry import open_registry
 
 SUBJECT = subject_for("GroundTruth")
 

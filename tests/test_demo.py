@@ -1,14 +1,12 @@
 """The whole loop on the embedded stack, time-compressed: `flywheel up --demo` trains a first
 model, traffic drifts, the monitor flags it, the trigger asks for a retrain, the retrainer's
 candidate is validated and deployed as a canary, the rollout promotes it, and accuracy recovers."""
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 

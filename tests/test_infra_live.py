@@ -217,7 +217,7 @@ def test_prometheus_server_scrapes_the_stack_and_answers_a_flywheel_metric(stack
                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
-        wait_for(lambda: _query(api, f'up{{job="flywheel"}} == 1', len(stack["processes"])), 30,
+        wait_for(lambda: _query(api, 'up{job="flywheel"} == 1', len(stack["processes"])), 30,
                  "Prometheus to scrape every processor", log)
         result = wait_for(lambda: _query(api, f'{wanted}{{service="{service}"}}'), 30,
                           f"{wanted} from {service} through Prometheus", log)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from processors.models import ArtifactStore, ManifestError, ModelFollower
+from processors.models import ArtifactStore, ModelFollower
 from processors.models.errors import ForgedEvent, InvalidName, UnregisteredVersion
 from processors.models.refusals import RefusalLog
 from schemas import AvroSerde

@@ -4,7 +4,6 @@ import ast
 import re
 from pathlib import Path
 
-import numpy as np
 
 from feature_store import open_store, StoreSettings
 from processors.models import ModelRegistry

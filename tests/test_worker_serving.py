@@ -3,7 +3,7 @@ over, canary share, shadows never on the prediction topic, rollback within one b
 import pytest
 
 from streams.publisher import Publisher, Request
-from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
+from tests.test_worker_support import RunningWorker, read_topic, register, small_model
 
 
 @pytest.mark.parametrize("mode", [dict(), dict(exactly_once=False, cache_size=1000)],

@@ -31,7 +31,6 @@ from prometheus_client import Counter, Histogram
 
 from feature_store import FeatureStore, wall_clock_ms
 from processors.models import ModelFollower
-from processors.runtime.identity import process_instance_id
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)

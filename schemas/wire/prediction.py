@@ -14,18 +14,6 @@ first MAX_LAYOUTS of the batch, duplicate keys, a truncated or malformed record.
 fastavro record by record, which also names the dead-letter reason of a record it cannot read.
 The decoder checks itself against fastavro when built and switches itself off if the schema
 changed.
-
-For building a FeedbackRecord by copying bytes (the joiner), `PredictionColumns.sections` gives,
-per accepted record, the [start, end) byte range in `PredictionColumns.buffer` of:
-
-    ids          request_id, entity_id, model, model_version    (FeedbackRecord's first four fields)
-    times        event_time, predicted_at
-    answer       label, value, scores, confidence   (= predicted_label .. confidence, same types)
-    flags        the flags array
-    numeric      the numeric map
-    categorical  the categorical map
-
-Each range holds the fields' Avro encoding exactly as a FeedbackRecord encodes the same fields.
 """
 import struct
 from dataclasses import dataclass
@@ -58,17 +46,6 @@ class Span:
 
     def take(self, rows: np.ndarray) -> "Span":
         return Span(self.start[rows], self.end[rows])
-
-
-@dataclass
-class Sections:
-    """The byte ranges a FeedbackRecord is copied from (see the module docstring)."""
-    ids: Span
-    times: Span
-    answer: Span
-    flags: Span
-    numeric: Span
-    categorical: Span
 
 
 @dataclass
@@ -133,7 +110,7 @@ class CategoricalColumns(MapColumns):
 @dataclass
 class PredictionColumns:
     """The Predictions of a batch the columnar path accepted, in batch order."""
-    buffer: bytes                     # the batch's values joined: what `sections` index
+    buffer: bytes                     # the batch's values joined: what the spans index
     indices: np.ndarray               # batch positions
     request_id_span: Span
     entity_id_span: Span
@@ -152,7 +129,6 @@ class PredictionColumns:
     sources_span: Span                # feature_sources
     numeric: NumericColumns
     categorical: CategoricalColumns
-    sections: Sections
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -213,40 +189,30 @@ class PredictionDecoder:
         """The records of `values` the columnar path accepts (the others are left out)."""
         batch = Batch(values, pad=PACKED_BYTES + 8)
         cur = batch.cursor
-        ids_start = batch.check_header(self.header)
+        batch.check_header(self.header)
         request_id, entity_id, model, version = (_text(cur) for _ in range(4))
-        ids = Span(ids_start, cur.p)
         role = cur.long()
         cur.ok &= (role >= 0) & (role < len(ROLES))
-        times_start = cur.p
         event_time, predicted_at = cur.long(), cur.long()
-        times = Span(times_start, cur.p)
-        answer_start = cur.p
         label, has_label = _union(cur, _text)
         value, has_value = _union(cur, _double)
         scores = _block(cur, _score)
         confidence, has_confidence = _union(cur, _double)
-        answer = Span(answer_start, cur.p)
         flags = _block(cur, _text)
-        numeric_start = cur.p
         numeric = _map_layouts(cur, batch.joined, strings=False)
-        numeric_span = Span(numeric_start, cur.p)
         categorical = _map_layouts(cur, batch.joined, strings=True)
-        categorical_span = Span(numeric_span.end, cur.p)
         sources = _block(cur, lambda c: (_text(c), _text(c)))
         cur.long()                                                    # inference_us
         batch_size = cur.long()
         cur.ok &= (batch_size >= -2 ** 31) & (batch_size < 2 ** 31)
         cur.ok &= cur.p == batch.ends
         rows = np.flatnonzero(cur.ok)
-        sections = Sections(ids.take(rows), times.take(rows), answer.take(rows), flags.take(rows),
-                            numeric_span.take(rows), categorical_span.take(rows))
         return PredictionColumns(
             batch.joined, rows, request_id.take(rows), entity_id.take(rows), _factor(cur, model, rows),
             _factor(cur, version, rows), role[rows], event_time[rows], predicted_at[rows],
             _factor(cur, label, rows, has_label), np.where(has_value, value, np.nan)[rows], has_value[rows],
             np.where(has_confidence, confidence, np.nan)[rows], has_confidence[rows], scores.take(rows),
-            flags.take(rows), sources.take(rows), numeric.build(rows), categorical.build(rows), sections)
+            flags.take(rows), sources.take(rows), numeric.build(rows), categorical.build(rows))
 
     def _self_test(self) -> bool:
         """Decode records written by fastavro and compare; any difference switches the path off."""
