@@ -46,7 +46,7 @@ class AvroSerde:
         out.write(self._header)
         try:
             fastavro.schemaless_writer(out, self._reader, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
             raise SerdeError(f"cannot encode {self.record_name}: {e}") from e
         return out.getvalue()
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from processors.models import MatrixLayout
 from processors.worker.columnar import ColumnarParser
 from processors.worker.features import RequestDecoder
-from processors.worker.wire import (NumericTemplate, PredictionWriter, RequestParser, ReviewWriter, categorical_map,
-                                    numeric_map, string_map)
+from processors.worker.wire import NumericTemplate, PredictionWriter, RequestParser, ReviewWriter
+from schemas.wire.primitives import categorical_map, numeric_map, string_map
 from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec
 from schemas.wire.primitives import read_map, string, zigzag

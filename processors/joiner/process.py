@@ -38,6 +38,7 @@ from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
+from schemas.wire.feedback import FeedbackEncoder
 from schemas.wire.prediction import PredictionDecoder
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.replay import headers as replay_headers
@@ -86,7 +87,7 @@ class FeedbackJoiner:
         self.join = Join(store, settings)
         self._predictions = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._labels = AvroSerde(registry, "GroundTruth")
-        self._feedback = AvroSerde(registry, "FeedbackRecord")
+        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"))
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                       self.metrics.dead_letters, kafka.max_message_bytes)
         # Range assignment gives partition k of the labels topic and of every predictions topic to

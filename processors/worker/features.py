@@ -16,13 +16,13 @@ import numpy as np
 from schemas import AvroSerde, DecodeFailure
 from schemas.errors import FeatureProblem
 from schemas.features import FeatureSpec
-from schemas.wire.primitives import string, zigzag
+from schemas.wire.primitives import categorical_map, numeric_map, string, string_map, zigzag
 
 from feature_store.online import OnlineFeatureLookup
 
 from processors.models import MatrixLayout
 from processors.worker.columnar import Columns, ColumnarParser
-from processors.worker.wire import NumericTemplate, Parsed, RequestParser, categorical_map, numeric_map, string_map
+from processors.worker.wire import NumericTemplate, Parsed, RequestParser
 
 
 @dataclass

@@ -21,42 +21,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from schemas import AvroSerde
-from schemas.wire.primitives import DOUBLE, read_length, read_long, read_map_at, skip_string_map, string, zigzag
+from schemas.wire.primitives import (categorical_map, double_map, numeric_map, optional_double, optional_string,
+                                     read_length, read_long, read_map_at, skip_string_map, string, string_array,
+                                     string_map, zigzag)
 
 if TYPE_CHECKING:
     from processors.worker.columnar import Columns
     from processors.worker.outputs import Answers
 
 ROLES = ("LIVE", "CANARY", "SHADOW")
-
-
-def numeric_map(values: dict) -> bytes:
-    """map<union<null,double>>, fastavro's layout (one block)."""
-    if not values:
-        return b"\x00"
-    parts = [zigzag(len(values))]
-    for k, v in values.items():
-        parts.append(string(k) + (b"\x00" if v is None else b"\x02" + DOUBLE.pack(v)))
-    parts.append(b"\x00")
-    return b"".join(parts)
-
-
-def string_map(values: dict) -> bytes:
-    """map<string>."""
-    if not values:
-        return b"\x00"
-    return zigzag(len(values)) + b"".join(string(k) + string(v) for k, v in values.items()) + b"\x00"
-
-
-def categorical_map(values: dict) -> bytes:
-    """map<union<null,string>>."""
-    if not values:
-        return b"\x00"
-    parts = [zigzag(len(values))]
-    for k, v in values.items():
-        parts.append(string(k) + (b"\x00" if v is None else b"\x02" + string(v)))
-    parts.append(b"\x00")
-    return b"".join(parts)
 
 
 @dataclass
@@ -263,14 +236,7 @@ class PredictionWriter:
     @staticmethod
     def answer_any(label: str | None, value: float | None, scores: dict[str, float], confidence: float | None) -> bytes:
         """The same fields for any row (regressors, non-finite outputs)."""
-        parts = [b"\x00" if label is None else b"\x02" + string(label),
-                 b"\x00" if value is None else b"\x02" + DOUBLE.pack(value)]
-        if scores:
-            parts.append(zigzag(len(scores)))
-            parts += [string(k) + DOUBLE.pack(v) for k, v in scores.items()]
-        parts.append(b"\x00")
-        parts.append(b"\x00" if confidence is None else b"\x02" + DOUBLE.pack(confidence))
-        return b"".join(parts)
+        return optional_string(label) + optional_double(value) + double_map(scores) + optional_double(confidence)
 
     def encode_batch(self, answers: "Answers", picked: list[int], batch: "Columns", predicted_at: int,
                      inference_us: int) -> list[bytes]:
@@ -303,9 +269,7 @@ class PredictionWriter:
 
     @staticmethod
     def flags(flags: list[str]) -> bytes:
-        if not flags:
-            return b"\x00"
-        return zigzag(len(flags)) + b"".join(string(f) for f in flags) + b"\x00"
+        return string_array(flags)
 
     @staticmethod
     def tail(inference_us: int, batch_size: int) -> bytes:
@@ -350,9 +314,7 @@ class ReviewWriter:
                value: float | None, confidence: float | None, numeric_raw: bytes, categorical_raw: bytes,
                created_at: int) -> bytes:
         return b"".join((self.header, ids_raw, string(model), string(version), PredictionWriter.flags(reasons),
-                         b"\x00" if label is None else b"\x02" + string(label),
-                         b"\x00" if value is None else b"\x02" + DOUBLE.pack(value),
-                         b"\x00" if confidence is None else b"\x02" + DOUBLE.pack(confidence),
+                         optional_string(label), optional_double(value), optional_double(confidence),
                          numeric_raw, categorical_raw, zigzag(created_at)))
 
     def _self_test(self) -> bool:

@@ -1,15 +1,19 @@
 """Avro binary primitives one value at a time: zigzag varints, strings, and the maps Flywheel's
 records carry. Readers raise IndexError where the bytes are not what they should be (and
 UnicodeDecodeError for a string that is not UTF-8), so a caller can refuse the record and leave
-it to fastavro, which names the reason."""
+it to fastavro, which names the reason. Writers give fastavro's layout (a map or array in one
+block, a union<null, T> as branch 0 or 1) and raise TypeError, struct.error, AttributeError or
+UnicodeEncodeError on a value of another type, so a caller can leave that record to fastavro."""
 import struct
 
 DOUBLE = struct.Struct("<d")
+NULL, SOME = b"\x00", b"\x02"       # union<null, T>: branch 0, branch 1
+_LENGTHS = [bytes((n << 1,)) for n in range(64)]     # the zigzag varint of each short length
 
 
 def zigzag(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
-    out = bytearray()
+    out = []                  # a list, then bytes(): a fifth quicker than a bytearray
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
@@ -19,7 +23,59 @@ def zigzag(n: int) -> bytes:
 
 def string(s: str) -> bytes:
     b = s.encode()
-    return zigzag(len(b)) + b
+    n = len(b)
+    return (_LENGTHS[n] if n < 64 else zigzag(n)) + b
+
+
+def optional_string(s: str | None) -> bytes:
+    return NULL if s is None else SOME + string(s)
+
+
+def optional_double(v: float | None) -> bytes:
+    return NULL if v is None else SOME + DOUBLE.pack(v)
+
+
+def numeric_map(values: dict) -> bytes:
+    """map<union<null,double>>."""
+    if not values:
+        return b"\x00"
+    parts = [zigzag(len(values))]
+    for k, v in values.items():
+        parts.append(string(k) + (NULL if v is None else SOME + DOUBLE.pack(v)))
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def categorical_map(values: dict) -> bytes:
+    """map<union<null,string>>."""
+    if not values:
+        return b"\x00"
+    parts = [zigzag(len(values))]
+    for k, v in values.items():
+        parts.append(string(k) + (NULL if v is None else SOME + string(v)))
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def double_map(values: dict) -> bytes:
+    """map<double>."""
+    if not values:
+        return b"\x00"
+    return zigzag(len(values)) + b"".join(string(k) + DOUBLE.pack(v) for k, v in values.items()) + b"\x00"
+
+
+def string_map(values: dict) -> bytes:
+    """map<string>."""
+    if not values:
+        return b"\x00"
+    return zigzag(len(values)) + b"".join(string(k) + string(v) for k, v in values.items()) + b"\x00"
+
+
+def string_array(items: list) -> bytes:
+    """array<string>."""
+    if not items:
+        return b"\x00"
+    return zigzag(len(items)) + b"".join(string(f) for f in items) + b"\x00"
 
 
 def read_long(b: bytes, p: int) -> tuple[int, int]:
