@@ -12,8 +12,8 @@ RETRAIN_STATUSES = ("in_flight", "done", "failed")
 
 
 @functools.cache
-def _field_names(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+def _field_names(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 class _Record:
@@ -21,7 +21,10 @@ class _Record:
     def from_dict(cls, data: Mapping[str, Any], **extra):
         """Build from a mapping (e.g. a decoded Avro message), ignoring fields this record lacks."""
         merged = {**data, **extra} if extra else data
-        return cls(**{k: merged[k] for k in _field_names(cls) if k in merged})
+        names = _field_names(cls)
+        if merged.keys() <= names:       # a store row or a columnar decode: nothing to leave out
+            return cls(**merged)
+        return cls(**{k: v for k, v in merged.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
         """The fields by name. Shallow (not dataclasses.asdict, which deep-copies every map and
