@@ -179,10 +179,10 @@ class FeedbackJoiner:
                 dead.append((m, "invalid_label", "a label needs exactly one of label or value"))
             elif value["value"] is not None and not math.isfinite(value["value"]):
                 dead.append((m, "non_finite_label", f"label value {value['value']} is not a finite number"))
-            elif problem := self.settings.time_problem(value["labelled_at"], now_ms, is_replay(m)):
+            elif problem := self.settings.time_problem(value["labelled_at"], now_ms, replay := is_replay(m)):
                 dead.append((m, "time_skew", problem))
             else:
-                labels.append((Label.from_ground_truth(value, is_replay(m)), m))
+                labels.append((Label.from_ground_truth(value, replay), m))
         return predictions, labels
 
     def _track(self, result: JoinResult, labels: list[tuple[Label, Message]], due: list[Waiting],
@@ -212,10 +212,11 @@ class FeedbackJoiner:
 
     def _emit(self, messages: list[Message], result: JoinResult, dead: list) -> None:
         self.committer.begin()
-        for record in result.feedback:
-            headers = [(replay_headers.REPLAY, b"joined")] if REPLAY_FLAG in record.flags else None
-            self.committer.produce(self.catalog.feedback, self._feedback.encode(vars(record)),
-                                   record.request_id.encode(), headers)
+        feedback = result.feedback
+        self.committer.produce_many(
+            self.catalog.feedback, [self._feedback.encode(vars(record)) for record in feedback],
+            [record.request_id.encode() for record in feedback],
+            [[(replay_headers.REPLAY, b"joined")] if REPLAY_FLAG in record.flags else None for record in feedback])
         seen = set()
         for m, reason, detail in dead:
             if (m.topic(), m.partition(), m.offset()) not in seen:
