@@ -124,24 +124,30 @@ class Join:
     def add(self, predictions: list[PredictionRecord], labels: list[Label] = (),
             given_up: list[Label] = ()) -> JoinResult:
         """One consumed batch against the store: one read of the stored predictions (for its labels
-        and replays) and of the pending labels of its request ids, then one batch of writes (its predictions, its feedback
-        with their label counts, pending labels parked and removed). In order, as if one at a time:
-        the predictions meet labels that waited for them; the labels meet stored predictions and
-        the batch's (those without one wait in the store); `given_up` labels, whose wait is over,
-        meet them too or come back unknown, their pending rows removed."""
+        and replays) and of the pending labels that can matter, then one batch of writes (its
+        predictions, its feedback with their label counts, pending labels parked and removed). In
+        order, as if one at a time: the predictions meet labels that waited for them; the labels
+        meet stored predictions and the batch's (those without one wait in the store); `given_up`
+        labels, whose wait is over, meet them too or come back unknown, their pending rows removed."""
+        prediction_ids = {p.request_id for p in predictions}
         label_ids = {lb.request_id for lb in (*labels, *given_up)}
-        ids = sorted({p.request_id for p in predictions} | label_ids)
-        if not ids:
+        if not prediction_ids | label_ids:
             return JoinResult()
         # Stored predictions are needed by labels and by replays (not by a live prediction, which
         # replaces whatever is stored): on Cassandra every id read is a statement.
         stored = self.store.get_predictions(sorted(label_ids | {p.request_id for p in predictions if p.replay}))
-        pending = {rid: Label.from_pending(p) for rid, p in self.store.get_pending(ids).items()}
         predictions = self._without_replays_of_live(predictions, stored)
         found = stored    # read for this batch alone: updated in place
         for p in predictions:     # this batch's replace stored ones with the same key
             found[p.request_id] = [q for q in found.get(p.request_id, []) if q.model_version != p.model_version
                                    or q.model != p.model] + [p]
+        # A pending label matters to a prediction (it waited for it), to a label that finds no
+        # prediction (it replaces the waiting one) and to a label given up on; a label that finds
+        # its prediction, as most do, needs no read of the pending labels.
+        unmatched = {lb.request_id for lb in labels
+                     if not any(label_matches(lb, p) for p in found.get(lb.request_id, ()))}
+        pending_ids = sorted(prediction_ids | unmatched | {lb.request_id for lb in given_up})
+        pending = {rid: Label.from_pending(p) for rid, p in self.store.get_pending(pending_ids).items()}
         result, parked, unparked = JoinResult(), {}, set()
         fresh: dict[str, list[PredictionRecord]] = {}
         for p in predictions:
