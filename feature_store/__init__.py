@@ -9,7 +9,7 @@ from pathlib import Path
 from feature_store.base import Clock, FeatureStore, wall_clock_ms
 from feature_store.errors import (InvalidRecord, StoreConfigError, StoreError, StoreNotMigrated,
                                   StoreTimeout, StoreUnavailable)
-from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PendingLabel, PredictionRecord,
+from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
                                    ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
 from feature_store.retry import retrying
 from feature_store.settings import StoreSettings
@@ -37,5 +37,5 @@ def _backend(name: str):
 
 __all__ = ["open_store", "FeatureStore", "StoreSettings", "retrying", "wall_clock_ms", "Clock",
            "StoreError", "StoreUnavailable", "StoreTimeout", "StoreNotMigrated", "StoreConfigError",
-           "InvalidRecord", "OnlineFeatures", "PredictionRecord", "PendingLabel", "FeedbackRecord",
+           "InvalidRecord", "OnlineFeatures", "PredictionRecord", "FeedbackRecord",
            "WindowMetrics", "WindowPartial", "MonitorProgress", "ReferenceProfile", "RetrainRecord"]

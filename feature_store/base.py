@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
-from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PendingLabel, PredictionRecord,
+from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
                                    ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
 from feature_store.schema import migrations
 from feature_store.settings import StoreSettings
@@ -150,17 +150,6 @@ class FeatureStore(ABC):
         for row in self._select("predictions_by_request", [(r,) for r in dict.fromkeys(request_ids)]):
             out.setdefault(row["request_id"], []).append(PredictionRecord.from_dict(row))
         return out
-
-    # ---- ground truth that arrived before its prediction, by request id, expiring after ttl_s
-    def put_pending(self, labels: Sequence[PendingLabel], ttl_s: int | None) -> None:
-        self._upsert("pending_labels", [label.to_dict() for label in labels], ttl_s)
-
-    def get_pending(self, request_ids: Sequence[str]) -> dict[str, PendingLabel]:
-        rows = self._select("pending_labels", [(r,) for r in dict.fromkeys(request_ids)])
-        return {r["request_id"]: PendingLabel.from_dict(r) for r in rows}
-
-    def delete_pending(self, request_ids: Sequence[str]) -> None:
-        self._delete("pending_labels", [(r,) for r in dict.fromkeys(request_ids)])
 
     # ---- feedback: joined records, partitioned by (model, version, event_time bucket, shard)
     def put_feedback(self, records: Sequence[FeedbackRecord]) -> list[FeedbackRecord]:

@@ -64,17 +64,6 @@ class PredictionRecord(_Record):
 
 
 @dataclass
-class PendingLabel(_Record):
-    """Ground truth that arrived before its prediction. Key: request_id (a later label replaces it)."""
-    request_id: str
-    labelled_at: int
-    model: str | None = None
-    label: str | None = None
-    value: float | None = None
-    source: str = "unknown"
-
-
-@dataclass
 class FeedbackRecord(_Record):
     """A prediction joined with its ground truth. Key: (request_id, model, model_version); stored in
     partitions (model, model_version, event_time bucket), ordered by (event_time, request_id)."""

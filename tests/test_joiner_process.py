@@ -120,6 +120,26 @@ def test_joiner_joins_every_case_and_dead_letters_the_rest(kafka, registry, data
     store.close()
 
 
+def test_a_held_label_outlives_a_restart_and_joins_the_prediction_that_comes_after(kafka, registry, data_dir,
+                                                                                  topics):
+    """Held labels are in memory only: what brings one back after a restart is the committed
+    offset, which never passes it."""
+    store = open_store(StoreSettings(), data_dir)
+    settings = JoinerSettings(join_window_seconds=3600, group_id="held")
+    topics.predictions([_prediction(i) for i in range(2, 20)])
+    topics.labels([_label(1, at=T0)] + [_label(i) for i in range(2, 20)])      # r1's comes before its prediction
+    stored = lambda: {f.request_id: f for f in store.feedback("m", T0 - 3_600_000, T0 + 3_600_000)}   # noqa: E731
+    first = FeedbackJoiner(kafka, registry, store, settings, instance="a")
+    _run_until(first, lambda: len(stored()) == 18 and "r1" in first._waiting)
+    first.close()
+    topics.predictions([_prediction(1)])
+    second = FeedbackJoiner(kafka, registry, store, settings, instance="a")
+    _run_until(second, lambda: "r1" in stored())
+    assert (stored()["r1"].true_label, stored()["r1"].label_count) == ("yes", 1)
+    second.close()
+    store.close()
+
+
 def test_joiner_killed_mid_stream_writes_every_feedback_record_exactly_once(kafka, registry, data_dir, topics):
     n = 3000
     topics.predictions([_prediction(i) for i in range(n)])

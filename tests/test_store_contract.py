@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from feature_store import (FeedbackRecord, MonitorProgress, OnlineFeatures, PendingLabel, PredictionRecord,
+from feature_store import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
                            ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
 from feature_store.settings import DAY_MS, HOUR_MS
 from store_harness import T0, drop, make_backend, write_from_process
@@ -62,7 +62,7 @@ def test_online_rows_expire_after_their_ttl(store, backend):
     assert sorted(store.get_online("g", ["short", "long", "forever"])) == ["forever", "long"]
 
 
-# ---- predictions and pending labels
+# ---- predictions
 def test_predictions_keep_every_version_per_request_and_round_trip(store):
     live = PredictionRecord("r1", "e1", "m", "v1", event_time=T0, predicted_at=T0 + 3, role="LIVE",
                             label="a", scores={"a": 0.9, "b": 0.1}, confidence=0.9, flags=["low_margin"],
@@ -81,19 +81,6 @@ def test_predictions_expire_when_written_with_a_ttl(store, backend):
     store.put_predictions([PredictionRecord("r2", "e2", "m", "v1", T0, T0)])
     backend.advance(3.5)
     assert list(store.get_predictions(["r1", "r2"])) == ["r2"]
-
-
-def test_pending_labels_replace_expire_and_delete(store, backend):
-    store.put_pending([PendingLabel("r1", T0, model="m", label="a", source="app")], ttl_s=3600)
-    store.put_pending([PendingLabel("r1", T0 + 5, model="m", label="b", source="person")], ttl_s=3600)
-    store.put_pending([PendingLabel("r2", T0, value=4.2)], ttl_s=2)
-    store.put_pending([PendingLabel("r3", T0, label="c")], ttl_s=3600)
-    got = store.get_pending(["r1", "r2", "r3", "r4"])
-    assert got["r1"] == PendingLabel("r1", T0 + 5, model="m", label="b", source="person")
-    assert got["r2"].value == 4.2 and sorted(got) == ["r1", "r2", "r3"]
-    store.delete_pending(["r3", "never-there"])
-    backend.advance(3.5)
-    assert list(store.get_pending(["r1", "r2", "r3"])) == ["r1"]
 
 
 # ---- feedback
@@ -199,24 +186,24 @@ def test_a_batch_writes_nothing_until_it_ends(store):
     prediction = PredictionRecord("r1", "e1", "m", "v1", event_time=T0, predicted_at=T0, label="a")
     with store.batch():
         store.put_predictions([prediction])
-        store.put_pending([PendingLabel("r2", T0, label="b")], ttl_s=3600)
+        store.put_online("g", [OnlineFeatures("u2", {"age": 30.0}, T0)])
         store.put_feedback([feedback("r3", T0)])
-        assert store.get_predictions(["r1"]) == {} and store.get_pending(["r2"]) == {}
+        assert store.get_predictions(["r1"]) == {} and store.get_online("g", ["u2"]) == {}
         assert list(store.feedback("m", T0, T0 + 1)) == []
     assert store.get_predictions(["r1"]) == {"r1": [prediction]}
-    assert list(store.get_pending(["r2"])) == ["r2"]
+    assert list(store.get_online("g", ["u2"])) == ["u2"]
     assert [r.request_id for r in store.feedback("m", T0, T0 + 1)] == ["r3"]
 
 
 def test_a_batch_that_raises_writes_nothing(store):
     with pytest.raises(ZeroDivisionError):
         with store.batch():
-            store.put_pending([PendingLabel("r1", T0, label="a")], ttl_s=3600)
+            store.put_online("g", [OnlineFeatures("u1", {"age": 30.0}, T0)])
             store.put_feedback([feedback("r2", T0)])
             1 / 0
-    assert store.get_pending(["r1"]) == {} and list(store.feedback("m", T0, T0 + 1)) == []
-    store.put_pending([PendingLabel("r3", T0, label="a")], ttl_s=3600)       # the store is usable after
-    assert list(store.get_pending(["r3"])) == ["r3"]
+    assert store.get_online("g", ["u1"]) == {} and list(store.feedback("m", T0, T0 + 1)) == []
+    store.put_online("g", [OnlineFeatures("u3", {"age": 30.0}, T0)])       # the store is usable after
+    assert list(store.get_online("g", ["u3"])) == ["u3"]
 
 
 def test_a_batch_of_many_records_round_trips(store):
@@ -225,10 +212,11 @@ def test_a_batch_of_many_records_round_trips(store):
     with store.batch():
         store.put_predictions(predictions, ttl_s=3600)
         store.put_feedback([feedback(f"r{i}", T0 + i) for i in range(1_500)])
-        store.delete_pending([f"r{i}" for i in range(1_500)])
     got = store.get_predictions([f"r{i}" for i in range(1_500)])
     assert [got[f"r{i}"] for i in range(1_500)] == [[p] for p in predictions]
     assert len(list(store.feedback("m", T0, T0 + 1_500))) == 1_500
+    store.put_feedback([feedback(f"r{i}", T0 + 2_000 + i) for i in range(1_500)])   # 1,500 rows move: deletes
+    assert [f.event_time for f in store.feedback("m", T0, T0 + 4_000)] == [T0 + 2_000 + i for i in range(1_500)]
 
 
 # ---- window metrics, profiles, retrain bookkeeping

@@ -73,7 +73,7 @@ def test_a_relative_path_lives_in_the_data_dir_and_an_absolute_one_anywhere(tmp_
 
 
 def test_a_feedback_write_and_a_batch_are_one_transaction_each(tmp_path):
-    from feature_store import FeedbackRecord, PendingLabel, PredictionRecord
+    from feature_store import FeedbackRecord, PredictionRecord
     store = open_store(StoreSettings(), tmp_path)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -86,6 +86,5 @@ def test_a_feedback_write_and_a_batch_are_one_transaction_each(tmp_path):
     with store.batch():
         store.put_predictions([PredictionRecord("p", "e", "m", "v1", 0, 0)], ttl_s=60)
         store.put_feedback(records)
-        store.put_pending([PendingLabel("q", 0, label="a")], ttl_s=60)
-        store.delete_pending(["p"])
+        store.put_predictions([PredictionRecord("q", "e", "m", "v1", 0, 0)], ttl_s=60)
     assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1

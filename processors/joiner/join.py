@@ -2,21 +2,23 @@
 
 Predictions are stored by request id (every version's: live, canary and shadow answers are each
 joined, so each version is scored on the same truth). A label finds its predictions in the store
-and becomes one FeedbackRecord per version; a label that comes first waits in the store as a
-pending label and is joined when its prediction arrives. A label whose prediction is older than the
-join window is late; a label still without a prediction after `early_label_wait_seconds` is for
-an unknown request. Both are the caller's to dead-letter. Every store write is an upsert by key,
-so processing the same records again changes nothing; a different label for a joined request
-replaces the first and the store counts it (label_count).
+and becomes one FeedbackRecord per version. A label that finds none comes early: it is held here,
+in memory, and every prediction of its request that comes while it is held, of any version and
+in any later batch, is joined with it; a later label of the request takes its place. The caller
+decides when a hold ends (`early_label_wait_seconds`) and passes the label back as given up: a
+label that never met a prediction is then for an unknown request. A label whose prediction is
+older than the join window is late. Both are the caller's to dead-letter. Every store write is an
+upsert by key, so processing the same records again changes nothing; a different label for a
+joined request replaces the first and the store counts it (label_count).
 
-Known gap: a label that came before its predictions joins the versions in the first batch that
-holds any of them, and stops waiting; a version whose prediction comes in a later batch is not
-joined with it (test_joiner_join, xfail). The worker writes a request's versions side by side,
-so this takes an early label and a batch boundary between two versions of one request.
+Held labels are not stored: the joiner's committed offset never passes a held label, so after a
+restart or a rebalance the label is read again and meets the predictions stored meanwhile. What
+a restart loses is the hold of a label that had met a prediction: read again, it joins the
+versions stored by then and is not held for the ones still to come.
 """
 from dataclasses import dataclass, field
 
-from feature_store import FeatureStore, FeedbackRecord, PendingLabel, PredictionRecord
+from feature_store import FeatureStore, FeedbackRecord, PredictionRecord
 from processors.runtime.identity import process_instance_id
 
 REPLAY_FLAG = "replay"
@@ -82,16 +84,12 @@ class Label:
         return cls(record["request_id"], record["labelled_at"], record.get("model"), record.get("label"),
                    record.get("value"), record.get("source", "unknown"), replay)
 
-    @classmethod
-    def from_pending(cls, pending: PendingLabel) -> "Label":
-        replay = pending.source.endswith("+replay")
-        return cls(pending.request_id, pending.labelled_at, pending.model, pending.label, pending.value,
-                   pending.source.removesuffix("+replay"), replay)
 
-    def pending(self) -> PendingLabel:
-        # The pending table has no replay column; the flag rides on the source.
-        return PendingLabel(self.request_id, self.labelled_at, self.model, self.label, self.value,
-                            self.source + ("+replay" if self.replay else ""))
+@dataclass(frozen=True)
+class Held:
+    """A label that came before any prediction of its request, and whether one has met it since."""
+    label: Label
+    met: bool = False
 
 
 @dataclass
@@ -99,9 +97,9 @@ class JoinResult:
     feedback: list[FeedbackRecord] = field(default_factory=list)   # as stored (label_count set)
     late: list[tuple[Label, PredictionRecord]] = field(default_factory=list)
     refused: list[tuple[Label, str, str]] = field(default_factory=list)   # (label, reason, detail)
-    waiting: list[Label] = field(default_factory=list)              # stored as pending
-    unknown: list[Label] = field(default_factory=list)              # waited long enough: no prediction
-    replaced_pending: list[Label] = field(default_factory=list)     # a pending label was replaced
+    held: list[Label] = field(default_factory=list)                 # now held for their requests' predictions
+    unknown: list[Label] = field(default_factory=list)              # given up on: no prediction met them
+    replaced_held: list[Label] = field(default_factory=list)        # replaced a different held label
 
 
 def prediction_record(prediction: dict, replay: bool = False) -> PredictionRecord:
@@ -125,90 +123,100 @@ class Join:
     def __init__(self, store: FeatureStore, settings: JoinerSettings):
         self.store = store
         self.settings = settings
+        self.held: dict[str, Held] = {}     # by request id
 
     def add(self, predictions: list[PredictionRecord], labels: list[Label] = (),
             given_up: list[Label] = ()) -> JoinResult:
         """One consumed batch against the store: one read of the stored predictions (for its labels
-        and replays) and of the pending labels that can matter, then one batch of writes (its
-        predictions, its feedback with their label counts, pending labels parked and removed). In
-        order, as if one at a time: the predictions meet labels that waited for them; the labels
-        meet stored predictions and the batch's (those without one wait in the store); `given_up`
-        labels, whose wait is over, meet them too or come back unknown, their pending rows removed."""
-        prediction_ids = {p.request_id for p in predictions}
-        label_ids = {lb.request_id for lb in (*labels, *given_up)}
-        if not prediction_ids | label_ids:
+        and replays), then one batch of writes (its predictions, its feedback with their label
+        counts). In order, as if one at a time: the predictions meet the labels held for them; the
+        labels meet stored predictions and the batch's (those that find none are held); `given_up`
+        labels that never met a prediction come back unknown. The holds change only once the store
+        has taken the batch, so a call that raises can be made again; a given-up label stays held
+        until `release`."""
+        if not (predictions or labels or given_up):
             return JoinResult()
         # Stored predictions are needed by labels and by replays (not by a live prediction, which
         # replaces whatever is stored): on Cassandra every id read is a statement.
-        stored = self.store.get_predictions(sorted(label_ids | {p.request_id for p in predictions if p.replay}))
+        ids = {lb.request_id for lb in labels} | {p.request_id for p in predictions if p.replay}
+        stored = self.store.get_predictions(sorted(ids)) if ids else {}
         predictions = self._without_replays_of_live(predictions, stored)
         found = stored    # read for this batch alone: updated in place
         for p in predictions:     # this batch's replace stored ones with the same key
             found[p.request_id] = [q for q in found.get(p.request_id, []) if q.model_version != p.model_version
                                    or q.model != p.model] + [p]
-        # A pending label matters to a prediction (it waited for it), to a label that finds no
-        # prediction (it replaces the waiting one) and to a label given up on; a label that finds
-        # its prediction, as most do, needs no read of the pending labels.
-        unmatched = {lb.request_id for lb in labels
-                     if not any(label_matches(lb, p) for p in found.get(lb.request_id, ()))}
-        pending_ids = sorted(prediction_ids | unmatched | {lb.request_id for lb in given_up})
-        pending = {rid: Label.from_pending(p) for rid, p in self.store.get_pending(pending_ids).items()}
-        result, parked, unparked = JoinResult(), {}, set()
-        fresh: dict[str, list[PredictionRecord]] = {}
-        for p in predictions:
-            if p.request_id in pending:
-                fresh.setdefault(p.request_id, []).append(p)
-        for request_id, preds in fresh.items():
-            self._pair(pending.pop(request_id), preds, result)
-            unparked.add(request_id)
+        result = JoinResult()
+        held = {rid: self.held.get(rid) for p in predictions for rid in [p.request_id]} | \
+               {lb.request_id: self.held.get(lb.request_id) for lb in labels}
+        self._meet_held(predictions, held, result)
         for label in labels:      # in order: the store counts a second label for a request
-            preds = [p for p in found.get(label.request_id, []) if label_matches(label, p)]
-            if preds:
-                self._pair(label, preds, result)
-            else:
-                if label.request_id in parked and parked[label.request_id] != label:
-                    result.replaced_pending.append(label)
-                parked[label.request_id] = label
-        result.waiting = list(parked.values())
-        result.replaced_pending += [lb for lb in result.waiting if lb.request_id in pending
-                                    and pending[lb.request_id] != lb]
-        pending.update(parked)
-        unparked -= set(parked)
-        for label in given_up:
-            preds = [p for p in found.get(label.request_id, []) if label_matches(label, p)]
-            if preds:
-                self._pair(label, preds, result)
-            else:
-                result.unknown.append(label)
-            if pending.get(label.request_id) == label:   # unless a newer label replaced it meanwhile
-                del pending[label.request_id]
-                parked.pop(label.request_id, None)
-                unparked.add(label.request_id)
+            self._meet_stored(label, [p for p in found.get(label.request_id, []) if label_matches(label, p)],
+                              held, result)
+        result.unknown = [lb for lb in given_up
+                          if (h := held.get(lb.request_id, self.held.get(lb.request_id))) is not None
+                          and h.label == lb and not h.met]
         with self.store.batch():
             self.store.put_predictions(predictions, ttl_s=self.settings.prediction_ttl_s)
             self._store_feedback(result)
-            self.store.put_pending([lb.pending() for lb in parked.values()], ttl_s=int(self.settings.join_window_seconds))
-            self.store.delete_pending(sorted(unparked))
+        for rid, h in held.items():
+            if h is None:
+                self.held.pop(rid, None)
+            else:
+                self.held[rid] = h
         return result
 
+    def release(self, given_up: list[Label]) -> None:
+        """End the holds of labels given up on (unless a later label replaced them meanwhile)."""
+        for label in given_up:
+            if (h := self.held.get(label.request_id)) is not None and h.label == label:
+                del self.held[label.request_id]
+
+    def forget(self, request_ids) -> None:
+        """Drop the holds of requests whose partitions went to another joiner (it reads them again)."""
+        for rid in request_ids:
+            self.held.pop(rid, None)
+
+    def _meet_held(self, predictions: list[PredictionRecord], held: dict[str, Held | None],
+                   result: JoinResult) -> None:
+        fresh: dict[str, list[PredictionRecord]] = {}
+        for p in predictions:
+            if held.get(p.request_id) is not None:
+                fresh.setdefault(p.request_id, []).append(p)
+        for rid, preds in fresh.items():
+            label = held[rid].label
+            held[rid] = Held(label, met=True) if self._pair(label, preds, result) else None
+
+    def _meet_stored(self, label: Label, preds: list[PredictionRecord], held: dict[str, Held | None],
+                     result: JoinResult) -> None:
+        before = held[label.request_id]
+        if preds:
+            if self._pair(label, preds, result) and before is not None:   # takes the held label's place
+                held[label.request_id] = Held(label, met=True)
+                result.held.append(label)
+            return
+        if before is not None and before.label != label:
+            result.replaced_held.append(label)
+        held[label.request_id] = Held(label, met=before is not None and before.label == label and before.met)
+        result.held.append(label)
+
     def add_predictions(self, predictions: list[PredictionRecord]) -> JoinResult:
-        """Store predictions, then join any labels that were waiting for them."""
+        """Store predictions, then join any labels held for them."""
         return self.add(predictions)
 
-    def add_labels(self, labels: list[Label], park: bool = True) -> JoinResult:
-        """Join labels with their stored predictions. Those without one wait in the store
-        (`park`), or, when their wait is over (`park=False`), are returned as unknown and their
-        pending rows removed. Labels count in order, within a batch as across batches."""
-        return self.add([], labels) if park else self.add([], [], labels)
+    def add_labels(self, labels: list[Label]) -> JoinResult:
+        """Join labels with their stored predictions; those without one are held. Labels count
+        in order, within a batch as across batches."""
+        return self.add([], labels)
 
-    def _pair(self, label: Label, predictions: list[PredictionRecord], result: JoinResult) -> None:
+    def _pair(self, label: Label, predictions: list[PredictionRecord], result: JoinResult) -> bool:
+        """Join a label with predictions of its request; False if it is refused as their truth."""
         # A classifier's prediction scores every class it knows: a label that is not one of them
         # is not truth for this model (the model's manifest labels are exactly those keys).
         classes = set().union(*(p.scores for p in predictions)) if label.label is not None else ()
         if classes and label.label not in classes:
             result.refused.append((label, "unknown_class", f"label {label.label[:100]!r} is not one of the model's "
                                                            f"classes {sorted(classes)}"))
-            return
+            return False
         # A class for a regressor or a number for a classifier is not truth for it either (and a
         # label can then add no more to a FeedbackRecord than a class name the Prediction holds).
         classifier = any(p.label is not None or p.scores for p in predictions)
@@ -218,12 +226,13 @@ class Join:
             result.refused.append((label, "wrong_label_kind",
                                    f"a {'class' if label.label is not None else 'value'} label for a "
                                    f"{'regressor' if regressor else 'classifier'}"))
-            return
+            return False
         for p in predictions:
             if label.labelled_at - p.predicted_at > self.settings.window_ms:
                 result.late.append((label, p))
             else:
                 result.feedback.append(feedback_record(p, label))
+        return True
 
     def _store_feedback(self, result: JoinResult) -> None:
         replays = [(f.request_id, f.model, f.model_version, f.event_time) for f in result.feedback if REPLAY_FLAG in f.flags]

@@ -9,11 +9,12 @@ the input offsets. The store is written before anything is committed, so offsets
 of acknowledged writes; store writes are upserts by key, so a batch redone after a crash changes
 nothing there.
 
-A label without a prediction is held in memory (and its row in the store) for
-`early_label_wait_seconds`, and its partition's committed offset stays at the oldest such label:
-after a restart those labels are read again and wait again, instead of being forgotten. The price
-is that labels after it are processed again too, so `feedback` may carry a record twice after a
-restart (the store does not); the monitor keeps one record per request and version per window.
+A label without a prediction is held in memory for `early_label_wait_seconds` (`Join`), joining
+every prediction of its request that comes meanwhile, and its partition's committed offset stays
+at the oldest held label: after a restart those labels are read again and held again, instead of
+being forgotten. The price is that labels after it are processed again too, so `feedback` may
+carry a record twice after a restart (the store does not); the monitor keeps one record per
+request and version per window.
 
 Records with the `flywheel-replay` header are joined and stored flagged `replay`, and their
 feedback carries the header on; they are not counted as live traffic in any metric.
@@ -145,6 +146,7 @@ class FeedbackJoiner:
             for w in due:
                 self._waiting.setdefault(w.label.request_id, w)
             raise
+        self.join.release([w.label for w in due])
         self._count(predictions, labels, result)
         self.lag.update()
         return len(messages)
@@ -187,17 +189,17 @@ class FeedbackJoiner:
 
     def _track(self, result: JoinResult, labels: list[tuple[Label, Message]], due: list[Waiting],
                dead: list) -> None:
-        """Hold labels that now wait; release those joined or given up; dead-letter late and unknown."""
+        """Hold labels the join holds (their offsets with them); release those given up on or
+        refused; dead-letter late and unknown."""
         message_of = {w.label: w.message for w in self._waiting.values()} | {lb: m for lb, m in labels}
         for w in due:
             del self._waiting[w.label.request_id]
-        for label in result.waiting:
+        for label in result.held:
             self._waiting[label.request_id] = Waiting(label, message_of[label],
                                                       time.monotonic() + self.settings.early_label_wait_seconds)
-        for fb in result.feedback:      # joined from the prediction side: no longer waiting
-            self._waiting.pop(fb.request_id, None)
         for label, reason, detail in result.refused:
-            self._waiting.pop(label.request_id, None)
+            if (w := self._waiting.get(label.request_id)) is not None and w.label == label:
+                del self._waiting[label.request_id]     # the join let it go too
             if label in message_of:
                 dead.append((message_of[label], reason, detail))
         for label in result.unknown:
@@ -205,7 +207,7 @@ class FeedbackJoiner:
                          f"no prediction for request {label.request_id} after "
                          f"{self.settings.early_label_wait_seconds:g}s"))
         for label, prediction in result.late:
-            if label in message_of:     # else it is still waiting: dead-lettered when its wait is over
+            if label in message_of:
                 dead.append((message_of[label], "late_label",
                              f"label at {label.labelled_at} is more than {self.settings.join_window_seconds:g}s "
                              f"after prediction {prediction.model}/{prediction.model_version} at {prediction.predicted_at}"))
@@ -241,9 +243,9 @@ class FeedbackJoiner:
         records_in.update(name(label.model) for label, _ in labels if not label.replay)
         for model, n in records_in.items():
             m.records_in.labels(PROCESSOR, model).inc(n)
-        replaced_pending = collections.Counter(name(label.model) for label in result.replaced_pending
+        replaced_held = collections.Counter(name(label.model) for label in result.replaced_held
                                                if not label.replay)
-        for model, n in replaced_pending.items():
+        for model, n in replaced_held.items():
             m.replaced.labels(model).inc(n)
         live = [record for record in result.feedback if REPLAY_FLAG not in record.flags]
         known = {(r.model, r.model_version): self._models.label_values(r.model, r.model_version) for r in live}
@@ -268,8 +270,10 @@ class FeedbackJoiner:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         for key in gone:
             self._next.pop(key, None)
-        self._waiting = {rid: w for rid, w in self._waiting.items()
-                         if (w.message.topic(), w.message.partition()) not in gone}
+        moved = [rid for rid, w in self._waiting.items() if (w.message.topic(), w.message.partition()) in gone]
+        for rid in moved:
+            del self._waiting[rid]
+        self.join.forget(moved)
 
 
 __all__ = ["FeedbackJoiner", "JoinerMetrics", "JoinerSettings"]
