@@ -38,6 +38,10 @@ from feature_store.schema import JSON_COLUMNS, Table, from_json, migrations, pen
 from feature_store.settings import StoreSettings
 
 PAGE = 1000   # rows per page of a range read
+# The node sizes a batch (batch_size_warn_threshold_in_kb) by its cells: each value and its
+# timestamp. Measured on 4.0: ten feedback rows of 3,730 value bytes in 170 cells were 5,140
+# bytes to it. Counting the values alone let such batches pass the warning, logged per batch.
+CELL_BYTES, ROW_BYTES = 8, 16
 DDL = "ddl"   # the execution profile of schema changes
 
 
@@ -185,11 +189,11 @@ class CassandraStore(FeatureStore):
         return out
 
     def _chunks(self, bounds: list) -> Iterator[list]:
-        """Runs of at most rows_per_batch statements and batch_bytes of bound values (a larger
-        row goes alone)."""
+        """Runs of at most rows_per_batch statements and batch_bytes as the node counts a batch
+        (a larger row goes alone)."""
         chunk, size = [], 0
         for bound in bounds:
-            n = sum(len(v) for v in bound.values if isinstance(v, bytes))
+            n = ROW_BYTES + sum(len(v) + CELL_BYTES for v in bound.values if isinstance(v, bytes))
             if chunk and (len(chunk) == self.settings.rows_per_batch or size + n > self.settings.batch_bytes):
                 yield chunk
                 chunk, size = [], 0

@@ -49,8 +49,9 @@ class StoreSettings:
     # for the node instead of one per key. Large IN lists load one coordinator: keep it modest.
     keys_per_read: int = 50
     # Rows of one partition written by one UNLOGGED batch (applied as one mutation), and at most
-    # batch_bytes of values: under the node's batch_size_warn_threshold_in_kb (5 KB by default),
-    # past which it logs a warning for every batch (window rows are 1-2 KB each).
+    # batch_bytes as the node counts them (values and cell timestamps): under its
+    # batch_size_warn_threshold_in_kb (5 KB by default), past which it logs a warning for every
+    # batch (window rows are 1-2 KB each, a feedback row of 25 features about 500 bytes).
     rows_per_batch: int = 10
     batch_bytes: int = 5000
     request_timeout_s: float = 10.0

@@ -2,6 +2,7 @@
 Cassandra runs them when FLYWHEEL_CASSANDRA_HOSTS is set (and is skipped, saying so, otherwise)."""
 import multiprocessing
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -245,6 +246,16 @@ def test_large_rows_are_written_whole_in_batches_the_node_does_not_warn_about(st
     with caplog.at_level("WARNING"):
         store.put_metrics(rows)
     assert [w for v in range(10) for w in store.metrics("m", f"v{v}", day, day + DAY_MS)] == rows
+    assert not [r for r in caplog.records if "Batch for" in r.getMessage()]
+
+
+def test_many_small_cells_do_not_pass_the_node_batch_warning_either(store, caplog):
+    """The node counts a batch as its cells, each value with its timestamp and TTL: feedback rows
+    of many features (the demo's) passed its warning when only the values were counted."""
+    records = [replace(feedback(f"r{i}", T0 + i), numeric={f"x{j}": j + 0.5 for j in range(25)}) for i in range(60)]
+    with caplog.at_level("WARNING"):
+        store.put_feedback(records)
+    assert len(list(store.feedback("m", T0, T0 + 60))) == 60
     assert not [r for r in caplog.records if "Batch for" in r.getMessage()]
 
 
