@@ -56,6 +56,9 @@ from streams.topics import TopicCatalog, ensure_topics  # noqa: E402
 T0 = int(time.time() * 1000) - 600_000
 
 
+NAIVE_RECORDS = 3000   # the naive loop's predictions (and labels): a transaction each, so few
+
+
 def spec(features: int) -> FeatureSpec:
     numeric = [Feature(f"x{i}", min=-5, max=5) for i in range(features - 1)]
     return FeatureSpec(tuple(numeric + [Feature("c", "categorical", categories=("a", "b", "c"))]))
@@ -76,17 +79,18 @@ def labels(n: int) -> list[dict]:
              "labelled_at": T0 + 60_000 + i // 100, "source": "bench"} for i in range(n)]
 
 
-def bench_join_store(records: list[dict], backend: str) -> tuple[float, float, int]:
-    """Seconds, CPU seconds, feedback records written."""
+def bench_join_store(records: list[dict], backend: str, batch: int = 2000) -> tuple[float, float, int]:
+    """Seconds, CPU seconds, feedback records written. `batch` 1 is the naive loop: the store
+    once per record, as the joiner was before it was batch-first."""
     with fresh_store(backend) as store:
         join = Join(store, JoinerSettings())
         preds = [prediction_record(r) for r in records]
         ground = [Label.from_ground_truth(r) for r in labels(len(records))]
         start, cpu, written = time.perf_counter(), time.thread_time(), 0
-        for i in range(0, len(preds), 2000):
-            join.add_predictions(preds[i:i + 2000])
-        for i in range(0, len(ground), 2000):
-            written += len(join.add_labels(ground[i:i + 2000]).feedback)
+        for i in range(0, len(preds), batch):
+            join.add_predictions(preds[i:i + batch])
+        for i in range(0, len(ground), batch):
+            written += len(join.add_labels(ground[i:i + batch]).feedback)
         return time.perf_counter() - start, time.thread_time() - cpu, written
 
 
@@ -235,7 +239,7 @@ def main() -> None:
                                 {"c": rng.choice(["a", "b", "c"], 50_000)}, scores=rng.random(50_000),
                                 labels=rng.choice(["yes", "no"], 50_000))
     values = n * (f + 2)     # features plus the predicted score and label
-    rows = []
+    rows, ratios = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if joiner:
@@ -243,6 +247,13 @@ def main() -> None:
             rows.append((f"joiner: join only, into the {args.backend} store", f"{2 * n:,} records in", seconds,
                          f"{2 * n / seconds:,.0f} records/s in, {written / seconds:,.0f} feedback/s",
                          f"{2 * n / cpu:,.0f} records in"))
+            naive_n = min(n, NAIVE_RECORDS)
+            naive_seconds, cpu, written = bench_join_store(records[:naive_n], args.backend, batch=1)
+            naive = 2 * naive_n / naive_seconds
+            rows.append((f"joiner: naive loop, the {args.backend} store once per record", f"{2 * naive_n:,} records in",
+                         naive_seconds, f"{naive:,.0f} records/s in, {written / naive_seconds:,.0f} feedback/s",
+                         f"{2 * naive_n / cpu:,.0f} records in"))
+            ratios.append(f"join only / naive loop: {2 * n / seconds / naive:.1f}x")
         if monitor:
             seconds, cpu = bench_monitor_core(records, reference)
             rows.append(("monitor: decoded records into window sketches", f"{values:,} values", seconds,
@@ -260,6 +271,7 @@ def main() -> None:
                 rows.append(("joiner: end to end (broker -> store -> feedback, transactions)",
                              f"{2 * n:,} records in", 2 * n / rate,
                              f"{rate:,.0f} records/s in, {rate / 2:,.0f} feedback/s", f"{cpu_rate:,.0f} records in"))
+                ratios.append(f"joiner end to end / naive loop (store alone): {rate / naive:.1f}x")
             if joiner and args.joiners > 1 and args.backend == "sqlite":
                 rate = bench_joiners_kafka(kafka, work, records, args.joiners)
                 rows.append((f"{args.joiners} joiners in one group, end to end", f"{2 * n:,} records in",
@@ -275,6 +287,8 @@ def main() -> None:
     print("|---|---|---:|---|---|")
     for what, work_done, seconds, rate, cpu_rate in rows:
         print(f"| {what} | {work_done} | {seconds:.2f} | {rate} | {cpu_rate} |")
+    if ratios:
+        print("\nIn this run: " + "; ".join(ratios))
 
 
 if __name__ == "__main__":
