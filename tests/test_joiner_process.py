@@ -136,6 +136,12 @@ def test_a_held_label_outlives_a_restart_and_joins_the_prediction_that_comes_aft
     second = FeedbackJoiner(kafka, registry, store, settings, instance="a")
     _run_until(second, lambda: "r1" in stored())
     assert (stored()["r1"].true_label, stored()["r1"].label_count) == ("yes", 1)
+    # Its hold goes with its partition: the partition's next owner reads the label again.
+    topics.labels([_label(30, at=T0)])
+    _run_until(second, lambda: "r30" in second._waiting)
+    held = second._waiting["r30"].message
+    second._on_revoke(second.consumer, [TopicPartition(held.topic(), held.partition())])
+    assert "r30" not in second._waiting and "r30" not in second.join.held
     second.close()
     store.close()
 
