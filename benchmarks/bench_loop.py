@@ -1,8 +1,10 @@
 """Throughput of the feedback loop's processors on this machine, as a markdown table.
 
 Joiner: predictions and labels -> FeedbackRecords in the embedded (SQLite) store, once through the
-join alone (store writes only) and once end to end through the embedded broker (decode, join,
-store, produce feedback, commit in Kafka transactions). Monitor: feature values per second into
+join alone (store writes only), once through the naive loop (the join with the store called once
+per record, on the first 3,000), and once end to end through the embedded broker (decode, join,
+store, produce feedback, commit in Kafka transactions); the ratios of the join and of the whole
+joiner to the naive loop are printed under the table. Monitor: feature values per second into
 window sketches, once from decoded records and once end to end from the broker.
 
     .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8] [--backend sqlite|cassandra]
