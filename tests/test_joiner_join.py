@@ -50,6 +50,7 @@ def test_label_before_prediction_is_held_then_joins_every_version_that_comes(joi
     assert result.held == [early] and not result.feedback and join.held["r2"] == Held(early)
     joined = join.add_predictions([prediction("r2")])
     assert [f.request_id for f in joined.feedback] == ["r2"] and join.held["r2"] == Held(early, met=True)
+    assert joined.met == [early]        # the caller shortens its hold (held_after_join_seconds)
     assert stored(join, "r2")[0].true_label == "yes"
     assert [f.model_version for f in join.add_predictions([prediction("r2", "2")]).feedback] == ["2"]
     # Its hold ends: it met predictions, so it is not unknown, and it is held no more.
@@ -74,7 +75,8 @@ def test_second_held_label_replaces_the_first(join):
     join.add_predictions([prediction("r4")])
     assert [f.true_label for f in stored(join, "r4")] == ["yes"]
     # A label that finds the prediction takes the held one's place for versions still to come.
-    assert join.add_labels([label("r4", "no", at=T0)]).held == [label("r4", "no", at=T0)]
+    replacing = join.add_labels([label("r4", "no", at=T0)])
+    assert replacing.held == replacing.met == [label("r4", "no", at=T0)]
     assert [f.true_label for f in join.add_predictions([prediction("r4", "2")]).feedback] == ["no"]
 
 

@@ -125,7 +125,7 @@ def test_a_held_label_outlives_a_restart_and_joins_the_prediction_that_comes_aft
     """Held labels are in memory only: what brings one back after a restart is the committed
     offset, which never passes it."""
     store = open_store(StoreSettings(), data_dir)
-    settings = JoinerSettings(join_window_seconds=3600, group_id="held")
+    settings = JoinerSettings(join_window_seconds=3600, held_after_join_seconds=0.5, group_id="held")
     topics.predictions([_prediction(i) for i in range(2, 20)])
     topics.labels([_label(1, at=T0)] + [_label(i) for i in range(2, 20)])      # r1's comes before its prediction
     stored = lambda: {f.request_id: f for f in store.feedback("m", T0 - 3_600_000, T0 + 3_600_000)}   # noqa: E731
@@ -136,6 +136,12 @@ def test_a_held_label_outlives_a_restart_and_joins_the_prediction_that_comes_aft
     second = FeedbackJoiner(kafka, registry, store, settings, instance="a")
     _run_until(second, lambda: "r1" in stored())
     assert (stored()["r1"].true_label, stored()["r1"].label_count) == ("yes", 1)
+    # Once a held label has met its prediction it is held only briefly (not the 600 s of its wait).
+    topics.labels([_label(31, at=T0)])
+    _run_until(second, lambda: "r31" in second._waiting)
+    topics.predictions([_prediction(31)])
+    _run_until(second, lambda: "r31" in stored())
+    _run_until(second, lambda: "r31" not in second._waiting and "r31" not in second.join.held, timeout=10)
     # Its hold goes with its partition: the partition's next owner reads the label again.
     topics.labels([_label(30, at=T0)])
     _run_until(second, lambda: "r30" in second._waiting)

@@ -5,8 +5,9 @@ joined, so each version is scored on the same truth). A label finds its predicti
 and becomes one FeedbackRecord per version. A label that finds none comes early: it is held here,
 in memory, and every prediction of its request that comes while it is held, of any version and
 in any later batch, is joined with it; a later label of the request takes its place. The caller
-decides when a hold ends (`early_label_wait_seconds`) and passes the label back as given up: a
-label that never met a prediction is then for an unknown request. A label whose prediction is
+decides when a hold ends (`early_label_wait_seconds`, or `held_after_join_seconds` once the
+label has met a prediction: `JoinResult.met`) and passes the label back as given up: a label
+that never met a prediction is then for an unknown request. A label whose prediction is
 older than the join window is late. Both are the caller's to dead-letter. Every store write is an
 upsert by key, so processing the same records again changes nothing; a different label for a
 joined request replaces the first and the store counts it (label_count).
@@ -32,6 +33,10 @@ class JoinerSettings:
     # is told apart as late rather than unknown.
     prediction_ttl_margin_seconds: float = 86_400.0
     early_label_wait_seconds: float = 600.0    # how long a label may wait for its prediction
+    # How long a label that came first stays held once it has met a prediction, for the request's
+    # other versions: the worker writes them side by side, so they come within a batch or two.
+    # Short, because a hold keeps its partition's committed offset back and its label in memory.
+    held_after_join_seconds: float = 10.0
     group_id: str = "flywheel-joiner"
     # Names the transactional producer (with group_id): stable across restarts, unique per live
     # joiner. Default: the host name (the pod name on Kubernetes).
@@ -98,6 +103,7 @@ class JoinResult:
     late: list[tuple[Label, PredictionRecord]] = field(default_factory=list)
     refused: list[tuple[Label, str, str]] = field(default_factory=list)   # (label, reason, detail)
     held: list[Label] = field(default_factory=list)                 # now held for their requests' predictions
+    met: list[Label] = field(default_factory=list)                  # held labels that met a prediction now
     unknown: list[Label] = field(default_factory=list)              # given up on: no prediction met them
     replaced_held: list[Label] = field(default_factory=list)        # replaced a different held label
 
@@ -184,7 +190,11 @@ class Join:
                 fresh.setdefault(p.request_id, []).append(p)
         for rid, preds in fresh.items():
             label = held[rid].label
-            held[rid] = Held(label, met=True) if self._pair(label, preds, result) else None
+            if self._pair(label, preds, result):
+                held[rid] = Held(label, met=True)
+                result.met.append(label)
+            else:
+                held[rid] = None
 
     def _meet_stored(self, label: Label, preds: list[PredictionRecord], held: dict[str, Held | None],
                      result: JoinResult) -> None:
@@ -193,6 +203,7 @@ class Join:
             if self._pair(label, preds, result) and before is not None:   # takes the held label's place
                 held[label.request_id] = Held(label, met=True)
                 result.held.append(label)
+                result.met.append(label)
             return
         if before is not None and before.label != label:
             result.replaced_held.append(label)

@@ -10,8 +10,9 @@ of acknowledged writes; store writes are upserts by key, so a batch redone after
 nothing there.
 
 A label without a prediction is held in memory for `early_label_wait_seconds` (`Join`), joining
-every prediction of its request that comes meanwhile, and its partition's committed offset stays
-at the oldest held label: after a restart those labels are read again and held again, instead of
+every prediction of its request that comes meanwhile (once it has met one, only for
+`held_after_join_seconds` more), and its partition's committed offset stays at the oldest held
+label: after a restart those labels are read again and held again, instead of
 being forgotten. The price is that labels after it are processed again too, so `feedback` may
 carry a record twice after a restart (the store does not); the monitor keeps one record per
 request and version per window.
@@ -194,9 +195,13 @@ class FeedbackJoiner:
         message_of = {w.label: w.message for w in self._waiting.values()} | {lb: m for lb, m in labels}
         for w in due:
             del self._waiting[w.label.request_id]
+        now = time.monotonic()
         for label in result.held:
             self._waiting[label.request_id] = Waiting(label, message_of[label],
-                                                      time.monotonic() + self.settings.early_label_wait_seconds)
+                                                      now + self.settings.early_label_wait_seconds)
+        for label in result.met:    # held on briefly, for the request's other versions
+            if (w := self._waiting.get(label.request_id)) is not None and w.label == label:
+                w.deadline = min(w.deadline, now + self.settings.held_after_join_seconds)
         for label, reason, detail in result.refused:
             if (w := self._waiting.get(label.request_id)) is not None and w.label == label:
                 del self._waiting[label.request_id]     # the join let it go too
