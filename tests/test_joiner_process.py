@@ -90,7 +90,7 @@ def test_joiner_joins_every_case_and_dead_letters_the_rest(kafka, registry, data
                    _label(99, model="client-chosen"), _label(6)],       # unknown; replay
                   raw=[b"\xffgarbage"])                                # undecodable
     stored = lambda: list(store.feedback("m", T0 - 3_600_000, T0 + 3_600_000))           # noqa: E731
-    _run_until(joiner, lambda: len(stored()) == 4 and not joiner._waiting)
+    _run_until(joiner, lambda: len(stored()) == 4 and not joiner.holds)
     by_id = {f.request_id: f for f in stored()}
     assert sorted(by_id) == ["r1", "r2", "r3", "r6"]
     assert (by_id["r3"].true_label, by_id["r3"].label_count) == ("yes", 2)
@@ -130,7 +130,7 @@ def test_a_held_label_outlives_a_restart_and_joins_the_prediction_that_comes_aft
     topics.labels([_label(1, at=T0)] + [_label(i) for i in range(2, 20)])      # r1's comes before its prediction
     stored = lambda: {f.request_id: f for f in store.feedback("m", T0 - 3_600_000, T0 + 3_600_000)}   # noqa: E731
     first = FeedbackJoiner(kafka, registry, store, settings, instance="a")
-    _run_until(first, lambda: len(stored()) == 18 and "r1" in first._waiting)
+    _run_until(first, lambda: len(stored()) == 18 and "r1" in first.holds)
     first.close()
     topics.predictions([_prediction(1)])
     second = FeedbackJoiner(kafka, registry, store, settings, instance="a")
@@ -138,16 +138,16 @@ def test_a_held_label_outlives_a_restart_and_joins_the_prediction_that_comes_aft
     assert (stored()["r1"].true_label, stored()["r1"].label_count) == ("yes", 1)
     # Once a held label has met its prediction it is held only briefly (not the 600 s of its wait).
     topics.labels([_label(31, at=T0)])
-    _run_until(second, lambda: "r31" in second._waiting)
+    _run_until(second, lambda: "r31" in second.holds)
     topics.predictions([_prediction(31)])
     _run_until(second, lambda: "r31" in stored())
-    _run_until(second, lambda: "r31" not in second._waiting and "r31" not in second.join.held, timeout=10)
+    _run_until(second, lambda: "r31" not in second.holds and "r31" not in second.join.held, timeout=10)
     # Its hold goes with its partition: the partition's next owner reads the label again.
     topics.labels([_label(30, at=T0)])
-    _run_until(second, lambda: "r30" in second._waiting)
-    held = second._waiting["r30"].message
+    _run_until(second, lambda: "r30" in second.holds)
+    held = second.holds.get("r30").message
     second._on_revoke(second.consumer, [TopicPartition(held.topic(), held.partition())])
-    assert "r30" not in second._waiting and "r30" not in second.join.held
+    assert "r30" not in second.holds and "r30" not in second.join.held
     second.close()
     store.close()
 

@@ -26,13 +26,13 @@ import operator
 import threading
 import time
 import collections
-from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from feature_store import FeatureStore, wall_clock_ms
 from processors.models import ModelFollower
+from processors.joiner.holds import Hold, Holds
 from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
                                     prediction_record)
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
@@ -70,13 +70,6 @@ class JoinerMetrics(ProcessorMetrics):
 
 
 
-@dataclass
-class Waiting:
-    label: Label
-    message: Message
-    deadline: float          # time.monotonic()
-
-
 class FeedbackJoiner:
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: JoinerSettings, metrics: JoinerMetrics | None = None,
@@ -112,7 +105,7 @@ class FeedbackJoiner:
         # metric label values (a fixed "unknown" otherwise), so cardinality stays bounded.
         self._models = ModelFollower(kafka, registry)
         self._models.catch_up()
-        self._waiting: dict[str, Waiting] = {}
+        self.holds = Holds()
         self._next: dict[tuple[str, int], int] = {}
         self.consumer.subscribe([self.catalog.labels, self.catalog.predictions_pattern()], on_revoke=self._on_revoke)
 
@@ -128,7 +121,7 @@ class FeedbackJoiner:
         """Process one batch (and any labels whose wait is over); return the records consumed."""
         messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
                     if m.error() is None]
-        due = [w for w in self._waiting.values() if w.deadline <= time.monotonic()]
+        due = self.holds.due(time.monotonic())
         if not messages and not due:
             self.lag.update()
             return 0
@@ -144,8 +137,9 @@ class FeedbackJoiner:
             # wait ended are not in it, so they wait on here and are given up on again.
             for key in {(m.topic(), m.partition()) for m in messages}:
                 self._next.pop(key, None)
-            for w in due:
-                self._waiting.setdefault(w.label.request_id, w)
+            for hold in due:
+                if hold.label.request_id not in self.holds:
+                    self.holds.put(hold)
             raise
         self.join.release([w.label for w in due])
         self._count(predictions, labels, result)
@@ -188,34 +182,38 @@ class FeedbackJoiner:
                 labels.append((Label.from_ground_truth(value, replay), m))
         return predictions, labels
 
-    def _track(self, result: JoinResult, labels: list[tuple[Label, Message]], due: list[Waiting],
+    def _track(self, result: JoinResult, labels: list[tuple[Label, Message]], due: list[Hold],
                dead: list) -> None:
-        """Hold labels the join holds (their offsets with them); release those given up on or
-        refused; dead-letter late and unknown."""
-        message_of = {w.label: w.message for w in self._waiting.values()} | {lb: m for lb, m in labels}
-        for w in due:
-            del self._waiting[w.label.request_id]
+        """Hold labels the join holds (their offsets with them); release those refused; dead-letter
+        late and unknown. Costs what the batch holds, not what is held (holds.py)."""
+        known = {lb: m for lb, m in labels} | {h.label: h.message for h in due}
         now = time.monotonic()
         for label in result.held:
-            self._waiting[label.request_id] = Waiting(label, message_of[label],
-                                                      now + self.settings.early_label_wait_seconds)
+            self.holds.put(Hold(label, known[label], now + self.settings.early_label_wait_seconds))
         for label in result.met:    # held on briefly, for the request's other versions
-            if (w := self._waiting.get(label.request_id)) is not None and w.label == label:
-                w.deadline = min(w.deadline, now + self.settings.held_after_join_seconds)
+            self.holds.shorten(label, now + self.settings.held_after_join_seconds)
         for label, reason, detail in result.refused:
-            if (w := self._waiting.get(label.request_id)) is not None and w.label == label:
-                del self._waiting[label.request_id]     # the join let it go too
-            if label in message_of:
-                dead.append((message_of[label], reason, detail))
+            message = self._message_of(label, known)
+            if label.request_id not in self.join.held:
+                self.holds.pop(label.request_id)     # the join let it go: so do its offset and wait
+            if message is not None:
+                dead.append((message, reason, detail))
         for label in result.unknown:
-            dead.append((message_of[label], "unknown_request",
+            dead.append((known[label], "unknown_request",
                          f"no prediction for request {label.request_id} after "
                          f"{self.settings.early_label_wait_seconds:g}s"))
         for label, prediction in result.late:
-            if label in message_of:
-                dead.append((message_of[label], "late_label",
+            if (message := self._message_of(label, known)) is not None:
+                dead.append((message, "late_label",
                              f"label at {label.labelled_at} is more than {self.settings.join_window_seconds:g}s "
                              f"after prediction {prediction.model}/{prediction.model_version} at {prediction.predicted_at}"))
+
+    def _message_of(self, label: Label, known: dict[Label, Message]) -> Message | None:
+        """The message a label came in: this batch's, a given-up one's or a held one's."""
+        if label in known:
+            return known[label]
+        hold = self.holds.get(label.request_id)
+        return hold.message if hold is not None and hold.label == label else None
 
     def _emit(self, messages: list[Message], result: JoinResult, dead: list) -> None:
         self.committer.begin()
@@ -232,11 +230,10 @@ class FeedbackJoiner:
         self.committer.commit(messages, self._safe_offsets())
 
     def _safe_offsets(self) -> list[TopicPartition]:
-        """Per partition: the next offset to read, or the oldest waiting label's, if earlier."""
+        """Per partition: the next offset to read, or the oldest held label's, if earlier."""
         upto = dict(self._next)
-        for w in self._waiting.values():
-            key = (w.message.topic(), w.message.partition())
-            upto[key] = min(upto.get(key, w.message.offset()), w.message.offset())
+        for key, offset in self.holds.oldest_offsets().items():
+            upto[key] = min(upto.get(key, offset), offset)
         return [TopicPartition(t, p, o) for (t, p), o in upto.items()]
 
     def _count(self, predictions, labels, result: JoinResult) -> None:
@@ -275,10 +272,7 @@ class FeedbackJoiner:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         for key in gone:
             self._next.pop(key, None)
-        moved = [rid for rid, w in self._waiting.items() if (w.message.topic(), w.message.partition()) in gone]
-        for rid in moved:
-            del self._waiting[rid]
-        self.join.forget(moved)
+        self.join.forget(self.holds.drop_partitions(gone))
 
 
 __all__ = ["FeedbackJoiner", "JoinerMetrics", "JoinerSettings"]
