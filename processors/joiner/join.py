@@ -152,8 +152,8 @@ class Join:
             found[p.request_id] = [q for q in found.get(p.request_id, []) if q.model_version != p.model_version
                                    or q.model != p.model] + [p]
         result = JoinResult()
-        held = {rid: self.held.get(rid) for p in predictions for rid in [p.request_id]} | \
-               {lb.request_id: self.held.get(lb.request_id) for lb in labels}
+        # The holds of the batch's requests, changed here and kept once the store has the batch.
+        held = {r.request_id: self.held.get(r.request_id) for r in (*predictions, *labels)}
         self._meet_held(predictions, held, result)
         for label in labels:      # in order: the store counts a second label for a request
             self._meet_stored(label, [p for p in found.get(label.request_id, []) if label_matches(label, p)],
