@@ -15,6 +15,7 @@ from streams.errors import DeliveryFailed
 from streams.publisher import Publisher, Request
 
 from flywheel.console import err, print_json_line, progress, refusal
+from flywheel.errors import BadInput, open_user_file
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 REGISTER_HINT = "register it with `flywheel models register`, or pass --create-topics to publish anyway"
@@ -43,15 +44,16 @@ class Prepared:
     value: bytes
 
 
-class PublishRefused(ValueError):
-    pass
+class PublishRefused(BadInput, ValueError):
+    """Lines of the user's file are bad (nothing sent), or the broker took only part of it (the
+    message says which lines went)."""
 
 
 def run(args, config) -> int:
     registry = schema_registry(config)
     spec = _feature_spec(config, registry, args.model, args.create_topics)
     publisher = Publisher(config.kafka, registry, args.model, spec)
-    with (sys.stdin if args.file == "-" else open(args.file)) as source:
+    with (sys.stdin if args.file == "-" else open_user_file(args.file)) as source:
         prepared, problems = _prepare(publisher, source, _message_limit(config))
     if problems:
         raise PublishRefused(refusal("publish", problems, "line(s)"))
