@@ -10,14 +10,21 @@ class SerdeError(BadRecord):
 
 
 class BadMagicByte(SerdeError):
+    """The message does not start with the Confluent wire format's magic byte: not Avro of ours."""
+
     reason = "undecodable"
 
 
 class TruncatedMessage(SerdeError):
+    """The message ends before its header or its Avro body does."""
+
     reason = "undecodable"
 
 
 class UnknownSchemaId(SerdeError):
+    """The registry answered and has no such schema id: the record names a schema nobody
+    registered (a registry that does not answer is `RegistryUnavailable`, never this)."""
+
     reason = "unknown_schema"
 
     def __init__(self, schema_id: int):

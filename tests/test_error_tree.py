@@ -46,3 +46,9 @@ def test_each_package_imports_first_in_a_fresh_interpreter(package):
     """Every package imports flywheel.errors; a cycle through flywheel/__init__ would show here."""
     done = subprocess.run([sys.executable, "-c", f"import {package}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_every_exception_we_define_says_what_it_means_in_its_own_docstring():
+    """Its docstring is where a reader learns whose mistake it is; an inherited one says nothing."""
+    silent = [f"{c.__module__}.{c.__qualname__}" for c in _exception_classes() if not c.__dict__.get("__doc__")]
+    assert silent == []

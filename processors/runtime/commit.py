@@ -50,15 +50,16 @@ class CommitError(Unavailable):
 
 
 class TransactionAborted(CommitError):
-    pass
+    """The transaction was aborted (a produce failed, the broker refused the offsets) and the batch
+    rewound: redo it."""
 
 
 class CommitTimeout(CommitError):
-    pass
+    """The commit did not finish in time (the broker slow or away): aborted, rewound, redone."""
 
 
 class DeliveryError(CommitError):
-    pass
+    """The broker did not acknowledge every output of the batch: the batch is rewound and redone."""
 
 
 class FatalCommitError(FlywheelError):
