@@ -1,5 +1,5 @@
 """Typed failures of the serde and registries: each names what went wrong in one line."""
-from flywheel.errors import BadRecord, FlywheelError, Refused, Unavailable
+from flywheel.errors import BadInput, BadRecord, FlywheelError, Refused, Unavailable
 
 
 class SerdeError(BadRecord):
@@ -40,6 +40,11 @@ class SchemaRegistryError(FlywheelError):
 class RegistryUnavailable(SchemaRegistryError, Unavailable):
     """The registry did not answer (down, unreachable, its file unreadable): nothing is wrong
     with the record being decoded, so a processor waits and retries instead of dead-lettering."""
+
+
+class RegistryAccessDenied(SchemaRegistryError, BadInput):
+    """The registry refused Flywheel's credentials (401, 403): the user's registry settings to fix;
+    waiting would not help, so a processor exits with this line instead of holding back."""
 
 
 class IncompatibleSchema(SchemaRegistryError, Refused):
