@@ -1,6 +1,6 @@
 """Typed failures of the Kafka layer. Each message is one line a person can act on; each class
 says on which branch of flywheel.errors it sits."""
-from flywheel.errors import FlywheelError, NotFound, Refused, Unavailable, UserError
+from flywheel.errors import BadRecord, FlywheelError, NotFound, Refused, Unavailable, UserError
 
 
 class StreamsError(FlywheelError):
@@ -31,6 +31,13 @@ class DeliveryFailed(StreamsError, Unavailable):
 
 class PredictTimeout(StreamsError, Unavailable):
     """No answer in time: no inference worker is running for the model, or it is behind."""
+
+
+class RecordTooLarge(StreamsError, BadRecord):
+    """The Kafka client refused one record as larger than `[kafka] max_message_bytes`: that
+    record's content is too big; nothing was sent for it."""
+
+    reason = "oversize"
 
 
 class UnknownTopic(StreamsError, NotFound):

@@ -8,10 +8,8 @@ import json
 import sys
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
-
 from schemas.errors import clip
-from streams.errors import DeliveryFailed
+from streams.errors import DeliveryFailed, RecordTooLarge
 from streams.publisher import Publisher, Request
 
 from flywheel.console import err, print_json_line, progress, refusal
@@ -88,7 +86,7 @@ def _send(publisher: Publisher, prepared: list[Prepared], print_ids: bool) -> No
         for done, item in enumerate(prepared):
             try:
                 publisher.produce(item.key, item.value)
-            except KafkaException as e:
+            except RecordTooLarge as e:
                 _report_partial(publisher, prepared, done, f"line {item.line}: {clip(str(e), 300)}")
             bar.advance(task)
             if print_ids:
