@@ -1,6 +1,6 @@
 """Typed failures of the Kafka layer. Each message is one line a person can act on; each class
 says on which branch of flywheel.errors it sits."""
-from flywheel.errors import BadRecord, FlywheelError, NotFound, Refused, Unavailable, UserError
+from flywheel.errors import BadInput, BadRecord, FlywheelError, NotFound, Refused, Unavailable, UserError
 
 
 class StreamsError(FlywheelError):
@@ -31,6 +31,11 @@ class DeliveryFailed(StreamsError, Unavailable):
 
 class PredictTimeout(StreamsError, Unavailable):
     """No answer in time: no inference worker is running for the model, or it is behind."""
+
+
+class BadRequest(StreamsError, BadInput, ValueError):
+    """A request or label the caller built is malformed (no features, an unknown field, both or
+    neither of label and value): the caller's to fix before anything is sent."""
 
 
 class RecordTooLarge(StreamsError, BadRecord):
