@@ -14,9 +14,10 @@ or on neither, and the branch is the whole rule for what to do about it:
 A new dependency's "not answering" errors subclass `Unavailable`, and every loop that waits
 already waits for them. This module imports nothing of ours, so every package can import it.
 """
+from collections.abc import Iterator
 from contextlib import contextmanager
 from os import PathLike
-from typing import IO, Iterator
+from typing import IO
 
 
 class FlywheelError(Exception):

@@ -12,8 +12,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from schemas import load_schema, subject_for
 from flywheel.errors import BadInput
+from schemas import load_schema, subject_for
 from schemas.errors import IncompatibleSchema, RegistryAccessDenied, RegistryUnavailable
 from schemas.errors import SchemaRegistryError as OurRegistryError
 from schemas.registry.confluent import ConfluentRegistry

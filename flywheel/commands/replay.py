@@ -12,7 +12,6 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from rich.table import Table
 

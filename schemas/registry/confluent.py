@@ -6,9 +6,7 @@ and rule in the same words as the embedded registry; the server checks again on 
 from contextlib import contextmanager
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-# The HTTP client the registry client itself runs on (httpx2 or httpx), so its transport errors
-# are the ones this module maps.
-from confluent_kafka.schema_registry.common._httpx_compat import httpx
+from confluent_kafka.schema_registry.common._httpx_compat import httpx  # what the client runs on: httpx2 or httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
 
 from schemas import compatibility
