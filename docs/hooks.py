@@ -1,24 +1,33 @@
-"""MkDocs hooks: the CLI reference is rendered from the argparse parsers at build time, so it
-cannot drift from what `flywheel --help` prints."""
+"""MkDocs hooks: reference pages rendered from the code at build time, so they cannot drift from
+what the code does. A generated page holds a marker comment; the hook replaces it with Markdown
+made by a function of no arguments (GENERATED below: one entry per page)."""
 import argparse
 import functools
+from collections.abc import Callable
 
 from flywheel.cli import build_parser
 
-CLI_PAGE = "reference/cli.md"
-CLI_MARKER = "<!-- cli-reference -->"
 HELP_WIDTH = 100       # columns of the rendered help, fixed so the page does not depend on the terminal
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:
-    if page.file.src_uri != CLI_PAGE:
-        return markdown
-    return markdown.replace(CLI_MARKER, cli_reference(build_parser()))
-
-
-def cli_reference(parser: argparse.ArgumentParser) -> str:
+def cli_reference() -> str:
     """One section per command and subcommand, each its `--help` as the terminal shows it."""
-    return "\n".join(_sections(parser, level=2))
+    return "\n".join(_sections(build_parser(), level=2))
+
+
+# page -> (marker in the page, what replaces it)
+GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
+    "reference/cli.md": ("<!-- cli-reference -->", cli_reference),
+}
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if page.file.src_uri not in GENERATED:
+        return markdown
+    marker, render = GENERATED[page.file.src_uri]
+    if marker not in markdown:
+        raise ValueError(f"{page.file.src_uri}: the marker {marker} is missing")
+    return markdown.replace(marker, render())
 
 
 def _sections(parser: argparse.ArgumentParser, level: int):
