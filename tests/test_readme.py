@@ -28,6 +28,7 @@ from flywheel.config import load_config
 from processors.models import ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
+from tests.test_trainer_plugin import served_accuracy
 from tests.test_worker_support import RunningWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +107,11 @@ def test_the_documents_code_runs_against_a_live_stack(kafka, registry, data_dir,
     label, scores = answered.split(" ", 1)
     assert label in ("0", "1") and set(ast.literal_eval(scores)) == {"0", "1"}
     assert open_store(StoreSettings(), data_dir).get_profile("tumour", "v1") is not None  # drift reference
+
+
+def test_the_trainer_plugin_in_your_own_model_trains_a_servable_candidate(tmp_path):
+    [plugin] = [b.code for b in blocks(ROOT / "docs" / "guide" / "own-model.md") if "def train(" in b.code]
+    assert served_accuracy(plugin, tmp_path) > 0.8
 
 
 @pytest.mark.parametrize("block", every_block("console"), ids=Block.where)
