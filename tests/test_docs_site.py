@@ -2,6 +2,7 @@
 checks the rest of the site (links, anchors, nav)."""
 import argparse
 import importlib.util
+import re
 from pathlib import Path
 
 from flywheel.cli import build_parser
@@ -33,3 +34,13 @@ def test_the_cli_reference_has_a_section_with_the_help_of_every_command():
 def test_every_generated_page_holds_its_marker():
     for page, (marker, _) in load_hooks().GENERATED.items():
         assert marker in (HOOKS.parent / page).read_text(), f"docs/{page} lacks {marker}"
+
+
+def test_the_readmes_links_into_the_repository_exist():
+    """mkdocs checks the site's links; the README and infra/README.md are outside the site."""
+    for readme in (HOOKS.parents[1] / "README.md", HOOKS.parents[1] / "infra" / "README.md"):
+        targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme.read_text())
+        local = [t for t in targets if "://" not in t]
+        assert local, f"{readme.name} links nowhere"
+        missing = [t for t in local if not (readme.parent / t).exists()]
+        assert not missing, f"{readme}: links to missing files {missing}"
