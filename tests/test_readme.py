@@ -2,7 +2,8 @@
 language says how:
 
 - python: run as written (a namespace of its own) against one embedded stack for all of them
-  (broker, registry and store in a data dir, the demo's churn model, a worker);
+  (broker, registry and store in a data dir, the demo's churn model, a worker); the trainer
+  plugin in Your own model is also trained through the retrainer's plugin loader;
 - sh: `flywheel` commands, run against that stack; each must exit 0;
 - console: commands a test cannot run (they start a stack, need Docker, a cluster or the
   reader's files): each `flywheel` command must parse with the real CLI parser, and each
