@@ -6,8 +6,9 @@ language says how:
   plugin in Your own model is also trained through the retrainer's plugin loader;
 - sh: `flywheel` commands, run against that stack; each must exit 0;
 - console: commands a test cannot run (they start a stack, need Docker, a cluster or the
-  reader's files): each `flywheel` command must parse with the real CLI parser, and each
-  repository path it names must exist;
+  reader's files): each `flywheel` command must parse with the real CLI parser, each
+  repository path it names must exist, and each option of a benchmark script must be one that
+  script defines;
 - toml: loads as a configuration file;
 - text: output or a synopsis, shown as printed.
 
@@ -65,6 +66,11 @@ def commands(block: Block) -> list[list[str]]:
     """Each line's words, comments and leading VAR=value assignments left out."""
     lines = (shlex.split(line, comments=True) for line in block.code.splitlines())
     return [words for words in (list(itertools.dropwhile(ASSIGNMENT.match, ws)) for ws in lines) if words]
+
+
+def options(words: list[str]) -> list[str]:
+    """The --options among a command's words, optional ones written `[--option N]` included."""
+    return [w.strip("[]").split("=")[0] for w in words if w.strip("[]").startswith("--")]
 
 
 def test_every_block_says_how_it_is_checked():
@@ -126,6 +132,9 @@ def test_console_commands_parse_and_name_real_paths(block):
                 pytest.fail(f"{block.where()}: `{shlex.join(words)}` is not a valid flywheel command")
         missing = [w for w in words if REPOSITORY_PATH.match(w) and not (ROOT / w).exists()]
         assert not missing, f"{block.where()}: no such path in the repository: {missing}"
+        for script in (ROOT / w for w in words if w.startswith("benchmarks/") and w.endswith(".py")):
+            unknown = [o for o in options(words) if f'add_argument("{o}"' not in script.read_text()]
+            assert not unknown, f"{block.where()}: {script.name} has no options {unknown}"
 
 
 @pytest.mark.parametrize("block", every_block("toml"), ids=Block.where)
