@@ -9,10 +9,12 @@ import sys
 
 import pytest
 
+from feature_store.errors import StoreError
 from flywheel.cli import main
 from flywheel.commands import topics
 from flywheel.errors import BadInput, Unavailable
 from processors.runtime.commit import FatalCommitError
+from processors.runtime.pipeline import CommitStuck
 from streams.errors import BrokerUnavailable
 
 
@@ -76,8 +78,11 @@ def test_a_bug_raised_from_a_handler_is_a_traceback_and_non_zero(tmp_path):
         "processors.runtime.commit.FatalCommitError: producer fenced by a newer instance")
 
 
-@pytest.mark.parametrize("error", [FatalCommitError("fenced"), KeyError("bootstrap")])
+@pytest.mark.parametrize("error", [FatalCommitError("fenced"), CommitStuck("commit hung"),
+                                   StoreError("protocol error: unexpected frame"), KeyError("bootstrap")])
 def test_anything_off_the_two_branches_propagates(topics_raises, error):
+    """Typed bugs too: the issue's three (a fenced producer, a stuck commit, a store protocol
+    error) used to print as the user's mistake because they came from our modules."""
     with pytest.raises(type(error)):
         topics_raises(error)
 
