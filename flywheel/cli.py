@@ -65,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except (UserError, Unavailable) as e:
-        # A message may quote a library's, which might carry a secret: scrub it.
+        # A message may quote a library's, which might carry a secret: scrub it. An error that
+        # names several problems (a configuration's) gives each its own prefixed line; one with no
+        # message still says what it was.
         message = config.redact(str(e)) if config is not None else str(e)
-        print(f"flywheel {args.command}: {message}", file=sys.stderr)
+        for line in message.splitlines() or [type(e).__name__]:
+            print(f"flywheel {args.command}: {line}", file=sys.stderr)
         return EXIT_USER_ERROR if isinstance(e, UserError) else EXIT_TRY_LATER
 
 

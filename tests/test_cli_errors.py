@@ -94,6 +94,12 @@ def test_an_unavailable_dependency_is_one_line_and_exit_75(topics_raises, capsys
     assert capsys.readouterr().err.splitlines() == ["flywheel topics: cannot list topics: broker down"]
 
 
+def test_each_problem_of_a_user_error_is_its_own_prefixed_line(topics_raises, capsys):
+    assert topics_raises(BadInput("[monitor] window_seconds=-5 is not positive\n[montor] is not a section")) == 1
+    assert capsys.readouterr().err.splitlines() == ["flywheel topics: [monitor] window_seconds=-5 is not positive",
+                                                    "flywheel topics: [montor] is not a section"]
+
+
 def test_a_secret_in_a_one_line_message_is_redacted(topics_raises, tmp_path, capsys):
     (tmp_path / "flywheel.toml").write_text("[kafka]\nsasl_password = 'hunter2-s3cret'\n")
     assert topics_raises(BadInput("login failed with hunter2-s3cret")) == 1
