@@ -47,8 +47,8 @@ def test_the_using_it_snippet_runs(kafka, registry, data_dir, make_topics, monke
 
 def test_every_monitor_and_trigger_setting_is_documented_with_its_unit():
     import dataclasses
-    from processors.monitor.process import MonitorSettings
-    from processors.trigger.policy import TriggerSettings
+    from processors.monitor.settings import MonitorSettings
+    from processors.trigger.settings import TriggerSettings
     text = README.read_text()
     for section, cls in (("monitor", MonitorSettings), ("trigger", TriggerSettings)):
         table = text[text.index(f"| `[{section}]` key |"):]

@@ -11,7 +11,8 @@ import numpy as np
 
 from feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
-from processors.trigger.policy import Decision, ModelState, TriggerSettings, retrain_request
+from processors.trigger.policy import Decision, ModelState, retrain_request
+from processors.trigger.settings import TriggerSettings
 from processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger, flagged_run_start
 from schemas import AvroSerde
 from streams.clients import make_producer

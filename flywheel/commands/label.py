@@ -10,7 +10,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from processors.joiner.join import JoinerSettings
+from processors.joiner.settings import JoinerSettings
 from processors.models import Manifest, ModelRegistry
 from schemas.errors import clip
 from streams.errors import BrokerUnavailable

@@ -1,6 +1,7 @@
 """`flywheel monitor`: drift, data quality and live performance per model version and window."""
 
-from processors.monitor.process import Monitor, MonitorMetrics, MonitorSettings
+from processors.monitor.process import Monitor, MonitorMetrics
+from processors.monitor.settings import MonitorSettings
 
 from flywheel.config import ConfigError
 from flywheel.console import err

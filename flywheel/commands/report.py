@@ -26,7 +26,7 @@ def register(sub) -> None:
 def run(args, config) -> int:
     # Imported here: matplotlib and the monitor's statistics take seconds to import, and every
     # other command would pay for them (the CLI imports each command module to list it).
-    from processors.monitor.process import MonitorSettings
+    from processors.monitor.settings import MonitorSettings
 
     from flywheel.views import html
     from flywheel.views.gather import report_data

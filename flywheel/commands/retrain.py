@@ -1,5 +1,5 @@
 """`flywheel retrain --model M`: ask for a retrain by hand (emits RetrainRequested)."""
-from processors.trigger.policy import TriggerSettings
+from processors.trigger.settings import TriggerSettings
 from processors.models.follower import ModelFollower
 from processors.trigger.process import LiveVersion, LiveVersions, Requester
 

@@ -5,7 +5,8 @@ sent), so the live view shows the rate it sends at."""
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
-from processors.simulator.traffic import SimulatorSettings, TrafficSimulator
+from processors.simulator.settings import SimulatorSettings
+from processors.simulator.traffic import TrafficSimulator
 from streams.labels import LabelPublisher
 from streams.publisher import Publisher
 

@@ -1,5 +1,7 @@
 """`flywheel worker`: serve registered models from their request topics."""
-from processors.worker import InferenceWorker, WorkerMetrics, WorkerSettings
+from processors.worker.metrics import WorkerMetrics
+from processors.worker.settings import WorkerSettings
+from processors.worker.worker import InferenceWorker
 
 from flywheel.console import err
 from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry, start_processor
