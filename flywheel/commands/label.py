@@ -17,6 +17,7 @@ from streams.errors import BrokerUnavailable
 from streams.labels import LabelPublisher
 
 from flywheel.console import err, refusal
+from flywheel.model_names import check_registered
 from flywheel.wiring import feature_store_for, schema_registry
 
 LOOKUP_CHUNK = 1000
@@ -52,6 +53,7 @@ class LabelUsageError(ValueError):
 
 
 def run(args, config) -> int:
+    check_registered(config, [args.model] if args.model else [])
     if args.file:
         with (sys.stdin if args.file == "-" else open(args.file)) as lines:
             rows, problems = _from_lines(lines, args.model)

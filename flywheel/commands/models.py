@@ -8,6 +8,7 @@ from processors.models import Manifest, ModelRegistry
 from processors.models.errors import ManifestError
 
 from flywheel.console import err, print_json_line
+from flywheel.model_names import check_registered
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 
@@ -111,6 +112,7 @@ def run_list(args, config) -> int:
 
 
 def run_deploy(args, config) -> int:
+    check_registered(config, [args.model])
     registry = _registry(config)
     try:
         if args.shadow:
@@ -121,6 +123,7 @@ def run_deploy(args, config) -> int:
 
 
 def run_promote(args, config) -> int:
+    check_registered(config, [args.model])
     registry = _registry(config)
     try:
         return _done(registry.promote(args.model, args.version, args.reason))
@@ -129,6 +132,7 @@ def run_promote(args, config) -> int:
 
 
 def run_rollback(args, config) -> int:
+    check_registered(config, [args.model])
     registry = _registry(config)
     try:
         return _done(registry.rollback(args.model, args.to, args.reason))

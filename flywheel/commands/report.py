@@ -5,6 +5,7 @@ from pathlib import Path
 
 from flywheel.commands._since import HELP as SINCE_HELP, parse_since
 from flywheel.console import err
+from flywheel.model_names import check_registered
 from flywheel.wiring import feature_store_for
 
 
@@ -31,6 +32,7 @@ def run(args, config) -> int:
     from flywheel.views import html
     from flywheel.views.gather import report_data
 
+    check_registered(config, args.model)
     since = parse_since(args.since, int(time.time() * 1000)) if args.since else None
     with feature_store_for(config) as store:
         data = report_data(config, store, args.model, since)

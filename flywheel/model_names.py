@@ -1,0 +1,28 @@
+"""A model named on the command line (`-m/--model`), checked against the registry before a
+command acts on it: a typo must not create a model's lock, topics or report section. Registered
+means a version in the data dir's artifact store, which every process of a deployment shares
+and which answers whether or not a broker runs (`report` works after the stack stopped)."""
+from typing import Iterable
+
+from processors.models.store import ArtifactStore
+from schemas.errors import clip
+
+from flywheel.config import Config
+
+
+class UnknownModel(Exception):
+    """A model name nobody registered."""
+
+
+def check_registered(config: Config, models: Iterable[str], hint: str = "") -> None:
+    """Raise UnknownModel naming the registered models unless every one of `models` is one."""
+    known = ArtifactStore(config.data_dir).models()
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise UnknownModel(unknown_model(unknown[0], known, hint))
+
+
+def unknown_model(model: str, known: list[str], hint: str = "") -> str:
+    """One line naming the model refused and the models there are."""
+    registered = f"registered: {', '.join(known)}" if known else "no model is"
+    return f"model {clip(model)!r} is not registered ({registered})" + (f"; {hint}" if hint else "")
