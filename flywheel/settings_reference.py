@@ -92,3 +92,7 @@ def _default(f: dataclasses.Field, kind: Any) -> str:
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+if __name__ == "__main__":
+    print(markdown())

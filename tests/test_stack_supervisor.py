@@ -102,7 +102,7 @@ def test_a_crash_loop_stops_the_stack_with_the_processors_last_error(tmp_path):
     assert proc.returncode == 1
     reason = next(line for line in err.splitlines() if "stopping the stack" in line)
     assert reason.startswith("flywheel up: monitor exited 3 times")
-    assert "[retrainer] trainer" in reason and "refused in the monitor" in reason
+    assert "FLYWHEEL_RETRAINER_TRAINER: trainer sklearn:" in reason and "refused in the monitor" in reason
     assert "Traceback" not in err
     assert not (data_dir / "stack.json").exists()
 

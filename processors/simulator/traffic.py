@@ -4,6 +4,7 @@ story seconds and runs `speed` times faster in real time."""
 import heapq
 import logging
 import time
+
 import numpy as np
 
 from streams.labels import LabelPublisher
