@@ -103,6 +103,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     top = _build(TopSettings, "", top_table, env, top_overrides, base, problems)
     built = {name: _build(cls, name, _table(raw, name, problems), env, overrides.get(name) or {}, base, problems)
              for name, cls in SECTIONS.items()}
+    problems.extend(_unknown_env(env))
     if problems:
         raise ConfigError(problems)
     return Config(data_dir=top.data_dir, metrics_port=top.metrics_port, metrics_addr=top.metrics_addr,
@@ -122,6 +123,21 @@ def build(cls: type, section: str, table: Mapping[str, Any], env: Mapping[str, s
 def env_name(section: str, name: str) -> str:
     """FLYWHEEL_<SECTION>_<FIELD>, the section's dots as underscores; top-level FLYWHEEL_<FIELD>."""
     return "_".join(["FLYWHEEL", *section.split("."), name] if section else ["FLYWHEEL", name]).upper()
+
+
+def env_names() -> set[str]:
+    """Every environment variable a setting reads: FLYWHEEL_CONFIG, each field's (its _FILE too
+    for a secret, nested tables included) and the aliases."""
+    def names(section: str, cls: type):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if is_table(hints[f.name]):
+                yield from names(_join(section, f.name), hints[f.name])
+            else:
+                yield env_name(section, f.name)
+                yield from [f"{env_name(section, f.name)}_FILE"] if is_secret(hints[f.name]) else []
+    sections = [("", TopSettings), *SECTIONS.items()]
+    return {"FLYWHEEL_CONFIG", *ALIASES, *(n for section, cls in sections for n in names(section, cls))}
 
 
 def alias_of(section: str, name: str) -> str | None:
@@ -228,6 +244,21 @@ def _problem(f: dataclasses.Field, kind: Any, value: Any, base: Path) -> str | N
     if setting.max is not None and value > setting.max:
         return f"is above its maximum {setting.max:g}{unit}"
     return setting.check(value, base) if setting.check else None
+
+
+def _unknown_env(env: Mapping[str, str]) -> list[str]:
+    """A FLYWHEEL_<SECTION>_* variable no setting reads: a typo, or a name from before a rename
+    (FLYWHEEL_STORE_KEYSPACE is FLYWHEEL_STORE_CASSANDRA_KEYSPACE), which would be ignored."""
+    known = env_names()
+    problems = []
+    for name in sorted(env):
+        prefix = next((env_name(s, "") for s in SECTIONS if name.startswith(env_name(s, ""))), None)
+        if prefix and name not in known:
+            # A key that moved into a nested table keeps its name: FLYWHEEL_STORE_<TABLE>_<KEY>.
+            moved = sorted(k for k in known if k.startswith(prefix) and k.endswith(name.removeprefix(prefix[:-1])))
+            close = moved or difflib.get_close_matches(name, sorted(known), n=1)
+            problems.append(f"{name} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
 
 
 def _unknown_keys(cls: type, section: str, table: Mapping[str, Any], hints: dict) -> list[str]:

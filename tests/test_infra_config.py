@@ -22,9 +22,8 @@ import pytest
 import yaml
 
 from flywheel.cli import build_parser
-from flywheel.config import ALIASES, env_name, is_secret, is_table, load_config
+from flywheel.config import ALIASES, env_names, load_config
 from flywheel.sections import SECTIONS
-from flywheel.settings import TopSettings
 from schemas.secret import Secret
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
@@ -481,17 +480,7 @@ def _resolve(name: str, tree: ast.Module, path: Path) -> type:
 
 
 def accepted_env_names() -> set[str]:
-    """FLYWHEEL_CONFIG and every field's variable (its _FILE too for a secret), nested tables included."""
-    def names(section: str, cls: type):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if is_table(hints[f.name]):
-                yield from names(f"{section}.{f.name}", hints[f.name])
-            else:
-                yield env_name(section, f.name)
-                yield from [env_name(section, f.name) + "_FILE"] if is_secret(hints[f.name]) else []
-    found = {"FLYWHEEL_CONFIG", *names("", TopSettings), *ALIASES,
-             *(n for section, cls in SECTIONS.items() for n in names(section, cls))}
+    found = env_names()
     assert {"FLYWHEEL_DATA_DIR", "FLYWHEEL_METRICS_PORT", "FLYWHEEL_STORE_CASSANDRA_LOCAL_DC"} <= found
     return found
 

@@ -119,6 +119,15 @@ def test_a_settings_error_is_one_config_error_listing_every_problem(tmp_path):
                                 "[joiner] exactly_once = 'yes': must be true or false, not text"]
 
 
+def test_an_environment_variable_no_setting_reads_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, env={"FLYWHEEL_STORE_KEYSPACE": "ks", "FLYWHEEL_MONITOR_WINDOW_SECOND": "5",
+                               "FLYWHEEL_STORE_CASSANDRA_KEYSPACE": "ks", "FLYWHEEL_SOMETHING_ELSE": "x"})
+    assert e.value.problems == [
+        "FLYWHEEL_MONITOR_WINDOW_SECOND is not a setting (did you mean FLYWHEEL_MONITOR_WINDOW_SECONDS?)",
+        "FLYWHEEL_STORE_KEYSPACE is not a setting (did you mean FLYWHEEL_STORE_CASSANDRA_KEYSPACE?)"]
+
+
 def test_the_config_file_given_to_up_reaches_its_processes(tmp_path):
     cfg = tmp_path / "conf" / "f.toml"
     cfg.parent.mkdir()
