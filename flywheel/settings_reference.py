@@ -1,6 +1,6 @@
 """The settings reference, rendered from the settings dataclasses themselves (each field's
 `schemas.setting` metadata: doc, unit, limits), so the reference cannot drift from the code.
-`markdown()` is what docs/reference/settings.md is generated from at build time."""
+`markdown()` is what docs/hooks.py puts into docs/reference/settings.md at build time."""
 import dataclasses
 import typing
 from dataclasses import dataclass
@@ -12,16 +12,6 @@ from schemas.setting import info
 from flywheel.config import alias_of, env_name, is_secret, is_table
 from flywheel.sections import SECTIONS
 from flywheel.settings import TopSettings
-
-INTRO = """# Settings reference
-
-Every setting, generated from the settings classes. A key `k` of the table `[s]` is also the
-environment variable `FLYWHEEL_S_K` (`[store.cassandra] hosts` is `FLYWHEEL_STORE_CASSANDRA_HOSTS`);
-lists are comma-separated there and tables JSON. Precedence: defaults, then the file
-(`-c FILE`, else `$FLYWHEEL_CONFIG`, else `./flywheel.toml`), then the environment, then flags.
-Every command checks the whole file first; a relative plugin path is relative to the file's folder.
-A secret also reads `<key>_file` (or `FLYWHEEL_S_K_FILE`): the path of a file holding it.
-"""
 
 
 @dataclass(frozen=True)
@@ -36,7 +26,7 @@ class Row:
 
 def markdown() -> str:
     """Every section, field, type, unit, default, environment variable and doc as Markdown."""
-    parts = [INTRO, _table("Top level (no table)", "", TopSettings)]
+    parts = [_table("Top level (no table)", "", TopSettings)]
     parts += [_table(f"[{name}]", name, cls) for name, cls in _sections()]
     return "\n".join(parts)
 

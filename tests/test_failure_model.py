@@ -200,7 +200,8 @@ def test_the_joiner_and_monitor_refuse_to_start_against_a_too_small_deadletter_t
     from confluent_kafka.admin import NewTopic
 
     from feature_store import StoreSettings, open_store
-    from processors.joiner.process import FeedbackJoiner, JoinerSettings
+    from processors.joiner.process import FeedbackJoiner
+    from processors.joiner.settings import JoinerSettings
     from processors.monitor.process import Monitor
     from processors.monitor.settings import MonitorSettings
     from processors.runtime.budget import SizeBudgetError
