@@ -7,7 +7,8 @@ table nested in a section, such as [store.cassandra], reads FLYWHEEL_STORE_CASSA
 documented short alias where one exists (such as FLYWHEEL_BOOTSTRAP).
 
 `load_config` checks the whole configuration before any command does anything: unknown sections
-and keys, types, ranges, choices and each field's own check (a trainer plugin that must import).
+and keys, FLYWHEEL_<SECTION>_* variables no setting reads, types, ranges, choices and each
+field's own check (a trainer plugin that must import).
 Every problem is one line of one ConfigError. A relative path that a field resolves (a trainer
 plugin file) is relative to the config file's folder, so it means the same wherever a process
 starts.
