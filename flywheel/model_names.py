@@ -14,10 +14,12 @@ class UnknownModel(Exception):
     """A model name nobody registered."""
 
 
-def check_registered(config: Config, models: Iterable[str], hint: str = "") -> None:
-    """Raise UnknownModel naming the registered models unless every one of `models` is one."""
-    known = ArtifactStore(config.data_dir).models()
-    unknown = [m for m in models if m not in known]
+def check_registered(config: Config, models: str | Iterable[str] | None, hint: str = "") -> None:
+    """Raise UnknownModel naming the registered models unless every one of `models` (an option's
+    value: one name, a repeated option's list, or None when not given) is one."""
+    names = [models] if isinstance(models, str) else list(models or [])
+    known = ArtifactStore(config.data_dir).models() if names else []
+    unknown = [m for m in names if m not in known]
     if unknown:
         raise UnknownModel(unknown_model(unknown[0], known, hint))
 

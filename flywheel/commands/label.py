@@ -53,7 +53,7 @@ class LabelUsageError(ValueError):
 
 
 def run(args, config) -> int:
-    check_registered(config, [args.model] if args.model else [])
+    check_registered(config, args.model)
     if args.file:
         with (sys.stdin if args.file == "-" else open(args.file)) as lines:
             rows, problems = _from_lines(lines, args.model)

@@ -112,7 +112,7 @@ def run_list(args, config) -> int:
 
 
 def run_deploy(args, config) -> int:
-    check_registered(config, [args.model])
+    check_registered(config, args.model)
     registry = _registry(config)
     try:
         if args.shadow:
@@ -123,7 +123,7 @@ def run_deploy(args, config) -> int:
 
 
 def run_promote(args, config) -> int:
-    check_registered(config, [args.model])
+    check_registered(config, args.model)
     registry = _registry(config)
     try:
         return _done(registry.promote(args.model, args.version, args.reason))
@@ -132,7 +132,7 @@ def run_promote(args, config) -> int:
 
 
 def run_rollback(args, config) -> int:
-    check_registered(config, [args.model])
+    check_registered(config, args.model)
     registry = _registry(config)
     try:
         return _done(registry.rollback(args.model, args.to, args.reason))

@@ -148,7 +148,7 @@ def _common(p) -> None:
 
 
 def run_topic(args, config) -> int:
-    check_registered(config, [args.model] if args.model else [])
+    check_registered(config, args.model)
     catalog = TopicCatalog(config.kafka)
     source = catalog.requests(args.model) if args.model else args.topic
     window = _window(args.start, args.end)
@@ -176,7 +176,7 @@ def run_dead_letters(args, config) -> int:
 
 
 def run_store(args, config) -> int:
-    check_registered(config, [args.model])
+    check_registered(config, args.model)
     window = _window(args.start, args.end)
     run_id = args.run_id or _new_run_id()
     with _checkpoints(config) as checkpoints, \
@@ -191,7 +191,7 @@ def run_store(args, config) -> int:
 
 
 def run_backtest(args, config) -> int:
-    check_registered(config, [args.model])
+    check_registered(config, args.model)
     window = _window(args.start, args.end)
     plan = BacktestPlan(args.model, args.candidate, window.start, window.end, args.baseline, args.slice_by,
                         args.batch_size, args.max_requests)

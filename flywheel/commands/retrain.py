@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run(args, config) -> int:
-    check_registered(config, [args.model])
+    check_registered(config, args.model)
     settings = config.section(TriggerSettings, "trigger")
     with feature_store_for(config) as store:
         registry = schema_registry(config)

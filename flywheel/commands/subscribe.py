@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def run(args, config) -> int:
-    check_registered(config, [args.model] if args.model else [])
+    check_registered(config, args.model)
     catalog = TopicCatalog(config.kafka)
     topic = catalog.predictions(args.model) if args.model else args.topic
     start = "earliest" if args.from_beginning else parse_time(args.from_time) if args.from_time else "latest"

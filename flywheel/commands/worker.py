@@ -41,7 +41,7 @@ def _online(settings: WorkerSettings, config) -> dict:
 
 
 def run(args, config) -> int:
-    check_registered(config, args.model or [])
+    check_registered(config, args.model)
     overrides = {"models": args.model or None, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
                  "instance_id": args.instance_id or config.instance_id or None, "cache_size": args.cache_size, "intra_op_threads": args.threads,
                  "exactly_once": False if args.at_least_once else None}
