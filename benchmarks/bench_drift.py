@@ -47,7 +47,8 @@ from processors.monitor.profile import build_reference  # noqa: E402
 from processors.monitor.windows import WindowedMonitor  # noqa: E402
 from processors.retrainer.dataset import EmptyDataset, split  # noqa: E402
 from processors.trigger.detector import ErrorStreams  # noqa: E402
-from processors.trigger.policy import ModelState, TriggerSettings, decide, retrain_request  # noqa: E402
+from processors.trigger.policy import ModelState, decide, retrain_request  # noqa: E402
+from processors.trigger.settings import TriggerSettings  # noqa: E402
 from processors.trigger.process import drift_history  # noqa: E402
 from schemas.features import Feature, FeatureSpec  # noqa: E402
 

@@ -41,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_store import fresh_store  # noqa: E402
 from feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
-from processors.joiner.join import Join, JoinerSettings, Label, prediction_record  # noqa: E402
+from processors.joiner.join import Join, Label, prediction_record  # noqa: E402
+from processors.joiner.settings import JoinerSettings  # noqa: E402
 from processors.joiner.process import FeedbackJoiner  # noqa: E402
-from processors.monitor.process import Monitor, MonitorSettings  # noqa: E402
+from processors.monitor.process import Monitor  # noqa: E402
+from processors.monitor.settings import MonitorSettings  # noqa: E402
 from processors.monitor.profile import build_reference  # noqa: E402
 from processors.monitor.windows import WindowedMonitor  # noqa: E402
 from processors.runtime.gc_tuning import tune_gc  # noqa: E402

@@ -4,7 +4,7 @@
 
 sqlite: a fresh store in a temporary directory (WAL mode, the stack's settings). cassandra: a
 fresh keyspace on the cluster FLYWHEEL_CASSANDRA_HOSTS names (other [store] settings from the
-environment, e.g. FLYWHEEL_STORE_CONCURRENCY), dropped at the end. Each case runs for --seconds
+environment, e.g. FLYWHEEL_STORE_CASSANDRA_CONCURRENCY), dropped at the end. Each case runs for --seconds
 and the result is a markdown table. Reads ask for random entity ids of which one in ten does not
 exist. Machines here have 2 shared cores: compare rows within one run.
 """
@@ -58,22 +58,23 @@ def fresh_store(backend: str):
                 yield store
             return
         settings = Config(env=dict(os.environ)).section(StoreSettings, "store")
-        if not settings.cassandra_hosts:
+        if not settings.cassandra.hosts:
             sys.exit("bench_store.py --backend cassandra: set FLYWHEEL_CASSANDRA_HOSTS")
-        settings = replace(settings, backend="cassandra", keyspace=f"flywheel_bench_{uuid.uuid4().hex[:8]}")
+        settings = replace(settings, backend="cassandra",
+                           cassandra=replace(settings.cassandra, keyspace=f"flywheel_bench_{uuid.uuid4().hex[:8]}"))
         store = open_store(settings, Path(tmp))
         try:
             store.migrate()
             yield store
         finally:
-            store.session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+            store.session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}")
             store.close()
 
 
 def describe(store: FeatureStore) -> str:
     if store.backend == "sqlite":
         return f"embedded store (SQLite {sqlite3.sqlite_version}, WAL)"
-    return f"Cassandra ({', '.join(store.settings.cassandra_hosts)}, {store.settings.concurrency} in flight)"
+    return f"Cassandra ({', '.join(store.settings.cassandra.hosts)}, {store.settings.cassandra.concurrency} in flight)"
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ def stack_env(data_dir: Path, run: str) -> dict[str, str]:
         env.setdefault("FLYWHEEL_TOPIC_PREFIX", f"bench{run}.")
     if env.get("FLYWHEEL_CASSANDRA_HOSTS"):
         env.setdefault("FLYWHEEL_STORE_BACKEND", "cassandra")
-        env.setdefault("FLYWHEEL_STORE_KEYSPACE", f"flywheel_bench_{run}")
+        env.setdefault("FLYWHEEL_STORE_CASSANDRA_KEYSPACE", f"flywheel_bench_{run}")
     return env
 
 

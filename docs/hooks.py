@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 
 from flywheel.cli import build_parser
+from flywheel.settings_reference import markdown as settings_reference
 
 HELP_WIDTH = 100       # columns of the rendered help, fixed so the page does not depend on the terminal
 
@@ -18,6 +19,7 @@ def cli_reference() -> str:
 # page -> (marker in the page, what replaces it)
 GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "reference/cli.md": ("<!-- cli-reference -->", cli_reference),
+    "reference/settings.md": ("<!-- settings-reference -->", settings_reference),
 }
 
 

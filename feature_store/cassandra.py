@@ -3,7 +3,7 @@
 Data statements are prepared once per table and marked idempotent (every one is an upsert,
 select or delete by full key with bound values: no counters, no now(), no list appends), so
 the driver's retries and our callers' retries are safe. A batch's statements, of every table it
-touches, run at once with at most settings.concurrency in flight (`execute_concurrent`, as
+touches, run at once with at most [store.cassandra] concurrency in flight (`execute_concurrent`, as
 Feast's Cassandra online store does); queries are routed token-aware within `local_dc`; the
 consistency level is a setting (LOCAL_QUORUM default). A missing value is bound as UNSET_VALUE,
 never null, so writes leave no tombstones (only an explicit CLEARED writes a null). The protocol
@@ -35,7 +35,7 @@ from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import (StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout,
                                   StoreUnavailable)
 from feature_store.schema import JSON_COLUMNS, Table, from_json, migrations, pending, tables, to_json
-from feature_store.settings import StoreSettings
+from feature_store.settings import CassandraSettings, StoreSettings
 
 PAGE = 1000   # rows per page of a range read
 # The node sizes a batch (batch_size_warn_threshold_in_kb) by its cells: each value and its
@@ -96,13 +96,13 @@ class CassandraStore(FeatureStore):
 
     def __init__(self, settings: StoreSettings, clock: Clock):
         super().__init__(settings, clock)
-        if not settings.cassandra_hosts:
-            raise StoreConfigError("store backend cassandra needs cassandra_hosts "
+        if not settings.cassandra.hosts:
+            raise StoreConfigError("store backend cassandra needs [store.cassandra] hosts "
                                    "(FLYWHEEL_CASSANDRA_HOSTS=host1,host2)")
-        if not re.fullmatch(r"[A-Za-z]\w{0,47}", settings.keyspace):
-            raise StoreConfigError(f"keyspace {settings.keyspace!r} is not a valid CQL name")
+        if not re.fullmatch(r"[A-Za-z]\w{0,47}", settings.cassandra.keyspace):
+            raise StoreConfigError(f"keyspace {settings.cassandra.keyspace!r} is not a valid CQL name")
         with self._errors():
-            self.cluster = make_cluster(settings)
+            self.cluster = make_cluster(settings.cassandra)
         self._prepared: dict[tuple, PreparedStatement] = {}
         try:
             with self._errors():
@@ -112,19 +112,19 @@ class CassandraStore(FeatureStore):
             raise
         try:
             with self._errors():
-                self.session.set_keyspace(settings.keyspace)
+                self.session.set_keyspace(settings.cassandra.keyspace)
         except StoreNotMigrated:
             pass   # migrate() creates it; data calls before that raise StoreNotMigrated
 
     def __repr__(self) -> str:
-        return f"CassandraStore({','.join(self.settings.cassandra_hosts)}/{self.settings.keyspace})"
+        return f"CassandraStore({','.join(self.settings.cassandra.hosts)}/{self.settings.cassandra.keyspace})"
 
     # ---- lifecycle
     def migrate(self) -> list[str]:
-        ks = self.settings.keyspace
+        ks = self.settings.cassandra.keyspace
         with self._errors():
             self._ddl(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-                      f"{replication_cql(keyspace_replication(self.settings))}")
+                      f"{replication_cql(keyspace_replication(self.settings.cassandra))}")
             self.session.set_keyspace(ks)
             for statement in migrations()[0].statements:   # the ledger itself
                 self._ddl(statement)
@@ -145,7 +145,7 @@ class CassandraStore(FeatureStore):
         result = self.session.execute(SimpleStatement(statement, is_idempotent=True), execution_profile=DDL)
         if not result.response_future.is_schema_agreed:
             raise StoreUnavailable(f"{self!r}: nodes did not agree on the schema within "
-                                   f"{self.settings.schema_agreement_wait_s:g}s after: {statement[:60]}")
+                                   f"{self.settings.cassandra.schema_agreement_wait_s:g}s after: {statement[:60]}")
 
     def close(self) -> None:
         self.cluster.shutdown()
@@ -173,7 +173,7 @@ class CassandraStore(FeatureStore):
         groups: dict[object, list] = {}
         for row in rows:
             bound = insert.bind(tuple(_encode(c, row[c]) for c in t.columns) + (ttl,))
-            replicas = self.cluster.metadata.get_replicas(self.settings.keyspace, bound.routing_key)
+            replicas = self.cluster.metadata.get_replicas(self.settings.cassandra.keyspace, bound.routing_key)
             groups.setdefault(replicas[0] if replicas else None, []).append(bound)
         out = []
         for bounds in groups.values():
@@ -194,7 +194,7 @@ class CassandraStore(FeatureStore):
         chunk, size = [], 0
         for bound in bounds:
             n = ROW_BYTES + sum(len(v) + CELL_BYTES for v in bound.values if isinstance(v, bytes))
-            if chunk and (len(chunk) == self.settings.rows_per_batch or size + n > self.settings.batch_bytes):
+            if chunk and (len(chunk) == self.settings.cassandra.rows_per_batch or size + n > self.settings.cassandra.batch_bytes):
                 yield chunk
                 chunk, size = [], 0
             chunk.append(bound)
@@ -215,7 +215,7 @@ class CassandraStore(FeatureStore):
             else:
                 statements.append((self._statement(table, "select", len(k)), tuple(k)))
         select_in = self._statement(table, "select_in") if groups else None
-        step = self.settings.keys_per_read
+        step = self.settings.cassandra.keys_per_read
         for prefix, lasts in groups.items():
             statements += [(select_in, (*prefix, lasts[i:i + step])) for i in range(0, len(lasts), step)]
         with self._errors():   # iterating a result can fetch its next page
@@ -260,11 +260,11 @@ class CassandraStore(FeatureStore):
         return self._prepared[key]
 
     def _run(self, statements: Sequence[tuple[PreparedStatement, tuple]]) -> list:
-        """Every statement at once, settings.concurrency in flight; results in statement order."""
+        """Every statement at once, settings.cassandra.concurrency in flight; results in statement order."""
         if not statements:
             return []
         with self._errors():
-            results = execute_concurrent(self.session, statements, concurrency=self.settings.concurrency,
+            results = execute_concurrent(self.session, statements, concurrency=self.settings.cassandra.concurrency,
                                          raise_on_first_error=True)
         return [result for _, result in results]
 
@@ -296,10 +296,10 @@ def consistency_level(name: str) -> int:
     return level
 
 
-def make_cluster(settings: StoreSettings) -> Cluster:
+def make_cluster(settings: CassandraSettings) -> Cluster:
     if not settings.local_dc:
-        raise StoreConfigError("store local_dc is empty: name the data centre this process runs in "
-                               "(FLYWHEEL_STORE_LOCAL_DC)")
+        raise StoreConfigError("[store.cassandra] local_dc is empty: name the data centre this process runs in "
+                               "(FLYWHEEL_STORE_CASSANDRA_LOCAL_DC)")
 
     def profile(consistency: str, timeout_s: float) -> ExecutionProfile:
         return ExecutionProfile(
@@ -310,13 +310,13 @@ def make_cluster(settings: StoreSettings) -> Cluster:
     auth = (PlainTextAuthProvider(settings.username, settings.password.reveal()) if settings.username else None)
     profiles = {EXEC_PROFILE_DEFAULT: profile(settings.consistency, settings.request_timeout_s),
                 DDL: profile(settings.ddl_consistency, settings.request_timeout_s + settings.schema_agreement_wait_s)}
-    return Cluster(contact_points=settings.cassandra_hosts, port=settings.cassandra_port,
+    return Cluster(contact_points=settings.hosts, port=settings.port,
                    execution_profiles=profiles, auth_provider=auth, protocol_version=settings.protocol_version,
                    max_schema_agreement_wait=settings.schema_agreement_wait_s,
                    ssl_context=tls_context(settings), connect_timeout=settings.connect_timeout_s)
 
 
-def tls_context(settings: StoreSettings) -> ssl.SSLContext | None:
+def tls_context(settings: CassandraSettings) -> ssl.SSLContext | None:
     if not settings.tls:
         return None
     try:
@@ -325,11 +325,11 @@ def tls_context(settings: StoreSettings) -> ssl.SSLContext | None:
         if settings.tls_cert_file:
             context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
     except (OSError, ssl.SSLError) as e:
-        raise StoreConfigError(f"store TLS settings: {e}") from e
+        raise StoreConfigError(f"[store.cassandra] TLS settings: {e}") from e
     return context
 
 
-def keyspace_replication(settings: StoreSettings) -> dict:
+def keyspace_replication(settings: CassandraSettings) -> dict:
     """The configured replication, else one replica in the local DC (a development default that
     names a DC that exists, unlike a fixed name)."""
     return settings.replication or {"class": "NetworkTopologyStrategy", settings.local_dc: 1}

@@ -1,61 +1,87 @@
-"""Store settings: TOML section [store], env FLYWHEEL_STORE_<FIELD> (FLYWHEEL_CASSANDRA_HOSTS is an
-alias of cassandra_hosts). Build with `config.section(StoreSettings, "store")`."""
-from dataclasses import dataclass, field
+"""Store settings: TOML [store] with one table per backend ([store.sqlite], [store.cassandra]),
+env FLYWHEEL_STORE_<FIELD> and FLYWHEEL_STORE_<BACKEND>_<FIELD> (FLYWHEEL_CASSANDRA_HOSTS is an
+alias of [store.cassandra] hosts). Build with `config.section(StoreSettings, "store")`.
+
+What every backend shares (which backend, partition widths, retention) is in [store]; what only
+one backend reads is in its own table, as Feast's online-store config does."""
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.secret import Secret
+from schemas.setting import setting
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM",
+                      "LOCAL_ONE")
+
+
+@dataclass
+class SqliteSettings:
+    """TOML [store.sqlite]: the embedded default backend."""
+    path: str = setting("store.sqlite", doc="database file; a relative path is inside the data dir")
+    busy_timeout_ms: int = setting(10_000, unit="ms", min=0,
+                                   doc="how long a write waits for another process's lock")
+
+
+@dataclass
+class CassandraSettings:
+    """TOML [store.cassandra]: Apache Cassandra (or a CQL-compatible cluster)."""
+    hosts: list[str] = setting(factory=list, doc="contact points (env alias FLYWHEEL_CASSANDRA_HOSTS)")
+    port: int = setting(9042, unit="TCP port", min=1, max=65535, doc="native protocol port")
+    keyspace: str = setting("flywheel", doc="keyspace of every table")
+    local_dc: str = setting("datacenter1", doc="queries go to this data centre's replicas "
+                                               "(Cassandra's default name)")
+    consistency: str = setting("LOCAL_QUORUM", choices=CONSISTENCY_LEVELS,
+                               doc="consistency level of reads and writes")
+    ddl_consistency: str = setting("ALL", choices=CONSISTENCY_LEVELS,
+                                   doc="consistency level of schema changes: every node agrees on the schema")
+    schema_agreement_wait_s: float = setting(60.0, unit="s", min=0,
+                                             doc="how long a schema change waits for agreement")
+    protocol_version: int = setting(4, unit="protocol version", min=3, max=6,
+                                    doc="pinned: no negotiation (and no downgrade warning) per connect")
+    username: str = setting("", doc="user of password authentication; empty: none")
+    password: Secret = setting(Secret(), doc="password (or password_file / FLYWHEEL_STORE_CASSANDRA_PASSWORD_FILE)")
+    tls: bool = setting(False, doc="connect with TLS")
+    tls_ca_file: str = setting("", doc="PEM file of the CA the nodes' certificates are checked against")
+    tls_cert_file: str = setting("", doc="PEM client certificate")
+    tls_key_file: str = setting("", doc="PEM client key")
+    tls_verify_hostname: bool = setting(True, doc="check the node's certificate names the host")
+    replication: dict[str, Any] = setting(
+        factory=dict, doc="the keyspace's replication when `store migrate` creates it; empty: one replica in "
+                          "local_dc (development). Production: {class = \"NetworkTopologyStrategy\", <dc> = 3}")
+    concurrency: int = setting(64, unit="statements", min=1, doc="in-flight statements per batch call")
+    keys_per_read: int = setting(50, unit="keys", min=1,
+                                 doc="keys read by one `IN` statement: one round trip instead of one per key; "
+                                     "large IN lists load one coordinator, so keep it modest")
+    rows_per_batch: int = setting(10, unit="rows", min=1,
+                                  doc="rows of one partition written by one UNLOGGED batch (one mutation)")
+    batch_bytes: int = setting(5000, unit="bytes", min=1,
+                               doc="a batch's size at most as the node counts it: under its "
+                                   "batch_size_warn_threshold_in_kb (5 KB by default)")
+    request_timeout_s: float = setting(10.0, unit="s", min=0, doc="timeout of one statement")
+    connect_timeout_s: float = setting(10.0, unit="s", min=0, doc="timeout of connecting to a node")
 
 
 @dataclass
 class StoreSettings:
-    backend: str = "sqlite"                 # "sqlite" (embedded default) | "cassandra"
-    # sqlite: a relative path is inside the data dir
-    path: str = "store.sqlite"
-    busy_timeout_ms: int = 10_000
-    # Partition widths. Changing them after data was written hides the old rows from range
-    # reads, so they are settings of the deployment, not of a run.
-    feedback_bucket_ms: int = HOUR_MS
-    metrics_bucket_ms: int = DAY_MS
-    feedback_shards: int = 4                # partitions per feedback bucket (spread over replicas)
-    # Tables that grow with traffic or time expire their rows (Cassandra TTL, SQLite expires_at).
-    feedback_retention_days: float = 90.0
-    metrics_retention_days: float = 400.0
-    monitor_partials_retention_days: float = 7.0   # partials and progress: needed until merged
-    # cassandra
-    cassandra_hosts: list[str] = field(default_factory=list)
-    cassandra_port: int = 9042
-    keyspace: str = "flywheel"
-    local_dc: str = "datacenter1"           # queries go to this DC's replicas (Cassandra's default name)
-    consistency: str = "LOCAL_QUORUM"
-    # Schema changes wait for every node to agree on the schema (ALL), up to this long.
-    ddl_consistency: str = "ALL"
-    schema_agreement_wait_s: float = 60.0
-    protocol_version: int = 4               # pinned: no negotiation (and no downgrade warning) per connect
-    username: str = ""
-    password: Secret = Secret()             # or password_file / FLYWHEEL_STORE_PASSWORD_FILE
-    tls: bool = False
-    tls_ca_file: str = ""
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    tls_verify_hostname: bool = True
-    # The keyspace's replication when `store migrate` creates it. Empty: one replica in local_dc
-    # (development). Production: {"class": "NetworkTopologyStrategy", "<dc>": 3} with LOCAL_QUORUM.
-    replication: dict[str, Any] = field(default_factory=dict)
-    concurrency: int = 64                   # in-flight statements per batch call
-    # Keys read by one `IN` statement (one partition key each): one round trip and one request
-    # for the node instead of one per key. Large IN lists load one coordinator: keep it modest.
-    keys_per_read: int = 50
-    # Rows of one partition written by one UNLOGGED batch (applied as one mutation), and at most
-    # batch_bytes as the node counts them (values and cell timestamps): under its
-    # batch_size_warn_threshold_in_kb (5 KB by default), past which it logs a warning for every
-    # batch (window rows are 1-2 KB each, a feedback row of 25 features about 500 bytes).
-    rows_per_batch: int = 10
-    batch_bytes: int = 5000
-    request_timeout_s: float = 10.0
-    connect_timeout_s: float = 10.0
+    """TOML [store], env FLYWHEEL_STORE_<FIELD>: the feature and feedback store."""
+    backend: str = setting("sqlite", choices=("sqlite", "cassandra"),
+                           doc="sqlite (embedded default) or cassandra; its table holds its own settings")
+    feedback_bucket_ms: int = setting(HOUR_MS, unit="ms", min=1,
+                                      doc="time width of a feedback partition; changing it after data was "
+                                          "written hides the old rows from range reads")
+    metrics_bucket_ms: int = setting(DAY_MS, unit="ms", min=1,
+                                     doc="time width of a window-metrics partition (as feedback_bucket_ms)")
+    feedback_shards: int = setting(4, unit="partitions", min=1,
+                                   doc="partitions per feedback bucket (spread over replicas)")
+    feedback_retention_days: float = setting(90.0, unit="days", min=0, doc="how long feedback rows are kept")
+    metrics_retention_days: float = setting(400.0, unit="days", min=0, doc="how long window metrics are kept")
+    monitor_partials_retention_days: float = setting(
+        7.0, unit="days", min=0, doc="how long the monitor's partial windows and progress are kept "
+                                     "(needed until merged)")
+    sqlite: SqliteSettings = setting(factory=SqliteSettings, doc="[store.sqlite]")
+    cassandra: CassandraSettings = setting(factory=CassandraSettings, doc="[store.cassandra]")
 
     @property
     def feedback_retention_s(self) -> int:

@@ -30,7 +30,7 @@ _TYPES = {"text": "TEXT", "bigint": "INTEGER", "int": "INTEGER", "boolean": "INT
 
 
 def open_backend(settings: StoreSettings, data_dir: Path, clock: Clock) -> "SqliteStore":
-    path = Path(settings.path)
+    path = Path(settings.sqlite.path)
     return SqliteStore(path if path.is_absolute() else data_dir / path, settings, clock)
 
 
@@ -44,9 +44,9 @@ class SqliteStore(FeatureStore):
         self._last_purge = clock()
         with self._errors():
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=settings.busy_timeout_ms / 1000,
+            self._db = sqlite3.connect(path, timeout=settings.sqlite.busy_timeout_ms / 1000,
                                        isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+            self._db.execute(f"PRAGMA busy_timeout = {int(settings.sqlite.busy_timeout_ms)}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")   # WAL + NORMAL: durable across process crashes
         self.migrate()

@@ -3,15 +3,18 @@ processor as FLYWHEEL_* settings (a setting already in the environment wins)."""
 import os
 from dataclasses import dataclass
 
+from schemas.setting import setting
+
 
 @dataclass
 class DemoSettings:
-    model: str = "churn"
-    speed: float = 1.0           # story seconds per real second
-    rate: float = 150.0          # requests per real second
-    drift_at: float = 300.0      # story seconds
-    window: float = 60.0         # monitor window, story seconds
-    label_delay: float = 30.0    # mean, story seconds
+    """TOML [demo], env FLYWHEEL_DEMO_<FIELD>, `flywheel up --demo` flags."""
+    model: str = setting("churn", doc="the demo's model")
+    speed: float = setting(1.0, unit="story s per s", min=0.001, doc="story seconds per real second")
+    rate: float = setting(150.0, unit="requests/s", min=0, doc="requests per real second")
+    drift_at: float = setting(300.0, unit="story s", doc="when the concept drifts; negative: never")
+    window: float = setting(60.0, unit="story s", min=1, doc="the monitor's window")
+    label_delay: float = setting(30.0, unit="story s", min=0, doc="mean delay of a label")
 
     def env(self) -> dict[str, str]:
         story = {  # durations in story seconds

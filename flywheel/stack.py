@@ -34,6 +34,7 @@ from streams.orphans import die_with_parent
 from flywheel import commands
 from flywheel.config import Config
 from flywheel.errors import UserError
+from flywheel.settings import SupervisorSettings
 from flywheel.wiring import ensure_core_topics, feature_store_for, register_all_schemas, schema_registry
 
 
@@ -41,15 +42,6 @@ class StackError(UserError):
     """The stack cannot start (data dir taken, ports busy) or gave up (a crash loop, named with the
     processor's last log line, which says why): one line for the user, not a traceback of the
     supervisor."""
-
-
-@dataclass
-class SupervisorSettings:
-    """TOML [supervisor], env FLYWHEEL_SUPERVISOR_<FIELD>."""
-    backoff_seconds: float = 1.0          # delay before the first restart; doubles per recent exit
-    max_backoff_seconds: float = 30.0
-    crash_loop_exits: int = 5             # this many exits of one processor...
-    crash_loop_seconds: float = 120.0     # ...within this long is a crash loop: the stack stops
 
 
 @dataclass
@@ -208,6 +200,8 @@ class Stack:
                "FLYWHEEL_METRICS_PORT": str(spec.metrics_port),
                # Stable per process slot: a restarted child fences its predecessor's transactions.
                "FLYWHEEL_INSTANCE_ID": slot_instance_id(spec.name)}
+        if self.config.path:   # `flywheel -c FILE up`: every child reads the same file
+            env["FLYWHEEL_CONFIG"] = str(self.config.path)
         with open(self._log_path(spec), "ab") as log:
             child.proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -2,49 +2,56 @@
 
 Secrets are `Secret`s: each can come from the config file, the environment or a file named by
 `<field>_file` (a mounted Kubernetes secret), and none ever prints (see flywheel/config.py)."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from schemas.secret import Secret
+from schemas.setting import setting
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
 
 
 @dataclass
 class KafkaSettings:
-    bootstrap: str = ""              # empty: the embedded broker on embedded_port
-    embedded_port: int = 19092
-    topic_prefix: str = ""
-    partitions: int = 4
-    replication: int = 1
-    schema_registry_url: str = ""    # empty: the embedded registry in the data dir
-    # Confluent Schema Registry: HTTP basic auth and TLS (credentials never go in the URL).
-    schema_registry_username: str = ""
-    schema_registry_password: Secret = Secret()
-    schema_registry_ca_location: str = ""
-    schema_registry_certificate_location: str = ""
-    schema_registry_key_location: str = ""
-    embedded_registry_port: int = 18081  # where `flywheel up` serves the embedded registry's REST API
-    session_timeout_ms: int = 10000
-    # The largest record Flywheel writes: its producers' message.max.bytes and, on the topics
-    # it creates, max.message.bytes (set together, so what a producer accepts the broker keeps).
-    max_message_bytes: int = 1_048_576
-    client_overrides: dict[str, str] = field(default_factory=dict, repr=False)   # may hold secrets
-    # Broker security (librdkafka names): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""         # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-    sasl_username: str = ""
-    sasl_password: Secret = Secret()
-    ssl_ca_location: str = ""        # PEM files
-    ssl_certificate_location: str = ""
-    ssl_key_location: str = ""
-    ssl_key_password: Secret = Secret()
-    # HMAC-SHA256 key of ModelEvents on the `models` topic: set, writers sign and readers refuse
-    # unsigned or tampered events. Here because every reader and writer of that topic holds it.
-    model_signing_key: Secret = Secret()
-
-    def __post_init__(self):
-        if self.security_protocol.upper() not in SECURITY_PROTOCOLS:
-            raise ValueError(f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+    """TOML [kafka], env FLYWHEEL_KAFKA_<FIELD>: the cluster, its topics and the schema registry."""
+    bootstrap: str = setting("", doc="Kafka bootstrap servers (host:port,...); empty: the embedded "
+                                 "broker on embedded_port (env alias FLYWHEEL_BOOTSTRAP)")
+    embedded_port: int = setting(19092, unit="TCP port", min=1, max=65535,
+                                 doc="where `flywheel up` runs the embedded broker")
+    topic_prefix: str = setting("", doc="prefix of every topic name (env alias FLYWHEEL_TOPIC_PREFIX)")
+    partitions: int = setting(4, unit="partitions", min=1, doc="partitions of each topic Flywheel creates")
+    replication: int = setting(1, unit="replicas", min=1, doc="replication factor of each topic Flywheel creates")
+    schema_registry_url: str = setting("", doc="Confluent Schema Registry URL; empty: the embedded registry "
+                                           "in the data dir (env alias FLYWHEEL_SCHEMA_REGISTRY_URL)")
+    schema_registry_username: str = setting("", doc="Schema Registry HTTP basic-auth user (credentials "
+                                                "never go in the URL)")
+    schema_registry_password: Secret = setting(Secret(), doc="Schema Registry HTTP basic-auth password "
+                                                         "(or schema_registry_password_file)")
+    schema_registry_ca_location: str = setting("", doc="PEM file of the CA the Schema Registry's TLS "
+                                                   "certificate is checked against")
+    schema_registry_certificate_location: str = setting("", doc="PEM client certificate for the Schema Registry")
+    schema_registry_key_location: str = setting("", doc="PEM client key for the Schema Registry")
+    embedded_registry_port: int = setting(18081, unit="TCP port", min=1, max=65535,
+                                          doc="where `flywheel up` serves the embedded registry's REST API")
+    session_timeout_ms: int = setting(10000, unit="ms", min=1000,
+                                      doc="consumer group session timeout (a join waits about half of it)")
+    max_message_bytes: int = setting(1_048_576, unit="bytes", min=1024,
+                                     doc="the largest record Flywheel writes: its producers' message.max.bytes "
+                                         "and, on the topics it creates, max.message.bytes")
+    client_overrides: dict[str, str] = setting(
+        factory=dict, repr=False, doc="librdkafka properties passed as they are (may hold secrets)")
+    security_protocol: str = setting("PLAINTEXT", choices=SECURITY_PROTOCOLS,
+                                     doc="broker security (librdkafka names)")
+    sasl_mechanism: str = setting("", choices=SASL_MECHANISMS, doc="SASL mechanism; empty: none")
+    sasl_username: str = setting("", doc="SASL user")
+    sasl_password: Secret = setting(Secret(), doc="SASL password (or sasl_password_file)")
+    ssl_ca_location: str = setting("", doc="PEM file of the CA the brokers' certificates are checked against")
+    ssl_certificate_location: str = setting("", doc="PEM client certificate")
+    ssl_key_location: str = setting("", doc="PEM client key")
+    ssl_key_password: Secret = setting(Secret(), doc="password of the client key (or ssl_key_password_file)")
+    model_signing_key: Secret = setting(
+        Secret(), doc="HMAC-SHA256 key of ModelEvents on the `models` topic: set, writers sign and readers "
+                      "refuse unsigned or tampered events; every reader and writer of that topic holds it")
 
     @property
     def bootstrap_servers(self) -> str:

@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 
 from feature_store import FeatureStore, StoreSettings, open_store
+from feature_store.settings import CassandraSettings
 
 CASSANDRA_HOSTS = os.environ.get("FLYWHEEL_CASSANDRA_HOSTS", "")
 NO_CASSANDRA = "FLYWHEEL_CASSANDRA_HOSTS is not set: no Cassandra cluster to test against"
@@ -42,16 +43,16 @@ def make_backend(name: str, tmp_path: Path) -> Backend:
         return Backend(StoreSettings(), tmp_path, lambda s: setattr(clock, "now", clock.now + int(s * 1000)), clock)
     if not CASSANDRA_HOSTS:
         pytest.skip(NO_CASSANDRA)
-    settings = StoreSettings(backend="cassandra", cassandra_hosts=CASSANDRA_HOSTS.split(","),
-                             keyspace=f"flywheel_test_{uuid.uuid4().hex[:12]}",
-                             consistency=os.environ.get("FLYWHEEL_STORE_CONSISTENCY", "LOCAL_QUORUM"))
+    settings = StoreSettings(backend="cassandra", cassandra=CassandraSettings(
+        hosts=CASSANDRA_HOSTS.split(","), keyspace=f"flywheel_test_{uuid.uuid4().hex[:12]}",
+        consistency=os.environ.get("FLYWHEEL_STORE_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM")))
     return Backend(settings, tmp_path, time.sleep)
 
 
 def drop(backend: Backend, store: FeatureStore) -> None:
     """Remove a Cassandra test keyspace (the embedded store lives in tmp_path)."""
     if backend.settings.backend == "cassandra":
-        store.session.execute(f"DROP KEYSPACE IF EXISTS {backend.settings.keyspace}")
+        store.session.execute(f"DROP KEYSPACE IF EXISTS {backend.settings.cassandra.keyspace}")
 
 
 def write_from_process(settings: StoreSettings, data_dir: Path, writer: str, count: int, go) -> None:

@@ -58,7 +58,7 @@ def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, c
 
 @pytest.mark.parametrize("argv, message", [
     (["publish", "-m", "m", "--create-topics", "/no/such/file.jsonl"], "No such file"),
-    (["subscribe", "-m", "nosuchmodel", "--timeout", "1"], "does not exist"),
+    (["subscribe", "-m", "nosuchmodel", "--timeout", "1"], "is not registered"),
     (["subscribe", "-t", "x", "--from-time", "yesterday-ish"], "neither epoch milliseconds nor"),
 ])
 def test_user_mistakes_are_one_line_and_non_zero(kafka, data_dir, make_topics, capsys, argv, message):
@@ -72,7 +72,7 @@ def test_a_broken_config_file_is_a_one_line_error(tmp_path, capsys):
     cfg = tmp_path / "flywheel.toml"
     cfg.write_text("[kafka]\nbootstrapp = 'x'\n")
     assert main(["--config", str(cfg), "topics"]) == 1
-    assert "unknown key(s) bootstrapp" in capsys.readouterr().err
+    assert "[kafka] bootstrapp is not a setting (did you mean bootstrap?)" in capsys.readouterr().err
 
 
 def test_topics_lists_and_creates(kafka, data_dir, capsys):

@@ -47,7 +47,7 @@ def test_a_user_mistake_is_exactly_one_line_and_exit_1(tmp_path):
     done = _flywheel(tmp_path, "-m", "flywheel", "topics")
     assert done.returncode == 1
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("flywheel topics: [kafka] has unknown key(s) bootstrapp"), \
+    assert len(lines) == 1 and lines[0].startswith("flywheel topics: [kafka] bootstrapp is not a setting"), \
         done.stderr
 
 

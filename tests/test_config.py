@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.config import ConfigError, load_config
+from flywheel.config import ConfigError, build, load_config
 
 
 def test_file_then_env_then_overrides(tmp_path):
@@ -23,7 +23,7 @@ def test_config_file_from_environment(tmp_path):
     assert load_config(env={"FLYWHEEL_CONFIG": str(cfg)}).metrics_port == 9999
 
 
-def test_sections_for_other_packages(tmp_path):
+def test_sections_for_other_packages():
     from dataclasses import dataclass, field
 
     @dataclass
@@ -33,13 +33,10 @@ def test_sections_for_other_packages(tmp_path):
         on: bool = False
         names: list[str] = field(default_factory=list)
 
-    cfg = tmp_path / "f.toml"
-    cfg.write_text("[widget]\nsize = 3\n")
-    c = load_config(cfg, env={"FLYWHEEL_WIDGET_RATIO": "0.25", "FLYWHEEL_WIDGET_ON": "yes",
-                              "FLYWHEEL_WIDGET_NAMES": "a, b"})
-    assert c.section(Widget, "widget") == Widget(3, 0.25, True, ["a", "b"])
-    with pytest.raises(ConfigError, match="FLYWHEEL_WIDGET_SIZE='big' is not a valid int"):
-        load_config(cfg, env={"FLYWHEEL_WIDGET_SIZE": "big"}).section(Widget, "widget")
+    env = {"FLYWHEEL_WIDGET_RATIO": "0.25", "FLYWHEEL_WIDGET_ON": "yes", "FLYWHEEL_WIDGET_NAMES": "a, b"}
+    assert build(Widget, "widget", {"size": 3}, env) == Widget(3, 0.25, True, ["a", "b"])
+    with pytest.raises(ConfigError, match="FLYWHEEL_WIDGET_SIZE: 'big' is not a whole number"):
+        build(Widget, "widget", {}, {"FLYWHEEL_WIDGET_SIZE": "big"})
 
 
 def test_bad_files_are_clear_errors(tmp_path):

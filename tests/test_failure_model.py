@@ -108,7 +108,8 @@ def test_the_worker_refuses_to_start_against_topics_that_cannot_take_its_outputs
     from confluent_kafka.admin import NewTopic
 
     from processors.runtime.budget import SizeBudgetError
-    from processors.worker import InferenceWorker, WorkerSettings
+    from processors.worker.settings import WorkerSettings
+    from processors.worker.worker import InferenceWorker
     from streams.clients import make_admin
     catalog = make_topics()
     register(kafka, registry, data_dir, "m")
@@ -203,8 +204,10 @@ def test_the_joiner_and_monitor_refuse_to_start_against_a_too_small_deadletter_t
     from confluent_kafka.admin import NewTopic
 
     from feature_store import StoreSettings, open_store
-    from processors.joiner.process import FeedbackJoiner, JoinerSettings
-    from processors.monitor.process import Monitor, MonitorSettings
+    from processors.joiner.process import FeedbackJoiner
+    from processors.joiner.settings import JoinerSettings
+    from processors.monitor.process import Monitor
+    from processors.monitor.settings import MonitorSettings
     from processors.runtime.budget import SizeBudgetError
     from streams.clients import make_admin
     from streams.topics import TopicCatalog

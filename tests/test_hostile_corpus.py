@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from feature_store import StoreSettings, open_store
-from processors.joiner.process import FeedbackJoiner, JoinerSettings
+from processors.joiner.process import FeedbackJoiner
+from processors.joiner.settings import JoinerSettings
 from schemas import AvroSerde
 from schemas.errors import SerdeError
 from streams.clients import make_producer

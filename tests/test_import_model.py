@@ -15,8 +15,8 @@ from sklearn.preprocessing import OneHotEncoder
 from feature_store import StoreSettings, open_store
 from flywheel.cli import main
 from processors.models import ModelRegistry
-from processors.monitor.drift import compare
-from processors.monitor.process import MonitorSettings
+from processors.monitor.drift import DriftThresholds, compare
+from processors.monitor.settings import MonitorSettings
 from processors.monitor.profile import Profile
 from processors.models.encoding import MatrixLayout
 from processors.training import train
@@ -90,7 +90,7 @@ def _window_drift(reference, columns, age_shift: float):
     window = reference.empty_like()
     window.add_columns(300, {"age": columns["age"][picked] + age_shift, "spend": columns["spend"][picked]},
                        {"plan": list(columns["plan"][picked])})
-    return compare(reference, window, MonitorSettings().drift())
+    return compare(reference, window, DriftThresholds.of(MonitorSettings()))
 
 
 def test_an_onnx_file_in_the_layout_takes_its_labels_from_the_target(kafka, data_dir, sample, tmp_path,

@@ -5,7 +5,8 @@ import math
 import time
 
 from feature_store import StoreSettings, open_store
-from processors.joiner.process import FeedbackJoiner, JoinerSettings
+from processors.joiner.process import FeedbackJoiner
+from processors.joiner.settings import JoinerSettings
 from tests.test_joiner_process import T0, Topics, _label, _prediction, _run_until
 
 

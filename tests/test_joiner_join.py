@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from feature_store import StoreSettings, open_store
 from feature_store.sqlite import MAX_KEYS
 from feature_store.errors import StoreUnavailable
-from processors.joiner.join import REPLAY_FLAG, Held, Join, JoinerSettings, Label, prediction_record
+from processors.joiner.join import REPLAY_FLAG, Held, Join, Label, prediction_record
+from processors.joiner.settings import JoinerSettings
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000

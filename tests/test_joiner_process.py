@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from feature_store import StoreSettings, open_store
-from processors.joiner.join import JoinerSettings
+from processors.joiner.settings import JoinerSettings
 from processors.joiner.process import FeedbackJoiner
 from schemas import AvroSerde
 from streams.clients import make_consumer, make_producer

@@ -11,7 +11,8 @@ from confluent_kafka import TopicPartition
 from feature_store import MonitorProgress, StoreSettings, open_store
 from processors.monitor.drift import DriftThresholds
 from processors.monitor.merge import Coverage, Merger, from_row, to_row
-from processors.monitor.process import Monitor, MonitorSettings
+from processors.monitor.process import Monitor
+from processors.monitor.settings import MonitorSettings
 from processors.monitor.profile import build_reference
 from processors.monitor.windows import WindowedMonitor, merge_partials
 from schemas import AvroSerde

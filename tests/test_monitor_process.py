@@ -8,7 +8,8 @@ import pytest
 
 from feature_store import ReferenceProfile, StoreSettings, open_store
 from flywheel.views import timeline
-from processors.monitor.process import Monitor, MonitorSettings
+from processors.monitor.process import Monitor
+from processors.monitor.settings import MonitorSettings
 from processors.monitor.profile import build_reference
 from schemas import AvroSerde
 from schemas.features import Feature, FeatureSpec

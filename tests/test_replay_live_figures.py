@@ -13,9 +13,11 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from feature_store import PredictionRecord, StoreSettings, open_store
-from processors.joiner.join import Join, JoinerSettings, Label
+from processors.joiner.join import Join, Label
+from processors.joiner.settings import JoinerSettings
 from processors.joiner.process import FeedbackJoiner
-from processors.monitor.process import Monitor, MonitorSettings
+from processors.monitor.process import Monitor
+from processors.monitor.settings import MonitorSettings
 from streams.labels import LabelPublisher
 from streams.publisher import Publisher, Request
 from streams.replay import Checkpoints, TimeRange

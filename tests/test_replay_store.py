@@ -1,6 +1,7 @@
 """The feedback store as a replay source: a model's historical requests (and ground truth) back
 to Kafka, one per request, resumable without duplicates."""
 import collections
+import dataclasses
 import json
 
 import pytest
@@ -8,11 +9,13 @@ import pytest
 from feature_store import FeedbackRecord, StoreSettings, open_store
 from flywheel.cli import main
 from processors.backtest.history import store_replay
+from processors.models.store import ArtifactStore
 from schemas import AvroSerde
 from streams.replay import Checkpoints, ReplayOptions
 from streams.replay.headers import ORIGIN, REPLAY
 from tests.replay_helpers import header, read_all
 from tests.test_replay_topic import CrashAfterCommit
+from tests.test_worker_support import small_model
 
 T0 = 1_700_000_000_000
 START, END = T0, T0 + 100_000
@@ -76,6 +79,8 @@ def test_store_history_replays_each_request_once_across_an_interruption(kafka, r
 
 def test_cli_store_dry_run(kafka, make_topics, data_dir, store, capsys):
     make_topics("m")
+    onnx, manifest, _ = small_model()          # the CLI replays only a registered model's history
+    ArtifactStore(data_dir).save(onnx, dataclasses.replace(manifest, model="m"))
     code = main(["--bootstrap", kafka.bootstrap_servers, "--topic-prefix", kafka.topic_prefix, "--data-dir",
                  str(data_dir), "replay", "store", "-m", "m", "--from", str(START), "--to", str(END),
                  "--version", "v2", "--dry-run", "--json"])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from processors.retrainer import dataset as datasets
-from processors.retrainer.process import Retrainer, RetrainerSettings, version_for
+from processors.retrainer.process import Retrainer, version_for
+from processors.retrainer.settings import RetrainerSettings
 from processors.retrainer.validate import outputs
 from schemas import AvroSerde
 from streams.clients import make_producer

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from processors.rollout.judge import Verdict
-from processors.rollout.process import Rollout, RolloutSettings
+from processors.rollout.process import Rollout
+from processors.rollout.settings import RolloutSettings
 from processors.simulator.concept import Concept
 from tests.retrain_helpers import churn_world, feedback_rows, register_model
 

@@ -1,9 +1,10 @@
 """The canary decision: the better version wins once the evidence is clear."""
 import numpy as np
 
-from processors.rollout.judge import JudgeSettings, Verdict, decide
+from processors.rollout.judge import Verdict, decide
+from processors.rollout.settings import RolloutSettings
 
-SETTINGS = JudgeSettings(min_labels=200, max_labels=1000, p_value=0.01)
+SETTINGS = RolloutSettings(min_labels=200, max_labels=1000, p_value=0.01)
 
 
 def errors(rate: float, n: int, seed: int) -> np.ndarray:

@@ -34,10 +34,10 @@ def _setup(tmp_path: Path, kafka, data_dir: Path) -> dict:
     config = tmp_path / "flywheel.toml"
     config.write_text(f'[kafka]\nsasl_username = "flywheel"\nsasl_password = "{SECRETS["toml"]}"\n'
                       f'model_signing_key_file = "{secrets / "signing-key"}"\n'
-                      f'[store]\nusername = "flywheel"\n')
+                      f'[store.cassandra]\nusername = "flywheel"\n')
     env = {**os.environ, "FLYWHEEL_CONFIG": str(config), "FLYWHEEL_DATA_DIR": str(data_dir),
            "FLYWHEEL_BOOTSTRAP": kafka.bootstrap, "FLYWHEEL_TOPIC_PREFIX": kafka.topic_prefix,
-           "FLYWHEEL_STORE_PASSWORD": SECRETS["env"],
+           "FLYWHEEL_STORE_CASSANDRA_PASSWORD": SECRETS["env"],
            "FLYWHEEL_KAFKA_SCHEMA_REGISTRY_USERNAME": "flywheel",
            "FLYWHEEL_KAFKA_SCHEMA_REGISTRY_PASSWORD_FILE": str(secrets / "registry-password"),
            "FLYWHEEL_KAFKA_CLIENT_OVERRIDES": json.dumps({"sasl.oauthbearer.client.secret": SECRETS["overrides"]}),
@@ -92,7 +92,7 @@ def test_a_planted_secret_appears_in_no_output(kafka, data_dir, make_topics, tmp
     # A malformed setting next to a secret: a one-line error that does not echo it.
     broken = {**env, "FLYWHEEL_KAFKA_CLIENT_OVERRIDES": '{"sasl.password": "' + SECRETS["overrides"] + '"'}
     outputs.append(_cli(broken, "models", "list"))
-    assert "not a valid dict" in outputs[-1] and outputs[-1].splitlines()[0].endswith("-> 1")
+    assert "is not valid JSON" in outputs[-1] and outputs[-1].splitlines()[0].endswith("-> 1")
     leaks = {i: _leaks(text) for i, text in enumerate(outputs) if _leaks(text)}
     assert not leaks, {i: (names, outputs[i][:300]) for i, names in leaks.items()}
 
@@ -105,9 +105,9 @@ def test_every_secret_setting_reads_from_config_env_or_file_and_never_prints(tmp
     config = tmp_path / "f.toml"
     config.write_text(f'[kafka]\nsasl_password_file = "{tmp_path / "pw"}"\nssl_key_password = "from-toml"\n')
     c = load_config(config, env={"FLYWHEEL_KAFKA_MODEL_SIGNING_KEY": "from-env",
-                                 "FLYWHEEL_STORE_PASSWORD_FILE": str(tmp_path / "pw")})
+                                 "FLYWHEEL_STORE_CASSANDRA_PASSWORD_FILE": str(tmp_path / "pw")})
     store = c.section(StoreSettings, "store")
-    assert (c.kafka.sasl_password, c.kafka.ssl_key_password, c.kafka.model_signing_key, store.password) == \
+    assert (c.kafka.sasl_password, c.kafka.ssl_key_password, c.kafka.model_signing_key, store.cassandra.password) == \
         (Secret("from-file"), Secret("from-toml"), Secret("from-env"), Secret("from-file"))
     shown = f"{c} {c.kafka} {store} {c.kafka.sasl_password}"
     assert not {"from-file", "from-toml", "from-env"} & set(shown.replace("'", " ").replace(",", " ").split())

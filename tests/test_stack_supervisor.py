@@ -90,14 +90,21 @@ def test_a_killed_processor_comes_back_and_a_second_stack_is_refused(tmp_path):
 
 def test_a_crash_loop_stops_the_stack_with_the_processors_last_error(tmp_path):
     data_dir = tmp_path / "d"
+    # Settings are checked before the stack starts, so a bad one cannot crash only the monitor; a
+    # trainer plugin that refuses to import where the stack names the process the monitor does.
+    plugin = tmp_path / "refusing.py"
+    plugin.write_text('import os\nif "-monitor" in os.environ.get("FLYWHEEL_INSTANCE_ID", ""):\n'
+                      '    raise ImportError("refused in the monitor")\ntrain = print\n')
+    config = tmp_path / "f.toml"                # relative: next to the file, wherever a process starts
+    config.write_text('[retrainer]\ntrainer = "sklearn:refusing.py:train"\n')
     env = _env(data_dir, FLYWHEEL_SUPERVISOR_BACKOFF_SECONDS="0.2", FLYWHEEL_SUPERVISOR_CRASH_LOOP_EXITS="3",
-               FLYWHEEL_MONITOR_WINDOW_SECONDS="soon")       # the monitor refuses this at every start
+               FLYWHEEL_CONFIG=str(config))
     proc = _up(env, free_port(), free_port_block(12), "--for", "120")
     _, err = proc.communicate(timeout=150)
     assert proc.returncode == 1
     reason = next(line for line in err.splitlines() if "stopping the stack" in line)
     assert reason.startswith("flywheel up: monitor exited 3 times")
-    assert "FLYWHEEL_MONITOR_WINDOW_SECONDS='soon' is not a valid float" in reason
+    assert "[retrainer] trainer: trainer sklearn:" in reason and "refused in the monitor" in reason
     assert "Traceback" not in err
     assert not (data_dir / "stack.json").exists()
 

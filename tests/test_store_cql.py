@@ -26,6 +26,7 @@ from cqlshlib.cql3handling import CqlRuleSet
 
 from feature_store import StoreConfigError, StoreError, StoreSettings, StoreTimeout, StoreUnavailable, open_store
 from feature_store.base import CLEARED
+from feature_store.settings import CassandraSettings
 from feature_store.cassandra import (CassandraStore, _encode, delete_cql, insert_cql, keyspace_replication,
                                      make_cluster, range_cql, replication_cql, select_cql, select_in_cql,
                                      tls_context)
@@ -114,27 +115,27 @@ def test_an_applied_migration_that_changed_is_refused():
 
 
 def test_cassandra_settings_are_checked_before_connecting(tmp_path):
-    with pytest.raises(StoreConfigError, match="cassandra_hosts"):
+    with pytest.raises(StoreConfigError, match=r"\[store.cassandra\] hosts"):
         open_store(StoreSettings(backend="cassandra"))
     with pytest.raises(StoreConfigError, match="consistency"):
-        make_cluster(StoreSettings(backend="cassandra", cassandra_hosts=["h"], consistency="MOST"))
+        make_cluster(CassandraSettings(hosts=["h"], consistency="MOST"))
     with pytest.raises(StoreConfigError, match="keyspace"):
-        open_store(StoreSettings(backend="cassandra", cassandra_hosts=["h"], keyspace="x; DROP"))
+        open_store(StoreSettings(backend="cassandra", cassandra=CassandraSettings(hosts=["h"], keyspace="x; DROP")))
     with pytest.raises(StoreConfigError, match="TLS"):
-        tls_context(StoreSettings(tls=True, tls_ca_file=str(tmp_path / "missing.pem")))
+        tls_context(CassandraSettings(tls=True, tls_ca_file=str(tmp_path / "missing.pem")))
     with pytest.raises(StoreConfigError, match="unknown store backend"):
         open_store(StoreSettings(backend="mongo"))
     assert replication_cql({"class": "NetworkTopologyStrategy", "dc1": 3}) == \
         "{'class': 'NetworkTopologyStrategy', 'dc1': '3'}"
     with pytest.raises(StoreConfigError):
         replication_cql({"class": "SimpleStrategy", "replication_factor": "1'}; DROP"})
-    assert keyspace_replication(StoreSettings(local_dc="dc1")) == {"class": "NetworkTopologyStrategy", "dc1": 1}
+    assert keyspace_replication(CassandraSettings(local_dc="dc1")) == {"class": "NetworkTopologyStrategy", "dc1": 1}
     given = {"class": "NetworkTopologyStrategy", "east": 3}
-    assert keyspace_replication(StoreSettings(local_dc="east", replication=given)) == given
+    assert keyspace_replication(CassandraSettings(local_dc="east", replication=given)) == given
 
 
 def test_tls_and_auth_settings_reach_the_cluster():
-    cluster = make_cluster(StoreSettings(cassandra_hosts=["10.0.0.1"], tls=True, tls_verify_hostname=False,
+    cluster = make_cluster(CassandraSettings(hosts=["10.0.0.1"], tls=True, tls_verify_hostname=False,
                                          username="flywheel", password=Secret("pw"), local_dc="dc2",
                                          consistency="local_one"))
     profile = cluster.profile_manager.default
@@ -146,7 +147,7 @@ def test_tls_and_auth_settings_reach_the_cluster():
     ddl = cluster.profile_manager.profiles["ddl"]
     assert ddl.consistency_level == ConsistencyLevel.ALL and cluster.max_schema_agreement_wait == 60.0
     with pytest.raises(StoreConfigError, match="local_dc"):
-        make_cluster(StoreSettings(cassandra_hosts=["10.0.0.1"], local_dc=""))
+        make_cluster(CassandraSettings(hosts=["10.0.0.1"], local_dc=""))
 
 
 def test_missing_values_are_unset_not_null_and_only_cleared_writes_a_null():
@@ -162,7 +163,7 @@ def test_missing_values_are_unset_not_null_and_only_cleared_writes_a_null():
     (ProtocolException(0, "bad frame", {}), StoreError)])
 def test_every_driver_error_becomes_a_store_error(error, mapped):
     store = CassandraStore.__new__(CassandraStore)     # the mapping needs no connection
-    store.settings = StoreSettings(cassandra_hosts=["h"])
+    store.settings = StoreSettings(cassandra=CassandraSettings(hosts=["h"]))
     with pytest.raises(mapped):
         with store._errors():
             raise error
@@ -170,7 +171,7 @@ def test_every_driver_error_becomes_a_store_error(error, mapped):
 
 def test_an_unreachable_cluster_is_store_unavailable():
     with pytest.raises(StoreUnavailable, match="Unable to connect"):
-        open_store(StoreSettings(backend="cassandra", cassandra_hosts=["127.0.0.1"],
-                                 cassandra_port=free_port(), connect_timeout_s=2))
+        open_store(StoreSettings(backend="cassandra", cassandra=CassandraSettings(
+            hosts=["127.0.0.1"], port=free_port(), connect_timeout_s=2)))
     with pytest.raises(StoreUnavailable, match="no cassandra host name resolves"):
-        open_store(StoreSettings(backend="cassandra", cassandra_hosts=["no-such-host.invalid"]))
+        open_store(StoreSettings(backend="cassandra", cassandra=CassandraSettings(hosts=["no-such-host.invalid"])))

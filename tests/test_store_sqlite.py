@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from feature_store import OnlineFeatures, StoreSettings, StoreUnavailable, open_store, retrying
+from feature_store.settings import SqliteSettings
 from feature_store.schema import migrations, tables
 from store_harness import FakeClock
 
@@ -53,7 +54,7 @@ def test_expired_rows_are_purged_from_the_file(tmp_path):
 
 
 def test_a_locked_database_is_store_unavailable_and_a_retry_gets_through(tmp_path):
-    store = open_store(StoreSettings(busy_timeout_ms=50), tmp_path)
+    store = open_store(StoreSettings(sqlite=SqliteSettings(busy_timeout_ms=50)), tmp_path)
     other = sqlite3.connect(tmp_path / "store.sqlite", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")              # another process holds the write lock
     with pytest.raises(StoreUnavailable, match="locked"):
@@ -66,9 +67,9 @@ def test_a_locked_database_is_store_unavailable_and_a_retry_gets_through(tmp_pat
 
 
 def test_a_relative_path_lives_in_the_data_dir_and_an_absolute_one_anywhere(tmp_path):
-    with open_store(StoreSettings(path="sub/feat.db"), tmp_path / "data") as store:
+    with open_store(StoreSettings(sqlite=SqliteSettings(path="sub/feat.db")), tmp_path / "data") as store:
         assert store.path == tmp_path / "data" / "sub" / "feat.db"
-    with open_store(StoreSettings(path=str(tmp_path / "abs.db")), tmp_path / "data") as store:
+    with open_store(StoreSettings(sqlite=SqliteSettings(path=str(tmp_path / "abs.db"))), tmp_path / "data") as store:
         assert store.path == tmp_path / "abs.db"
 
 

@@ -60,7 +60,8 @@ def test_the_retrainer_canaries_a_better_candidate_from_a_plugin_pipeline(kafka,
     """The loop's retrain with the user's own pipeline code: drifted feedback in the store, the
     plugin's GradientBoosting pipeline beats the pre-drift v1 and goes out as a canary."""
     import time
-    from processors.retrainer.process import Retrainer, RetrainerSettings
+    from processors.retrainer.process import Retrainer
+    from processors.retrainer.settings import RetrainerSettings
     from tests.retrain_helpers import churn_world, feedback_rows
     (tmp_path / "my_trainer.py").write_text(PLUGIN)
     with churn_world(kafka, registry, make_topics, data_dir) as world:

@@ -11,11 +11,14 @@ import numpy as np
 
 from feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
-from processors.trigger.policy import Decision, ModelState, TriggerSettings, retrain_request
+from processors.models.store import ArtifactStore
+from processors.trigger.policy import Decision, ModelState, retrain_request
 from processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger, flagged_run_start
+from processors.trigger.settings import TriggerSettings
 from schemas import AvroSerde
 from streams.clients import make_producer
 from streams.subscriber import Subscriber
+from tests.test_worker_support import small_model
 
 NOW = int(time.time() * 1000)
 
@@ -49,6 +52,8 @@ def test_trigger_requests_once_then_holds_back_and_manual_overrides_cooldown(kaf
     store.put_retrain(dataclasses.replace(record, status="done"))
     assert trigger.step() == []                                   # cooling down
 
+    onnx, manifest, _ = small_model("1")      # `flywheel retrain` takes only a model with a registered version
+    ArtifactStore(data_dir).save(onnx, dataclasses.replace(manifest, model="m"))
     cli = ["--bootstrap", kafka.bootstrap, "--topic-prefix", kafka.topic_prefix, "--data-dir", str(data_dir),
            "retrain", "--model", "m"]
     assert main(cli) == 0                                         # manual: no cooldown

@@ -6,7 +6,7 @@ import pytest
 
 from feature_store import FeedbackRecord
 from processors.monitor.performance import performance
-from processors.trigger.policy import TriggerSettings
+from processors.trigger.settings import TriggerSettings
 from processors.trigger.tally import BUCKET_MS, LiveTallies
 
 HOUR = 3_600_000

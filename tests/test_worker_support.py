@@ -14,7 +14,9 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from processors.models import ModelRegistry
 from processors.training import synthetic, train
-from processors.worker import InferenceWorker, WorkerMetrics, WorkerSettings
+from processors.worker.metrics import WorkerMetrics
+from processors.worker.settings import WorkerSettings
+from processors.worker.worker import InferenceWorker
 from schemas import AvroSerde
 from streams.clients import make_consumer, make_producer
 

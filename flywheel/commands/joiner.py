@@ -1,6 +1,6 @@
 """`flywheel joiner`: join ground truth with predictions into FeedbackRecords, until stopped."""
 
-from processors.joiner.join import JoinerSettings
+from processors.joiner.settings import JoinerSettings
 from processors.joiner.process import FeedbackJoiner, JoinerMetrics
 
 from flywheel.console import err

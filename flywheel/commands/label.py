@@ -10,7 +10,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from processors.joiner.join import JoinerSettings
+from processors.joiner.settings import JoinerSettings
 from processors.models import Manifest, ModelRegistry
 from schemas.errors import clip
 from streams.errors import BrokerUnavailable
@@ -18,6 +18,7 @@ from streams.labels import LabelPublisher
 
 from flywheel.console import err, refusal
 from flywheel.errors import BadInput, open_user_file
+from flywheel.model_names import check_registered
 from flywheel.wiring import feature_store_for, schema_registry
 
 LOOKUP_CHUNK = 1000
@@ -53,6 +54,7 @@ class LabelUsageError(BadInput, ValueError):
 
 
 def run(args, config) -> int:
+    check_registered(config, args.model)
     if args.file:
         with (sys.stdin if args.file == "-" else open_user_file(args.file)) as lines:
             rows, problems = _from_lines(lines, args.model)

@@ -9,6 +9,7 @@ from processors.models.errors import ManifestError
 
 from flywheel.console import err, print_json_line
 from flywheel.errors import open_user_file
+from flywheel.model_names import check_registered
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 
@@ -113,6 +114,7 @@ def run_list(args, config) -> int:
 
 
 def run_deploy(args, config) -> int:
+    check_registered(config, args.model)
     registry = _registry(config)
     try:
         if args.shadow:
@@ -123,6 +125,7 @@ def run_deploy(args, config) -> int:
 
 
 def run_promote(args, config) -> int:
+    check_registered(config, args.model)
     registry = _registry(config)
     try:
         return _done(registry.promote(args.model, args.version, args.reason))
@@ -131,6 +134,7 @@ def run_promote(args, config) -> int:
 
 
 def run_rollback(args, config) -> int:
+    check_registered(config, args.model)
     registry = _registry(config)
     try:
         return _done(registry.rollback(args.model, args.to, args.reason))

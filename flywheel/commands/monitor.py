@@ -1,8 +1,8 @@
 """`flywheel monitor`: drift, data quality and live performance per model version and window."""
 
-from processors.monitor.process import Monitor, MonitorMetrics, MonitorSettings
+from processors.monitor.process import Monitor, MonitorMetrics
+from processors.monitor.settings import MonitorSettings
 
-from flywheel.config import ConfigError
 from flywheel.console import err
 from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
@@ -35,8 +35,4 @@ def run(args, config) -> int:
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    try:
-        count = config.section(MonitorSettings, "monitor").instances
-    except ConfigError:     # the monitor says what is wrong as it starts, where the supervisor shows it
-        count = 1
-    return replicas("monitor", ["monitor"], count)
+    return replicas("monitor", ["monitor"], config.section(MonitorSettings, "monitor").instances)

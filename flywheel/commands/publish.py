@@ -14,6 +14,7 @@ from streams.publisher import Publisher, Request
 
 from flywheel.console import err, print_json_line, progress, refusal
 from flywheel.errors import BadInput, open_user_file
+from flywheel.model_names import unknown_model
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 REGISTER_HINT = "register it with `flywheel models register`, or pass --create-topics to publish anyway"
@@ -117,12 +118,11 @@ def _feature_spec(config, registry, model: str, create_topics: bool):
     try:
         models = ModelRegistry(config.kafka, registry, config.data_dir)
     except BrokerUnavailable:  # no `models` topic yet: nothing is registered
-        raise PublishRefused(f"model {clip(model)!r} is not registered (no model is); {REGISTER_HINT}") from None
+        raise PublishRefused(unknown_model(model, [], REGISTER_HINT)) from None
     try:
         deployments = models.deployments()
         if model not in deployments:
-            known = ", ".join(sorted(deployments)) or "none"
-            raise PublishRefused(f"model {clip(model)!r} is not registered (registered: {known}); {REGISTER_HINT}")
+            raise PublishRefused(unknown_model(model, sorted(deployments), REGISTER_HINT))
         return models.feature_spec(model)
     finally:
         models.close()

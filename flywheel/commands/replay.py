@@ -28,6 +28,7 @@ from streams.topics import TopicCatalog
 from flywheel.commands.subscribe import parse_time
 from flywheel.console import err, print_json_line, progress
 from flywheel.errors import NotFound, open_user_file
+from flywheel.model_names import check_registered
 from flywheel.wiring import feature_store_for, schema_registry
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -147,6 +148,7 @@ def _common(p) -> None:
 
 
 def run_topic(args, config) -> int:
+    check_registered(config, args.model)
     catalog = TopicCatalog(config.kafka)
     source = catalog.requests(args.model) if args.model else args.topic
     window = _window(args.start, args.end)
@@ -174,6 +176,7 @@ def run_dead_letters(args, config) -> int:
 
 
 def run_store(args, config) -> int:
+    check_registered(config, args.model)
     window = _window(args.start, args.end)
     run_id = args.run_id or _new_run_id()
     with _checkpoints(config) as checkpoints, \
@@ -188,6 +191,7 @@ def run_store(args, config) -> int:
 
 
 def run_backtest(args, config) -> int:
+    check_registered(config, args.model)
     window = _window(args.start, args.end)
     plan = BacktestPlan(args.model, args.candidate, window.start, window.end, args.baseline, args.slice_by,
                         args.batch_size, args.max_requests)

@@ -6,6 +6,7 @@ from pathlib import Path
 from flywheel.commands._since import HELP as SINCE_HELP, parse_since
 from flywheel.console import err
 from flywheel.errors import user_path
+from flywheel.model_names import check_registered
 from flywheel.wiring import feature_store_for
 
 
@@ -27,11 +28,12 @@ def register(sub) -> None:
 def run(args, config) -> int:
     # Imported here: matplotlib and the monitor's statistics take seconds to import, and every
     # other command would pay for them (the CLI imports each command module to list it).
-    from processors.monitor.process import MonitorSettings
+    from processors.monitor.settings import MonitorSettings
 
     from flywheel.views import html
     from flywheel.views.gather import report_data
 
+    check_registered(config, args.model)
     since = parse_since(args.since, int(time.time() * 1000)) if args.since else None
     with feature_store_for(config) as store:
         data = report_data(config, store, args.model, since)

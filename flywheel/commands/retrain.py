@@ -1,10 +1,11 @@
 """`flywheel retrain --model M`: ask for a retrain by hand (emits RetrainRequested)."""
-from processors.trigger.policy import TriggerSettings
+from processors.trigger.settings import TriggerSettings
 from processors.models.follower import ModelFollower
 from processors.trigger.process import LiveVersion, LiveVersions, Requester
 
 from flywheel.console import err, print_json_line
 from flywheel.errors import Refused
+from flywheel.model_names import check_registered
 from flywheel.wiring import feature_store_for, schema_registry
 
 
@@ -20,6 +21,7 @@ def register(sub) -> None:
 
 
 def run(args, config) -> int:
+    check_registered(config, args.model)
     settings = config.section(TriggerSettings, "trigger")
     with feature_store_for(config) as store:
         registry = schema_registry(config)

@@ -1,7 +1,8 @@
 """`flywheel retrainer`: turn RetrainRequested into validated canaries (runs until stopped)."""
 
 from processors.models import ModelRegistry
-from processors.retrainer.process import Retrainer, RetrainerMetrics, RetrainerSettings
+from processors.retrainer.process import Retrainer, RetrainerMetrics
+from processors.retrainer.settings import RetrainerSettings
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec

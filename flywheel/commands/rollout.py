@@ -1,7 +1,8 @@
 """`flywheel rollout`: promote or roll back canaries on live evidence (runs until stopped)."""
 
 from processors.models import ModelRegistry
-from processors.rollout.process import Rollout, RolloutMetrics, RolloutSettings
+from processors.rollout.process import Rollout, RolloutMetrics
+from processors.rollout.settings import RolloutSettings
 
 from flywheel.console import err
 from flywheel.stack import ProcessSpec

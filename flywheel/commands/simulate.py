@@ -5,11 +5,13 @@ sent), so the live view shows the rate it sends at."""
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
-from processors.simulator.traffic import SimulatorSettings, TrafficSimulator
+from processors.simulator.settings import SimulatorSettings
+from processors.simulator.traffic import TrafficSimulator
 from streams.labels import LabelPublisher
 from streams.publisher import Publisher
 
 from flywheel.console import err
+from flywheel.model_names import check_registered
 from flywheel.wiring import schema_registry, start_processor
 
 
@@ -30,6 +32,7 @@ def register(sub) -> None:
 
 
 def run(args, config) -> int:
+    check_registered(config, args.model)
     flags = {k: getattr(args, k) for k in ("model", "rate", "drift_at", "label_delay_mean", "label_share",
                                            "speed", "duration") if getattr(args, k) is not None}
     settings = config.section(SimulatorSettings, "simulator", **flags)

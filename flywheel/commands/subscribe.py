@@ -7,6 +7,7 @@ from streams.topics import TopicCatalog
 
 from flywheel.console import print_json_line
 from flywheel.errors import BadInput
+from flywheel.model_names import check_registered
 from flywheel.wiring import schema_registry
 
 
@@ -28,6 +29,7 @@ def register(sub) -> None:
 
 
 def run(args, config) -> int:
+    check_registered(config, args.model)
     catalog = TopicCatalog(config.kafka)
     topic = catalog.predictions(args.model) if args.model else args.topic
     start = "earliest" if args.from_beginning else parse_time(args.from_time) if args.from_time else "latest"

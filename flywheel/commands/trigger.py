@@ -1,6 +1,6 @@
 """`flywheel trigger`: apply the retrain policy to every model, emit RetrainRequested."""
 
-from processors.trigger.policy import TriggerSettings
+from processors.trigger.settings import TriggerSettings
 from processors.trigger.process import RetrainTrigger, TriggerMetrics
 
 from flywheel.console import err

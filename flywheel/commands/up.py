@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -129,10 +130,10 @@ def _wait(stack: Stack, run_for: float | None, tick=lambda: time.sleep(0.5)) -> 
         try:
             notes = stack.supervise()
         except StackError as e:
-            err.print(f"[red]flywheel up: {e}[/]", soft_wrap=True)
+            err.print(f"[red]flywheel up: {escape(str(e))}[/]", soft_wrap=True)   # a log line may say [monitor]
             return 1
         for note in notes:
-            err.print(f"[yellow]{note}[/]", soft_wrap=True)
+            err.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
         tick()
     return 0
 

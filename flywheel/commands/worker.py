@@ -1,7 +1,10 @@
 """`flywheel worker`: serve registered models from their request topics."""
-from processors.worker import InferenceWorker, WorkerMetrics, WorkerSettings
+from processors.worker.metrics import WorkerMetrics
+from processors.worker.settings import WorkerSettings
+from processors.worker.worker import InferenceWorker
 
 from flywheel.console import err
+from flywheel.model_names import check_registered
 from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry, start_processor
 
 
@@ -38,6 +41,7 @@ def _online(settings: WorkerSettings, config) -> dict:
 
 
 def run(args, config) -> int:
+    check_registered(config, args.model)
     overrides = {"models": args.model or None, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
                  "instance_id": args.instance_id or config.instance_id or None, "cache_size": args.cache_size, "intra_op_threads": args.threads,
                  "exactly_once": False if args.at_least_once else None}

@@ -99,8 +99,7 @@ class ModelHistory:
 
 def known_models(data_dir: Path) -> list[str]:
     """Models with registered versions in the data dir's artifact store."""
-    root = ArtifactStore(data_dir).root
-    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return ArtifactStore(data_dir).models()
 
 
 def versions(store: FeatureStore, data_dir: Path, model: str) -> list[VersionInfo]:

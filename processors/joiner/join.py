@@ -20,57 +20,9 @@ versions stored by then and is not held for the ones still to come.
 from dataclasses import dataclass, field
 
 from feature_store import FeatureStore, FeedbackRecord, PredictionRecord
-from processors.runtime.identity import process_instance_id
+from processors.joiner.settings import JoinerSettings
 
 REPLAY_FLAG = "replay"
-
-
-@dataclass
-class JoinerSettings:
-    """TOML [joiner], env FLYWHEEL_JOINER_<FIELD>."""
-    join_window_seconds: float = 7 * 86_400.0
-    # Predictions are kept this much longer than the window, so a label a little past the window
-    # is told apart as late rather than unknown.
-    prediction_ttl_margin_seconds: float = 86_400.0
-    early_label_wait_seconds: float = 600.0    # how long a label may wait for its prediction
-    # How long a label that came first stays held once it has met a prediction, for the request's
-    # other versions: the worker writes them side by side, so they come within a batch or two.
-    # Short, because a hold keeps its partition's committed offset back and its label in memory.
-    held_after_join_seconds: float = 10.0
-    group_id: str = "flywheel-joiner"
-    # Names the transactional producer (with group_id): stable across restarts, unique per live
-    # joiner. Default: the host name (the pod name on Kubernetes).
-    instance_id: str = field(default_factory=process_instance_id)   # see WorkerSettings.instance_id
-    instances: int = 1                         # processes `flywheel up` runs as one group (<id>-1..N)
-    batch_size: int = 2000
-    poll_timeout_seconds: float = 0.2
-    exactly_once: bool = True                  # Kafka transactions for feedback + dead letters + offsets
-    # Client clocks: a label's labelled_at may be at most this far ahead of the joiner's clock,
-    # and (live labels) at most the join window plus the prediction margin plus this behind it;
-    # else it is a `time_skew` dead letter (a negative or far-future time never reaches a window).
-    max_clock_skew_seconds: float = 300.0
-
-    @property
-    def window_ms(self) -> int:
-        return int(self.join_window_seconds * 1000)
-
-    @property
-    def prediction_ttl_s(self) -> int:
-        return int(self.join_window_seconds + self.prediction_ttl_margin_seconds)
-
-    def time_problem(self, labelled_at: int, now_ms: int, replay: bool) -> str | None:
-        """Why a label's time is refused (None: it is fine). Replays keep their historical times."""
-        skew_ms = int(self.max_clock_skew_seconds * 1000)
-        if labelled_at < 0:
-            return f"labelled_at {labelled_at} is before 1970"
-        if labelled_at > now_ms + skew_ms:
-            return f"labelled_at {labelled_at} is {(labelled_at - now_ms) / 1000:.0f}s ahead of the joiner's clock " \
-                   f"(max_clock_skew_seconds {self.max_clock_skew_seconds:g})"
-        oldest = now_ms - self.prediction_ttl_s * 1000 - skew_ms
-        if not replay and labelled_at < oldest:
-            return f"labelled_at {labelled_at} is {(now_ms - labelled_at) / 1000:.0f}s old, older than any " \
-                   f"prediction the joiner keeps ({self.prediction_ttl_s}s)"
-        return None
 
 
 @dataclass(frozen=True)

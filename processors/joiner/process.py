@@ -33,8 +33,8 @@ from prometheus_client import Counter, Histogram
 from feature_store import FeatureStore, wall_clock_ms
 from processors.models import ModelFollower
 from processors.joiner.holds import Hold, Holds
-from processors.joiner.join import (REPLAY_FLAG, Join, JoinerSettings, JoinResult, Label, PredictionRecord,
-                                    prediction_record)
+from processors.joiner.join import REPLAY_FLAG, Join, JoinResult, Label, PredictionRecord, prediction_record
+from processors.joiner.settings import JoinerSettings
 from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
 from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches

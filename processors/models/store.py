@@ -37,6 +37,11 @@ class ArtifactStore:
     def directory(self, model: str, version: str) -> Path:
         return self.root / check_name("model", model) / check_name("version", version)
 
+    def models(self) -> list[str]:
+        """Every model with a registered version (a manifest); a bare directory (a writer's
+        lock) is not one."""
+        return sorted({p.parent.parent.name for p in self.root.glob("*/*/manifest.json")})
+
     def has_model(self, model: str) -> bool:
         """Whether any version of `model` was registered here (a name safe to use as a label)."""
         return bool(NAME.match(model)) and (self.root / model).is_dir()

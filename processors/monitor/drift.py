@@ -29,6 +29,7 @@ from scipy.stats import chi2_contingency, false_discovery_control
 from scipy.stats.distributions import kstwobign
 
 from processors.monitor.profile import CategoricalSummary, NumericSummary, Profile, rank_error
+from processors.monitor.settings import MonitorSettings
 
 PSI_FLOOR = 1e-4          # share given to an empty bin so PSI stays finite
 KS_GRID = 1001            # ranks at which each sketch's quantiles become KS evaluation points
@@ -43,6 +44,11 @@ class DriftThresholds:
     window_seconds: float = 3600.0       # the monitor's window: how many tests a day the budget covers
     min_count: int = 100                 # live values a feature needs before it can be flagged
     bins: int = DEFAULT_BINS
+
+    @classmethod
+    def of(cls, settings: MonitorSettings) -> "DriftThresholds":
+        return cls(psi=settings.psi_threshold, false_alarms_per_day=settings.false_alarms_per_day,
+                   window_seconds=settings.window_seconds, min_count=settings.min_count, bins=settings.bins)
 
     @property
     def alpha(self) -> float:

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -34,11 +34,11 @@ from processors.monitor.drift import DriftThresholds
 from processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
 from processors.monitor.profile import Profile, ProfileError
 from processors.monitor.quality import QualityThresholds
+from processors.monitor.settings import MonitorSettings
 from processors.monitor.windows import Offsets, Partial, WindowedMonitor, WindowResult, merge_partials
 from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
 from processors.runtime.budget import check_output_topics
 from processors.runtime.failures import hold_back, run_batches
-from processors.runtime.identity import process_instance_id
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.prediction import PredictionDecoder
@@ -50,38 +50,6 @@ from streams.topics import TopicCatalog
 
 PROCESSOR = "monitor"
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MonitorSettings:
-    """TOML [monitor], env FLYWHEEL_MONITOR_<FIELD>."""
-    window_seconds: float = 3600.0          # seconds in a demo, hours in production
-    grace_seconds: float = 30.0             # how long a window waits for stragglers after its end
-    group_id: str = "flywheel-monitor"
-    instance_id: str = field(default_factory=process_instance_id)   # names this process's partials
-    instances: int = 1                      # processes `flywheel up` runs as one group (<id>-1..N)
-    progress_seconds: float = 2.0           # how often a process rewrites its progress (merge.py)
-    merge_wait_seconds: float = 30.0        # then a window is merged without the partitions it lacks
-    batch_size: int = 5000
-    poll_timeout_seconds: float = 0.5
-    reference_refresh_seconds: float = 30.0  # how soon a missing reference profile is looked for again
-    psi_threshold: float = 0.2
-    false_alarms_per_day: float = 0.1       # expected drift flags a day per model on undrifted traffic
-    min_count: int = 100                    # rows a window is judged on (smaller ones are carried over)
-    bins: int = 10
-    missing_rate: float = 0.05
-    out_of_range: float = 0.01
-    unseen_category: float = 0.01
-    volume_low: float = 0.2
-    volume_high: float = 5.0
-
-    def drift(self) -> DriftThresholds:
-        return DriftThresholds(self.psi_threshold, self.false_alarms_per_day, self.window_seconds,
-                               self.min_count, self.bins)
-
-    def quality(self) -> QualityThresholds:
-        return QualityThresholds(self.missing_rate, self.out_of_range, self.unseen_category,
-                                 self.volume_low, self.volume_high)
 
 
 class MonitorMetrics(ProcessorMetrics):
@@ -139,7 +107,7 @@ class Monitor:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
-                                       self.reference, settings.drift(), settings.quality(), self._closed_until)
+                                       self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings), self._closed_until)
         self._decoder = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,

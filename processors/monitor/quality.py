@@ -11,6 +11,7 @@ Rules, each a figure per feature (volume: per model):
 from dataclasses import dataclass
 
 from processors.monitor.profile import Profile
+from processors.monitor.settings import MonitorSettings
 
 VOLUME = "_volume"  # the feature name under which the per-model volume rule is reported
 
@@ -23,6 +24,12 @@ class QualityThresholds:
     volume_low: float = 0.2
     volume_high: float = 5.0
     min_count: int = 20              # fewer records than this: report figures, flag nothing
+
+    @classmethod
+    def of(cls, settings: MonitorSettings) -> "QualityThresholds":
+        return cls(missing_rate=settings.missing_rate, out_of_range=settings.out_of_range,
+                   unseen_category=settings.unseen_category, volume_low=settings.volume_low,
+                   volume_high=settings.volume_high)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import logging
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -37,6 +37,7 @@ from streams.topics import TopicCatalog
 from processors.models import Deployment, ModelRegistry
 from processors.retrainer import dataset as datasets
 from processors.retrainer.reference import store_reference
+from processors.retrainer.settings import RetrainerSettings
 from processors.retrainer.trainers import make_trainer
 from processors.retrainer.validate import compare, outputs
 from processors.runtime import DeadLetterWriter, ProcessorMetrics
@@ -44,15 +45,6 @@ from processors.training import review_line
 
 PROCESSOR = "retrainer"
 log = logging.getLogger("flywheel.retrainer")
-
-
-@dataclass
-class RetrainerSettings:
-    """TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>."""
-    trainer: str = "reference:mlp"       # reference:mlp|gbt, python:module:function, command:...
-    min_improvement: float = 0.01        # primary metric gain the candidate must show
-    canary_share: float = 0.2
-    group_id: str = "flywheel-retrainer"
 
 
 class RetrainerMetrics(ProcessorMetrics):

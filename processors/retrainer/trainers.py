@@ -13,24 +13,16 @@
 A classifier from the python: and command: plugins must output probabilities in the incumbent's
 label order; a sklearn: plugin's labels are its model's classes.
 """
-import importlib
-import importlib.util
 import shlex
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from flywheel.errors import UserError
-
 from processors.models import Manifest, OutputSpec
 from processors.retrainer import dataset as datasets
+from processors.retrainer.trainer_spec import TrainerFailed, TrainerSpec, parse, plugin_function
 from processors.training import train as reference_train
-
-
-class TrainerFailed(UserError):
-    """The configured trainer (the user's plugin, command or spec) cannot load, fails or writes no
-    model: the message names it and why."""
 
 
 @dataclass
@@ -61,11 +53,7 @@ class PythonTrainer:
     target: str   # package.module:function
 
     def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
-        module_name, _, function_name = self.target.partition(":")
-        try:
-            function = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError) as e:
-            raise TrainerFailed(f"trainer python:{self.target} cannot be loaded: {e}") from e
+        function = plugin_function(TrainerSpec("python", self.target))
         output = workdir / "model.onnx"
         metrics = function(str(dataset_path), str(output)) or {}
         return Candidate(_read_output(output, self.target), incumbent.output, dict(metrics))
@@ -92,7 +80,7 @@ class SklearnTrainer:
     def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
         from processors.importing import ImportRefused, TrainingData, convert
         data = datasets.load(dataset_path)
-        estimator = _plugin_function(self.target)(TrainingData.of(data))
+        estimator = plugin_function(TrainerSpec("sklearn", self.target))(TrainingData.of(data))
         classifier = incumbent.output.task == "classifier"
         try:
             onnx_bytes = convert.from_sklearn(estimator, data.spec, classifier)
@@ -102,33 +90,11 @@ class SklearnTrainer:
         return Candidate(onnx_bytes, replace(incumbent.output, labels=labels))
 
 
-def _plugin_function(target: str):
-    """module:function, or path/to/file.py:function (no PYTHONPATH needed)."""
-    where, _, name = target.rpartition(":")
-    try:
-        if where.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-        return getattr(module, name)
-    except (ImportError, AttributeError, FileNotFoundError) as e:
-        raise TrainerFailed(f"trainer sklearn:{target} cannot be loaded: {e}") from e
-
-
 def make_trainer(spec: str) -> Trainer:
-    kind, _, rest = spec.partition(":")
-    if kind == "reference":
-        return ReferenceTrainer(rest or "mlp")
-    if kind == "python" and ":" in rest:
-        return PythonTrainer(rest)
-    if kind == "command" and rest.strip():
-        return CommandTrainer(rest)
-    if kind == "sklearn" and ":" in rest:
-        return SklearnTrainer(rest)
-    raise TrainerFailed(f"trainer {spec!r} must be reference:mlp|gbt, sklearn:module:function, "
-                        f"python:module:function or command:...")
+    parsed = parse(spec)
+    kinds = {"reference": ReferenceTrainer, "python": PythonTrainer, "command": CommandTrainer,
+             "sklearn": SklearnTrainer}
+    return kinds[parsed.kind](parsed.target)
 
 
 def _read_output(path: Path, who: str) -> bytes:

@@ -11,18 +11,13 @@ from enum import Enum
 import numpy as np
 from scipy import stats
 
+from processors.rollout.settings import RolloutSettings
+
 
 class Verdict(Enum):
     WAIT = "wait"
     PROMOTE = "promote"
     ROLL_BACK = "roll_back"
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    min_labels: int = 200        # per version, before any decision
-    max_labels: int = 2000       # per version: undecided by then means roll back
-    p_value: float = 0.01        # two-sided significance for a decision before max_labels
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,7 @@ class Decision:
     evidence: dict[str, float]
 
 
-def decide(canary_losses: np.ndarray, live_losses: np.ndarray, settings: JudgeSettings) -> Decision:
+def decide(canary_losses: np.ndarray, live_losses: np.ndarray, settings: RolloutSettings) -> Decision:
     # The joiner refuses non-finite labels; a NaN or inf loss that still got here is left out
     # (and counted in the evidence) rather than deciding the verdict on its own.
     canary_losses, dropped_c = _finite(canary_losses)

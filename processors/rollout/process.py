@@ -4,7 +4,6 @@ period, so a drift hits both alike) and promote or roll back when the judge deci
 ModelEvent carrying the evidence. Replayed traffic is not live evidence and is left out."""
 import logging
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import Counter
@@ -12,24 +11,12 @@ from prometheus_client import Counter
 from feature_store import FeatureStore, FeedbackRecord, wall_clock_ms
 from processors.joiner.join import REPLAY_FLAG
 from processors.models import Deployment, ModelRegistry
-from processors.rollout.judge import Decision, JudgeSettings, Verdict, decide
+from processors.rollout.judge import Decision, Verdict, decide
+from processors.rollout.settings import RolloutSettings
 from processors.runtime import ProcessorMetrics
 from processors.runtime.failures import hold_back, run_batches
 
 log = logging.getLogger("flywheel.rollout")
-
-
-@dataclass
-class RolloutSettings:
-    """TOML [rollout], env FLYWHEEL_ROLLOUT_<FIELD>."""
-    min_labels: int = 200
-    max_labels: int = 2000
-    p_value: float = 0.01
-    interval_seconds: float = 5.0
-    lookback_seconds: float = 7 * 86_400.0
-
-    def judge(self) -> JudgeSettings:
-        return JudgeSettings(self.min_labels, self.max_labels, self.p_value)
 
 
 class RolloutMetrics(ProcessorMetrics):
@@ -68,7 +55,7 @@ class Rollout:
             self._feedback(deployment.model, deployment.live_version)
         since = min((r.event_time for r in canary), default=self.clock())
         live = [r for r in live if r.event_time >= since]
-        decision = decide(losses(canary), losses(live), self.settings.judge())
+        decision = decide(losses(canary), losses(live), self.settings)
         if decision.verdict is Verdict.PROMOTE:
             self.models.promote(deployment.model, deployment.canary_version, decision.reason, decision.evidence)
         elif decision.verdict is Verdict.ROLL_BACK:

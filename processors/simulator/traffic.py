@@ -4,7 +4,6 @@ story seconds and runs `speed` times faster in real time."""
 import heapq
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,22 +11,9 @@ from streams.labels import LabelPublisher
 from streams.publisher import Publisher, Request
 
 from processors.simulator.concept import Concept
+from processors.simulator.settings import SimulatorSettings
 
 log = logging.getLogger("flywheel.simulator")
-
-
-@dataclass
-class SimulatorSettings:
-    """TOML [simulator], env FLYWHEEL_SIMULATOR_<FIELD>."""
-    model: str = "churn"
-    rate: float = 100.0               # requests per real second
-    drift_at: float = 600.0           # story seconds after start; negative: never
-    label_delay_mean: float = 60.0    # story seconds, exponential
-    label_share: float = 0.9          # the rest are never labelled
-    speed: float = 1.0
-    entities: int = 5000
-    seed: int = 11
-    duration: float = 0.0             # story seconds; 0 runs until stopped
 
 
 class TrafficSimulator:

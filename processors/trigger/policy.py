@@ -20,29 +20,10 @@ from dataclasses import dataclass, field
 
 from processors.monitor.performance import Performance
 from processors.trigger.detector import ChangePoint
+from processors.trigger.settings import TriggerSettings
 
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "calibration_error"})
 REASONS = ("performance", "drift", "new_labels", "max_age", "manual")
-
-
-@dataclass
-class TriggerSettings:
-    """TOML [trigger], env FLYWHEEL_TRIGGER_<FIELD>. A threshold of 0 switches its rule off."""
-    performance_metric: str = "accuracy"
-    performance_threshold: float = 0.8      # worse than this (below; above for error metrics) fires
-    min_labels: int = 200                   # labelled examples needed before performance counts
-    change_delta: float = 0.002             # ADWIN's confidence on the error stream; 0: no change detection
-    drift_windows: int = 3                  # consecutive flagged windows
-    new_labels: int = 10_000
-    max_age_seconds: float = 7 * 86_400.0
-    cooldown_seconds: float = 3_600.0
-    in_flight_timeout_seconds: float = 6 * 3_600.0   # a request older than this counts as failed
-    lookback_seconds: float = 86_400.0      # feedback window the performance figure is taken over
-    dataset_seconds: float = 30 * 86_400.0  # time range of feedback the retrainer should use
-    hard_example_share: float = 0.2
-    low_confidence: float = 0.6             # below this a prediction counts as a hard example
-    holdout_share: float = 0.2
-    interval_seconds: float = 10.0          # how often the trigger evaluates every model
 
 
 @dataclass

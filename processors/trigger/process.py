@@ -33,7 +33,8 @@ from processors.joiner.join import REPLAY_FLAG
 from processors.models.follower import ModelFollower
 from processors.runtime import ProcessorMetrics
 from processors.runtime.failures import run_batches
-from processors.trigger.policy import Decision, ModelState, TriggerSettings, decide, retrain_request
+from processors.trigger.policy import Decision, ModelState, decide, retrain_request
+from processors.trigger.settings import TriggerSettings
 from processors.trigger.tally import LiveTallies
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry

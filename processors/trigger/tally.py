@@ -29,7 +29,8 @@ from typing import Callable
 from feature_store import FeedbackRecord
 from processors.monitor.performance import PerformanceCounts
 from processors.trigger.detector import ChangePoint, ErrorStream, in_label_order
-from processors.trigger.policy import TriggerSettings, hard_example
+from processors.trigger.policy import hard_example
+from processors.trigger.settings import TriggerSettings
 
 BUCKET_MS = 60_000
 

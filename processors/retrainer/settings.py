@@ -1,0 +1,21 @@
+"""Retrainer settings: TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>."""
+from dataclasses import dataclass
+
+from schemas.setting import setting
+
+from processors.retrainer.trainer_spec import resolve_trainer, trainer_problem
+
+
+@dataclass
+class RetrainerSettings:
+    """TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>: how a candidate is trained and rolled out."""
+    trainer: str = setting(
+        "reference:mlp", check=trainer_problem, resolve=resolve_trainer,
+        doc="reference:mlp|gbt (built in), sklearn:module:function or sklearn:path/to/file.py:function (a "
+            "relative path is relative to the config file's folder), python:module:function, or "
+            "command:... with {dataset} and {output}; checked (imported) when the configuration loads")
+    min_improvement: float = setting(0.01, unit="metric value", min=0,
+                                     doc="primary metric gain the candidate must show over the incumbent")
+    canary_share: float = setting(0.2, unit="share", min=0, max=1, doc="share of traffic the new version gets "
+                                                                       "as a canary")
+    group_id: str = setting("flywheel-retrainer", doc="Kafka consumer group")

@@ -1,0 +1,37 @@
+"""Trigger settings: TOML [trigger], env FLYWHEEL_TRIGGER_<FIELD>. A threshold of 0 switches its rule off."""
+from dataclasses import dataclass
+
+from schemas.setting import setting
+
+METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "calibration_error", "mae", "rmse")
+
+
+@dataclass
+class TriggerSettings:
+    """TOML [trigger], env FLYWHEEL_TRIGGER_<FIELD>: when a retrain is requested. A threshold of 0
+    switches its rule off."""
+    performance_metric: str = setting("accuracy", choices=METRICS,
+                                      doc="live figure the performance rule watches")
+    performance_threshold: float = setting(0.8, unit="metric value", min=0,
+                                           doc="worse than this (below; above for error metrics) fires")
+    min_labels: int = setting(200, unit="labels", min=0, doc="labelled examples needed before performance counts")
+    change_delta: float = setting(0.002, unit="confidence", min=0, max=1,
+                                  doc="ADWIN's confidence on the error stream; 0: no change detection")
+    drift_windows: int = setting(3, unit="windows", min=1, doc="consecutive flagged monitor windows that fire")
+    new_labels: int = setting(10_000, unit="labels", min=0, doc="labels since the last request that fire")
+    max_age_seconds: float = setting(7 * 86_400.0, unit="s", min=0, doc="a live version older than this fires")
+    cooldown_seconds: float = setting(3_600.0, unit="s", min=0, doc="automatic reasons wait this long after "
+                                                                    "the last request")
+    in_flight_timeout_seconds: float = setting(6 * 3_600.0, unit="s", min=0,
+                                               doc="a request older than this counts as failed")
+    lookback_seconds: float = setting(86_400.0, unit="s", min=1,
+                                      doc="feedback window the performance figure is taken over")
+    dataset_seconds: float = setting(30 * 86_400.0, unit="s", min=1,
+                                     doc="time range of feedback the retrainer should use")
+    hard_example_share: float = setting(0.2, unit="share", min=0, max=1,
+                                        doc="share of the dataset given to hard examples (wrong or low-confidence)")
+    low_confidence: float = setting(0.6, unit="probability", min=0, max=1,
+                                    doc="below this a prediction counts as a hard example")
+    holdout_share: float = setting(0.2, unit="share", min=0, max=1,
+                                   doc="share of the dataset held out to compare candidate and incumbent")
+    interval_seconds: float = setting(10.0, unit="s", min=0.01, doc="how often the trigger evaluates every model")

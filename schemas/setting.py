@@ -1,0 +1,43 @@
+"""One setting of a settings dataclass, documented where it is declared.
+
+`setting(60.0, unit="s", doc="...", min=0)` is a dataclass field whose metadata carries what a
+person needs to set it (its doc and unit) and what the loader checks before anything starts (its
+choices, bounds, and an optional `check` of the value). The settings reference is rendered from
+the same metadata, so the docs cannot drift from the code. It lives here, beside `Secret`,
+because every layer declares settings and this package imports nothing of ours.
+"""
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+# A field's own check: the problem with a value (None: fine); `base` is the config file's folder,
+# against which a relative path in the file resolves.
+Check = Callable[[Any, Path], str | None]
+Resolve = Callable[[Any, Path], Any]
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    doc: str
+    unit: str = ""
+    choices: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    check: Check | None = None
+    resolve: Resolve | None = None   # a value from the file, made absolute against the file's folder
+
+
+def setting(default: Any = dataclasses.MISSING, *, doc: str, unit: str = "", choices: tuple = (),
+            min: float | None = None, max: float | None = None, factory: Callable[[], Any] | None = None,
+            check: Check | None = None, resolve: Resolve | None = None, repr: bool = True) -> Any:
+    """A dataclass field with its documentation and its limits (`factory` for mutable defaults)."""
+    info = SettingInfo(doc, unit, tuple(choices), min, max, check, resolve)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"setting": info}, repr=repr)
+    return dataclasses.field(default=default, metadata={"setting": info}, repr=repr)
+
+
+def info(f: dataclasses.Field) -> SettingInfo | None:
+    """The field's SettingInfo, or None for a field declared without `setting`."""
+    return f.metadata.get("setting")
