@@ -10,6 +10,7 @@ import sys
 from flywheel import commands
 from flywheel.commands._examples import epilog
 from flywheel.config import load_config
+from flywheel.extras import missing_extra
 
 OUR_PACKAGES = {"flywheel", "schemas", "streams", "processors", "feature_store"}
 
@@ -29,8 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of every topic name")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in commands.discover():
-        module.register(sub)
+    commands.register_all(sub)
     for name, command in sub.choices.items():
         if command.epilog is None:
             command.epilog = epilog(name)
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:
+        e = missing_extra(e) or e        # a command reaching for an extra that is not installed
         if not _is_user_facing(e):
             raise
         # Our errors never carry a secret; a library's message might, so scrub it anyway.

@@ -89,7 +89,7 @@ class Client:
         32
         """
         if model not in self._publishers:
-            self._check_registered(model)
+            self.check_registered(model)
             self._publishers[model] = Publisher(self.config.kafka, self.registry, model)
         return self._publishers[model]
 
@@ -107,7 +107,7 @@ class Client:
         ...     print(mine.value["model_version"])
         v1
         """
-        self._check_registered(model)
+        self.check_registered(model)
         return Subscriber.predictions(self.config.kafka, self.registry, model, start=start, group_id=group_id)
 
     def predict(self, model: str, features: Features, timeout: float = 10.0) -> dict[str, Any]:
@@ -123,7 +123,7 @@ class Client:
         True v1
         """
         if model not in self._predictors:
-            self._check_registered(model)
+            self.check_registered(model)
             self._predictors[model] = Predictor(self.config.kafka, self.registry, model)
         return self._predictors[model].predict(features, timeout)
 
@@ -168,8 +168,9 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_registered(self, model: str) -> None:
-        """A model nobody registered has no worker: its requests would wait forever."""
+    def check_registered(self, model: str) -> None:
+        """Raise UnknownModel, naming the registered ones, unless `model` is registered: a model
+        nobody registered has no worker, and its requests would wait forever."""
         known = self.models
         if model not in known:
             raise UnknownModel(f"model {model!r} is not registered (registered: {', '.join(sorted(known)) or 'none'})")
