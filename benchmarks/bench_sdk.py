@@ -42,7 +42,7 @@ class Result:
 
 
 def customer(rng: random.Random) -> dict:
-    return {f"x{i}": rng.gauss(0, 1) for i in range(8)} | {"plan": rng.choice(["basic", "pro"])}
+    return {f"x{i}": rng.gauss(0, 1) for i in range(8)} | {"plan": rng.choice(["free", "pro", "team"])}
 
 
 def sync_run(model: str, count: int, rng: random.Random) -> Result:

@@ -205,7 +205,7 @@ class Subscription:
         if self._subscriber is None:
             self._subscriber = await self._run(self._open)
         while not self._batch:
-            self._batch.extend(await self._run(self._subscriber.poll_batch, 500, 0.2))
+            self._batch.extend(await self._run(self._subscriber.poll_arrived, 500, 0.2))
         return self._batch.popleft()
 
     async def close(self) -> None:

@@ -37,7 +37,7 @@ class Replies:
     def poll(self, wait: float) -> dict[str, Answer]:
         """What arrived within `wait` seconds, by request id (anyone's requests, not only ours)."""
         answers: dict[str, Answer] = {}
-        for received in self._predictions.poll_batch(500, wait):
+        for received in self._predictions.poll_arrived(500, wait):
             if isinstance(received.value, dict):
                 answers[received.value["request_id"]] = received.value
         for received in self._rejections.poll_batch(500, 0.0):
