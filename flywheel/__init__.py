@@ -5,7 +5,10 @@
 
     import flywheel
     with flywheel.connect() as client:               # flywheel.toml, FLYWHEEL_* env, keywords
-        prediction = client.predict("churn", {"x0": 0.3, "plan": "pro"})
+        prediction = client.predict("churn", {"x0": 0.3, "x1": -1.2, ..., "plan": "pro"})
+        client.label(prediction["request_id"], "churn")
+
+`flywheel.aio` is its asyncio twin; docs/guide/sdk.md shows both.
 
 The rest of the package is the application: the CLI, configuration, and the embedded stack's
 supervisor, which wire schemas/, streams/, feature_store/ and processors/ together.

@@ -102,7 +102,7 @@ class AsyncClient:
         ...     async with flywheel.aio.connect() as client, client.subscribe("churn") as predictions:
         ...         request_id = (await client.publisher("churn")).publish(customer)
         ...         async for p in predictions:
-        ...             if p.key == request_id.encode():
+        ...             if p.value["request_id"] == request_id:
         ...                 return p.value["model_version"]
         >>> asyncio.run(main())
         'v1'

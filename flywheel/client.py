@@ -103,7 +103,7 @@ class Client:
         >>> customer = {f"x{i}": 0.1 for i in range(8)} | {"plan": "pro"}
         >>> with flywheel.connect() as client, client.subscribe("churn") as predictions:
         ...     request_id = client.publisher("churn").publish(customer)
-        ...     mine = next(p for p in predictions if p.key == request_id.encode())
+        ...     mine = next(p for p in predictions if p.value["request_id"] == request_id)
         ...     print(mine.value["model_version"])
         v1
         """

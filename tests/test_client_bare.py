@@ -29,7 +29,7 @@ import flywheel.aio
 customer = {f"x{i}": 0.1 for i in range(8)} | {"plan": "pro"}
 with flywheel.connect() as client, client.subscribe("churn") as predictions:
     published = client.publisher("churn").publish(customer)
-    seen = next(p for p in predictions if p.key == published.encode())
+    seen = next(p for p in predictions if p.value["request_id"] == published)
     answer = client.predict("churn", customer, timeout=30)
     client.label(answer["request_id"], "churn", model="churn")
     print("sync", seen.value["model_version"], answer["model_version"], sorted(client.models))
