@@ -1,13 +1,18 @@
 """The client as a client installs it: without the heavy extras. A child process that cannot
 import ONNX Runtime, scikit-learn and the rest uses `import flywheel` against the real broker and
 a worker (run here, with everything installed) serving the demo's churn model."""
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
 
 import pytest
 
 from flywheel.extras import EXTRA_OF
+from streams.subscriber import Subscriber
 from tests.sdk_stack import churn_served
 
 # Importing any package an extra brings fails in the child, as it would where it is not installed.
@@ -60,7 +65,6 @@ def test_the_client_runs_without_the_heavy_extras(served, kafka, registry, data_
     done = run(CLIENT, data_dir)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["sync v1 v1 ['churn']", "async v1", "heavy []"]
-    from streams.subscriber import Subscriber
     with Subscriber(kafka, registry, f"{kafka.topic_prefix}labels", "GroundTruth", start="earliest") as labels:
         assert sorted(r.value["label"] for r in labels.read(2, timeout=20)) == ["churn", "stay"]
 
@@ -73,3 +77,12 @@ def test_a_command_whose_extra_is_missing_says_which_to_install(tmp_path):
         "pip install 'flywheel[serve]', or 'flywheel[all]' for every command"]
     listed = run("from flywheel.cli import main; main(['--help'])", tmp_path)
     assert "(needs the 'train' extra)" in listed.stdout and "publish inference requests" in listed.stdout
+
+
+def test_each_refused_import_is_brought_by_the_extra_the_cli_names():
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    installed_by = packages_distributions()
+    for module, extra in EXTRA_OF.items():
+        named = {re.split(r"[<>=\[ ]", requirement)[0].lower() for requirement in extras[extra]}
+        assert {d.lower() for d in installed_by[module]} & named, f"{module} is not in the '{extra}' extra"
