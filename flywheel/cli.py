@@ -13,6 +13,7 @@ from flywheel import commands
 from flywheel.commands._examples import epilog
 from flywheel.config import load_config
 from flywheel.errors import Unavailable, UserError
+from flywheel.extras import missing_extra
 
 EXIT_USER_ERROR = 1
 EXIT_TRY_LATER = 75     # sysexits.h EX_TEMPFAIL
@@ -33,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of every topic name")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in commands.discover():
-        module.register(sub)
+    commands.register_all(sub)
     for name, command in sub.choices.items():
         if command.epilog is None:
             command.epilog = epilog(name)
@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except ModuleNotFoundError as e:
+        # A command reaching for an extra that is not installed is the user's to fix, one line.
+        advice = missing_extra(e)
+        if advice is None:
+            raise
+        print(f"flywheel {args.command}: {advice}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except (UserError, Unavailable) as e:
         # A message may quote a library's, which might carry a secret: scrub it. An error that
         # names several problems (a configuration's) gives each its own prefixed line; one with no

@@ -75,7 +75,18 @@ class Subscriber:
             consumer.assign(self._start_positions(partitions))
 
     def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> list[Received]:
-        messages = self._consumer.consume(max_records, timeout)
+        """Up to `max_records`, waiting until that many arrived or `timeout` passed: a full batch."""
+        return self._decoded(self._consumer.consume(max_records, timeout))
+
+    def poll_arrived(self, max_records: int = 500, timeout: float = 1.0) -> list[Received]:
+        """As soon as one record arrives (within `timeout`), it and whatever else is already here:
+        what a caller waiting for one answer needs, where `poll_batch` would sit out its timeout."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        return self._decoded([first] + self._consumer.consume(max_records - 1, 0))
+
+    def _decoded(self, messages: list) -> list[Received]:
         good = [m for m in messages if m.error() is None and m.timestamp()[1] >= self._since]
         values = self._serde.decode_many([m.value() for m in good])
         return [Received(v, m.key(), m.topic(), m.partition(), m.offset(), m.timestamp()[1],
@@ -87,7 +98,7 @@ class Subscriber:
 
     def __iter__(self) -> Iterator[Received]:
         while True:
-            yield from self.poll_batch()
+            yield from self.poll_arrived()
 
     def read(self, count: int, timeout: float) -> list[Received]:
         """Up to `count` records, waiting at most `timeout` seconds in all."""

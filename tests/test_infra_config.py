@@ -161,6 +161,8 @@ def test_dockerfile_copies_every_package_and_runs_the_console_script():
     assert packages <= copied, f"packages not copied: {packages - copied}"
     assert "pyproject.toml" in copied and project["project"]["readme"] in copied
     assert 'ENTRYPOINT ["flywheel"]' in text and "flywheel" in project["project"]["scripts"]
+    # The processors need the extras; the bare dependencies are only the client.
+    assert all(f"'{extra}'" in text for extra in ("serve", "train", "cassandra"))
     assert re.search(r"^EXPOSE 9400$", text, re.M) and "FLYWHEEL_METRICS_PORT=9400" in text
 
 

@@ -27,7 +27,6 @@ from processors.models.errors import ModelsTopicBehind, UnknownModel
 from processors.models.follower import ModelFollower
 from processors.models.history import EventLog
 from processors.models.manifest import Manifest
-from processors.models.probe import open_session
 from processors.models.signing import EventSigner
 from processors.models.store import ArtifactStore
 
@@ -70,6 +69,8 @@ class ModelRegistry:
 
     def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
                  evidence: dict[str, float] | None = None) -> dict:
+        # ONNX Runtime (the `serve` extra) is imported here only: reading deployments needs none.
+        from processors.models.probe import open_session
         open_session(manifest, onnx_bytes)     # a file that cannot serve never goes live
         path, manifest = self.store.save(onnx_bytes, manifest)
         ref = VersionRef(str(path.resolve()), manifest.sha256)
