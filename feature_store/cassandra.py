@@ -17,7 +17,8 @@ import re
 import ssl
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 from cassandra import (ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut,
                        ReadTimeout, RequestExecutionException, Unavailable, UnresolvableContactPoints,

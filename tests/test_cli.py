@@ -50,7 +50,7 @@ def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, c
     assert main([*_flags(kafka, data_dir), "label", "--file", str(rows)]) == 0
     assert main([*_flags(kafka, data_dir), "subscribe", "-t", f"{kafka.topic_prefix}labels",
                  "--from-beginning", "-n", "3", "--timeout", "20"]) == 0
-    got = {json.loads(l)["value"]["request_id"] for l in capsys.readouterr().out.splitlines()}
+    got = {json.loads(line)["value"]["request_id"] for line in capsys.readouterr().out.splitlines()}
     assert got == {"r1", "r2", "r3"}
     assert main([*_flags(kafka, data_dir), "label"]) == 1
     assert "give REQUEST_ID and LABEL" in capsys.readouterr().err
@@ -98,7 +98,8 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
             time.sleep(0.2)
         state = json.loads(state_file.read_text())
         assert state["bootstrap"] == f"127.0.0.1:{port}"
-        listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"], env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
+        listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"],
+                                env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
                                 capture_output=True, text=True, timeout=60)
         assert "demo.requests" in listed.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{registry_port}/subjects", timeout=10) as reply:

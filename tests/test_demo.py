@@ -48,7 +48,8 @@ def demo_run(tmp_path_factory):
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    logs = "\n".join(f"== {p.name}\n" + "\n".join(l for l in p.read_text().splitlines() if not l.startswith("%"))[-1500:]
+    logs = "\n".join(f"== {p.name}\n"
+                     + "\n".join(line for line in p.read_text().splitlines() if not line.startswith("%"))[-1500:]
                      for p in sorted(data_dir.glob("*.log")))
     return data_dir, started, promoted_at, proc.returncode, err + logs
 

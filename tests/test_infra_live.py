@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,7 @@ def stack(broker, tmp_path_factory):
         assert proc.poll() is None, f"flywheel up exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
         state = json.loads(state_path.read_text())
         for spec in state["processes"]:
-            wait_for(lambda: _answers(spec["metrics_port"]), 60,
+            wait_for(partial(_answers, spec["metrics_port"]), 60,
                      f"{spec['name']} /metrics on port {spec['metrics_port']}", data_dir / f"{spec['name']}.log")
         drive_traffic(state, env)
         yield state

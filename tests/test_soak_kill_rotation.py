@@ -180,7 +180,7 @@ def test_kill_rotation_under_flywheel_up(tmp_path):
                 os.kill(pid, signal.SIGKILL)
                 kills.append((name, restarts))
         traffic.run(kill_due)
-        for name in schedule:                           # a short run: the kills left, now
+        for _ in schedule:                              # a short run: the kills left, now
             kill_due(float("inf"))
 
         catalog_predictions = "churn.predictions"

@@ -25,9 +25,11 @@ from flywheel.wiring import feature_store_for, schema_registry
 
 
 def register(sub) -> None:
-    p = sub.add_parser("up", help="run the embedded stack (broker, registry, store, processors); --demo: the whole loop",
+    p = sub.add_parser("up",
+                       help="run the embedded stack (broker, registry, store, processors); --demo: the whole loop",
                        description="Start the embedded broker (unless FLYWHEEL_BOOTSTRAP points at a cluster), "
-                                   "register schemas, create topics, migrate the store, restore model deployments and start every "
+                                   "register schemas, create topics, migrate the store, restore model deployments "
+                                   "and start every "
                                    "processor; stop everything on Ctrl-C. State stays in the data dir. With --demo, "
                                    "also train and register a first model, and run a traffic simulator whose "
                                    "concept drifts, so drift detection, retraining, canary and promotion play out.")
@@ -38,7 +40,8 @@ def register(sub) -> None:
                    help="first Prometheus port; processors take the next ones (default 9400)")
     p.add_argument("--model", action="append", default=[], metavar="NAME",
                    help="create the request and prediction topics of this model (repeatable)")
-    p.add_argument("--workers", type=_count, metavar="N", help="inference worker processes, one consumer group (default 1)")
+    p.add_argument("--workers", type=_count, metavar="N",
+                   help="inference worker processes, one consumer group (default 1)")
     p.add_argument("--joiners", type=_count, metavar="N", help="joiner processes, one consumer group (default 1)")
     p.add_argument("--monitors", type=_count, metavar="N",
                    help="monitor processes, one consumer group; windows merged in the store (default 1)")
@@ -48,7 +51,8 @@ def register(sub) -> None:
     demo.add_argument("--demo", action="store_true", help="run the demo story")
     demo.add_argument("--speed", type=float, help="story seconds per real second (default 1; try 5)")
     demo.add_argument("--rate", type=float, help="simulated requests per second (default 100)")
-    demo.add_argument("--drift-at", type=float, metavar="SECONDS", help="story seconds until the concept drifts (default 300)")
+    demo.add_argument("--drift-at", type=float, metavar="SECONDS",
+                      help="story seconds until the concept drifts (default 300)")
     p.set_defaults(handler=run)
 
 
