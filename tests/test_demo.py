@@ -12,8 +12,7 @@ import pytest
 
 from feature_store import StoreSettings, open_store
 from processors.models import EventLog
-from streams.broker import free_port
-from tests.test_infra_live import free_port_block
+from tests.ports import stack_ports
 
 SPEED, DRIFT_AT = 8.0, 240.0          # drift 30 s after the start
 
@@ -30,8 +29,7 @@ def demo_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
     env["FLYWHEEL_DATA_DIR"] = str(data_dir)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", str(SPEED),
-                             "--drift-at", str(DRIFT_AT), "--broker-port", str(free_port()),
-                             "--metrics-port", str(free_port_block(12))],
+                             "--drift-at", str(DRIFT_AT), *stack_ports().up_args()],
                             env=env, stderr=subprocess.PIPE, text=True)
     started = time.time() * 1000
     promoted_at = None

@@ -34,7 +34,7 @@ from streams.labels import LabelPublisher
 from streams.publisher import Publisher, Request
 from streams.settings import KafkaSettings
 from tests.retrain_helpers import register_model
-from tests.test_infra_live import free_port_block
+from tests.ports import free_port_block
 
 pytestmark = pytest.mark.soak
 
