@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from processors.models import ModelRegistry
+from processors.models import EventLog, ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
 from schemas.registry import split_credentials
@@ -107,7 +107,8 @@ def _count(text: str) -> int:
 
 def _demo_settings(args, config) -> DemoSettings:
     flags = {k: getattr(args, k) for k in ("speed", "rate", "drift_at") if getattr(args, k) is not None}
-    return config.section(DemoSettings, "demo", **flags)
+    demo = config.section(DemoSettings, "demo", **flags)
+    return demo.resumed(EventLog(config.data_dir).events(demo.model))
 
 
 def _stack(config, models: list[str], demo: DemoSettings | None) -> Stack:
@@ -166,9 +167,16 @@ def _banner(config, state, embedded: bool, registry_server: RegistryServer | Non
     if state.metrics_port:
         table.add_row("supervisor", f"pid {state.pid}, restarts http://127.0.0.1:{state.metrics_port}/metrics")
     if demo:
-        table.add_row("demo", f"{demo.model}: {demo.rate:g} req/s, drift at {demo.drift_at:g} story s, "
-                              f"speed {demo.speed:g}x (drift in {demo.drift_at / demo.speed:.0f}s)")
+        table.add_row("demo", f"{demo.model}: {demo.rate:g} req/s, speed {demo.speed:g}x, {_drift_note(demo)}")
     return Panel(table, title="[bold]flywheel up[/]", subtitle="Ctrl-C stops everything")
+
+
+def _drift_note(demo: DemoSettings) -> str:
+    if demo.drift_at < 0:
+        return "no drift"
+    if demo.drift_at == 0:
+        return "continuing after the drift (a retrained version exists)"
+    return f"drift at {demo.drift_at:g} story s (in {demo.drift_at / demo.speed:.0f}s)"
 
 
 def _raise_interrupt(*_):
