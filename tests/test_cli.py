@@ -11,7 +11,7 @@ import pytest
 
 from flywheel.cli import main
 from streams.broker import free_port
-from tests.ports import free_port_block
+from tests.ports import stack_ports
 
 
 def _flags(kafka, data_dir):
@@ -83,12 +83,11 @@ def test_topics_lists_and_creates(kafka, data_dir, capsys):
 
 def test_up_starts_and_stops_the_embedded_stack(tmp_path):
     """`flywheel up` in a real subprocess: banner, live broker, clean stop on SIGINT."""
-    port, registry_port = free_port(), free_port()
+    ports = stack_ports()
+    port, registry_port = ports.broker, ports.registry
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
     env.pop("FLYWHEEL_BOOTSTRAP", None)
-    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(port),
-                             "--metrics-port", str(free_port_block(12)), "--registry-port", str(registry_port),
-                             "--model", "demo"],
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", *ports.up_args(), "--model", "demo"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         state_file = tmp_path / "d" / "stack.json"
