@@ -169,7 +169,8 @@ def run(stream: Stream, rate: float, label_delay: float) -> Outcome:
         feedback += new
         state = ModelState("m", live.name, int(live.since * ms), last_request_ms=last_request)
         lookback = now - int(settings.lookback_seconds * 1000)
-        state.flagged_windows, state.flagged_since = drift_history([w for w in live.windows if w.window_start >= lookback])
+        recent_windows = [w for w in live.windows if w.window_start >= lookback]
+        state.flagged_windows, state.flagged_since = drift_history(recent_windows)
         recent = [f for f in feedback[-int(settings.lookback_seconds * rate):] if f.model_version == live.name]
         state.performance = performance([{"true_label": f.true_label, "predicted_label": f.predicted_label}
                                          for f in recent])
@@ -303,7 +304,8 @@ def main() -> None:
               f"| {o.false_detections}, {r['ADWIN false']}, {r['DDM false']}, {r['Page-Hinkley false']} "
               f"| {o.false_requests} | {o.after_promotion_flags} | {a['before']:.3f} "
               f"| {a.get('never retrained, same rows', a['after, never retrained']):.3f} "
-              f"| {a.get('after promotion', float('nan')):.3f} | {a.get('retrained at the drift point', float('nan')):.3f} "
+              f"| {a.get('after promotion', float('nan')):.3f} "
+              f"| {a.get('retrained at the drift point', float('nan')):.3f} "
               f"({int(a.get('retrained_rows', 0))} rows) |", flush=True)
         print(f"<!-- {stream.name}: {o.seconds:.1f} s -->", flush=True)
 

@@ -77,6 +77,29 @@ def describe(store: FeatureStore) -> str:
     return f"Cassandra ({', '.join(store.settings.cassandra.hosts)}, {store.settings.cassandra.concurrency} in flight)"
 
 
+def cases(store: FeatureStore, batch: int, entities: int, rng: random.Random) -> tuple:
+    """The three measured calls at one batch size: online writes, feedback writes, online reads."""
+    counter = iter(range(10**9))
+
+    def write_online():
+        start = next(counter) * batch
+        store.put_online("writes", [OnlineFeatures(f"w{start + j}", features(j), 0) for j in range(batch)],
+                         ttl_s=3600)
+        return batch
+
+    def write_feedback():
+        start = next(counter) * batch
+        store.put_feedback([feedback(start + j) for j in range(batch)])
+        return batch
+
+    def read_online():
+        ids = [f"e{rng.randrange(int(entities * 1.1))}" for _ in range(batch)]
+        store.get_online("bench", ids)
+        return batch
+
+    return write_online, write_feedback, read_online
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=("sqlite", "cassandra"), default="sqlite")
@@ -89,25 +112,7 @@ def main() -> None:
         for i in range(0, args.entities, 1000):
             store.put_online("bench", [OnlineFeatures(f"e{j}", features(j), 0) for j in range(i, i + 1000)])
         for batch in BATCHES:
-            counter = iter(range(10**9))
-
-            def write_online():
-                start = next(counter) * batch
-                store.put_online("writes", [OnlineFeatures(f"w{start + j}", features(j), 0) for j in range(batch)],
-                                 ttl_s=3600)
-                return batch
-
-            def write_feedback():
-                start = next(counter) * batch
-                store.put_feedback([feedback(start + j) for j in range(batch)])
-                return batch
-
-            def read_online():
-                ids = [f"e{rng.randrange(int(args.entities * 1.1))}" for _ in range(batch)]
-                store.get_online("bench", ids)
-                return batch
-
-            rows.append((batch, *(timed(args.seconds, f) for f in (write_online, write_feedback, read_online))))
+            rows.append((batch, *(timed(args.seconds, f) for f in cases(store, batch, args.entities, rng))))
         title = describe(store)
     load = os.getloadavg()[0]
     print(f"{title}, {os.cpu_count()} cores, load average {load:.1f}; each cell: per wall second / per CPU second")

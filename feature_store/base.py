@@ -16,7 +16,8 @@ import zlib
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
                                    ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)

@@ -17,7 +17,8 @@ import re
 import ssl
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 from cassandra import (ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut,
                        ReadTimeout, RequestExecutionException, Unavailable, UnresolvableContactPoints,
@@ -191,10 +192,10 @@ class CassandraStore(FeatureStore):
     def _chunks(self, bounds: list) -> Iterator[list]:
         """Runs of at most rows_per_batch statements and batch_bytes as the node counts a batch
         (a larger row goes alone)."""
-        chunk, size = [], 0
+        chunk, size, limits = [], 0, self.settings.cassandra
         for bound in bounds:
             n = ROW_BYTES + sum(len(v) + CELL_BYTES for v in bound.values if isinstance(v, bytes))
-            if chunk and (len(chunk) == self.settings.cassandra.rows_per_batch or size + n > self.settings.cassandra.batch_bytes):
+            if chunk and (len(chunk) == limits.rows_per_batch or size + n > limits.batch_bytes):
                 yield chunk
                 chunk, size = [], 0
             chunk.append(bound)

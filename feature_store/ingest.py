@@ -5,7 +5,8 @@ are numeric features, strings categorical, null/empty missing."""
 import csv
 import json
 import math
-from typing import Any, Iterable, Iterator, Mapping, TextIO
+from typing import Any, TextIO
+from collections.abc import Iterable, Iterator, Mapping
 
 from feature_store.base import Clock, FeatureStore, wall_clock_ms
 from feature_store.errors import InvalidRecord

@@ -5,7 +5,8 @@ worker can record it on the Prediction's `feature_sources` ("request" or "online
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from feature_store.base import FeatureStore
 

@@ -4,7 +4,8 @@ schemas/avro so a decoded message becomes a record with `Record.from_dict(decode
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from feature_store.errors import InvalidRecord
 

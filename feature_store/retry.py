@@ -3,7 +3,8 @@ wait (exponentially longer, with jitter) and try again; other errors go straight
 import random
 import threading
 import time
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 from feature_store.errors import StoreUnavailable
 

@@ -15,7 +15,8 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
 from feature_store.errors import StoreError, StoreNotMigrated, StoreUnavailable

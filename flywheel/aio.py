@@ -87,7 +87,7 @@ class AsyncClient:
         try:
             await self._run(_publish_now, publisher, request, timeout)
             return await asyncio.wait_for(answer, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise no_answer(request.request_id, model, timeout) from None
         finally:
             router.forget(request.request_id)

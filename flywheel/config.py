@@ -27,7 +27,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from schemas.secret import REDACTED, Secret
 from schemas.setting import info

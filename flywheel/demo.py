@@ -1,7 +1,7 @@
 """What `flywheel up --demo` sets up: the story's timings, scaled by --speed, handed to every
 processor as FLYWHEEL_* settings (a setting already in the environment wins)."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from schemas.setting import setting
 
@@ -15,6 +15,14 @@ class DemoSettings:
     drift_at: float = setting(300.0, unit="story s", doc="when the concept drifts; negative: never")
     window: float = setting(60.0, unit="story s", min=1, doc="the monitor's window")
     label_delay: float = setting(30.0, unit="story s", min=0, doc="mean delay of a label")
+
+    def resumed(self, events: list[dict]) -> "DemoSettings":
+        """The story as it continues on a data dir that has seen it: once the retrainer has
+        registered a version of the demo model, the drift it was trained on has happened, and a
+        restarted simulator starts drifted. Replaying the story from the start would send
+        pre-drift traffic that the promoted model reads as drift, and retrain it away again."""
+        past_drift = any(e["kind"] == "REGISTERED" and e.get("actor") == "retrainer" for e in events)
+        return replace(self, drift_at=0.0) if past_drift and self.drift_at >= 0 else self
 
     def env(self) -> dict[str, str]:
         story = {  # durations in story seconds

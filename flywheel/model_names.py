@@ -2,7 +2,7 @@
 command acts on it: a typo must not create a model's lock, topics or report section. Registered
 means a version in the data dir's artifact store, which every process of a deployment shares
 and which answers whether or not a broker runs (`report` works after the stack stopped)."""
-from typing import Iterable
+from collections.abc import Iterable
 
 from processors.models.errors import UnknownModel
 from processors.models.store import ArtifactStore

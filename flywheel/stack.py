@@ -105,7 +105,8 @@ class Stack:
         self._children: list[_Child] = []
         self._lock = None
         self._metrics = CollectorRegistry()
-        self._restarts = Counter("flywheel_process_restarts", "Processes the supervisor started again after they exited",
+        self._restarts = Counter("flywheel_process_restarts",
+                                 "Processes the supervisor started again after they exited",
                                  ["process"], registry=self._metrics)
         self._server = None
         self.registry_server: RegistryServer | None = None   # the embedded registry's Confluent REST API

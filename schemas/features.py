@@ -73,7 +73,8 @@ class FeatureSpec:
             if f.kind == "numeric" and not math.isfinite(value):
                 raise FeatureProblem(f.name, "non_finite", f"value {value} is not finite")
             if f.kind == "categorical" and f.categories and value not in f.categories and not f.unknown_bucket:
-                raise FeatureProblem(f.name, "unseen_category", f"category {clip(repr(value))} was not seen in training")
+                raise FeatureProblem(f.name, "unseen_category",
+                                     f"category {clip(repr(value))} was not seen in training")
 
     def to_dict(self) -> dict:
         return {"features": [asdict(f) for f in self.features]}

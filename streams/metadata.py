@@ -9,7 +9,8 @@ which retries those errors (and librdkafka's retriable ones) with exponential ba
 deadline, then raises `BrokerUnavailable` with one line naming what was missing.
 """
 import time
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 

@@ -11,7 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 

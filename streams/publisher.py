@@ -2,7 +2,8 @@
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from schemas import AvroSerde
 from schemas.features import FeatureSpec

@@ -3,7 +3,8 @@ as a consumer group member or standalone (every partition, no group)."""
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
+from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 

@@ -2,7 +2,7 @@
 model registered in the test's data dir, a worker serving it, and the FLYWHEEL_* environment
 that `flywheel.connect()` reads pointing at all of it."""
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from feature_store import StoreSettings, open_store
 from processors.models import ModelRegistry

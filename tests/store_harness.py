@@ -4,8 +4,9 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -64,7 +65,7 @@ def write_from_process(settings: StoreSettings, data_dir: Path, writer: str, cou
         batch = [FeedbackRecord(f"{writer}-{j}", f"e{j}", "m", "v1", event_time=T0 + j * 1000,
                                 predicted_at=T0, labelled_at=T0 + 1, true_label=writer)
                  for j in range(i, min(count, i + 25))]
-        retrying(lambda: store.put_feedback(batch), attempts=20)
+        retrying(partial(store.put_feedback, batch), attempts=20)
         shared = [OnlineFeatures(f"shared-{j}", {"x": float(j)}, T0) for j in range(i, i + 25)]
-        retrying(lambda: store.put_online("g", shared), attempts=20)
+        retrying(partial(store.put_online, "g", shared), attempts=20)
     store.close()

@@ -11,7 +11,7 @@ import pytest
 
 from flywheel.cli import main
 from streams.broker import free_port
-from tests.test_infra_live import free_port_block
+from tests.ports import stack_ports
 
 
 def _flags(kafka, data_dir):
@@ -50,7 +50,7 @@ def test_label_from_arguments_and_file(kafka, data_dir, make_topics, tmp_path, c
     assert main([*_flags(kafka, data_dir), "label", "--file", str(rows)]) == 0
     assert main([*_flags(kafka, data_dir), "subscribe", "-t", f"{kafka.topic_prefix}labels",
                  "--from-beginning", "-n", "3", "--timeout", "20"]) == 0
-    got = {json.loads(l)["value"]["request_id"] for l in capsys.readouterr().out.splitlines()}
+    got = {json.loads(line)["value"]["request_id"] for line in capsys.readouterr().out.splitlines()}
     assert got == {"r1", "r2", "r3"}
     assert main([*_flags(kafka, data_dir), "label"]) == 1
     assert "give REQUEST_ID and LABEL" in capsys.readouterr().err
@@ -83,12 +83,11 @@ def test_topics_lists_and_creates(kafka, data_dir, capsys):
 
 def test_up_starts_and_stops_the_embedded_stack(tmp_path):
     """`flywheel up` in a real subprocess: banner, live broker, clean stop on SIGINT."""
-    port, registry_port = free_port(), free_port()
+    ports = stack_ports()
+    port, registry_port = ports.broker, ports.registry
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
     env.pop("FLYWHEEL_BOOTSTRAP", None)
-    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(port),
-                             "--metrics-port", str(free_port_block(12)), "--registry-port", str(registry_port),
-                             "--model", "demo"],
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", *ports.up_args(), "--model", "demo"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
         state_file = tmp_path / "d" / "stack.json"
@@ -98,7 +97,8 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
             time.sleep(0.2)
         state = json.loads(state_file.read_text())
         assert state["bootstrap"] == f"127.0.0.1:{port}"
-        listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"], env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
+        listed = subprocess.run([sys.executable, "-m", "flywheel", "topics"],
+                                env={**env, "FLYWHEEL_BOOTSTRAP": state["bootstrap"]},
                                 capture_output=True, text=True, timeout=60)
         assert "demo.requests" in listed.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{registry_port}/subjects", timeout=10) as reply:

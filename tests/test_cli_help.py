@@ -34,3 +34,16 @@ def test_every_command_help_has_examples_that_parse(name, capsys):
     assert invocations and all(words[0] == name for words in invocations), invocations
     for words in invocations:
         build_parser().parse_args(words)  # SystemExit (usage error) fails the test
+
+
+def test_retrainer_help_names_every_trainer_form_the_retrainer_accepts():
+    help_text = " ".join(_commands()["retrainer"].format_help().split())   # argparse wraps lines
+    for form in ("reference:mlp", "reference:gbt", "sklearn:module:function", "sklearn:path/to/file.py:function",
+                 "python:module:function", "command:"):
+        assert form in help_text, form
+
+
+def test_import_help_asks_for_rows_the_model_was_not_trained_on():
+    help_text = " ".join(_commands()["import"].format_help().split())
+    assert "training data" not in help_text
+    assert "--sample CSV validation rows" in help_text and "not trained on" in help_text

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 from rich.console import Console
@@ -64,7 +64,7 @@ def _text(renderable, width: int) -> str:
 
 
 def _clock(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S")
 
 
 def test_the_simulator_reports_the_rate_it_sends_at(kafka, data_dir, make_topics):

@@ -1,6 +1,7 @@
 """The commit pipeline against the real broker: commits overlapped with the next batch keep
 every record exactly once and in order, and a commit that fails rewinds both the batch in
 flight and the batch consumed behind it, so nothing is skipped."""
+import threading
 import time
 
 import pytest
@@ -77,22 +78,36 @@ def test_a_failed_commit_rewinds_the_batch_in_flight_and_the_one_behind_it(kafka
 
 
 class _HungClient(Producer):
-    """A transactional producer whose send_offsets_to_transaction never returns, as librdkafka's
-    does when the group coordinator restarts mid-transaction (librdkafka #5456)."""
+    """A transactional producer whose send_offsets_to_transaction does not return, as librdkafka's
+    does when the group coordinator restarts mid-transaction (librdkafka #5456), until the test
+    releases it. In production the process exits and takes the hung thread with it; here the
+    thread would keep this client and the consumer alive, retrying the session broker after it
+    stops and logging `Connection refused` past pytest's summary."""
+
+    def __init__(self, config: dict, released: threading.Event):
+        super().__init__(config)
+        self.released = released
 
     def send_offsets_to_transaction(self, *args, **kwargs):
-        time.sleep(3600)
+        self.released.wait()
+        raise RuntimeError("released by the test")
 
 
-def test_a_commit_hung_in_the_client_stops_the_loop_and_its_successor_redoes_the_batch(kafka):
+@pytest.fixture
+def hung(kafka):
+    released = threading.Event()
+    yield _HungClient({"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": f"{kafka.topic_prefix}tx",
+                       # Its records stay in the client (Tansu would show an aborted transaction's).
+                       "linger.ms": 30000}, released)
+    released.set()
+
+
+def test_a_commit_hung_in_the_client_stops_the_loop_and_its_successor_redoes_the_batch(kafka, hung):
     src = _topic_with(kafka, "pipe-hung-src", 10)
     dst = f"{kafka.topic_prefix}pipe-hung-dst"
     ensure_topics(make_admin(kafka), [TopicSpec(dst, 1, 1)])
     consumer = make_consumer(kafka, f"{kafka.topic_prefix}pipe-hung")
     consumer.assign([TopicPartition(src, 0, 0)])
-    hung = _HungClient({"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": f"{kafka.topic_prefix}tx",
-                        # Its records stay in the client (Tansu would show an aborted transaction's).
-                        "linger.ms": 30000})
     committer = BatchCommitter(consumer, hung, timeout_s=1)
     pipeline = CommitPipeline(committer, stuck_after_s=2)
     batch = _consume(consumer, 10)

@@ -53,7 +53,8 @@ def test_removing_a_required_field_is_refused_under_full(registry):
 
 
 def test_registering_the_same_schema_twice_returns_the_same_id(registry):
-    assert registry.register(SUBJECT, load_schema("GroundTruth")) == registry.register(SUBJECT, load_schema("GroundTruth"))
+    first = registry.register(SUBJECT, load_schema("GroundTruth"))
+    assert registry.register(SUBJECT, load_schema("GroundTruth")) == first
 
 
 def test_unknown_mode_is_refused(registry):

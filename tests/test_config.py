@@ -10,7 +10,8 @@ def test_file_then_env_then_overrides(tmp_path):
     cfg = tmp_path / "f.toml"
     cfg.write_text('data_dir = "/srv/fw"\n[kafka]\npartitions = 8\ntopic_prefix = "a."\nbootstrap = "k:1"\n')
     c = load_config(cfg, env={})
-    assert (c.data_dir, c.kafka.partitions, c.kafka.topic_prefix, c.kafka.bootstrap) == (Path("/srv/fw"), 8, "a.", "k:1")
+    assert (c.data_dir, c.kafka.partitions, c.kafka.topic_prefix, c.kafka.bootstrap) == \
+        (Path("/srv/fw"), 8, "a.", "k:1")
     c = load_config(cfg, env={"FLYWHEEL_KAFKA_PARTITIONS": "12", "FLYWHEEL_BOOTSTRAP": "k:2"})
     assert (c.kafka.partitions, c.kafka.bootstrap) == (12, "k:2")
     c = load_config(cfg, env={"FLYWHEEL_BOOTSTRAP": "k:2"}, kafka={"bootstrap": "k:3"}, data_dir="/x")

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from feature_store import StoreSettings, open_store
+from flywheel.demo import DemoSettings
 from processors.models import EventLog
-from streams.broker import free_port
-from tests.test_infra_live import free_port_block
+from tests.ports import stack_ports
 
 SPEED, DRIFT_AT = 8.0, 240.0          # drift 30 s after the start
 
@@ -24,14 +24,18 @@ def _accuracy(records) -> float:
     return sum(r.predicted_label == r.true_label for r in records) / len(records)
 
 
+def _env(data_dir) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    env["FLYWHEEL_DATA_DIR"] = str(data_dir)
+    return env
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("demo") / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
-    env["FLYWHEEL_DATA_DIR"] = str(data_dir)
+    env = _env(data_dir)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", str(SPEED),
-                             "--drift-at", str(DRIFT_AT), "--broker-port", str(free_port()),
-                             "--metrics-port", str(free_port_block(12))],
+                             "--drift-at", str(DRIFT_AT), *stack_ports().up_args()],
                             env=env, stderr=subprocess.PIPE, text=True)
     started = time.time() * 1000
     promoted_at = None
@@ -48,7 +52,8 @@ def demo_run(tmp_path_factory):
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    logs = "\n".join(f"== {p.name}\n" + "\n".join(l for l in p.read_text().splitlines() if not l.startswith("%"))[-1500:]
+    logs = "\n".join(f"== {p.name}\n"
+                     + "\n".join(line for line in p.read_text().splitlines() if not line.startswith("%"))[-1500:]
                      for p in sorted(data_dir.glob("*.log")))
     return data_dir, started, promoted_at, proc.returncode, err + logs
 
@@ -84,3 +89,29 @@ def test_accuracy_recovers_after_promotion(demo_run):
         after = _accuracy(store.feedback("churn", promoted_at + 2000, int(time.time() * 1000), live))
     assert during < before - 0.15, (before, during)
     assert after >= before - 0.05, (before, during, after)
+
+
+def test_a_demo_resumes_after_the_drift_once_a_retrained_version_exists(tmp_path):
+    log = EventLog(tmp_path)
+    log.append({"model": "churn", "kind": "REGISTERED", "version": "v1", "at": 1, "actor": "demo"})
+    log.append({"model": "other", "kind": "REGISTERED", "version": "v2", "at": 2, "actor": "retrainer"})
+    assert DemoSettings(drift_at=300).resumed(log.events("churn")).drift_at == 300
+    log.append({"model": "churn", "kind": "REJECTED", "version": "v2", "at": 3, "actor": "retrainer"})
+    assert DemoSettings(drift_at=300).resumed(log.events("churn")).drift_at == 300   # v1 still serves
+    log.append({"model": "churn", "kind": "REGISTERED", "version": "v3", "at": 4, "actor": "retrainer"})
+    assert DemoSettings(drift_at=300).resumed(log.events("churn")).drift_at == 0
+    assert DemoSettings(drift_at=-1).resumed(log.events("churn")).drift_at == -1      # never stays never
+
+
+def test_a_restarted_demo_continues_after_the_drift(demo_run):
+    """Last in this module: it restarts the stack on the finished run's data dir for 20 s, less
+    than the 30 s the story takes to its drift, so only a resumed simulator drifts in that time."""
+    data_dir, _, promoted_at, _, _ = demo_run
+    assert promoted_at is not None
+    done = subprocess.run([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", str(SPEED),
+                           "--drift-at", str(DRIFT_AT), *stack_ports().up_args(), "--for", "20"],
+                          env=_env(data_dir), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "continuing after the drift" in done.stderr
+    drifts = [int(ms) for ms in re.findall(r"concept drifted at (\d+)", (data_dir / "simulator.log").read_text())]
+    assert len(drifts) == 2 and drifts[1] > promoted_at, drifts

@@ -22,7 +22,8 @@ def _direct_psi(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def _profiles(ref_x, live_x, ref_c=(), live_c=()):
-    reference = Profile.from_bytes(build_reference(SPEC, {"x": ref_x}, {"colour": list(ref_c)} if len(ref_c) else {}).to_bytes())
+    categorical = {"colour": list(ref_c)} if len(ref_c) else {}
+    reference = Profile.from_bytes(build_reference(SPEC, {"x": ref_x}, categorical).to_bytes())
     window = reference.empty_like()
     window.add_columns(len(live_x), {"x": live_x}, {"colour": list(live_c)} if len(live_c) else {})
     return reference, window

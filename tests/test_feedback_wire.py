@@ -40,7 +40,7 @@ def serde(registry):
     return AvroSerde(registry, "FeedbackRecord")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records=st.lists(feedback(), min_size=1, max_size=8))
 def test_every_record_is_encoded_as_fastavro_encodes_it(serde, records):
     encoder = FeedbackEncoder(serde)

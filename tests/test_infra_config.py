@@ -24,7 +24,6 @@ import yaml
 from flywheel.cli import build_parser
 from flywheel.config import ALIASES, env_names, load_config
 from flywheel.sections import SECTIONS
-from schemas.secret import Secret
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
@@ -101,7 +100,7 @@ def test_compose_start_order_is_infrastructure_healthy_then_migrate_then_process
 def test_compose_points_flywheel_at_the_real_services_not_embedded_ones(compose):
     services = compose["services"]
     kafka_env = services["kafka"]["environment"]
-    internal = next(l for l in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",") if l.startswith("PLAINTEXT://"))
+    internal = next(x for x in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",") if x.startswith("PLAINTEXT://"))
     registry_port = services["schema-registry"]["environment"]["SCHEMA_REGISTRY_LISTENERS"].rsplit(":", 1)[1]
     for name, service in flywheel_services(compose).items():
         env = service["environment"]
@@ -194,7 +193,8 @@ def test_rules_cover_what_an_operator_must_hear_about():
     alerts = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
     assert {"FlywheelConsumerLagGrowing", "FlywheelDeadLetterRate", "FlywheelNoPredictions",
             "FlywheelAccuracyBelowThreshold", "FlywheelDriftFlagged", "FlywheelRetrainFailed"} <= set(alerts)
-    tested = {t["alertname"] for case in yaml.safe_load((PROM / "tests" / "flywheel.rules.test.yml").read_text())["tests"]
+    cases = yaml.safe_load((PROM / "tests" / "flywheel.rules.test.yml").read_text())["tests"]
+    tested = {t["alertname"] for case in cases
               for t in case["alert_rule_test"]}
     untested = set(alerts) - tested - {"FlywheelDriftFlagged", "FlywheelLatencyHigh"}  # single-series thresholds
     assert not untested, f"alerts without a promtool unit test: {sorted(untested)}"
@@ -220,7 +220,8 @@ def test_dashboard_has_the_panels_an_operator_needs(dashboard):
                   ["accuracy", "model version"], ["drift", "feature"]):
         assert any(all(w in t for w in words) for t in titles), f"no panel titled with {words}: {titles}"
     latency = next(p for p in panels(dashboard) if "end-to-end latency" in p["title"].lower())
-    assert {re.search(r"histogram_quantile\(([\d.]+)", t["expr"]).group(1) for t in latency["targets"]} == {"0.5", "0.95", "0.99"}
+    quantiles = {re.search(r"histogram_quantile\(([\d.]+)", t["expr"]).group(1) for t in latency["targets"]}
+    assert quantiles == {"0.5", "0.95", "0.99"}
 
 
 def test_dashboard_marks_model_events_as_annotations(dashboard):
@@ -391,7 +392,8 @@ def test_configured_values_parse_to_the_types_flywheel_expects(manifests, compos
             for f in dataclasses.fields(cls):
                 expected = typing.get_origin(hints[f.name]) or hints[f.name]
                 value = getattr(settings, f.name)
-                names = {f"FLYWHEEL_{section}_{f.name}".upper()} | {a for a, t in ALIASES.items() if t == (section, f.name)}
+                names = {f"FLYWHEEL_{section}_{f.name}".upper()} | \
+                    {a for a, t in ALIASES.items() if t == (section, f.name)}
                 if expected in (types.UnionType, typing.Union) or not names & set(env):
                     continue    # only what the environment set, and only plain types
                 assert isinstance(value, (int, float) if expected is float else expected), \
@@ -401,7 +403,8 @@ def test_configured_values_parse_to_the_types_flywheel_expects(manifests, compos
 def test_worker_autoscaling_is_on_consumer_lag_capped_at_the_partition_count(manifests):
     (scaled,) = objects(manifests, "ScaledObject")
     config = configmap(manifests)
-    (worker,) = [d for d in objects(manifests, "Deployment") if d["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]]
+    target = scaled["spec"]["scaleTargetRef"]["name"]
+    (worker,) = [d for d in objects(manifests, "Deployment") if d["metadata"]["name"] == target]
     assert worker["spec"]["template"]["spec"]["containers"][0]["args"][0] == "worker"
     assert "replicas" not in worker["spec"], "KEDA owns the worker's replicas"
     assert scaled["spec"]["maxReplicaCount"] == int(config["FLYWHEEL_KAFKA_PARTITIONS"])
@@ -424,7 +427,7 @@ def test_disruption_budgets_select_existing_deployments(manifests):
     assert budgets
     for pdb in budgets:
         selector = pdb["spec"]["selector"]["matchLabels"]
-        assert any(selector.items() <= l.items() for l in labels), pdb["metadata"]["name"]
+        assert any(selector.items() <= pod.items() for pod in labels), pdb["metadata"]["name"]
         assert pdb["spec"]["maxUnavailable"] == 1
 
 

@@ -10,13 +10,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import free_port
+from tests.ports import stack_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -73,20 +74,6 @@ def scrape(port: int, timeout: float = 3.0) -> str:
         return response.read().decode()
 
 
-def free_port_block(count: int) -> int:
-    """A first port such that it and the next `count` ports are free (the stack numbers upward)."""
-    for _ in range(50):
-        base = free_port()
-        try:
-            sockets = [socket.create_server(("127.0.0.1", base + i)) for i in range(count + 1)]
-        except OSError:
-            continue
-        for s in sockets:
-            s.close()
-        return base
-    raise RuntimeError("no block of free ports")
-
-
 def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,7 +98,10 @@ def stack(broker, tmp_path_factory):
     groups = {f"FLYWHEEL_{p.upper()}_GROUP_ID": f"{prefix}{p}" for p in ("worker", "joiner", "monitor", "retrainer")}
     env = {**os.environ, "FLYWHEEL_BOOTSTRAP": broker, "FLYWHEEL_DATA_DIR": str(data_dir),
            "FLYWHEEL_TOPIC_PREFIX": prefix, "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000", **groups}
-    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--metrics-port", str(free_port_block(16)),
+    # Module-scoped: the autouse fixture that gives each test a free registry port has not run yet.
+    ports = stack_ports(16)
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--metrics-port", str(ports.metrics),
+                             "--registry-port", str(ports.registry),
                              "--model", MODEL, "--for", "600"],
                             env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=data_dir)
     try:
@@ -120,7 +110,7 @@ def stack(broker, tmp_path_factory):
         assert proc.poll() is None, f"flywheel up exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
         state = json.loads(state_path.read_text())
         for spec in state["processes"]:
-            wait_for(lambda: _answers(spec["metrics_port"]), 60,
+            wait_for(partial(_answers, spec["metrics_port"]), 60,
                      f"{spec['name']} /metrics on port {spec['metrics_port']}", data_dir / f"{spec['name']}.log")
         drive_traffic(state, env)
         yield state

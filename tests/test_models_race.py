@@ -2,6 +2,7 @@
 moment, from their own registries (as from their own processes), and no event undoes another."""
 import threading
 from dataclasses import replace
+from functools import partial
 
 import pytest
 
@@ -9,6 +10,16 @@ from processors.models import DeploymentError, EventLog, ModelFollower, ModelReg
 from tests.test_worker_support import small_model
 
 ROUNDS = 20
+
+
+def _act(start: threading.Barrier, call, failures: list[BaseException]) -> None:
+    start.wait()
+    try:
+        call()
+    except DeploymentError:              # refused on the winner's state: fine
+        pass
+    except BaseException as e:
+        failures.append(e)
 
 
 def test_a_promotion_is_never_undone_by_a_concurrent_register(kafka, registry, data_dir, make_topics):
@@ -23,18 +34,9 @@ def test_a_promotion_is_never_undone_by_a_concurrent_register(kafka, registry, d
             retrainer.register(onnx, replace(manifest, model=model, version=version))
         retrainer.canary(model, "v2", 0.2)
         start = threading.Barrier(2)
-
-        def act(call):
-            start.wait()
-            try:
-                call()
-            except DeploymentError:              # refused on the winner's state: fine
-                pass
-            except BaseException as e:
-                failures.append(e)
-        threads = [threading.Thread(target=act, args=(lambda: rollout.promote(model, "v2"),)),
-                   threading.Thread(target=act, args=(lambda: retrainer.register(
-                       onnx, replace(manifest, model=model, version="v3")),))]
+        threads = [threading.Thread(target=_act, args=(start, partial(rollout.promote, model, "v2"), failures)),
+                   threading.Thread(target=_act, args=(start, partial(
+                       retrainer.register, onnx, replace(manifest, model=model, version="v3")), failures))]
         for t in threads:
             t.start()
         for t in threads:

@@ -9,9 +9,8 @@ from flywheel.stack import Stack
 from flywheel.wiring import register_all_schemas, schema_registry
 from schemas import RECORD_NAMES
 from schemas.registry import open_registry
-from streams.broker import free_port
 from streams.settings import KafkaSettings
-from tests.test_infra_live import free_port_block
+from tests.ports import stack_ports
 
 
 def _register_in_child(data_dir, queue):
@@ -34,14 +33,18 @@ def test_ids_are_shared_by_concurrent_processes(data_dir):
 
 def test_ids_survive_a_restart_of_the_stack(tmp_path):
     """Start the embedded stack, note the ids, stop it (the broker forgets everything), start it
-    again on the same data dir: every record type keeps its id."""
-    # The stack numbers its processors' metrics ports upward from metrics_port: a block must be free.
-    config = Config(data_dir=tmp_path / "stack", metrics_port=free_port_block(8),
-                    kafka=KafkaSettings(embedded_port=free_port(), session_timeout_ms=6000))
+    again on the same data dir: every record type keeps its id. The backbone (broker, registry,
+    topics) is what holds ids; the processors only look them up. Free ports throughout: a
+    developer's own stack may hold the defaults."""
+    # The stack checks the metrics ports it would number upward from metrics_port: a block must be free.
+    ports = stack_ports(8)
+    config = Config(data_dir=tmp_path / "stack", metrics_port=ports.metrics,
+                    kafka=KafkaSettings(embedded_port=ports.broker, embedded_registry_port=ports.registry,
+                                        session_timeout_ms=6000))
     ids = []
     for _ in range(2):
         stack = Stack(config)
-        stack.start()
+        stack.start_backbone()
         try:
             assert stack.broker is not None and stack.broker.running
             ids.append(register_all_schemas(schema_registry(config)))

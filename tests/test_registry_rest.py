@@ -97,8 +97,10 @@ def test_the_client_api_subset(registry, server):
     for call, status, code in [(lambda: client.get_versions("nosuch"), 404, 40401),
                                (lambda: client.get_version("things", 99), 404, 40402),
                                (lambda: client.get_schema(9999), 404, 40403),
-                               (lambda: client.lookup_schema("things", Schema(_schema({"name": "z", "type": "int"}), "AVRO")), 404, 40403),
-                               (lambda: client.register_schema("things", Schema('{"type": "nonsense"}', "AVRO")), 422, 42201),
+                               (lambda: client.lookup_schema("things", Schema(_schema({"name": "z", "type": "int"}),
+                                                                              "AVRO")), 404, 40403),
+                               (lambda: client.register_schema("things", Schema('{"type": "nonsense"}', "AVRO")),
+                                422, 42201),
                                (lambda: client.set_compatibility("things", "SIDEWAYS"), 422, 42203)]:
         with pytest.raises(SchemaRegistryError) as e:
             call()

@@ -159,6 +159,7 @@ def test_schema_registry_credentials_travel_as_basic_auth_never_in_the_url(tmp_p
     finally:
         server.shutdown()
         server.server_close()
-    expected = [f"Basic {base64.b64encode(f'flywheel:{s}'.encode()).decode()}" for s in (SECRETS["env"], SECRETS["toml"])]
+    expected = [f"Basic {base64.b64encode(f'flywheel:{s}'.encode()).decode()}"
+                for s in (SECRETS["env"], SECRETS["toml"])]
     assert seen == expected
     assert split_credentials(in_url)[0] == url and not _leaks(repr(access))

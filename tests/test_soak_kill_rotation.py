@@ -34,7 +34,7 @@ from streams.labels import LabelPublisher
 from streams.publisher import Publisher, Request
 from streams.settings import KafkaSettings
 from tests.retrain_helpers import register_model
-from tests.test_infra_live import free_port_block
+from tests.ports import free_port_block
 
 pytestmark = pytest.mark.soak
 
@@ -180,7 +180,7 @@ def test_kill_rotation_under_flywheel_up(tmp_path):
                 os.kill(pid, signal.SIGKILL)
                 kills.append((name, restarts))
         traffic.run(kill_due)
-        for name in schedule:                           # a short run: the kills left, now
+        for _ in schedule:                              # a short run: the kills left, now
             kill_due(float("inf"))
 
         catalog_predictions = "churn.predictions"

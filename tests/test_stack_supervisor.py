@@ -11,7 +11,7 @@ import time
 import urllib.request
 
 from streams.broker import free_port
-from tests.test_infra_live import free_port_block
+from tests.ports import free_port_block
 
 
 def _env(data_dir, **extra):

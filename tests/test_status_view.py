@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from feature_store import StoreSettings, open_store
 from streams.broker import free_port
-from tests.test_infra_live import free_port_block
+from tests.ports import stack_ports
 
 from flywheel.cli import main
 from flywheel.stack import ProcessSpec, StackState
@@ -36,10 +36,8 @@ def _env(data_dir: Path) -> dict:
 def demo_stack(tmp_path):
     """`flywheel up --demo` in a subprocess on free ports and its own data dir, until the test ends."""
     data_dir = tmp_path / "d"
-    metrics = free_port_block(12)          # children take metrics+i, and the stack checks them all
-    broker = next(p for p in iter(free_port, None) if not metrics <= p <= metrics + 12)
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--demo", "--speed", "5", "--rate", "50",
-                             "--broker-port", str(broker), "--metrics-port", str(metrics)],
+                             *stack_ports().up_args()],
                             env=_env(data_dir), stderr=subprocess.PIPE, text=True)
     try:
         state_file = data_dir / "stack.json"

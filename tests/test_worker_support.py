@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
@@ -21,7 +21,7 @@ from schemas import AvroSerde
 from streams.clients import make_consumer, make_producer
 
 
-@lru_cache(maxsize=None)
+@cache
 def small_model(version: str = "v1", seed: int = 0, categories: tuple = (), unknown_bucket: str | None = None,
                 task: str = "classifier", low_confidence: float = 0.0):
     """A quick MLP (8 numeric features) trained on synthetic data: (onnx bytes, manifest, dataset)."""
@@ -78,9 +78,11 @@ def stream_requests(kafka, registry, topic: str, total: int, seconds: float, ser
 def worker_process(config, instance_id: str) -> subprocess.Popen:
     """A worker process of this test's own consumer group, logging to `log_of(config)` (a pipe
     nobody reads would fill up and stop it mid-write, as a broker outage's client errors do)."""
-    env = {**os.environ, "FLYWHEEL_BOOTSTRAP": config.kafka.bootstrap, "FLYWHEEL_TOPIC_PREFIX": config.kafka.topic_prefix,
+    env = {**os.environ, "FLYWHEEL_BOOTSTRAP": config.kafka.bootstrap,
+           "FLYWHEEL_TOPIC_PREFIX": config.kafka.topic_prefix,
            "FLYWHEEL_DATA_DIR": str(config.data_dir), "FLYWHEEL_METRICS_PORT": "0",
-           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000", "FLYWHEEL_WORKER_GROUP_ID": f"{config.kafka.topic_prefix}worker"}
+           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+           "FLYWHEEL_WORKER_GROUP_ID": f"{config.kafka.topic_prefix}worker"}
     with open(log_of(config), "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "flywheel", "worker", "--instance-id", instance_id,
                                  "--max-batch", "500"], env=env, stdout=subprocess.DEVNULL, stderr=log)

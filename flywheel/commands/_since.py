@@ -1,6 +1,6 @@
 """`--since WHEN` of the commands that look back (report, status)."""
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from flywheel.errors import BadInput
 
@@ -24,5 +24,5 @@ def parse_since(text: str, now_ms: int) -> int:
     except ValueError:
         raise BadTime(f"--since {text!r} is not a duration (30m, 6h, 7d), an ISO time or epoch ms") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)

@@ -86,7 +86,8 @@ def _from_topic(loader: FeatureLoader, config, args) -> int:
     consumer = make_consumer(config.kafka, f"flywheel-features-{uuid.uuid4().hex}")
     skipped = 0
     try:
-        consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in topic_partitions(consumer, args.topic)])
+        partitions = topic_partitions(consumer, args.topic)
+        consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in partitions])
         last = time.monotonic()
         while args.follow or time.monotonic() - last < args.idle_seconds:
             messages = consumer.consume(500, timeout=0.5)

@@ -1,5 +1,5 @@
 """`flywheel import`: a scikit-learn model (pickle or joblib file) or an ONNX file, plus a CSV
-sample of its training data, registered as a serving version (see processors/importing)."""
+of rows it was not trained on, registered as a serving version (see processors/importing)."""
 import sys
 from pathlib import Path
 
@@ -10,20 +10,24 @@ from flywheel.own_model import register_own_model
 
 
 def register(sub) -> None:
-    p = sub.add_parser("import", help="register your own scikit-learn or ONNX model from a sample of its data",
+    p = sub.add_parser("import", help="register your own scikit-learn or ONNX model with a sample of validation rows",
                        description="Turn a fitted scikit-learn model or pipeline (OneHotEncoder included; a "
                                    "pickle or joblib file) or an ONNX file into a serving version: the feature "
                                    "spec is inferred from the sample (numbers are numeric features, anything "
                                    "else categorical with the categories seen), the model is converted to the "
                                    "worker's input layout, its class labels come from the model (or the target "
                                    "column, for ONNX), the drift reference profile from the sample, and the "
-                                   "converted model must answer the sample as the original does.")
+                                   "converted model must answer the sample as the original does. Give rows the "
+                                   "model was not trained on, such as its validation set: its answers on "
+                                   "training rows are more confident than on live ones and would read as drift.")
     p.add_argument("model", help="model name (its topics are created)")
     p.add_argument("version", help="version name (the first version of a model goes live)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--sklearn", metavar="FILE", help="a fitted scikit-learn model or pipeline (pickle/joblib)")
     source.add_argument("--onnx", metavar="FILE", help="an ONNX model")
-    p.add_argument("--sample", metavar="CSV", required=True, help="training data with a header row")
+    p.add_argument("--sample", metavar="CSV", required=True,
+                   help="validation rows with a header row (rows the model was not trained on): the feature "
+                        "spec, drift reference and conversion check come from them")
     p.add_argument("--target", metavar="COLUMN", help="the sample's label column (left out of the features)")
     p.add_argument("--labels", metavar="A,B,…", help="an ONNX classifier's class labels, in its output order")
     p.add_argument("--regressor", action="store_true", help="an ONNX model that answers a value, not classes")

@@ -29,7 +29,8 @@ def run(args, config) -> int:
     with feature_store_for(config) as store:
         joiner = FeedbackJoiner(config.kafka, schema_registry(config), store, settings, metrics, stop,
                                 config.instance_id or None)
-        err.print(f"joiner: window {settings.join_window_seconds:g}s, metrics on {config.metrics_addr}:{config.metrics_port}")
+        err.print(f"joiner: window {settings.join_window_seconds:g}s, "
+                  f"metrics on {config.metrics_addr}:{config.metrics_port}")
         joiner.run()
     return 0
 

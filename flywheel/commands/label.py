@@ -69,7 +69,8 @@ def run(args, config) -> int:
         raise LabelUsageError(refusal("label", problems, "label(s)"))
     labels = LabelPublisher(config.kafka, schema_registry(config), source=args.source)
     for row in rows:
-        labels.label(row.request_id, label=row.label, value=row.value, model=row.model or checked.models.get(row.request_id))
+        labels.label(row.request_id, label=row.label, value=row.value,
+                     model=row.model or checked.models.get(row.request_id))
     labels.flush()
     err.print(f"published {len(rows)} label(s) to {labels.topic}")
     if checked.unknown:
@@ -174,7 +175,8 @@ def _problem(row: Row, manifests: list[Manifest]) -> str | None:
         if row.label is None:
             return f"model {manifests[-1].model!r} is a classifier: give a label ({', '.join(classes)})"
         if classes and row.label not in classes:
-            return f"label {clip(repr(row.label))} is not a class of model {manifests[-1].model!r} ({', '.join(classes)})"
+            return (f"label {clip(repr(row.label))} is not a class of model {manifests[-1].model!r} "
+                    f"({', '.join(classes)})")
         return None
     if row.value is None:
         return f"model {manifests[-1].model!r} is a regressor: give --value"

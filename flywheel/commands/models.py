@@ -65,7 +65,8 @@ def _registry(config) -> ModelRegistry:
 
 def _done(event: dict) -> int:
     err.print(f"[green]{event['kind'].lower()}[/] {event['model']} {event['version']}: live {event['live_version']}"
-              + (f", canary {event['canary_version']} at {event['canary_share'] * 100:g}%" if event["canary_version"] else "")
+              + (f", canary {event['canary_version']} at {event['canary_share'] * 100:g}%"
+                 if event["canary_version"] else "")
               + (f", shadows {', '.join(event['shadow_versions'])}" if event["shadow_versions"] else ""))
     return 0
 

@@ -15,7 +15,8 @@ def register(sub) -> None:
                                    "version's reference profile (KS, PSI, D1, chi-square), check data-quality rules "
                                    "and score the joined feedback; write each window to the store and to "
                                    "Prometheus. Several monitors in one group each write their partitions' share "
-                                   "of a window, merged by one of them. Settings: [monitor] or FLYWHEEL_MONITOR_<FIELD>.")
+                                   "of a window, merged by one of them. "
+                                   "Settings: [monitor] or FLYWHEEL_MONITOR_<FIELD>.")
     p.add_argument("--window", type=float, metavar="SECONDS", help="window length (default from [monitor], 3600)")
     p.add_argument("--instance-id", metavar="ID", help="stable id of this monitor process (default: host name and pid)")
     p.set_defaults(handler=run)
@@ -29,7 +30,8 @@ def run(args, config) -> int:
     with feature_store_for(config) as store:
         monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop,
                           instance=args.instance_id or config.instance_id or None)
-        err.print(f"monitor: {settings.window_seconds:g}s windows, metrics on {config.metrics_addr}:{config.metrics_port}")
+        err.print(f"monitor: {settings.window_seconds:g}s windows, "
+                  f"metrics on {config.metrics_addr}:{config.metrics_port}")
         monitor.run()
     return 0
 

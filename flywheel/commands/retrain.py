@@ -34,7 +34,8 @@ def run(args, config) -> int:
         finally:
             requester.close()
     if request is None:
-        raise RetrainRefused(f"not requested: a retrain of {args.model} is already {decision.suppressed_by.replace('_', ' ')}")
+        raise RetrainRefused(f"not requested: a retrain of {args.model} is already "
+                             f"{decision.suppressed_by.replace('_', ' ')}")
     print_json_line(request)
     err.print(f"requested retrain {request['retrain_id']} of {args.model} ({', '.join(request['reasons'])})")
     return 0

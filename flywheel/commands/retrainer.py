@@ -12,8 +12,10 @@ from flywheel.wiring import feature_store_for, schema_registry, start_processor
 def register(sub) -> None:
     p = sub.add_parser("retrainer", help="train, validate and canary new model versions (runs until stopped)",
                        description="Consumes the retrain topic. For each request: export the feedback it names, "
-                                   "train a candidate ([retrainer] trainer = reference:mlp|reference:gbt|"
-                                   "python:module:function|command:CMD {dataset} {output}), validate it against "
+                                   "train a candidate with [retrainer] trainer, one of: reference:mlp, reference:gbt, "
+                                   "sklearn:module:function or sklearn:path/to/file.py:function (your function "
+                                   "returns a fitted scikit-learn model; Flywheel converts it), "
+                                   "python:module:function, command:CMD {dataset} {output}; validate it against "
                                    "the live version on the most recent held-out feedback, and register and "
                                    "deploy it as a canary if it is better by min_improvement; else record a "
                                    "REJECTED model event. Settings: [retrainer] or FLYWHEEL_RETRAINER_<FIELD>.")

@@ -25,7 +25,8 @@ def run(args, config) -> int:
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
         models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="rollout")
-        err.print(f"rollout: every {settings.interval_seconds:g}s, metrics on {config.metrics_addr}:{config.metrics_port}")
+        err.print(f"rollout: every {settings.interval_seconds:g}s, "
+                  f"metrics on {config.metrics_addr}:{config.metrics_port}")
         Rollout(store, models, settings, metrics, stop).run()
         models.close()
     return 0

@@ -1,6 +1,6 @@
 """`flywheel subscribe`: a model's predictions (or any Flywheel topic) as JSON lines."""
 import time
-from datetime import datetime
+from datetime import datetime, UTC
 
 from streams.subscriber import Subscriber
 from streams.topics import TopicCatalog
@@ -59,8 +59,7 @@ def parse_time(text: str) -> int:
     except ValueError as e:
         raise TimeFormatError(f"{text!r} is neither epoch milliseconds nor an ISO-8601 time") from e
     if moment.tzinfo is None:
-        from datetime import timezone
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

@@ -24,7 +24,8 @@ def run(args, config) -> int:
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
         trigger = RetrainTrigger(config.kafka, schema_registry(config), store, settings, metrics, stop)
-        err.print(f"trigger: every {settings.interval_seconds:g}s, metrics on {config.metrics_addr}:{config.metrics_port}")
+        err.print(f"trigger: every {settings.interval_seconds:g}s, "
+                  f"metrics on {config.metrics_addr}:{config.metrics_port}")
         trigger.run()
     return 0
 

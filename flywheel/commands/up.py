@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from processors.models import ModelRegistry
+from processors.models import EventLog, ModelRegistry
 from processors.simulator.bootstrap import ensure_model
 from processors.simulator.concept import Concept
 from schemas.registry import split_credentials
@@ -26,9 +26,11 @@ from flywheel.wiring import feature_store_for, schema_registry
 
 
 def register(sub) -> None:
-    p = sub.add_parser("up", help="run the embedded stack (broker, registry, store, processors); --demo: the whole loop",
+    p = sub.add_parser("up",
+                       help="run the embedded stack (broker, registry, store, processors); --demo: the whole loop",
                        description="Start the embedded broker (unless FLYWHEEL_BOOTSTRAP points at a cluster), "
-                                   "register schemas, create topics, migrate the store, restore model deployments and start every "
+                                   "register schemas, create topics, migrate the store, restore model deployments "
+                                   "and start every "
                                    "processor; stop everything on Ctrl-C. State stays in the data dir. With --demo, "
                                    "also train and register a first model, and run a traffic simulator whose "
                                    "concept drifts, so drift detection, retraining, canary and promotion play out.")
@@ -39,7 +41,8 @@ def register(sub) -> None:
                    help="first Prometheus port; processors take the next ones (default 9400)")
     p.add_argument("--model", action="append", default=[], metavar="NAME",
                    help="create the request and prediction topics of this model (repeatable)")
-    p.add_argument("--workers", type=_count, metavar="N", help="inference worker processes, one consumer group (default 1)")
+    p.add_argument("--workers", type=_count, metavar="N",
+                   help="inference worker processes, one consumer group (default 1)")
     p.add_argument("--joiners", type=_count, metavar="N", help="joiner processes, one consumer group (default 1)")
     p.add_argument("--monitors", type=_count, metavar="N",
                    help="monitor processes, one consumer group; windows merged in the store (default 1)")
@@ -49,7 +52,8 @@ def register(sub) -> None:
     demo.add_argument("--demo", action="store_true", help="run the demo story")
     demo.add_argument("--speed", type=float, help="story seconds per real second (default 1; try 5)")
     demo.add_argument("--rate", type=float, help="simulated requests per second (default 100)")
-    demo.add_argument("--drift-at", type=float, metavar="SECONDS", help="story seconds until the concept drifts (default 300)")
+    demo.add_argument("--drift-at", type=float, metavar="SECONDS",
+                      help="story seconds until the concept drifts (default 300)")
     p.set_defaults(handler=run)
 
 
@@ -104,7 +108,8 @@ def _count(text: str) -> int:
 
 def _demo_settings(args, config) -> DemoSettings:
     flags = {k: getattr(args, k) for k in ("speed", "rate", "drift_at") if getattr(args, k) is not None}
-    return config.section(DemoSettings, "demo", **flags)
+    demo = config.section(DemoSettings, "demo", **flags)
+    return demo.resumed(EventLog(config.data_dir).events(demo.model))
 
 
 def _stack(config, models: list[str], demo: DemoSettings | None) -> Stack:
@@ -163,9 +168,16 @@ def _banner(config, state, embedded: bool, registry_server: RegistryServer | Non
     if state.metrics_port:
         table.add_row("supervisor", f"pid {state.pid}, restarts http://127.0.0.1:{state.metrics_port}/metrics")
     if demo:
-        table.add_row("demo", f"{demo.model}: {demo.rate:g} req/s, drift at {demo.drift_at:g} story s, "
-                              f"speed {demo.speed:g}x (drift in {demo.drift_at / demo.speed:.0f}s)")
+        table.add_row("demo", f"{demo.model}: {demo.rate:g} req/s, speed {demo.speed:g}x, {_drift_note(demo)}")
     return Panel(table, title="[bold]flywheel up[/]", subtitle="Ctrl-C stops everything")
+
+
+def _drift_note(demo: DemoSettings) -> str:
+    if demo.drift_at < 0:
+        return "no drift"
+    if demo.drift_at == 0:
+        return "continuing after the drift (a retrained version exists)"
+    return f"drift at {demo.drift_at:g} story s (in {demo.drift_at / demo.speed:.0f}s)"
 
 
 def _raise_interrupt(*_):

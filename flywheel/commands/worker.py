@@ -15,10 +15,12 @@ def register(sub) -> None:
                                    "cannot serve, follows the `models` topic to hot-swap versions. Settings: "
                                    "[worker] in the config file or FLYWHEEL_WORKER_<FIELD>.")
     p.add_argument("-m", "--model", action="append", default=[], help="serve this model only (repeatable)")
-    p.add_argument("--at-least-once", action="store_true", help="no transactions: lower latency, duplicates possible after a crash")
+    p.add_argument("--at-least-once", action="store_true",
+                   help="no transactions: lower latency, duplicates possible after a crash")
     p.add_argument("--max-batch", type=int, metavar="N", help="records per batch at most (default 1000)")
     p.add_argument("--max-wait-ms", type=float, metavar="MS", help="wait this long for a batch to fill (default 0)")
-    p.add_argument("--instance-id", metavar="ID", help="stable id of this worker process (default: FLYWHEEL_INSTANCE_ID, else "
+    p.add_argument("--instance-id", metavar="ID",
+                   help="stable id of this worker process (default: FLYWHEEL_INSTANCE_ID, else "
                    "unique per process: host name and pid)")
     p.add_argument("--cache-size", type=int, metavar="N", help="prediction cache entries per version (default 0: off)")
     p.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default 1)")
@@ -43,7 +45,8 @@ def _online(settings: WorkerSettings, config) -> dict:
 def run(args, config) -> int:
     check_registered(config, args.model)
     overrides = {"models": args.model or None, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-                 "instance_id": args.instance_id or config.instance_id or None, "cache_size": args.cache_size, "intra_op_threads": args.threads,
+                 "instance_id": args.instance_id or config.instance_id or None, "cache_size": args.cache_size,
+                 "intra_op_threads": args.threads,
                  "exactly_once": False if args.at_least_once else None}
     settings = config.section(WorkerSettings, "worker", **{k: v for k, v in overrides.items() if v is not None})
     ensure_core_topics(config, settings.models)

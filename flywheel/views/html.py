@@ -2,7 +2,7 @@
 network), readable in any browser and after the stack is gone. A part without data says so and
 why, instead of drawing an empty plot."""
 import base64
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from html import escape
 
 from flywheel.views import plots, style
@@ -141,4 +141,4 @@ def _source(text: str) -> str:
 
 
 def _t(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

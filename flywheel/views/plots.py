@@ -1,7 +1,7 @@
 """The report's plots, drawn with matplotlib's Agg backend (no display needed) and returned as
 PNG bytes. Times on every x axis are UTC."""
 import io
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import matplotlib
 
@@ -20,7 +20,7 @@ MAX_LABEL = 14          # characters of a version name in an event's label
 
 
 def when(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def performance_plot(h: ModelHistory, metric: str, events: list[Event]) -> bytes:
@@ -112,7 +112,7 @@ def _mark_events(ax, events: list[Event]) -> None:
 def _time_axis(ax) -> None:
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
     ax.grid(True, alpha=0.3)
 
 

@@ -7,7 +7,7 @@ drifted features cut first, and the timeline's latest events kept (a live view i
 bottom, where the newest events are)."""
 import io
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -306,7 +306,7 @@ def _num(value: float | None) -> str:
 
 
 def _clock(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S")
 
 
 def _duration(seconds: float) -> str:

@@ -9,7 +9,7 @@ request id) sent, so rows labelled later cannot shift what a resumed run sends.
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 from feature_store.base import FeatureStore
 from feature_store.records import FeedbackRecord

@@ -70,7 +70,8 @@ class Backtest:
         cand = [produced.answers[i] for i in both]
         kind, base_metrics, cand_metrics = r.score(base, cand)
         metric = r.PRIMARY[kind]
-        features = plan.slice_by if plan.slice_by is not None else [f.name for f in candidate.manifest.features.categorical]
+        features = plan.slice_by if plan.slice_by is not None \
+            else [f.name for f in candidate.manifest.features.categorical]
         report = r.BacktestReport(
             plan.model, plan.candidate, baseline, plan.start, plan.end, kind, metric, len(both),
             base_metrics, cand_metrics, r.agreement(base, cand),

@@ -47,7 +47,8 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
         classifier = not regressor
         if classifier and not labels:
             if target is None:
-                raise ImportRefused("an ONNX classifier needs its class labels: give labels or the sample's target column")
+                raise ImportRefused("an ONNX classifier needs its class labels: "
+                                    "give labels or the sample's target column")
             labels = sorted({str(v) for v in rows.columns[target] if v is not None})
     output = OutputSpec("classifier", tuple(labels)) if classifier else OutputSpec("regressor")
     manifest = Manifest(model, version, spec, output, input_name=input_name, description=description,

@@ -198,7 +198,8 @@ class Join:
         return True
 
     def _store_feedback(self, result: JoinResult) -> None:
-        replays = [(f.request_id, f.model, f.model_version, f.event_time) for f in result.feedback if REPLAY_FLAG in f.flags]
+        replays = [(f.request_id, f.model, f.model_version, f.event_time)
+                   for f in result.feedback if REPLAY_FLAG in f.flags]
         if replays:
             live = {key for key, f in self.store.get_feedback(replays).items() if REPLAY_FLAG not in f.flags}
             result.feedback = [f for f in result.feedback if not (REPLAY_FLAG in f.flags and f.key in live)]

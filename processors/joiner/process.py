@@ -206,7 +206,8 @@ class FeedbackJoiner:
             if (message := self._message_of(label, known)) is not None:
                 dead.append((message, "late_label",
                              f"label at {label.labelled_at} is more than {self.settings.join_window_seconds:g}s "
-                             f"after prediction {prediction.model}/{prediction.model_version} at {prediction.predicted_at}"))
+                             f"after prediction {prediction.model}/{prediction.model_version} "
+                             f"at {prediction.predicted_at}"))
 
     def _message_of(self, label: Label, known: dict[Label, Message]) -> Message | None:
         """The message a label came in: this batch's, a given-up one's or a held one's."""

@@ -8,7 +8,7 @@ be a directory of the artifact store is refused too. A refused event changes not
 keeps the state of its last accepted event. Each refusal goes to `on_refusal`."""
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 

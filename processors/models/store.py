@@ -85,5 +85,6 @@ class ArtifactStore:
         actual = sha256_of(data)
         if actual != manifest.sha256:
             raise TamperedModel(f"REFUSED {model}/{version}: {artifact} has sha256 {actual[:16]}…, "
-                                f"the registry recorded {manifest.sha256[:16]}…; the file was changed after registration")
+                                f"the registry recorded {manifest.sha256[:16]}…; "
+                                "the file was changed after registration")
         return manifest, data

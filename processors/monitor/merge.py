@@ -40,7 +40,7 @@ sits after an open window's first offset in its partition (times out of order at
 boundary) is read again after a rebalance and counted late in an open window.
 """
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from feature_store import MonitorProgress, WindowPartial
 from processors.monitor.performance import PerformanceCounts

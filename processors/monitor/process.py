@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -107,7 +108,8 @@ class Monitor:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
-                                       self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings), self._closed_until)
+                                       self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings),
+                                       self._closed_until)
         self._decoder = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
@@ -209,7 +211,8 @@ class Monitor:
     def _merge(self, now: int) -> list[WindowResult]:
         """Merge every due window (merge.py, step 3): store its row and closed_until, show it."""
         group = self.settings.group_id
-        since = now - 2 * (self.windows.window_ms + self.windows.grace_ms) - int(self.settings.merge_wait_seconds * 1000)
+        since = (now - 2 * (self.windows.window_ms + self.windows.grace_ms)
+                 - int(self.settings.merge_wait_seconds * 1000))
         since = min([since, *(start for _, _, start in self.merger.pending)])
         listed = hold_back(lambda: list(self.store.partials(group, since, now + 1)), self.stop, PROCESSOR)
         self.merger.forget_merged_before(since)
@@ -228,7 +231,8 @@ class Monitor:
             self._store_results(results, now)
         return results
 
-    def _unmerged(self, due: dict[WindowKey, list[str]], rows: dict[WindowKey, list]) -> list[tuple[WindowKey, Partial]]:
+    def _unmerged(self, due: dict[WindowKey, list[str]],
+                  rows: dict[WindowKey, list]) -> list[tuple[WindowKey, Partial]]:
         """The due windows merged from their partials, less those at or before their version's
         stored closed_until (merged by an earlier merger: a closed window is final)."""
         closed: dict[tuple[str, str], int | None] = {}
@@ -236,7 +240,7 @@ class Monitor:
         for key in due:
             version = key[:2]
             if version not in closed:
-                closed[version] = hold_back(lambda: self.store.closed_until(*version), self.stop, PROCESSOR)
+                closed[version] = hold_back(partial(self.store.closed_until, *version), self.stop, PROCESSOR)
             if closed[version] is not None and key[2] < closed[version]:
                 # Merged by an earlier merger (this process took the role over and listed it again),
                 # or a partial raced the merge (close() checks the store before writing one).
@@ -252,7 +256,7 @@ class Monitor:
         for r in results:
             ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
         for (model, version), end in ends.items():
-            hold_back(lambda: self.store.put_closed_until(model, version, end), self.stop, PROCESSOR)
+            hold_back(partial(self.store.put_closed_until, model, version, end), self.stop, PROCESSOR)
             self.windows.mark_closed((model, version), end)
         self._models.poll(0)
         for r in results:

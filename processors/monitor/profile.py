@@ -14,7 +14,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from datasketches import frequent_items_error_type, frequent_strings_sketch, kll_doubles_sketch

@@ -23,7 +23,7 @@ of several processes' partials (processors/monitor/merge.py), into a `WindowResu
 `close_due` does both for a process that reads every partition itself.
 """
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,7 +35,8 @@ from schemas.wire.prediction import PredictionColumns
 
 Key = tuple[str, str]                       # (model, version)
 Source = tuple[str, int, int]               # (topic, partition, offset)
-FEEDBACK_FIELDS = ("labelled_at", "true_label", "predicted_label", "true_value", "predicted_value", "scores", "confidence")
+FEEDBACK_FIELDS = ("labelled_at", "true_label", "predicted_label", "true_value", "predicted_value", "scores",
+                   "confidence")
 
 
 @dataclass

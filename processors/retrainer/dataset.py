@@ -13,7 +13,7 @@ would skew the reference toward the incumbent's mistakes.
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -37,7 +37,7 @@ In both modes a crash at any point loses nothing: the group restarts from the la
 offsets, which never run ahead of outputs that are safely written.
 """
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 

@@ -40,7 +40,7 @@ def synthetic(n: int, n_numeric: int = 32, categories: dict[str, tuple[str, ...]
     weights = np.random.default_rng(1234).normal(0, 1, size=(n_numeric,))
     score = numeric @ weights / np.sqrt(n_numeric) + 0.5 * np.sin(numeric[:, 0] * 2)
     categorical = []
-    for name, values in (categories or {}).items():
+    for values in (categories or {}).values():
         chosen = rng.integers(0, len(values), size=n)
         categorical.append([values[i] for i in chosen])
         score = score + (chosen - (len(values) - 1) / 2) * 0.3

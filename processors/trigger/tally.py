@@ -24,7 +24,7 @@ build (the build reads by event time).
 """
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from feature_store import FeedbackRecord
 from processors.monitor.performance import PerformanceCounts

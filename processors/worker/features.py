@@ -161,7 +161,8 @@ class RequestDecoder:
         if row.dense is not None:
             if len(row.dense) != 4 * self.k:
                 raise FeatureProblem("dense", "wrong_shape",
-                                     f"dense holds {len(row.dense) // 4} float32 values, the model has {self.k} numeric features")
+                                     f"dense holds {len(row.dense) // 4} float32 values, "
+                                     f"the model has {self.k} numeric features")
             return np.frombuffer(row.dense, dtype="<f4"), False
         values = row.numeric_dict or {}
         if self._get_all is not None:
@@ -192,7 +193,8 @@ class RequestDecoder:
         for j in np.flatnonzero(bad):
             column = int(np.flatnonzero(~np.isfinite(numeric[j]))[0])
             failures.append(Failure(cols.indices[j], "non_finite",
-                                    f"feature '{self.layout.numeric[column]}': value {numeric[j, column]} is not a finite float32"))
+                                    f"feature '{self.layout.numeric[column]}': "
+                                    f"value {numeric[j, column]} is not a finite float32"))
         return np.flatnonzero(~bad).tolist()
 
     def _times(self, cols: Columns, keep: list[int], failures: list[Failure]) -> list[int]:
@@ -226,7 +228,8 @@ class RequestDecoder:
                         value = f.default if f.default in self.layout.columns[index] else None
                     elif value not in self.layout.columns[index]:
                         if not f.unknown_bucket:
-                            raise FeatureProblem(f.name, "unseen_category", f"category {value!r} was not seen in training")
+                            raise FeatureProblem(f.name, "unseen_category",
+                                                 f"category {value!r} was not seen in training")
                         value = f.unknown_bucket
                     self.layout.encode_categories(matrix, j, index, value)
                 out.append(j)

@@ -14,7 +14,8 @@ and switches itself off if the schema changed or the bytes differ.
 """
 import math
 import struct
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from schemas.serde import AvroSerde
 from schemas.wire.primitives import (NULL, SOME, categorical_map, numeric_map, optional_double, string,

@@ -18,7 +18,8 @@ changed.
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 import numpy as np
 

@@ -4,7 +4,8 @@ source's position kept as a cursor (the last item done, in the source's own term
 offsets. The source must list its items in a stable order and resume strictly after a cursor.
 """
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
+from collections.abc import Iterator
 
 from streams.clients import make_consumer
 from streams.replay.checkpoint import FINISHED, Checkpoints

@@ -5,7 +5,7 @@ record stays in the topic (topics are append-only); the run's handled ledger kee
 from re-driving it again. Every selected dead letter ends as exactly one of the two."""
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from confluent_kafka import Message
 

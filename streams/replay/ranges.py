@@ -13,7 +13,7 @@ lower bounds, so the rules here are written to be exact on Kafka and still corre
 """
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 from confluent_kafka import Consumer, Message, TopicPartition
 

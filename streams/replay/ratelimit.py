@@ -1,6 +1,6 @@
 """A token bucket: at most `rate` records per second on average, bursts of a tenth of a second."""
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class RateLimiter:
