@@ -25,6 +25,10 @@ class KafkaSettings:
     schema_registry_key_location: str = ""
     embedded_registry_port: int = 18081  # where `flywheel up` serves the embedded registry's REST API
     session_timeout_ms: int = 10000
+    # Write high-volume topics as generations that the embedded stack rotates and deletes
+    # (streams/generations.py), since the embedded broker applies no retention. On by itself
+    # when bootstrap is empty (the embedded broker); `flywheel up` sets it for its processors.
+    topic_generations: bool = False
     # The largest record Flywheel writes: its producers' message.max.bytes and, on the topics
     # it creates, max.message.bytes (set together, so what a producer accepts the broker keeps).
     max_message_bytes: int = 1_048_576
@@ -45,6 +49,10 @@ class KafkaSettings:
     def __post_init__(self):
         if self.security_protocol.upper() not in SECURITY_PROTOCOLS:
             raise ValueError(f"security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+
+    @property
+    def generations_on(self) -> bool:
+        return self.topic_generations or not self.bootstrap
 
     @property
     def bootstrap_servers(self) -> str:

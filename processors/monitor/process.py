@@ -42,6 +42,7 @@ from processors.runtime.identity import process_instance_id
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.prediction import PredictionDecoder
+from streams.generations import logical_name
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.delivery import TrackedProducer
 from streams.replay import headers as replay_headers
@@ -183,7 +184,7 @@ class Monitor:
             part = f"{self.instance}/{self._incarnation}/{self._closes}"
             rows = [to_row(p, self.settings.group_id, part, now) for p in partials]
             hold_back(lambda: self.store.put_partials(rows), self.stop, PROCESSOR)
-        merging = (self.catalog.feedback, 0) in {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        merging = (self.catalog.feedback, 0) in {(logical_name(tp.topic), tp.partition) for tp in self.consumer.assignment()}
         if merging:
             self.merger.note([((p.model, p.version, p.start_ms), p.end_ms) for p in partials], now)
         results = []
@@ -303,7 +304,7 @@ class Monitor:
                 return names or None
             pattern = re.compile(self.catalog.predictions_pattern())
             names = [partition_name(t, p) for t, meta in topics.items()
-                     if t == self.catalog.feedback or pattern.match(t) for p in meta.partitions]
+                     if logical_name(t) == self.catalog.feedback or pattern.match(t) for p in meta.partitions]
             self._topics = (time.monotonic(), names)
         return names
 

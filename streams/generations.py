@@ -1,0 +1,100 @@
+"""Topic generations: on the embedded broker one logical topic is a sequence of physical ones.
+
+The embedded broker (Tansu 0.6, memory storage) keeps every batch it is given, applies no
+retention, refuses DeleteRecords, and lists every batch a partition holds on each fetch that
+finds records and on each ListOffsets: its CPU per record grows with the batches a partition
+holds. DeleteTopics frees them. So a high-volume logical topic `X` is written as generations
+`X` (generation 0), `X.g000001`, `X.g000002`, ...: producers write to the newest, readers
+subscribe to all of them by regex, and `streams.rotation` starts the next generation and
+deletes the old ones its readers have passed.
+
+Here: the names, and the producer and consumer that route a logical name to its generations.
+Both are used only where `KafkaSettings.generations_on` (the embedded broker); on a Kafka
+cluster nothing here is involved.
+"""
+import re
+import time
+
+from confluent_kafka import Consumer, Producer
+
+SUFFIX = re.compile(r"\.g(\d{6})$")
+REFRESH_SECONDS = 2.0          # how stale a producer's idea of the newest generation may be
+
+
+def generation_name(logical: str, number: int) -> str:
+    return logical if number == 0 else f"{logical}.g{number:06d}"
+
+
+def split(physical: str) -> tuple[str, int]:
+    """(logical name, generation number) of a physical topic name."""
+    match = SUFFIX.search(physical)
+    return (physical[:match.start()], int(match.group(1))) if match else (physical, 0)
+
+
+def logical_name(physical: str) -> str:
+    return split(physical)[0]
+
+
+def generations_regex(logical: str) -> str:
+    """A librdkafka subscription (leading ^) matching every generation of `logical`."""
+    return f"^{re.escape(logical)}({SUFFIX.pattern[:-1]})?$"
+
+
+def generations_of(names, logical: str) -> list[str]:
+    """The generations of `logical` among topic names, oldest first."""
+    found = [(split(n)[1], n) for n in names if split(n)[0] == logical]
+    return [name for _, name in sorted(found)]
+
+
+def physical_topics(client, logical: str, timeout: float = 10.0) -> list[str]:
+    """Every existing generation of `logical` (just `logical` on a cluster without generations)."""
+    return generations_of(client.list_topics(timeout=timeout).topics, logical) or [logical]
+
+
+class RoutingProducer(Producer):
+    """A Producer whose `produce` writes a logical topic's records (or a record addressed to an
+    old generation, e.g. a dead letter's source being redriven) to its newest generation."""
+
+    def __init__(self, conf: dict, rotating):
+        super().__init__(conf)
+        self._rotating = rotating            # logical name -> bool: which topics have generations
+        self._newest: dict[str, str] = {}
+        self._fetched = float("-inf")
+
+    def produce(self, topic, *args, **kwargs):
+        return super().produce(self.newest(topic), *args, **kwargs)
+
+    def newest(self, topic: str) -> str:
+        logical = logical_name(topic)
+        if not self._rotating(logical):
+            return topic
+        if time.monotonic() - self._fetched > REFRESH_SECONDS:
+            self._refresh()
+        return self._newest.get(logical, logical)
+
+    def _refresh(self) -> None:
+        self._fetched = time.monotonic()
+        try:
+            names = self.list_topics(timeout=5).topics
+        except Exception:   # broker away: keep the last answer; the produce itself will queue
+            return
+        newest: dict[str, tuple[int, str]] = {}
+        for name in names:
+            logical, number = split(name)
+            if number >= newest.get(logical, (-1, ""))[0]:
+                newest[logical] = (number, name)
+        self._newest = {logical: name for logical, (_, name) in newest.items()}
+
+
+class RoutingConsumer(Consumer):
+    """A Consumer whose `subscribe` reads every generation of each literal topic it is given
+    (patterns are passed as they are: the catalogue's patterns already match generations)."""
+
+    def __init__(self, conf: dict, rotating):
+        # A regex subscription sees a new generation at the next metadata refresh.
+        super().__init__({"topic.metadata.refresh.interval.ms": 3000, **conf})
+        self._rotating = rotating
+
+    def subscribe(self, topics, *args, **kwargs):
+        routed = [t if t.startswith("^") or not self._rotating(t) else generations_regex(t) for t in topics]
+        return super().subscribe(routed, *args, **kwargs)

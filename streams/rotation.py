@@ -1,0 +1,143 @@
+"""Rotate the embedded broker's topic generations (see streams/generations.py), so that what it
+holds, and so its CPU per record, stays bounded however long the stack runs.
+
+Every `check_seconds` the rotator starts the next generation of each high-volume topic whose
+newest holds `generation_records` records or is `generation_seconds` old, and deletes an older
+generation once the next one has been written to for `keep_seconds` (the replay depth) and every
+consumer group that reads the topic has committed its end. A group left behind keeps its
+generations, and says so in the log: records are never deleted unread.
+"""
+import logging
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from streams.generations import generation_name, split
+from streams.topics import TopicCatalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RotationSettings:
+    """TOML [rotation], env FLYWHEEL_ROTATION_<FIELD>. Only the embedded stack rotates."""
+    # Tansu's CPU per fetch grows with the batches a partition holds: at 20,000 single-record
+    # batches a partition it was still flat, at 40,000 it was 20 times higher.
+    generation_records: int = 40_000     # the newest generation's records, all partitions
+    generation_seconds: float = 900.0    # so a quiet topic's old records go too
+    keep_seconds: float = 600.0          # an old generation's records stay this long at least
+    check_seconds: float = 10.0
+
+
+@dataclass
+class _Topic:
+    """One logical topic as the broker holds it: its generations (number -> partition count)."""
+    logical: str
+    generations: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def newest(self) -> int:
+        return max(self.generations)
+
+
+class Rotator:
+    """Call `tick()` often; it acts every `check_seconds`. Holds only what it has seen of this
+    broker: when each generation was first seen (the embedded broker forgets all on restart)."""
+
+    def __init__(self, admin: AdminClient, catalog: TopicCatalog, settings: RotationSettings,
+                 clock=time.monotonic):
+        self.admin = admin
+        self.catalog = catalog
+        self.settings = settings
+        self.clock = clock
+        self._seen: dict[str, float] = {}    # physical name -> when first seen
+        self._next = 0.0
+
+    def tick(self) -> None:
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + self.settings.check_seconds
+        try:
+            self.rotate(now)
+        except KafkaException as e:          # the broker away: try again next time
+            log.warning("rotation skipped: %s", e)
+
+    def rotate(self, now: float) -> None:
+        topics = self._topics()
+        for topic in topics:
+            for number in topic.generations:
+                self._seen.setdefault(generation_name(topic.logical, number), now)
+        ends = self._ends([(generation_name(t.logical, n), p) for t in topics for n, p in t.generations.items()])
+        committed = self._committed(list(ends))
+        for topic in topics:
+            self._delete_passed(topic, ends, committed, now)
+            newest = generation_name(topic.logical, topic.newest)
+            held = sum(end for (name, _), end in ends.items() if name == newest)
+            if held >= self.settings.generation_records or now - self._seen[newest] >= self.settings.generation_seconds:
+                self._create(generation_name(topic.logical, topic.newest + 1), topic.generations[topic.newest])
+                self._seen[generation_name(topic.logical, topic.newest + 1)] = now
+
+    def _topics(self) -> list[_Topic]:
+        found: dict[str, _Topic] = {}
+        for name, meta in self.admin.list_topics(timeout=10).topics.items():
+            logical, number = split(name)
+            if self.catalog.rotates(logical) and meta.partitions:
+                found.setdefault(logical, _Topic(logical)).generations[number] = len(meta.partitions)
+        return list(found.values())
+
+    def _ends(self, generations: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Each partition's end offset. Tansu answers at batch granularity (the last batch's base
+        offset + 1), so a generation can look read a batch early; the keep window covers that."""
+        wanted = {TopicPartition(name, p): OffsetSpec.latest() for name, count in generations for p in range(count)}
+        if not wanted:
+            return {}
+        return {(tp.topic, tp.partition): future.result().offset
+                for tp, future in self.admin.list_offsets(wanted, request_timeout=10).items()}
+
+    def _committed(self, partitions: list[tuple[str, int]]) -> dict[str, dict[tuple[str, int], int]]:
+        """Per consumer group, its committed offset of each of `partitions` it has committed."""
+        groups = self.admin.list_consumer_groups(request_timeout=10).result().valid
+        asked = [TopicPartition(t, p) for t, p in partitions]
+        out = {}
+        for group in groups:
+            request = [ConsumerGroupTopicPartitions(group.group_id, asked)]
+            answer = self.admin.list_consumer_group_offsets(request, request_timeout=10)
+            result = answer[group.group_id].result()
+            out[group.group_id] = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
+                                   if tp.offset >= 0 and tp.error is None}
+        return out
+
+    def _delete_passed(self, topic: _Topic, ends: dict, committed: dict, now: float) -> None:
+        """Delete each generation older than the newest that holds records, was followed
+        `keep_seconds` ago, and every group reading the topic has passed."""
+        readers = {group: offsets for group, offsets in committed.items()
+                   if any(split(name)[0] == topic.logical for name, _ in offsets)}
+        for number in sorted(topic.generations)[:-1]:
+            name, count = generation_name(topic.logical, number), topic.generations[number]
+            following = min(n for n in topic.generations if n > number)
+            held = {p: ends[(name, p)] for p in range(count) if ends[(name, p)] > 0}
+            if not held or now - self._seen[generation_name(topic.logical, following)] < self.settings.keep_seconds:
+                continue
+            behind = [group for group, offsets in readers.items()
+                      if any(offsets.get((name, p), 0) < end for p, end in held.items())]
+            if behind:
+                log.warning("keeping %s: consumer group(s) %s have not read it to its end", name, ", ".join(behind))
+                continue
+            self._delete(name, count)
+
+    def _delete(self, name: str, partitions: int) -> None:
+        self.admin.delete_topics([name], operation_timeout=30)[name].result()
+        log.info("deleted %s: every reader has passed it", name)
+        if split(name)[1] == 0:
+            # The logical name stays a topic (empty): tools and clients outside the stack look it up.
+            self._create(name, partitions)
+
+    def _create(self, name: str, partitions: int) -> None:
+        spec = self.catalog.generation_spec(name, partitions)
+        future = self.admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication,
+                                                    config=spec.config)], operation_timeout=30)[name]
+        future.result()
+        log.info("started %s", name)
