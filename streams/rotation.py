@@ -27,8 +27,10 @@ class RotationSettings:
     # batches a partition it was still flat, at 40,000 it was 20 times higher.
     generation_records: int = 40_000     # the newest generation's records, all partitions
     generation_seconds: float = 900.0    # so a quiet topic's old records go too
-    keep_seconds: float = 600.0          # an old generation's records stay this long at least
-    check_seconds: float = 10.0
+    # An old generation's records stay this long at least: the replay depth. Memory is the
+    # bound: the broker holds about keep_seconds x rate records of every rotating topic.
+    keep_seconds: float = 300.0
+    check_seconds: float = 15.0
 
 
 @dataclass
@@ -70,15 +72,25 @@ class Rotator:
         for topic in topics:
             for number in topic.generations:
                 self._seen.setdefault(generation_name(topic.logical, number), now)
-        ends = self._ends([(generation_name(t.logical, n), p) for t in topics for n, p in t.generations.items()])
-        committed = self._committed(list(ends))
-        for topic in topics:
-            self._delete_passed(topic, ends, committed, now)
-            newest = generation_name(topic.logical, topic.newest)
-            held = sum(end for (name, _), end in ends.items() if name == newest)
-            if held >= self.settings.generation_records or now - self._seen[newest] >= self.settings.generation_seconds:
-                self._create(generation_name(topic.logical, topic.newest + 1), topic.generations[topic.newest])
-                self._seen[generation_name(topic.logical, topic.newest + 1)] = now
+        # ListOffsets costs the broker time per batch held (17 ms at 20,000 batches), so ask only
+        # for the newest generations and the old ones past their keep window.
+        newest = [(generation_name(t.logical, t.newest), t.generations[t.newest]) for t in topics]
+        ripe = {t.logical: self._ripe(t, now) for t in topics}
+        ends = self._ends(newest + [g for gens in ripe.values() for g in gens])
+        committed = self._committed([k for k in ends if k[0] not in dict(newest)]) if any(ripe.values()) else {}
+        for topic, (name, partitions) in zip(topics, newest):
+            self._delete_passed(topic.logical, ripe[topic.logical], ends, committed)
+            held = sum(end for (n, _), end in ends.items() if n == name)
+            if held >= self.settings.generation_records or now - self._seen[name] >= self.settings.generation_seconds:
+                following = generation_name(topic.logical, topic.newest + 1)
+                self._create(following, partitions)
+                self._seen[following] = now
+
+    def _ripe(self, topic: _Topic, now: float) -> list[tuple[str, int]]:
+        """(name, partitions) of each old generation whose successor started `keep_seconds` ago."""
+        numbers = sorted(topic.generations)
+        return [(generation_name(topic.logical, n), topic.generations[n]) for n, following in zip(numbers, numbers[1:])
+                if now - self._seen[generation_name(topic.logical, following)] >= self.settings.keep_seconds]
 
     def _topics(self) -> list[_Topic]:
         found: dict[str, _Topic] = {}
@@ -110,16 +122,14 @@ class Rotator:
                                    if tp.offset >= 0 and tp.error is None}
         return out
 
-    def _delete_passed(self, topic: _Topic, ends: dict, committed: dict, now: float) -> None:
-        """Delete each generation older than the newest that holds records, was followed
-        `keep_seconds` ago, and every group reading the topic has passed."""
+    def _delete_passed(self, logical: str, ripe: list[tuple[str, int]], ends: dict, committed: dict) -> None:
+        """Delete each ripe generation that holds records once every group reading the topic
+        has committed its end."""
         readers = {group: offsets for group, offsets in committed.items()
-                   if any(split(name)[0] == topic.logical for name, _ in offsets)}
-        for number in sorted(topic.generations)[:-1]:
-            name, count = generation_name(topic.logical, number), topic.generations[number]
-            following = min(n for n in topic.generations if n > number)
+                   if any(split(name)[0] == logical for name, _ in offsets)}
+        for name, count in ripe:
             held = {p: ends[(name, p)] for p in range(count) if ends[(name, p)] > 0}
-            if not held or now - self._seen[generation_name(topic.logical, following)] < self.settings.keep_seconds:
+            if not held:
                 continue
             behind = [group for group, offsets in readers.items()
                       if any(offsets.get((name, p), 0) < end for p, end in held.items())]
