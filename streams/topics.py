@@ -68,14 +68,15 @@ class TopicCatalog:
         return self._name("models")
 
     def rotates(self, topic: str) -> bool:
-        """Whether a logical topic is written as generations where generations are on: every
-        high-volume topic of this catalogue; not `models` (compacted, a few events per model,
-        read whole by every worker) nor `retrain` (a few events a day)."""
+        """Whether a logical topic is written as generations where generations are on: the
+        high-volume ones (requests, predictions, shadow, labels, feedback). Not `models`
+        (compacted, read whole by every worker), `retrain` (a few events a day), nor
+        `deadletter` and `review`, which people read days later and nothing commits past."""
         try:
             self.record_name(topic)
         except UnknownTopic:
             return False
-        return topic not in (self.models, self.retrain)
+        return topic not in (self.models, self.retrain, self.deadletter, self.review)
 
     def record_name(self, topic: str) -> str:
         """Which record type a topic of this catalogue carries (any generation of it)."""

@@ -17,3 +17,8 @@ class ReplayStalled(ReplayError):
 
 class BadTimeRange(ReplayError):
     pass
+
+
+class SourceHasGenerations(ReplayError):
+    """On the embedded broker a high-volume topic is a sequence of generations (see
+    streams/generations.py); a replay reads one physical topic, named."""
