@@ -157,7 +157,7 @@ class FeatureStore(ABC):
         label for a stored key replaces it and counts (label_count + 1); the same label again (a
         redelivery) changes nothing. The caller's label_count is ignored. One read of the stored
         labels, then one batch of writes. The count is read-then-written, so one writer per
-        request id at a time: the joiner's request-id partitioning gives that (README)."""
+        request id at a time: the joiner's request-id partitioning gives that (docs/concepts/loop.md, Joiner)."""
         known = {(r["request_id"], r["model"], r["model_version"]): r for r in
                  self._select("feedback_by_request", [(i,) for i in dict.fromkeys(r.request_id for r in records)])}
         stored: dict[tuple, FeedbackRecord] = {}

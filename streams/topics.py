@@ -20,7 +20,7 @@ class TopicSpec:
 
 
 class TopicCatalog:
-    """Names from DESIGN.md. `<model>.requests` and `<model>.predictions` exist per model."""
+    """Every topic name behind the prefix. `<model>.requests`, `.predictions` and `.shadow` exist per model."""
 
     def __init__(self, settings: KafkaSettings):
         self._s = settings

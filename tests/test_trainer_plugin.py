@@ -28,8 +28,10 @@ def train(data):
 '''
 
 
-def test_a_plugin_file_returning_a_pipeline_becomes_a_servable_candidate(tmp_path):
-    (tmp_path / "my_trainer.py").write_text(PLUGIN)
+def served_accuracy(plugin: str, tmp_path) -> float:
+    """Trains a candidate with the plugin source on synthetic data with a categorical feature and
+    returns its accuracy on that data as the worker serves it; its labels must be the classes."""
+    (tmp_path / "my_trainer.py").write_text(plugin)
     data = synthetic(600, n_numeric=4, categories={"plan": ("free", "pro", "team")}, seed=1)
     path = datasets.save(data, tmp_path / "data.npz")
     _, incumbent, _ = small_model()
@@ -39,7 +41,11 @@ def test_a_plugin_file_returning_a_pipeline_becomes_a_servable_candidate(tmp_pat
     answers = LoadedVersion(manifest, candidate.onnx_bytes).run(MatrixLayout(data.spec).build(data.numeric,
                                                                                                data.categorical))
     predicted = np.asarray(candidate.output.labels)[answers.argmax(axis=1)]
-    assert np.mean(predicted == data.target) > 0.8       # it learned, and serves in the worker's layout
+    return float(np.mean(predicted == data.target))
+
+
+def test_a_plugin_file_returning_a_pipeline_becomes_a_servable_candidate(tmp_path):
+    assert served_accuracy(PLUGIN, tmp_path) > 0.8       # it learned, and serves in the worker's layout
 
 
 def test_a_plugin_that_cannot_be_found_is_a_trainer_failure(tmp_path):
