@@ -5,7 +5,7 @@ retention, refuses DeleteRecords, and lists every batch a partition holds on eac
 finds records and on each ListOffsets: its CPU per record grows with the batches a partition
 holds. DeleteTopics frees them. So a high-volume logical topic `X` is written as generations
 `X` (generation 0), `X.g000001`, `X.g000002`, ...: producers write to the newest, readers
-subscribe to all of them by regex, and `streams.rotation` starts the next generation and
+subscribe to all of them by name, and `streams.rotation` starts the next generation and
 deletes the old ones its readers have passed.
 
 Here: the names, and the producer and consumer that route a logical name to its generations.
@@ -76,7 +76,7 @@ class RoutingProducer(Producer):
         self._fetched = time.monotonic()
         try:
             names = self.list_topics(timeout=5).topics
-        except Exception:   # broker away: keep the last answer; the produce itself will queue
+        except KafkaException:   # broker away: keep the last answer; the produce itself will queue
             return
         newest: dict[str, tuple[int, str]] = {}
         for name in names:
