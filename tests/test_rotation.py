@@ -1,12 +1,15 @@
 """Topic generations on the real embedded broker: records written across a rotation reach a
 consumer group once each; an old generation is deleted only once every group has read it; a
-replay refuses a logical topic kept as several generations rather than read only the first."""
+replay refuses a logical topic kept as several generations rather than read only the first; lag
+counts a partition read to its end before a rebalance as read."""
 import dataclasses
 import time
 
 import pytest
 from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, Gauge
 
+from processors.runtime.lag import LagTracker
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.generations import REFRESH_SECONDS, generation_name
 from streams.replay import Checkpoints, TimeRange
@@ -88,3 +91,28 @@ def _held(kafka, topic: str) -> int:
         return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
     finally:
         consumer.close()
+
+
+def test_lag_of_a_partition_read_to_its_end_before_a_rebalance_is_zero(rotating):
+    """After a rebalance (each turn of generations brings two) a partition read and committed to
+    its end has no position until a record arrives: its lag counts from the commit, not from
+    the partition's first record."""
+    kafka, catalog, _ = rotating
+    group = f"{kafka.topic_prefix}lag"
+    write(kafka, catalog.labels, range(10))
+    first = make_consumer(kafka, group)
+    first.subscribe([catalog.labels])
+    assert len(read(first, 10)) == 10
+    first.commit(asynchronous=False)
+    first.close()
+    successor = make_consumer(kafka, group)
+    try:
+        successor.subscribe([catalog.labels])
+        deadline = time.monotonic() + 30
+        while successor.get_watermark_offsets(TopicPartition(catalog.labels, 0), cached=True)[1] < 0 \
+                and time.monotonic() < deadline:
+            assert not successor.consume(10, 0.5)
+        gauge = Gauge("lag", "lag", ["processor", "topic", "partition"], registry=CollectorRegistry())
+        assert LagTracker(successor, gauge, "test").update(force=True) == {(catalog.labels, 0): 0}
+    finally:
+        successor.close()
