@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from streams.generations import generation_name, split
+from streams.generations import generation_name, retired_name, split
 from streams.topics import TopicCatalog
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ class RotationSettings:
     # bound: the broker holds about keep_seconds x rate records of every rotating topic.
     keep_seconds: float = 300.0
     check_seconds: float = 15.0
+    # A passed generation is first marked retired, and deleted this much later: every reader
+    # lists topics every 2 s and drops it from its subscription meanwhile.
+    retire_seconds: float = 20.0
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Rotator:
         self.settings = settings
         self.clock = clock
         self._seen: dict[str, float] = {}    # physical name -> when first seen
+        self._names: set[str] = set()        # every topic, as last listed
+        self._kept: dict[str, list[str]] = {}  # generation -> groups behind, as last logged
         self._next = 0.0
 
     def tick(self) -> None:
@@ -83,7 +88,7 @@ class Rotator:
         # so once per turn rather than once per topic.
         due = any(self._full(name, ends, now) for name, _ in newest)
         for topic, (name, partitions) in zip(topics, newest):
-            self._delete_passed(topic.logical, ripe[topic.logical], ends, committed)
+            self._delete_passed(topic.logical, ripe[topic.logical], ends, committed, now)
             if due:
                 following = generation_name(topic.logical, topic.newest + 1)
                 self._create(following, partitions)
@@ -101,7 +106,9 @@ class Rotator:
 
     def _topics(self) -> list[_Topic]:
         found: dict[str, _Topic] = {}
-        for name, meta in self.admin.list_topics(timeout=10).topics.items():
+        listed = self.admin.list_topics(timeout=10).topics
+        self._names = set(listed)
+        for name, meta in listed.items():
             logical, number = split(name)
             if self.catalog.rotates(logical) and meta.partitions:
                 found.setdefault(logical, _Topic(logical)).generations[number] = len(meta.partitions)
@@ -129,9 +136,10 @@ class Rotator:
                                    if tp.offset >= 0 and tp.error is None}
         return out
 
-    def _delete_passed(self, logical: str, ripe: list[tuple[str, int]], ends: dict, committed: dict) -> None:
-        """Delete each ripe generation that holds records once every group reading the topic
-        has committed its end."""
+    def _delete_passed(self, logical: str, ripe: list[tuple[str, int]], ends: dict, committed: dict,
+                       now: float) -> None:
+        """Retire, then delete, each ripe generation that holds records once every group reading
+        the topic has committed its end."""
         readers = {group: offsets for group, offsets in committed.items()
                    if any(split(name)[0] == logical for name, _ in offsets)}
         for name, count in ripe:
@@ -141,12 +149,22 @@ class Rotator:
             behind = [group for group, offsets in readers.items()
                       if any(offsets.get((name, p), 0) < end for p, end in held.items())]
             if behind:
-                log.warning("keeping %s: consumer group(s) %s have not read it to its end", name, ", ".join(behind))
+                if self._kept.get(name) != behind:
+                    log.warning("keeping %s: consumer group(s) %s have not read it to its end", name, ", ".join(behind))
+                    self._kept[name] = behind
                 continue
-            self._delete(name, count)
+            marker = retired_name(name)
+            if marker not in self._names:
+                self._create(marker, 1)
+                self._seen[marker] = now
+            elif now - self._seen.setdefault(marker, now) >= self.settings.retire_seconds:
+                self._delete(name, count)
 
     def _delete(self, name: str, partitions: int) -> None:
-        self.admin.delete_topics([name], operation_timeout=30)[name].result()
+        marker = retired_name(name)
+        for done in self.admin.delete_topics([name, marker], operation_timeout=30).values():
+            done.result()
+        self._kept.pop(name, None)
         log.info("deleted %s: every reader has passed it", name)
         if split(name)[1] == 0:
             # The logical name stays a topic (empty): tools and clients outside the stack look it up.

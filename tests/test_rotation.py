@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from processors.runtime.lag import LagTracker
 from streams.clients import make_admin, make_consumer, make_producer
-from streams.generations import REFRESH_SECONDS, generation_name
+from streams.generations import REFRESH_SECONDS, generation_name, retired_name
 from streams.replay import Checkpoints, TimeRange
 from streams.replay.errors import SourceHasGenerations
 from streams.replay.topic import topic_replay
@@ -27,7 +27,7 @@ def rotating(kafka):
     catalog = TopicCatalog(kafka)
     ensure_topics(make_admin(kafka), [catalog.generation_spec(catalog.labels, 1)])
     rotator = Rotator(make_admin(kafka), catalog, RotationSettings(
-        generation_records=10, generation_seconds=3600, keep_seconds=0, check_seconds=0))
+        generation_records=10, generation_seconds=3600, keep_seconds=0, check_seconds=0, retire_seconds=0))
     return kafka, catalog, rotator
 
 
@@ -70,8 +70,16 @@ def test_a_group_reads_across_rotations_and_old_generations_go_once_read(rotatin
         rotator.rotate(time.monotonic())
         assert _held(kafka, catalog.labels) > 0
         consumer.commit(asynchronous=False)
-        rotator.rotate(time.monotonic())              # committed past its end: deleted (and remade empty)
+        rotator.rotate(time.monotonic())              # committed past its end: retired first
+        assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
+        newest = {max(t for t in names(kafka, catalog) if not t.endswith(".retired"))}   # zero-padded
+        deadline = time.monotonic() + 30
+        while {tp.topic for tp in consumer.assignment()} != newest and time.monotonic() < deadline:
+            consumer.consume(10, 0.5)                 # the reader drops the retired generation
+        assert {tp.topic for tp in consumer.assignment()} == newest
+        rotator.rotate(time.monotonic())              # then it is deleted (and remade empty)
         assert _held(kafka, catalog.labels) == 0
+        assert retired_name(catalog.labels) not in make_admin(kafka).list_topics(timeout=10).topics
     finally:
         consumer.close()
 
