@@ -1,12 +1,14 @@
 """Typed store errors. Callers tell "try again later" (StoreUnavailable) from "fix something"
 (the others); `feature_store.retry.retrying` retries only the former."""
+from flywheel.errors import BadInput, BadRecord, FlywheelError, Unavailable, UserError
 
 
-class StoreError(Exception):
-    """Base of every error the store raises on purpose."""
+class StoreError(FlywheelError):
+    """Base of every error the store raises on purpose. Raised itself, it is an answer the store
+    should never give (a protocol or validation error of the driver): a bug, with a traceback."""
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError, Unavailable):
     """The store is down, overloaded or locked: the write did not happen; retry it."""
 
 
@@ -15,13 +17,14 @@ class StoreTimeout(StoreUnavailable):
     idempotent by its key, so retrying it is safe."""
 
 
-class StoreNotMigrated(StoreError):
-    """The tables are missing: run `flywheel store migrate`."""
+class StoreNotMigrated(StoreError, UserError):
+    """The tables are missing: the user runs `flywheel store migrate`."""
 
 
-class StoreConfigError(StoreError):
+class StoreConfigError(StoreError, BadInput):
     """The store settings are wrong (unknown backend, bad consistency level, missing hosts)."""
 
 
-class InvalidRecord(StoreError, ValueError):
-    """A record the store refuses (e.g. an unknown retrain status)."""
+class InvalidRecord(StoreError, BadRecord, ValueError):
+    """A record the store refuses (a row of a features file that is not JSON, an unknown retrain
+    status): the record's content is wrong."""

@@ -1,8 +1,10 @@
 """`flywheel`: the command line. Each subcommand is a module in flywheel/commands that defines
 `register(subparsers)`; adding a command is adding a file.
 
-A user's mistake (a bad flag value, a missing file, a broker that is not there) is one line on
-stderr and a non-zero exit. A traceback means a bug in Flywheel.
+The error tree (flywheel/errors.py) decides how a command ends: a `UserError` (a bad flag value,
+a missing file, an unknown model) is one line on stderr and exit 1; an `Unavailable` dependency (a
+broker that is not there) is one line and exit 75, EX_TEMPFAIL: the same command may work later.
+Anything else propagates: a traceback means a bug in Flywheel.
 """
 import argparse
 import sys
@@ -10,8 +12,10 @@ import sys
 from flywheel import commands
 from flywheel.commands._examples import epilog
 from flywheel.config import load_config
+from flywheel.errors import Unavailable, UserError
 
-OUR_PACKAGES = {"flywheel", "schemas", "streams", "processors", "feature_store"}
+EXIT_USER_ERROR = 1
+EXIT_TRY_LATER = 75     # sysexits.h EX_TEMPFAIL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,18 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as e:
-        if not _is_user_facing(e):
-            raise
-        # Our errors never carry a secret; a library's message might, so scrub it anyway.
+    except (UserError, Unavailable) as e:
+        # A message may quote a library's, which might carry a secret: scrub it. An error that
+        # names several problems (a configuration's) gives each its own prefixed line; one with no
+        # message still says what it was.
         message = config.redact(str(e)) if config is not None else str(e)
-        print(f"flywheel {args.command}: {message}", file=sys.stderr)
-        return 1
-
-
-def _is_user_facing(e: Exception) -> bool:
-    """Our typed errors and missing files are the user's to fix; anything else is a bug."""
-    return type(e).__module__.split(".")[0] in OUR_PACKAGES or isinstance(e, (FileNotFoundError, PermissionError))
+        for line in message.splitlines() or [type(e).__name__]:
+            print(f"flywheel {args.command}: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR if isinstance(e, UserError) else EXIT_TRY_LATER
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from typing import Any, Mapping
 from schemas.secret import REDACTED, Secret
 from streams.settings import KafkaSettings
 
+from flywheel.errors import BadInput
+
 ALIASES = {  # short env names people expect, mapped to section.field
     "FLYWHEEL_BOOTSTRAP": ("kafka", "bootstrap"),
     "FLYWHEEL_SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
@@ -31,8 +33,8 @@ ALIASES = {  # short env names people expect, mapped to section.field
 }
 
 
-class ConfigError(Exception):
-    pass
+class ConfigError(BadInput):
+    """The configuration (file, environment, flags) is wrong: the message names the key."""
 
 
 @dataclass

@@ -36,11 +36,14 @@ from streams.topics import TopicCatalog
 
 from flywheel import commands
 from flywheel.config import Config
+from flywheel.errors import UserError
 from flywheel.wiring import ensure_core_topics, feature_store_for, register_all_schemas, schema_registry
 
 
-class StackError(Exception):
-    """The stack cannot start (data dir taken, ports busy) or gave up (a crash loop)."""
+class StackError(UserError):
+    """The stack cannot start (data dir taken, ports busy) or gave up (a crash loop, named with the
+    processor's last log line, which says why): one line for the user, not a traceback of the
+    supervisor."""
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A producer that remembers delivery failures so `flush()` can surface them as one error."""
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streams.errors import DeliveryFailed
+from streams.errors import DeliveryFailed, RecordTooLarge
 
 
 class TrackedProducer:
@@ -26,6 +26,11 @@ class TrackedProducer:
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self.producer.poll(0.05)
+            except KafkaException as e:
+                ours = _ours(topic, e.args[0])
+                if ours is None:
+                    raise
+                raise ours from e
         self.producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> int:
@@ -37,3 +42,11 @@ class TrackedProducer:
             failures, self._failures = self._failures, []
             raise DeliveryFailed(failures)
         return self.delivered
+
+
+def _ours(topic: str, error: KafkaError) -> Exception | None:
+    """The client's own refusal of one record, as ours: too big is the record's content. Any
+    other (fatal, wrong state) is a bug: None, and it propagates as it is."""
+    if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        return RecordTooLarge(f"record for {topic} is larger than the producer's message.max.bytes: {error.str()}")
+    return None

@@ -5,6 +5,7 @@ from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
 from streams.delivery import TrackedProducer
+from streams.errors import BadRequest
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
@@ -20,7 +21,7 @@ class LabelPublisher:
               model: str | None = None, labelled_at: int | None = None) -> None:
         """Record the true class (classifiers) or value (regressors) of one request."""
         if (label is None) == (value is None):
-            raise ValueError(f"request {request_id}: give exactly one of label or value")
+            raise BadRequest(f"request {request_id}: give exactly one of label or value")
         record = {"request_id": request_id, "model": model,
                   "label": None if label is None else str(label),
                   "value": None if value is None else float(value),

@@ -9,6 +9,7 @@ from schemas.features import FeatureSpec
 from schemas.registry.base import SchemaRegistry
 from streams.clients import make_producer
 from streams.delivery import TrackedProducer
+from streams.errors import BadRequest
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
@@ -26,10 +27,10 @@ class Request:
     @classmethod
     def from_dict(cls, data: dict) -> "Request":
         if "features" not in data or not isinstance(data["features"], dict):
-            raise ValueError("a request needs a 'features' object of name: value")
+            raise BadRequest("a request needs a 'features' object of name: value")
         unknown = set(data) - {"features", "entity_id", "request_id", "event_time", "metadata"}
         if unknown:
-            raise ValueError(f"unknown request field(s): {', '.join(sorted(unknown))}")
+            raise BadRequest(f"unknown request field(s): {', '.join(sorted(unknown))}")
         return cls(**data)
 
 

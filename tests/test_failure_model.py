@@ -1,5 +1,5 @@
 """The failure model (processors/runtime/failures.py) on the real broker: records too big for
-their outputs, a schema registry that stops answering."""
+their outputs, a schema registry that stops answering; and its loop's rules by the error tree."""
 import hashlib
 import json
 import threading
@@ -7,6 +7,10 @@ import threading
 import pytest
 from confluent_kafka import TopicPartition
 
+from feature_store.errors import InvalidRecord
+from flywheel.errors import Unavailable
+from processors.runtime.commit import FatalCommitError
+from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde
 from schemas.catalog import load_schema, subject_for
 from schemas.errors import RegistryUnavailable
@@ -214,3 +218,55 @@ def test_the_joiner_and_monitor_refuse_to_start_against_a_too_small_deadletter_t
                       Monitor(kafka, registry, store, MonitorSettings())):
         with pytest.raises(SizeBudgetError, match=r"deadletter accepts records up to 100000 bytes"):
             processor.run()
+
+
+class GpuPoolBusy(Unavailable):
+    """A dependency processors/runtime has never heard of: its error only subclasses Unavailable."""
+
+
+class Steps:
+    """A processor's step that fails with each of `errors` in turn, then succeeds, and stops the
+    loop once it has succeeded `until` times."""
+
+    def __init__(self, stop: threading.Event, errors: list[Exception], until: int = 1):
+        self.stop, self.errors, self.until = stop, list(errors), until
+        self.attempts = self.done = 0
+
+    def __call__(self) -> str:
+        self.attempts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        self.done += 1
+        if self.done == self.until:
+            self.stop.set()
+        return "done"
+
+
+def test_any_unavailable_is_waited_out_and_the_loop_resumes():
+    """Rule 2 by the branch, not a list: a new dependency's error pauses the loop, which redoes
+    the batch; the failures before it do not stop it."""
+    stop = threading.Event()
+    step = Steps(stop, [GpuPoolBusy("gpu pool busy"), RegistryUnavailable("down"), GpuPoolBusy("still busy")], until=2)
+    run_batches(step, stop, "test")
+    assert (step.attempts, step.done) == (5, 2)
+
+
+@pytest.mark.parametrize("bug", [FatalCommitError("fenced"), InvalidRecord("bad row"), KeyError("x")])
+def test_anything_not_unavailable_propagates_from_the_loop(bug):
+    """Rule 3: a bug, a fenced producer, even a record's own error that reached the loop instead of
+    becoming a dead letter, all exit: never waited out."""
+    stop = threading.Event()
+    step = Steps(stop, [GpuPoolBusy("busy"), bug])
+    with pytest.raises(type(bug)):
+        run_batches(step, stop, "test")
+    assert step.attempts == 2
+
+
+def test_hold_back_retries_a_call_in_place_while_unavailable():
+    stop = threading.Event()
+    call = Steps(threading.Event(), [GpuPoolBusy("busy"), GpuPoolBusy("busy")])
+    assert hold_back(call, stop, "test") == "done" and call.attempts == 3
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(GpuPoolBusy):     # stopping: the error is raised, the batch stays uncommitted
+        hold_back(Steps(threading.Event(), [GpuPoolBusy("busy")]), stopped, "test")

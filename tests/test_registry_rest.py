@@ -2,6 +2,8 @@
 the worker produced is decoded by AvroDeserializer, and the client's register, lookup,
 compatibility and config calls behave as Confluent's server does."""
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -10,8 +12,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from flywheel.errors import BadInput
 from schemas import load_schema, subject_for
-from schemas.errors import IncompatibleSchema, RegistryUnavailable
+from schemas.errors import IncompatibleSchema, RegistryAccessDenied, RegistryUnavailable
+from schemas.errors import SchemaRegistryError as OurRegistryError
 from schemas.registry.confluent import ConfluentRegistry
 from schemas.registry.rest import RegistryServer
 from streams.broker import free_port
@@ -119,3 +123,44 @@ def test_an_unreachable_registry_is_backpressure_for_every_call():
                  lambda: remote.set_compatibility("things", "BACKWARD")):
         with pytest.raises(RegistryUnavailable, match="unreachable"):
             call()
+
+
+class RefusesEveryone(BaseHTTPRequestHandler):
+    """A registry behind authentication that refuses whatever credentials it is given."""
+
+    def _refuse(self):
+        body = json.dumps({"error_code": 401, "message": "Unauthorized"}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = _refuse
+
+    def log_message(self, *args):
+        pass
+
+
+def test_refused_credentials_are_the_users_settings_to_fix_for_every_call():
+    """Not backpressure (waiting does not mend a wrong password) and not the HTTP client's own
+    exception: one line naming the settings."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusesEveryone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = ConfluentRegistry(f"http://127.0.0.1:{server.server_port}")
+        for call in (lambda: remote.register("things", _schema()), lambda: remote.schema_by_id(1),
+                     lambda: remote.versions("things"), lambda: remote.compatibility("things"),
+                     lambda: remote.set_compatibility("things", "BACKWARD")):
+            with pytest.raises(RegistryAccessDenied, match="schema_registry_password") as refused:
+                call()
+            assert isinstance(refused.value, BadInput)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_answer_flywheel_does_not_expect_is_ours_not_the_clients(server):
+    with pytest.raises(OurRegistryError, match="NOT_A_MODE") as e:
+        ConfluentRegistry(server.url).set_compatibility("things", "NOT_A_MODE")
+    assert not isinstance(e.value, (RegistryUnavailable, BadInput))

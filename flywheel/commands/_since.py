@@ -2,12 +2,14 @@
 import re
 from datetime import datetime, timezone
 
+from flywheel.errors import BadInput
+
 UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 HELP = "30m, 6h, 7d ago, an ISO time (UTC unless it says otherwise) or epoch ms"
 
 
-class BadTime(ValueError):
-    pass
+class BadTime(BadInput, ValueError):
+    """A time the user gave is neither a duration nor a timestamp Flywheel reads."""
 
 
 def parse_since(text: str, now_ms: int) -> int:

@@ -4,7 +4,6 @@ import json
 import sys
 import time
 import uuid
-from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -15,6 +14,7 @@ from streams.errors import BrokerUnavailable
 from streams.topics import topic_partitions
 
 from flywheel.console import err, print_json_line
+from flywheel.errors import open_user_file
 from flywheel.wiring import feature_store_for
 
 
@@ -73,7 +73,7 @@ def run_get(args, config) -> int:
 
 def _from_file(loader: FeatureLoader, args) -> int:
     kind = args.format or ("csv" if args.file.endswith(".csv") else "jsonl")
-    with (sys.stdin if args.file == "-" else Path(args.file).open(newline="")) as file:
+    with (sys.stdin if args.file == "-" else open_user_file(args.file, newline="")) as file:
         rows = csv_rows(file) if kind == "csv" else jsonl_rows(file)
         for number, row in rows:
             loader.add(row, where=f"{args.file} line {number}: ")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from processors.importing import ImportRefused
 
+from flywheel.errors import open_user_file
 from flywheel.own_model import register_own_model
 
 
@@ -49,9 +50,8 @@ def run(args, config) -> int:
 
 def _load(path: Path):
     import joblib   # scikit-learn's own persistence; reads plain pickles too
-    try:
-        return joblib.load(path)
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise ImportRefused(f"{path} is not a pickled scikit-learn model: {e}") from e
+    with open_user_file(path, "rb") as file:
+        try:
+            return joblib.load(file)
+        except Exception as e:   # joblib raises whatever unpickling meets
+            raise ImportRefused(f"{path} is not a pickled scikit-learn model: {e}") from e

@@ -17,6 +17,7 @@ from streams.errors import BrokerUnavailable
 from streams.labels import LabelPublisher
 
 from flywheel.console import err, refusal
+from flywheel.errors import BadInput, open_user_file
 from flywheel.wiring import feature_store_for, schema_registry
 
 LOOKUP_CHUNK = 1000
@@ -47,13 +48,13 @@ class Row:
     model: str | None
 
 
-class LabelUsageError(ValueError):
-    pass
+class LabelUsageError(BadInput, ValueError):
+    """The arguments or label file the user gave do not make labels."""
 
 
 def run(args, config) -> int:
     if args.file:
-        with (sys.stdin if args.file == "-" else open(args.file)) as lines:
+        with (sys.stdin if args.file == "-" else open_user_file(args.file)) as lines:
             rows, problems = _from_lines(lines, args.model)
     elif args.request_id:
         rows, problems = [Row(f"request {clip(args.request_id)}", args.request_id, args.label,

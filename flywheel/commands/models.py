@@ -8,6 +8,7 @@ from processors.models import Manifest, ModelRegistry
 from processors.models.errors import ManifestError
 
 from flywheel.console import err, print_json_line
+from flywheel.errors import open_user_file
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 
@@ -77,9 +78,10 @@ def run_register(args, config) -> int:
     else:
         if not args.manifest:
             raise ManifestError("--onnx needs --manifest FILE (features and output spec)")
-        onnx_bytes = args.onnx.read_bytes()
+        with open_user_file(args.onnx, "rb") as onnx, open_user_file(args.manifest) as text:
+            onnx_bytes, text = onnx.read(), text.read()
         try:
-            data = json.loads(args.manifest.read_text())
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ManifestError(f"{args.manifest} is not JSON: {e}") from None
         manifest = Manifest.from_dict({**data, "model": args.model, "version": args.version})

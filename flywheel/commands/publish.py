@@ -8,13 +8,12 @@ import json
 import sys
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
-
 from schemas.errors import clip
-from streams.errors import DeliveryFailed
+from streams.errors import DeliveryFailed, RecordTooLarge
 from streams.publisher import Publisher, Request
 
 from flywheel.console import err, print_json_line, progress, refusal
+from flywheel.errors import BadInput, open_user_file
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 REGISTER_HINT = "register it with `flywheel models register`, or pass --create-topics to publish anyway"
@@ -43,15 +42,16 @@ class Prepared:
     value: bytes
 
 
-class PublishRefused(ValueError):
-    pass
+class PublishRefused(BadInput, ValueError):
+    """Lines of the user's file are bad (nothing sent), or the broker took only part of it (the
+    message says which lines went)."""
 
 
 def run(args, config) -> int:
     registry = schema_registry(config)
     spec = _feature_spec(config, registry, args.model, args.create_topics)
     publisher = Publisher(config.kafka, registry, args.model, spec)
-    with (sys.stdin if args.file == "-" else open(args.file)) as source:
+    with (sys.stdin if args.file == "-" else open_user_file(args.file)) as source:
         prepared, problems = _prepare(publisher, source, _message_limit(config))
     if problems:
         raise PublishRefused(refusal("publish", problems, "line(s)"))
@@ -86,7 +86,7 @@ def _send(publisher: Publisher, prepared: list[Prepared], print_ids: bool) -> No
         for done, item in enumerate(prepared):
             try:
                 publisher.produce(item.key, item.value)
-            except KafkaException as e:
+            except RecordTooLarge as e:
                 _report_partial(publisher, prepared, done, f"line {item.line}: {clip(str(e), 300)}")
             bar.advance(task)
             if print_ids:

@@ -12,7 +12,6 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from rich.table import Table
 
@@ -28,6 +27,7 @@ from streams.topics import TopicCatalog
 
 from flywheel.commands.subscribe import parse_time
 from flywheel.console import err, print_json_line, progress
+from flywheel.errors import NotFound, open_user_file
 from flywheel.wiring import feature_store_for, schema_registry
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -199,7 +199,8 @@ def run_backtest(args, config) -> int:
     models.close()
     render_backtest(report)
     if args.output:
-        Path(args.output).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        with open_user_file(args.output, "w") as file:
+            file.write(json.dumps(report.to_dict(), indent=2) + "\n")
     if args.json:
         print_json_line(report.to_dict())
     return 0
@@ -286,8 +287,8 @@ def live_feature_specs(config, registry) -> Validator | None:
     return validate
 
 
-class UnknownRun(LookupError):
-    pass
+class UnknownRun(NotFound, LookupError):
+    """No replay run of the id the user gave."""
 
 
 class _checkpoints:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from flywheel.commands._since import HELP as SINCE_HELP, parse_since
 from flywheel.console import err
+from flywheel.errors import user_path
 from flywheel.wiring import feature_store_for
 
 
@@ -36,7 +37,8 @@ def run(args, config) -> int:
         data = report_data(config, store, args.model, since)
     page = html.render(data, config.section(MonitorSettings, "monitor").psi_threshold)
     out = Path(args.html)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
+    with user_path(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page)
     err.print(f"wrote {out} ({len(page) / 1024:.0f} KiB): {', '.join(v.history.model for v in data.models)}")
     return 0

@@ -4,6 +4,7 @@ from processors.models.follower import ModelFollower
 from processors.trigger.process import LiveVersion, LiveVersions, Requester
 
 from flywheel.console import err, print_json_line
+from flywheel.errors import Refused
 from flywheel.wiring import feature_store_for, schema_registry
 
 
@@ -47,5 +48,5 @@ def _live_version(config, registry, model: str) -> LiveVersion:
     return live.models.get(model, LiveVersion())
 
 
-class RetrainRefused(RuntimeError):
-    pass
+class RetrainRefused(Refused, RuntimeError):
+    """The retrain the user asked for cannot be requested now; the message says why."""

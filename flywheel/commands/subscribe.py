@@ -6,6 +6,7 @@ from streams.subscriber import Subscriber
 from streams.topics import TopicCatalog
 
 from flywheel.console import print_json_line
+from flywheel.errors import BadInput
 from flywheel.wiring import schema_registry
 
 
@@ -61,5 +62,5 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class TimeFormatError(ValueError):
-    pass
+class TimeFormatError(BadInput, ValueError):
+    """A --from-time the user gave is neither epoch milliseconds nor an ISO time."""

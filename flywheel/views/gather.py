@@ -15,6 +15,7 @@ from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
 
 from flywheel.config import Config
+from flywheel.errors import NotFound
 from flywheel.stack import StackState
 from flywheel.views import history, timeline, topics
 from flywheel.views.stackfile import read_stack
@@ -23,8 +24,8 @@ from flywheel.wiring import schema_registry
 DEFAULT_LOOKBACK_MS = 7 * 86_400_000
 
 
-class NoModels(Exception):
-    pass
+class NoModels(NotFound):
+    """No model is registered in the data dir, and the user named none."""
 
 
 @dataclass

@@ -2,11 +2,12 @@
 import json
 from pathlib import Path
 
+from flywheel.errors import NotFound
 from flywheel.stack import ProcessSpec, StackState
 
 
-class NoStackRunning(Exception):
-    pass
+class NoStackRunning(NotFound):
+    """No stack runs on the data dir the user named (or it is still starting)."""
 
 
 def read_stack(data_dir: Path) -> StackState | None:

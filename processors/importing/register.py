@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from feature_store import FeatureStore
+from flywheel.errors import open_user_file
 
 from processors.importing import convert
 from processors.importing.errors import ImportRefused
@@ -42,7 +43,7 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
         onnx_bytes, input_name = convert.from_sklearn(estimator, spec, classifier), convert.INPUT
         labels = [str(c) for c in estimator.classes_] if classifier else []
     else:
-        onnx_bytes, input_name = convert.from_onnx(Path(onnx_file).read_bytes(), spec)
+        onnx_bytes, input_name = convert.from_onnx(_read_bytes(onnx_file), spec)
         classifier = not regressor
         if classifier and not labels:
             if target is None:
@@ -105,3 +106,8 @@ def _score(estimator, rows: Sample, spec, target: str | None, classifier: bool) 
 def _is_classifier(estimator) -> bool:
     from sklearn.base import is_classifier
     return is_classifier(estimator)
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    with open_user_file(path, "rb") as file:
+        return file.read()

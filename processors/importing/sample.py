@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.errors import open_user_file
 from schemas.features import Feature, FeatureSpec
 
 from processors.importing.errors import ImportRefused
@@ -39,7 +40,7 @@ class Sample:
 
     @classmethod
     def read_csv(cls, path: Path) -> "Sample":
-        with open(path, newline="") as f:
+        with open_user_file(path, newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
             raise ImportRefused(f"{path} has a header but no rows (or nothing at all)")

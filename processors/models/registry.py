@@ -23,7 +23,7 @@ from streams.delivery import TrackedProducer
 from streams.settings import KafkaSettings
 
 from processors.models.deployment import Deployment, VersionRef
-from processors.models.errors import ModelRegistryError, UnknownModel
+from processors.models.errors import ModelsTopicBehind, UnknownModel
 from processors.models.follower import ModelFollower
 from processors.models.history import EventLog
 from processors.models.manifest import Manifest
@@ -125,7 +125,7 @@ class ModelRegistry:
             if have >= logged:
                 break
             if time.monotonic() > deadline:
-                raise ModelRegistryError(f"the models topic holds state {have} of {model}, its event log {logged}: "
+                raise ModelsTopicBehind(f"the models topic holds state {have} of {model}, its event log {logged}: "
                                          f"is the broker reachable, and was the stack's restore run (`flywheel up`)?")
         if found is None:
             if not create:

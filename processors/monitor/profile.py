@@ -19,6 +19,7 @@ from typing import Iterable
 import numpy as np
 from datasketches import frequent_items_error_type, frequent_strings_sketch, kll_doubles_sketch
 
+from flywheel.errors import BadRecord
 from schemas.features import Feature, FeatureSpec
 from schemas.wire.factor import Factor
 from schemas.wire.prediction import PredictionColumns
@@ -32,8 +33,8 @@ WINDOW_K = 200           # KLL default; exact below about k values per window
 FREQUENT_LG_MAX = 10     # frequent-items map of 1024 slots: exact up to 768 distinct categories
 
 
-class ProfileError(ValueError):
-    pass
+class ProfileError(BadRecord, ValueError):
+    """A reference profile's bytes or training columns are not a usable profile: its content."""
 
 
 @dataclass

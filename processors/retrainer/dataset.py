@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from feature_store import FeatureStore, FeedbackRecord
+from flywheel.errors import Refused
 from schemas.features import FeatureSpec
 
 from processors.training import Dataset
@@ -25,8 +26,8 @@ from processors.training import Dataset
 Progress = Callable[[int], None]   # called with the number of rows read so far
 
 
-class EmptyDataset(Exception):
-    pass
+class EmptyDataset(Refused):
+    """Too few labelled rows in the requested range: the retrain is refused, not failed."""
 
 
 @dataclass

@@ -21,13 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from flywheel.errors import UserError
+
 from processors.models import Manifest, OutputSpec
 from processors.retrainer import dataset as datasets
 from processors.training import train as reference_train
 
 
-class TrainerFailed(Exception):
-    pass
+class TrainerFailed(UserError):
+    """The configured trainer (the user's plugin, command or spec) cannot load, fails or writes no
+    model: the message names it and why."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
 
+from flywheel.errors import UserError
 from streams.topics import topic_configs
 
 Headers = list[tuple[str, bytes | None]] | None
@@ -39,8 +40,9 @@ class Budget:
         return wire_size(value, key, headers) + headroom - self.max_bytes
 
 
-class SizeBudgetError(Exception):
-    """An existing cluster's topics refuse records Flywheel may write: fix the configs first."""
+class SizeBudgetError(UserError):
+    """An existing cluster's topics refuse records Flywheel may write: the operator fixes the
+    topic configs first."""
 
 
 def check_output_topics(admin: AdminClient, topics: list[str], max_bytes: int) -> None:

@@ -41,25 +41,30 @@ from typing import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from flywheel.errors import FlywheelError, Unavailable
 
-class CommitError(Exception):
-    """The batch was not committed. Its partitions have been rewound: process it again."""
+
+class CommitError(Unavailable):
+    """The batch was not committed (the broker aborted, timed out or did not deliver). Its
+    partitions have been rewound: process it again, after a wait like any unavailability."""
 
 
 class TransactionAborted(CommitError):
-    pass
+    """The transaction was aborted (a produce failed, the broker refused the offsets) and the batch
+    rewound: redo it."""
 
 
 class CommitTimeout(CommitError):
-    pass
+    """The commit did not finish in time (the broker slow or away): aborted, rewound, redone."""
 
 
 class DeliveryError(CommitError):
-    pass
+    """The broker did not acknowledge every output of the batch: the batch is rewound and redone."""
 
 
-class FatalCommitError(Exception):
-    """The producer cannot go on (fenced by a newer instance, or fatal error): exit."""
+class FatalCommitError(FlywheelError):
+    """The producer cannot go on (fenced by a newer instance, or fatal error): not the user's and
+    not to be waited out; the process exits with a traceback and its supervisor restarts it."""
 
 
 def batch_offsets(messages: Iterable[Message]) -> tuple[list[TopicPartition], list[TopicPartition]]:
@@ -238,9 +243,9 @@ class BatchCommitter:
                 time.sleep(0.05)
 
 
-class _Abortable(Exception):
-    pass
+class _Abortable(FlywheelError):
+    """Inside the committer only: the transaction must be aborted and the batch redone."""
 
 
-class _Expired(Exception):
-    pass
+class _Expired(FlywheelError):
+    """Inside the committer only: a retriable call ran out of time."""

@@ -8,15 +8,18 @@ A processor's batch loop meets three kinds of failure, and each has one answer. 
    produced in the same transaction as the batch's other outputs, and the partition moves on.
    Never an exit, never a silently skipped record. The processor builds the dead letter
    (`DeadLetterWriter`); nothing here is raised for it.
-2. Something the processor depends on is unavailable (the broker, the feature store, the schema
-   registry: `UNAVAILABLE`): backpressure. The batch is not committed (its partitions are
-   rewound, or the call is retried where it stands), nothing past an unwritten record is
-   committed, and the loop waits with jittered exponential backoff (`Backoff`) and tries again,
-   for as long as it takes or until the processor is stopped. A batch whose commit failed
-   (`CommitError`: rewound by the committer) is redone the same way.
-3. Anything else is a bug: it propagates, the process exits non-zero and the supervisor
-   restarts it. The consumer group resumes from the last committed offsets, which never run
-   ahead of written outputs, so a crash loses nothing and repeats at most the uncommitted batch.
+2. Something the processor depends on did not answer (the broker, the feature store, the schema
+   registry, or anything added later: every error on the `flywheel.errors.Unavailable` branch):
+   backpressure. The batch is not committed (its partitions are rewound, or the call is retried
+   where it stands), nothing past an unwritten record is committed, and the loop waits with
+   jittered exponential backoff (`Backoff`) and tries again, for as long as it takes or until the
+   processor is stopped. A batch whose commit failed (`CommitError`, an `Unavailable` the
+   committer has already rewound) is redone the same way. The branch, not a list of types, is the
+   rule: a new dependency's errors subclass `Unavailable` and this module stays as it is.
+3. Anything else is a bug (or a state the process cannot go on from, such as a fenced producer):
+   it propagates, the process exits non-zero and the supervisor restarts it. The consumer group
+   resumes from the last committed offsets, which never run ahead of written outputs, so a crash
+   loses nothing and repeats at most the uncommitted batch.
 
 `run_batches` is the loop every processor runs (worker, joiner, monitor, rollout);
 `hold_back` retries one call in place.
@@ -26,17 +29,10 @@ import random
 import threading
 from typing import Callable, TypeVar
 
-from feature_store.errors import StoreUnavailable
-from schemas.errors import RegistryUnavailable
-from streams.errors import BrokerUnavailable
-
-from processors.runtime.commit import CommitError
+from flywheel.errors import Unavailable
 
 T = TypeVar("T")
 log = logging.getLogger("flywheel.failures")
-
-# Rule 2: what is waited out, never turned into a dead letter or an exit.
-UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, RegistryUnavailable, BrokerUnavailable)
 
 
 class Backoff:
@@ -53,8 +49,8 @@ class Backoff:
     def wait(self, processor: str, error: Exception) -> None:
         self.failures += 1
         delay = self.delay()
-        log.warning("%s: %s unavailable, holding back %.2fs (attempt %d): %s", processor,
-                    _what(error), delay, self.failures, error)
+        log.warning("%s: %s, holding back %.2fs (attempt %d): %s", processor,
+                    type(error).__name__, delay, self.failures, error)
         self.stop.wait(delay)
 
     def reset(self) -> None:
@@ -62,40 +58,27 @@ class Backoff:
 
 
 def hold_back(call: Callable[[], T], stop: threading.Event, processor: str = "processor") -> T:
-    """`call()`, retried while it raises one of UNAVAILABLE (rule 2), until it works or `stop`
-    is set (then the last error is raised: the batch stays uncommitted)."""
+    """`call()`, retried while it raises `Unavailable` (rule 2), until it works or `stop` is set
+    (then the last error is raised: the batch stays uncommitted)."""
     backoff = Backoff(stop)
     while True:
         try:
             return call()
-        except UNAVAILABLE as error:
+        except Unavailable as error:
             if stop.is_set():
                 raise
             backoff.wait(processor, error)
 
 
-def run_batches(step: Callable[[], object], stop: threading.Event, processor: str,
-                on_unavailable: Callable[[], None] = lambda: None) -> None:
-    """Call `step()` until `stop` is set, applying the rules: an unavailable dependency (after
-    `on_unavailable()`, which leaves the batch uncommitted) or a failed commit is waited out and
-    the batch redone; anything else propagates (rule 3)."""
+def run_batches(step: Callable[[], object], stop: threading.Event, processor: str) -> None:
+    """Call `step()` until `stop` is set, applying the rules: an unavailable dependency (the step
+    has left its batch uncommitted and rewound) is waited out and the batch redone; anything
+    else propagates (rule 3)."""
     backoff = Backoff(stop)
     while not stop.is_set():
         try:
             step()
-        except CommitError as error:        # already rewound by the committer
-            backoff.wait(processor, error)
-            continue
-        except UNAVAILABLE as error:
-            on_unavailable()
+        except Unavailable as error:
             backoff.wait(processor, error)
             continue
         backoff.reset()
-
-
-def _what(error: Exception) -> str:
-    if isinstance(error, StoreUnavailable):
-        return "feature store"
-    if isinstance(error, RegistryUnavailable):
-        return "schema registry"
-    return "broker"

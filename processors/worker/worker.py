@@ -28,6 +28,7 @@ import numpy as np
 from confluent_kafka import Message
 
 from feature_store.online import OnlineFeatureLookup
+from flywheel.errors import Unavailable
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.primitives import read_map
@@ -40,7 +41,7 @@ from processors.models import ArtifactStore, Deployment, EventLog, ModelFollower
 from processors.models.refusals import Refusal, RefusalLog, reason_of
 from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
 from processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_output_topics
-from processors.runtime.failures import UNAVAILABLE, hold_back, run_batches
+from processors.runtime.failures import hold_back, run_batches
 from processors.runtime.pipeline import CommitPipeline, Outbox
 from processors.worker.features import FeatureBatch, RequestDecoder
 from processors.worker.metrics import WorkerMetrics
@@ -150,7 +151,7 @@ class InferenceWorker:
             room = self.s.max_batch - len(batch.messages)
             if room > 0 and self._subscribed:
                 self._take(self.consumer.consume(room, 0), batch)
-        except UNAVAILABLE:
+        except Unavailable:
             # Backpressure, not loss (runtime/failures.py, rule 2): the online store or the schema
             # registry did not answer; the batch is rewound and redone after a backoff.
             if self._settle(batch.messages):

@@ -6,10 +6,11 @@ and rule in the same words as the embedded registry; the server checks again on 
 from contextlib import contextmanager
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx  # what the client runs on: httpx2 or httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
 
 from schemas import compatibility
-from schemas.errors import RegistryUnavailable, SchemaRegistryError, UnknownSchemaId
+from schemas.errors import RegistryAccessDenied, RegistryUnavailable, SchemaRegistryError, UnknownSchemaId
 
 
 class ConfluentRegistry:
@@ -57,8 +58,11 @@ class ConfluentRegistry:
             raise SchemaRegistryError(f"schema registry: {e}") from e
 
     def set_compatibility(self, subject: str, mode: str) -> None:
-        with self._reached():
-            self._client.set_compatibility(subject_name=subject, level=mode)
+        try:
+            with self._reached():
+                self._client.set_compatibility(subject_name=subject, level=mode)
+        except ClientError as e:
+            raise SchemaRegistryError(f"schema registry refused {mode} for {subject}: {e}") from e
 
     def compatibility(self, subject: str) -> str:
         try:
@@ -71,14 +75,18 @@ class ConfluentRegistry:
 
     @contextmanager
     def _reached(self):
-        """The registry's answers pass (a ClientError is the caller's to read); a registry that
-        cannot be reached (refused, reset, timed out: the HTTP client's own exceptions) or that
-        answers 5xx is RegistryUnavailable, backpressure in every processor."""
+        """The registry's answers pass (a ClientError is the caller's to read), except two: a
+        registry that cannot be reached (refused, reset, timed out: the HTTP client's transport
+        errors) or that answers 5xx is RegistryUnavailable, backpressure in every processor; one
+        that refuses the credentials (401, 403) is the user's settings to fix."""
         try:
             yield
         except ClientError as e:
+            if e.http_status_code in (401, 403):
+                raise RegistryAccessDenied(f"schema registry refused the credentials ({e}); check [kafka] "
+                                           "schema_registry_username and schema_registry_password") from e
             if e.http_status_code is not None and e.http_status_code >= 500:
                 raise RegistryUnavailable(f"schema registry: {e}") from e
             raise
-        except Exception as e:
+        except httpx.TransportError as e:
             raise RegistryUnavailable(f"schema registry unreachable: {e}") from e

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import avro.errors
 import avro.schema
 
+from flywheel.errors import UserError
 from schemas import compatibility
 from schemas.errors import IncompatibleSchema, UnknownSchemaId
 from schemas.registry.embedded import GLOBAL, EmbeddedRegistry
@@ -30,7 +31,10 @@ class Reply:
     body: object
 
 
-class ApiError(Exception):
+class ApiError(UserError):
+    """The HTTP client's request is wrong: answered as Confluent's error reply, never raised past
+    the server."""
+
     def __init__(self, status: int, code: int, message: str):
         super().__init__(message)
         self.reply = Reply(status, {"error_code": code, "message": message})

@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from streams.clients import make_consumer, make_producer
 from streams.replay import headers
 from streams.replay.checkpoint import FINISHED, Checkpoints, Progress, Run, totals
-from streams.replay.errors import ReplayError
+from streams.replay.errors import ReplayError, ReplayStalled
 from streams.replay.ranges import PartitionRange, TimeRange, high_watermark, log_ends, resolve, scan
 from streams.replay.ratelimit import RateLimiter
 from streams.settings import KafkaSettings
@@ -200,7 +200,7 @@ def open_writer(settings: KafkaSettings, checkpoints: Checkpoints, run_id: str, 
     try:
         producer.init_transactions(30)
     except KafkaException as e:
-        raise ReplayError(f"cannot start the transactional producer of run {run_id}: {e}") from e
+        raise ReplayStalled(f"cannot start the transactional producer of run {run_id}: {e}") from e
     recovered = recover_origins(consumer, checkpoints, run_id, marker, options.stall_timeout)
     return _BatchWriter(producer, checkpoints, run_id, consumer, RateLimiter(options.rate)), recovered
 
@@ -289,11 +289,11 @@ class _BatchWriter:
             try:
                 self._producer.flush(60)
                 if self._failures:
-                    raise ReplayError(f"{len(self._failures)} record(s) not delivered: {self._failures[0]}")
+                    raise ReplayStalled(f"{len(self._failures)} record(s) not delivered: {self._failures[0]}")
                 self._producer.commit_transaction(60)
             except (KafkaException, ReplayError) as e:
                 self._abort()
-                raise e if isinstance(e, ReplayError) else ReplayError(f"replay batch failed: {e}") from e
+                raise e if isinstance(e, ReplayError) else ReplayStalled(f"replay batch failed: {e}") from e
         self._checkpoints.save(self._run_id, Progress(next_offsets, self._counts, self._delivered, self._handled,
                                                       cursors or {}))
         for p, o in next_offsets.items():
