@@ -35,6 +35,10 @@ class RotationSettings:
     # A passed generation is first marked retired, and deleted this much later: every reader
     # lists topics every 2 s and drops it from its subscription meanwhile.
     retire_seconds: float = 20.0
+    # A group behind whose commits have not moved for this long no longer holds generations:
+    # a reader gone for good (a `flywheel subscribe --group` run once, say) would otherwise
+    # make the broker grow again. Tansu reports no group state or members to tell it by.
+    abandon_seconds: float = 3600.0
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Rotator:
         self._seen: dict[str, float] = {}    # physical name -> when first seen
         self._names: set[str] = set()        # every topic, as last listed
         self._kept: dict[str, list[str]] = {}  # generation -> groups behind, as last logged
+        self._moved: dict[str, tuple[dict, float]] = {}   # group -> (its offsets, when they last changed)
         self._next = 0.0
 
     def tick(self) -> None:
@@ -84,6 +89,9 @@ class Rotator:
         ripe = {t.logical: self._ripe(t, now) for t in topics}
         ends = self._ends(newest + [g for gens in ripe.values() for g in gens])
         committed = self._committed([k for k in ends if k[0] not in dict(newest)]) if any(ripe.values()) else {}
+        for group, offsets in committed.items():
+            if group not in self._moved or self._moved[group][0] != offsets:
+                self._moved[group] = (offsets, now)
         # Every topic turns over together: a consumer group rebalances when its topics change,
         # so once per turn rather than once per topic.
         due = any(self._full(name, ends, now) for name, _ in newest)
@@ -141,7 +149,8 @@ class Rotator:
         """Retire, then delete, each ripe generation that holds records once every group reading
         the topic has committed its end."""
         readers = {group: offsets for group, offsets in committed.items()
-                   if any(split(name)[0] == logical for name, _ in offsets)}
+                   if any(split(name)[0] == logical for name, _ in offsets)
+                   and now - self._moved[group][1] < self.settings.abandon_seconds}
         for name, count in ripe:
             held = {p: ends[(name, p)] for p in range(count) if ends[(name, p)] > 0}
             if not held:

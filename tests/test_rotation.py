@@ -124,3 +124,19 @@ def test_lag_of_a_partition_read_to_its_end_before_a_rebalance_is_zero(rotating)
         assert LagTracker(successor, gauge, "test").update(force=True) == {(catalog.labels, 0): 0}
     finally:
         successor.close()
+
+
+def test_a_group_whose_commits_stopped_moving_long_ago_holds_nothing(rotating):
+    """A reader gone for good must not make the broker grow again: past abandon_seconds without
+    a commit moving, a group behind no longer keeps a generation."""
+    kafka, catalog, rotator = rotating
+    write(kafka, catalog.labels, range(10))
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}gone")
+    consumer.commit(offsets=[TopicPartition(catalog.labels, 0, 5)], asynchronous=False)   # then leaves
+    consumer.close()
+    rotator.rotate(time.monotonic())                  # generation 1 starts
+    rotator.rotate(time.monotonic())                  # the group is behind on generation 0: kept
+    assert retired_name(catalog.labels) not in make_admin(kafka).list_topics(timeout=10).topics
+    rotator.settings.abandon_seconds = 0
+    rotator.rotate(time.monotonic())
+    assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
