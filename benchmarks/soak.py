@@ -71,11 +71,12 @@ def start_stack(rate: float, data_dir: Path) -> tuple[subprocess.Popen, str]:
     broker, registry, metrics = free_port(), free_port(), free_port()
     # The processors take the metrics ports after the supervisor's: well away from 9400+.
     metrics = 20000 + metrics % 20000
-    log = open(data_dir / "up.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flywheel", "--data-dir", str(data_dir), "up", "--demo", "--speed", "5", "--rate", str(rate),
-         "--broker-port", str(broker), "--registry-port", str(registry), "--metrics-port", str(metrics)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(data_dir / "up.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flywheel", "--data-dir", str(data_dir), "up", "--demo", "--speed", "5",
+             "--rate", str(rate), "--broker-port", str(broker), "--registry-port", str(registry),
+             "--metrics-port", str(metrics)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"127.0.0.1:{broker}"
 
 

@@ -97,8 +97,9 @@ class RoutingProducer(Producer):
 class RoutingConsumer(Consumer):
     """A Consumer whose `subscribe` reads every generation of each topic it is given and every
     topic its patterns match, by name, listed again every REFRESH_SECONDS as generations come
-    and go (a retired one, see `retired_name`, is dropped before it is deleted). By name because the embedded broker's consumers never see a topic created after a
-    regex subscription (checked: no new assignment within 20 s)."""
+    and go (a retired one, see `retired_name`, is dropped before it is deleted). By name
+    because the embedded broker's consumers never see a topic created after a regex
+    subscription (checked: no new assignment within 20 s)."""
 
     def __init__(self, conf: dict, rotating):
         super().__init__(conf)

@@ -41,7 +41,8 @@ def test_broker_cpu_per_record_stays_flat_as_records_pass(tmp_path):
     early, late = sum(costs[2:4]) / 2, sum(costs[-2:]) / 2
     ms = [round(c * 1000, 3) for c in costs]
     assert held < TOTAL // GENERATION, f"old generations were not deleted: {held} held"
-    assert late < 3 * max(early, 1 / TICK / WINDOW), f"broker CPU per record grew with records held (ms per window: {ms})"
+    assert late < 3 * max(early, 1 / TICK / WINDOW), \
+        f"broker CPU per record grew with records held (ms per window: {ms})"
 
 
 def write_and_read(kafka: KafkaSettings, pid: int) -> tuple[list[float], int]:

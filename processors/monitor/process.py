@@ -184,7 +184,8 @@ class Monitor:
             part = f"{self.instance}/{self._incarnation}/{self._closes}"
             rows = [to_row(p, self.settings.group_id, part, now) for p in partials]
             hold_back(lambda: self.store.put_partials(rows), self.stop, PROCESSOR)
-        merging = (self.catalog.feedback, 0) in {(logical_name(tp.topic), tp.partition) for tp in self.consumer.assignment()}
+        assigned = {(logical_name(tp.topic), tp.partition) for tp in self.consumer.assignment()}
+        merging = (self.catalog.feedback, 0) in assigned
         if merging:
             self.merger.note([((p.model, p.version, p.start_ms), p.end_ms) for p in partials], now)
         results = []
