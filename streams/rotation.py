@@ -155,8 +155,11 @@ class Rotator:
             held = {p: ends[(name, p)] for p in range(count) if ends[(name, p)] > 0}
             if not held:
                 continue
+            # A transactional partition ends in a commit marker that readers never commit past
+            # (they commit the record after their last), and Tansu reports its end as the
+            # marker's offset + 1: one short of the end is read.
             behind = [group for group, offsets in readers.items()
-                      if any(offsets.get((name, p), 0) < end for p, end in held.items())]
+                      if any(offsets.get((name, p), 0) < end - 1 for p, end in held.items())]
             if behind:
                 if self._kept.get(name) != behind:
                     log.warning("keeping %s: consumer group(s) %s have not read it to its end", name, ", ".join(behind))
