@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from flywheel.views.scrape import figures, scrape
 from flywheel.views.stackfile import read_stack
-from streams.broker import free_port
+from streams.broker import free_port, port_is_free
 
 TICK = os.sysconf("SC_CLK_TCK")
 PROCESSORS = ("worker", "joiner", "monitor")
@@ -67,10 +67,17 @@ def broker_pid(parent: int) -> int | None:
     return None
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` free ports in a row: the supervisor's metrics port, then one per
+    processor after it."""
+    while True:
+        port = free_port()
+        if port + count < 65536 and all(port_is_free(port + i) for i in range(count)):
+            return port
+
+
 def start_stack(rate: float, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    broker, registry, metrics = free_port(), free_port(), free_port()
-    # The processors take the metrics ports after the supervisor's: well away from 9400+.
-    metrics = 20000 + metrics % 20000
+    broker, registry, metrics = free_port(), free_port(), free_port_block(16)
     with open(data_dir / "up.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flywheel", "--data-dir", str(data_dir), "up", "--demo", "--speed", "5",
