@@ -153,8 +153,8 @@ class Rotator:
                    and now - self._moved[group][1] < self.settings.abandon_seconds}
         for name, count in ripe:
             held = {p: ends[(name, p)] for p in range(count) if ends[(name, p)] > 0}
-            if not held:
-                continue
+            if not held and split(name)[1] == 0:
+                continue           # the logical name itself, remade empty once read: it stays
             # A transactional partition ends in a commit marker that readers never commit past
             # (they commit the record after their last), and Tansu reports its end as the
             # marker's offset + 1: one short of the end is read.

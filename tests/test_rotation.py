@@ -140,3 +140,14 @@ def test_a_group_whose_commits_stopped_moving_long_ago_holds_nothing(rotating):
     rotator.settings.abandon_seconds = 0
     rotator.rotate(time.monotonic())
     assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
+
+
+def test_an_empty_old_generation_goes_too(rotating):
+    """A topic nothing writes to (a model's shadow topic without a shadow) turns over with the
+    rest; its empty generations must not pile up."""
+    kafka, catalog, rotator = rotating
+    rotator.settings.generation_seconds = 0
+    for _ in range(4):                                # starts 1, 2, 3; retires 1, then deletes it
+        rotator.rotate(time.monotonic())
+    held = names(kafka, catalog)
+    assert generation_name(catalog.labels, 1) not in held and catalog.labels in held
