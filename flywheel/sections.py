@@ -9,7 +9,7 @@ from processors.rollout.settings import RolloutSettings
 from processors.simulator.settings import SimulatorSettings
 from processors.trigger.settings import TriggerSettings
 from processors.worker.settings import WorkerSettings
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, RotationSettings
 
 from flywheel.demo import DemoSettings
 from flywheel.settings import SupervisorSettings
@@ -26,4 +26,5 @@ SECTIONS: dict[str, type] = {
     "simulator": SimulatorSettings,
     "supervisor": SupervisorSettings,
     "demo": DemoSettings,
+    "rotation": RotationSettings,
 }

@@ -29,7 +29,11 @@ from processors.models import EventLog, ModelRegistry
 from processors.runtime import start_metrics_server
 from schemas.registry.rest import RegistryServer
 from streams.broker import EmbeddedBroker, port_is_free
+from streams.clients import make_admin
 from streams.orphans import die_with_parent
+from streams.rotation import Rotator
+from streams.settings import RotationSettings
+from streams.topics import TopicCatalog
 
 from flywheel import commands
 from flywheel.config import Config
@@ -99,6 +103,7 @@ class Stack:
         self.settings = config.section(SupervisorSettings, "supervisor")
         self.clock = clock
         self.broker: EmbeddedBroker | None = None
+        self.rotator: Rotator | None = None     # bounds what the embedded broker holds
         self.restored: list[str] = []
         self.state: StackState | None = None
         self._specs: list[ProcessSpec] = []
@@ -135,6 +140,8 @@ class Stack:
         if not self.config.kafka.bootstrap:
             self.broker = EmbeddedBroker(self.config.kafka.embedded_port,
                                          self.config.data_dir / "broker.log").start()
+            self.rotator = Rotator(make_admin(self.config.kafka), TopicCatalog(self.config.kafka),
+                                   self.config.section(RotationSettings, "rotation"))
         register_all_schemas(schemas)
         known = sorted(set(self.models) | set(EventLog(self.config.data_dir).last()))
         ensure_core_topics(self.config, known)
@@ -203,6 +210,8 @@ class Stack:
                "FLYWHEEL_INSTANCE_ID": slot_instance_id(spec.name)}
         if self.config.path:   # `flywheel -c FILE up`: every child reads the same file
             env["FLYWHEEL_CONFIG"] = str(self.config.path)
+        if self.rotator:     # the processors read and write the generations it rotates
+            env["FLYWHEEL_KAFKA_TOPIC_GENERATIONS"] = "true"
         with open(self._log_path(spec), "ab") as log:
             child.proc = subprocess.Popen([sys.executable, "-m", "flywheel", *spec.args], env=env,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -219,9 +228,12 @@ class Stack:
         tmp.replace(self.state_path)         # readers never see half a file
 
     def supervise(self) -> list[str]:
-        """Restart what exited and is due; return one line per exit or restart. Raises
+        """Rotate the embedded broker's topics when due (streams/rotation.py), restart what exited
+        and is due; return one line per exit or restart. Raises
         StackError naming the processor and its last log line on a crash loop."""
         now, s, notes = self.clock(), self.settings, []
+        if self.rotator:
+            self.rotator.tick()
         for child in self._children:
             spec = child.spec
             if child.proc is not None and child.proc.poll() is not None:

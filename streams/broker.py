@@ -97,6 +97,11 @@ class EmbeddedBroker:
             self._proc.wait()
 
     @property
+    def pid(self) -> int | None:
+        """The broker process's id (for reading its CPU and memory from /proc)."""
+        return self._proc.pid if self._proc else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

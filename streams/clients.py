@@ -7,7 +7,9 @@ a zero linger overloads the embedded broker with tiny requests.
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from streams.generations import RoutingConsumer, RoutingProducer
 from streams.settings import KafkaSettings
+from streams.topics import TopicCatalog
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": True,
@@ -58,13 +60,13 @@ def make_producer(settings: KafkaSettings, transactional_id: str | None = None, 
     conf = {**_base(settings), **PRODUCER_DEFAULTS, "message.max.bytes": settings.max_message_bytes, **overrides}
     if transactional_id:
         conf["transactional.id"] = transactional_id
-    return Producer(conf)
+    return RoutingProducer(conf, TopicCatalog(settings).rotates) if settings.generations_on else Producer(conf)
 
 
 def make_consumer(settings: KafkaSettings, group_id: str, **overrides) -> Consumer:
     conf = {**_base(settings), **CONSUMER_DEFAULTS, "group.id": group_id,
             "session.timeout.ms": settings.session_timeout_ms, **overrides}
-    return Consumer(conf)
+    return RoutingConsumer(conf, TopicCatalog(settings).rotates) if settings.generations_on else Consumer(conf)
 
 
 def make_admin(settings: KafkaSettings) -> AdminClient:

@@ -35,16 +35,23 @@ class Subscriber:
                  record_name: str, start: Start = "latest", group_id: str | None = None):
         self.topic = topic
         self._serde = AvroSerde(registry, record_name)
+        # Where the topic is generations (the embedded broker), a generation started after this
+        # reader is read from its first record: the timestamp filter below keeps "latest" true.
+        generations = settings.generations_on and TopicCatalog(settings).rotates(topic)
+        earliest = start == "earliest" or generations
         self._consumer = make_consumer(
             settings, group_id or f"flywheel-standalone-{uuid.uuid4().hex}",
-            **{"auto.offset.reset": "earliest" if start == "earliest" else "latest"})
+            **{"auto.offset.reset": "earliest" if earliest else "latest"})
         self._start = start
         # Tansu answers offset look-ups at batch granularity: a partition's end is its last
         # batch's base offset + 1, and a time past the last record maps to offset 0. So a start
         # position may come early; records older than the start are dropped by timestamp. On
         # Apache Kafka the filter never drops anything.
         self._since = {"latest": int(time.time() * 1000), "earliest": 0}.get(start, start)
-        if group_id:
+        self._next: dict[tuple[str, int], int] = {}     # (topic, partition) -> next offset to read
+        if group_id or generations:
+            # A standalone reader of generations is a group of its own: only a subscription
+            # follows the generations as they come and go (streams/generations.py).
             self._consumer.subscribe([topic], on_assign=self._on_assign)
         else:
             self._consumer.assign(self._start_positions(self._partitions()))
@@ -72,8 +79,15 @@ class Subscriber:
                 for tp in found]
 
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
-        if isinstance(self._start, int):
-            consumer.assign(self._start_positions(partitions))
+        """Place a partition first seen at the start; one read before (a rebalance, as
+        generations come and go) goes on from the record after its last."""
+        fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in self._next]
+        starts = {}
+        if isinstance(self._start, int) and fresh:
+            starts = {(tp.topic, tp.partition): tp for tp in self._start_positions(fresh)}
+        consumer.assign([TopicPartition(tp.topic, tp.partition, self._next[(tp.topic, tp.partition)])
+                         if (tp.topic, tp.partition) in self._next else starts.get((tp.topic, tp.partition), tp)
+                         for tp in partitions])
 
     def poll_batch(self, max_records: int = 500, timeout: float = 1.0) -> list[Received]:
         """Up to `max_records`, waiting until that many arrived or `timeout` passed: a full batch."""
@@ -88,6 +102,7 @@ class Subscriber:
         return self._decoded([first] + self._consumer.consume(max_records - 1, 0))
 
     def _decoded(self, messages: list) -> list[Received]:
+        self._next |= {(m.topic(), m.partition()): m.offset() + 1 for m in messages if m.error() is None}
         good = [m for m in messages if m.error() is None and m.timestamp()[1] >= self._since]
         values = self._serde.decode_many([m.value() for m in good])
         return [Received(v, m.key(), m.topic(), m.partition(), m.offset(), m.timestamp()[1],

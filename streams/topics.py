@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerUnavailable, TopicsNotCopartitioned, UnknownTopic
+from streams.generations import SUFFIX, logical_name
 from streams.metadata import retrying, wait_for_leaders
 from streams.settings import KafkaSettings
 
@@ -38,8 +39,9 @@ class TopicCatalog:
         return self._name(f"{model}.shadow")
 
     def predictions_pattern(self) -> str:
-        """Every model's predictions topic as one subscription (librdkafka: a leading ^ is a regex)."""
-        return f"^{re.escape(self._s.topic_prefix)}.+\\.predictions$"
+        """Every model's predictions topic, every generation of each (see streams/generations.py),
+        as one subscription (librdkafka: a leading ^ is a regex)."""
+        return f"^{re.escape(self._s.topic_prefix)}.+\\.predictions({SUFFIX.pattern[:-1]})?$"
 
     @property
     def labels(self) -> str:
@@ -65,8 +67,20 @@ class TopicCatalog:
     def models(self) -> str:
         return self._name("models")
 
+    def rotates(self, topic: str) -> bool:
+        """Whether a logical topic is written as generations where generations are on: the
+        high-volume ones (requests, predictions, shadow, labels, feedback). Not `models`
+        (compacted, read whole by every worker), `retrain` (a few events a day), nor
+        `deadletter` and `review`, which people read days later and nothing commits past."""
+        try:
+            self.record_name(topic)
+        except UnknownTopic:
+            return False
+        return topic not in (self.models, self.retrain, self.deadletter, self.review)
+
     def record_name(self, topic: str) -> str:
-        """Which record type a topic of this catalogue carries."""
+        """Which record type a topic of this catalogue carries (any generation of it)."""
+        topic = logical_name(topic)
         fixed = {self.labels: "GroundTruth", self.feedback: "FeedbackRecord", self.review: "ReviewItem",
                  self.deadletter: "DeadLetter", self.retrain: "RetrainRequested", self.models: "ModelEvent"}
         if topic in fixed:
@@ -81,6 +95,10 @@ class TopicCatalog:
         # Every topic takes the records Flywheel's producers may write (message.max.bytes).
         config = {"max.message.bytes": str(self._s.max_message_bytes), **config}
         return TopicSpec(name, partitions or self._s.partitions, self._s.replication, config)
+
+    def generation_spec(self, name: str, partitions: int) -> TopicSpec:
+        """A generation of a rotating topic (see streams/rotation.py): made like the first."""
+        return self._spec(name, partitions)
 
     def core(self) -> list[TopicSpec]:
         return [

@@ -19,8 +19,7 @@ from flywheel.settings import TopSettings
 from flywheel.settings_reference import markdown
 from processors.models.store import ArtifactStore
 from schemas.setting import info
-from streams.broker import free_port
-from tests.test_infra_live import free_port_block
+from tests.ports import stack_ports
 from tests.test_worker_support import small_model
 
 NOT_QUANTITIES = {("simulator", "seed")}   # a number that names, not measures
@@ -99,7 +98,7 @@ def test_up_with_every_mistake_at_once_starts_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "flywheel", "-c", str(cfg), "--data-dir", str(data_dir), "up",
-                           "--broker-port", str(free_port()), "--metrics-port", str(free_port_block(12))],
+                           *stack_ports().up_args()],
                           env=env, capture_output=True, text=True, timeout=120)
     print(f"flywheel up refused a bad file in {time.monotonic() - started:.1f}s")   # seen with -s; not asserted
     lines = done.stderr.strip().splitlines()
@@ -135,7 +134,7 @@ def test_the_config_file_given_to_up_reaches_its_processes(tmp_path):
     data_dir = tmp_path / "d"
     env = {k: v for k, v in os.environ.items() if k != "FLYWHEEL_CONFIG" and k != "FLYWHEEL_BOOTSTRAP"}
     up = subprocess.Popen([sys.executable, "-m", "flywheel", "-c", str(cfg), "--data-dir", str(data_dir), "up",
-                           "--broker-port", str(free_port()), "--metrics-port", str(free_port_block(12))],
+                           *stack_ports().up_args()],
                           env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     log = data_dir / "monitor.log"
     try:

@@ -5,6 +5,7 @@ between (as Prometheus' histogram_quantile does), gauges are their latest value.
 Metric names are the contract documented in processors/runtime/metrics.py and the processors'
 metrics modules.
 """
+import http.client
 import os
 import time
 import urllib.error
@@ -48,7 +49,7 @@ def scrape(processes: list[ProcessSpec], timeout: float = 2.0) -> Scrape:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 text = response.read().decode()
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:   # the last: not ours on that port
             out.down[spec.name] = str(getattr(e, "reason", e))
             if not _alive(spec.pid):
                 out.exited.add(spec.name)

@@ -42,6 +42,7 @@ from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.feedback import FeedbackEncoder
 from schemas.wire.prediction import PredictionDecoder
+from streams.generations import logical_name
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.replay import headers as replay_headers
 from streams.settings import KafkaSettings
@@ -161,8 +162,8 @@ class FeedbackJoiner:
         for m in messages:
             self._next[(m.topic(), m.partition())] = m.offset() + 1
         now_ms = self.clock()
-        label_messages = [m for m in messages if m.topic() == self.catalog.labels]
-        prediction_messages = [m for m in messages if m.topic() != self.catalog.labels]
+        label_messages = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
+        prediction_messages = [m for m in messages if logical_name(m.topic()) != self.catalog.labels]
         decoded = self._retrying(lambda: self._predictions.decode([m.value() for m in prediction_messages]))
         dead += [(prediction_messages[i], f.reason, f.detail) for i, f in decoded.failures]
         for i, value in sorted([*zip(decoded.columns.indices.tolist(), decoded.columns.records()),

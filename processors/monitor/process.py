@@ -43,6 +43,7 @@ from processors.runtime.failures import hold_back, run_batches
 from schemas import AvroSerde, DecodeFailure
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.prediction import PredictionDecoder
+from streams.generations import logical_name
 from streams.clients import make_admin, make_consumer, make_producer
 from streams.delivery import TrackedProducer
 from streams.replay import headers as replay_headers
@@ -153,7 +154,8 @@ class Monitor:
             part = f"{self.instance}/{self._incarnation}/{self._closes}"
             rows = [to_row(p, self.settings.group_id, part, now) for p in partials]
             hold_back(lambda: self.store.put_partials(rows), self.stop, PROCESSOR)
-        merging = (self.catalog.feedback, 0) in {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        assigned = {(logical_name(tp.topic), tp.partition) for tp in self.consumer.assignment()}
+        merging = (self.catalog.feedback, 0) in assigned
         if merging:
             self.merger.note([((p.model, p.version, p.start_ms), p.end_ms) for p in partials], now)
         results = []
@@ -275,7 +277,7 @@ class Monitor:
                 return names or None
             pattern = re.compile(self.catalog.predictions_pattern())
             names = [partition_name(t, p) for t, meta in topics.items()
-                     if t == self.catalog.feedback or pattern.match(t) for p in meta.partitions]
+                     if logical_name(t) == self.catalog.feedback or pattern.match(t) for p in meta.partitions]
             self._topics = (time.monotonic(), names)
         return names
 

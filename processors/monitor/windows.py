@@ -32,6 +32,7 @@ from processors.monitor.performance import Performance, PerformanceCounts
 from processors.monitor.profile import Profile
 from processors.monitor.quality import QualityCheck, QualityThresholds, check
 from schemas.wire.prediction import PredictionColumns
+from streams.generations import logical_name
 
 Key = tuple[str, str]                       # (model, version)
 Source = tuple[str, int, int]               # (topic, partition, offset)
@@ -67,8 +68,8 @@ class Offsets:
         return {tp: o + 1 for tp, o in zip(self.partitions, last.tolist()) if o >= 0}
 
     def in_topic(self, topic: str) -> np.ndarray:
-        """Per record: whether it came from `topic`."""
-        return np.asarray([t == topic for t, _ in self.partitions], dtype=bool)[self.partition]
+        """Per record: whether it came from `topic` (any generation of it)."""
+        return np.asarray([logical_name(t) == topic for t, _ in self.partitions], dtype=bool)[self.partition]
 
     def firsts(self) -> dict[tuple[str, int], int]:
         """The first offset per partition."""

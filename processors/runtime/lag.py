@@ -28,6 +28,7 @@ class LagTracker:
         except KafkaException:
             return {}
         lags: dict[tuple[str, int], int] = {}
+        committed = self._committed([tp for tp in positions if tp.offset < 0])
         for tp in positions:
             try:
                 low, high = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -35,7 +36,7 @@ class LagTracker:
                 continue
             if high < 0:
                 continue
-            position = tp.offset if tp.offset >= 0 else low
+            position = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), low)
             lags[(tp.topic, tp.partition)] = max(0, high - position)
         shown = {(t, str(p)) for t, p in lags}
         for topic, partition in self._shown - shown:
@@ -44,3 +45,15 @@ class LagTracker:
             self.gauge.labels(self.processor, topic, str(partition)).set(lag)
         self._shown = shown
         return lags
+
+    def _committed(self, unread: list) -> dict[tuple[str, int], int]:
+        """The committed offsets of partitions with no position yet: after a rebalance, a
+        partition read to its end (an old topic generation) has none until a record arrives,
+        and counting from its low watermark would show all of it as lag."""
+        if not unread:
+            return {}
+        try:
+            found = self.consumer.committed(unread, timeout=5)
+        except KafkaException:
+            return {}
+        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}

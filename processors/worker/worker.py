@@ -32,6 +32,7 @@ from flywheel.errors import Unavailable
 from schemas import AvroSerde
 from schemas.registry.base import SchemaRegistry
 from schemas.wire.primitives import read_map
+from streams.generations import logical_name
 from streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer
 from streams.settings import KafkaSettings
 from streams.topics import TopicCatalog
@@ -174,7 +175,7 @@ class InferenceWorker:
             else:
                 by_topic[m.topic()].append(m)
         for topic, records in by_topic.items():
-            model = self._by_topic.get(topic)
+            model = self._by_topic.get(logical_name(topic))
             if model is not None:
                 batch.messages += records   # first: an unavailable store or registry below rewinds them too
                 batch.event_times[model].append(self._serve(self.served[model], records, batch.outbox))

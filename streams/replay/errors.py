@@ -18,3 +18,8 @@ class ReplayStalled(ReplayError, Unavailable):
 
 class BadTimeRange(ReplayError, BadInput):
     """The time range the user gave is empty, reversed or outside the topics' records."""
+
+
+class SourceHasGenerations(ReplayError, BadInput):
+    """On the embedded broker a high-volume topic is a sequence of generations (see
+    streams/generations.py); a replay reads one physical topic, named."""

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from confluent_kafka import Message
 
 from streams.clients import make_admin
+from streams.generations import physical_topics
 from streams.replay import headers
 from streams.replay.checkpoint import Checkpoints
+from streams.replay.errors import SourceHasGenerations
 from streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
 from streams.replay.ranges import TimeRange
 from streams.settings import KafkaSettings
@@ -41,8 +43,21 @@ def topic_replay(settings: KafkaSettings, checkpoints: Checkpoints, run_id: str,
     """Replay `source` over `window` into `target` (which may be `source` itself). Records keep
     their partition when both topics have as many partitions, else go by key."""
     admin = make_admin(settings)
+    if settings.generations_on:
+        _one_generation(admin, source)
     counts = {t: len(topic_partitions(admin, t)) for t in (source, target)}
     copy = TopicCopy(run_id, target, keep_partition=counts[source] == counts[target],
                      include_replayed=include_replayed)
     spec = {"target": target, "include_replayed": include_replayed}
     return Replay(settings, checkpoints, run_id, source, window, copy, spec, options, on_progress)
+
+
+def _one_generation(admin, source: str) -> None:
+    """Refuse a logical topic the embedded broker keeps as several generations: replaying only
+    its first would silently miss the rest."""
+    generations = physical_topics(admin, source)
+    if len(generations) > 1:
+        raise SourceHasGenerations(
+            f"{source} is kept by the embedded broker as {len(generations)} topics "
+            f"({', '.join(generations)}), the oldest deleted as they are read: replay the one holding "
+            "your range by its name (each generation's records are in time order)")

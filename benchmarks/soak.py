@@ -1,0 +1,226 @@
+"""The long soak of the embedded stack: `flywheel up --demo` at each given rate for a while,
+sampled every `--every` seconds into a CSV (broker CPU and RSS from /proc, every processor's
+lag and records in per second, request -> prediction latency p50/p99 from the processors'
+/metrics, the topics the broker holds), then a plot (PNG) and a summary (Markdown).
+
+Run through bin/soak, which documents the flags. Every stack gets ports and a data dir of its
+own, never the defaults, so a soak runs beside a developer's stack.
+"""
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from flywheel.views.scrape import figures, scrape
+from flywheel.views.stackfile import read_stack
+from streams.broker import free_port, port_is_free
+
+TICK = os.sysconf("SC_CLK_TCK")
+PROCESSORS = ("worker", "joiner", "monitor")
+
+
+@dataclass
+class Row:
+    rate: float
+    minute: float
+    broker_cpu: float          # cores, over the last interval
+    broker_rss_mb: float
+    topics: int | None         # topics the broker holds (generations included)
+    worker_rps: float
+    worker_lag: int
+    joiner_lag: int
+    monitor_lag: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+def cpu_seconds(pid: int) -> float:
+    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields_[11]) + int(fields_[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def broker_pid(parent: int) -> int | None:
+    """The tansu process the stack `parent` started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"tansu" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` free ports in a row: the supervisor's metrics port, then one per
+    processor after it."""
+    while True:
+        port = free_port()
+        if port + count < 65536 and all(port_is_free(port + i) for i in range(count)):
+            return port
+
+
+def start_stack(rate: float, data_dir: Path) -> tuple[subprocess.Popen, str]:
+    broker, registry, metrics = free_port(), free_port(), free_port_block(16)
+    with open(data_dir / "up.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flywheel", "--data-dir", str(data_dir), "up", "--demo", "--speed", "5",
+             "--rate", str(rate), "--broker-port", str(broker), "--registry-port", str(registry),
+             "--metrics-port", str(metrics)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, f"127.0.0.1:{broker}"
+
+
+def soak(rate: float, minutes: float, every: float, out: Path, on_row) -> None:
+    data_dir = out / f"data-{rate:g}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc, bootstrap = start_stack(rate, data_dir)
+    try:
+        deadline = time.monotonic() + 120
+        while (state := read_stack(data_dir)) is None or (pid := broker_pid(proc.pid)) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the stack did not start (see {data_dir / 'up.log'})")
+            time.sleep(1)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        started, before, cpu_before = time.monotonic(), scrape(state.processes), cpu_seconds(pid)
+        while time.monotonic() - started < minutes * 60 and proc.poll() is None:
+            time.sleep(every)
+            state = read_stack(data_dir) or state
+            after, cpu_after = scrape(state.processes), cpu_seconds(pid)
+            on_row(sample(rate, started, before, after, state.processes, cpu_after - cpu_before, pid, admin))
+            before, cpu_before = after, cpu_after
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def sample(rate, started, before, after, processes, cpu, pid, admin) -> Row:
+    live = figures(processes, before, after)
+    lag = {p.name: p.lag for p in live.processes}
+    latency = next(iter(live.latency.values()), None)
+    return Row(rate, round((after.at - started) / 60, 2), round(cpu / live.seconds, 3), round(rss_mb(pid), 1),
+               topic_count(admin), round(sum(live.requests_in_per_s.values()), 1),
+               *(lag.get(name, 0) for name in PROCESSORS),
+               _ms(latency and latency.p50), _ms(latency and latency.p99))
+
+
+def topic_count(admin: AdminClient) -> int | None:
+    try:
+        return len(admin.list_topics(timeout=10).topics)
+    except KafkaException:       # a busy broker: a gap in the plot, not the end of the soak
+        return None
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("broker_cpu", "broker CPU (cores)"), ("broker_rss_mb", "broker RSS (MB)"),
+              ("worker_rps", "worker records/s"), ("worker_lag", "worker lag (records)"),
+              ("p99_ms", "request -> prediction p99 (ms)"), ("topics", "topics held")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 * len(panels)), sharex=True)
+    for ax, (name, title) in zip(axes, panels):
+        for rate in sorted({r.rate for r in rows}):
+            mine = [r for r in rows if r.rate == rate and getattr(r, name) is not None]
+            ax.plot([r.minute for r in mine], [getattr(r, name) for r in mine], label=f"{rate:g} req/s")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("minutes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+SUMMARY_COLUMNS = ("broker_cpu", "broker_rss_mb", "topics", "worker_rps", "worker_lag", "p50_ms", "p99_ms")
+
+
+def summary(rows: list[Row]) -> str:
+    """Per rate and quarter of the run: the medians, so flat (or not) reads at a glance."""
+    lines = ["| rate | minutes | broker CPU | RSS MB | topics | worker rec/s | worker lag | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for rate in sorted({r.rate for r in rows}):
+        mine = [r for r in rows if r.rate == rate]
+        for q in range(4):
+            part = mine[q * len(mine) // 4:(q + 1) * len(mine) // 4]
+            if not part:
+                continue
+            med = {name: _median([getattr(r, name) for r in part]) for name in SUMMARY_COLUMNS}
+            lines.append(f"| {rate:g} | {part[0].minute:.0f}-{part[-1].minute:.0f} | {med['broker_cpu']:.2f} | "
+                         f"{med['broker_rss_mb']:.0f} | {med['topics']:.0f} | {med['worker_rps']:.0f} | "
+                         f"{med['worker_lag']:.0f} | {med['p50_ms']:.0f} | {med['p99_ms']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _median(values: list) -> float:
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else float("nan")
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of a soak's CSV (to redraw the plot of a run still going, or one cut short)."""
+    with open(path, newline="") as f:
+        return [Row(**{k: _number(v) for k, v in line.items()}) for line in csv.DictReader(f)]
+
+
+def _number(text: str) -> int | float | None:
+    if text == "":
+        return None
+    return float(text) if "." in text else int(text)
+
+
+def report(rows: list[Row], out: Path) -> None:
+    plot(rows, out / "soak.png")
+    (out / "soak.md").write_text(summary(rows))
+    print(summary(rows))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rates", default="100,500", help="requests/s, one stack after another (default 100,500)")
+    p.add_argument("--minutes", type=float, default=120, help="per rate (default 120)")
+    p.add_argument("--every", type=float, default=30, help="seconds between samples (default 30)")
+    p.add_argument("--out", type=Path, default=Path("soak-out"), help="CSV, PNG, summary and data dirs")
+    p.add_argument("--replot", action="store_true", help="only redraw the PNG and summary from OUT/soak.csv")
+    args = p.parse_args(argv)
+    if args.replot:
+        report(read_rows(args.out / "soak.csv"), args.out)
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    with open(args.out / "soak.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, [x.name for x in fields(Row)])
+        writer.writeheader()
+
+        def on_row(row: Row) -> None:
+            rows.append(row)
+            writer.writerow(asdict(row))
+            f.flush()
+            print(row, flush=True)
+        for rate in [float(r) for r in args.rates.split(",")]:
+            soak(rate, args.minutes, args.every, args.out, on_row)
+    report(rows, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

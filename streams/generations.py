@@ -1,0 +1,154 @@
+"""Topic generations: on the embedded broker one logical topic is a sequence of physical ones.
+
+The embedded broker (Tansu 0.6, memory storage) keeps every batch it is given, applies no
+retention, refuses DeleteRecords, and lists every batch a partition holds on each fetch that
+finds records and on each ListOffsets: its CPU per record grows with the batches a partition
+holds. DeleteTopics frees them. So a high-volume logical topic `X` is written as generations
+`X` (generation 0), `X.g000001`, `X.g000002`, ...: producers write to the newest, readers
+subscribe to all of them by name, and `streams.rotation` starts the next generation and
+deletes the old ones its readers have passed.
+
+Here: the names, and the producer and consumer that route a logical name to its generations.
+Both are used only where `KafkaSettings.generations_on` (the embedded broker); on a Kafka
+cluster nothing here is involved.
+"""
+import re
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer
+
+SUFFIX = re.compile(r"\.g(\d{6})$")
+RETIRED = ".retired"
+REFRESH_SECONDS = 2.0          # how stale a producer's idea of the newest generation may be
+
+
+def generation_name(logical: str, number: int) -> str:
+    return logical if number == 0 else f"{logical}.g{number:06d}"
+
+
+def split(physical: str) -> tuple[str, int]:
+    """(logical name, generation number) of a physical topic name."""
+    match = SUFFIX.search(physical)
+    return (physical[:match.start()], int(match.group(1))) if match else (physical, 0)
+
+
+def retired_name(generation: str) -> str:
+    """The marker topic that says `generation` is about to be deleted: readers drop it from
+    their subscription first (a consumer subscribed to a topic being deleted dies of SIGSEGV
+    in librdkafka, checked with confluent-kafka 2.16 on the embedded broker)."""
+    return f"{generation}{RETIRED}"
+
+
+def logical_name(physical: str) -> str:
+    return split(physical)[0]
+
+
+def generations_regex(logical: str) -> str:
+    """A librdkafka subscription (leading ^) matching every generation of `logical`."""
+    return f"^{re.escape(logical)}({SUFFIX.pattern[:-1]})?$"
+
+
+def generations_of(names, logical: str) -> list[str]:
+    """The generations of `logical` among topic names, oldest first."""
+    found = [(split(n)[1], n) for n in names if split(n)[0] == logical]
+    return [name for _, name in sorted(found)]
+
+
+def physical_topics(client, logical: str, timeout: float = 10.0) -> list[str]:
+    """Every existing generation of `logical` (just `logical` on a cluster without generations)."""
+    return generations_of(client.list_topics(timeout=timeout).topics, logical) or [logical]
+
+
+class RoutingProducer(Producer):
+    """A Producer whose `produce` writes a logical topic's records (or a record addressed to an
+    old generation, e.g. a dead letter's source being redriven) to its newest generation."""
+
+    def __init__(self, conf: dict, rotating):
+        super().__init__(conf)
+        self._rotating = rotating            # logical name -> bool: which topics have generations
+        self._newest: dict[str, str] = {}
+        self._fetched = float("-inf")
+
+    def produce(self, topic, *args, **kwargs):
+        return super().produce(self.newest(topic), *args, **kwargs)
+
+    def newest(self, topic: str) -> str:
+        logical = logical_name(topic)
+        if not self._rotating(logical):
+            return topic
+        if time.monotonic() - self._fetched > REFRESH_SECONDS:
+            self._refresh()
+        return self._newest.get(logical, logical)
+
+    def _refresh(self) -> None:
+        self._fetched = time.monotonic()
+        try:
+            names = self.list_topics(timeout=5).topics
+        except KafkaException:   # broker away: keep the last answer; the produce itself will queue
+            return
+        newest: dict[str, tuple[int, str]] = {}
+        for name in names:
+            logical, number = split(name)
+            if number >= newest.get(logical, (-1, ""))[0]:
+                newest[logical] = (number, name)
+        self._newest = {logical: name for logical, (_, name) in newest.items()}
+
+
+class RoutingConsumer(Consumer):
+    """A Consumer whose `subscribe` reads every generation of each topic it is given and every
+    topic its patterns match, by name, listed again every REFRESH_SECONDS as generations come
+    and go (a retired one, see `retired_name`, is dropped before it is deleted). By name
+    because the embedded broker's consumers never see a topic created after a regex
+    subscription (checked: no new assignment within 20 s)."""
+
+    def __init__(self, conf: dict, rotating):
+        super().__init__(conf)
+        self._rotating = rotating
+        self._wanted: list[str] = []
+        self._kwargs: dict = {}
+        self._subscribed: list[str] = []
+        self._listed = float("-inf")
+
+    def subscribe(self, topics, **kwargs):
+        self._wanted, self._kwargs, self._subscribed = list(topics), kwargs, []
+        self._listed = float("-inf")
+        self._follow()
+
+    def unsubscribe(self):
+        self._wanted, self._subscribed = [], []
+        return super().unsubscribe()
+
+    def consume(self, *args, **kwargs):
+        self._follow()
+        return super().consume(*args, **kwargs)
+
+    def poll(self, *args, **kwargs):
+        self._follow()
+        return super().poll(*args, **kwargs)
+
+    def _follow(self) -> None:
+        """Subscribe again when the topics the subscription stands for have changed."""
+        if not self._wanted or time.monotonic() - self._listed < REFRESH_SECONDS:
+            return
+        self._listed = time.monotonic()
+        try:
+            topics = self._expand(self.list_topics(timeout=5).topics)
+        except KafkaException:
+            if self._subscribed:
+                return       # broker away: keep what we have
+            topics = [t if t.startswith("^") or not self._rotating(t) else generations_regex(t) for t in self._wanted]
+        if topics != self._subscribed:
+            self._subscribed = topics
+            super().subscribe(topics, **self._kwargs)
+
+    def _expand(self, names) -> list[str]:
+        live = [n for n in names if retired_name(n) not in names]
+        found: set[str] = set()
+        for wanted in self._wanted:
+            if wanted.startswith("^"):
+                found |= {n for n in live if re.match(wanted, n)} or {wanted}
+            elif self._rotating(wanted):
+                found |= set(generations_of(live, wanted)) or {wanted}
+            else:
+                found.add(wanted)
+        return sorted(found)

@@ -1,0 +1,154 @@
+"""Topic generations on the real embedded broker: records written across a rotation reach a
+consumer group once each; an old generation is deleted only once every group has read it; a
+replay refuses a logical topic kept as several generations rather than read only the first; lag
+counts a partition read to its end before a rebalance as read."""
+import dataclasses
+import time
+
+import pytest
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, Gauge
+
+from processors.runtime.lag import LagTracker
+from streams.clients import make_admin, make_consumer, make_producer
+from streams.generations import REFRESH_SECONDS, generation_name, retired_name
+from streams.replay import Checkpoints, TimeRange
+from streams.replay.errors import SourceHasGenerations
+from streams.replay.topic import topic_replay
+from streams.rotation import Rotator
+from streams.settings import RotationSettings
+from streams.topics import TopicCatalog, ensure_topics
+
+
+@pytest.fixture
+def rotating(kafka):
+    """Settings with generations on, the labels topic, and a rotator that starts a new generation
+    at 10 records and deletes a passed one at once."""
+    kafka = dataclasses.replace(kafka, topic_generations=True, partitions=1)
+    catalog = TopicCatalog(kafka)
+    ensure_topics(make_admin(kafka), [catalog.generation_spec(catalog.labels, 1)])
+    rotator = Rotator(make_admin(kafka), catalog, RotationSettings(
+        generation_records=10, generation_seconds=3600, keep_seconds=0, check_seconds=0, retire_seconds=0))
+    return kafka, catalog, rotator
+
+
+def write(kafka, topic: str, values: range) -> None:
+    """One batch per record: Tansu reports a partition's end as its last batch's base offset + 1."""
+    producer = make_producer(kafka, **{"linger.ms": 0})
+    for v in values:
+        producer.produce(topic, str(v).encode())
+        producer.flush(10)
+
+
+def read(consumer, count: int, timeout: float = 30.0) -> list:
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += [m for m in consumer.consume(100, 0.5) if m.error() is None]
+    return got
+
+
+def names(kafka, catalog) -> set[str]:
+    return {t for t in make_admin(kafka).list_topics(timeout=10).topics if t.startswith(catalog.labels)}
+
+
+def test_a_group_reads_across_rotations_and_old_generations_go_once_read(rotating):
+    kafka, catalog, rotator = rotating
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}reader")
+    consumer.subscribe([catalog.labels])
+    try:
+        write(kafka, catalog.labels, range(10))
+        rotator.rotate(time.monotonic())              # 10 records held: generation 1 starts
+        assert generation_name(catalog.labels, 1) in names(kafka, catalog)
+        time.sleep(REFRESH_SECONDS + 0.5)             # a producer sees the new generation
+        write(kafka, catalog.labels, range(10, 20))
+        got = read(consumer, 20)
+        assert sorted(int(m.value()) for m in got) == list(range(20))
+        assert {m.topic() for m in got} == {catalog.labels, generation_name(catalog.labels, 1)}
+
+        # A group that has committed part of a generation keeps it (one that has never committed
+        # on the topic is not known to read it: Tansu describes groups without their members).
+        consumer.commit(offsets=[TopicPartition(catalog.labels, 0, 5)], asynchronous=False)
+        rotator.rotate(time.monotonic())
+        assert _held(kafka, catalog.labels) > 0
+        consumer.commit(asynchronous=False)
+        rotator.rotate(time.monotonic())              # committed past its end: retired first
+        assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
+        newest = {max(t for t in names(kafka, catalog) if not t.endswith(".retired"))}   # zero-padded
+        deadline = time.monotonic() + 30
+        while {tp.topic for tp in consumer.assignment()} != newest and time.monotonic() < deadline:
+            consumer.consume(10, 0.5)                 # the reader drops the retired generation
+        assert {tp.topic for tp in consumer.assignment()} == newest
+        rotator.rotate(time.monotonic())              # then it is deleted (and remade empty)
+        assert _held(kafka, catalog.labels) == 0
+        assert retired_name(catalog.labels) not in make_admin(kafka).list_topics(timeout=10).topics
+    finally:
+        consumer.close()
+
+
+def test_a_replay_of_a_topic_kept_as_generations_names_them(rotating, data_dir):
+    kafka, catalog, rotator = rotating
+    write(kafka, catalog.labels, range(10))
+    rotator.rotate(time.monotonic())
+    window = TimeRange(0, int(time.time() * 1000))
+    with pytest.raises(SourceHasGenerations, match=generation_name(catalog.labels, 1)):
+        topic_replay(kafka, Checkpoints.in_data_dir(data_dir), "r1", catalog.labels, catalog.labels, window)
+
+
+def _held(kafka, topic: str) -> int:
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}probe")
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    finally:
+        consumer.close()
+
+
+def test_lag_of_a_partition_read_to_its_end_before_a_rebalance_is_zero(rotating):
+    """After a rebalance (each turn of generations brings two) a partition read and committed to
+    its end has no position until a record arrives: its lag counts from the commit, not from
+    the partition's first record."""
+    kafka, catalog, _ = rotating
+    group = f"{kafka.topic_prefix}lag"
+    write(kafka, catalog.labels, range(10))
+    first = make_consumer(kafka, group)
+    first.subscribe([catalog.labels])
+    assert len(read(first, 10)) == 10
+    first.commit(asynchronous=False)
+    first.close()
+    successor = make_consumer(kafka, group)
+    try:
+        successor.subscribe([catalog.labels])
+        deadline = time.monotonic() + 30
+        while successor.get_watermark_offsets(TopicPartition(catalog.labels, 0), cached=True)[1] < 0 \
+                and time.monotonic() < deadline:
+            assert not successor.consume(10, 0.5)
+        gauge = Gauge("lag", "lag", ["processor", "topic", "partition"], registry=CollectorRegistry())
+        assert LagTracker(successor, gauge, "test").update(force=True) == {(catalog.labels, 0): 0}
+    finally:
+        successor.close()
+
+
+def test_a_group_whose_commits_stopped_moving_long_ago_holds_nothing(rotating):
+    """A reader gone for good must not make the broker grow again: past abandon_seconds without
+    a commit moving, a group behind no longer keeps a generation."""
+    kafka, catalog, rotator = rotating
+    write(kafka, catalog.labels, range(10))
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}gone")
+    consumer.commit(offsets=[TopicPartition(catalog.labels, 0, 5)], asynchronous=False)   # then leaves
+    consumer.close()
+    rotator.rotate(time.monotonic())                  # generation 1 starts
+    rotator.rotate(time.monotonic())                  # the group is behind on generation 0: kept
+    assert retired_name(catalog.labels) not in make_admin(kafka).list_topics(timeout=10).topics
+    rotator.settings.abandon_seconds = 0
+    rotator.rotate(time.monotonic())
+    assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
+
+
+def test_an_empty_old_generation_goes_too(rotating):
+    """A topic nothing writes to (a model's shadow topic without a shadow) turns over with the
+    rest; its empty generations must not pile up."""
+    kafka, catalog, rotator = rotating
+    rotator.settings.generation_seconds = 0
+    for _ in range(4):                                # starts 1, 2, 3; retires 1, then deletes it
+        rotator.rotate(time.monotonic())
+    held = names(kafka, catalog)
+    assert generation_name(catalog.labels, 1) not in held and catalog.labels in held
