@@ -34,23 +34,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flywheel.feature_store import FeedbackRecord  # noqa: E402
+from flywheel.processors.monitor.drift import DriftThresholds  # noqa: E402
+from flywheel.processors.monitor.performance import performance  # noqa: E402
+from flywheel.processors.monitor.process import window_row  # noqa: E402
+from flywheel.processors.monitor.profile import build_reference  # noqa: E402
+from flywheel.processors.monitor.windows import WindowedMonitor  # noqa: E402
+from flywheel.processors.retrainer.dataset import EmptyDataset, split  # noqa: E402
+from flywheel.processors.trigger.detector import ErrorStreams  # noqa: E402
+from flywheel.processors.trigger.policy import ModelState, decide, retrain_request  # noqa: E402
+from flywheel.processors.trigger.process import drift_history  # noqa: E402
+from flywheel.processors.trigger.settings import TriggerSettings  # noqa: E402
+from flywheel.schemas.features import Feature, FeatureSpec  # noqa: E402
 from river import drift as river_drift  # noqa: E402
-from river.drift import binary as river_binary  # noqa: E402
 from river.datasets import synth  # noqa: E402
+from river.drift import binary as river_binary  # noqa: E402
 from sklearn.ensemble import GradientBoostingClassifier  # noqa: E402
-
-from feature_store import FeedbackRecord  # noqa: E402
-from processors.monitor.drift import DriftThresholds  # noqa: E402
-from processors.monitor.performance import performance  # noqa: E402
-from processors.monitor.process import window_row  # noqa: E402
-from processors.monitor.profile import build_reference  # noqa: E402
-from processors.monitor.windows import WindowedMonitor  # noqa: E402
-from processors.retrainer.dataset import EmptyDataset, split  # noqa: E402
-from processors.trigger.detector import ErrorStreams  # noqa: E402
-from processors.trigger.policy import ModelState, decide, retrain_request  # noqa: E402
-from processors.trigger.settings import TriggerSettings  # noqa: E402
-from processors.trigger.process import drift_history  # noqa: E402
-from schemas.features import Feature, FeatureSpec  # noqa: E402
 
 TRAIN_ROWS = 5000
 MIN_IMPROVEMENT = 0.01

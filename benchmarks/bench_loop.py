@@ -40,22 +40,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_store import fresh_store  # noqa: E402
-from feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
-from processors.joiner.join import Join, Label, prediction_record  # noqa: E402
-from processors.joiner.settings import JoinerSettings  # noqa: E402
-from processors.joiner.process import FeedbackJoiner  # noqa: E402
-from processors.monitor.process import Monitor  # noqa: E402
-from processors.monitor.settings import MonitorSettings  # noqa: E402
-from processors.monitor.profile import build_reference  # noqa: E402
-from processors.monitor.windows import WindowedMonitor  # noqa: E402
-from processors.runtime.gc_tuning import tune_gc  # noqa: E402
-from schemas import AvroSerde  # noqa: E402
-from schemas.features import Feature, FeatureSpec  # noqa: E402
-from schemas.registry import open_registry  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.clients import make_admin, make_producer  # noqa: E402
-from streams.settings import KafkaSettings  # noqa: E402
-from streams.topics import TopicCatalog, ensure_topics  # noqa: E402
+from flywheel.feature_store import ReferenceProfile, StoreSettings, open_store  # noqa: E402
+from flywheel.processors.joiner.join import Join, Label, prediction_record  # noqa: E402
+from flywheel.processors.joiner.process import FeedbackJoiner  # noqa: E402
+from flywheel.processors.joiner.settings import JoinerSettings  # noqa: E402
+from flywheel.processors.monitor.process import Monitor  # noqa: E402
+from flywheel.processors.monitor.profile import build_reference  # noqa: E402
+from flywheel.processors.monitor.settings import MonitorSettings  # noqa: E402
+from flywheel.processors.monitor.windows import WindowedMonitor  # noqa: E402
+from flywheel.processors.runtime.gc_tuning import tune_gc  # noqa: E402
+from flywheel.schemas import AvroSerde  # noqa: E402
+from flywheel.schemas.features import Feature, FeatureSpec  # noqa: E402
+from flywheel.schemas.registry import open_registry  # noqa: E402
+from flywheel.streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from flywheel.streams.clients import make_admin, make_producer  # noqa: E402
+from flywheel.streams.settings import KafkaSettings  # noqa: E402
+from flywheel.streams.topics import TopicCatalog, ensure_topics  # noqa: E402
 
 T0 = int(time.time() * 1000) - 600_000
 

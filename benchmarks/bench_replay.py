@@ -12,12 +12,12 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.clients import make_admin, make_producer
-from streams.replay import Checkpoints, ReplayOptions, TimeRange
-from streams.replay.topic import topic_replay
-from streams.settings import KafkaSettings
-from streams.topics import TopicSpec, ensure_topics
+from flywheel.streams.broker import EmbeddedBroker, free_port
+from flywheel.streams.clients import make_admin, make_producer
+from flywheel.streams.replay import Checkpoints, ReplayOptions, TimeRange
+from flywheel.streams.replay.topic import topic_replay
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicSpec, ensure_topics
 
 
 def main() -> None:

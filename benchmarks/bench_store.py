@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from feature_store import FeatureStore, FeedbackRecord, OnlineFeatures, StoreSettings, open_store  # noqa: E402
+from flywheel.feature_store import FeatureStore, FeedbackRecord, OnlineFeatures, StoreSettings, open_store  # noqa: E402
+
 from flywheel.config import Config  # noqa: E402
 
 BATCHES = (1, 100, 1000)

@@ -53,19 +53,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flywheel.processors.models import ModelRegistry  # noqa: E402
+from flywheel.processors.simulator.bootstrap import ensure_model  # noqa: E402
+from flywheel.processors.simulator.concept import Concept  # noqa: E402
+from flywheel.schemas import AvroSerde  # noqa: E402
+from flywheel.streams.broker import free_port, port_is_free  # noqa: E402
+from flywheel.streams.clients import make_producer  # noqa: E402
+from flywheel.streams.topics import TopicCatalog  # noqa: E402
+
 from flywheel.config import Config, load_config  # noqa: E402
 from flywheel.stack import StackState  # noqa: E402
 from flywheel.views.gather import live_kafka  # noqa: E402
 from flywheel.views.scrape import Scrape, scrape  # noqa: E402
 from flywheel.views.stackfile import read_stack  # noqa: E402
 from flywheel.wiring import feature_store_for, schema_registry  # noqa: E402
-from processors.models import ModelRegistry  # noqa: E402
-from processors.simulator.bootstrap import ensure_model  # noqa: E402
-from processors.simulator.concept import Concept  # noqa: E402
-from schemas import AvroSerde  # noqa: E402
-from streams.broker import free_port, port_is_free  # noqa: E402
-from streams.clients import make_producer  # noqa: E402
-from streams.topics import TopicCatalog  # noqa: E402
 
 MODEL = "bench"
 POOL = 1024                     # feature rows the generator cycles through

@@ -37,19 +37,19 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processors.models import MatrixLayout, ModelRegistry  # noqa: E402
-from processors.runtime import BatchCommitter  # noqa: E402
-from processors.runtime.pipeline import CommitPipeline, Outbox  # noqa: E402
-from processors.training import synthetic, train  # noqa: E402
-from processors.models.probe import session_options  # noqa: E402
-from processors.worker.settings import WorkerSettings  # noqa: E402
-from processors.worker.worker import EXACTLY_ONCE_PRODUCER  # noqa: E402
-from schemas import AvroSerde  # noqa: E402
-from schemas.registry import open_registry  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer  # noqa: E402
-from streams.settings import KafkaSettings  # noqa: E402
-from streams.topics import TopicCatalog, TopicSpec, ensure_topics  # noqa: E402
+from flywheel.processors.models import MatrixLayout, ModelRegistry  # noqa: E402
+from flywheel.processors.models.probe import session_options  # noqa: E402
+from flywheel.processors.runtime import BatchCommitter  # noqa: E402
+from flywheel.processors.runtime.pipeline import CommitPipeline, Outbox  # noqa: E402
+from flywheel.processors.training import synthetic, train  # noqa: E402
+from flywheel.processors.worker.settings import WorkerSettings  # noqa: E402
+from flywheel.processors.worker.worker import EXACTLY_ONCE_PRODUCER  # noqa: E402
+from flywheel.schemas import AvroSerde  # noqa: E402
+from flywheel.schemas.registry import open_registry  # noqa: E402
+from flywheel.streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from flywheel.streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer  # noqa: E402
+from flywheel.streams.settings import KafkaSettings  # noqa: E402
+from flywheel.streams.topics import TopicCatalog, TopicSpec, ensure_topics  # noqa: E402
 
 SENT = "bench-sent-ns"
 WORKER_GROUP = WorkerSettings().group_id

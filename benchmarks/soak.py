@@ -17,10 +17,10 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from flywheel.streams.broker import free_port, port_is_free
 
 from flywheel.views.scrape import figures, scrape
 from flywheel.views.stackfile import read_stack
-from streams.broker import free_port, port_is_free
 
 TICK = os.sysconf("SC_CLK_TCK")
 PROCESSORS = ("worker", "joiner", "monitor")

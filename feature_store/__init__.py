@@ -6,13 +6,27 @@ found by name (feature_store/<backend>.py defines `open_backend`). Knows no Kafk
 import importlib
 from pathlib import Path
 
-from feature_store.base import Clock, FeatureStore, wall_clock_ms
-from feature_store.errors import (InvalidRecord, StoreConfigError, StoreError, StoreNotMigrated,
-                                  StoreTimeout, StoreUnavailable)
-from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
-                                   ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
-from feature_store.retry import retrying
-from feature_store.settings import StoreSettings
+from flywheel.feature_store.base import Clock, FeatureStore, wall_clock_ms
+from flywheel.feature_store.errors import (
+    InvalidRecord,
+    StoreConfigError,
+    StoreError,
+    StoreNotMigrated,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from flywheel.feature_store.records import (
+    FeedbackRecord,
+    MonitorProgress,
+    OnlineFeatures,
+    PredictionRecord,
+    ReferenceProfile,
+    RetrainRecord,
+    WindowMetrics,
+    WindowPartial,
+)
+from flywheel.feature_store.retry import retrying
+from flywheel.feature_store.settings import StoreSettings
 
 
 def open_store(settings: StoreSettings, data_dir: str | Path | None = None,
@@ -26,9 +40,9 @@ def _backend(name: str):
     module = None
     if name.isidentifier():
         try:
-            module = importlib.import_module(f"feature_store.{name}")
+            module = importlib.import_module(f"flywheel.feature_store.{name}")
         except ModuleNotFoundError as e:
-            if e.name != f"feature_store.{name}":
+            if e.name != f"flywheel.feature_store.{name}":
                 raise
     if not hasattr(module, "open_backend"):
         raise StoreConfigError(f"unknown store backend {name!r} (shipped: sqlite, cassandra)")

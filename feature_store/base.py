@@ -14,15 +14,23 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
-from collections.abc import Callable, Iterator, Sequence
 
-from feature_store.records import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
-                                   ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
-from feature_store.schema import migrations
-from feature_store.settings import StoreSettings
+from flywheel.feature_store.records import (
+    FeedbackRecord,
+    MonitorProgress,
+    OnlineFeatures,
+    PredictionRecord,
+    ReferenceProfile,
+    RetrainRecord,
+    WindowMetrics,
+    WindowPartial,
+)
+from flywheel.feature_store.schema import migrations
+from flywheel.feature_store.settings import StoreSettings
 
 Clock = Callable[[], int]   # epoch milliseconds
 Row = dict[str, Any]

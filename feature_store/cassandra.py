@@ -15,28 +15,33 @@ Every driver error, a later page's included, becomes a StoreError (StoreUnavaila
 """
 import re
 import ssl
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator, Sequence
 
-from cassandra import (ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut,
-                       ReadTimeout, RequestExecutionException, Unavailable, UnresolvableContactPoints,
-                       WriteTimeout)
+from cassandra import (
+    ConsistencyLevel,
+    DriverException,
+    InvalidRequest,
+    OperationTimedOut,
+    ReadTimeout,
+    RequestExecutionException,
+    Unavailable,
+    UnresolvableContactPoints,
+    WriteTimeout,
+)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.concurrent import execute_concurrent
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.protocol import ErrorMessage, ServerError
-from cassandra.query import (UNSET_VALUE, BatchStatement, BatchType, PreparedStatement, SimpleStatement,
-                            dict_factory)
-
-from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
-from feature_store.errors import (StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout,
-                                  StoreUnavailable)
-from feature_store.schema import JSON_COLUMNS, Table, from_json, migrations, pending, tables, to_json
-from feature_store.settings import CassandraSettings, StoreSettings
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement, SimpleStatement, dict_factory
+from flywheel.feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
+from flywheel.feature_store.errors import StoreConfigError, StoreError, StoreNotMigrated, StoreTimeout, StoreUnavailable
+from flywheel.feature_store.schema import JSON_COLUMNS, Table, from_json, migrations, pending, tables, to_json
+from flywheel.feature_store.settings import CassandraSettings, StoreSettings
 
 PAGE = 1000   # rows per page of a range read
 # The node sizes a batch (batch_size_warn_threshold_in_kb) by its cells: each value and its

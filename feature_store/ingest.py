@@ -5,13 +5,13 @@ are numeric features, strings categorical, null/empty missing."""
 import csv
 import json
 import math
-from typing import Any, TextIO
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TextIO
 
-from feature_store.base import Clock, FeatureStore, wall_clock_ms
-from feature_store.errors import InvalidRecord
-from feature_store.records import OnlineFeatures
-from feature_store.retry import retrying
+from flywheel.feature_store.base import Clock, FeatureStore, wall_clock_ms
+from flywheel.feature_store.errors import InvalidRecord
+from flywheel.feature_store.records import OnlineFeatures
+from flywheel.feature_store.retry import retrying
 
 
 def jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, Mapping[str, Any]]]:

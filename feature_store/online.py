@@ -4,11 +4,11 @@ stored one; stored values fill what the request lacks. Each feature's origin is 
 worker can record it on the Prediction's `feature_sources` ("request" or "online:<group>")."""
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable, Mapping, Sequence
 
-from feature_store.base import FeatureStore
+from flywheel.feature_store.base import FeatureStore
 
 REQUEST = "request"
 

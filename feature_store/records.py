@@ -3,11 +3,11 @@ schemas/avro so a decoded message becomes a record with `Record.from_dict(decode
 `record.to_dict()` is ready to encode. Times are epoch milliseconds."""
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Mapping
 
-from feature_store.errors import InvalidRecord
+from flywheel.feature_store.errors import InvalidRecord
 
 RETRAIN_STATUSES = ("in_flight", "done", "failed")
 

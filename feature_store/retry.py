@@ -3,10 +3,10 @@ wait (exponentially longer, with jitter) and try again; other errors go straight
 import random
 import threading
 import time
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
-from feature_store.errors import StoreUnavailable
+from flywheel.feature_store.errors import StoreUnavailable
 
 T = TypeVar("T")
 

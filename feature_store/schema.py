@@ -5,14 +5,13 @@ hold the same tables with the same keys."""
 import hashlib
 import json
 import re
-from typing import Any
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import orjson
-
-from feature_store.errors import StoreError
+from flywheel.feature_store.errors import StoreError
 
 # Text columns that hold JSON (maps that may contain nulls, free-form detail).
 JSON_COLUMNS = frozenset({"features", "numeric", "categorical", "detail", "performance"})
@@ -65,7 +64,7 @@ class Migration:
 
 @cache
 def migrations() -> tuple[Migration, ...]:
-    files = sorted((f for f in resources.files("feature_store").joinpath("cql").iterdir()
+    files = sorted((f for f in resources.files("flywheel.feature_store").joinpath("cql").iterdir()
                     if f.name.endswith(".cql")), key=lambda f: f.name)
     return tuple(Migration(f.name, f.read_text()) for f in files)
 

@@ -7,8 +7,8 @@ one backend reads is in its own table, as Feast's online-store config does."""
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.secret import Secret
-from schemas.setting import setting
+from flywheel.schemas.secret import Secret
+from flywheel.schemas.setting import setting
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

@@ -13,15 +13,24 @@ import operator
 import re
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator, Sequence
 
-from feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
-from feature_store.errors import StoreError, StoreNotMigrated, StoreUnavailable
-from feature_store.schema import JSON_COLUMNS, Migration, Table, from_json, parse_table, pending, tables, to_json
-from feature_store.settings import StoreSettings
+from flywheel.feature_store.base import CLEARED, Clock, FeatureStore, Row, Write
+from flywheel.feature_store.errors import StoreError, StoreNotMigrated, StoreUnavailable
+from flywheel.feature_store.schema import (
+    JSON_COLUMNS,
+    Migration,
+    Table,
+    from_json,
+    parse_table,
+    pending,
+    tables,
+    to_json,
+)
+from flywheel.feature_store.settings import StoreSettings
 
 PAGE = 1000          # rows per range-read query (keeps read snapshots short)
 MAX_KEYS = 500       # keys per IN (...) query

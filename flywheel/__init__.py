@@ -20,21 +20,20 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "connect": "flywheel.client",
     "Client": "flywheel.client",
-    "Request": "streams.publisher",
-    "RequestRejected": "streams.errors",
-    "PredictTimeout": "streams.errors",
-    "DeliveryFailed": "streams.errors",
-    "UnknownModel": "processors.models.errors",
+    "Request": "flywheel.streams.publisher",
+    "RequestRejected": "flywheel.streams.errors",
+    "PredictTimeout": "flywheel.streams.errors",
+    "DeliveryFailed": "flywheel.streams.errors",
+    "UnknownModel": "flywheel.processors.models.errors",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from processors.models.errors import UnknownModel
-    from streams.errors import DeliveryFailed, PredictTimeout, RequestRejected
-    from streams.publisher import Request
-
     from flywheel.client import Client, connect
+    from flywheel.processors.models.errors import UnknownModel
+    from flywheel.streams.errors import DeliveryFailed, PredictTimeout, RequestRejected
+    from flywheel.streams.publisher import Request
 
 
 def __getattr__(name: str) -> Any:

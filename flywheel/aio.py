@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from processors.models.deployment import Deployment
-from streams.errors import RequestRejected
-from streams.predictor import Answer, Replies, no_answer
-from streams.publisher import Publisher, Request
-from streams.subscriber import Received, Start, Subscriber
-
 from flywheel.client import Client, Features
 from flywheel.config import Config, load_config
+from flywheel.processors.models.deployment import Deployment
+from flywheel.streams.errors import RequestRejected
+from flywheel.streams.predictor import Answer, Replies, no_answer
+from flywheel.streams.publisher import Publisher, Request
+from flywheel.streams.subscriber import Received, Start, Subscriber
 
 T = TypeVar("T")
 

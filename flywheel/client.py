@@ -14,17 +14,16 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from processors.models.deployment import Deployment
-from processors.models.errors import UnknownModel
-from processors.models.follower import ModelFollower
-from schemas.registry.base import SchemaRegistry
-from streams.errors import UnknownTopic
-from streams.labels import LabelPublisher
-from streams.predictor import Predictor
-from streams.publisher import Publisher, Request
-from streams.subscriber import Start, Subscriber
-
 from flywheel.config import Config, load_config
+from flywheel.processors.models.deployment import Deployment
+from flywheel.processors.models.errors import UnknownModel
+from flywheel.processors.models.follower import ModelFollower
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.errors import UnknownTopic
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.predictor import Predictor
+from flywheel.streams.publisher import Publisher, Request
+from flywheel.streams.subscriber import Start, Subscriber
 from flywheel.wiring import schema_registry
 
 Features = Request | dict[str, Any]

@@ -25,18 +25,17 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
-
-from schemas.secret import REDACTED, Secret
-from schemas.setting import info
-from streams.settings import KafkaSettings
 
 from flywheel.errors import BadInput
+from flywheel.schemas.secret import REDACTED, Secret
+from flywheel.schemas.setting import info
 from flywheel.sections import SECTIONS
 from flywheel.settings import TopSettings
+from flywheel.streams.settings import KafkaSettings
 
 ALIASES = {  # short env names people expect, mapped to section.field
     "FLYWHEEL_BOOTSTRAP": ("kafka", "bootstrap"),

@@ -3,7 +3,7 @@ processor as FLYWHEEL_* settings (a setting already in the environment wins)."""
 import os
 from dataclasses import dataclass, replace
 
-from schemas.setting import setting
+from flywheel.schemas.setting import setting
 
 
 @dataclass

@@ -4,11 +4,10 @@ means a version in the data dir's artifact store, which every process of a deplo
 and which answers whether or not a broker runs (`report` works after the stack stopped)."""
 from collections.abc import Iterable
 
-from processors.models.errors import UnknownModel
-from processors.models.store import ArtifactStore
-from schemas.errors import clip
-
 from flywheel.config import Config
+from flywheel.processors.models.errors import UnknownModel
+from flywheel.processors.models.store import ArtifactStore
+from flywheel.schemas.errors import clip
 
 
 def check_registered(config: Config, models: str | Iterable[str] | None, hint: str = "") -> None:

@@ -4,10 +4,9 @@ ONNX file) as a serving version of a model, against the stack the configuration 
 does is processors/importing's `import_model`; this opens and closes what that needs."""
 from pathlib import Path
 
-from processors.importing import Imported, import_model
-from processors.models import ModelRegistry
-
 from flywheel.config import Config, load_config
+from flywheel.processors.importing import Imported, import_model
+from flywheel.processors.models import ModelRegistry
 from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry
 
 

@@ -4,7 +4,7 @@ streams/settings.py, feature_store/settings.py); flywheel/sections.py lists them
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.setting import setting
+from flywheel.schemas.setting import setting
 
 
 @dataclass

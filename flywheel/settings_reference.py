@@ -1,16 +1,15 @@
 """The settings reference, rendered from the settings dataclasses themselves (each field's
-`schemas.setting` metadata: doc, unit, limits), so the reference cannot drift from the code.
+`flywheel.schemas.setting` metadata: doc, unit, limits), so the reference cannot drift from the code.
 `markdown()` is what docs/hooks.py puts into docs/reference/settings.md at build time."""
 import dataclasses
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
-
-from schemas.setting import info
 
 from flywheel.config import alias_of, env_name, is_secret, is_table
+from flywheel.schemas.setting import info
 from flywheel.sections import SECTIONS
 from flywheel.settings import TopSettings
 

@@ -25,20 +25,19 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
-from processors.models import EventLog, ModelRegistry
-from processors.runtime import start_metrics_server
-from schemas.registry.rest import RegistryServer
-from streams.broker import EmbeddedBroker, port_is_free
-from streams.clients import make_admin
-from streams.orphans import die_with_parent
-from streams.rotation import Rotator
-from streams.settings import RotationSettings
-from streams.topics import TopicCatalog
-
 from flywheel import commands
 from flywheel.config import Config
 from flywheel.errors import UserError
+from flywheel.processors.models import EventLog, ModelRegistry
+from flywheel.processors.runtime import start_metrics_server
+from flywheel.schemas.registry.rest import RegistryServer
 from flywheel.settings import SupervisorSettings
+from flywheel.streams.broker import EmbeddedBroker, port_is_free
+from flywheel.streams.clients import make_admin
+from flywheel.streams.orphans import die_with_parent
+from flywheel.streams.rotation import Rotator
+from flywheel.streams.settings import RotationSettings
+from flywheel.streams.topics import TopicCatalog
 from flywheel.wiring import ensure_core_topics, feature_store_for, register_all_schemas, schema_registry
 
 

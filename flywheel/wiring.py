@@ -9,17 +9,16 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from schemas import RECORD_NAMES, load_schema, subject_for
-from schemas.registry import RegistryAccess, SchemaRegistry, open_registry
-from streams.clients import make_admin
-from streams.topics import TopicCatalog, ensure_topics
-
 from flywheel.config import Config
+from flywheel.schemas import RECORD_NAMES, load_schema, subject_for
+from flywheel.schemas.registry import RegistryAccess, SchemaRegistry, open_registry
+from flywheel.streams.clients import make_admin
+from flywheel.streams.topics import TopicCatalog, ensure_topics
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from feature_store import FeatureStore
+    from flywheel.feature_store import FeatureStore
 
 
 def schema_registry(config: Config) -> SchemaRegistry:
@@ -41,7 +40,7 @@ def ensure_core_topics(config: Config, models: list[str] = ()) -> list[str]:
 
 
 def feature_store_for(config: Config) -> FeatureStore:
-    from feature_store import StoreSettings, open_store
+    from flywheel.feature_store import StoreSettings, open_store
     return open_store(config.section(StoreSettings, "store"), config.data_dir)
 
 
@@ -63,8 +62,8 @@ class RedactingFilter(logging.Filter):
 def start_processor(config: Config, metrics: CollectorRegistry | None = None) -> threading.Event:
     """What every long-running command does first: log lines to stderr, serve its /metrics, and
     turn SIGTERM/SIGINT into the stop event its loop checks, and collect garbage less often."""
-    from processors.runtime import start_metrics_server, stop_on_signals
-    from processors.runtime.gc_tuning import tune_gc
+    from flywheel.processors.runtime import start_metrics_server, stop_on_signals
+    from flywheel.processors.runtime.gc_tuning import tune_gc
     tune_gc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:

@@ -2,8 +2,8 @@
 
 Depends on nothing else of Flywheel's.
 """
-from schemas.catalog import RECORD_NAMES, load_schema, subject_for
-from schemas.errors import (
+from flywheel.schemas.catalog import RECORD_NAMES, load_schema, subject_for
+from flywheel.schemas.errors import (
     BadMagicByte,
     IncompatibleSchema,
     SchemaRegistryError,
@@ -11,7 +11,7 @@ from schemas.errors import (
     TruncatedMessage,
     UnknownSchemaId,
 )
-from schemas.serde import AvroSerde, DecodeFailure
+from flywheel.schemas.serde import AvroSerde, DecodeFailure
 
 __all__ = [
     "RECORD_NAMES", "load_schema", "subject_for", "AvroSerde", "DecodeFailure",

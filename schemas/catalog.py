@@ -23,5 +23,5 @@ def load_schema(record_name: str) -> str:
     """The canonical JSON text of a record's current schema (as shipped in schemas/avro)."""
     if record_name not in RECORD_NAMES:
         raise KeyError(f"no schema named {record_name!r}; known: {', '.join(RECORD_NAMES)}")
-    text = resources.files("schemas").joinpath("avro", f"{record_name}.avsc").read_text()
+    text = resources.files("flywheel.schemas").joinpath("avro", f"{record_name}.avsc").read_text()
     return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))

@@ -6,8 +6,7 @@ FULL: both. The *_TRANSITIVE variants check against every earlier version, not j
 """
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
-
-from schemas.errors import IncompatibleSchema
+from flywheel.schemas.errors import IncompatibleSchema
 
 MODES = ("NONE", "BACKWARD", "FORWARD", "FULL",
          "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE")

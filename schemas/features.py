@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from schemas.errors import FeatureProblem, clip
+from flywheel.schemas.errors import FeatureProblem, clip
 
 Kind = Literal["numeric", "categorical"]
 

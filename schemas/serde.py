@@ -12,10 +12,9 @@ from io import BytesIO
 from typing import Any
 
 import fastavro
-
-from schemas.catalog import load_schema, subject_for
-from schemas.errors import BadMagicByte, SerdeError, TruncatedMessage, UnknownSchemaId
-from schemas.registry.base import SchemaRegistry
+from flywheel.schemas.catalog import load_schema, subject_for
+from flywheel.schemas.errors import BadMagicByte, SerdeError, TruncatedMessage, UnknownSchemaId
+from flywheel.schemas.registry.base import SchemaRegistry
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")

@@ -7,10 +7,10 @@ the same metadata, so the docs cannot drift from the code. It lives here, beside
 because every layer declares settings and this package imports nothing of ours.
 """
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 # A field's own check: the problem with a value (None: fine); `base` is the config file's folder,
 # against which a relative path in the file resolves.

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
-
-from streams.errors import BrokerBinaryNotFound, BrokerUnavailable, PortInUse
-from streams.orphans import die_with_parent
+from flywheel.streams.errors import BrokerBinaryNotFound, BrokerUnavailable, PortInUse
+from flywheel.streams.orphans import die_with_parent
 
 
 def find_tansu() -> Path:

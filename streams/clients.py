@@ -6,10 +6,9 @@ a zero linger overloads the embedded broker with tiny requests.
 """
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
-
-from streams.generations import RoutingConsumer, RoutingProducer
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from flywheel.streams.generations import RoutingConsumer, RoutingProducer
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": True,

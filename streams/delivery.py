@@ -1,7 +1,6 @@
 """A producer that remembers delivery failures so `flush()` can surface them as one error."""
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
-from streams.errors import DeliveryFailed, RecordTooLarge
+from flywheel.streams.errors import DeliveryFailed, RecordTooLarge
 
 
 class TrackedProducer:

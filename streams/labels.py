@@ -1,13 +1,13 @@
 """Publish ground truth, keyed by request id, to the `labels` topic."""
 import time
 
-from schemas import AvroSerde
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_producer
-from streams.delivery import TrackedProducer
-from streams.errors import BadRequest
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.errors import BadRequest
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 
 
 class LabelPublisher:

@@ -9,12 +9,11 @@ which retries those errors (and librdkafka's retriable ones) with exponential ba
 deadline, then raises `BrokerUnavailable` with one line naming what was missing.
 """
 import time
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-from streams.errors import BrokerUnavailable
+from flywheel.streams.errors import BrokerUnavailable
 
 T = TypeVar("T")
 

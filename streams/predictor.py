@@ -8,15 +8,15 @@ RequestRejected with the dead letter's reason at once instead of waiting for the
 import time
 from typing import Any
 
-from schemas import AvroSerde
-from schemas.errors import SerdeError
-from schemas.features import FeatureSpec
-from schemas.registry.base import SchemaRegistry
-from streams.errors import PredictTimeout, RequestRejected
-from streams.publisher import Publisher, Request
-from streams.settings import KafkaSettings
-from streams.subscriber import Received, Subscriber
-from streams.topics import TopicCatalog
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.errors import SerdeError
+from flywheel.schemas.features import FeatureSpec
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.errors import PredictTimeout, RequestRejected
+from flywheel.streams.publisher import Publisher, Request
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.subscriber import Received, Subscriber
+from flywheel.streams.topics import TopicCatalog
 
 Answer = dict | RequestRejected     # a Prediction record, or why the worker refused the request
 

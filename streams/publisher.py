@@ -1,18 +1,18 @@
 """Publish inference requests for one model."""
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterable
 
-from schemas import AvroSerde
-from schemas.features import FeatureSpec
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_producer
-from streams.delivery import TrackedProducer
-from streams.errors import BadRequest
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import FeatureSpec
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.errors import BadRequest
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 
 
 @dataclass

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
-
-from streams.generations import generation_name, retired_name, split
-from streams.settings import RotationSettings
-from streams.topics import TopicCatalog
+from flywheel.streams.generations import generation_name, retired_name, split
+from flywheel.streams.settings import RotationSettings
+from flywheel.streams.topics import TopicCatalog
 
 log = logging.getLogger(__name__)
 

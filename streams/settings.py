@@ -4,8 +4,8 @@ Secrets are `Secret`s: each can come from the config file, the environment or a 
 `<field>_file` (a mounted Kubernetes secret), and none ever prints (see flywheel/config.py)."""
 from dataclasses import dataclass
 
-from schemas.secret import Secret
-from schemas.setting import setting
+from flywheel.schemas.secret import Secret
+from flywheel.schemas.setting import setting
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")

@@ -2,18 +2,17 @@
 as a consumer group member or standalone (every partition, no group)."""
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
-from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-from schemas import AvroSerde, DecodeFailure
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer
-from streams.metadata import offsets_for_times, watermarks
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, topic_partitions
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.metadata import offsets_for_times, watermarks
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog, topic_partitions
 
 Start = Literal["latest", "earliest"] | int  # int: epoch milliseconds
 

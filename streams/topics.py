@@ -4,11 +4,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-
-from streams.errors import BrokerUnavailable, TopicsNotCopartitioned, UnknownTopic
-from streams.generations import SUFFIX, logical_name
-from streams.metadata import retrying, wait_for_leaders
-from streams.settings import KafkaSettings
+from flywheel.streams.errors import BrokerUnavailable, TopicsNotCopartitioned, UnknownTopic
+from flywheel.streams.generations import SUFFIX, logical_name
+from flywheel.streams.metadata import retrying, wait_for_leaders
+from flywheel.streams.settings import KafkaSettings
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 """Hypothesis strategies that generate valid records for any Avro schema (as parsed JSON)."""
 import json
 
+from flywheel.schemas import load_schema
 from hypothesis import strategies as st
-
-from schemas import load_schema
 
 PRIMITIVES = {
     "null": st.none(),

@@ -1,9 +1,8 @@
 """A trainer plugin that learns nothing: labels shuffled, so its candidate must be rejected."""
 import numpy as np
-
-from processors.models import MatrixLayout
-from processors.retrainer import dataset as datasets
-from processors.training.train import build_estimator
+from flywheel.processors.models import MatrixLayout
+from flywheel.processors.retrainer import dataset as datasets
+from flywheel.processors.training.train import build_estimator
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 

@@ -5,13 +5,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from flywheel.schemas.registry import open_registry
+from flywheel.streams.broker import EmbeddedBroker, free_port
+from flywheel.streams.clients import make_admin
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog, ensure_topics
 
 from flywheel.config import Config
-from schemas.registry import open_registry
-from streams.broker import EmbeddedBroker, free_port
-from streams.clients import make_admin
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, ensure_topics
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ developer's running stack may hold, and never overlapping each other."""
 import socket
 from dataclasses import dataclass
 
-from streams.broker import free_port
+from flywheel.streams.broker import free_port
 
 
 def free_port_block(count: int) -> int:

@@ -2,9 +2,8 @@
 import time
 
 from confluent_kafka import TopicPartition
-
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.topics import TopicSpec, ensure_topics
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.topics import TopicSpec, ensure_topics
 
 
 def create(kafka, *names: str, partitions: int = 4) -> None:

@@ -3,11 +3,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-
-from feature_store import FeatureStore, FeedbackRecord, StoreSettings, open_store
-from processors.models import MatrixLayout, ModelRegistry
-from processors.simulator.concept import Concept
-from processors.training import Dataset, train
+from flywheel.feature_store import FeatureStore, FeedbackRecord, StoreSettings, open_store
+from flywheel.processors.models import MatrixLayout, ModelRegistry
+from flywheel.processors.simulator.concept import Concept
+from flywheel.processors.training import Dataset, train
 
 
 def register_model(models: ModelRegistry, concept: Concept, version: str, n: int = 3000, seed: int = 0):

@@ -1,15 +1,16 @@
 """A stack the SDK's examples run against: the test's broker and registry, the demo's churn
 model registered in the test's data dir, a worker serving it, and the FLYWHEEL_* environment
 that `flywheel.connect()` reads pointing at all of it."""
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
-from feature_store import StoreSettings, open_store
-from processors.models import ModelRegistry
-from processors.simulator.bootstrap import ensure_model
-from processors.simulator.concept import Concept
-from streams.clients import make_admin
-from streams.topics import TopicCatalog, ensure_topics
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.simulator.bootstrap import ensure_model
+from flywheel.processors.simulator.concept import Concept
+from flywheel.streams.clients import make_admin
+from flywheel.streams.topics import TopicCatalog, ensure_topics
+
 from tests.test_worker_support import RunningWorker
 
 CUSTOMER = {"x0": 0.3, "x1": -1.2, "x2": 0.8, "x3": 0.0, "x4": 1.1, "x5": -0.4, "x6": 0.2, "x7": 0.5,

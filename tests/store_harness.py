@@ -3,15 +3,14 @@ moves), Cassandra when FLYWHEEL_CASSANDRA_HOSTS names a cluster (real time, own 
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from collections.abc import Callable
 
 import pytest
-
-from feature_store import FeatureStore, StoreSettings, open_store
-from feature_store.settings import CassandraSettings
+from flywheel.feature_store import FeatureStore, StoreSettings, open_store
+from flywheel.feature_store.settings import CassandraSettings
 
 CASSANDRA_HOSTS = os.environ.get("FLYWHEEL_CASSANDRA_HOSTS", "")
 NO_CASSANDRA = "FLYWHEEL_CASSANDRA_HOSTS is not set: no Cassandra cluster to test against"
@@ -58,7 +57,7 @@ def drop(backend: Backend, store: FeatureStore) -> None:
 
 def write_from_process(settings: StoreSettings, data_dir: Path, writer: str, count: int, go) -> None:
     """A second process's writes: its own feedback records plus online rows every writer shares."""
-    from feature_store import FeedbackRecord, OnlineFeatures, retrying
+    from flywheel.feature_store import FeedbackRecord, OnlineFeatures, retrying
     store = open_store(settings, data_dir)
     go.wait(30)
     for i in range(0, count, 25):

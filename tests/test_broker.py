@@ -1,9 +1,8 @@
 """The embedded broker launcher's failures are one clear line each."""
 import pytest
-
-from streams import broker as broker_module
-from streams.broker import EmbeddedBroker, find_tansu
-from streams.errors import BrokerBinaryNotFound
+from flywheel.streams import broker as broker_module
+from flywheel.streams.broker import EmbeddedBroker, find_tansu
+from flywheel.streams.errors import BrokerBinaryNotFound
 
 
 def test_the_binary_comes_from_the_wheel():

@@ -11,10 +11,10 @@ import subprocess
 from dataclasses import replace
 
 import pytest
+from flywheel.streams.broker import EmbeddedBroker, free_port
+from flywheel.streams.topics import TopicCatalog
 
 from flywheel.wiring import ensure_core_topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.topics import TopicCatalog
 from tests.faults import BrokerRelay
 from tests.test_worker_support import register, run_disrupted_stream
 

@@ -13,12 +13,11 @@ import os
 import uuid
 from pathlib import Path
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.rotation import Rotator
-from streams.settings import RotationSettings
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, ensure_topics
+from flywheel.streams.broker import EmbeddedBroker, free_port
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.rotation import Rotator
+from flywheel.streams.settings import KafkaSettings, RotationSettings
+from flywheel.streams.topics import TopicCatalog, ensure_topics
 
 WINDOW = 2000             # records per measurement window
 TOTAL = 24_000

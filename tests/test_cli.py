@@ -8,9 +8,9 @@ import time
 import urllib.request
 
 import pytest
+from flywheel.streams.broker import free_port
 
 from flywheel.cli import main
-from streams.broker import free_port
 from tests.ports import stack_ports
 
 

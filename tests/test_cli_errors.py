@@ -8,14 +8,14 @@ import subprocess
 import sys
 
 import pytest
+from flywheel.feature_store.errors import StoreError
+from flywheel.processors.runtime.commit import FatalCommitError
+from flywheel.processors.runtime.pipeline import CommitStuck
+from flywheel.streams.errors import BrokerUnavailable
 
-from feature_store.errors import StoreError
 from flywheel.cli import main
 from flywheel.commands import topics
 from flywheel.errors import BadInput, Unavailable
-from processors.runtime.commit import FatalCommitError
-from processors.runtime.pipeline import CommitStuck
-from streams.errors import BrokerUnavailable
 
 
 class VectorDbDown(Unavailable):
@@ -66,7 +66,7 @@ def test_a_bug_raised_from_a_handler_is_a_traceback_and_non_zero(tmp_path):
     code = ("import sys\n"
             "from flywheel.cli import main\n"
             "from flywheel.commands import topics\n"
-            "from processors.runtime.commit import FatalCommitError\n"
+            "from flywheel.processors.runtime.commit import FatalCommitError\n"
             "def fail(args, config):\n"
             "    raise FatalCommitError('producer fenced by a newer instance')\n"
             "topics.run = fail\n"
@@ -75,7 +75,7 @@ def test_a_bug_raised_from_a_handler_is_a_traceback_and_non_zero(tmp_path):
     assert done.returncode != 0
     assert done.stderr.startswith("Traceback (most recent call last):"), done.stderr
     assert done.stderr.rstrip().endswith(
-        "processors.runtime.commit.FatalCommitError: producer fenced by a newer instance")
+        "flywheel.processors.runtime.commit.FatalCommitError: producer fenced by a newer instance")
 
 
 @pytest.mark.parametrize("error", [FatalCommitError("fenced"), CommitStuck("commit hung"),

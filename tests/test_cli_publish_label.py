@@ -4,7 +4,8 @@ clipped, labels are checked against the model's classes, and unknown request ids
 import json
 import time
 
-from feature_store.records import PredictionRecord
+from flywheel.feature_store.records import PredictionRecord
+
 from flywheel.cli import main
 from flywheel.wiring import feature_store_for
 from tests.test_worker_support import read_topic, register

@@ -6,20 +6,20 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.streams.broker import free_port
+from flywheel.streams.replay.checkpoint import Checkpoints
+from flywheel.streams.replay.ranges import PartitionRange
 from rich.console import Console
 
-from feature_store import StoreSettings, open_store
 from flywheel.cli import main
 from flywheel.stack import ProcessSpec, StackState
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession
 from flywheel.views.scrape import figures, scrape
-from streams.broker import free_port
-from streams.replay.checkpoint import Checkpoints
-from streams.replay.ranges import PartitionRange
 
 
 def test_replay_runs_keeps_the_run_id_whole_when_piped(data_dir, capsys, monkeypatch):

@@ -3,10 +3,10 @@ and a worker serving the demo's churn model."""
 import doctest
 
 import pytest
+from flywheel.streams.subscriber import Subscriber
 
 import flywheel
 from flywheel import client as client_module
-from streams.subscriber import Subscriber
 from tests.sdk_stack import CUSTOMER, churn_served
 
 
@@ -59,6 +59,6 @@ def test_connect_reads_keywords_over_the_environment(served, kafka, data_dir):
 def test_import_flywheel_loads_no_client_until_asked():
     import subprocess
     import sys
-    code = "import sys, flywheel; print('flywheel.client' in sys.modules, 'streams' in sys.modules)"
+    code = "import sys, flywheel; print('flywheel.client' in sys.modules, 'flywheel.streams' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -10,9 +10,9 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from flywheel.streams.subscriber import Subscriber
 
 from flywheel.extras import EXTRA_OF
-from streams.subscriber import Subscriber
 from tests.sdk_stack import churn_served
 
 # Importing any package an extra brings fails in the child, as it would where it is not installed.

@@ -6,11 +6,10 @@ import time
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
-
-from processors.runtime import BatchCommitter, DeliveryError
-from processors.runtime.pipeline import CommitPipeline, CommitStuck, Outbox
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.topics import TopicSpec, ensure_topics
+from flywheel.processors.runtime import BatchCommitter, DeliveryError
+from flywheel.processors.runtime.pipeline import CommitPipeline, CommitStuck, Outbox
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.topics import TopicSpec, ensure_topics
 
 
 def _topic_with(kafka, name, n):

@@ -2,8 +2,7 @@
 import json
 
 import pytest
-
-from schemas import IncompatibleSchema, load_schema, subject_for
+from flywheel.schemas import IncompatibleSchema, load_schema, subject_for
 
 SUBJECT = subject_for("GroundTruth")
 

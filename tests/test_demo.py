@@ -9,10 +9,10 @@ import sys
 import time
 
 import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.models import EventLog
 
-from feature_store import StoreSettings, open_store
 from flywheel.demo import DemoSettings
-from processors.models import EventLog
 from tests.ports import stack_ports
 
 SPEED, DRIFT_AT = 8.0, 240.0          # drift 30 s after the start

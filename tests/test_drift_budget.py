@@ -3,11 +3,10 @@ windows and a long stationary stream stay quiet, real drift is still flagged, an
 small to judge are carried over until they are big enough rather than judged on a handful."""
 import numpy as np
 import pytest
-
-from processors.monitor.drift import DriftThresholds, SampleGate
-from processors.monitor.profile import build_reference
-from processors.monitor.windows import WindowedMonitor
-from schemas.features import Feature, FeatureSpec
+from flywheel.processors.monitor.drift import DriftThresholds, SampleGate
+from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.windows import WindowedMonitor
+from flywheel.schemas.features import Feature, FeatureSpec
 
 FEATURES = 40
 SPEC = FeatureSpec(tuple(Feature(f"f{i}") for i in range(FEATURES))

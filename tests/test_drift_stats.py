@@ -2,11 +2,16 @@
 within the error bound the sketches state."""
 import numpy as np
 import pytest
+from flywheel.processors.monitor.drift import (
+    DriftThresholds,
+    categorical_drift,
+    flag_family,
+    numeric_drift,
+    reference_edges,
+)
+from flywheel.processors.monitor.profile import Profile, build_reference
+from flywheel.schemas.features import Feature, FeatureSpec
 from scipy.stats import chi2_contingency, ks_2samp
-
-from processors.monitor.drift import DriftThresholds, categorical_drift, flag_family, numeric_drift, reference_edges
-from processors.monitor.profile import Profile, build_reference
-from schemas.features import Feature, FeatureSpec
 
 SPEC = FeatureSpec((Feature("x"), Feature("colour", "categorical", categories=("red", "green", "blue"))))
 

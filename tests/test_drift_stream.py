@@ -2,10 +2,9 @@
 number of windows, and a long stationary stream raises no alarm at the default thresholds."""
 import numpy as np
 import pytest
-
-from processors.monitor.profile import build_reference
-from processors.monitor.windows import WindowedMonitor
-from schemas.features import Feature, FeatureSpec
+from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.windows import WindowedMonitor
+from flywheel.schemas.features import Feature, FeatureSpec
 
 SPEC = FeatureSpec((Feature("amount", min=-5, max=5), Feature("age", min=0, max=120),
                     Feature("channel", "categorical", categories=("web", "app", "shop"))))

@@ -1,13 +1,13 @@
 """Third-party errors become ours where they enter: a library's exception type never reaches a
 caller of Flywheel's, so `except flywheel.errors.X` is enough."""
 import pytest
+from flywheel.streams.clients import make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.errors import BadRequest, RecordTooLarge
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.publisher import Request
 
 from flywheel.errors import BadInput, BadRecord
-from streams.clients import make_producer
-from streams.delivery import TrackedProducer
-from streams.errors import BadRequest, RecordTooLarge
-from streams.labels import LabelPublisher
-from streams.publisher import Request
 
 
 def test_a_record_the_kafka_client_refuses_as_too_big_is_that_records_content(kafka, make_topics):

@@ -11,7 +11,7 @@ import pytest
 
 from flywheel.errors import FlywheelError, Unavailable, UserError
 
-PACKAGES = ("flywheel", "schemas", "streams", "processors", "feature_store")
+PACKAGES = ("flywheel", "flywheel.schemas", "flywheel.streams", "flywheel.processors", "flywheel.feature_store")
 
 
 def _modules():
@@ -25,7 +25,7 @@ def _modules():
 
 def _exception_classes() -> list[type[BaseException]]:
     found = {cls for module in _modules() for _, cls in inspect.getmembers(module, inspect.isclass)
-             if issubclass(cls, BaseException) and cls.__module__.split(".")[0] in PACKAGES}
+             if issubclass(cls, BaseException) and cls.__module__.split(".")[0] == "flywheel"}
     return sorted(found, key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
 
 

@@ -6,15 +6,15 @@ import threading
 
 import pytest
 from confluent_kafka import TopicPartition
+from flywheel.feature_store.errors import InvalidRecord
+from flywheel.processors.runtime.commit import FatalCommitError
+from flywheel.processors.runtime.failures import hold_back, run_batches
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.catalog import load_schema, subject_for
+from flywheel.schemas.errors import RegistryUnavailable
+from flywheel.streams.clients import make_consumer, make_producer
 
-from feature_store.errors import InvalidRecord
 from flywheel.errors import Unavailable
-from processors.runtime.commit import FatalCommitError
-from processors.runtime.failures import hold_back, run_batches
-from schemas import AvroSerde
-from schemas.catalog import load_schema, subject_for
-from schemas.errors import RegistryUnavailable
-from streams.clients import make_consumer, make_producer
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 
@@ -106,11 +106,10 @@ def test_the_worker_refuses_to_start_against_topics_that_cannot_take_its_outputs
     """An existing cluster's topic with a lower max.message.bytes than the producers' limit: one
     line at start-up, before any record is taken."""
     from confluent_kafka.admin import NewTopic
-
-    from processors.runtime.budget import SizeBudgetError
-    from processors.worker.settings import WorkerSettings
-    from processors.worker.worker import InferenceWorker
-    from streams.clients import make_admin
+    from flywheel.processors.runtime.budget import SizeBudgetError
+    from flywheel.processors.worker.settings import WorkerSettings
+    from flywheel.processors.worker.worker import InferenceWorker
+    from flywheel.streams.clients import make_admin
     catalog = make_topics()
     register(kafka, registry, data_dir, "m")
     admin = make_admin(kafka)
@@ -182,8 +181,8 @@ def test_a_registry_outage_while_decoding_is_backpressure(kafka, registry, data_
 
 def test_a_dead_letter_always_fits_even_when_headers_alone_are_over(registry):
     """The record's payload is cut first; headers and key go too when they alone are too big."""
-    from processors.runtime import DeadLetterWriter
-    from processors.runtime.pipeline import Outbox
+    from flywheel.processors.runtime import DeadLetterWriter
+    from flywheel.processors.runtime.pipeline import Outbox
     writer = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), "dl", "test", max_bytes=20_000)
     out = Outbox()
     for payload, headers in ((b"p" * 50_000, [("h", b"small")]), (b"p" * 100, [("big", b"h" * 30_000)])):
@@ -202,15 +201,14 @@ def test_a_dead_letter_always_fits_even_when_headers_alone_are_over(registry):
 def test_the_joiner_and_monitor_refuse_to_start_against_a_too_small_deadletter_topic(kafka, registry, data_dir,
                                                                                       make_topics):
     from confluent_kafka.admin import NewTopic
-
-    from feature_store import StoreSettings, open_store
-    from processors.joiner.process import FeedbackJoiner
-    from processors.joiner.settings import JoinerSettings
-    from processors.monitor.process import Monitor
-    from processors.monitor.settings import MonitorSettings
-    from processors.runtime.budget import SizeBudgetError
-    from streams.clients import make_admin
-    from streams.topics import TopicCatalog
+    from flywheel.feature_store import StoreSettings, open_store
+    from flywheel.processors.joiner.process import FeedbackJoiner
+    from flywheel.processors.joiner.settings import JoinerSettings
+    from flywheel.processors.monitor.process import Monitor
+    from flywheel.processors.monitor.settings import MonitorSettings
+    from flywheel.processors.runtime.budget import SizeBudgetError
+    from flywheel.streams.clients import make_admin
+    from flywheel.streams.topics import TopicCatalog
     catalog = TopicCatalog(kafka)
     admin = make_admin(kafka)
     for f in admin.create_topics([NewTopic(catalog.deadletter, 1, 1, config={"max.message.bytes": "100000"})]).values():

@@ -2,11 +2,11 @@
 import json
 
 from confluent_kafka import Producer
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.streams.clients import make_admin
+from flywheel.streams.topics import TopicSpec, ensure_topics
 
-from feature_store import StoreSettings, open_store
 from flywheel.cli import main
-from streams.clients import make_admin
-from streams.topics import TopicSpec, ensure_topics
 
 
 def stored(data_dir, group, ids):

@@ -1,7 +1,7 @@
 """Online features at inference against the real embedded store: one store lookup per batch
 and feature group, a short-lived cache, request features winning, sources recorded."""
-from feature_store import OnlineFeatures, StoreSettings, open_store
-from feature_store.online import OnlineFeatureLookup
+from flywheel.feature_store import OnlineFeatures, StoreSettings, open_store
+from flywheel.feature_store.online import OnlineFeatureLookup
 from store_harness import FakeClock
 
 

@@ -4,12 +4,12 @@ tests)."""
 import math
 
 import pytest
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.errors import SerdeError
+from flywheel.schemas.wire.feedback import FeedbackEncoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import AvroSerde
-from schemas.errors import SerdeError
-from schemas.wire.feedback import FeedbackEncoder
 from tests.avro_strategies import records as any_record
 
 doubles = st.one_of(st.floats(allow_nan=True), st.integers(-2 ** 60, 2 ** 60))

@@ -11,15 +11,17 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.joiner.process import FeedbackJoiner
+from flywheel.processors.joiner.settings import JoinerSettings
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.errors import SerdeError
+from flywheel.streams.clients import make_producer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from feature_store import StoreSettings, open_store
-from processors.joiner.process import FeedbackJoiner
-from processors.joiner.settings import JoinerSettings
-from schemas import AvroSerde
-from schemas.errors import SerdeError
-from streams.clients import make_producer
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
+
 
 def _request(data, i: int, request_id: str, **changes) -> dict:
     numeric = {f"f{k:02d}": float(v) for k, v in enumerate(data.numeric[i % len(data.numeric)])}

@@ -7,20 +7,20 @@ import joblib
 import numpy as np
 import onnx
 import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.monitor.drift import DriftThresholds, compare
+from flywheel.processors.monitor.profile import Profile
+from flywheel.processors.monitor.settings import MonitorSettings
+from flywheel.processors.training import train
+from flywheel.processors.worker.sessions import LoadedVersion
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from feature_store import StoreSettings, open_store
 from flywheel.cli import main
-from processors.models import ModelRegistry
-from processors.monitor.drift import DriftThresholds, compare
-from processors.monitor.settings import MonitorSettings
-from processors.monitor.profile import Profile
-from processors.models.encoding import MatrixLayout
-from processors.training import train
-from processors.worker.sessions import LoadedVersion
 
 PLANS = ("free", "pro", "team")
 
@@ -97,7 +97,7 @@ def test_an_onnx_file_in_the_layout_takes_its_labels_from_the_target(kafka, data
                                                                     make_topics, capsys):
     make_topics()
     path, columns, churned = sample
-    from processors.importing.sample import Sample
+    from flywheel.processors.importing.sample import Sample
     spec = Sample.of(path).feature_spec("churned")
     trained = train("x", "v", np.c_[columns["age"], columns["spend"]].astype(np.float32), churned, spec,
                     [list(columns["plan"])], kind="gbt")
@@ -135,7 +135,7 @@ def test_what_cannot_serve_is_refused_in_one_line(kafka, data_dir, sample, tmp_p
 
 
 def test_the_feature_spec_is_inferred_from_the_sample(tmp_path):
-    from processors.importing import Sample
+    from flywheel.processors.importing import Sample
     path = tmp_path / "s.csv"
     path.write_text("tier,age,code,label\ngold,41,1,yes\nsilver,,2,no\ngold,37.5,x9,no\n")
     sample = Sample.of(path)

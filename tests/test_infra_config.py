@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 
 from flywheel.cli import build_parser
 from flywheel.config import ALIASES, env_names, load_config
 from flywheel.sections import SECTIONS
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -156,7 +156,8 @@ def test_dockerfile_copies_every_package_and_runs_the_console_script():
               for src in line.split()[1:-1]}
     for source in copied:
         assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    layers = ast.literal_eval(re.search(r"^LAYERS = (.*)$", (ROOT / "setup.py").read_text(), re.M).group(1))
+    packages = {"flywheel", "setup.py", *layers}           # setup.py installs each layer as flywheel.<layer>
     assert packages <= copied, f"packages not copied: {packages - copied}"
     assert "pyproject.toml" in copied and project["project"]["readme"] in copied
     assert 'ENTRYPOINT ["flywheel"]' in text and "flywheel" in project["project"]["scripts"]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from flywheel.streams.broker import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import free_port
 from tests.ports import stack_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,12 +134,13 @@ def _answers(port: int) -> bool:
 def drive_traffic(state: dict, env: dict) -> None:
     """Register a tiny model, send requests (a few of them bad) and labels, and wait until the
     worker has predicted, so counters and histograms have samples, not only declarations."""
+    from flywheel.processors.models import ModelRegistry
+    from flywheel.processors.training import synthetic, train
+    from flywheel.schemas.registry import open_registry
+    from flywheel.streams.labels import LabelPublisher
+    from flywheel.streams.publisher import Publisher, Request
+
     from flywheel.config import load_config
-    from processors.models import ModelRegistry
-    from processors.training import synthetic, train
-    from schemas.registry import open_registry
-    from streams.labels import LabelPublisher
-    from streams.publisher import Publisher, Request
 
     config = load_config(None, env=env)
     registry = open_registry(None, config.data_dir)

@@ -4,9 +4,10 @@ with its own reason and the original bytes; the good labels around them are join
 import math
 import time
 
-from feature_store import StoreSettings, open_store
-from processors.joiner.process import FeedbackJoiner
-from processors.joiner.settings import JoinerSettings
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.joiner.process import FeedbackJoiner
+from flywheel.processors.joiner.settings import JoinerSettings
+
 from tests.test_joiner_process import T0, Topics, _label, _prediction, _run_until
 
 

@@ -3,11 +3,10 @@ walks every hold (what the joiner did before), for any sequence of operations; a
 stay proportional to the holds however many come and go."""
 from dataclasses import dataclass
 
+from flywheel.processors.joiner.holds import _SLACK, Hold, Holds
+from flywheel.processors.joiner.join import Label
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from processors.joiner.holds import _SLACK, Hold, Holds
-from processors.joiner.join import Label
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
 """The join against the real embedded store: labels before and after their prediction, twice,
 late, for unknown requests; every version of a request joined; replays flagged."""
 import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.feature_store.errors import StoreUnavailable
+from flywheel.feature_store.sqlite import MAX_KEYS
+from flywheel.processors.joiner.join import REPLAY_FLAG, Held, Join, Label, prediction_record
+from flywheel.processors.joiner.settings import JoinerSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from feature_store import StoreSettings, open_store
-from feature_store.sqlite import MAX_KEYS
-from feature_store.errors import StoreUnavailable
-from processors.joiner.join import REPLAY_FLAG, Held, Join, Label, prediction_record
-from processors.joiner.settings import JoinerSettings
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000

@@ -9,13 +9,13 @@ import time
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.joiner.process import FeedbackJoiner
+from flywheel.processors.joiner.settings import JoinerSettings
+from flywheel.schemas import AvroSerde
+from flywheel.streams.clients import make_consumer, make_producer
+from flywheel.streams.replay.headers import REPLAY
 
-from feature_store import StoreSettings, open_store
-from processors.joiner.settings import JoinerSettings
-from processors.joiner.process import FeedbackJoiner
-from schemas import AvroSerde
-from streams.clients import make_consumer, make_producer
-from streams.replay.headers import REPLAY
 from tests.test_worker_support import register
 
 T0 = int(time.time() * 1000) - 3 * 3_600_000   # labels up to 2 h after T0 are still in the past
@@ -196,9 +196,9 @@ def test_joiner_killed_mid_stream_writes_every_feedback_record_exactly_once(kafk
 def test_the_joiner_refuses_predictions_not_copartitioned_with_labels(kafka, registry, data_dir, make_topics):
     from dataclasses import replace
 
-    from streams.clients import make_admin
-    from streams.errors import TopicsNotCopartitioned
-    from streams.topics import ensure_topics
+    from flywheel.streams.clients import make_admin
+    from flywheel.streams.errors import TopicsNotCopartitioned
+    from flywheel.streams.topics import ensure_topics
     catalog = make_topics("ok")
     spec = replace(catalog.for_model("odd")[1], partitions=catalog.core()[0].partitions + 1)
     ensure_topics(make_admin(kafka), [spec])                 # odd.predictions: one partition more than labels

@@ -4,10 +4,9 @@ import subprocess
 import sys
 import urllib.request
 
+from flywheel.processors.runtime import start_metrics_server
+from flywheel.streams.broker import free_port
 from prometheus_client import CollectorRegistry, Counter
-
-from processors.runtime import start_metrics_server
-from streams.broker import free_port
 
 from flywheel.config import load_config
 
@@ -33,7 +32,7 @@ def test_metrics_bind_loopback_unless_configured():
 
 
 def test_instance_ids_are_unique_per_process_unless_given():
-    code = "from processors.worker.settings import WorkerSettings; print(WorkerSettings().instance_id)"
+    code = "from flywheel.processors.worker.settings import WorkerSettings; print(WorkerSettings().instance_id)"
     ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
            for _ in range(2)}
     assert len(ids) == 2

@@ -4,11 +4,10 @@ import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-from streams.clients import make_admin, make_consumer
-from streams.errors import BrokerUnavailable
-from streams.metadata import retrying, wait_for_leaders, watermarks
-from streams.topics import TopicSpec, ensure_topics
+from flywheel.streams.clients import make_admin, make_consumer
+from flywheel.streams.errors import BrokerUnavailable
+from flywheel.streams.metadata import retrying, wait_for_leaders, watermarks
+from flywheel.streams.topics import TopicSpec, ensure_topics
 
 
 def _failing(codes: list[int], then):

@@ -5,9 +5,9 @@ import hashlib
 import json
 from dataclasses import replace
 
-from processors.models import ArtifactStore, EventLog
-from processors.models.refusals import RefusalLog
-from streams.publisher import Publisher, Request
+from flywheel.processors.models import ArtifactStore, EventLog
+from flywheel.processors.models.refusals import RefusalLog
+from flywheel.streams.publisher import Publisher, Request
 
 from flywheel.cli import main
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
@@ -54,7 +54,7 @@ def test_a_corrupted_file_makes_only_that_version_unavailable(kafka, registry, d
     garbage = b"not an onnx model" * 8
     store = ArtifactStore(data_dir)
     store.save(garbage, replace(manifest, model="broken", version="v1"))
-    from processors.models import Deployment, VersionRef
+    from flywheel.processors.models import Deployment, VersionRef
     state = Deployment("broken").register("v1", VersionRef("", hashlib.sha256(garbage).hexdigest()))
     models._emit(state, "REGISTERED", "v1", "", None)
     with RunningWorker(kafka, registry, data_dir) as worker:

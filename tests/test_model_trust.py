@@ -8,14 +8,14 @@ import time
 from dataclasses import replace
 
 import pytest
+from flywheel.processors.models import ArtifactStore, ModelFollower
+from flywheel.processors.models.errors import ForgedEvent, InvalidName, UnregisteredVersion
+from flywheel.processors.models.refusals import RefusalLog
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.secret import Secret
+from flywheel.streams.clients import make_producer
+from flywheel.streams.publisher import Publisher, Request
 
-from processors.models import ArtifactStore, ModelFollower
-from processors.models.errors import ForgedEvent, InvalidName, UnregisteredVersion
-from processors.models.refusals import RefusalLog
-from schemas import AvroSerde
-from schemas.secret import Secret
-from streams.clients import make_producer
-from streams.publisher import Publisher, Request
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 
@@ -40,7 +40,7 @@ def _forge(kafka, registry, event: dict, headers=None) -> None:
 
 
 def kafka_topic(kafka) -> str:
-    from streams.topics import TopicCatalog
+    from flywheel.streams.topics import TopicCatalog
     return TopicCatalog(kafka).models
 
 
@@ -84,8 +84,9 @@ def test_the_forged_swap_is_refused_and_the_registered_version_keeps_serving(kaf
     refusals = {(r.model, r.version, r.reason) for r in RefusalLog(data_dir).records()}
     assert refusals == {("m", "evil", "unregistered"), ("m", "v1", "sha256_mismatch")}
     # `flywheel status` and reports draw the refusal on the model's timeline.
+    from flywheel.feature_store import StoreSettings, open_store
+
     from flywheel.views.gather import model_view
-    from feature_store import StoreSettings, open_store
     now = int(time.time() * 1000)
     with open_store(StoreSettings(), data_dir) as store:
         view = model_view(store, data_dir, "m", now - 3_600_000, now + 1, latency_bins=0)
@@ -137,7 +138,7 @@ def test_with_a_key_unsigned_and_tampered_events_are_refused(kafka, registry, da
         wait_for(lambda: "m" in worker.served)
         _forge(kafka, registry, promote_v2)                       # unsigned
         value = AvroSerde(registry, "ModelEvent").encode(promote_v2)
-        from processors.models.signing import EventSigner
+        from flywheel.processors.models.signing import EventSigner
         wrong = EventSigner(other_key.model_signing_key).headers(b"m", value)
         _forge(kafka, registry, promote_v2, headers=wrong)         # signed with another key
         good = EventSigner(signed.model_signing_key).headers(b"m", value)

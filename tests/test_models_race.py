@@ -5,8 +5,8 @@ from dataclasses import replace
 from functools import partial
 
 import pytest
+from flywheel.processors.models import DeploymentError, EventLog, ModelFollower, ModelRegistry
 
-from processors.models import DeploymentError, EventLog, ModelFollower, ModelRegistry
 from tests.test_worker_support import small_model
 
 ROUNDS = 20

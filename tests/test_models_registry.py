@@ -4,10 +4,17 @@ whole state."""
 from dataclasses import replace
 
 import pytest
+from flywheel.processors.models import (
+    ArtifactStore,
+    Deployment,
+    DeploymentError,
+    ModelFollower,
+    TamperedModel,
+    UnknownVersion,
+    VersionRef,
+)
+from flywheel.streams.publisher import Publisher, Request
 
-from processors.models import (ArtifactStore, Deployment, DeploymentError, ModelFollower, TamperedModel,
-                               UnknownVersion, VersionRef)
-from streams.publisher import Publisher, Request
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 

@@ -7,17 +7,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from confluent_kafka import TopicPartition
+from flywheel.feature_store import MonitorProgress, StoreSettings, open_store
+from flywheel.processors.monitor.drift import DriftThresholds
+from flywheel.processors.monitor.merge import Coverage, Merger, from_row, to_row
+from flywheel.processors.monitor.process import Monitor
+from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.settings import MonitorSettings
+from flywheel.processors.monitor.windows import WindowedMonitor, merge_partials
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.streams.clients import make_consumer, make_producer
 
-from feature_store import MonitorProgress, StoreSettings, open_store
-from processors.monitor.drift import DriftThresholds
-from processors.monitor.merge import Coverage, Merger, from_row, to_row
-from processors.monitor.process import Monitor
-from processors.monitor.settings import MonitorSettings
-from processors.monitor.profile import build_reference
-from processors.monitor.windows import WindowedMonitor, merge_partials
-from schemas import AvroSerde
-from schemas.features import Feature, FeatureSpec
-from streams.clients import make_consumer, make_producer
 from tests.test_monitor_process import SPEC, T0, WINDOW, _feedback, _predictions
 
 W = 1000

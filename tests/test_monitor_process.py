@@ -5,16 +5,16 @@ import time
 
 import numpy as np
 import pytest
+from flywheel.feature_store import ReferenceProfile, StoreSettings, open_store
+from flywheel.processors.monitor.process import Monitor
+from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.settings import MonitorSettings
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.streams.clients import make_producer
+from flywheel.streams.replay.headers import REPLAY
 
-from feature_store import ReferenceProfile, StoreSettings, open_store
 from flywheel.views import timeline
-from processors.monitor.process import Monitor
-from processors.monitor.settings import MonitorSettings
-from processors.monitor.profile import build_reference
-from schemas import AvroSerde
-from schemas.features import Feature, FeatureSpec
-from streams.clients import make_producer
-from streams.replay.headers import REPLAY
 from tests.test_worker_support import register
 
 T0 = 1_800_000_000_000          # a window boundary for 10 s windows

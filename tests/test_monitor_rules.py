@@ -1,12 +1,11 @@
 """Live performance against scikit-learn, and the data-quality rules firing on what they name."""
 import numpy as np
 import pytest
+from flywheel.processors.monitor.performance import PerformanceCounts, performance
+from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.quality import VOLUME, QualityThresholds, check
+from flywheel.schemas.features import Feature, FeatureSpec
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, precision_score, recall_score
-
-from processors.monitor.performance import PerformanceCounts, performance
-from processors.monitor.profile import build_reference
-from processors.monitor.quality import VOLUME, QualityThresholds, check
-from schemas.features import Feature, FeatureSpec
 
 
 def test_classifier_figures_match_scikit_learn():

@@ -1,13 +1,12 @@
 """Tumbling windows: closing by clock and grace, late records folded forward, feedback kept once per
 request, and the offsets that may be committed while windows are open."""
 import numpy as np
-
-from processors.monitor.drift import DriftThresholds
-from processors.monitor.profile import build_reference
-from processors.monitor.windows import Offsets, WindowedMonitor
-from schemas import AvroSerde
-from schemas.features import Feature, FeatureSpec
-from schemas.wire.prediction import PredictionDecoder
+from flywheel.processors.monitor.drift import DriftThresholds
+from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.windows import Offsets, WindowedMonitor
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.schemas.wire.prediction import PredictionDecoder
 
 W = 1000
 

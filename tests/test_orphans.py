@@ -1,5 +1,5 @@
 """A SIGKILLed parent takes its children along: the embedded broker and the stack's processors
-(both started with streams.orphans.die_with_parent) do not keep running, holding ports and CPU."""
+(both started with flywheel.streams.orphans.die_with_parent) do not keep running, holding ports and CPU."""
 import json
 import os
 import signal
@@ -9,13 +9,12 @@ import textwrap
 import time
 
 import pytest
-
-from streams.broker import free_port, port_is_free
+from flywheel.streams.broker import free_port, port_is_free
 
 PARENT = textwrap.dedent("""
     import json, subprocess, sys, time
-    from streams.broker import EmbeddedBroker
-    from streams.orphans import die_with_parent
+    from flywheel.streams.broker import EmbeddedBroker
+    from flywheel.streams.orphans import die_with_parent
     broker = EmbeddedBroker(int(sys.argv[1])).start()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
                              start_new_session=True, preexec_fn=die_with_parent())

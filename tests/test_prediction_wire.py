@@ -6,12 +6,12 @@ import random
 import struct
 
 import numpy as np
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.errors import SerdeError
+from flywheel.schemas.wire.prediction import MAX_LAYOUTS, PredictionDecoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import AvroSerde
-from schemas.errors import SerdeError
-from schemas.wire.prediction import MAX_LAYOUTS, PredictionDecoder
 from tests.avro_strategies import records as any_record
 
 NAMES = ["x0", "feature_1", "ß2"]

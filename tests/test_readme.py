@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.simulator.bootstrap import ensure_model
+from flywheel.processors.simulator.concept import Concept
 
-from feature_store import open_store, StoreSettings
-from flywheel.cli import build_parser, main as flywheel_main
+from flywheel.cli import build_parser
+from flywheel.cli import main as flywheel_main
 from flywheel.config import load_config
-from processors.models import ModelRegistry
-from processors.simulator.bootstrap import ensure_model
-from processors.simulator.concept import Concept
 from tests.test_trainer_plugin import served_accuracy
 from tests.test_worker_support import RunningWorker
 

@@ -8,19 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flywheel.feature_store import FeedbackRecord
+from flywheel.processors.monitor.drift import DriftThresholds
+from flywheel.processors.monitor.profile import PREDICTED_SCORE
+from flywheel.processors.monitor.windows import WindowedMonitor
+from flywheel.processors.retrainer import dataset as datasets
+from flywheel.processors.retrainer.reference import reference_profile
+from flywheel.processors.retrainer.trainers import ReferenceTrainer
+from flywheel.processors.retrainer.validate import outputs
+from flywheel.processors.simulator.concept import Concept
+from flywheel.processors.training import Dataset, train
+from flywheel.schemas.features import Feature, FeatureSpec
 from river.datasets import synth
-
-from feature_store import FeedbackRecord
-from processors.monitor.drift import DriftThresholds
-from processors.monitor.profile import PREDICTED_SCORE
-from processors.monitor.windows import WindowedMonitor
-from processors.retrainer.reference import reference_profile
-from processors.retrainer.trainers import ReferenceTrainer
-from processors.retrainer.validate import outputs
-from processors.retrainer import dataset as datasets
-from processors.simulator.concept import Concept
-from processors.training import Dataset, train
-from schemas.features import Feature, FeatureSpec
 
 WINDOW_MS = 1_000                         # the demo at speed 60: one-minute story windows, 1 s real
 THRESHOLDS = DriftThresholds(window_seconds=WINDOW_MS / 1000)

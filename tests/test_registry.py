@@ -4,12 +4,13 @@ import multiprocessing
 import subprocess
 import sys
 
+from flywheel.schemas import RECORD_NAMES
+from flywheel.schemas.registry import open_registry
+from flywheel.streams.settings import KafkaSettings
+
 from flywheel.config import Config
 from flywheel.stack import Stack
 from flywheel.wiring import register_all_schemas, schema_registry
-from schemas import RECORD_NAMES
-from schemas.registry import open_registry
-from streams.settings import KafkaSettings
 from tests.ports import stack_ports
 
 
@@ -55,7 +56,7 @@ def test_ids_survive_a_restart_of_the_stack(tmp_path):
 
 def test_a_fresh_process_reads_what_another_registered(data_dir):
     ids = register_all_schemas(open_registry(None, data_dir))
-    code = ("import sys; from schemas.registry import open_registry; "
+    code = ("import sys; from flywheel.schemas.registry import open_registry; "
             f"r = open_registry(None, {str(data_dir)!r}); print(r.schema_by_id({ids['Prediction']}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["name"] == "Prediction"

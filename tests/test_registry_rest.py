@@ -11,16 +11,16 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
+from flywheel.schemas import load_schema, subject_for
+from flywheel.schemas.errors import IncompatibleSchema, RegistryAccessDenied, RegistryUnavailable
+from flywheel.schemas.errors import SchemaRegistryError as OurRegistryError
+from flywheel.schemas.registry.confluent import ConfluentRegistry
+from flywheel.schemas.registry.rest import RegistryServer
+from flywheel.streams.broker import free_port
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.publisher import Publisher
 
 from flywheel.errors import BadInput
-from schemas import load_schema, subject_for
-from schemas.errors import IncompatibleSchema, RegistryAccessDenied, RegistryUnavailable
-from schemas.errors import SchemaRegistryError as OurRegistryError
-from schemas.registry.confluent import ConfluentRegistry
-from schemas.registry.rest import RegistryServer
-from streams.broker import free_port
-from streams.clients import make_consumer
-from streams.publisher import Publisher
 from tests.test_worker_support import RunningWorker, register, small_model
 
 RECORD = {"type": "record", "name": "Thing", "namespace": "t",

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+from flywheel.feature_store import FeedbackRecord, StoreSettings, open_store
+from flywheel.processors.backtest import Backtest, BacktestPlan
+from flywheel.processors.models import MatrixLayout, ModelRegistry
+from flywheel.processors.training.data import synthetic
+from flywheel.processors.training.train import train
 from sklearn.metrics import accuracy_score, f1_score
 
-from feature_store import FeedbackRecord, StoreSettings, open_store
 from flywheel.cli import main
-from processors.backtest import Backtest, BacktestPlan
-from processors.models import MatrixLayout, ModelRegistry
-from processors.training.data import synthetic
-from processors.training.train import train
 
 T0 = 1_700_000_000_000
 START, END = T0 + 1_000, T0 + 200_000

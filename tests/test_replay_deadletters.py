@@ -5,16 +5,16 @@ import json
 import time
 
 import numpy as np
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.training import train
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.streams.clients import make_producer
+from flywheel.streams.replay import Checkpoints, ReplayOptions, TimeRange
+from flywheel.streams.replay.deadletter import DeadLetterFilter, dead_letter_redrive
+from flywheel.streams.replay.headers import ORIGIN, REDRIVE
 
 from flywheel.cli import main
-from processors.models import ModelRegistry
-from processors.training import train
-from schemas import AvroSerde
-from schemas.features import Feature, FeatureSpec
-from streams.clients import make_producer
-from streams.replay import Checkpoints, ReplayOptions, TimeRange
-from streams.replay.deadletter import DeadLetterFilter, dead_letter_redrive
-from streams.replay.headers import ORIGIN, REDRIVE
 from tests.replay_helpers import header, read_all
 
 SPEC = FeatureSpec((Feature("x"),))

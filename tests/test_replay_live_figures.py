@@ -11,20 +11,20 @@ import time
 
 import pytest
 from confluent_kafka import TopicPartition
+from flywheel.feature_store import PredictionRecord, StoreSettings, open_store
+from flywheel.processors.joiner.join import Join, Label
+from flywheel.processors.joiner.process import FeedbackJoiner
+from flywheel.processors.joiner.settings import JoinerSettings
+from flywheel.processors.monitor.process import Monitor
+from flywheel.processors.monitor.settings import MonitorSettings
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.publisher import Publisher, Request
+from flywheel.streams.replay import Checkpoints, TimeRange
+from flywheel.streams.replay.ranges import log_ends
+from flywheel.streams.replay.topic import topic_replay
+from flywheel.streams.topics import topic_partitions
 
-from feature_store import PredictionRecord, StoreSettings, open_store
-from processors.joiner.join import Join, Label
-from processors.joiner.settings import JoinerSettings
-from processors.joiner.process import FeedbackJoiner
-from processors.monitor.process import Monitor
-from processors.monitor.settings import MonitorSettings
-from streams.labels import LabelPublisher
-from streams.publisher import Publisher, Request
-from streams.replay import Checkpoints, TimeRange
-from streams.clients import make_consumer
-from streams.replay.ranges import log_ends
-from streams.topics import topic_partitions
-from streams.replay.topic import topic_replay
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 LIVE = 40

@@ -4,10 +4,11 @@ topic; those that still fail stay dead letters; the counts add up."""
 import json
 from dataclasses import replace
 
+from flywheel.schemas import AvroSerde
+from flywheel.streams.clients import make_producer
+from flywheel.streams.replay.headers import REDRIVE
+
 from flywheel.cli import main
-from schemas import AvroSerde
-from streams.clients import make_producer
-from streams.replay.headers import REDRIVE
 from tests.replay_helpers import header
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 

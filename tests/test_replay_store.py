@@ -5,14 +5,14 @@ import dataclasses
 import json
 
 import pytest
+from flywheel.feature_store import FeedbackRecord, StoreSettings, open_store
+from flywheel.processors.backtest.history import store_replay
+from flywheel.processors.models.store import ArtifactStore
+from flywheel.schemas import AvroSerde
+from flywheel.streams.replay import Checkpoints, ReplayOptions
+from flywheel.streams.replay.headers import ORIGIN, REPLAY
 
-from feature_store import FeedbackRecord, StoreSettings, open_store
 from flywheel.cli import main
-from processors.backtest.history import store_replay
-from processors.models.store import ArtifactStore
-from schemas import AvroSerde
-from streams.replay import Checkpoints, ReplayOptions
-from streams.replay.headers import ORIGIN, REPLAY
 from tests.replay_helpers import header, read_all
 from tests.test_replay_topic import CrashAfterCommit
 from tests.test_worker_support import small_model

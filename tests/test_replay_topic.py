@@ -9,11 +9,11 @@ import sys
 import time
 
 import pytest
+from flywheel.streams.replay import Checkpoints, ReplayOptions, RunMismatch, TimeRange
+from flywheel.streams.replay.headers import ORIGIN, REPLAY
+from flywheel.streams.replay.topic import topic_replay
 
 from flywheel.cli import main
-from streams.replay import Checkpoints, ReplayOptions, RunMismatch, TimeRange
-from streams.replay.headers import ORIGIN, REPLAY
-from streams.replay.topic import topic_replay
 from tests.replay_helpers import create, header, read_all, write_history
 
 COUNT = 800

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
-from processors.models.history import EventLog
-from processors.models.manifest import Manifest, OutputSpec
-from processors.models.store import ArtifactStore
-from schemas import AvroSerde
-from schemas.features import Feature, FeatureSpec
-from streams.clients import make_producer
-from streams.topics import TopicCatalog
+from flywheel.feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
+from flywheel.processors.models.history import EventLog
+from flywheel.processors.models.manifest import Manifest, OutputSpec
+from flywheel.processors.models.store import ArtifactStore
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.streams.clients import make_producer
+from flywheel.streams.topics import TopicCatalog
 
 from flywheel.cli import main
 from flywheel.commands._since import BadTime, parse_since

@@ -8,14 +8,14 @@ import time
 
 import numpy as np
 import pytest
+from flywheel.processors.retrainer import dataset as datasets
+from flywheel.processors.retrainer.process import Retrainer, version_for
+from flywheel.processors.retrainer.settings import RetrainerSettings
+from flywheel.processors.retrainer.validate import outputs
+from flywheel.schemas import AvroSerde
+from flywheel.streams.clients import make_producer
+from flywheel.streams.subscriber import Subscriber
 
-from processors.retrainer import dataset as datasets
-from processors.retrainer.process import Retrainer, version_for
-from processors.retrainer.settings import RetrainerSettings
-from processors.retrainer.validate import outputs
-from schemas import AvroSerde
-from streams.clients import make_producer
-from streams.subscriber import Subscriber
 from tests.retrain_helpers import churn_world, feedback_rows
 
 

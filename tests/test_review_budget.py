@@ -2,11 +2,11 @@
 each model's predictions, least confident first, the rest counted; faults always go; the
 low-confidence line comes from the version's validation answers."""
 import numpy as np
+from flywheel.processors.models import MatrixLayout
+from flywheel.processors.training import synthetic, train
+from flywheel.processors.worker.outputs import Answers, ReviewBudget
+from flywheel.streams.publisher import Publisher, Request
 
-from processors.models import MatrixLayout
-from processors.training import synthetic, train
-from processors.worker.outputs import Answers, ReviewBudget
-from streams.publisher import Publisher, Request
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 

@@ -3,11 +3,11 @@ import time
 
 import numpy as np
 import pytest
+from flywheel.processors.rollout.judge import Verdict
+from flywheel.processors.rollout.process import Rollout
+from flywheel.processors.rollout.settings import RolloutSettings
+from flywheel.processors.simulator.concept import Concept
 
-from processors.rollout.judge import Verdict
-from processors.rollout.process import Rollout
-from processors.rollout.settings import RolloutSettings
-from processors.simulator.concept import Concept
 from tests.retrain_helpers import churn_world, feedback_rows, register_model
 
 

@@ -1,8 +1,7 @@
 """The canary decision: the better version wins once the evidence is clear."""
 import numpy as np
-
-from processors.rollout.judge import Verdict, decide
-from processors.rollout.settings import RolloutSettings
+from flywheel.processors.rollout.judge import Verdict, decide
+from flywheel.processors.rollout.settings import RolloutSettings
 
 SETTINGS = RolloutSettings(min_labels=200, max_labels=1000, p_value=0.01)
 

@@ -7,17 +7,16 @@ import time
 
 import pytest
 from confluent_kafka import TopicPartition
+from flywheel.processors.runtime.lag import LagTracker
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.generations import REFRESH_SECONDS, generation_name, retired_name
+from flywheel.streams.replay import Checkpoints, TimeRange
+from flywheel.streams.replay.errors import SourceHasGenerations
+from flywheel.streams.replay.topic import topic_replay
+from flywheel.streams.rotation import Rotator
+from flywheel.streams.settings import RotationSettings
+from flywheel.streams.topics import TopicCatalog, ensure_topics
 from prometheus_client import CollectorRegistry, Gauge
-
-from processors.runtime.lag import LagTracker
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.generations import REFRESH_SECONDS, generation_name, retired_name
-from streams.replay import Checkpoints, TimeRange
-from streams.replay.errors import SourceHasGenerations
-from streams.replay.topic import topic_replay
-from streams.rotation import Rotator
-from streams.settings import RotationSettings
-from streams.topics import TopicCatalog, ensure_topics
 
 
 @pytest.fixture

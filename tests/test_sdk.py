@@ -2,14 +2,13 @@
 import time
 
 import pytest
-
-from schemas.errors import FeatureProblem
-from schemas.features import Feature, FeatureSpec
-from streams.errors import PredictTimeout
-from streams.labels import LabelPublisher
-from streams.predictor import Predictor
-from streams.publisher import Publisher, Request
-from streams.subscriber import Subscriber
+from flywheel.schemas.errors import FeatureProblem
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.streams.errors import PredictTimeout
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.predictor import Predictor
+from flywheel.streams.publisher import Publisher, Request
+from flywheel.streams.subscriber import Subscriber
 
 
 def test_ten_thousand_requests_arrive_once_each(kafka, registry, make_topics):
@@ -112,10 +111,10 @@ def test_labels_are_keyed_by_request_id(kafka, registry, make_topics):
 
 
 def test_predict_raises_the_dead_letter_reason_of_its_request(kafka, registry, make_topics):
-    from processors.runtime.deadletter import DeadLetterWriter
-    from schemas import AvroSerde
-    from streams.clients import make_producer
-    from streams.errors import RequestRejected
+    from flywheel.processors.runtime.deadletter import DeadLetterWriter
+    from flywheel.schemas import AvroSerde
+    from flywheel.streams.clients import make_producer
+    from flywheel.streams.errors import RequestRejected
     catalog = make_topics("m")
     letters = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), catalog.deadletter, "worker")
     requests = Publisher(kafka, registry, "m")

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
-from streams.broker import free_port
+from flywheel.streams.broker import free_port
 
 from flywheel.stack import ProcessSpec, StackState
 from tests.test_worker_support import small_model, wait_for
@@ -98,9 +98,10 @@ def test_a_planted_secret_appears_in_no_output(kafka, data_dir, make_topics, tmp
 
 
 def test_every_secret_setting_reads_from_config_env_or_file_and_never_prints(tmp_path):
-    from feature_store import StoreSettings
+    from flywheel.feature_store import StoreSettings
+    from flywheel.schemas.secret import Secret
+
     from flywheel.config import ConfigError, load_config
-    from schemas.secret import Secret
     (tmp_path / "pw").write_text("from-file\n")
     config = tmp_path / "f.toml"
     config.write_text(f'[kafka]\nsasl_password_file = "{tmp_path / "pw"}"\nssl_key_password = "from-toml"\n')
@@ -113,7 +114,7 @@ def test_every_secret_setting_reads_from_config_env_or_file_and_never_prints(tmp
     assert not {"from-file", "from-toml", "from-env"} & set(shown.replace("'", " ").replace(",", " ").split())
     assert "from-" not in shown
     assert c.redact("librdkafka said from-env") == "librdkafka said <redacted>"
-    from streams.clients import security_config
+    from flywheel.streams.clients import security_config
     assert security_config(c.kafka)["sasl.password"] == "from-file"
     try:
         load_config(config, env={"FLYWHEEL_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
@@ -130,8 +131,8 @@ def test_schema_registry_credentials_travel_as_basic_auth_never_in_the_url(tmp_p
     import http.server
     import threading
 
-    from schemas.registry import RegistryAccess, open_registry, split_credentials
-    from schemas.secret import Secret
+    from flywheel.schemas.registry import RegistryAccess, open_registry, split_credentials
+    from flywheel.schemas.secret import Secret
 
     seen = []
 

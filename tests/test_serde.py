@@ -4,11 +4,11 @@ import json
 import struct
 
 import pytest
+from flywheel.schemas import RECORD_NAMES, AvroSerde, DecodeFailure, load_schema
+from flywheel.schemas.errors import BadMagicByte, TruncatedMessage, UnknownSchemaId
+from flywheel.schemas.registry import open_registry
 from hypothesis import HealthCheck, given, settings
 
-from schemas import RECORD_NAMES, AvroSerde, DecodeFailure, load_schema
-from schemas.errors import BadMagicByte, TruncatedMessage, UnknownSchemaId
-from schemas.registry import open_registry
 from tests.avro_strategies import records
 
 
@@ -81,7 +81,7 @@ def test_old_writer_schema_decodes_with_current_reader(registry):
 
 
 def test_encoding_a_record_that_does_not_fit_is_a_typed_error(registry):
-    from schemas.errors import SerdeError
+    from flywheel.schemas.errors import SerdeError
     serde = AvroSerde(registry, "InferenceRequest")
     with pytest.raises(SerdeError):
         serde.encode({"request_id": "r1"})

@@ -11,14 +11,14 @@ import time
 import typing
 
 import pytest
+from flywheel.processors.models.store import ArtifactStore
+from flywheel.schemas.setting import info
 
 from flywheel.cli import main
 from flywheel.config import ConfigError, is_table, load_config
 from flywheel.sections import SECTIONS
 from flywheel.settings import TopSettings
 from flywheel.settings_reference import markdown
-from processors.models.store import ArtifactStore
-from schemas.setting import info
 from tests.ports import stack_ports
 from tests.test_worker_support import small_model
 
@@ -84,7 +84,7 @@ def test_a_plugin_path_is_relative_to_the_config_files_folder(tmp_path, monkeypa
     cfg = tmp_path / "conf" / "f.toml"
     cfg.write_text("[retrainer]\ntrainer = 'sklearn:my_trainer.py:train'\n")
     monkeypatch.chdir(tmp_path)              # not the file's folder: the path still means conf/my_trainer.py
-    from processors.retrainer.settings import RetrainerSettings
+    from flywheel.processors.retrainer.settings import RetrainerSettings
     config = load_config(cfg, env={})
     assert config.section(RetrainerSettings, "retrainer").trainer == f"sklearn:{tmp_path}/conf/my_trainer.py:train"
 

@@ -24,17 +24,17 @@ import fastavro
 import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.simulator.concept import Concept
+from flywheel.schemas import load_schema
+from flywheel.schemas.registry import open_registry
+from flywheel.streams.broker import free_port
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.publisher import Publisher, Request
+from flywheel.streams.settings import KafkaSettings
 
-from processors.models import ModelRegistry
-from processors.simulator.concept import Concept
-from schemas import load_schema
-from schemas.registry import open_registry
-from streams.broker import free_port
-from streams.labels import LabelPublisher
-from streams.publisher import Publisher, Request
-from streams.settings import KafkaSettings
-from tests.retrain_helpers import register_model
 from tests.ports import free_port_block
+from tests.retrain_helpers import register_model
 
 pytestmark = pytest.mark.soak
 

@@ -10,7 +10,8 @@ import sys
 import time
 import urllib.request
 
-from streams.broker import free_port
+from flywheel.streams.broker import free_port
+
 from tests.ports import free_port_block
 
 

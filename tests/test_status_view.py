@@ -13,17 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.streams.broker import free_port
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-from feature_store import StoreSettings, open_store
-from streams.broker import free_port
-from tests.ports import stack_ports
 
 from flywheel.cli import main
 from flywheel.stack import ProcessSpec, StackState
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession
 from flywheel.views.scrape import figures, quantile, scrape
+from tests.ports import stack_ports
 
 
 def _env(data_dir: Path) -> dict:

@@ -1,7 +1,8 @@
 """`flywheel store migrate` and `flywheel store stats` on the embedded store."""
 import sqlite3
 
-from feature_store.schema import migrations, tables
+from flywheel.feature_store.schema import migrations, tables
+
 from flywheel.cli import main
 
 

@@ -5,10 +5,17 @@ import random
 from dataclasses import replace
 
 import pytest
-
-from feature_store import (FeedbackRecord, MonitorProgress, OnlineFeatures, PredictionRecord,
-                           ReferenceProfile, RetrainRecord, WindowMetrics, WindowPartial)
-from feature_store.settings import DAY_MS, HOUR_MS
+from flywheel.feature_store import (
+    FeedbackRecord,
+    MonitorProgress,
+    OnlineFeatures,
+    PredictionRecord,
+    ReferenceProfile,
+    RetrainRecord,
+    WindowMetrics,
+    WindowPartial,
+)
+from flywheel.feature_store.settings import DAY_MS, HOUR_MS
 from store_harness import T0, drop, make_backend, write_from_process
 
 

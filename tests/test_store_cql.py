@@ -19,20 +19,36 @@ import re
 import pytest
 from cassandra import ConsistencyLevel, ReadTimeout
 from cassandra.connection import ConnectionException
+from cassandra.metadata import cql_keywords_reserved
 from cassandra.protocol import ProtocolException, ServerError
 from cassandra.query import UNSET_VALUE
-from cassandra.metadata import cql_keywords_reserved
 from cqlshlib.cql3handling import CqlRuleSet
-
-from feature_store import StoreConfigError, StoreError, StoreSettings, StoreTimeout, StoreUnavailable, open_store
-from feature_store.base import CLEARED
-from feature_store.settings import CassandraSettings
-from feature_store.cassandra import (CassandraStore, _encode, delete_cql, insert_cql, keyspace_replication,
-                                     make_cluster, range_cql, replication_cql, select_cql, select_in_cql,
-                                     tls_context)
-from feature_store.schema import _CREATE, _split_top, migrations, parse_table, pending, tables
-from schemas.secret import Secret
-from streams.broker import free_port
+from flywheel.feature_store import (
+    StoreConfigError,
+    StoreError,
+    StoreSettings,
+    StoreTimeout,
+    StoreUnavailable,
+    open_store,
+)
+from flywheel.feature_store.base import CLEARED
+from flywheel.feature_store.cassandra import (
+    CassandraStore,
+    _encode,
+    delete_cql,
+    insert_cql,
+    keyspace_replication,
+    make_cluster,
+    range_cql,
+    replication_cql,
+    select_cql,
+    select_in_cql,
+    tls_context,
+)
+from flywheel.feature_store.schema import _CREATE, _split_top, migrations, parse_table, pending, tables
+from flywheel.feature_store.settings import CassandraSettings
+from flywheel.schemas.secret import Secret
+from flywheel.streams.broker import free_port
 
 NEWER_THAN_4_0 = re.compile(r"\bvector\s*<|STORAGE ATTACHED|\bSAI\b|MASKED WITH|UnifiedCompaction|"
                             r"\bCONTAINS KEY\b.*\bOR\b|\bBETWEEN\b", re.I)

@@ -2,8 +2,8 @@
 `metrics(m, v, 0, 2**62)` read the partitions that hold rows, not every hourly (daily) bucket
 since 1970 (which took 12 minutes and more)."""
 import pytest
+from flywheel.feature_store import FeedbackRecord, WindowMetrics
 
-from feature_store import FeedbackRecord, WindowMetrics
 from tests.store_harness import T0, drop, make_backend
 
 HOUR = 3_600_000

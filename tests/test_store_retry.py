@@ -3,8 +3,7 @@ anything else -> straight up."""
 import threading
 
 import pytest
-
-from feature_store import StoreError, StoreTimeout, StoreUnavailable, retrying
+from flywheel.feature_store import StoreError, StoreTimeout, StoreUnavailable, retrying
 
 
 class Flaky:

@@ -1,6 +1,7 @@
 """[store] settings from the environment, as the CLI and the stack build them."""
-from feature_store import StoreSettings
-from feature_store.cassandra import make_cluster, replication_cql
+from flywheel.feature_store import StoreSettings
+from flywheel.feature_store.cassandra import make_cluster, replication_cql
+
 from flywheel.config import Config
 
 

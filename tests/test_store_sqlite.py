@@ -4,10 +4,9 @@ import sqlite3
 import threading
 
 import pytest
-
-from feature_store import OnlineFeatures, StoreSettings, StoreUnavailable, open_store, retrying
-from feature_store.settings import SqliteSettings
-from feature_store.schema import migrations, tables
+from flywheel.feature_store import OnlineFeatures, StoreSettings, StoreUnavailable, open_store, retrying
+from flywheel.feature_store.schema import migrations, tables
+from flywheel.feature_store.settings import SqliteSettings
 from store_harness import FakeClock
 
 
@@ -74,7 +73,7 @@ def test_a_relative_path_lives_in_the_data_dir_and_an_absolute_one_anywhere(tmp_
 
 
 def test_a_feedback_write_and_a_batch_are_one_transaction_each(tmp_path):
-    from feature_store import FeedbackRecord, PredictionRecord
+    from flywheel.feature_store import FeedbackRecord, PredictionRecord
     store = open_store(StoreSettings(), tmp_path)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)

@@ -3,12 +3,12 @@ training data as plain columns and returns a fitted scikit-learn pipeline; Flywh
 to a candidate the worker can serve, with its classes as labels."""
 import numpy as np
 import pytest
+from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.retrainer import dataset as datasets
+from flywheel.processors.retrainer.trainers import TrainerFailed, make_trainer
+from flywheel.processors.training import synthetic
+from flywheel.processors.worker.sessions import LoadedVersion
 
-from processors.models.encoding import MatrixLayout
-from processors.retrainer import dataset as datasets
-from processors.retrainer.trainers import TrainerFailed, make_trainer
-from processors.training import synthetic
-from processors.worker.sessions import LoadedVersion
 from tests.test_worker_support import small_model
 
 PLUGIN = '''
@@ -60,8 +60,10 @@ def test_the_retrainer_canaries_a_better_candidate_from_a_plugin_pipeline(kafka,
     """The loop's retrain with the user's own pipeline code: drifted feedback in the store, the
     plugin's GradientBoosting pipeline beats the pre-drift v1 and goes out as a canary."""
     import time
-    from processors.retrainer.process import Retrainer
-    from processors.retrainer.settings import RetrainerSettings
+
+    from flywheel.processors.retrainer.process import Retrainer
+    from flywheel.processors.retrainer.settings import RetrainerSettings
+
     from tests.retrain_helpers import churn_world, feedback_rows
     (tmp_path / "my_trainer.py").write_text(PLUGIN)
     with churn_world(kafka, registry, make_topics, data_dir) as world:

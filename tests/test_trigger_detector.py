@@ -3,10 +3,9 @@ bounded number of labels, a long stationary stream and an improvement raise noth
 a restart rebuilds from the store's lookback is the state the running trigger had."""
 import numpy as np
 import pytest
+from flywheel.feature_store import FeedbackRecord
+from flywheel.processors.trigger.detector import ErrorStream, ErrorStreams, in_label_order
 from river.drift import ADWIN
-
-from feature_store import FeedbackRecord
-from processors.trigger.detector import ErrorStream, ErrorStreams, in_label_order
 
 DRIFT_AT = 3000
 

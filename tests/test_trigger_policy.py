@@ -2,11 +2,10 @@
 from dataclasses import replace
 
 import pytest
-
-from processors.monitor.performance import Performance
-from processors.trigger.detector import ChangePoint
-from processors.trigger.policy import ModelState, decide, hard_example, retrain_request
-from processors.trigger.settings import TriggerSettings
+from flywheel.processors.monitor.performance import Performance
+from flywheel.processors.trigger.detector import ChangePoint
+from flywheel.processors.trigger.policy import ModelState, decide, hard_example, retrain_request
+from flywheel.processors.trigger.settings import TriggerSettings
 
 NOW = 10 * 86_400_000
 SETTINGS = TriggerSettings(performance_metric="accuracy", performance_threshold=0.8, min_labels=100,

@@ -8,16 +8,16 @@ import dataclasses
 import time
 
 import numpy as np
+from flywheel.feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
+from flywheel.processors.models.store import ArtifactStore
+from flywheel.processors.trigger.policy import Decision, ModelState, retrain_request
+from flywheel.processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger, flagged_run_start
+from flywheel.processors.trigger.settings import TriggerSettings
+from flywheel.schemas import AvroSerde
+from flywheel.streams.clients import make_producer
+from flywheel.streams.subscriber import Subscriber
 
-from feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.cli import main
-from processors.models.store import ArtifactStore
-from processors.trigger.policy import Decision, ModelState, retrain_request
-from processors.trigger.process import LiveVersion, LiveVersions, Requester, RetrainTrigger, flagged_run_start
-from processors.trigger.settings import TriggerSettings
-from schemas import AvroSerde
-from streams.clients import make_producer
-from streams.subscriber import Subscriber
 from tests.test_worker_support import small_model
 
 NOW = int(time.time() * 1000)

@@ -3,11 +3,10 @@ live version however many rounds follow, a label that comes hours after its pred
 it comes, buckets past the lookback are dropped, and the figures are those of the records."""
 import numpy as np
 import pytest
-
-from feature_store import FeedbackRecord
-from processors.monitor.performance import performance
-from processors.trigger.settings import TriggerSettings
-from processors.trigger.tally import BUCKET_MS, LiveTallies
+from flywheel.feature_store import FeedbackRecord
+from flywheel.processors.monitor.performance import performance
+from flywheel.processors.trigger.settings import TriggerSettings
+from flywheel.processors.trigger.tally import BUCKET_MS, LiveTallies
 
 HOUR = 3_600_000
 NOW = 1000 * 86_400_000

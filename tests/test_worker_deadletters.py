@@ -5,9 +5,9 @@ import math
 import struct
 
 import numpy as np
+from flywheel.schemas import AvroSerde
+from flywheel.streams.clients import make_producer
 
-from schemas import AvroSerde
-from streams.clients import make_producer
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model
 
 CATS = (("seg", ("a", "b")),)

@@ -1,8 +1,9 @@
 """Twenty models served by one worker process (one consumer, batches split by topic)."""
 from dataclasses import replace
 
-from processors.models import ModelRegistry
-from streams.publisher import Publisher, Request
+from flywheel.processors.models import ModelRegistry
+from flywheel.streams.publisher import Publisher, Request
+
 from tests.test_worker_support import RunningWorker, read_topic, small_model
 
 MODELS = [f"model{i:02d}" for i in range(20)]

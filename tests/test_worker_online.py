@@ -2,9 +2,10 @@
 entity id, and the Prediction records where each feature came from."""
 import time
 
-from feature_store import OnlineFeatures, StoreSettings, open_store
-from feature_store.online import OnlineFeatureLookup
-from streams.publisher import Publisher, Request
+from flywheel.feature_store import OnlineFeatures, StoreSettings, open_store
+from flywheel.feature_store.online import OnlineFeatureLookup
+from flywheel.streams.publisher import Publisher, Request
+
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model
 
 

@@ -5,7 +5,8 @@ import threading
 import zlib
 from collections import Counter
 
-from streams.publisher import Publisher, Request
+from flywheel.streams.publisher import Publisher, Request
+
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model
 
 

@@ -6,14 +6,12 @@ import time
 import urllib.request
 
 import pytest
-
 from confluent_kafka import TopicPartition
-
-from processors.runtime import BatchCommitter, DeadLetterWriter, ProcessorMetrics, start_metrics_server
-from schemas import AvroSerde
-from streams.broker import free_port
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.topics import TopicSpec, ensure_topics
+from flywheel.processors.runtime import BatchCommitter, DeadLetterWriter, ProcessorMetrics, start_metrics_server
+from flywheel.schemas import AvroSerde
+from flywheel.streams.broker import free_port
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.topics import TopicSpec, ensure_topics
 
 
 def _topics(kafka, *names):

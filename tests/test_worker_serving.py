@@ -1,8 +1,8 @@
 """The worker end to end on the real broker: predictions for every request, headers carried
 over, canary share, shadows never on the prediction topic, rollback within one batch, hot swap."""
 import pytest
+from flywheel.streams.publisher import Publisher, Request
 
-from streams.publisher import Publisher, Request
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model
 
 

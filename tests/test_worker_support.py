@@ -11,14 +11,13 @@ from functools import cache
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
-
-from processors.models import ModelRegistry
-from processors.training import synthetic, train
-from processors.worker.metrics import WorkerMetrics
-from processors.worker.settings import WorkerSettings
-from processors.worker.worker import InferenceWorker
-from schemas import AvroSerde
-from streams.clients import make_consumer, make_producer
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.training import synthetic, train
+from flywheel.processors.worker.metrics import WorkerMetrics
+from flywheel.processors.worker.settings import WorkerSettings
+from flywheel.processors.worker.worker import InferenceWorker
+from flywheel.schemas import AvroSerde
+from flywheel.streams.clients import make_consumer, make_producer
 
 
 @cache

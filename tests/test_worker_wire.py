@@ -5,17 +5,15 @@ import random
 import time
 
 import numpy as np
+from flywheel.processors.models import MatrixLayout
+from flywheel.processors.worker.columnar import ColumnarParser
+from flywheel.processors.worker.features import RequestDecoder
+from flywheel.processors.worker.wire import NumericTemplate, PredictionWriter, RequestParser, ReviewWriter
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.schemas.wire.primitives import categorical_map, numeric_map, read_map, string, string_map, zigzag
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from processors.models import MatrixLayout
-from processors.worker.columnar import ColumnarParser
-from processors.worker.features import RequestDecoder
-from processors.worker.wire import NumericTemplate, PredictionWriter, RequestParser, ReviewWriter
-from schemas.wire.primitives import categorical_map, numeric_map, string_map
-from schemas import AvroSerde
-from schemas.features import Feature, FeatureSpec
-from schemas.wire.primitives import read_map, string, zigzag
 
 NAMES = ["f0", "feature_1", "ß2"]
 texts = st.text(max_size=80)

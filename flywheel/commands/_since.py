@@ -1,6 +1,6 @@
 """`--since WHEN` of the commands that look back (report, status)."""
 import re
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from flywheel.errors import BadInput
 

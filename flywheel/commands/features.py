@@ -7,14 +7,13 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from feature_store.errors import InvalidRecord
-from feature_store.ingest import FeatureLoader, csv_rows, jsonl_rows
-from streams.clients import make_consumer
-from streams.errors import BrokerUnavailable
-from streams.topics import topic_partitions
-
 from flywheel.console import err, print_json_line
 from flywheel.errors import open_user_file
+from flywheel.feature_store.errors import InvalidRecord
+from flywheel.feature_store.ingest import FeatureLoader, csv_rows, jsonl_rows
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.errors import BrokerUnavailable
+from flywheel.streams.topics import topic_partitions
 from flywheel.wiring import feature_store_for
 
 

@@ -3,10 +3,9 @@ of rows it was not trained on, registered as a serving version (see processors/i
 import sys
 from pathlib import Path
 
-from processors.importing import ImportRefused
-
 from flywheel.errors import open_user_file
 from flywheel.own_model import register_own_model
+from flywheel.processors.importing import ImportRefused
 
 
 def register(sub) -> None:
@@ -53,7 +52,7 @@ def run(args, config) -> int:
 
 
 def _load(path: Path):
-    import joblib   # scikit-learn's own persistence; reads plain pickles too
+    import joblib  # scikit-learn's own persistence; reads plain pickles too
     with open_user_file(path, "rb") as file:
         try:
             return joblib.load(file)

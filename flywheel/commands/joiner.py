@@ -1,9 +1,8 @@
 """`flywheel joiner`: join ground truth with predictions into FeedbackRecords, until stopped."""
 
-from processors.joiner.settings import JoinerSettings
-from processors.joiner.process import FeedbackJoiner, JoinerMetrics
-
 from flywheel.console import err
+from flywheel.processors.joiner.process import FeedbackJoiner, JoinerMetrics
+from flywheel.processors.joiner.settings import JoinerSettings
 from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 

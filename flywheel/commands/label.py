@@ -10,15 +10,14 @@ import math
 import sys
 from dataclasses import dataclass
 
-from processors.joiner.settings import JoinerSettings
-from processors.models import Manifest, ModelRegistry
-from schemas.errors import clip
-from streams.errors import BrokerUnavailable
-from streams.labels import LabelPublisher
-
 from flywheel.console import err, refusal
 from flywheel.errors import BadInput, open_user_file
 from flywheel.model_names import check_registered
+from flywheel.processors.joiner.settings import JoinerSettings
+from flywheel.processors.models import Manifest, ModelRegistry
+from flywheel.schemas.errors import clip
+from flywheel.streams.errors import BrokerUnavailable
+from flywheel.streams.labels import LabelPublisher
 from flywheel.wiring import feature_store_for, schema_registry
 
 LOOKUP_CHUNK = 1000

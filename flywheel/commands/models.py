@@ -4,12 +4,11 @@ from pathlib import Path
 
 from rich.table import Table
 
-from processors.models import Manifest, ModelRegistry
-from processors.models.errors import ManifestError
-
 from flywheel.console import err, print_json_line
 from flywheel.errors import open_user_file
 from flywheel.model_names import check_registered
+from flywheel.processors.models import Manifest, ModelRegistry
+from flywheel.processors.models.errors import ManifestError
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 
@@ -73,7 +72,7 @@ def _done(event: dict) -> int:
 
 def run_register(args, config) -> int:
     if args.synthetic:
-        from processors.training import synthetic, train
+        from flywheel.processors.training import synthetic, train
         data = synthetic(20_000, seed=hash(args.version) % 1000)
         trained = train(args.model, args.version, data.numeric, data.target, data.spec, kind=args.synthetic)
         onnx_bytes, manifest = trained.onnx_bytes, trained.manifest

@@ -1,9 +1,8 @@
 """`flywheel monitor`: drift, data quality and live performance per model version and window."""
 
-from processors.monitor.process import Monitor, MonitorMetrics
-from processors.monitor.settings import MonitorSettings
-
 from flywheel.console import err
+from flywheel.processors.monitor.process import Monitor, MonitorMetrics
+from flywheel.processors.monitor.settings import MonitorSettings
 from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 

@@ -8,13 +8,12 @@ import json
 import sys
 from dataclasses import dataclass
 
-from schemas.errors import clip
-from streams.errors import DeliveryFailed, RecordTooLarge
-from streams.publisher import Publisher, Request
-
 from flywheel.console import err, print_json_line, progress, refusal
 from flywheel.errors import BadInput, open_user_file
 from flywheel.model_names import unknown_model
+from flywheel.schemas.errors import clip
+from flywheel.streams.errors import DeliveryFailed, RecordTooLarge
+from flywheel.streams.publisher import Publisher, Request
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 REGISTER_HINT = "register it with `flywheel models register`, or pass --create-topics to publish anyway"
@@ -110,8 +109,8 @@ def _report_partial(publisher: Publisher, prepared: list[Prepared], done: int, p
 def _feature_spec(config, registry, model: str, create_topics: bool):
     """The registered live version's feature spec, so bad requests fail here, not in the worker.
     A model nobody registered is refused: its requests would wait on a topic nothing serves."""
-    from processors.models import ModelRegistry
-    from streams.errors import BrokerUnavailable
+    from flywheel.processors.models import ModelRegistry
+    from flywheel.streams.errors import BrokerUnavailable
     if create_topics:
         ensure_core_topics(config, [model])
         return None

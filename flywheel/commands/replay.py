@@ -15,20 +15,19 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from processors.backtest import Backtest, BacktestPlan, BacktestReport
-from processors.backtest.history import store_replay
-from processors.models import ModelRegistry
-from schemas.features import FeatureSpec
-from streams.errors import BrokerUnavailable
-from streams.replay import Checkpoints, ReplayOptions, ReplayReport, TimeRange
-from streams.replay.deadletter import DeadLetterFilter, Validator, dead_letter_redrive
-from streams.replay.topic import topic_replay
-from streams.topics import TopicCatalog
-
 from flywheel.commands.subscribe import parse_time
 from flywheel.console import err, print_json_line, progress
 from flywheel.errors import NotFound, open_user_file
 from flywheel.model_names import check_registered
+from flywheel.processors.backtest import Backtest, BacktestPlan, BacktestReport
+from flywheel.processors.backtest.history import store_replay
+from flywheel.processors.models import ModelRegistry
+from flywheel.schemas.features import FeatureSpec
+from flywheel.streams.errors import BrokerUnavailable
+from flywheel.streams.replay import Checkpoints, ReplayOptions, ReplayReport, TimeRange
+from flywheel.streams.replay.deadletter import DeadLetterFilter, Validator, dead_letter_redrive
+from flywheel.streams.replay.topic import topic_replay
+from flywheel.streams.topics import TopicCatalog
 from flywheel.wiring import feature_store_for, schema_registry
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")

@@ -3,7 +3,8 @@ registry's event log (and the dead-letter topic while a stack runs)."""
 import time
 from pathlib import Path
 
-from flywheel.commands._since import HELP as SINCE_HELP, parse_since
+from flywheel.commands._since import HELP as SINCE_HELP
+from flywheel.commands._since import parse_since
 from flywheel.console import err
 from flywheel.errors import user_path
 from flywheel.model_names import check_registered
@@ -28,8 +29,7 @@ def register(sub) -> None:
 def run(args, config) -> int:
     # Imported here: matplotlib and the monitor's statistics take seconds to import, and every
     # other command would pay for them (the CLI imports each command module to list it).
-    from processors.monitor.settings import MonitorSettings
-
+    from flywheel.processors.monitor.settings import MonitorSettings
     from flywheel.views import html
     from flywheel.views.gather import report_data
 

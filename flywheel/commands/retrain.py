@@ -1,11 +1,10 @@
 """`flywheel retrain --model M`: ask for a retrain by hand (emits RetrainRequested)."""
-from processors.trigger.settings import TriggerSettings
-from processors.models.follower import ModelFollower
-from processors.trigger.process import LiveVersion, LiveVersions, Requester
-
 from flywheel.console import err, print_json_line
 from flywheel.errors import Refused
 from flywheel.model_names import check_registered
+from flywheel.processors.models.follower import ModelFollower
+from flywheel.processors.trigger.process import LiveVersion, LiveVersions, Requester
+from flywheel.processors.trigger.settings import TriggerSettings
 from flywheel.wiring import feature_store_for, schema_registry
 
 

@@ -1,10 +1,9 @@
 """`flywheel retrainer`: turn RetrainRequested into validated canaries (runs until stopped)."""
 
-from processors.models import ModelRegistry
-from processors.retrainer.process import Retrainer, RetrainerMetrics
-from processors.retrainer.settings import RetrainerSettings
-
 from flywheel.console import err
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.retrainer.process import Retrainer, RetrainerMetrics
+from flywheel.processors.retrainer.settings import RetrainerSettings
 from flywheel.stack import ProcessSpec
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 

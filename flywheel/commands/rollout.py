@@ -1,10 +1,9 @@
 """`flywheel rollout`: promote or roll back canaries on live evidence (runs until stopped)."""
 
-from processors.models import ModelRegistry
-from processors.rollout.process import Rollout, RolloutMetrics
-from processors.rollout.settings import RolloutSettings
-
 from flywheel.console import err
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.rollout.process import Rollout, RolloutMetrics
+from flywheel.processors.rollout.settings import RolloutSettings
 from flywheel.stack import ProcessSpec
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 

@@ -5,13 +5,12 @@ sent), so the live view shows the rate it sends at."""
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
-from processors.simulator.settings import SimulatorSettings
-from processors.simulator.traffic import TrafficSimulator
-from streams.labels import LabelPublisher
-from streams.publisher import Publisher
-
 from flywheel.console import err
 from flywheel.model_names import check_registered
+from flywheel.processors.simulator.settings import SimulatorSettings
+from flywheel.processors.simulator.traffic import TrafficSimulator
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.publisher import Publisher
 from flywheel.wiring import schema_registry, start_processor
 
 

@@ -5,7 +5,8 @@ import time
 from rich.console import Console
 from rich.live import Live
 
-from flywheel.commands._since import HELP as SINCE_HELP, parse_since
+from flywheel.commands._since import HELP as SINCE_HELP
+from flywheel.commands._since import parse_since
 from flywheel.console import err
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession

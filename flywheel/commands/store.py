@@ -3,9 +3,8 @@ import time
 
 from rich.table import Table
 
-from feature_store.schema import migrations, tables
-
 from flywheel.console import err
+from flywheel.feature_store.schema import migrations, tables
 from flywheel.wiring import feature_store_for
 
 

@@ -1,13 +1,12 @@
 """`flywheel subscribe`: a model's predictions (or any Flywheel topic) as JSON lines."""
 import time
-from datetime import datetime, UTC
-
-from streams.subscriber import Subscriber
-from streams.topics import TopicCatalog
+from datetime import UTC, datetime
 
 from flywheel.console import print_json_line
 from flywheel.errors import BadInput
 from flywheel.model_names import check_registered
+from flywheel.streams.subscriber import Subscriber
+from flywheel.streams.topics import TopicCatalog
 from flywheel.wiring import schema_registry
 
 

@@ -2,11 +2,10 @@
 from confluent_kafka import TopicPartition
 from rich.table import Table
 
-from streams.clients import make_consumer
-from streams.metadata import retrying, watermarks
-from streams.topics import TopicCatalog
-
 from flywheel.console import err
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.metadata import retrying, watermarks
+from flywheel.streams.topics import TopicCatalog
 from flywheel.wiring import ensure_core_topics
 
 

@@ -1,9 +1,8 @@
 """`flywheel trigger`: apply the retrain policy to every model, emit RetrainRequested."""
 
-from processors.trigger.settings import TriggerSettings
-from processors.trigger.process import RetrainTrigger, TriggerMetrics
-
 from flywheel.console import err
+from flywheel.processors.trigger.process import RetrainTrigger, TriggerMetrics
+from flywheel.processors.trigger.settings import TriggerSettings
 from flywheel.stack import ProcessSpec
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 

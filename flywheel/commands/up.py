@@ -11,14 +11,13 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from processors.models import EventLog, ModelRegistry
-from processors.simulator.bootstrap import ensure_model
-from processors.simulator.concept import Concept
-from schemas.registry import split_credentials
-from schemas.registry.rest import RegistryServer
-
 from flywheel.console import err
 from flywheel.demo import DemoSettings
+from flywheel.processors.models import EventLog, ModelRegistry
+from flywheel.processors.simulator.bootstrap import ensure_model
+from flywheel.processors.simulator.concept import Concept
+from flywheel.schemas.registry import split_credentials
+from flywheel.schemas.registry.rest import RegistryServer
 from flywheel.stack import ProcessSpec, Stack, StackError
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession

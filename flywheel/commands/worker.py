@@ -1,10 +1,9 @@
 """`flywheel worker`: serve registered models from their request topics."""
-from processors.worker.metrics import WorkerMetrics
-from processors.worker.settings import WorkerSettings
-from processors.worker.worker import InferenceWorker
-
 from flywheel.console import err
 from flywheel.model_names import check_registered
+from flywheel.processors.worker.metrics import WorkerMetrics
+from flywheel.processors.worker.settings import WorkerSettings
+from flywheel.processors.worker.worker import InferenceWorker
 from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry, start_processor
 
 
@@ -37,7 +36,7 @@ def _online(settings: WorkerSettings, config) -> dict:
     """Online feature lookups for the models configured with feature groups ([worker] online_groups)."""
     if not settings.online_groups:
         return {}
-    from feature_store.online import OnlineFeatureLookup
+    from flywheel.feature_store.online import OnlineFeatureLookup
     store = feature_store_for(config)
     return {model: OnlineFeatureLookup(store, groups) for model, groups in settings.online_groups.items()}
 

@@ -7,16 +7,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feature_store import FeatureStore
-from processors.models.history import EventLog
-from processors.models.refusals import RefusalLog
-from streams.errors import BrokerUnavailable
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
-
 from flywheel.config import Config
 from flywheel.errors import NotFound
+from flywheel.feature_store import FeatureStore
+from flywheel.processors.models.history import EventLog
+from flywheel.processors.models.refusals import RefusalLog
 from flywheel.stack import StackState
+from flywheel.streams.errors import BrokerUnavailable
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 from flywheel.views import history, timeline, topics
 from flywheel.views.stackfile import read_stack
 from flywheel.wiring import schema_registry

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from feature_store import FeatureStore, RetrainRecord, WindowMetrics
-from processors.models.errors import ManifestError
-from processors.models.manifest import Manifest
-from processors.models.store import ArtifactStore
+from flywheel.feature_store import FeatureStore, RetrainRecord, WindowMetrics
+from flywheel.processors.models.errors import ManifestError
+from flywheel.processors.models.manifest import Manifest
+from flywheel.processors.models.store import ArtifactStore
 
 # The monitor's flat window keys (processors/monitor/windows.py WindowResult.metrics).
 PERFORMANCE = "performance."

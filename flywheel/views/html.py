@@ -2,7 +2,7 @@
 network), readable in any browser and after the stack is gone. A part without data says so and
 why, instead of drawing an empty plot."""
 import base64
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from html import escape
 
 from flywheel.views import plots, style

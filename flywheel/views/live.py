@@ -5,8 +5,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from feature_store import FeatureStore
-
+from flywheel.feature_store import FeatureStore
 from flywheel.stack import StackState
 from flywheel.views import history
 from flywheel.views.gather import ModelView, model_view

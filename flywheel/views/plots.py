@@ -1,7 +1,7 @@
 """The report's plots, drawn with matplotlib's Agg backend (no display needed) and returned as
 PNG bytes. Times on every x axis are UTC."""
 import io
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import matplotlib
 

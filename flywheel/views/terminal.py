@@ -7,7 +7,7 @@ drifted features cut first, and the timeline's latest events kept (a live view i
 bottom, where the newest events are)."""
 import io
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from rich import box
 from rich.console import Console, Group, RenderableType

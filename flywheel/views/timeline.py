@@ -12,10 +12,9 @@
 """
 from dataclasses import dataclass, field
 
-from feature_store import RetrainRecord, WindowMetrics
-from processors.models.refusals import REFUSED, Refusal
-from processors.models.store import NAME
-
+from flywheel.feature_store import RetrainRecord, WindowMetrics
+from flywheel.processors.models.refusals import REFUSED, Refusal
+from flywheel.processors.models.store import NAME
 
 DRIFT_FLAGGED = "DRIFT_FLAGGED"
 RETRAIN_REQUESTED = "RETRAIN_REQUESTED"

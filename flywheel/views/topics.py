@@ -2,10 +2,10 @@
 keeps them in memory, so they are readable while a stack runs and gone after it stops."""
 from dataclasses import dataclass
 
-from schemas.registry.base import SchemaRegistry
-from streams.settings import KafkaSettings
-from streams.subscriber import Subscriber
-from streams.topics import TopicCatalog
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.subscriber import Subscriber
+from flywheel.streams.topics import TopicCatalog
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,19 @@ request id) sent, so rows labelled later cannot shift what a resumed run sends.
 """
 import json
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-from feature_store.base import FeatureStore
-from feature_store.records import FeedbackRecord
-from schemas import AvroSerde
-from schemas.registry.base import SchemaRegistry
-from streams.replay import headers
-from streams.replay.checkpoint import Checkpoints
-from streams.replay.cursor import CursorReplay, Item
-from streams.replay.engine import Decision, Output, ProgressCallback, ReplayOptions
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from flywheel.feature_store.base import FeatureStore
+from flywheel.feature_store.records import FeedbackRecord
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.replay import headers
+from flywheel.streams.replay.checkpoint import Checkpoints
+from flywheel.streams.replay.cursor import CursorReplay, Item
+from flywheel.streams.replay.engine import Decision, Output, ProgressCallback, ReplayOptions
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 
 REPLAY_FLAG = "replay"
 SENT = "sent"

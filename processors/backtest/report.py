@@ -3,8 +3,7 @@ requests, scored with the monitor's own performance code so the numbers mean the
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
-from processors.monitor.performance import performance
+from flywheel.processors.monitor.performance import performance
 
 PRIMARY = {"classifier": "accuracy", "regressor": "mae"}
 LOWER_IS_BETTER = {"mae", "rmse", "log_loss", "calibration_error"}

@@ -10,18 +10,17 @@ production served to users.
 import time
 from dataclasses import dataclass, field
 
-from feature_store.base import FeatureStore
-from feature_store.records import FeedbackRecord
-from processors.models import Deployment, MatrixLayout, ModelRegistry
-from processors.models.errors import UnknownVersion
-from processors.worker.features import RequestDecoder
-from processors.worker.outputs import interpret
-from processors.worker.sessions import LoadedVersion
-from schemas import AvroSerde
-from schemas.registry.base import SchemaRegistry
-
-from processors.backtest import report as r
-from processors.backtest.history import request_of
+from flywheel.feature_store.base import FeatureStore
+from flywheel.feature_store.records import FeedbackRecord
+from flywheel.processors.backtest import report as r
+from flywheel.processors.backtest.history import request_of
+from flywheel.processors.models import Deployment, MatrixLayout, ModelRegistry
+from flywheel.processors.models.errors import UnknownVersion
+from flywheel.processors.worker.features import RequestDecoder
+from flywheel.processors.worker.outputs import interpret
+from flywheel.processors.worker.sessions import LoadedVersion
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.registry.base import SchemaRegistry
 
 REPLAY_FLAG = "replay"
 NO_SIZE_LIMIT = 1 << 62

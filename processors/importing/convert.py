@@ -9,12 +9,10 @@ argmax (the empty string when the block is all zeros, so an unseen or missing ca
 the model's own encoder as unknown)."""
 import numpy as np
 import onnx
+from flywheel.processors.importing.errors import ImportRefused
+from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.schemas.features import FeatureSpec
 from onnx import TensorProto, compose, helper, numpy_helper
-
-from schemas.features import FeatureSpec
-
-from processors.importing.errors import ImportRefused
-from processors.models.encoding import MatrixLayout
 
 INPUT = "input"
 OPSET = 17

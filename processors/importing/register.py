@@ -3,17 +3,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from flywheel.feature_store import FeatureStore
+from flywheel.processors.importing import convert
+from flywheel.processors.importing.errors import ImportRefused
+from flywheel.processors.importing.sample import Sample
+from flywheel.processors.models import Manifest, ModelRegistry, OutputSpec
+from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.retrainer.reference import store_reference
+from flywheel.processors.worker.sessions import LoadedVersion
 
-from feature_store import FeatureStore
 from flywheel.errors import open_user_file
-
-from processors.importing import convert
-from processors.importing.errors import ImportRefused
-from processors.importing.sample import Sample
-from processors.models import Manifest, ModelRegistry, OutputSpec
-from processors.models.encoding import MatrixLayout
-from processors.retrainer.reference import store_reference
-from processors.worker.sessions import LoadedVersion
 
 TOLERANCE = 1e-3   # converted and original model may differ by float32 rounding, not more
 

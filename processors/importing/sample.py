@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flywheel.processors.importing.errors import ImportRefused
+from flywheel.processors.training import Dataset
+from flywheel.schemas.features import Feature, FeatureSpec
 
 from flywheel.errors import open_user_file
-from schemas.features import Feature, FeatureSpec
-
-from processors.importing.errors import ImportRefused
-from processors.training import Dataset
 
 MISSING = ("", "NA", "NaN", "nan", "null", "None")
 
@@ -75,7 +74,7 @@ class Sample:
 
     def frame(self, spec: FeatureSpec):
         """The features as the estimator was fitted on them: a DataFrame of the spec's columns."""
-        import pandas as pd   # only a model fitted on a DataFrame needs one, and then pandas is there
+        import pandas as pd  # only a model fitted on a DataFrame needs one, and then pandas is there
         return pd.DataFrame({f.name: self.columns[f.name] if f.kind == "categorical"
                              else np.asarray(self.columns[f.name], dtype=float) for f in spec.features})
 

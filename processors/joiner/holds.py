@@ -12,8 +12,7 @@ import itertools
 from dataclasses import dataclass
 
 from confluent_kafka import Message
-
-from processors.joiner.join import Label
+from flywheel.processors.joiner.join import Label
 
 _SLACK = 1024    # stale heap entries tolerated beyond twice the holds before a rebuild
 

@@ -19,8 +19,8 @@ versions stored by then and is not held for the ones still to come.
 """
 from dataclasses import dataclass, field
 
-from feature_store import FeatureStore, FeedbackRecord, PredictionRecord
-from processors.joiner.settings import JoinerSettings
+from flywheel.feature_store import FeatureStore, FeedbackRecord, PredictionRecord
+from flywheel.processors.joiner.settings import JoinerSettings
 
 REPLAY_FLAG = "replay"
 

@@ -20,33 +20,32 @@ request and version per window.
 Records with the `flywheel-replay` header are joined and stored flagged `replay`, and their
 feedback carries the header on; they are not counted as live traffic in any metric.
 """
+import collections
 import logging
 import math
 import operator
 import threading
 import time
-import collections
 
 from confluent_kafka import Message, TopicPartition
+from flywheel.feature_store import FeatureStore, wall_clock_ms
+from flywheel.processors.joiner.holds import Hold, Holds
+from flywheel.processors.joiner.join import REPLAY_FLAG, Join, JoinResult, Label, PredictionRecord, prediction_record
+from flywheel.processors.joiner.settings import JoinerSettings
+from flywheel.processors.models import ModelFollower
+from flywheel.processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics
+from flywheel.processors.runtime.budget import check_output_topics
+from flywheel.processors.runtime.failures import hold_back, run_batches
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.wire.feedback import FeedbackEncoder
+from flywheel.schemas.wire.prediction import PredictionDecoder
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.generations import logical_name
+from flywheel.streams.replay import headers as replay_headers
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog, check_copartitioned
 from prometheus_client import Counter, Histogram
-
-from feature_store import FeatureStore, wall_clock_ms
-from processors.models import ModelFollower
-from processors.joiner.holds import Hold, Holds
-from processors.joiner.join import REPLAY_FLAG, Join, JoinResult, Label, PredictionRecord, prediction_record
-from processors.joiner.settings import JoinerSettings
-from processors.runtime import (BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics)
-from processors.runtime.budget import check_output_topics
-from processors.runtime.failures import hold_back, run_batches
-from schemas import AvroSerde, DecodeFailure
-from schemas.registry.base import SchemaRegistry
-from schemas.wire.feedback import FeedbackEncoder
-from schemas.wire.prediction import PredictionDecoder
-from streams.generations import logical_name
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.replay import headers as replay_headers
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, check_copartitioned
 
 PROCESSOR = "joiner"
 log = logging.getLogger(__name__)

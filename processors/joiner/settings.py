@@ -1,9 +1,8 @@
 """Joiner settings: TOML [joiner], env FLYWHEEL_JOINER_<FIELD>."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
-
-from processors.runtime.identity import process_instance_id
+from flywheel.processors.runtime.identity import process_instance_id
+from flywheel.schemas.setting import setting
 
 
 @dataclass

@@ -5,7 +5,7 @@ can tell whether the state it read is still the latest (registry.py)."""
 import time
 from dataclasses import dataclass, field, replace
 
-from processors.models.errors import DeploymentError, UnknownVersion
+from flywheel.processors.models.errors import DeploymentError, UnknownVersion
 
 
 @dataclass(frozen=True)

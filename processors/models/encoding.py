@@ -2,8 +2,7 @@
 features in declared order, then each categorical feature one-hot over its declared categories
 (or as one ordinal column). Training and serving both use this, so they cannot disagree."""
 import numpy as np
-
-from schemas.features import FeatureSpec
+from flywheel.schemas.features import FeatureSpec
 
 
 class MatrixLayout:

@@ -11,19 +11,17 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-from schemas import AvroSerde, DecodeFailure
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_consumer
-from streams.metadata import watermarks
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, topic_partitions
-
-from processors.models.deployment import Deployment
-from processors.models.errors import InvalidName
-from processors.models.refusals import Refusal
-from processors.models.signing import EventSigner
-from processors.models.store import check_name
+from flywheel.processors.models.deployment import Deployment
+from flywheel.processors.models.errors import InvalidName
+from flywheel.processors.models.refusals import Refusal
+from flywheel.processors.models.signing import EventSigner
+from flywheel.processors.models.store import check_name
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.metadata import watermarks
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog, topic_partitions
 
 log = logging.getLogger("flywheel.models")
 UNKNOWN = "unknown"      # the metric label value of a model name no ModelEvent registered

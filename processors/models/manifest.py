@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from schemas.features import FeatureSpec
-
-from processors.models.errors import ManifestError
+from flywheel.processors.models.errors import ManifestError
+from flywheel.schemas.features import FeatureSpec
 
 Task = Literal["classifier", "regressor"]
 Encoding = Literal["onehot", "ordinal"]

@@ -5,10 +5,9 @@ value for a regressor). The registry probes at registration, the worker at every
 file that cannot serve is refused alone instead of failing a batch or a whole worker."""
 import numpy as np
 import onnxruntime as ort
-
-from processors.models.encoding import MatrixLayout
-from processors.models.errors import UnloadableModel
-from processors.models.manifest import Manifest
+from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.models.errors import UnloadableModel
+from flywheel.processors.models.manifest import Manifest
 
 
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:

@@ -10,8 +10,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from processors.models.errors import (ForgedEvent, InvalidName, ModelRegistryError, TamperedModel,
-                                      UnloadableModel, UnregisteredVersion)
+from flywheel.processors.models.errors import (
+    ForgedEvent,
+    InvalidName,
+    ModelRegistryError,
+    TamperedModel,
+    UnloadableModel,
+    UnregisteredVersion,
+)
 
 REFUSED = "REFUSED"
 

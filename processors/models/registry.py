@@ -15,20 +15,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from schemas import AvroSerde
-from schemas.features import FeatureSpec
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_producer
-from streams.delivery import TrackedProducer
-from streams.settings import KafkaSettings
-
-from processors.models.deployment import Deployment, VersionRef
-from processors.models.errors import ModelsTopicBehind, UnknownModel
-from processors.models.follower import ModelFollower
-from processors.models.history import EventLog
-from processors.models.manifest import Manifest
-from processors.models.signing import EventSigner
-from processors.models.store import ArtifactStore
+from flywheel.processors.models.deployment import Deployment, VersionRef
+from flywheel.processors.models.errors import ModelsTopicBehind, UnknownModel
+from flywheel.processors.models.follower import ModelFollower
+from flywheel.processors.models.history import EventLog
+from flywheel.processors.models.manifest import Manifest
+from flywheel.processors.models.signing import EventSigner
+from flywheel.processors.models.store import ArtifactStore
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.features import FeatureSpec
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.settings import KafkaSettings
 
 
 class ModelRegistry:
@@ -70,7 +69,7 @@ class ModelRegistry:
     def register(self, onnx_bytes: bytes, manifest: Manifest, reason: str = "",
                  evidence: dict[str, float] | None = None) -> dict:
         # ONNX Runtime (the `serve` extra) is imported here only: reading deployments needs none.
-        from processors.models.probe import open_session
+        from flywheel.processors.models.probe import open_session
         open_session(manifest, onnx_bytes)     # a file that cannot serve never goes live
         path, manifest = self.store.save(onnx_bytes, manifest)
         ref = VersionRef(str(path.resolve()), manifest.sha256)

@@ -7,7 +7,7 @@ signed nor checked (the artifact store still limits them to registered versions)
 import hashlib
 import hmac
 
-from schemas.secret import Secret
+from flywheel.schemas.secret import Secret
 
 HEADER = "flywheel-signature"
 

@@ -11,9 +11,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from processors.models.errors import (ForgedEvent, InvalidName, ManifestError, TamperedModel,
-                                      UnregisteredVersion)
-from processors.models.manifest import Manifest
+from flywheel.processors.models.errors import (
+    ForgedEvent,
+    InvalidName,
+    ManifestError,
+    TamperedModel,
+    UnregisteredVersion,
+)
+from flywheel.processors.models.manifest import Manifest
 
 # No separators, no leading dot: a name can never climb out of (or hide in) the store's root.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from datasketches import kll_doubles_sketch
+from flywheel.processors.monitor.profile import CategoricalSummary, NumericSummary, Profile, rank_error
+from flywheel.processors.monitor.settings import MonitorSettings
 from scipy.stats import chi2_contingency, false_discovery_control
 from scipy.stats.distributions import kstwobign
-
-from processors.monitor.profile import CategoricalSummary, NumericSummary, Profile, rank_error
-from processors.monitor.settings import MonitorSettings
 
 PSI_FLOOR = 1e-4          # share given to an empty bin so PSI stays finite
 KS_GRID = 1001            # ranks at which each sketch's quantiles become KS evaluation points

@@ -39,13 +39,13 @@ Known limit, as with one process after a restart: a record of an already closed 
 sits after an open window's first offset in its partition (times out of order at a window
 boundary) is read again after a rebalance and counted late in an open window.
 """
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from feature_store import MonitorProgress, WindowPartial
-from processors.monitor.performance import PerformanceCounts
-from processors.monitor.profile import Profile
-from processors.monitor.windows import Partial
+from flywheel.feature_store import MonitorProgress, WindowPartial
+from flywheel.processors.monitor.performance import PerformanceCounts
+from flywheel.processors.monitor.profile import Profile
+from flywheel.processors.monitor.windows import Partial
 
 WindowKey = tuple[str, str, int]      # (model, version, window start)
 

@@ -26,29 +26,29 @@ from functools import partial
 
 import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
-from prometheus_client import Counter as CounterMetric, Gauge
-
-from feature_store import FeatureStore, MonitorProgress, WindowMetrics, wall_clock_ms
-from processors.joiner.join import REPLAY_FLAG
-from processors.models import ModelFollower
-from processors.monitor.drift import DriftThresholds
-from processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
-from processors.monitor.profile import Profile, ProfileError
-from processors.monitor.quality import QualityThresholds
-from processors.monitor.settings import MonitorSettings
-from processors.monitor.windows import Offsets, Partial, WindowedMonitor, WindowResult, merge_partials
-from processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
-from processors.runtime.budget import check_output_topics
-from processors.runtime.failures import hold_back, run_batches
-from schemas import AvroSerde, DecodeFailure
-from schemas.registry.base import SchemaRegistry
-from schemas.wire.prediction import PredictionDecoder
-from streams.generations import logical_name
-from streams.clients import make_admin, make_consumer, make_producer
-from streams.delivery import TrackedProducer
-from streams.replay import headers as replay_headers
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
+from flywheel.feature_store import FeatureStore, MonitorProgress, WindowMetrics, wall_clock_ms
+from flywheel.processors.joiner.join import REPLAY_FLAG
+from flywheel.processors.models import ModelFollower
+from flywheel.processors.monitor.drift import DriftThresholds
+from flywheel.processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
+from flywheel.processors.monitor.profile import Profile, ProfileError
+from flywheel.processors.monitor.quality import QualityThresholds
+from flywheel.processors.monitor.settings import MonitorSettings
+from flywheel.processors.monitor.windows import Offsets, Partial, WindowedMonitor, WindowResult, merge_partials
+from flywheel.processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
+from flywheel.processors.runtime.budget import check_output_topics
+from flywheel.processors.runtime.failures import hold_back, run_batches
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.wire.prediction import PredictionDecoder
+from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.generations import logical_name
+from flywheel.streams.replay import headers as replay_headers
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
+from prometheus_client import Counter as CounterMetric
+from prometheus_client import Gauge
 
 PROCESSOR = "monitor"
 log = logging.getLogger(__name__)

@@ -13,16 +13,16 @@ import base64
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 from datasketches import frequent_items_error_type, frequent_strings_sketch, kll_doubles_sketch
+from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.schemas.wire.factor import Factor
+from flywheel.schemas.wire.prediction import PredictionColumns
 
 from flywheel.errors import BadRecord
-from schemas.features import Feature, FeatureSpec
-from schemas.wire.factor import Factor
-from schemas.wire.prediction import PredictionColumns
 
 # The prediction itself is profiled like two more features.
 PREDICTED_SCORE = "prediction.score"

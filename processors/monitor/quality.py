@@ -10,8 +10,8 @@ Rules, each a figure per feature (volume: per model):
 """
 from dataclasses import dataclass
 
-from processors.monitor.profile import Profile
-from processors.monitor.settings import MonitorSettings
+from flywheel.processors.monitor.profile import Profile
+from flywheel.processors.monitor.settings import MonitorSettings
 
 VOLUME = "_volume"  # the feature name under which the per-model volume rule is reported
 

@@ -1,9 +1,8 @@
 """Monitor settings: TOML [monitor], env FLYWHEEL_MONITOR_<FIELD>."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
-
-from processors.runtime.identity import process_instance_id
+from flywheel.processors.runtime.identity import process_instance_id
+from flywheel.schemas.setting import setting
 
 
 @dataclass

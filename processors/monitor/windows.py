@@ -22,17 +22,16 @@ partition, so deduplicating it per process is complete). `Scorer` turns a partia
 of several processes' partials (processors/monitor/merge.py), into a `WindowResult`;
 `close_due` does both for a process that reads every partition itself.
 """
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
-
-from processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
-from processors.monitor.performance import Performance, PerformanceCounts
-from processors.monitor.profile import Profile
-from processors.monitor.quality import QualityCheck, QualityThresholds, check
-from schemas.wire.prediction import PredictionColumns
-from streams.generations import logical_name
+from flywheel.processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
+from flywheel.processors.monitor.performance import Performance, PerformanceCounts
+from flywheel.processors.monitor.profile import Profile
+from flywheel.processors.monitor.quality import QualityCheck, QualityThresholds, check
+from flywheel.schemas.wire.prediction import PredictionColumns
+from flywheel.streams.generations import logical_name
 
 Key = tuple[str, str]                       # (model, version)
 Source = tuple[str, int, int]               # (topic, partition, offset)

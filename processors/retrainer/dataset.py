@@ -11,17 +11,16 @@ hard examples are a training device, not traffic the version will serve, and pro
 would skew the reference toward the incumbent's mistakes.
 """
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
+from flywheel.feature_store import FeatureStore, FeedbackRecord
+from flywheel.processors.training import Dataset
+from flywheel.schemas.features import FeatureSpec
 
-from feature_store import FeatureStore, FeedbackRecord
 from flywheel.errors import Refused
-from schemas.features import FeatureSpec
-
-from processors.training import Dataset
 
 Progress = Callable[[int], None]   # called with the number of rows read so far
 

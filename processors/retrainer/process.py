@@ -23,25 +23,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from flywheel.feature_store import FeatureStore, RetrainRecord, retrying
+from flywheel.processors.models import Deployment, ModelRegistry
+from flywheel.processors.retrainer import dataset as datasets
+from flywheel.processors.retrainer.reference import store_reference
+from flywheel.processors.retrainer.settings import RetrainerSettings
+from flywheel.processors.retrainer.trainers import make_trainer
+from flywheel.processors.retrainer.validate import compare, outputs
+from flywheel.processors.runtime import DeadLetterWriter, ProcessorMetrics
+from flywheel.processors.training import review_line
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.subscriber import Received, Subscriber
+from flywheel.streams.topics import TopicCatalog
 from prometheus_client import Counter
-
-from feature_store import FeatureStore, RetrainRecord, retrying
-from schemas import AvroSerde, DecodeFailure
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_producer
-from streams.delivery import TrackedProducer
-from streams.settings import KafkaSettings
-from streams.subscriber import Received, Subscriber
-from streams.topics import TopicCatalog
-
-from processors.models import Deployment, ModelRegistry
-from processors.retrainer import dataset as datasets
-from processors.retrainer.reference import store_reference
-from processors.retrainer.settings import RetrainerSettings
-from processors.retrainer.trainers import make_trainer
-from processors.retrainer.validate import compare, outputs
-from processors.runtime import DeadLetterWriter, ProcessorMetrics
-from processors.training import review_line
 
 PROCESSOR = "retrainer"
 log = logging.getLogger("flywheel.retrainer")

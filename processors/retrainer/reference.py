@@ -8,12 +8,11 @@ traffic, and the first windows after its promotion would flag `prediction.score`
 import time
 
 import numpy as np
-
-from feature_store import FeatureStore, ReferenceProfile
-from processors.models import Manifest
-from processors.monitor.profile import Profile, build_reference
-from processors.retrainer.validate import outputs
-from processors.training import Dataset
+from flywheel.feature_store import FeatureStore, ReferenceProfile
+from flywheel.processors.models import Manifest
+from flywheel.processors.monitor.profile import Profile, build_reference
+from flywheel.processors.retrainer.validate import outputs
+from flywheel.processors.training import Dataset
 
 
 def store_reference(store: FeatureStore, manifest: Manifest, onnx_bytes: bytes, data: Dataset,

@@ -1,9 +1,8 @@
 """Retrainer settings: TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
-
-from processors.retrainer.trainer_spec import resolve_trainer, trainer_problem
+from flywheel.processors.retrainer.trainer_spec import resolve_trainer, trainer_problem
+from flywheel.schemas.setting import setting
 
 
 @dataclass

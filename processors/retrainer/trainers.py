@@ -19,10 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from processors.models import Manifest, OutputSpec
-from processors.retrainer import dataset as datasets
-from processors.retrainer.trainer_spec import TrainerFailed, TrainerSpec, parse, plugin_function
-from processors.training import train as reference_train
+from flywheel.processors.models import Manifest, OutputSpec
+from flywheel.processors.retrainer import dataset as datasets
+from flywheel.processors.retrainer.trainer_spec import TrainerFailed, TrainerSpec, parse, plugin_function
+from flywheel.processors.training import train as reference_train
 
 
 @dataclass
@@ -78,7 +78,7 @@ class SklearnTrainer:
     target: str   # module:function or path/to/file.py:function
 
     def train(self, dataset_path: Path, workdir: Path, incumbent: Manifest) -> Candidate:
-        from processors.importing import ImportRefused, TrainingData, convert
+        from flywheel.processors.importing import ImportRefused, TrainingData, convert
         data = datasets.load(dataset_path)
         estimator = plugin_function(TrainerSpec("sklearn", self.target))(TrainingData.of(data))
         classifier = incumbent.output.task == "classifier"

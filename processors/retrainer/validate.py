@@ -6,10 +6,9 @@ accepted only if it beats the incumbent by `min_improvement` (absolute, in the m
 from dataclasses import dataclass
 
 import numpy as np
-
-from processors.models import Manifest, MatrixLayout
-from processors.training import Dataset
-from processors.worker.sessions import LoadedVersion
+from flywheel.processors.models import Manifest, MatrixLayout
+from flywheel.processors.training import Dataset
+from flywheel.processors.worker.sessions import LoadedVersion
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from flywheel.processors.rollout.settings import RolloutSettings
 from scipy import stats
-
-from processors.rollout.settings import RolloutSettings
 
 
 class Verdict(Enum):

@@ -6,15 +6,14 @@ import logging
 import threading
 
 import numpy as np
+from flywheel.feature_store import FeatureStore, FeedbackRecord, wall_clock_ms
+from flywheel.processors.joiner.join import REPLAY_FLAG
+from flywheel.processors.models import Deployment, ModelRegistry
+from flywheel.processors.rollout.judge import Decision, Verdict, decide
+from flywheel.processors.rollout.settings import RolloutSettings
+from flywheel.processors.runtime import ProcessorMetrics
+from flywheel.processors.runtime.failures import hold_back, run_batches
 from prometheus_client import Counter
-
-from feature_store import FeatureStore, FeedbackRecord, wall_clock_ms
-from processors.joiner.join import REPLAY_FLAG
-from processors.models import Deployment, ModelRegistry
-from processors.rollout.judge import Decision, Verdict, decide
-from processors.rollout.settings import RolloutSettings
-from processors.runtime import ProcessorMetrics
-from processors.runtime.failures import hold_back, run_batches
 
 log = logging.getLogger("flywheel.rollout")
 

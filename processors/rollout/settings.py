@@ -1,7 +1,7 @@
 """Rollout settings: TOML [rollout], env FLYWHEEL_ROLLOUT_<FIELD>."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
+from flywheel.schemas.setting import setting
 
 
 @dataclass

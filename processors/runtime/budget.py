@@ -10,9 +10,9 @@ letter bounds what it carries (deadletter.py) so it always fits.
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
+from flywheel.streams.topics import topic_configs
 
 from flywheel.errors import UserError
-from streams.topics import topic_configs
 
 Headers = list[tuple[str, bytes | None]] | None
 

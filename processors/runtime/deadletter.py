@@ -9,12 +9,10 @@ import time
 from typing import Protocol
 
 from confluent_kafka import Message
+from flywheel.processors.runtime.budget import Budget
+from flywheel.schemas import AvroSerde
+from flywheel.streams.settings import KafkaSettings
 from prometheus_client import Counter
-
-from schemas import AvroSerde
-from streams.settings import KafkaSettings
-
-from processors.runtime.budget import Budget
 
 Headers = list[tuple[str, bytes | None]]
 

@@ -27,8 +27,8 @@ A processor's batch loop meets three kinds of failure, and each has one answer. 
 import logging
 import random
 import threading
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 from flywheel.errors import Unavailable
 

@@ -26,13 +26,13 @@ threads, so a hung one cannot keep the exiting process alive.
 """
 import threading
 import time
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Message
-
-from processors.runtime.commit import BatchCommitter, CommitError, FatalCommitError
+from flywheel.processors.runtime.commit import BatchCommitter, CommitError, FatalCommitError
 
 Headers = list[tuple[str, bytes | None]] | None
 

@@ -1,12 +1,11 @@
 """The demo's first model: trained on the concept before any drift, registered (so it serves at
 once) with its reference profile. Nothing happens if the model already exists."""
 import numpy as np
-
-from feature_store import FeatureStore
-from processors.models import ModelRegistry
-from processors.retrainer.reference import store_reference
-from processors.simulator.concept import Concept
-from processors.training import train
+from flywheel.feature_store import FeatureStore
+from flywheel.processors.models import ModelRegistry
+from flywheel.processors.retrainer.reference import store_reference
+from flywheel.processors.simulator.concept import Concept
+from flywheel.processors.training import train
 
 
 def ensure_model(models: ModelRegistry, store: FeatureStore, model: str, concept: Concept,

@@ -8,10 +8,8 @@ labels reveal): the model trained before the drift then answers worse until it i
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from schemas.features import Feature, FeatureSpec
-
-from processors.training import Dataset
+from flywheel.processors.training import Dataset
+from flywheel.schemas.features import Feature, FeatureSpec
 
 PLANS = ("free", "pro", "team")
 PLAN_EFFECT = {"free": 0.6, "pro": -0.2, "team": -0.6}

@@ -1,7 +1,7 @@
 """Simulator settings: TOML [simulator], env FLYWHEEL_SIMULATOR_<FIELD>."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
+from flywheel.schemas.setting import setting
 
 
 @dataclass

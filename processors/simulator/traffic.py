@@ -6,12 +6,10 @@ import logging
 import time
 
 import numpy as np
-
-from streams.labels import LabelPublisher
-from streams.publisher import Publisher, Request
-
-from processors.simulator.concept import Concept
-from processors.simulator.settings import SimulatorSettings
+from flywheel.processors.simulator.concept import Concept
+from flywheel.processors.simulator.settings import SimulatorSettings
+from flywheel.streams.labels import LabelPublisher
+from flywheel.streams.publisher import Publisher, Request
 
 log = logging.getLogger("flywheel.simulator")
 

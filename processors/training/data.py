@@ -3,8 +3,7 @@ features, a classification or regression target, and the FeatureSpec that descri
 from dataclasses import dataclass
 
 import numpy as np
-
-from schemas.features import Feature, FeatureSpec
+from flywheel.schemas.features import Feature, FeatureSpec
 
 
 @dataclass

@@ -6,16 +6,13 @@ Data in (numpy + FeatureSpec), ONNX bytes + Manifest out: the retrainer and the 
 from dataclasses import dataclass
 
 import numpy as np
+from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.models.manifest import Manifest, OutputSpec
+from flywheel.schemas.features import FeatureSpec
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-from schemas.features import FeatureSpec
-
-from processors.models.encoding import MatrixLayout
-from processors.models.manifest import Manifest, OutputSpec
-
 
 REVIEW_SHARE = 0.01     # of a version's validation answers below its low-confidence line
 

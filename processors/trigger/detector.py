@@ -21,10 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from flywheel.feature_store import FeedbackRecord
 from river.drift import ADWIN
-
-from feature_store import FeedbackRecord
-
 
 DATING_WINDOW = 100_000     # latest labels a change is dated among (ADWIN's own window may be longer)
 

@@ -18,9 +18,9 @@ after the last request (a manual request does not).
 import uuid
 from dataclasses import dataclass, field
 
-from processors.monitor.performance import Performance
-from processors.trigger.detector import ChangePoint
-from processors.trigger.settings import TriggerSettings
+from flywheel.processors.monitor.performance import Performance
+from flywheel.processors.trigger.detector import ChangePoint
+from flywheel.processors.trigger.settings import TriggerSettings
 
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "calibration_error"})
 REASONS = ("performance", "drift", "new_labels", "max_age", "manual")

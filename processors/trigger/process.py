@@ -26,24 +26,23 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from flywheel.feature_store import FeatureStore, FeedbackRecord, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
+from flywheel.processors.joiner.join import REPLAY_FLAG
+from flywheel.processors.models.follower import ModelFollower
+from flywheel.processors.runtime import ProcessorMetrics
+from flywheel.processors.runtime.failures import run_batches
+from flywheel.processors.trigger.policy import Decision, ModelState, decide, retrain_request
+from flywheel.processors.trigger.settings import TriggerSettings
+from flywheel.processors.trigger.tally import LiveTallies
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_producer
+from flywheel.streams.delivery import TrackedProducer
+from flywheel.streams.replay import headers as replay_headers
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.subscriber import Subscriber
+from flywheel.streams.topics import TopicCatalog
 from prometheus_client import Counter
-
-from feature_store import FeatureStore, FeedbackRecord, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
-from processors.joiner.join import REPLAY_FLAG
-from processors.models.follower import ModelFollower
-from processors.runtime import ProcessorMetrics
-from processors.runtime.failures import run_batches
-from processors.trigger.policy import Decision, ModelState, decide, retrain_request
-from processors.trigger.settings import TriggerSettings
-from processors.trigger.tally import LiveTallies
-from schemas import AvroSerde, DecodeFailure
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_producer
-from streams.delivery import TrackedProducer
-from streams.replay import headers as replay_headers
-from streams.settings import KafkaSettings
-from streams.subscriber import Subscriber
-from streams.topics import TopicCatalog
 
 PROCESSOR = "trigger"
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Trigger settings: TOML [trigger], env FLYWHEEL_TRIGGER_<FIELD>. A threshold of 0 switches its rule off."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
+from flywheel.schemas.setting import setting
 
 METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "calibration_error", "mae", "rmse")
 

@@ -23,14 +23,14 @@ A label within the lookback for a prediction older than it is counted only if it
 build (the build reads by event time).
 """
 from collections import defaultdict
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from feature_store import FeedbackRecord
-from processors.monitor.performance import PerformanceCounts
-from processors.trigger.detector import ChangePoint, ErrorStream, in_label_order
-from processors.trigger.policy import hard_example
-from processors.trigger.settings import TriggerSettings
+from flywheel.feature_store import FeedbackRecord
+from flywheel.processors.monitor.performance import PerformanceCounts
+from flywheel.processors.trigger.detector import ChangePoint, ErrorStream, in_label_order
+from flywheel.processors.trigger.policy import hard_example
+from flywheel.processors.trigger.settings import TriggerSettings
 
 BUCKET_MS = 60_000
 

@@ -14,10 +14,9 @@ malformed record...) is left to the per-record paths, which also name the dead-l
 from dataclasses import dataclass, fields
 
 import numpy as np
-
-from processors.worker.wire import NumericTemplate
-from schemas.wire.cursor import Batch, Cursor
-from schemas.wire.primitives import read_map_at, skip_string_map
+from flywheel.processors.worker.wire import NumericTemplate
+from flywheel.schemas.wire.cursor import Batch, Cursor
+from flywheel.schemas.wire.primitives import read_map_at, skip_string_map
 
 
 @dataclass

@@ -12,17 +12,14 @@ from dataclasses import dataclass, field, fields
 from operator import itemgetter
 
 import numpy as np
-
-from schemas import AvroSerde, DecodeFailure
-from schemas.errors import FeatureProblem
-from schemas.features import FeatureSpec
-from schemas.wire.primitives import categorical_map, numeric_map, string, string_map, zigzag
-
-from feature_store.online import OnlineFeatureLookup
-
-from processors.models import MatrixLayout
-from processors.worker.columnar import Columns, ColumnarParser
-from processors.worker.wire import NumericTemplate, Parsed, RequestParser
+from flywheel.feature_store.online import OnlineFeatureLookup
+from flywheel.processors.models import MatrixLayout
+from flywheel.processors.worker.columnar import ColumnarParser, Columns
+from flywheel.processors.worker.wire import NumericTemplate, Parsed, RequestParser
+from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.schemas.errors import FeatureProblem
+from flywheel.schemas.features import FeatureSpec
+from flywheel.schemas.wire.primitives import categorical_map, numeric_map, string, string_map, zigzag
 
 
 @dataclass

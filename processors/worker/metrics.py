@@ -1,7 +1,6 @@
 """The worker's Prometheus metrics (names are a contract; see processors/runtime/metrics.py)."""
+from flywheel.processors.runtime.metrics import BulkHistogram, ProcessorMetrics
 from prometheus_client import Counter, Gauge
-
-from processors.runtime.metrics import BulkHistogram, ProcessorMetrics
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 ORT_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)

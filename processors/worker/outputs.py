@@ -10,8 +10,7 @@ prediction keeps its flags; the worker counts it in `flywheel_review_dropped_tot
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from processors.worker.sessions import LoadedVersion
+from flywheel.processors.worker.sessions import LoadedVersion
 
 
 @dataclass

@@ -5,10 +5,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from processors.models import ArtifactStore, Deployment, Manifest, ManifestError, MatrixLayout
-from processors.models.errors import ModelRegistryError
-from processors.models.probe import open_session
+from flywheel.processors.models import ArtifactStore, Deployment, Manifest, ManifestError, MatrixLayout
+from flywheel.processors.models.errors import ModelRegistryError
+from flywheel.processors.models.probe import open_session
 
 ROLE_LIVE, ROLE_CANARY, ROLE_SHADOW = "LIVE", "CANARY", "SHADOW"
 

@@ -1,9 +1,8 @@
 """Worker settings: TOML [worker], env FLYWHEEL_WORKER_<FIELD>, CLI flags."""
 from dataclasses import dataclass
 
-from schemas.setting import setting
-
-from processors.runtime.identity import process_instance_id
+from flywheel.processors.runtime.identity import process_instance_id
+from flywheel.schemas.setting import setting
 
 
 @dataclass

@@ -19,15 +19,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from schemas import AvroSerde
-from schemas.wire.primitives import (categorical_map, double_map, numeric_map, optional_double, optional_string,
-                                     read_length, read_long, read_map_at, skip_string_map, string, string_array,
-                                     string_map, zigzag)
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.wire.primitives import (
+    categorical_map,
+    double_map,
+    numeric_map,
+    optional_double,
+    optional_string,
+    read_length,
+    read_long,
+    read_map_at,
+    skip_string_map,
+    string,
+    string_array,
+    string_map,
+    zigzag,
+)
 
 if TYPE_CHECKING:
-    from processors.worker.columnar import Columns
-    from processors.worker.outputs import Answers
+    from flywheel.processors.worker.columnar import Columns
+    from flywheel.processors.worker.outputs import Answers
 
 ROLES = ("LIVE", "CANARY", "SHADOW")
 

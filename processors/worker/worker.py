@@ -26,29 +26,35 @@ from threading import Event
 
 import numpy as np
 from confluent_kafka import Message
+from flywheel.feature_store.online import OnlineFeatureLookup
+from flywheel.processors.models import ArtifactStore, Deployment, EventLog, ModelFollower, ModelRegistryError
+from flywheel.processors.models.refusals import Refusal, RefusalLog, reason_of
+from flywheel.processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
+from flywheel.processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_output_topics
+from flywheel.processors.runtime.failures import hold_back, run_batches
+from flywheel.processors.runtime.pipeline import CommitPipeline, Outbox
+from flywheel.processors.worker.features import FeatureBatch, RequestDecoder
+from flywheel.processors.worker.metrics import WorkerMetrics
+from flywheel.processors.worker.outputs import Answers, ReviewBudget, interpret
+from flywheel.processors.worker.sessions import (
+    ROLE_CANARY,
+    ROLE_LIVE,
+    ROLE_SHADOW,
+    LoadedVersion,
+    ModelLoader,
+    ServedModel,
+)
+from flywheel.processors.worker.settings import WorkerSettings
+from flywheel.processors.worker.wire import PredictionWriter, ReviewWriter
+from flywheel.schemas import AvroSerde
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.wire.primitives import read_map
+from flywheel.streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer
+from flywheel.streams.generations import logical_name
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog
 
-from feature_store.online import OnlineFeatureLookup
 from flywheel.errors import Unavailable
-from schemas import AvroSerde
-from schemas.registry.base import SchemaRegistry
-from schemas.wire.primitives import read_map
-from streams.generations import logical_name
-from streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog
-
-from processors.models import ArtifactStore, Deployment, EventLog, ModelFollower, ModelRegistryError
-from processors.models.refusals import Refusal, RefusalLog, reason_of
-from processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
-from processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_output_topics
-from processors.runtime.failures import hold_back, run_batches
-from processors.runtime.pipeline import CommitPipeline, Outbox
-from processors.worker.features import FeatureBatch, RequestDecoder
-from processors.worker.metrics import WorkerMetrics
-from processors.worker.outputs import Answers, ReviewBudget, interpret
-from processors.worker.sessions import ROLE_CANARY, ROLE_LIVE, ROLE_SHADOW, LoadedVersion, ModelLoader, ServedModel
-from processors.worker.settings import WorkerSettings
-from processors.worker.wire import PredictionWriter, ReviewWriter
 
 PROCESSOR = "worker"
 log = logging.getLogger("flywheel.worker")

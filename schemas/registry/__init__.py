@@ -4,8 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from schemas.registry.base import SchemaRegistry
-from schemas.secret import Secret
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.secret import Secret
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,13 @@ def split_credentials(url: str) -> tuple[str, str, Secret]:
 def open_registry(url: str | None, data_dir: Path, default_mode: str = "BACKWARD",
                   access: RegistryAccess = RegistryAccess()) -> SchemaRegistry:
     if url:
-        from schemas.registry.confluent import ConfluentRegistry
+        from flywheel.schemas.registry.confluent import ConfluentRegistry
         url, username, password = split_credentials(url)
         if username and not access.username:
             access = RegistryAccess(username, password, access.ca_location, access.certificate_location,
                                     access.key_location)
         return ConfluentRegistry(url, default_mode=default_mode, access=access)
-    from schemas.registry.embedded import EmbeddedRegistry
+    from flywheel.schemas.registry.embedded import EmbeddedRegistry
     return EmbeddedRegistry(Path(data_dir) / "schemas.sqlite", default_mode=default_mode)
 
 

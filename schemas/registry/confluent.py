@@ -8,9 +8,8 @@ from contextlib import contextmanager
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.common._httpx_compat import httpx  # what the client runs on: httpx2 or httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
-
-from schemas import compatibility
-from schemas.errors import RegistryAccessDenied, RegistryUnavailable, SchemaRegistryError, UnknownSchemaId
+from flywheel.schemas import compatibility
+from flywheel.schemas.errors import RegistryAccessDenied, RegistryUnavailable, SchemaRegistryError, UnknownSchemaId
 
 
 class ConfluentRegistry:

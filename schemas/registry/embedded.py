@@ -9,8 +9,8 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from schemas import compatibility
-from schemas.errors import RegistryUnavailable, UnknownSchemaId
+from flywheel.schemas import compatibility
+from flywheel.schemas.errors import RegistryUnavailable, UnknownSchemaId
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schemas (

@@ -16,11 +16,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import avro.errors
 import avro.schema
+from flywheel.schemas import compatibility
+from flywheel.schemas.errors import IncompatibleSchema, UnknownSchemaId
+from flywheel.schemas.registry.embedded import GLOBAL, EmbeddedRegistry
 
 from flywheel.errors import UserError
-from schemas import compatibility
-from schemas.errors import IncompatibleSchema, UnknownSchemaId
-from schemas.registry.embedded import GLOBAL, EmbeddedRegistry
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 

@@ -5,8 +5,7 @@ one Python string per record."""
 from dataclasses import dataclass
 
 import numpy as np
-
-from schemas.wire.cursor import Cursor
+from flywheel.schemas.wire.cursor import Cursor
 
 PACKED_BYTES = 56        # longer strings are told apart one by one in Python
 PACKED_VALUES = 16       # values told apart in numpy; any further ones one by one in Python

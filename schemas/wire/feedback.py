@@ -14,12 +14,20 @@ and switches itself off if the schema changed or the bytes differ.
 """
 import math
 import struct
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
-from schemas.serde import AvroSerde
-from schemas.wire.primitives import (NULL, SOME, categorical_map, numeric_map, optional_double, string,
-                                     string_array, zigzag)
+from flywheel.schemas.serde import AvroSerde
+from flywheel.schemas.wire.primitives import (
+    NULL,
+    SOME,
+    categorical_map,
+    numeric_map,
+    optional_double,
+    string,
+    string_array,
+    zigzag,
+)
 
 FIELDS = [("request_id", "string"), ("entity_id", "string"), ("model", "string"), ("model_version", "string"),
           ("numeric", "map"), ("categorical", "map"), ("predicted_label", "union"), ("predicted_value", "union"),

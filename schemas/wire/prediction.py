@@ -16,17 +16,16 @@ The decoder checks itself against fastavro when built and switches itself off if
 changed.
 """
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TypeVar
-from collections.abc import Callable
 
 import numpy as np
-
-from schemas.serde import AvroSerde, DecodeFailure
-from schemas.wire.cursor import Batch, Cursor
-from schemas.wire.factor import PACKED_BYTES, Factor, factor
-from schemas.wire.primitives import DOUBLE, read_long, read_map_at, string
+from flywheel.schemas.serde import AvroSerde, DecodeFailure
+from flywheel.schemas.wire.cursor import Batch, Cursor
+from flywheel.schemas.wire.factor import PACKED_BYTES, Factor, factor
+from flywheel.schemas.wire.primitives import DOUBLE, read_long, read_map_at, string
 
 ROLES = ("LIVE", "CANARY", "SHADOW")
 MAX_LAYOUTS = 8          # key orders of one map read as columns per batch (models of one batch)

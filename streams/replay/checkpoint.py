@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.replay.errors import RunMismatch
-from streams.replay.ranges import PartitionRange
+from flywheel.streams.replay.errors import RunMismatch
+from flywheel.streams.replay.ranges import PartitionRange
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

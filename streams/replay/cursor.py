@@ -3,15 +3,22 @@ the same transactional batches, checkpoints, recovery and report as a topic repl
 source's position kept as a cursor (the last item done, in the source's own terms) instead of
 offsets. The source must list its items in a stable order and resume strictly after a cursor.
 """
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
-from collections.abc import Iterator
 
-from streams.clients import make_consumer
-from streams.replay.checkpoint import FINISHED, Checkpoints
-from streams.replay.engine import Decision, ProgressCallback, ReplayOptions, ReplayReport, open_writer, timed_run
-from streams.replay.ranges import PartitionRange
-from streams.settings import KafkaSettings
+from flywheel.streams.clients import make_consumer
+from flywheel.streams.replay.checkpoint import FINISHED, Checkpoints
+from flywheel.streams.replay.engine import (
+    Decision,
+    ProgressCallback,
+    ReplayOptions,
+    ReplayReport,
+    open_writer,
+    timed_run,
+)
+from flywheel.streams.replay.ranges import PartitionRange
+from flywheel.streams.settings import KafkaSettings
 
 PARTITION = 0  # such a source is one ordered sequence
 

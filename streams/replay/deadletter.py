@@ -4,22 +4,21 @@ those that still fail become a new DeadLetter with the new reason and attempt + 
 record stays in the topic (topics are append-only); the run's handled ledger keeps a later run
 from re-driving it again. Every selected dead letter ends as exactly one of the two."""
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from confluent_kafka import Message
-
-from schemas import AvroSerde, SerdeError
-from schemas.errors import FeatureProblem
-from schemas.registry.base import SchemaRegistry
-from streams.clients import make_admin
-from streams.errors import UnknownTopic
-from streams.replay import headers
-from streams.replay.checkpoint import Checkpoints
-from streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
-from streams.replay.ranges import TimeRange
-from streams.settings import KafkaSettings
-from streams.topics import TopicCatalog, topic_partitions
+from flywheel.schemas import AvroSerde, SerdeError
+from flywheel.schemas.errors import FeatureProblem
+from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.streams.clients import make_admin
+from flywheel.streams.errors import UnknownTopic
+from flywheel.streams.replay import headers
+from flywheel.streams.replay.checkpoint import Checkpoints
+from flywheel.streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
+from flywheel.streams.replay.ranges import TimeRange
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import TopicCatalog, topic_partitions
 
 REDRIVEN, STILL_DEAD = "redriven", "still_dead"
 NOT_SELECTED, ALREADY_HANDLED, UNREADABLE = "not_selected", "already_handled", "unreadable"

@@ -21,20 +21,19 @@ transaction are invisible to that read, so they are sent again: exactly once eit
 A finished run is never replayed again under the same id.
 """
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
-from streams.clients import make_consumer, make_producer
-from streams.replay import headers
-from streams.replay.checkpoint import FINISHED, Checkpoints, Progress, Run, totals
-from streams.replay.errors import ReplayError, ReplayStalled
-from streams.replay.ranges import PartitionRange, TimeRange, high_watermark, log_ends, resolve, scan
-from streams.replay.ratelimit import RateLimiter
-from streams.settings import KafkaSettings
-from streams.topics import topic_partitions
+from flywheel.streams.clients import make_consumer, make_producer
+from flywheel.streams.replay import headers
+from flywheel.streams.replay.checkpoint import FINISHED, Checkpoints, Progress, Run, totals
+from flywheel.streams.replay.errors import ReplayError, ReplayStalled
+from flywheel.streams.replay.ranges import PartitionRange, TimeRange, high_watermark, log_ends, resolve, scan
+from flywheel.streams.replay.ratelimit import RateLimiter
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import topic_partitions
 
 
 def timed_run(work: Callable[[], "ReplayReport"]) -> "ReplayReport":

@@ -1,6 +1,7 @@
 """Typed failures of replay runs; each message is one line a person can act on."""
+from flywheel.streams.errors import StreamsError
+
 from flywheel.errors import BadInput, Unavailable
-from streams.errors import StreamsError
 
 
 class ReplayError(StreamsError):

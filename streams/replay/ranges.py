@@ -12,14 +12,13 @@ lower bounds, so the rules here are written to be exact on Kafka and still corre
 - a record is inside the range when begin <= offset < stop and start <= timestamp < end.
 """
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, TopicPartition
-
-from streams.metadata import offsets_for_times, watermarks
-from streams.replay.errors import BadTimeRange, ReplayStalled
-from streams.topics import topic_partitions
+from flywheel.streams.metadata import offsets_for_times, watermarks
+from flywheel.streams.replay.errors import BadTimeRange, ReplayStalled
+from flywheel.streams.topics import topic_partitions
 
 LOOKUP_TIMEOUT = 10.0
 

@@ -3,16 +3,15 @@ each marked `flywheel-replay: <run id>`."""
 from dataclasses import dataclass
 
 from confluent_kafka import Message
-
-from streams.clients import make_admin
-from streams.generations import physical_topics
-from streams.replay import headers
-from streams.replay.checkpoint import Checkpoints
-from streams.replay.errors import SourceHasGenerations
-from streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
-from streams.replay.ranges import TimeRange
-from streams.settings import KafkaSettings
-from streams.topics import topic_partitions
+from flywheel.streams.clients import make_admin
+from flywheel.streams.generations import physical_topics
+from flywheel.streams.replay import headers
+from flywheel.streams.replay.checkpoint import Checkpoints
+from flywheel.streams.replay.engine import Decision, Output, ProgressCallback, Replay, ReplayOptions
+from flywheel.streams.replay.errors import SourceHasGenerations
+from flywheel.streams.replay.ranges import TimeRange
+from flywheel.streams.settings import KafkaSettings
+from flywheel.streams.topics import topic_partitions
 
 SENT, SKIPPED_REPLAYED = "sent", "skipped_replayed"
 
