@@ -369,12 +369,13 @@ class InferenceWorker:
             try:
                 served, failed = self.loader.build(deployments[model], current)
             except ModelRegistryError as e:
-                self.load_errors[model] = str(e)
                 fallback = None if current else self._logged(model)
                 keeping = "what it served" if current else \
                     "the registry's last logged state" if fallback else "the model unserved"
                 self._refuse(Refusal(model, event.get("live_version") or "?", reason_of(e), f"{e} (keeping {keeping})",
                                      event["at"]))
+                # After the refusal is counted: whoever sees the error sees its metric too.
+                self.load_errors[model] = str(e)
                 if fallback is not None:
                     self._swap(model, None, fallback)
                 continue
