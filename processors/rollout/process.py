@@ -13,6 +13,7 @@ from flywheel.processors.rollout.judge import Decision, Verdict, decide
 from flywheel.processors.rollout.settings import RolloutSettings
 from flywheel.processors.runtime import ProcessorMetrics
 from flywheel.processors.runtime.failures import hold_back, run_batches
+from flywheel.processors.runtime.leadership import Leadership, SoleLeader
 from prometheus_client import Counter
 
 log = logging.getLogger("flywheel.rollout")
@@ -34,20 +35,31 @@ def losses(records: list[FeedbackRecord]) -> np.ndarray:
 
 class Rollout:
     def __init__(self, store: FeatureStore, models: ModelRegistry, settings: RolloutSettings,
-                 metrics: RolloutMetrics | None = None, stop: threading.Event | None = None, clock=wall_clock_ms):
+                 metrics: RolloutMetrics | None = None, stop: threading.Event | None = None, clock=wall_clock_ms,
+                 leadership: Leadership | SoleLeader | None = None):
         self.store, self.models, self.settings, self.clock = store, models, settings, clock
+        self.leadership = leadership or SoleLeader()
         self.metrics = metrics or RolloutMetrics()
         self.stop = stop or threading.Event()
 
     def run(self) -> None:
-        run_batches(self._round, self.stop, "rollout")
+        try:
+            run_batches(self._round, self.stop, "rollout")
+        finally:
+            self.leadership.close()
 
     def _round(self) -> None:
         self.evaluate_all()
         self.stop.wait(self.settings.interval_seconds)
 
     def evaluate_all(self) -> dict[str, Decision]:
-        return {model: self.evaluate(d) for model, d in self.models.deployments().items() if d.canary_version}
+        """Judge the canary of every model this process leads (processors/runtime/leadership.py)."""
+        decisions = {}
+        for model, deployment in self.models.deployments().items():
+            with self.leadership.deciding(model) as leads:
+                if leads and deployment.canary_version:
+                    decisions[model] = self.evaluate(deployment)
+        return decisions
 
     def evaluate(self, deployment: Deployment) -> Decision:
         canary, live = self._feedback(deployment.model, deployment.canary_version), \

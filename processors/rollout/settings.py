@@ -13,3 +13,5 @@ class RolloutSettings:
                              doc="two-sided significance for a decision before max_labels")
     interval_seconds: float = setting(5.0, unit="s", min=0.01, doc="how often every canary is judged")
     lookback_seconds: float = setting(7 * 86_400.0, unit="s", min=1, doc="feedback a judgement reads at most")
+    instances: int = setting(1, unit="processes", min=1,
+                             doc="processes `flywheel up` runs; one decides for each model, the others stand by")
