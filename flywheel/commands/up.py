@@ -49,6 +49,8 @@ def register(sub) -> None:
                    help="trigger processes: one decides for each model, the others stand by (default 1)")
     p.add_argument("--rollouts", type=_count, metavar="N",
                    help="rollout processes: one decides for each model, the others stand by (default 1)")
+    p.add_argument("--retrainers", type=_count, metavar="N",
+                   help="retrainer processes, one consumer group: one trains, the others stand by (default 1)")
     p.add_argument("--for", dest="run_for", type=float, metavar="SECONDS",
                    help="stop by itself after this long (for scripts and tests)")
     demo = p.add_argument_group("demo")
@@ -96,10 +98,10 @@ def run(args, config) -> int:
 
 
 def _with_instances(config, args):
-    """--workers/--joiners/--monitors/--triggers/--rollouts N as the `instances` of those
-    commands' sections, which their stack_processes read."""
+    """--workers/--joiners/--monitors/--triggers/--rollouts/--retrainers N as the `instances` of
+    those commands' sections, which their stack_processes read."""
     counts = {"WORKER": args.workers, "JOINER": args.joiners, "MONITOR": args.monitors,
-              "TRIGGER": args.triggers, "ROLLOUT": args.rollouts}
+              "TRIGGER": args.triggers, "ROLLOUT": args.rollouts, "RETRAINER": args.retrainers}
     env = {f"FLYWHEEL_{name}_INSTANCES": str(n) for name, n in counts.items() if n is not None}
     return replace(config, env={**config.env, **env}) if env else config
 
