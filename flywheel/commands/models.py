@@ -11,7 +11,7 @@ from flywheel.console import err, print_json_line
 from flywheel.errors import open_user_file
 from flywheel.model_names import check_registered
 from flywheel.processors.models import Manifest, ModelRegistry
-from flywheel.processors.models.errors import ManifestError
+from flywheel.processors.models.errors import DeploymentError, ManifestError
 from flywheel.processors.rollout import approval
 from flywheel.wiring import ensure_core_topics, schema_registry
 
@@ -68,8 +68,7 @@ def register(sub) -> None:
         a.add_argument("version")
         a.add_argument("-m", "--model", required=True)
         a.add_argument("--reason", required=True, help="why, in a few words: it is shown in the timeline")
-        a.add_argument("--by", default=getpass.getuser(), metavar="NAME",
-                       help="who decides (default: your user name, %(default)s)")
+        a.add_argument("--by", metavar="NAME", help="who decides (default: your user name on this machine)")
         a.set_defaults(handler=handler)
 
 
@@ -171,11 +170,18 @@ def run_reject(args, config) -> int:
     return _decide(approval.reject, args, config)
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):     # no login name here (a container without a passwd entry, say)
+        raise DeploymentError("who decides? this machine has no user name for you: name yourself with --by") from None
+
+
 def _decide(decide, args, config) -> int:
     check_registered(config, args.model)
     registry = _registry(config)
     try:
-        event = decide(registry, args.model, args.version, args.by, args.reason)
+        event = decide(registry, args.model, args.version, args.by or _user(), args.reason)
         err.print(Text(f"{event['actor']}: {event['reason']}"))
         return _done(event)
     finally:

@@ -28,11 +28,13 @@ SPARK_WIDTH = 24
 VERSION_COLUMNS = ("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift")
 # What a narrow terminal loses first: the model, its versions, their roles, metric and drift stay.
 DROPPED_FIRST = ("windows", "labelled", "pred/s", "last")
+RIGHT_ALIGNED = ("pred/s", "last", "labelled")
+PANEL_EDGES = 4                  # a panel's border and padding, both sides
 
 
 def render(frame: StatusFrame, width: int | None = None, height: int | None = None) -> RenderableType:
     """The full view, or the compact one when the full one is taller than `height` rows."""
-    full = Group(_header(frame), _processes(frame), _throughput(frame), _versions(frame), _drift(frame),
+    full = Group(_header(frame), _processes(frame), _throughput(frame), _versions(frame, width), _drift(frame),
                  _timeline(frame))
     if height is None or rows(full, width) <= height:
         return full
@@ -108,17 +110,30 @@ def _compact_versions(frame: StatusFrame, width: int | None) -> Group:
     rows = _version_rows(frame)
     if not rows:
         return _section("models", Text("no version has served yet", style="dim"))
-    columns = list(VERSION_COLUMNS)
-    for drop in (None, *DROPPED_FIRST):
-        if drop:
-            columns.remove(drop)
-        t = _one_line_table(*columns, right=("pred/s", "last", "labelled"))
+
+    def table(columns: list[str]) -> Table:
+        t = _one_line_table(*columns, right=RIGHT_ALIGNED)
         for row in rows:
-            t.add_row(*(cell for name, cell in zip(VERSION_COLUMNS, row, strict=True) if name in columns))
-        t = _keep_whole(t, "windows", "metric")
-        if _width(t) <= (width or 120):
+            t.add_row(*_pick(row, columns))
+        return _keep_whole(t, "windows", "metric")
+    return _section("models", _fitting(table, width or 120))
+
+
+def _fitting(table, width: int) -> Table:
+    """`table(columns)` with every version column, or without the first of DROPPED_FIRST, the
+    first two, ... until it fits `width`."""
+    columns = list(VERSION_COLUMNS)
+    t = table(columns)
+    for drop in DROPPED_FIRST:
+        if _width(t) <= width:
             break
-    return _section("models", t)
+        columns.remove(drop)
+        t = table(columns)
+    return t
+
+
+def _pick(row: tuple, columns: list[str]) -> list:
+    return [cell for name, cell in zip(VERSION_COLUMNS, row, strict=True) if name in columns]
 
 
 def _width(t: Table) -> int:
@@ -209,16 +224,21 @@ def _dead_letters(live) -> Text:
                          no_wrap=True, overflow="ellipsis")
 
 
-def _versions(frame: StatusFrame) -> Panel:
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in VERSION_COLUMNS:
-        t.add_column(name, justify="right" if name in ("pred/s", "last", "labelled") else "left",
-                     no_wrap=name == "windows", min_width=SPARK_WIDTH if name == "windows" else None)
-    for row in _version_rows(frame):
-        t.add_row(*row)
-    if not t.row_count:
-        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
-    return Panel(t, title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
+def _versions(frame: StatusFrame, width: int | None) -> Panel:
+    rows = _version_rows(frame)
+
+    def table(columns: list[str]) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in columns:
+            t.add_column(name, justify="right" if name in RIGHT_ALIGNED else "left",
+                         no_wrap=name == "windows", min_width=SPARK_WIDTH if name == "windows" else None)
+        for row in rows:
+            t.add_row(*_pick(row, columns))
+        if not rows:
+            t.add_row("—", "no version has served yet", *[""] * (len(columns) - 2))
+        return t
+    return Panel(_fitting(table, width - PANEL_EDGES) if width else table(list(VERSION_COLUMNS)),
+                 title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
                  title_align="left")
 
 
