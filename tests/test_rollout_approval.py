@@ -94,12 +94,17 @@ def test_a_passing_canary_waits_for_approval_and_is_promoted_naming_who(world, k
 def test_a_rejected_canary_is_rolled_back_and_nothing_waits_after(world, kafka, data_dir, capsys):
     store, models, concept, old, new = world
     _passes(world).evaluate(models.deployment("churn"))
+    judged = models.deployment("churn")              # what a rollout read just before the person decided
     assert _cli(kafka, data_dir, "reject", "v2", "-m", "churn", "--reason", "not before the holidays") == 0
     rejected = models.deployment("churn")
     assert (rejected.live_version, rejected.canary_version, rejected.awaiting) == ("v1", None, None)
     event = models.history.events("churn")[-1]
     assert (event["kind"], event["actor"], event["version"]) == ("DECLINED", getpass.getuser(), "v2")
     assert approval.waiting(models) == []
+    # A rollout acting on its stale read (in auto mode it would promote v2) leaves the decision be.
+    auto = Rollout(store, models, RolloutSettings(min_labels=150, max_labels=1000))
+    assert auto.evaluate(judged).verdict is Verdict.PROMOTE
+    assert models.deployment("churn").live_version == "v1" and models.history.events("churn")[-1] == event
     capsys.readouterr()
     assert _cli(kafka, data_dir, "approve", "v2", "-m", "churn", "--reason", "changed my mind") == 1
     assert "churn version v2 is not waiting for approval (no canary is)" in capsys.readouterr().err

@@ -72,9 +72,10 @@ def model_events(model: str, records: list[dict], start: int = 0, end: int | Non
 def _detail(record: dict) -> str:
     """The event's reason; for a person's decision, who took it first."""
     reason = record.get("reason") or ""
-    if record["kind"] in DECIDED_BY_A_PERSON:
-        return f"by {record.get('actor') or '?'}: {reason}" if reason else f"by {record.get('actor') or '?'}"
-    return reason
+    if record["kind"] not in DECIDED_BY_A_PERSON:
+        return reason
+    who = f"by {record.get('actor') or '?'}"
+    return f"{who}: {reason}" if reason else who
 
 
 def refusal_events(model: str, refusals: list[Refusal], start: int = 0, end: int | None = None) -> list[Event]:

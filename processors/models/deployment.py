@@ -116,10 +116,7 @@ class Deployment:
                        shadow_versions=tuple(v for v in self.shadow_versions if v != to)), self.live_version
 
     def await_approval(self, version: str, since: int, reason: str, evidence: dict[str, float]) -> "Deployment":
-        if version != self.canary_version:
-            raise DeploymentError(f"{self.model} version {version} is not the canary "
-                                  f"(canary: {self.canary_version or 'none'})")
-        return replace(self, awaiting=AwaitingApproval(since, reason, dict(evidence)))
+        return replace(self.still_canary(version), awaiting=AwaitingApproval(since, reason, dict(evidence)))
 
     def still_canary(self, version: str) -> "Deployment":
         """This state, if `version` is still its canary: a judgement of a canary that someone has
