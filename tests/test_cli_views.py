@@ -80,6 +80,7 @@ def test_at_80x24_the_live_view_keeps_model_version_role_metric_drift_and_the_ti
     fitted = terminal.fitted(frame, console)
     assert terminal.rows(fitted, 80) <= 24
     lines = _text(fitted, 80).splitlines()
+    assert "up 1m0" in lines[0] and " UTC" in lines[0] and lines[1].startswith("processes")  # one header row
     header = next(line.split() for line in lines if line.split()[:3] == ["model", "version", "role"])
     assert {"model", "version", "role", "metric", "drift"} <= set(header)
     rows = {cells[1]: dict(zip(header, cells)) for cells in (line.split() for line in lines)

@@ -172,9 +172,10 @@ def sparkline(values: list[float], lo: float, hi: float, width: int = SPARK_WIDT
 
 def _header(frame: StatusFrame) -> Text:
     up = _duration(time.time() - frame.stack.started_at)
-    line = Text.assemble(("flywheel status", "bold"), f"  broker {frame.stack.bootstrap}  ·  up {up}  ·  ",
-                         f"data dir {frame.stack.data_dir}  ·  {_clock(frame.at)} UTC", style="")
-    return line
+    # One row whatever the width: the data dir, last, is what a narrow terminal cuts.
+    return Text.assemble(("flywheel status", "bold"), f"  broker {frame.stack.bootstrap}  ·  up {up}  ·  ",
+                         f"{_clock(frame.at)} UTC  ·  data dir {frame.stack.data_dir}", no_wrap=True,
+                         overflow="ellipsis")
 
 
 def _processes(frame: StatusFrame) -> Panel:
