@@ -1,7 +1,12 @@
 """The rollout loop: every interval, for every model with a canary, compare canary and live
 version on the labelled feedback both received since the canary's first answer (the same
 period, so a drift hits both alike) and promote or roll back when the judge decides, as a
-ModelEvent carrying the evidence. Replayed traffic is not live evidence and is left out."""
+ModelEvent carrying the evidence. Replayed traffic is not live evidence and is left out.
+
+With manual approval ([rollout] approval, or the model's own [rollout.models.<model>]) a canary
+that earns promotion is not promoted: it is marked as awaiting approval (approval.py decides
+the rest, on a person's word). It is still judged while it waits, and rolled back if its
+evidence turns against it."""
 import logging
 import threading
 
@@ -9,6 +14,7 @@ import numpy as np
 from flywheel.feature_store import FeatureStore, FeedbackRecord, wall_clock_ms
 from flywheel.processors.joiner.join import REPLAY_FLAG
 from flywheel.processors.models import Deployment, ModelRegistry
+from flywheel.processors.models.errors import DeploymentError
 from flywheel.processors.rollout.judge import Decision, Verdict, decide
 from flywheel.processors.rollout.settings import RolloutSettings
 from flywheel.processors.runtime import ProcessorMetrics
@@ -67,15 +73,30 @@ class Rollout:
         since = min((r.event_time for r in canary), default=self.clock())
         live = [r for r in live if r.event_time >= since]
         decision = decide(losses(canary), losses(live), self.settings)
-        if decision.verdict is Verdict.PROMOTE:
-            self.models.promote(deployment.model, deployment.canary_version, decision.reason, decision.evidence)
-        elif decision.verdict is Verdict.ROLL_BACK:
-            self.models.rollback(deployment.model, None, decision.reason, decision.evidence)
-        if decision.verdict is not Verdict.WAIT:
-            self.metrics.decisions.labels(deployment.model, decision.verdict.value).inc()
-            log.info("%s canary %s: %s (%s)", deployment.model, deployment.canary_version,
-                     decision.verdict.value, decision.reason)
+        try:
+            acted = self._act(deployment, decision)
+        except DeploymentError as e:     # someone decided on this canary since it was read
+            log.info("%s canary %s: %s", deployment.model, deployment.canary_version, e)
+            return decision
+        if acted:
+            self.metrics.decisions.labels(deployment.model, acted).inc()
+            log.info("%s canary %s: %s (%s)", deployment.model, deployment.canary_version, acted, decision.reason)
         return decision
+
+    def _act(self, d: Deployment, decision: Decision) -> str | None:
+        """Carry out the judge's verdict; returns what was done (None: nothing new)."""
+        if decision.verdict is Verdict.ROLL_BACK:
+            self.models.rollback_canary(d.model, d.canary_version, decision.reason, decision.evidence)
+            return decision.verdict.value
+        if decision.verdict is Verdict.WAIT:
+            return None
+        if self.settings.approval_for(d.model) == "auto":
+            self.models.promote_canary(d.model, d.canary_version, decision.reason, decision.evidence)
+            return decision.verdict.value
+        if d.awaiting is None:           # once: the canary keeps serving, and being judged, while it waits
+            self.models.await_approval(d.model, d.canary_version, decision.reason, decision.evidence)
+            return "await_approval"
+        return None
 
     def _feedback(self, model: str, version: str) -> list[FeedbackRecord]:
         now = self.clock()
