@@ -1,9 +1,9 @@
 """Kill rotation (bin/soak): under `flywheel up` with two processes of every processor (workers,
 joiners and monitors sharing partitions; triggers, rollouts and retrainers as leader and stand-by),
-kill -9 each process in turn, at least five kills each, during a 100,000-request run with labels
-and a concept drift (so retrains happen); the supervisor brings every one back. Checked at the end by readers that are not Flywheel's own
-code path (a raw read_committed consumer decoding with fastavro, SQL on the store file, the
-manifests on disk):
+kill -9 each process in turn, at least five kills each, during a 100,000-request run with labels and
+a concept drift (so retrains happen); the supervisor brings every one back. Checked at the end by
+readers that are not Flywheel's own code path (a raw read_committed consumer decoding with fastavro,
+SQL on the store file, the manifests on disk):
 
 - one prediction per request id; Tansu's one exposed in-flight batch per worker kill (see
   test_worker_crash.py) is counted and reported separately, bounded by kills x max batch;

@@ -38,7 +38,6 @@ class RolloutSettings:
     models: dict[str, dict[str, str]] = setting(
         factory=dict, check=_check_models,
         doc="per-model overrides, one table each: [rollout.models.churn] approval = \"manual\"")
-
     instances: int = setting(1, unit="processes", min=1,
                              doc="processes `flywheel up` runs; one decides for each model, the others stand by")
 
