@@ -22,9 +22,9 @@ from flywheel.processors.joiner.settings import HoldBound
 
 _SLACK = 1024    # stale heap entries tolerated beyond twice the holds before a rebuild
 # What a hold keeps besides its message's key and value: the Hold, its Label and the join's Held,
-# their strings, the Message object, and the dict and heap entries that find it (measured with
-# tracemalloc over 20,000 holds: docs/operating/bounds.md).
-HOLD_OVERHEAD_BYTES = 1024
+# their strings, the Message object, and the dict and heap entries that find it: 1,043 bytes
+# measured with tracemalloc over 20,000 holds (benchmarks/bench_burst.py, docs/operating/bounds.md).
+HOLD_OVERHEAD_BYTES = 1050
 
 
 @dataclass
