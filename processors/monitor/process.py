@@ -333,6 +333,7 @@ class Monitor:
         return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
+        self._models.poll(0)     # registrations first: only registered versions open windows
         # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
         topics, partitions = [m.topic() for m in messages], [m.partition() for m in messages]
         offsets = Offsets.of(topics, partitions, [m.offset() for m in messages])
