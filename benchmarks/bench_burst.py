@@ -239,11 +239,15 @@ def bench_monitor(kafka: KafkaSettings, work: Path, flood: int, names: int) -> l
     wait_for(lambda: status[2] > 0, 3 * WINDOW_S)           # the registered version's windows close
     stop.set()
     proc.join(60)
+    with open_store(StoreSettings(), work) as store:
+        partials = list(store.partials("burst-mon", 0, now_ms() + 3_600_000))
     return ["| what | figure |", "|---|---:|",
             f"| predictions sent | {flood:,} under {names:,} unregistered model names + {good:,} of m/1 |",
             f"| resident memory before the flood | {baseline / 1024:,.0f} MB |",
             f"| peak resident memory during the flood | {peak / 1024:,.0f} MB (+{(peak - baseline) / 1024:,.0f} MB) |",
-            f"| most windows open at once | {status[1]:,} |",
+            f"| most windows open after a batch | {status[1]:,} |",
+            f"| window partials written to the store | {len(partials):,} "
+            f"({len({p.model for p in partials}):,} model names) |",
             f"| unregistered records counted (no window) | {status[3]:,} |",
             f"| windows of m/1 closed | {status[2]:,} |",
             f"| records through the monitor | {status[0]:,} in {took:.0f} s ({status[0] / took:,.0f}/s) |"]
