@@ -1,0 +1,168 @@
+"""The web console in a real browser (Playwright driving Debian's Chromium) on a real broker and
+store: a worker sends low-confidence answers to review, a person confirms three and corrects two,
+and five labels with source `review` reach the labels topic and five feedback rows the store; two
+reviewers never hold the same item; a form without its CSRF token and a console beyond loopback
+without a token are refused. The run's screenshots are the docs' (FLYWHEEL_SAVE_DOCS=1)."""
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from flywheel.feature_store import StoreSettings, open_store
+from flywheel.schemas.secret import Secret
+from flywheel.streams.broker import free_port
+from flywheel.streams.publisher import Publisher, Request
+
+from flywheel.cli import main
+from flywheel.web.queue import Item, ReviewQueue
+from flywheel.web.server import running_console
+from flywheel.web.settings import ConsoleSettings
+from tests.test_hostile_corpus import Joiner
+from tests.test_report_html import fill_story
+from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def item(rid: str, confidence: float | None, reasons=("low_confidence",), at: int = 0) -> Item:
+    return Item(rid, "m", "v1", tuple(reasons), "a", None, confidence, (), at, ("a", "b"))
+
+
+def test_claims_go_least_confident_first_faults_before_all_and_a_lease_runs_out():
+    clock = [0]
+    queue = ReviewQueue(lease_ms=1000, clock=lambda: clock[0])
+    for rid, confidence in (("sure", 0.9), ("unsure", 0.51), ("middling", 0.7)):
+        queue.add(item(rid, confidence))
+    queue.add(item("fault", None, reasons=("non_finite_output",)))
+    assert queue.claim("ana").request_id == "fault"
+    assert queue.claim("ana").request_id == "fault"            # her item until she answers or it expires
+    assert queue.claim("bo").request_id == "unsure"
+    queue.reviewed("fault", 0)
+    assert queue.claim("ana").request_id == "middling" and queue.holds("bo", "unsure")
+    clock[0] = 1001                                            # bo's lease ran out: the item is free again
+    assert queue.holds("bo", "unsure") is None and queue.claim("cy").request_id == "unsure"
+    queue.add(item("fault", None))                             # re-read from the topic after its verdict
+    stats = queue.stats()
+    assert (stats.depth, stats.reviewed, stats.claimed) == (3, 1, 1)
+
+
+def test_a_console_beyond_loopback_without_a_token_is_refused_in_one_line(tmp_path, capsys):
+    port = str(free_port())
+    assert main(["--data-dir", str(tmp_path), "console", "--host", "0.0.0.0", "--port", port]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "only with a token" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def served(config, registry, make_topics):
+    """A worker flagging nearly every answer for review, a joiner, and the console on a free port."""
+    catalog = make_topics("m")
+    register(config.kafka, registry, config.data_dir, "m", low_confidence=0.999)
+    fill_story(config.data_dir)                                  # a model with history for the overview
+    _, manifest, data = small_model(low_confidence=0.999)
+    publisher = Publisher(config.kafka, registry, "m", manifest.features)
+    publisher.publish_many(Request(features=row, entity_id=f"e{i}") for i, row in enumerate(data.rows(0, 60)))
+    publisher.flush()
+    settings = ConsoleSettings(port=free_port(), refresh_seconds=2, lease_seconds=60)
+    stop = threading.Event()
+    with RunningWorker(config.kafka, registry, config.data_dir, review_share=0.5, review_burst=20), \
+            Joiner(config.kafka, registry, config.data_dir):
+        read_topic(config.kafka, registry, catalog.review, "ReviewItem", 10, settle=0)
+        with running_console(config, settings, stop):
+            yield f"http://127.0.0.1:{settings.port}/", catalog
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (infra/install-test-tools.sh)")
+def test_five_verdicts_in_the_browser_become_five_review_labels_and_five_feedback_rows(served, config, registry,
+                                                                                       tmp_path):
+    from playwright.sync_api import sync_playwright
+    url, catalog = served
+    given: dict[str, str] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        ana = start_reviewing(browser, url, "Ana")
+        bo = start_reviewing(browser, url, "Bo")
+        assert current(ana) != current(bo), "two reviewers hold the same item"
+        for n in range(5):
+            rid, model_said = current(ana), ana.inner_text("#answer")
+            if n == 0:
+                ana.fill("#note", "checked against the account")
+            if n < 3:
+                ana.keyboard.press("c") if n % 2 else ana.click("#confirm")
+                given[rid] = model_said
+            else:
+                button = ana.locator(".correct").first
+                given[rid] = button.get_attribute("value")
+                button.click()
+            ana.wait_for_function(f"document.querySelector('#item')?.dataset.request !== {rid!r}")
+        assert "Reviewed: 5" in ana.inner_text("#queue-stats")
+        ana.set_viewport_size({"width": 1280, "height": 900})
+        ana.screenshot(path=str(tmp_path / "console-review.png"), full_page=True)
+        ana.goto(url)
+        ana.wait_for_selector("#model-churn img")
+        assert "Model churn" in ana.inner_text("main") and "Drift per feature" in ana.inner_text("main")
+        ana.screenshot(path=str(tmp_path / "console-overview.png"), full_page=True)
+        browser.close()
+    labels = [v for v, _ in read_topic(config.kafka, registry, catalog.labels, "GroundTruth", 5)
+              if v["source"] == "review"]
+    assert {v["request_id"]: v["label"] for v in labels} == given
+    assert {v["reviewer"] for v in labels} == {"Ana"}
+    assert [v["note"] for v in labels if v["note"]] == ["checked against the account"]
+    corrected = sum(1 for v in labels if v["label"] != model_answer(config, v["request_id"]))
+    assert corrected == 2
+    with open_store(StoreSettings(), config.data_dir) as store:
+        rows = wait_for(lambda: [r for r in store.feedback("m", 0, int(time.time() * 1000) + 1)
+                                 if r.request_id in given] if len(joined(store, given)) == 5 else None, 30)
+    assert {r.request_id: r.true_label for r in rows} == given
+    if os.environ.get("FLYWHEEL_SAVE_DOCS"):
+        for name in ("console-review.png", "console-overview.png"):
+            shutil.copy(tmp_path / name, DOCS / name)
+
+
+def test_a_verdict_without_the_csrf_token_is_refused(served):
+    url, _ = served
+    form = urllib.parse.urlencode({"request_id": "x", "verdict": "confirm"}).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url + "review/verdict", data=form), timeout=10)
+    assert refused.value.code == 403 and "CSRF" in refused.value.read().decode()
+
+
+def test_a_token_guarded_console_asks_for_it_and_never_shows_it(served, config):
+    url, _ = served
+    settings = ConsoleSettings(port=free_port(), token=Secret("s3cret-token-value"))
+    with running_console(config, settings, threading.Event()):
+        base = f"http://127.0.0.1:{settings.port}/"
+        with urllib.request.urlopen(base, timeout=10) as page:       # redirected to the login form
+            body = page.read().decode()
+    assert page.url.endswith("/login") and 'name="token"' in body and "s3cret" not in body
+
+
+def start_reviewing(browser, url: str, name: str):
+    page = browser.new_context().new_page()
+    page.goto(url + "review")
+    page.fill("#name", name)
+    page.click("#start")
+    page.wait_for_selector("#item")
+    return page
+
+
+def current(page) -> str:
+    return page.get_attribute("#item", "data-request")
+
+
+def joined(store, given: dict[str, str]) -> list:
+    return [r for r in store.feedback("m", 0, int(time.time() * 1000) + 1) if r.request_id in given]
+
+
+def model_answer(config, request_id: str) -> str:
+    with open_store(StoreSettings(), config.data_dir) as store:
+        return next(r.predicted_label for r in store.feedback("m", 0, int(time.time() * 1000) + 1)
+                    if r.request_id == request_id)
