@@ -95,20 +95,22 @@ def test_five_verdicts_in_the_browser_become_five_review_labels_and_five_feedbac
             rid, model_said = current(ana), ana.inner_text("#answer")
             if n == 0:
                 ana.fill("#note", "checked against the account")
-            if n < 3:
-                ana.keyboard.press("c") if n % 2 else ana.click("#confirm")
-                given[rid] = model_said
-            else:
-                button = ana.locator(".correct").first
-                given[rid] = button.get_attribute("value")
-                button.click()
-            ana.wait_for_function(f"document.querySelector('#item')?.dataset.request !== {rid!r}")
+            with ana.expect_navigation():                       # the verdict posted, the next item shown
+                if n < 3:
+                    ana.keyboard.press("c") if n % 2 else ana.click("#confirm")
+                    given[rid] = model_said
+                else:
+                    button = ana.locator(".correct").first
+                    given[rid] = button.get_attribute("value")
+                    button.click()
+            assert current(ana) != rid
         assert "Reviewed: 5" in ana.inner_text("#queue-stats")
         ana.set_viewport_size({"width": 1280, "height": 900})
         ana.screenshot(path=str(tmp_path / "console-review.png"), full_page=True)
         ana.goto(url)
         ana.wait_for_selector("#model-churn img")
-        assert "Model churn" in ana.inner_text("main") and "Drift per feature" in ana.inner_text("main")
+        text = ana.inner_text("main")
+        assert text.count("Model churn") == 1 and "Drift now" in text and "candidate rejected" in text
         ana.screenshot(path=str(tmp_path / "console-overview.png"), full_page=True)
         browser.close()
     labels = [v for v, _ in read_topic(config.kafka, registry, catalog.labels, "GroundTruth", 5)
@@ -127,16 +129,24 @@ def test_five_verdicts_in_the_browser_become_five_review_labels_and_five_feedbac
             shutil.copy(tmp_path / name, DOCS / name)
 
 
-def test_a_verdict_without_the_csrf_token_is_refused(served):
-    url, _ = served
+@pytest.fixture
+def console_only(config, make_topics):
+    make_topics("m")
+    settings = ConsoleSettings(port=free_port())
+    with running_console(config, settings, threading.Event()):
+        yield f"http://127.0.0.1:{settings.port}/"
+
+
+def test_a_verdict_without_the_csrf_token_is_refused(console_only):
+    url = console_only
     form = urllib.parse.urlencode({"request_id": "x", "verdict": "confirm"}).encode()
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(url + "review/verdict", data=form), timeout=10)
     assert refused.value.code == 403 and "CSRF" in refused.value.read().decode()
 
 
-def test_a_token_guarded_console_asks_for_it_and_never_shows_it(served, config):
-    url, _ = served
+def test_a_token_guarded_console_asks_for_it_and_never_shows_it(config, make_topics):
+    make_topics("m")
     settings = ConsoleSettings(port=free_port(), token=Secret("s3cret-token-value"))
     with running_console(config, settings, threading.Event()):
         base = f"http://127.0.0.1:{settings.port}/"

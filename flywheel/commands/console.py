@@ -3,6 +3,7 @@ and data dir the configuration names; `flywheel up` runs it as one of its proces
 from flywheel.console import err
 from flywheel.stack import ProcessSpec
 from flywheel.web.app import ConsoleMetrics
+from flywheel.web.security import check_bind
 from flywheel.web.server import running_console
 from flywheel.web.settings import ConsoleSettings
 from flywheel.wiring import start_processor
@@ -22,6 +23,7 @@ def register(sub) -> None:
 def run(args, config) -> int:
     flags = {k: getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None}
     settings = config.section(ConsoleSettings, "console", **flags)
+    check_bind(settings.host, settings.token)      # before the process takes signals and logging
     metrics = ConsoleMetrics()
     stop = start_processor(config, metrics.registry)
     with running_console(config, settings, stop, metrics) as server:

@@ -45,10 +45,12 @@ def _header(data: ReportData) -> str:
             f"<br>data dir {escape(data.data_dir)} &middot; {stack}</p>")
 
 
-def model_section(view: ModelView, psi_threshold: float | None) -> str:
-    """One model's part of the report: versions, plots, timeline (the web console shows it too)."""
+def model_section(view: ModelView, psi_threshold: float | None, heading: bool = True) -> str:
+    """One model's part of the report: versions, plots, timeline (the web console shows it too,
+    under a heading of its own)."""
     h = view.history
-    out = [f"<h2>Model {escape(h.model)}</h2>", _versions(view)]
+    out = [f"<h2>Model {escape(h.model)}</h2>"] if heading else []
+    out.append(_versions(view))
     metric = h.primary_metric
     out.append("<h3>Live performance by version</h3>")
     if metric:

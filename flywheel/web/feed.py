@@ -51,6 +51,9 @@ class ReviewFeed:
         self._thread.start()
         return self
 
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+
     def publish(self, verdict: Verdict) -> None:
         """The verdict on the labels topic, acknowledged, before the item leaves the queue."""
         item = verdict.item

@@ -94,7 +94,7 @@ class OverviewSource:
                len(view.latency), view.deployment.get("at") if view.deployment else None)
         cached = self._sections.get(h.model)
         if cached is None or cached[0] != key:
-            cached = (key, html.model_section(view, self.psi_threshold))
+            cached = (key, html.model_section(view, self.psi_threshold, heading=False))
             self._sections[h.model] = cached
         return ModelOverview(view, cached[1], drift_rows(view, self.psi_threshold), quality_flags(view))
 

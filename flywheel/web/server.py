@@ -46,6 +46,7 @@ def running_console(config: Config, settings: ConsoleSettings, stop: threading.E
         finally:
             server.shutdown()
             stop.set()
+            feed.join()
 
 
 def _server(host: str, port: int, app) -> BaseWSGIServer:
