@@ -1,8 +1,9 @@
 """The web console in a real browser (Playwright driving Debian's Chromium) on a real broker and
 store: a worker sends low-confidence answers to review, a person confirms three and corrects two,
-and five labels with source `review` reach the labels topic and five feedback rows the store; two
-reviewers never hold the same item; a form without its CSRF token and a console beyond loopback
-without a token are refused. The run's screenshots are the docs' (FLYWHEEL_SAVE_DOCS=1)."""
+and five labels with source `review` reach the labels topic and five feedback rows the store; the
+shadow version's answer to the same request is shown beside it; two reviewers never hold the same
+item; a form without its CSRF token and a console beyond loopback without a token are refused.
+The run's screenshots are the docs' (FLYWHEEL_SAVE_DOCS=1)."""
 import os
 import shutil
 import threading
@@ -63,9 +64,14 @@ def test_a_console_beyond_loopback_without_a_token_is_refused_in_one_line(tmp_pa
 
 @pytest.fixture
 def served(config, registry, make_topics):
-    """A worker flagging nearly every answer for review, a joiner, and the console on a free port."""
+    """A worker flagging nearly every answer for review (v1, live; v2 answers as a shadow), a joiner,
+    and the console on a free port."""
     catalog = make_topics("m")
-    register(config.kafka, registry, config.data_dir, "m", low_confidence=0.999)
+    models = register(config.kafka, registry, config.data_dir, "m", low_confidence=0.999)
+    onnx, manifest_v2, _ = small_model("v2", seed=1, low_confidence=0.999)
+    models.register(onnx, manifest_v2)
+    models.shadow("m", "v2")
+    models.close()
     fill_story(config.data_dir)                                  # a model with history for the overview
     _, manifest, data = small_model(low_confidence=0.999)
     publisher = Publisher(config.kafka, registry, "m", manifest.features)
@@ -77,7 +83,9 @@ def served(config, registry, make_topics):
             Joiner(config.kafka, registry, config.data_dir):
         read_topic(config.kafka, registry, catalog.review, "ReviewItem", 10, settle=0)
         with running_console(config, settings, stop):
-            yield f"http://127.0.0.1:{settings.port}/", catalog
+            url = f"http://127.0.0.1:{settings.port}/"
+            wait_for(lambda: "Still reading" not in fetch(url + "review"), timeout=30)
+            yield url, catalog
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (infra/install-test-tools.sh)")
@@ -91,6 +99,7 @@ def test_five_verdicts_in_the_browser_become_five_review_labels_and_five_feedbac
         ana = start_reviewing(browser, url, "Ana")
         bo = start_reviewing(browser, url, "Bo")
         assert current(ana) != current(bo), "two reviewers hold the same item"
+        assert "v2" in ana.inner_text("#others")                 # the shadow's answer to the same request
         for n in range(5):
             rid, model_said = current(ana), ana.inner_text("#answer")
             if n == 0:
@@ -151,8 +160,13 @@ def test_a_token_guarded_console_asks_for_it_and_never_shows_it(config, make_top
     with running_console(config, settings, threading.Event()):
         base = f"http://127.0.0.1:{settings.port}/"
         with urllib.request.urlopen(base, timeout=10) as page:       # redirected to the login form
-            body = page.read().decode()
-    assert page.url.endswith("/login") and 'name="token"' in body and "s3cret" not in body
+            body, landed = page.read().decode(), page.url
+    assert landed.endswith("/login") and 'name="token"' in body and "s3cret" not in body
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as page:
+        return page.read().decode()
 
 
 def start_reviewing(browser, url: str, name: str):

@@ -98,7 +98,8 @@ def create_app(console: Console) -> Flask:
     @app.get("/review")
     def review():
         item = console.queue.claim(session["claimant"]) if session.get("reviewer") else None
-        return render_template("review.html", item=item, budget=console.budget,
+        others = console.feed.shadows.of(item.request_id) if item else []
+        return render_template("review.html", item=item, others=others, budget=console.budget,
                                caught_up=console.feed.caught_up.is_set())
 
     @app.post("/review/skip")

@@ -1,4 +1,5 @@
-"""What connects the review queue to Kafka: a reader of the `review` and `labels` topics from
+"""What connects the review queue to Kafka: a reader of the `review` and `labels` topics (and the
+reviewed models' shadow answers, flywheel/web/shadows.py) from
 their first record (no consumer group, nothing committed: a restarted console reads both again,
 so an item stays in the queue until a verdict for it is on `labels`), and the verdicts, published as
 GroundTruth labels with source `review` and joined like any other label."""
@@ -16,6 +17,7 @@ from flywheel.streams.settings import KafkaSettings
 from flywheel.streams.subscriber import Subscriber
 from flywheel.streams.topics import TopicCatalog
 from flywheel.web.queue import Item, ReviewQueue, now_ms
+from flywheel.web.shadows import ShadowAnswers
 
 log = logging.getLogger(__name__)
 SOURCE = "review"
@@ -45,6 +47,7 @@ class ReviewFeed:
         self._artifacts = ArtifactStore(data_dir)
         self._manifests: dict[tuple[str, str], Manifest | None] = {}     # a registered version never changes
         self._labels = LabelPublisher(kafka, registry, source=SOURCE)
+        self.shadows = ShadowAnswers(kafka, registry)
         self._thread = threading.Thread(target=self._run, name="review-feed", daemon=True)
 
     def start(self) -> "ReviewFeed":
@@ -76,8 +79,10 @@ class ReviewFeed:
                 for r in items:
                     if isinstance(r.value, dict):
                         self.queue.add(self._item(r.value))
-                if not done and not items:
+                        self.shadows.follow(r.value["model"])
+                if not self.shadows.poll() and not done and not items:
                     self.caught_up.set()
+        self.shadows.close()
 
     def _item(self, record: dict) -> Item:
         manifest = self._manifest(record["model"], record["model_version"])
