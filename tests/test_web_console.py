@@ -190,3 +190,43 @@ def model_answer(config, request_id: str) -> str:
     with open_store(StoreSettings(), config.data_dir) as store:
         return next(r.predicted_label for r in store.feedback("m", 0, int(time.time() * 1000) + 1)
                     if r.request_id == request_id)
+
+
+def test_a_restarted_console_loses_no_item_and_shows_no_reviewed_one(config, registry, make_topics):
+    """The queue lives on the topics: a new reader finds every item without a `review` label."""
+    from flywheel.schemas import AvroSerde
+    from flywheel.streams.clients import make_producer
+
+    from flywheel.web.feed import ReviewFeed, Verdict
+    from flywheel.wiring import register_all_schemas
+    catalog = make_topics("m")
+    register_all_schemas(registry)
+    serde, producer = AvroSerde(registry, "ReviewItem"), make_producer(config.kafka)
+    for i in range(6):
+        producer.produce(catalog.review, serde.encode({
+            "request_id": f"r{i}", "entity_id": f"e{i}", "model": "m", "model_version": "v1",
+            "reasons": ["low_confidence"], "label": "a", "value": None, "confidence": 0.5 + i / 100,
+            "numeric": {}, "categorical": {}, "created_at": i}), key=f"r{i}".encode())
+    producer.flush(10)
+
+    def console_queue() -> tuple[ReviewQueue, ReviewFeed, threading.Event]:
+        queue, stop = ReviewQueue(60_000), threading.Event()
+        feed = ReviewFeed(config.kafka, registry, config.data_dir, queue, stop).start()
+        wait_for(lambda: feed.caught_up.is_set() and queue.stats().depth + queue.stats().reviewed == 6, 30)
+        return queue, feed, stop
+
+    queue, feed, stop = console_queue()
+    first = queue.claim("ana")
+    assert first.request_id == "r0"                                 # the least confident
+    feed.publish(Verdict(first, "Ana", label="b"))
+    queue.claim("bo")                                               # claimed, unanswered, when the console stops
+    stop.set()
+    feed.join()
+    queue, feed, stop = console_queue()
+    try:
+        assert (queue.stats().depth, queue.stats().reviewed) == (5, 1)
+        claims = [queue.claim(f"reviewer-{i}") for i in range(6)]
+    finally:
+        stop.set()
+        feed.join()
+    assert [c.request_id for c in claims[:5]] == ["r1", "r2", "r3", "r4", "r5"] and claims[5] is None

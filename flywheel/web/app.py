@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
 from prometheus_client import CollectorRegistry, Counter
 
-from flywheel.streams.errors import DeliveryFailed
+from flywheel.errors import Unavailable
 from flywheel.web.feed import ReviewFeed, Verdict
 from flywheel.web.overview import OverviewSource
 from flywheel.web.queue import Item, ReviewQueue
@@ -70,6 +70,10 @@ def create_app(console: Console) -> Flask:
         return {"csrf": session.get("csrf", ""), "reviewer": session.get("reviewer", ""),
                 "stats": console.queue.stats(), "refresh": console.settings.refresh_seconds}
 
+    @app.errorhandler(Unavailable)
+    def _unavailable(e):              # the store or broker is away: this page now, not the console
+        return render_template("message.html", message=f"not available right now: {e}"), 503
+
     @app.get("/")
     def overview():
         return render_template("overview.html", o=console.overview.gather())
@@ -117,10 +121,7 @@ def create_app(console: Console) -> Flask:
         if given is None:
             flash("a correction needs one of the model's labels, or a number")
             return redirect(url_for("review"))
-        try:
-            console.feed.publish(given)
-        except DeliveryFailed as e:       # the broker is away: the reviewer keeps the item and tries again
-            return render_template("message.html", message=f"the verdict was not sent ({e}); try again"), 503
+        console.feed.publish(given)       # DeliveryFailed: a 503; the reviewer keeps the item and tries again
         console.metrics.verdicts.labels(item.model, "confirmed" if given.confirms else "corrected").inc()
         flash(f"{'confirmed' if given.confirms else 'corrected'} {item.request_id}")
         return redirect(url_for("review"))

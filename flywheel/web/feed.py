@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.errors import BadInput
+from flywheel.errors import BadInput, Unavailable
 from flywheel.processors.models.manifest import Manifest
 from flywheel.processors.models.store import ArtifactStore
 from flywheel.schemas.registry.base import SchemaRegistry
@@ -21,6 +21,7 @@ from flywheel.web.shadows import ShadowAnswers
 
 log = logging.getLogger(__name__)
 SOURCE = "review"
+RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ReviewFeed:
         self.queue = queue
         self.stop = stop
         self.caught_up = threading.Event()        # both topics read to their end once
+        self.failure: BaseException | None = None  # the bug that stopped the reader, re-raised by the console
         self._artifacts = ArtifactStore(data_dir)
         self._manifests: dict[tuple[str, str], Manifest | None] = {}     # a registered version never changes
         self._labels = LabelPublisher(kafka, registry, source=SOURCE)
@@ -56,6 +58,8 @@ class ReviewFeed:
 
     def join(self, timeout: float = 10.0) -> None:
         self._thread.join(timeout)
+        if self.failure is not None:
+            raise self.failure
 
     def publish(self, verdict: Verdict) -> None:
         """The verdict on the labels topic, acknowledged, before the item leaves the queue."""
@@ -66,6 +70,21 @@ class ReviewFeed:
         self.queue.reviewed(item.request_id, now_ms())
 
     def _run(self) -> None:
+        """Read until stopped; an unavailable broker is waited out (then both topics are read
+        again from the start, which adds nothing twice); anything else is a bug: the console stops."""
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._read()
+                except Unavailable as e:
+                    log.warning("review feed: %s; reading again in %gs", e, RETRY_SECONDS)
+                    self.stop.wait(RETRY_SECONDS)
+        except BaseException as e:
+            log.exception("review feed failed: the console stops")
+            self.failure = e
+            self.stop.set()
+
+    def _read(self) -> None:
         catalog = TopicCatalog(self.kafka)
         with Subscriber(self.kafka, self.registry, catalog.labels, "GroundTruth", start="earliest") as labels, \
                 Subscriber(self.kafka, self.registry, catalog.review, "ReviewItem", start="earliest") as review:
