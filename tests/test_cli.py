@@ -107,6 +107,8 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
         console = f"http://127.0.0.1:{os.environ['FLYWHEEL_CONSOLE_PORT']}/"     # a free port (conftest)
         page = wait_for(lambda: _get(console + "review"), timeout=60)
         assert "Your name" in page and "Budget" in page
+        overview = _get(console)
+        assert "Processes" in overview and "console" in overview        # its own row among the processes
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

@@ -154,14 +154,39 @@ def test_a_verdict_without_the_csrf_token_is_refused(console_only):
     assert refused.value.code == 403 and "CSRF" in refused.value.read().decode()
 
 
-def test_a_token_guarded_console_asks_for_it_and_never_shows_it(config, make_topics):
+def test_a_token_guarded_console_asks_for_it_once_and_never_shows_it(config, make_topics):
+    import http.cookiejar
+    import re
     make_topics("m")
     settings = ConsoleSettings(port=free_port(), token=Secret("s3cret-token-value"))
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def login(token: str) -> tuple[str, str]:
+        form = browser.open(base + "login", timeout=10).read().decode()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        with browser.open(base + "login", urllib.parse.urlencode({"csrf": csrf, "token": token}).encode(),
+                          timeout=10) as page:
+            return page.url, page.read().decode()
+
     with running_console(config, settings, threading.Event()):
         base = f"http://127.0.0.1:{settings.port}/"
-        with urllib.request.urlopen(base, timeout=10) as page:       # redirected to the login form
-            body, landed = page.read().decode(), page.url
-    assert landed.endswith("/login") and 'name="token"' in body and "s3cret" not in body
+        with browser.open(base, timeout=10) as page:                  # redirected to the login form
+            landed, body = page.url, page.read().decode()
+        wrong_url, wrong = login("guess")
+        right_url, right = login("s3cret-token-value")
+    assert landed.endswith("/login") and 'name="token"' in body
+    assert wrong_url.endswith("/login") and "wrong token" in wrong
+    assert right_url == base and "Processes" not in right and "No model is registered" in right
+    assert not any("s3cret" in page for page in (body, wrong, right))
+
+
+def test_up_serves_the_console_unless_it_is_turned_off(config):
+    from dataclasses import replace
+
+    from flywheel.commands.console import stack_processes
+    (spec,) = stack_processes(replace(config, env={**config.env, "FLYWHEEL_CONSOLE_PORT": "18555"}))
+    assert spec.args == ["console"] and spec.port == 18555            # checked with the stack's ports before start
+    assert stack_processes(replace(config, env={**config.env, "FLYWHEEL_CONSOLE_ENABLED": "false"})) == []
 
 
 def fetch(url: str) -> str:

@@ -88,7 +88,7 @@ def create_app(console: Console) -> Flask:
             if token_matches(console.settings.token, request.form.get("token", "")):
                 session["authed"] = True
                 return redirect(url_for("overview"))
-            flash("that is not the console's token")
+            flash("wrong token")
         return render_template("login.html")
 
     @app.post("/reviewer")
