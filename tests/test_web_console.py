@@ -2,8 +2,10 @@
 store: a worker sends low-confidence answers to review, a person confirms three and corrects two,
 and five labels with source `review` reach the labels topic and five feedback rows the store; the
 shadow version's answer to the same request is shown beside it; two reviewers never hold the same
-item; a form without its CSRF token and a console beyond loopback without a token are refused.
-The run's screenshots are the docs' (FLYWHEEL_SAVE_DOCS=1)."""
+item; a canary waiting for approval stays a canary until a person approves it on the approvals
+page, then is promoted and the timeline names who approved; a form without its CSRF token and a
+console beyond loopback without a token are refused. The run's screenshots are the docs'
+(FLYWHEEL_SAVE_DOCS=1)."""
 import os
 import shutil
 import threading
@@ -23,8 +25,10 @@ from flywheel.cli import main
 from flywheel.web.queue import Item, ReviewQueue
 from flywheel.web.server import running_console
 from flywheel.web.settings import ConsoleSettings
+from tests.retrain_helpers import churn_world, register_model
 from tests.test_hostile_corpus import Joiner
 from tests.test_report_html import fill_story
+from tests.test_rollout_approval import _passes
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -187,6 +191,51 @@ def test_up_serves_the_console_unless_it_is_turned_off(config):
     (spec,) = stack_processes(replace(config, env={**config.env, "FLYWHEEL_CONSOLE_PORT": "18555"}))
     assert spec.args == ["console"] and spec.port == 18555            # checked with the stack's ports before start
     assert stack_processes(replace(config, env={**config.env, "FLYWHEEL_CONSOLE_ENABLED": "false"})) == []
+
+
+@pytest.fixture
+def awaiting(config, registry, make_topics):
+    """churn: v1 live, canary v2 passed its live evidence under manual approval, judged twice (it
+    waits, it is not promoted); the console on a free port."""
+    with churn_world(config.kafka, registry, make_topics, config.data_dir) as w:
+        new = register_model(w.models, w.concept, "v2", seed=5)
+        w.models.canary("churn", "v2", 0.2)
+        rollout = _passes((w.store, w.models, w.concept, w.v1, new))
+        for _ in range(2):
+            rollout.evaluate(w.models.deployment("churn"))
+        assert w.models.deployment("churn").canary_version == "v2"
+        settings = ConsoleSettings(port=free_port(), refresh_seconds=2)
+        with running_console(config, settings, threading.Event()):
+            yield f"http://127.0.0.1:{settings.port}/", w.models
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (infra/install-test-tools.sh)")
+def test_a_waiting_canary_is_promoted_when_a_person_approves_it_and_the_timeline_names_them(awaiting, tmp_path):
+    from playwright.sync_api import sync_playwright
+    url, models = awaiting
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        assert "Canary v2 passed its live evidence" in page.inner_text("#awaiting-churn")
+        page.click("#awaiting-churn a")
+        page.fill("#approval-churn .name", "Ana")
+        page.fill("#approval-churn .reason", "fewer churners missed")
+        page.screenshot(path=str(tmp_path / "console-approvals.png"), full_page=True)
+        assert models.deployment("churn").canary_version == "v2"            # nothing decided before the click
+        with page.expect_navigation():
+            page.click("#approve-churn")
+        assert "approved: promoted churn version v2" in page.inner_text(".flash")
+        assert page.is_visible("#none-waiting")
+        page.goto(url)
+        assert "by Ana: fewer churners missed" in page.inner_text("#model-churn")
+        browser.close()
+    deployment = models.deployment("churn")
+    assert (deployment.live_version, deployment.canary_version) == ("v2", None)
+    event = models.history.events("churn")[-1]
+    assert (event["kind"], event["actor"], event["reason"]) == ("APPROVED", "Ana", "fewer churners missed")
+    if os.environ.get("FLYWHEEL_SAVE_DOCS"):
+        shutil.copy(tmp_path / "console-approvals.png", DOCS / "console-approvals.png")
 
 
 def fetch(url: str) -> str:

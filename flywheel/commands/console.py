@@ -10,10 +10,11 @@ from flywheel.wiring import start_processor
 
 
 def register(sub) -> None:
-    p = sub.add_parser("console", help="serve the web console: overview and review queue (runs until stopped)",
+    p = sub.add_parser("console", help="serve the web console: overview, review queue, approvals (runs until stopped)",
                        description="Serve the web console: per model its versions and roles, live metrics, drift, "
                                    "data quality, the timeline and the processes, refreshed by itself; and the "
-                                   "review queue, where each verdict becomes a label (source review). Loopback "
+                                   "review queue, where each verdict becomes a label (source review); and the "
+                                   "canaries waiting for a person's approval. Loopback "
                                    "only unless a token is set. Settings: [console] or FLYWHEEL_CONSOLE_<FIELD>.")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; another needs [console] token_file)")
     p.add_argument("--port", type=int, metavar="N", help="port to listen on (default 8470)")

@@ -7,6 +7,8 @@ from flask import Flask, abort, flash, redirect, render_template, request, sessi
 from prometheus_client import CollectorRegistry, Counter
 
 from flywheel.errors import Unavailable
+from flywheel.processors.models.errors import DeploymentError
+from flywheel.web.approvals import Approvals
 from flywheel.web.feed import ReviewFeed, Verdict
 from flywheel.web.overview import OverviewSource
 from flywheel.web.queue import Item, ReviewQueue
@@ -39,6 +41,7 @@ class Console:
     overview: OverviewSource
     budget: Budget
     metrics: ConsoleMetrics
+    approvals: Approvals
 
 
 def create_app(console: Console) -> Flask:
@@ -76,11 +79,35 @@ def create_app(console: Console) -> Flask:
 
     @app.get("/")
     def overview():
-        return render_template("overview.html", o=console.overview.gather())
+        return render_template("overview.html", o=console.overview.gather(), waiting=console.approvals.waiting())
 
     @app.get("/overview/fragment")
     def overview_fragment():
-        return render_template("_overview_body.html", o=console.overview.gather())
+        return render_template("_overview_body.html", o=console.overview.gather(),
+                               waiting=console.approvals.waiting())
+
+    @app.get("/approvals")
+    def approvals():
+        return render_template("approvals.html", waiting=console.approvals.waiting())
+
+    @app.post("/approvals/decide")
+    def decide():
+        who = " ".join(request.form.get("name", "").split())[:MAX_NAME]
+        reason = " ".join(request.form.get("reason", "").split())[:MAX_NOTE]
+        model, version = request.form.get("model", ""), request.form.get("version", "")
+        approve = request.form.get("decision") == "approve"
+        if not who or not reason:
+            flash("a decision needs your name and a reason: both are recorded with it")
+            return redirect(url_for("approvals"))
+        try:
+            console.approvals.decide(model, version, approve, who, reason)
+        except DeploymentError as e:       # decided meanwhile, by the rollout or another person
+            flash(str(e))
+            return redirect(url_for("approvals"))
+        session["reviewer"] = who
+        session.setdefault("claimant", new_secret())
+        flash(f"{'approved: promoted' if approve else 'rejected: rolled back'} {model} version {version}")
+        return redirect(url_for("approvals"))
 
     @app.route("/login", methods=["GET", "POST"])
     def login():

@@ -7,9 +7,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from flywheel.config import Config
 from flywheel.errors import BadInput
+from flywheel.processors.models import ModelRegistry
 from flywheel.processors.monitor.settings import MonitorSettings
 from flywheel.processors.worker.settings import WorkerSettings
 from flywheel.web.app import Budget, Console, ConsoleMetrics, create_app
+from flywheel.web.approvals import Approvals
 from flywheel.web.feed import ReviewFeed
 from flywheel.web.overview import OverviewSource
 from flywheel.web.queue import ReviewQueue
@@ -32,12 +34,14 @@ def running_console(config: Config, settings: ConsoleSettings, stop: threading.E
     check_bind(settings.host, settings.token)
     worker = config.section(WorkerSettings, "worker")
     psi = config.section(MonitorSettings, "monitor").psi_threshold
+    schemas = schema_registry(config)
     with feature_store_for(config) as store:
         queue = ReviewQueue(int(settings.lease_seconds * 1000))
-        feed = ReviewFeed(config.kafka, schema_registry(config), config.data_dir, queue, stop).start()
+        feed = ReviewFeed(config.kafka, schemas, config.data_dir, queue, stop).start()
         overview = OverviewSource(store, config.data_dir, int(settings.lookback_hours * HOUR_MS), psi)
+        models = ModelRegistry(config.kafka, schemas, config.data_dir, actor="console")
         app = create_app(Console(settings, queue, feed, overview, Budget(worker.review_share, worker.review_burst),
-                                 metrics or ConsoleMetrics()))
+                                 metrics or ConsoleMetrics(), Approvals(models)))
         server = _server(settings.host, settings.port, app)
         thread = threading.Thread(target=server.serve_forever, name="console-http", daemon=True)
         thread.start()
@@ -47,6 +51,7 @@ def running_console(config: Config, settings: ConsoleSettings, stop: threading.E
             server.shutdown()
             stop.set()
             feed.join()
+            models.close()
 
 
 def _server(host: str, port: int, app) -> BaseWSGIServer:
