@@ -21,5 +21,6 @@ def packages() -> list[str]:
 setup(
     packages=packages(),
     package_dir={"flywheel": "flywheel", **{f"flywheel.{layer}": layer for layer in LAYERS}},
-    package_data={"flywheel.schemas": ["avro/*.avsc"], "flywheel.feature_store": ["cql/*.cql"]},
+    package_data={"flywheel": ["web/templates/*.html", "web/static/*"], "flywheel.schemas": ["avro/*.avsc"],
+                  "flywheel.feature_store": ["cql/*.cql"]},
 )

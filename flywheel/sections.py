@@ -12,6 +12,7 @@ from flywheel.processors.trigger.settings import TriggerSettings
 from flywheel.processors.worker.settings import WorkerSettings
 from flywheel.settings import SupervisorSettings
 from flywheel.streams.settings import KafkaSettings, RotationSettings
+from flywheel.web.settings import ConsoleSettings
 
 SECTIONS: dict[str, type] = {
     "kafka": KafkaSettings,
@@ -26,4 +27,5 @@ SECTIONS: dict[str, type] = {
     "supervisor": SupervisorSettings,
     "demo": DemoSettings,
     "rotation": RotationSettings,
+    "console": ConsoleSettings,
 }

@@ -54,6 +54,7 @@ class ProcessSpec:
     metrics_port: int = 0             # assigned by the stack
     pid: int = 0
     restarts: int = 0                 # times the supervisor started it again
+    port: int = 0                     # what it serves besides /metrics (the console), checked before start
 
 
 def slot_instance_id(name: str) -> str:
@@ -180,6 +181,7 @@ class Stack:
 
     def _check_ports(self) -> None:
         wanted = [(spec.metrics_port, f"{spec.name} metrics") for spec in self._specs]
+        wanted += [(spec.port, spec.name) for spec in self._specs if spec.port]
         if self.config.metrics_port:
             wanted.insert(0, (self.config.metrics_port, "supervisor metrics"))
         if not self.config.kafka.schema_registry_url:
@@ -191,7 +193,8 @@ class Stack:
                 if not port_is_free(port, "127.0.0.1" if what in ("broker", "schema registry") else "0.0.0.0")]
         if busy:
             raise StackError("; ".join(busy) + ": stop what holds it or choose other ports with "
-                                               "--broker-port / --registry-port / --metrics-port")
+                                               "--broker-port / --registry-port / --metrics-port "
+                                               "([console] port for the console)")
 
     def _process_specs(self) -> list[ProcessSpec]:
         specs = [spec for module in commands.discover() if hasattr(module, "stack_processes")

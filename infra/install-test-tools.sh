@@ -1,7 +1,8 @@
 #!/bin/sh
 # Debian tools the infra tests use: docker-compose (validates the compose file without an
 # engine) and prometheus (promtool, and the server the scrape test starts); chromium for the
-# report test's headless screenshot. Idempotent: when all are there it does nothing, so the test
+# report test's headless screenshot and the web console's browser tests (Playwright drives this
+# Chromium; nothing runs `playwright install`). Idempotent: when all are there it does nothing, so the test
 # command can call it every run.
 set -eu
 

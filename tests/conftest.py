@@ -30,8 +30,10 @@ def registry_port(monkeypatch) -> int:
     """For any processor or `flywheel up` a test starts: a free port for the REST registry (the
     default, 18081, may be a developer's running stack), consumer groups of the test's own (on
     the session broker, a group an earlier test's member still holds makes a join wait for it) and
-    the short session timeout of the `kafka` fixture (a join on Tansu waits about half of it)."""
+    the short session timeout of the `kafka` fixture (a join on Tansu waits about half of it),
+    and a free port for the web console a stack serves (its default, 8470, likewise)."""
     port = free_port()
+    monkeypatch.setenv("FLYWHEEL_CONSOLE_PORT", str(free_port()))
     monkeypatch.setenv("FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT", str(port))
     monkeypatch.setenv("FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS", "6000")
     test = uuid.uuid4().hex[:8]

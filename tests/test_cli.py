@@ -12,6 +12,7 @@ from flywheel.streams.broker import free_port
 
 from flywheel.cli import main
 from tests.ports import stack_ports
+from tests.test_worker_support import wait_for
 
 
 def _flags(kafka, data_dir):
@@ -82,7 +83,7 @@ def test_topics_lists_and_creates(kafka, data_dir, capsys):
 
 
 def test_up_starts_and_stops_the_embedded_stack(tmp_path):
-    """`flywheel up` in a real subprocess: banner, live broker, clean stop on SIGINT."""
+    """`flywheel up` in a real subprocess: banner, live broker, the web console, clean stop on SIGINT."""
     ports = stack_ports()
     port, registry_port = ports.broker, ports.registry
     env = {**os.environ, "FLYWHEEL_DATA_DIR": str(tmp_path / "d")}
@@ -103,13 +104,27 @@ def test_up_starts_and_stops_the_embedded_stack(tmp_path):
         assert "demo.requests" in listed.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{registry_port}/subjects", timeout=10) as reply:
             assert "flywheel.Prediction" in json.load(reply)  # the embedded registry, over REST
+        console = f"http://127.0.0.1:{os.environ['FLYWHEEL_CONSOLE_PORT']}/"     # a free port (conftest)
+        page = wait_for(lambda: _get(console + "review"), timeout=60)
+        assert "Your name" in page and "Budget" in page
+        overview = _get(console)
+        assert "Processes" in overview and "console" in overview        # its own row among the processes
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert f"127.0.0.1:{port}" in err and f"http://127.0.0.1:{registry_port}" in err and "stopped" in err
+    assert "web console" in err and console in err
     assert not (tmp_path / "d" / "stack.json").exists()
     assert (tmp_path / "d" / "schemas.sqlite").exists()
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.read().decode()
+    except OSError:           # not listening yet
+        return None
 
 
 @pytest.mark.parametrize("flag, message", [

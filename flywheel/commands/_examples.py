@@ -2,6 +2,9 @@
 command is without them (a command module may also set its own epilog, as `replay` does)."""
 
 EXAMPLES: dict[str, list[str]] = {
+    "console": ["flywheel console                     # http://127.0.0.1:8470/; part of `flywheel up`",
+                "FLYWHEEL_BOOTSTRAP=kafka:9092 flywheel console --port 8080",
+                "FLYWHEEL_CONSOLE_TOKEN_FILE=/run/secrets/console flywheel console --host 0.0.0.0"],
     "features": ["flywheel features ingest customers -f customers.csv --format csv --entity-column id",
                  "flywheel features ingest customers -t customer-updates --follow",
                  "flywheel features get customers c-17 c-42"],

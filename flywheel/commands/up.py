@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from flywheel.commands.console import url
 from flywheel.console import err
 from flywheel.demo import DemoSettings
 from flywheel.processors.models import EventLog, ModelRegistry
@@ -21,6 +22,7 @@ from flywheel.schemas.registry.rest import RegistryServer
 from flywheel.stack import ProcessSpec, Stack, StackError
 from flywheel.views import terminal
 from flywheel.views.live import StatusSession
+from flywheel.web.settings import ConsoleSettings
 from flywheel.wiring import feature_store_for, schema_registry
 
 
@@ -171,6 +173,9 @@ def _banner(config, state, embedded: bool, registry_server: RegistryServer | Non
         table.add_row("restored", ", ".join(state.restored_models))
     for spec in state.processes:
         table.add_row(spec.name, f"pid {spec.pid}, metrics http://127.0.0.1:{spec.metrics_port}/metrics")
+    console = next((spec for spec in state.processes if spec.name == "console"), None)
+    if console:
+        table.add_row("web console", url(config.section(ConsoleSettings, "console").host, console.port))
     if state.metrics_port:
         table.add_row("supervisor", f"pid {state.pid}, restarts http://127.0.0.1:{state.metrics_port}/metrics")
     if demo:

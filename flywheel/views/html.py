@@ -29,7 +29,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 def render(data: ReportData, psi_threshold: float | None = None) -> str:
     body = [_header(data)]
     for view in data.models:
-        body.append(_model(view, psi_threshold))
+        body.append(model_section(view, psi_threshold))
     body.append(_dead_letters(data))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Flywheel report: {escape(', '.join(v.history.model for v in data.models))}</title>"
@@ -45,9 +45,12 @@ def _header(data: ReportData) -> str:
             f"<br>data dir {escape(data.data_dir)} &middot; {stack}</p>")
 
 
-def _model(view: ModelView, psi_threshold: float | None) -> str:
+def model_section(view: ModelView, psi_threshold: float | None, heading: bool = True) -> str:
+    """One model's part of the report: versions, plots, timeline (the web console shows it too,
+    under a heading of its own)."""
     h = view.history
-    out = [f"<h2>Model {escape(h.model)}</h2>", _versions(view)]
+    out = [f"<h2>Model {escape(h.model)}</h2>"] if heading else []
+    out.append(_versions(view))
     metric = h.primary_metric
     out.append("<h3>Live performance by version</h3>")
     if metric:
