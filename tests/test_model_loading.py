@@ -56,7 +56,7 @@ def test_a_corrupted_file_makes_only_that_version_unavailable(kafka, registry, d
     store.save(garbage, replace(manifest, model="broken", version="v1"))
     from flywheel.processors.models import Deployment, VersionRef
     state = Deployment("broken").register("v1", VersionRef("", hashlib.sha256(garbage).hexdigest()))
-    models._emit(state, "REGISTERED", "v1", "", None)
+    models._emit(state, "REGISTERED", "v1", "", None, models.actor)
     with RunningWorker(kafka, registry, data_dir) as worker:
         wait_for(lambda: {"m", "other"} <= set(worker.served) and "broken" in worker.load_errors)
         assert worker.served["m"].roles() == [("v1", "LIVE")]     # the canary's share goes to live

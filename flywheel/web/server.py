@@ -34,12 +34,13 @@ def running_console(config: Config, settings: ConsoleSettings, stop: threading.E
     check_bind(settings.host, settings.token)
     worker = config.section(WorkerSettings, "worker")
     psi = config.section(MonitorSettings, "monitor").psi_threshold
-    schemas = schema_registry(config)
     with feature_store_for(config) as store:
         queue = ReviewQueue(int(settings.lease_seconds * 1000))
-        feed = ReviewFeed(config.kafka, schemas, config.data_dir, queue, stop).start()
+        feed = ReviewFeed(config.kafka, schema_registry(config), config.data_dir, queue, stop).start()
         overview = OverviewSource(store, config.data_dir, int(settings.lookback_hours * HOUR_MS), psi)
-        models = ModelRegistry(config.kafka, schemas, config.data_dir, actor="console")
+        # A registry client of its own: the feed's thread uses the other, and the embedded
+        # registry's SQLite connection takes one transaction at a time.
+        models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="console")
         app = create_app(Console(settings, queue, feed, overview, Budget(worker.review_share, worker.review_burst),
                                  metrics or ConsoleMetrics(), Approvals(models)))
         server = _server(settings.host, settings.port, app)
