@@ -30,6 +30,13 @@ def register(sub) -> None:
     p.add_argument("--target", metavar="COLUMN", help="the sample's label column (left out of the features)")
     p.add_argument("--labels", metavar="A,B,…", help="an ONNX classifier's class labels, in its output order")
     p.add_argument("--regressor", action="store_true", help="an ONNX model that answers a value, not classes")
+    p.add_argument("--categorical", metavar="COL[,COL…]", default="",
+                   help="number columns that are category codes (a month, a zip code): one-hot encoded over "
+                        "their values in numeric order, not treated as quantities")
+    p.add_argument("--expected", metavar="COL[,COL…]", default="",
+                   help="an ONNX model's known answers on the sample: one probability column per label (in "
+                        "the labels' order) or one column of predicted labels or values; the import is refused "
+                        "unless the model, fed as the worker feeds it, answers every row the same")
     p.add_argument("--description", default="", help="recorded in the manifest and the model event")
     p.set_defaults(handler=run)
 
@@ -40,15 +47,22 @@ def run(args, config) -> int:
                                   onnx_file=args.onnx, target=args.target,
                                   labels=args.labels.split(",") if args.labels else None,
                                   regressor=True if args.regressor else None, description=args.description,
+                                  categorical=_names(args.categorical), expected=_names(args.expected) or None,
                                   config=config)
     m = imported.manifest
     kinds = f"{len(m.features.numeric)} numeric, {len(m.features.categorical)} categorical"
     answers = ", ".join(m.output.labels) if m.output.task == "classifier" else "a value"
-    checked = (f"; answers the {imported.checked_rows:,} sample rows as the original does "
-               f"(largest difference {imported.largest_difference:.1e})" if imported.checked_rows else "")
+    check = imported.checked
+    checked = (f"; answers the {check.rows:,} sample rows as {check.against} (largest difference "
+               f"{check.largest_difference:.1e})" if check.rows else
+               "; its answers were not checked (give --expected columns of the sample)")
     live = "live" if imported.event["live_version"] == m.version else "not live (deploy it with `flywheel models`)"
     print(f"registered {m.model} {m.version}: {kinds} features, answers {answers}{checked}; {live}", file=sys.stderr)
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _load(path: Path):
