@@ -5,6 +5,7 @@ canary still undecided are recorded rejections; an undecodable request is a dead
 import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,33 @@ def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
     assert models.deployment("churn").versions.keys() == deployment.versions.keys()
     store.put_retrain(dataclasses.replace(record, status="done"))
     assert retrainer.handle(_request(now)) == "skipped"
+
+
+def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka, registry):
+    import hashlib
+    from flywheel.processors.retrainer.trainer_spec import code_sha256
+    store, models, now = setup
+    request = {**_request(now, "lineage1"), "reasons": ["error_change"],
+               "metrics": {"change.labels": 40.0, "change.since": float(now - 30_000)}}
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings())
+    assert retrainer.handle(request) == "accepted"
+    version = models.deployment("churn").canary_version
+    manifest, _ = models.store.load("churn", version)
+    lineage = manifest.lineage
+    assert (lineage.parent, lineage.retrain_id, lineage.reasons) == ("v1", "lineage1", ("error_change",))
+    assert (lineage.data_start, lineage.data_end) == (now - 120_000, now + 1)
+    # the same range exported again is the same rows: same count, same content hash
+    again = datasets.export(store, "churn", manifest.features, now - 120_000, now + 1, 0.25, 0.2)
+    assert lineage.dataset_sha256 == again.content_sha256 and len(lineage.dataset_sha256) == 64
+    assert (lineage.train_rows, lineage.holdout_rows) == (again.train_rows, len(again.holdout)) == (1125, 375)
+    assert lineage.hard_examples == again.hard_examples
+    assert lineage.trainer == "reference:mlp" and lineage.trainer_sha256 == code_sha256("reference:mlp")
+    import flywheel.processors.training as training
+    built_in = Path(training.__file__).parent / "train.py"
+    assert lineage.trainer_sha256 == hashlib.sha256(built_in.read_bytes()).hexdigest()
+    # the rule that asked and its evidence are on the version's events
+    event = models._follower.events["churn"]
+    assert event["kind"] == "CANARY" and event["evidence"]["request.change.labels"] == 40.0
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason(setup, kafka, registry):

@@ -152,7 +152,7 @@ def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_
     trigger = RetrainTrigger(kafka, registry, store, settings)
 
     [request] = trigger.step()
-    assert request["reasons"] == ["performance"] and request["metrics"]["performance.accuracy"] > 0.8
+    assert request["reasons"] == ["error_change"] and request["metrics"]["performance.accuracy"] > 0.8
     assert abs(request["dataset"]["start_time"] - (start + drift_at * 1000)) <= 100_000
     restarted = Requester(kafka, registry, store, dataclasses.replace(settings, cooldown_seconds=0))
     state = restarted.state("m", LiveVersion("1", NOW - 3_600_000))
