@@ -3,20 +3,24 @@ canary with its reference profile; a worse one is rejected with the reason on th
 one request yields at most one version across a crash and redelivery; a dataset too small and a
 canary still undecided are recorded rejections; an undecodable request is a dead letter."""
 import dataclasses
+import hashlib
 import threading
 import time
 from pathlib import Path
 
+import flywheel.processors.training as training
 import numpy as np
 import pytest
 from flywheel.processors.retrainer import dataset as datasets
 from flywheel.processors.retrainer.process import Retrainer, version_for
 from flywheel.processors.retrainer.settings import RetrainerSettings
+from flywheel.processors.retrainer.trainer_spec import code_sha256
 from flywheel.processors.retrainer.validate import outputs
 from flywheel.schemas import AvroSerde
 from flywheel.streams.clients import make_producer
 from flywheel.streams.subscriber import Subscriber
 
+from flywheel.cli import main
 from tests.retrain_helpers import churn_world, feedback_rows
 
 
@@ -63,9 +67,7 @@ def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
     assert retrainer.handle(_request(now)) == "skipped"
 
 
-def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka, registry):
-    import hashlib
-    from flywheel.processors.retrainer.trainer_spec import code_sha256
+def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka, registry, data_dir, capsys):
     store, models, now = setup
     request = {**_request(now, "lineage1"), "reasons": ["error_change"],
                "metrics": {"change.labels": 40.0, "change.since": float(now - 30_000)}}
@@ -82,12 +84,17 @@ def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka
     assert (lineage.train_rows, lineage.holdout_rows) == (again.train_rows, len(again.holdout)) == (1125, 375)
     assert lineage.hard_examples == again.hard_examples
     assert lineage.trainer == "reference:mlp" and lineage.trainer_sha256 == code_sha256("reference:mlp")
-    import flywheel.processors.training as training
     built_in = Path(training.__file__).parent / "train.py"
     assert lineage.trainer_sha256 == hashlib.sha256(built_in.read_bytes()).hexdigest()
     # the rule that asked and its evidence are on the version's events
     event = models._follower.events["churn"]
     assert event["kind"] == "CANARY" and event["evidence"]["request.change.labels"] == 40.0
+    # and `flywheel models show` prints it, without a broker
+    assert main(["--data-dir", str(data_dir), "models", "show", "churn", version]) == 0
+    shown = capsys.readouterr().err
+    assert f"dataset sha256: {lineage.dataset_sha256}" in shown
+    assert "parent: v1; retrain lineage1 for error_change" in shown
+    assert "1,125 rows trained on" in shown and "375 held out" in shown
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason(setup, kafka, registry):

@@ -79,11 +79,13 @@ def test_an_abrupt_concept_drift_is_acted_on_after_tens_of_labels_not_hundreds()
     records = _labels([(DRIFT_AT, 0.05), (2000, 0.5)])
     adwin_delay = _adwin_fires(records) - DRIFT_AT
     stream = ErrorStream(settings.change_delta)
-    for i, r in enumerate(records):
+    seen = 0
+    for r in records:
+        seen += 1
         state = ModelState("m", "1", change=stream.feed([r]))
         if decide(state, settings, r.labelled_at).reasons:
             break
-    after_drift = i + 1 - DRIFT_AT
+    after_drift = seen - DRIFT_AT
     assert decide(state, settings, r.labelled_at).reasons == ["error_change"]
     assert after_drift <= adwin_delay + settings.change_min_labels + 5 and after_drift < 100
     assert abs(state.change.since - records[DRIFT_AT].event_time) <= 200      # dated within 20 labels
