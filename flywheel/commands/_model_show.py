@@ -24,7 +24,7 @@ def run_show(args, config) -> int:
         print_json_line(manifest.to_dict())
         return 0
     for line in describe(manifest):
-        err.print(line, highlight=False, markup=False)
+        err.print(line, highlight=False, markup=False, soft_wrap=True)   # hashes stay whole
     return 0
 
 
