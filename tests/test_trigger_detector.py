@@ -71,11 +71,12 @@ def test_state_rebuilt_from_the_lookback_after_a_restart_is_the_running_state():
 
 
 def test_an_abrupt_concept_drift_is_acted_on_after_tens_of_labels_not_hundreds():
-    """With the default settings, the error_change rule asks for a retrain within ADWIN's own delay
-    plus `change_min_labels`; the accuracy rule's `min_labels` (200) plays no part."""
+    """The error_change rule asks for a retrain within ADWIN's own delay plus `change_min_labels`
+    (here 30); the accuracy rule's `min_labels` (200) plays no part."""
     from flywheel.processors.trigger.policy import ModelState, decide
     from flywheel.processors.trigger.settings import TriggerSettings
-    settings = TriggerSettings(performance_threshold=0.0, drift_windows=1, new_labels=0, max_age_seconds=0)
+    settings = TriggerSettings(performance_threshold=0.0, drift_windows=1, new_labels=0, max_age_seconds=0,
+                               change_min_labels=30)
     records = _labels([(DRIFT_AT, 0.05), (2000, 0.5)])
     adwin_delay = _adwin_fires(records) - DRIFT_AT
     stream = ErrorStream(settings.change_delta)

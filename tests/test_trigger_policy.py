@@ -9,7 +9,8 @@ from flywheel.processors.trigger.settings import TriggerSettings
 
 NOW = 10 * 86_400_000
 SETTINGS = TriggerSettings(performance_metric="accuracy", performance_threshold=0.8, min_labels=100,
-                           drift_windows=3, new_labels=1000, max_age_seconds=86_400, cooldown_seconds=3600)
+                           change_min_labels=30, drift_windows=3, new_labels=1000, max_age_seconds=86_400,
+                           cooldown_seconds=3600)
 
 
 def quiet(**changes) -> ModelState:
@@ -102,3 +103,4 @@ def test_a_drift_request_asks_for_data_from_the_first_flagged_window_on():
     state = quiet(flagged_windows=[False, True, True, True], flagged_since=NOW - 180_000)
     request = retrain_request(state, decide(state, SETTINGS, NOW), SETTINGS, NOW)
     assert request["reasons"] == ["drift"] and request["dataset"]["start_time"] == NOW - 180_000
+    assert request["metrics"]["drift.since"] == NOW - 180_000 and request["metrics"]["flagged_windows"] == 3

@@ -117,6 +117,8 @@ def snapshot(state: ModelState, now_ms: int) -> dict[str, float]:
                              "flagged_windows": float(sum(state.flagged_windows))}
     if state.live_since_ms is not None:
         out["model_age_seconds"] = (now_ms - state.live_since_ms) / 1000
+    if state.flagged_since is not None:
+        out["drift.since"] = state.flagged_since
     if state.change is not None:
         out.update({"change.labels": state.change.labels, "change.error_before": state.change.error_before,
                     "change.error_after": state.change.error_after, "change.since": state.change.since,

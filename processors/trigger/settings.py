@@ -18,9 +18,10 @@ class TriggerSettings:
                               doc="labelled examples the performance threshold needs before it counts")
     change_delta: float = setting(0.002, unit="confidence", min=0, max=1,
                                   doc="ADWIN's confidence on the error stream; 0: no change detection")
-    change_min_labels: int = setting(30, unit="labels", min=1,
+    change_min_labels: int = setting(150, unit="labels", min=1,
                                      doc="labels after a detected rise of the error before its retrain is "
-                                         "requested: the rows the candidate trains on")
+                                         "requested: the rows the candidate trains on (detection itself "
+                                         "does not wait for them)")
     drift_windows: int = setting(3, unit="windows", min=1, doc="consecutive flagged monitor windows that fire")
     new_labels: int = setting(10_000, unit="labels", min=0, doc="labels since the last request that fire")
     max_age_seconds: float = setting(7 * 86_400.0, unit="s", min=0, doc="a live version older than this fires")
