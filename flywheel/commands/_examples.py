@@ -2,12 +2,17 @@
 command is without them (a command module may also set its own epilog, as `replay` does)."""
 
 EXAMPLES: dict[str, list[str]] = {
+    "export": ["flywheel export -m churn --since 6h",
+               "flywheel export -m churn --since 2026-12-07T09:00 --until 2026-12-07T12:00 --kind retrain",
+               "flywheel export -m churn --since 7d --kind feedback --out feedback.jsonl"],
     "features": ["flywheel features ingest customers -f customers.csv --format csv --entity-column id",
                  "flywheel features ingest customers -t customer-updates --follow",
                  "flywheel features get customers c-17 c-42"],
     "import": ["flywheel import churn v1 --sklearn pipeline.joblib --sample validation.csv --target churned",
                "flywheel import churn v2 --onnx model.onnx --sample validation.csv --target churned",
-               "flywheel import price v1 --onnx price.onnx --sample houses.csv --target price --regressor"],
+               "flywheel import price v1 --onnx price.onnx --sample houses.csv --target price --regressor",
+               "flywheel import cars v1 --onnx cars.onnx --sample scored.csv --labels no,yes --expected p_no,p_yes "
+               "--categorical car,zipcode"],
     "joiner": ["flywheel joiner                      # runs until Ctrl-C; part of `flywheel up`",
                "FLYWHEEL_JOINER_JOIN_WINDOW_SECONDS=86400 flywheel joiner"],
     "label": ["flywheel label 3f2a9c0e5b7d4e1f9a8b6c5d4e3f2a1b churn",
@@ -17,6 +22,7 @@ EXAMPLES: dict[str, list[str]] = {
     "models": ["flywheel models register churn v2 --onnx model.onnx --manifest manifest.json",
                "flywheel models register demo v1 --synthetic mlp",
                "flywheel models list",
+               "flywheel models show churn v20261207140000-3f2a9c0e",
                "flywheel models deploy churn v2 --canary 20",
                "flywheel models deploy churn v3 --shadow",
                "flywheel models promote churn",
