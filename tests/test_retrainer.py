@@ -16,6 +16,7 @@ from flywheel.processors.retrainer.process import Retrainer, version_for
 from flywheel.processors.retrainer.settings import RetrainerSettings
 from flywheel.processors.retrainer.trainer_spec import code_sha256
 from flywheel.processors.retrainer.validate import outputs
+from flywheel.processors.trigger.policy import reproduction_request
 from flywheel.schemas import AvroSerde
 from flywheel.streams.clients import make_producer
 from flywheel.streams.subscriber import Subscriber
@@ -95,6 +96,16 @@ def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka
     assert f"dataset sha256: {lineage.dataset_sha256}" in shown
     assert "parent: v1; retrain lineage1 for error_change" in shown
     assert "1,125 rows trained on" in shown and "375 held out" in shown
+    # reproduced from its lineage (the canary decided first): the same rows, the same hash
+    models.rollback("churn")
+    again = retrainer.handle(reproduction_request("churn", "v1", lineage, now + 1000, "test"))
+    assert again == "accepted"
+    reproduced = models.store.load("churn", models.deployment("churn").canary_version)[0].lineage
+    assert reproduced.dataset_sha256 == lineage.dataset_sha256 and reproduced.reasons == ("manual",)
+    assert (reproduced.data_start, reproduced.data_end, reproduced.holdout_share) == (now - 120_000, now + 1, 0.25)
+    # an imported version has none: refused in one line before anything is asked
+    assert main(["--data-dir", str(data_dir), "retrain", "-m", "churn", "--reproduce", "v1"]) == 1
+    assert "churn v1 has no lineage to reproduce" in capsys.readouterr().err
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason(setup, kafka, registry):

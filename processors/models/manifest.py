@@ -46,6 +46,8 @@ class Lineage:
     train_rows: int = 0                  # distinct rows trained on (hard examples not counted twice)
     holdout_rows: int = 0                # rows held out for validation
     hard_examples: int = 0               # extra copies of hard examples added to the training part
+    holdout_share: float = 0.0           # as requested: with the range, what a reproduction asks for
+    hard_example_share: float = 0.0
     dataset_sha256: str = ""             # content hash of the train and held-out rows
 
     @classmethod

@@ -181,7 +181,9 @@ def lineage(request: dict, parent: str | None, trainer: str, training: datasets.
                    trainer=trainer, trainer_sha256=code_sha256(trainer),
                    data_start=training.time_range[0], data_end=training.time_range[1],
                    train_rows=training.train_rows, holdout_rows=len(training.holdout),
-                   hard_examples=training.hard_examples, dataset_sha256=training.content_sha256)
+                   hard_examples=training.hard_examples, holdout_share=request["dataset"]["holdout_share"],
+                   hard_example_share=request["dataset"]["hard_example_share"],
+                   dataset_sha256=training.content_sha256)
 
 
 def version_for(request: dict) -> str:

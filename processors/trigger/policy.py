@@ -20,6 +20,7 @@ after the last request (a manual request does not).
 import uuid
 from dataclasses import dataclass, field
 
+from flywheel.processors.models.manifest import Lineage
 from flywheel.processors.monitor.performance import Performance
 from flywheel.processors.trigger.detector import ChangePoint
 from flywheel.processors.trigger.settings import TriggerSettings
@@ -156,4 +157,16 @@ def retrain_request(state: ModelState, decision: Decision, settings: TriggerSett
         "dataset": {"start_time": start, "end_time": now_ms,
                     "hard_example_share": settings.hard_example_share,
                     "holdout_share": settings.holdout_share},
+    }
+
+
+def reproduction_request(model: str, base_version: str | None, lineage: Lineage, now_ms: int,
+                         requested_by: str = "cli") -> dict:
+    """A manual request for the dataset a version's lineage records (its range and shares): while
+    the store still holds those rows, the retrain exports the same rows, with the same hash."""
+    return {
+        "retrain_id": uuid.uuid4().hex, "model": model, "base_version": base_version, "requested_at": now_ms,
+        "requested_by": requested_by, "reasons": ["manual"], "metrics": {},
+        "dataset": {"start_time": lineage.data_start, "end_time": lineage.data_end,
+                    "hard_example_share": lineage.hard_example_share, "holdout_share": lineage.holdout_share},
     }
