@@ -136,13 +136,14 @@ class Retrainer:
             return self._reject(model, version, str(e))
         with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
             path = datasets.save(training.train, Path(work) / "dataset.npz")
-            candidate = make_trainer(self.settings.trainer).train(path, Path(work), incumbent)
+            candidate = make_trainer(self.settings.trainer_for(model)).train(path, Path(work), incumbent)
         manifest = replace(incumbent, version=version, output=candidate.output, sha256="",
                            training_metrics={**candidate.metrics, "rows": float(len(training.train)),
                                              "hard_examples": float(training.hard_examples)},
                            reference_profile=None, stage="registered", created_at=int(time.time() * 1000),
                            description=f"retrained for {', '.join(request['reasons'])} ({request['retrain_id']})",
-                           lineage=lineage(request, deployment.live_version, self.settings.trainer, training))
+                           lineage=lineage(request, deployment.live_version, self.settings.trainer_for(model),
+                                           training))
         result = compare(manifest, candidate.onnx_bytes, incumbent, incumbent_onnx, training.holdout,
                          self.settings.min_improvement)
         # The rule that asked and its evidence travel with the decision (request.<key>, see the docs).

@@ -1,8 +1,23 @@
 """Retrainer settings: TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>."""
 from dataclasses import dataclass
+from pathlib import Path
 
 from flywheel.processors.retrainer.trainer_spec import resolve_trainer, trainer_problem
 from flywheel.schemas.setting import setting
+
+
+def _trainers_problem(trainers: dict, base: Path) -> str | None:
+    for model, spec in trainers.items():
+        problem = trainer_problem(spec, base) if isinstance(spec, str) else f"must be text, not {spec!r}"
+        if problem:
+            return f"{model}: {problem}"
+    return None
+
+
+def _resolve_trainers(trainers: dict, base: Path) -> dict:
+    if not isinstance(trainers, dict):
+        return trainers
+    return {model: resolve_trainer(spec, base) for model, spec in trainers.items()}
 
 
 @dataclass
@@ -13,8 +28,15 @@ class RetrainerSettings:
         doc="reference:mlp|gbt (built in), sklearn:module:function or sklearn:path/to/file.py:function (a "
             "relative path is relative to the config file's folder), python:module:function, or "
             "command:... with {dataset} and {output}; checked (imported) when the configuration loads")
+    trainers: dict[str, str] = setting(
+        factory=dict, check=_trainers_problem, resolve=_resolve_trainers,
+        doc="a model's own trainer, in the forms of `trainer`, by model name ([retrainer.trainers] tumour = "
+            "\"sklearn:my_trainer.py:train\"); a model not named here is trained by `trainer`")
     min_improvement: float = setting(0.01, unit="metric value", min=0,
                                      doc="primary metric gain the candidate must show over the incumbent")
     canary_share: float = setting(0.2, unit="share", min=0, max=1, doc="share of traffic the new version gets "
                                                                        "as a canary")
     group_id: str = setting("flywheel-retrainer", doc="Kafka consumer group")
+
+    def trainer_for(self, model: str) -> str:
+        return self.trainers.get(model, self.trainer)

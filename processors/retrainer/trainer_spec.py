@@ -54,6 +54,8 @@ def plugin_function(spec: TrainerSpec):
 def resolve_trainer(spec: str, base: Path) -> str:
     """A `sklearn:` or `python:` plugin file named relative to the config file, made absolute
     against its folder (`base`), so every process finds it wherever it was started."""
+    if not isinstance(spec, str):
+        return spec
     kind, _, rest = spec.partition(":")
     where, _, name = rest.rpartition(":")
     if kind not in ("sklearn", "python") or not where.endswith(".py") or Path(where).is_absolute():
