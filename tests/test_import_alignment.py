@@ -99,6 +99,14 @@ def test_integer_codes_declared_categorical_are_one_hot_in_numeric_order(rows, t
     month = prepared.manifest.features.get("month")
     assert month.kind == "categorical" and month.categories == tuple(str(m) for m in MONTHS)   # not 1, 10, 11, 12, 2
     assert prepared.checked.rows == N
+    # class labels from a numeric target are the classes as scikit-learn orders them: 0, 1, 2, 10
+    coded = np.array([0, 1, 2, 10])[columns["month"] % 4]
+    four = LogisticRegression(max_iter=1000).fit(np.c_[columns["x"], columns["y"], one_hot], coded)
+    numbered = {**sample, "target": coded.astype(float), "predicted": four.predict(np.c_[columns["x"], columns["y"],
+                                                                                          one_hot]).astype(float)}
+    labelled = prepare("m", "v1", numbered, onnx_file=_write(tmp_path, "c.onnx", _onnx(four, 14)), target="target",
+                       categorical=("month",), expected=("predicted",))
+    assert labelled.manifest.output.labels == ("0", "1", "2", "10") and labelled.checked.rows == N
     # undeclared, the month is a number and the file's 14 columns cannot be the sample's 3
     with pytest.raises(ImportRefused, match="is 14 columns wide, the sample's features make 3"):
         prepare("m", "v1", sample, onnx_file=tmp_path / "o.onnx", target="target", expected=("predicted",))

@@ -7,7 +7,7 @@ from flywheel.feature_store import FeatureStore
 from flywheel.processors.importing import check, convert
 from flywheel.processors.importing.check import Checked, Expected
 from flywheel.processors.importing.errors import ImportRefused
-from flywheel.processors.importing.sample import Sample
+from flywheel.processors.importing.sample import Sample, ordered_categories
 from flywheel.processors.models import Manifest, ModelRegistry, OutputSpec
 from flywheel.processors.models.encoding import MatrixLayout
 from flywheel.processors.retrainer.reference import store_reference
@@ -86,7 +86,8 @@ def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | P
             if target is None:
                 raise ImportRefused("an ONNX classifier needs its class labels: "
                                     "give labels or the sample's target column")
-            labels = sorted({str(v) for v in rows.columns[target] if v is not None})
+            # in scikit-learn's order of classes_: numbers by value (0, 1, 2, 10), text as text
+            labels = list(ordered_categories([v for v in rows.columns[target] if v is not None]))
     output = OutputSpec("classifier", tuple(labels)) if classifier else OutputSpec("regressor")
     manifest = Manifest(model, version, spec, output, input_name=input_name, description=description)
     answers = _serve(manifest, onnx_bytes, data)
