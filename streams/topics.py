@@ -9,6 +9,10 @@ from flywheel.streams.generations import SUFFIX, logical_name
 from flywheel.streams.metadata import retrying, wait_for_leaders
 from flywheel.streams.settings import KafkaSettings
 
+# Partitions of the `leadership` topic: the most processes of one kind that can share decisions
+# (processors/runtime/leadership.py); models are spread over them by hash.
+LEADERSHIP_PARTITIONS = 12
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -66,6 +70,12 @@ class TopicCatalog:
     def models(self) -> str:
         return self._name("models")
 
+    @property
+    def leadership(self) -> str:
+        """Holds no records: its partitions, assigned by consumer groups, say which trigger and
+        which rollout process decides for which model."""
+        return self._name("leadership")
+
     def rotates(self, topic: str) -> bool:
         """Whether a logical topic is written as generations where generations are on: the
         high-volume ones (requests, predictions, shadow, labels, feedback). Not `models`
@@ -108,6 +118,7 @@ class TopicCatalog:
             self._spec(self.retrain, 1),
             # Compacted: the last event per model is the model's whole deployment state.
             self._spec(self.models, 1, **{"cleanup.policy": "compact"}),
+            self._spec(self.leadership, LEADERSHIP_PARTITIONS),
         ]
 
     def for_model(self, model: str) -> list[TopicSpec]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from flywheel.feature_store import StoreSettings, open_store
+from flywheel.processors.models import EventLog
 from flywheel.streams.broker import free_port
 from flywheel.streams.replay.checkpoint import Checkpoints
 from flywheel.streams.replay.ranges import PartitionRange
@@ -55,6 +56,40 @@ def test_the_live_view_fits_the_terminal_and_keeps_the_latest_events(tmp_path, w
     for name in names:
         assert name in text
     assert "live" in text and "retired" in text                       # both versions' rows
+
+
+def test_at_80x24_the_live_view_keeps_model_version_role_metric_drift_and_the_timeline(tmp_path):
+    """The columns that matter stay whole at 80 columns, a canary waiting for a person among them;
+    the sparkline and counts go first."""
+    from tests.test_report_html import MINUTE, fill_story
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    story = fill_story(data_dir)
+    log = EventLog(data_dir)
+    last = log.events("churn")[-1]
+    waits = {"since": story.promoted_at + 20 * MINUTE, "reason": "canary loss 0.08 < live 0.11", "evidence": {}}
+    for kind, at, awaiting in (("CANARY", story.promoted_at + 10 * MINUTE, None),
+                               ("AWAITING_APPROVAL", waits["since"], waits)):
+        log.append({**last, "kind": kind, "version": "1", "at": at, "reason": "", "canary_version": "1",
+                    "canary_share": 0.1, "awaiting_approval": awaiting})
+    stack = StackState("127.0.0.1:1", str(data_dir), time.time() - 65,
+                       [ProcessSpec(name, [name], free_port(), os.getpid()) for name in ("worker", "rollout")])
+    with open_store(StoreSettings(), data_dir) as store:
+        frame = StatusSession(data_dir, store, stack, 4 * 3_600_000).frame()
+    console = Console(width=80, height=24, file=io.StringIO(), force_terminal=True)
+    fitted = terminal.fitted(frame, console)
+    assert terminal.rows(fitted, 80) <= 24
+    lines = _text(fitted, 80).splitlines()
+    assert "up 1m0" in lines[0] and " UTC" in lines[0] and lines[1].startswith("processes")  # one header row
+    header = next(line.split() for line in lines if line.split()[:3] == ["model", "version", "role"])
+    assert {"model", "version", "role", "metric", "drift"} <= set(header)
+    rows = {cells[1]: dict(zip(header, cells)) for cells in (line.split() for line in lines)
+            if len(cells) == len(header) and cells[0] == "churn"}
+    assert (rows["1"]["role"], rows["2"]["role"]) == ("awaiting", "live")
+    assert rows["1"]["metric"] == rows["2"]["metric"] == "accuracy" and rows["2"]["drift"] == "—"
+    assert any(line.split()[:2] == ["time", "model"] and "event" in line for line in lines)
+    newest = [line for line in lines if line.strip()][-1]
+    assert newest.startswith(_clock(waits["since"])) and "awaiting approval" in newest
 
 
 def _text(renderable, width: int) -> str:

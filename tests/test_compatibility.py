@@ -59,3 +59,26 @@ def test_registering_the_same_schema_twice_returns_the_same_id(registry):
 def test_unknown_mode_is_refused(registry):
     with pytest.raises(ValueError, match="unknown compatibility mode"):
         registry.set_compatibility(SUBJECT, "SIDEWAYS")
+
+
+def test_model_events_before_approvals_are_still_read(registry):
+    """ModelEvent gained approval kinds and an optional awaiting_approval: a registry holding the
+    schema from before accepts the new one, and an event written then reads with no approval."""
+    import io
+
+    import fastavro
+    new = json.loads(load_schema("ModelEvent"))
+    before = dict(new, fields=[f for f in new["fields"] if f["name"] != "awaiting_approval"])
+    kind = next(f for f in before["fields"] if f["name"] == "kind")
+    kind["type"]["symbols"] = [s for s in kind["type"]["symbols"]
+                               if s not in ("AWAITING_APPROVAL", "APPROVED", "DECLINED")]
+    subject = subject_for("ModelEvent")
+    registry.register(subject, json.dumps(before))
+    registry.register(subject, load_schema("ModelEvent"))
+    assert len(registry.versions(subject)) == 2
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(before), {"model": "m", "kind": "CANARY", "version": "2",
+                                                                    "at": 1})
+    buf.seek(0)
+    old_event = fastavro.schemaless_reader(buf, fastavro.parse_schema(before), fastavro.parse_schema(new))
+    assert old_event["awaiting_approval"] is None and old_event["kind"] == "CANARY"

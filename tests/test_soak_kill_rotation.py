@@ -1,15 +1,17 @@
-"""Kill rotation (bin/soak): under `flywheel up`, kill -9 each processor in turn, at least five
-kills each, during a 100,000-request run with labels and a concept drift (so retrains happen);
-the supervisor brings every one back. Checked at the end by readers that are not Flywheel's own
-code path (a raw read_committed consumer decoding with fastavro, SQL on the store file, the
-manifests on disk):
+"""Kill rotation (bin/soak): under `flywheel up` with two processes of every processor (workers,
+joiners and monitors sharing partitions; triggers, rollouts and retrainers as leader and stand-by),
+kill -9 each process in turn, at least five kills each, during a 100,000-request run with labels and
+a concept drift (so retrains happen); the supervisor brings every one back. Checked at the end by
+readers that are not Flywheel's own code path (a raw read_committed consumer decoding with fastavro,
+SQL on the store file, the manifests on disk):
 
 - one prediction per request id; Tansu's one exposed in-flight batch per worker kill (see
   test_worker_crash.py) is counted and reported separately, bounded by kills x max batch;
 - one feedback row per labelled request;
 - no retrain request producing two versions.
 
-Scaled by FLYWHEEL_SOAK_REQUESTS, FLYWHEEL_SOAK_KILLS and FLYWHEEL_SOAK_RATE (requests/s)."""
+Scaled by FLYWHEEL_SOAK_REQUESTS, FLYWHEEL_SOAK_KILLS, FLYWHEEL_SOAK_RATE (requests/s) and
+FLYWHEEL_SOAK_INSTANCES (processes of each processor)."""
 import json
 import os
 import signal
@@ -41,7 +43,9 @@ pytestmark = pytest.mark.soak
 REQUESTS = int(os.environ.get("FLYWHEEL_SOAK_REQUESTS", 100_000))
 KILLS = int(os.environ.get("FLYWHEEL_SOAK_KILLS", 5))
 RATE = float(os.environ.get("FLYWHEEL_SOAK_RATE", 400))
-PROCESSORS = ("worker", "joiner", "monitor", "trigger", "retrainer", "rollout")
+INSTANCES = int(os.environ.get("FLYWHEEL_SOAK_INSTANCES", 2))
+KINDS = ("worker", "joiner", "monitor", "trigger", "retrainer", "rollout")
+PROCESSORS = KINDS if INSTANCES == 1 else tuple(f"{kind}-{i}" for i in range(1, INSTANCES + 1) for kind in KINDS)
 MAX_BATCH = 500
 LABEL_SHARE = 0.9
 LABEL_DELAY_S = 2.0
@@ -154,8 +158,10 @@ def _versions_per_retrain(data_dir) -> Counter:
 def test_kill_rotation_under_flywheel_up(tmp_path):
     data_dir = tmp_path / "d"
     broker = free_port()
+    counts = [arg for kind in KINDS for arg in (f"--{kind}s", str(INSTANCES))]
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "up", "--broker-port", str(broker),
-                             "--metrics-port", str(free_port_block(12)), "--model", "churn"],
+                             "--metrics-port", str(free_port_block(len(PROCESSORS) + 6)), "--model", "churn",
+                             *counts],
                             env=_stack_env(data_dir), stderr=subprocess.PIPE, text=True)
     kills: list[tuple[str, int]] = []
     try:
@@ -200,7 +206,7 @@ def test_kill_rotation_under_flywheel_up(tmp_path):
     restarts = {p["name"]: p["restarts"] for p in state["processes"]}
     missing = set(traffic.ids) - set(predicted)
     duplicated = {rid: n for rid, n in predicted.items() if n > 1}
-    worker_kills = sum(1 for name, _ in kills if name == "worker")
+    worker_kills = sum(1 for name, _ in kills if name.startswith("worker"))
     feedback_twice = {rid: n for rid, n in stored.items() if n > 1}
     versions = _versions_per_retrain(data_dir)
     print(f"\nkill rotation: {len(traffic.ids)} requests, {len(traffic.labelled)} labelled, {len(kills)} kills "

@@ -29,14 +29,20 @@ def _model_event(live: str, at: int) -> dict:
             "shadow_versions": [], "versions": {live: {"manifest_path": "x", "sha256": "y"}}}
 
 
-def test_trigger_requests_once_then_holds_back_and_manual_overrides_cooldown(kafka, registry, make_topics, data_dir):
-    catalog = make_topics("m")
+def drifted(kafka, registry, catalog, data_dir):
+    """Model m, live version 1 for an hour, its last three monitor windows flagged for drift."""
     producer = make_producer(kafka)
     producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
     producer.flush(10)
     store = open_store(StoreSettings(), data_dir)
     store.put_metrics([WindowMetrics("m", "1", NOW - (4 - i) * 60_000, NOW - (3 - i) * 60_000,
                                      {"rows": 500, "drift_flagged": 1.0}) for i in range(3)])
+    return store
+
+
+def test_trigger_requests_once_then_holds_back_and_manual_overrides_cooldown(kafka, registry, make_topics, data_dir):
+    catalog = make_topics("m")
+    store = drifted(kafka, registry, catalog, data_dir)
     settings = TriggerSettings(drift_windows=3, new_labels=0, cooldown_seconds=3600)
     trigger = RetrainTrigger(kafka, registry, store, settings)
 

@@ -1,15 +1,19 @@
 """`flywheel models`: register ONNX model versions and roll them out, back and forward."""
+import getpass
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from flywheel.commands import _model_show as model_show
 from flywheel.console import err, print_json_line
 from flywheel.errors import open_user_file
 from flywheel.model_names import check_registered
 from flywheel.processors.models import Manifest, ModelRegistry
-from flywheel.processors.models.errors import ManifestError
+from flywheel.processors.models.errors import DeploymentError, ManifestError
+from flywheel.processors.rollout import approval
 from flywheel.wiring import ensure_core_topics, schema_registry
 
 
@@ -57,6 +61,17 @@ def register(sub) -> None:
     rb.add_argument("--to", metavar="VERSION", help="the version to make live")
     rb.add_argument("--reason", default="")
     rb.set_defaults(handler=run_rollback)
+
+    for name, verb, handler in (("approve", "promote", run_approve), ("reject", "roll back", run_reject)):
+        a = actions.add_parser(name, help=f"{verb} a canary waiting for approval ([rollout] approval = \"manual\")",
+                               description=f"{verb.capitalize()} the canary that passed its live evidence and waits "
+                                           f"for a person; who, when and why are recorded as a ModelEvent. "
+                                           f"`flywheel models list` shows what waits.")
+        a.add_argument("version")
+        a.add_argument("-m", "--model", required=True)
+        a.add_argument("--reason", required=True, help="why, in a few words: it is shown in the timeline")
+        a.add_argument("--by", metavar="NAME", help="who decides (default: your user name on this machine)")
+        a.set_defaults(handler=handler)
 
 
 def _registry(config) -> ModelRegistry:
@@ -107,9 +122,14 @@ def run_list(args, config) -> int:
         table = Table("model", "live", "canary", "shadows", "versions")
         for model, d in sorted(deployments.items()):
             table.add_row(model, d.live_version or "-",
-                          f"{d.canary_version} ({d.canary_share * 100:g}%)" if d.canary_version else "-",
+                          f"{d.canary_version} ({d.canary_share * 100:g}%"
+                          + (", awaiting approval)" if d.awaiting else ")") if d.canary_version else "-",
                           ", ".join(d.shadow_versions) or "-", ", ".join(sorted(d.versions)))
         err.print(table)
+        for w in approval.waiting(registry):
+            err.print(Text(f"{w.model} {w.version} awaits approval since "
+                           f"{datetime.fromtimestamp(w.since / 1000, tz=UTC):%Y-%m-%d %H:%M} UTC: {w.reason}; "
+                           + ", ".join(f"{k} {v:g}" for k, v in sorted(w.evidence.items()))))
         return 0
     finally:
         registry.close()
@@ -140,5 +160,31 @@ def run_rollback(args, config) -> int:
     registry = _registry(config)
     try:
         return _done(registry.rollback(args.model, args.to, args.reason))
+    finally:
+        registry.close()
+
+
+def run_approve(args, config) -> int:
+    return _decide(approval.approve, args, config)
+
+
+def run_reject(args, config) -> int:
+    return _decide(approval.reject, args, config)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):     # no login name here (a container without a passwd entry, say)
+        raise DeploymentError("who decides? this machine has no user name for you: name yourself with --by") from None
+
+
+def _decide(decide, args, config) -> int:
+    check_registered(config, args.model)
+    registry = _registry(config)
+    try:
+        event = decide(registry, args.model, args.version, args.by or _user(), args.reason)
+        err.print(Text(f"{event['actor']}: {event['reason']}"))
+        return _done(event)
     finally:
         registry.close()

@@ -4,7 +4,7 @@ from flywheel.console import err
 from flywheel.processors.models import ModelRegistry
 from flywheel.processors.retrainer.process import Retrainer, RetrainerMetrics
 from flywheel.processors.retrainer.settings import RetrainerSettings
-from flywheel.stack import ProcessSpec
+from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
@@ -37,4 +37,4 @@ def run(args, config) -> int:
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    return [ProcessSpec("retrainer", ["retrainer"])]
+    return replicas("retrainer", ["retrainer"], config.section(RetrainerSettings, "retrainer").instances)

@@ -4,7 +4,8 @@ from flywheel.console import err
 from flywheel.processors.models import ModelRegistry
 from flywheel.processors.rollout.process import Rollout, RolloutMetrics
 from flywheel.processors.rollout.settings import RolloutSettings
-from flywheel.stack import ProcessSpec
+from flywheel.processors.runtime.leadership import Leadership
+from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
@@ -26,10 +27,10 @@ def run(args, config) -> int:
         models = ModelRegistry(config.kafka, schema_registry(config), config.data_dir, actor="rollout")
         err.print(f"rollout: every {settings.interval_seconds:g}s, "
                   f"metrics on {config.metrics_addr}:{config.metrics_port}")
-        Rollout(store, models, settings, metrics, stop).run()
+        Rollout(store, models, settings, metrics, stop, leadership=Leadership(config.kafka, "rollout")).run()
         models.close()
     return 0
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    return [ProcessSpec("rollout", ["rollout"])]
+    return replicas("rollout", ["rollout"], config.section(RolloutSettings, "rollout").instances)

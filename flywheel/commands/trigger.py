@@ -1,9 +1,10 @@
 """`flywheel trigger`: apply the retrain policy to every model, emit RetrainRequested."""
 
 from flywheel.console import err
+from flywheel.processors.runtime.leadership import Leadership
 from flywheel.processors.trigger.process import RetrainTrigger, TriggerMetrics
 from flywheel.processors.trigger.settings import TriggerSettings
-from flywheel.stack import ProcessSpec
+from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
 
@@ -22,7 +23,8 @@ def run(args, config) -> int:
     metrics = TriggerMetrics()
     stop = start_processor(config, metrics.registry)
     with feature_store_for(config) as store:
-        trigger = RetrainTrigger(config.kafka, schema_registry(config), store, settings, metrics, stop)
+        trigger = RetrainTrigger(config.kafka, schema_registry(config), store, settings, metrics, stop,
+                                 leadership=Leadership(config.kafka, "trigger"))
         err.print(f"trigger: every {settings.interval_seconds:g}s, "
                   f"metrics on {config.metrics_addr}:{config.metrics_port}")
         trigger.run()
@@ -30,4 +32,4 @@ def run(args, config) -> int:
 
 
 def stack_processes(config) -> list[ProcessSpec]:
-    return [ProcessSpec("trigger", ["trigger"])]
+    return replicas("trigger", ["trigger"], config.section(TriggerSettings, "trigger").instances)

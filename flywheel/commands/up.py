@@ -45,6 +45,12 @@ def register(sub) -> None:
     p.add_argument("--joiners", type=_count, metavar="N", help="joiner processes, one consumer group (default 1)")
     p.add_argument("--monitors", type=_count, metavar="N",
                    help="monitor processes, one consumer group; windows merged in the store (default 1)")
+    p.add_argument("--triggers", type=_count, metavar="N",
+                   help="trigger processes: one decides for each model, the others stand by (default 1)")
+    p.add_argument("--rollouts", type=_count, metavar="N",
+                   help="rollout processes: one decides for each model, the others stand by (default 1)")
+    p.add_argument("--retrainers", type=_count, metavar="N",
+                   help="retrainer processes, one consumer group: one trains, the others stand by (default 1)")
     p.add_argument("--for", dest="run_for", type=float, metavar="SECONDS",
                    help="stop by itself after this long (for scripts and tests)")
     demo = p.add_argument_group("demo")
@@ -92,9 +98,10 @@ def run(args, config) -> int:
 
 
 def _with_instances(config, args):
-    """--workers/--joiners/--monitors N as [worker]/[joiner]/[monitor] instances, which those
-    commands' stack_processes read."""
-    counts = {"WORKER": args.workers, "JOINER": args.joiners, "MONITOR": args.monitors}
+    """--workers/--joiners/--monitors/--triggers/--rollouts/--retrainers N as the `instances` of
+    those commands' sections, which their stack_processes read."""
+    counts = {"WORKER": args.workers, "JOINER": args.joiners, "MONITOR": args.monitors,
+              "TRIGGER": args.triggers, "ROLLOUT": args.rollouts, "RETRAINER": args.retrainers}
     env = {f"FLYWHEEL_{name}_INSTANCES": str(n) for name, n in counts.items() if n is not None}
     return replace(config, env={**config.env, **env}) if env else config
 

@@ -54,6 +54,11 @@ class ModelView:
             return "shadow"
         return "retired" if version in (d.get("versions") or {}) else ""
 
+    def awaiting_approval(self, version: str) -> bool:
+        """The version is the canary, and it passed its evidence and waits for a person."""
+        d = self.deployment or {}
+        return bool(d.get("awaiting_approval")) and version == d.get("canary_version")
+
 
 @dataclass
 class ReportData:

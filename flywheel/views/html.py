@@ -85,7 +85,7 @@ def _versions(view: ModelView) -> str:
     rows = []
     for v in h.versions:
         training = ", ".join(f"{k} {val:.3f}" for k, val in sorted(v.training_metrics.items())[:4])
-        rows.append(f"<tr><td><b>{escape(v.version)}</b></td><td>{escape(view.role(v.version) or '—')}</td>"
+        rows.append(f"<tr><td><b>{escape(v.version)}</b></td><td>{escape(_role(view, v.version))}</td>"
                     f"<td>{_t(v.created_at) if v.created_at else '—'}</td>"
                     f"<td>{escape(v.task or '—')}</td><td>{escape(training or '—')}</td>"
                     f"<td>{len(h.windows.get(v.version, []))}</td><td>{labelled.get(v.version, 0)}</td>"
@@ -142,3 +142,8 @@ def _source(text: str) -> str:
 
 def _t(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _role(view: ModelView, version: str) -> str:
+    role = view.role(version) or "—"
+    return f"{role}, awaiting approval" if view.awaiting_approval(version) else role

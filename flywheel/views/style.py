@@ -15,6 +15,9 @@ EVENT_COLORS = {
     "REJECTED": "#922b21",
     "RETIRED": "#7f8c8d",
     "REFUSED": "#ff0000",
+    "AWAITING_APPROVAL": "#d35400",
+    "APPROVED": "#1e8449",
+    "DECLINED": "#b03a2e",
 }
 EVENT_WORDS = {
     timeline.DRIFT_FLAGGED: "drift flagged",
@@ -30,6 +33,9 @@ EVENT_WORDS = {
     "REJECTED": "candidate rejected",
     "RETIRED": "retired",
     "REFUSED": "REFUSED",
+    "AWAITING_APPROVAL": "awaiting approval",
+    "APPROVED": "approved",
+    "DECLINED": "canary rejected",
 }
 VERSION_COLORS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
@@ -24,11 +25,16 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 TIMELINE_ROWS = 12
 DRIFT_ROWS = 6
 SPARK_WIDTH = 24
+VERSION_COLUMNS = ("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift")
+# What a narrow terminal loses first: the model, its versions, their roles, metric and drift stay.
+DROPPED_FIRST = ("windows", "labelled", "pred/s", "last")
+RIGHT_ALIGNED = ("pred/s", "last", "labelled")
+PANEL_EDGES = 4                  # a panel's border and padding, both sides
 
 
 def render(frame: StatusFrame, width: int | None = None, height: int | None = None) -> RenderableType:
     """The full view, or the compact one when the full one is taller than `height` rows."""
-    full = Group(_header(frame), _processes(frame), _throughput(frame), _versions(frame), _drift(frame),
+    full = Group(_header(frame), _processes(frame), _throughput(frame), _versions(frame, width), _drift(frame),
                  _timeline(frame))
     if height is None or rows(full, width) <= height:
         return full
@@ -47,7 +53,7 @@ def rows(renderable: RenderableType, width: int | None) -> int:
 
 
 def _compact(frame: StatusFrame, width: int | None, height: int) -> Group:
-    fixed = [_header(frame), _compact_processes(frame), _compact_throughput(frame), _compact_versions(frame)]
+    fixed = [_header(frame), _compact_processes(frame), _compact_throughput(frame), _compact_versions(frame, width)]
     left = height - rows(Group(*fixed), width) - 1  # one row spare: a live view redraws below its last line
     events = _events(frame)
     timeline_rows = max(1, min(len(events), left - 2))
@@ -100,14 +106,40 @@ def _compact_throughput(frame: StatusFrame) -> Group:
     return _section("throughput", *lines)
 
 
-def _compact_versions(frame: StatusFrame) -> Group:
-    t = _one_line_table("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift",
-                        right=("pred/s", "last", "labelled"))
-    for row in _version_rows(frame):
-        t.add_row(*row)
-    if not t.row_count:
-        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
-    return _section("models", _keep_whole(t, "windows", "metric"))
+def _compact_versions(frame: StatusFrame, width: int | None) -> Group:
+    rows = _version_rows(frame)
+    if not rows:
+        return _section("models", Text("no version has served yet", style="dim"))
+
+    def table(columns: list[str]) -> Table:
+        t = _one_line_table(*columns, right=RIGHT_ALIGNED)
+        for row in rows:
+            t.add_row(*_pick(row, columns))
+        return _keep_whole(t, "windows", "metric")
+    return _section("models", _fitting(table, width or 120))
+
+
+def _fitting(table, width: int) -> Table:
+    """`table(columns)` with every version column, or without the first of DROPPED_FIRST, the
+    first two, ... until it fits `width`."""
+    columns = list(VERSION_COLUMNS)
+    t = table(columns)
+    for drop in DROPPED_FIRST:
+        if _width(t) <= width:
+            break
+        columns.remove(drop)
+        t = table(columns)
+    return t
+
+
+def _pick(row: tuple, columns: list[str]) -> list:
+    return [cell for name, cell in zip(VERSION_COLUMNS, row, strict=True) if name in columns]
+
+
+def _width(t: Table) -> int:
+    """The columns a table takes when nothing constrains it."""
+    console = Console(width=1000, file=io.StringIO(), color_system=None)
+    return Measurement.get(console, console.options, t).maximum
 
 
 def _compact_drift(frame: StatusFrame, limit: int) -> Group:
@@ -140,9 +172,10 @@ def sparkline(values: list[float], lo: float, hi: float, width: int = SPARK_WIDT
 
 def _header(frame: StatusFrame) -> Text:
     up = _duration(time.time() - frame.stack.started_at)
-    line = Text.assemble(("flywheel status", "bold"), f"  broker {frame.stack.bootstrap}  ·  up {up}  ·  ",
-                         f"data dir {frame.stack.data_dir}  ·  {_clock(frame.at)} UTC", style="")
-    return line
+    # One row whatever the width: the data dir, last, is what a narrow terminal cuts.
+    return Text.assemble(("flywheel status", "bold"), f"  broker {frame.stack.bootstrap}  ·  up {up}  ·  ",
+                         f"{_clock(frame.at)} UTC  ·  data dir {frame.stack.data_dir}", no_wrap=True,
+                         overflow="ellipsis")
 
 
 def _processes(frame: StatusFrame) -> Panel:
@@ -192,16 +225,21 @@ def _dead_letters(live) -> Text:
                          no_wrap=True, overflow="ellipsis")
 
 
-def _versions(frame: StatusFrame) -> Panel:
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("model", "version", "role", "pred/s", "metric", "last", "windows", "labelled", "drift"):
-        t.add_column(name, justify="right" if name in ("pred/s", "last", "labelled") else "left",
-                     no_wrap=name == "windows", min_width=SPARK_WIDTH if name == "windows" else None)
-    for row in _version_rows(frame):
-        t.add_row(*row)
-    if not t.row_count:
-        t.add_row("—", "", "", "", "", "", "no version has served yet", "", "")
-    return Panel(t, title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
+def _versions(frame: StatusFrame, width: int | None) -> Panel:
+    rows = _version_rows(frame)
+
+    def table(columns: list[str]) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in columns:
+            t.add_column(name, justify="right" if name in RIGHT_ALIGNED else "left",
+                         no_wrap=name == "windows", min_width=SPARK_WIDTH if name == "windows" else None)
+        for row in rows:
+            t.add_row(*_pick(row, columns))
+        if not rows:
+            t.add_row("—", "no version has served yet", *[""] * (len(columns) - 2))
+        return t
+    return Panel(_fitting(table, width - PANEL_EDGES) if width else table(list(VERSION_COLUMNS)),
+                 title=f"models: live performance per monitor window since {_clock(frame.since)} UTC",
                  title_align="left")
 
 
@@ -221,12 +259,19 @@ def _version_rows(frame: StatusFrame) -> list[tuple]:
             if now is None and not points:
                 continue
             last = points[-1].value if points else (now.metrics.get(metric) if now and metric else None)
-            out.append((view.history.model, version, _role(view.role(version) or (now.role if now else "")),
+            out.append((view.history.model, version, _role(_role_of(view, version, now)),
                         _rate(now.predictions_per_s) if now else "—", metric or "—",
                         f"{last:.3f}" if last is not None else "—",
                         Text(sparkline([p.value for p in points], lo, hi), style=_version_style(view, version)),
                         f"{view.history.labelled().get(version, 0):,}", _flag(now.drift_flagged if now else None)))
     return out
+
+
+def _role_of(view: ModelView, version: str, now) -> str:
+    """The registry's role; a canary waiting for a person says so."""
+    if view.awaiting_approval(version):
+        return "awaiting"
+    return view.role(version) or (now.role if now else "")
 
 
 def _drift(frame: StatusFrame) -> Panel:
@@ -283,7 +328,7 @@ def _version_style(view: ModelView, version: str) -> str:
 
 
 def _role(role: str) -> Text:
-    colors = {"live": "bold green", "canary": "bold yellow", "shadow": "cyan"}
+    colors = {"live": "bold green", "canary": "bold yellow", "shadow": "cyan", "awaiting": "bold magenta"}
     return Text(role.lower() or "—", style=colors.get(role.lower(), "dim"))
 
 

@@ -6,7 +6,8 @@
 - the store's retrain bookkeeping: retrain requested (with reasons), candidate accepted, finished
   without a new version, or failed;
 - the registry's ModelEvents (its durable event log, a copy of the `models` topic): registered,
-  canary, shadow, promoted, rolled back, rejected, retired, with reason and evidence;
+  canary, shadow, promoted, rolled back, rejected, retired, awaiting approval, with reason and
+  evidence; approved and declined (a person's decision on a waiting canary) name who decided;
 - the workers' refusals (data_dir/models/refusals.jsonl): forged, unsigned or tampered events and
   versions that would not load. One naming no valid model shows on every model's timeline.
 """
@@ -21,6 +22,7 @@ RETRAIN_REQUESTED = "RETRAIN_REQUESTED"
 RETRAIN_ACCEPTED = "RETRAIN_ACCEPTED"
 RETRAIN_DONE = "RETRAIN_DONE"
 RETRAIN_FAILED = "RETRAIN_FAILED"
+DECIDED_BY_A_PERSON = ("APPROVED", "DECLINED")
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,17 @@ def retrain_events(retrains: list[RetrainRecord]) -> list[Event]:
 
 def model_events(model: str, records: list[dict], start: int = 0, end: int | None = None) -> list[Event]:
     """ModelEvent records (as on the `models` topic) of one model in [start, end)."""
-    return [Event(r["at"], r["model"], r["kind"], r["version"], r.get("reason") or "",
-                  dict(r.get("evidence") or {}))
+    return [Event(r["at"], r["model"], r["kind"], r["version"], _detail(r), dict(r.get("evidence") or {}))
             for r in records if r["model"] == model and start <= r["at"] and (end is None or r["at"] < end)]
+
+
+def _detail(record: dict) -> str:
+    """The event's reason; for a person's decision, who took it first."""
+    reason = record.get("reason") or ""
+    if record["kind"] not in DECIDED_BY_A_PERSON:
+        return reason
+    who = f"by {record.get('actor') or '?'}"
+    return f"{who}: {reason}" if reason else who
 
 
 def refusal_events(model: str, refusals: list[Refusal], start: int = 0, end: int | None = None) -> list[Event]:

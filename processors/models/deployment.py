@@ -15,6 +15,14 @@ class VersionRef:
 
 
 @dataclass(frozen=True)
+class AwaitingApproval:
+    """The canary passed its live evidence at `since` (epoch ms) and waits for a person."""
+    since: int
+    reason: str
+    evidence: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Deployment:
     model: str
     live_version: str | None = None
@@ -23,6 +31,7 @@ class Deployment:
     shadow_versions: tuple[str, ...] = ()
     versions: dict[str, VersionRef] = field(default_factory=dict)
     state_version: int = 0            # events applied so far; 0 before the first
+    awaiting: AwaitingApproval | None = None   # the canary's, when it waits for a person
 
     @property
     def serving(self) -> list[str]:
@@ -39,6 +48,8 @@ class Deployment:
             "canary_share": float(self.canary_share), "shadow_versions": list(self.shadow_versions),
             "versions": {v: {"manifest_path": r.manifest_path, "sha256": r.sha256} for v, r in self.versions.items()},
             "state_version": self.state_version,
+            "awaiting_approval": {"since": self.awaiting.since, "reason": self.awaiting.reason,
+                                  "evidence": dict(self.awaiting.evidence)} if self.awaiting else None,
         }
 
     @classmethod
@@ -46,7 +57,7 @@ class Deployment:
         return cls(event["model"], event.get("live_version"), event.get("canary_version"),
                    float(event.get("canary_share") or 0.0), tuple(event.get("shadow_versions") or ()),
                    {v: VersionRef(r["manifest_path"], r["sha256"]) for v, r in (event.get("versions") or {}).items()},
-                   int(event.get("state_version") or 0))
+                   int(event.get("state_version") or 0), _awaiting(event.get("awaiting_approval")))
 
     # -- transitions -------------------------------------------------------------------------------
 
@@ -67,7 +78,7 @@ class Deployment:
             # An undecided canary is someone's experiment: replacing it would throw its evidence away.
             raise DeploymentError(f"{self.model} version {self.canary_version} is still an undecided canary: "
                                   f"promote or roll it back first")
-        return replace(self, canary_version=version, canary_share=share,
+        return replace(self, canary_version=version, canary_share=share, awaiting=None,
                        shadow_versions=tuple(v for v in self.shadow_versions if v != version))
 
     def shadow(self, version: str) -> "Deployment":
@@ -85,14 +96,14 @@ class Deployment:
         self._known(version)
         canary = None if version == self.canary_version else self.canary_version
         return replace(self, live_version=version, canary_version=canary,
-                       canary_share=self.canary_share if canary else 0.0,
+                       canary_share=self.canary_share if canary else 0.0, awaiting=self.awaiting if canary else None,
                        shadow_versions=tuple(v for v in self.shadow_versions if v != version))
 
     def rollback(self, to: str | None = None, registered: dict[str, int] | None = None) -> tuple["Deployment", str]:
         """Drop the canary if there is one; else put back `to` (default: the version registered
         last before the live one). Returns the new state and the version rolled back."""
         if self.canary_version and to is None:
-            return replace(self, canary_version=None, canary_share=0.0), self.canary_version
+            return replace(self, canary_version=None, canary_share=0.0, awaiting=None), self.canary_version
         if to is None:
             registered = registered or {}
             older = [v for v in self.versions if v != self.live_version
@@ -101,10 +112,42 @@ class Deployment:
                 raise DeploymentError(f"{self.model} has no canary and no earlier version to roll back to")
             to = max(older, key=lambda v: registered.get(v, 0))
         self._known(to)
-        return replace(self, live_version=to, canary_version=None, canary_share=0.0,
+        return replace(self, live_version=to, canary_version=None, canary_share=0.0, awaiting=None,
                        shadow_versions=tuple(v for v in self.shadow_versions if v != to)), self.live_version
+
+    def await_approval(self, version: str, since: int, reason: str, evidence: dict[str, float]) -> "Deployment":
+        return replace(self.still_canary(version), awaiting=AwaitingApproval(since, reason, dict(evidence)))
+
+    def still_canary(self, version: str) -> "Deployment":
+        """This state, if `version` is still its canary: a judgement of a canary that someone has
+        decided on since must not act on whatever the state is now."""
+        if version != self.canary_version:
+            raise DeploymentError(f"{self.model} version {version} is no longer the canary "
+                                  f"(canary: {self.canary_version or 'none'})")
+        return self
+
+    def approve(self, version: str) -> "Deployment":
+        """Promote the canary waiting for approval; it must be `version`."""
+        self._waiting(version)
+        return self.promote(version)
+
+    def decline(self, version: str) -> "Deployment":
+        """Roll back the canary waiting for approval; it must be `version`."""
+        self._waiting(version)
+        return self.rollback()[0]
+
+    def _waiting(self, version: str) -> None:
+        if self.awaiting is None or version != self.canary_version:
+            waiting = f"{self.canary_version} is" if self.awaiting else "no canary is"
+            raise DeploymentError(f"{self.model} version {version} is not waiting for approval ({waiting})")
 
     def _known(self, version: str) -> None:
         if version not in self.versions:
             raise UnknownVersion(f"{self.model} has no version {version!r}; registered: "
                                  f"{', '.join(sorted(self.versions)) or 'none'}")
+
+
+def _awaiting(record: dict | None) -> AwaitingApproval | None:
+    if not record:
+        return None
+    return AwaitingApproval(int(record["since"]), record.get("reason") or "", dict(record.get("evidence") or {}))

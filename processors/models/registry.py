@@ -98,13 +98,43 @@ class ModelRegistry:
         """Record that a candidate was refused; the deployment stays as it is."""
         return self._change(model, lambda d: (d, version), "REJECTED", reason, evidence)
 
-    def _change(self, model: str, transition, kind: str, reason: str, evidence, create: bool = False) -> dict:
+    def promote_canary(self, model: str, version: str, reason: str, evidence: dict[str, float]) -> dict:
+        """Promote `version` if it is still the canary (DeploymentError if someone decided first)."""
+        return self._change(model, lambda d: (d.still_canary(version).promote(version), version), "PROMOTED",
+                            reason, evidence)
+
+    def rollback_canary(self, model: str, version: str, reason: str, evidence: dict[str, float]) -> dict:
+        """Drop `version` if it is still the canary (DeploymentError if someone decided first)."""
+        return self._change(model, lambda d: (d.still_canary(version).rollback()[0], version), "ROLLED_BACK",
+                            reason, evidence)
+
+    def await_approval(self, model: str, version: str, reason: str, evidence: dict[str, float]) -> dict:
+        """Record that the canary `version` passed its live evidence and waits for a person."""
+        since = int(time.time() * 1000)
+        return self._change(model, lambda d: (d.await_approval(version, since, reason, evidence), version),
+                            "AWAITING_APPROVAL", reason, evidence)
+
+    def approve(self, model: str, version: str, actor: str, reason: str) -> dict:
+        """A person promotes the canary waiting for approval; the event carries its evidence."""
+        return self._change(model, lambda d: (d.approve(version), version), "APPROVED", reason,
+                            lambda d: d.awaiting.evidence, actor=actor)
+
+    def decline(self, model: str, version: str, actor: str, reason: str) -> dict:
+        """A person rolls back the canary waiting for approval."""
+        return self._change(model, lambda d: (d.decline(version), version), "DECLINED", reason,
+                            lambda d: d.awaiting.evidence, actor=actor)
+
+    def _change(self, model: str, transition, kind: str, reason: str, evidence, create: bool = False,
+                actor: str | None = None) -> dict:
         """Apply `transition(state) -> (new state, version the event is about)` to the latest
-        state of `model` and publish the result, numbered one past the state it was based on."""
+        state of `model` and publish the result, numbered one past the state it was based on.
+        `evidence` may be a function of the state before the transition."""
         with self._writer(model):
             current = self._latest(model, create)
             new, version = transition(current)
-            return self._emit(replace(new, state_version=current.state_version + 1), kind, version, reason, evidence)
+            evidence = evidence(current) if callable(evidence) else evidence
+            return self._emit(replace(new, state_version=current.state_version + 1), kind, version, reason,
+                              evidence, actor or self.actor)
 
     @contextmanager
     def _writer(self, model: str):
@@ -133,8 +163,8 @@ class ModelRegistry:
             found = Deployment(model)
         return found
 
-    def _emit(self, state: Deployment, kind: str, version: str, reason: str, evidence) -> dict:
-        event = state.to_event(kind, version, self.actor, reason, evidence)
+    def _emit(self, state: Deployment, kind: str, version: str, reason: str, evidence, actor: str) -> dict:
+        event = state.to_event(kind, version, actor, reason, evidence)
         self._produce(event)
         self._out.flush()
         self._follower.events[state.model] = event

@@ -37,6 +37,9 @@ class RetrainerSettings:
     canary_share: float = setting(0.2, unit="share", min=0, max=1, doc="share of traffic the new version gets "
                                                                        "as a canary")
     group_id: str = setting("flywheel-retrainer", doc="Kafka consumer group")
+    instances: int = setting(1, unit="processes", min=1,
+                             doc="processes `flywheel up` runs as one group: the retrain topic's one partition "
+                                 "goes to one, the others stand by")
 
     def trainer_for(self, model: str) -> str:
         return self.trainers.get(model, self.trainer)

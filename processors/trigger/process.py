@@ -31,6 +31,7 @@ from flywheel.processors.joiner.join import REPLAY_FLAG
 from flywheel.processors.models.follower import ModelFollower
 from flywheel.processors.runtime import ProcessorMetrics
 from flywheel.processors.runtime.failures import run_batches
+from flywheel.processors.runtime.leadership import Leadership, SoleLeader
 from flywheel.processors.trigger.detector import ChangePoint
 from flywheel.processors.trigger.policy import Decision, ModelState, decide, retrain_request
 from flywheel.processors.trigger.settings import TriggerSettings
@@ -235,12 +236,16 @@ class Requester:
 
 
 class RetrainTrigger:
-    """The long-running process: follow `models`, evaluate every model every interval."""
+    """The long-running process: follow `models`, evaluate every model it leads every interval.
+    Every trigger process follows every model, so a stand-by's tallies are warm when it takes a
+    model's leadership over (see processors/runtime/leadership.py)."""
 
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: TriggerSettings, metrics: TriggerMetrics | None = None,
-                 stop: threading.Event | None = None, clock=wall_clock_ms):
+                 stop: threading.Event | None = None, clock=wall_clock_ms,
+                 leadership: Leadership | SoleLeader | None = None):
         self.settings = settings
+        self.leadership = leadership or SoleLeader()
         self.stop = stop or threading.Event()
         self.requester = Requester(kafka, registry, store, settings, metrics, clock, self.stop)
         self.live = LiveVersions()
@@ -253,21 +258,28 @@ class RetrainTrigger:
             # An unreachable broker or store is waited out (backpressure), never an exit.
             run_batches(self._round, self.stop, PROCESSOR)
         finally:
-            self._models.close()
-            self._feedback.close()
-            self.requester.close()
+            self.close()
+
+    def close(self) -> None:
+        """Leave the leadership group first, so a stand-by takes this process's models over at once."""
+        self.leadership.close()
+        self._models.close()
+        self._feedback.close()
+        self.requester.close()
 
     def _round(self) -> None:
         self.step()
         self.stop.wait(self.settings.interval_seconds)
 
     def step(self) -> list[dict]:
-        """Catch up on model events, then evaluate every model; return the requests emitted."""
+        """Catch up on model events, then evaluate every model this process leads; return the
+        requests emitted."""
         self.live.apply(self._models.catch_up(timeout=5.0))
         self.requester.tallies.add(self._live_feedback())
         emitted = []
         for model, live in sorted(self.live.models.items()):
-            _, request = self.requester.evaluate(model, live)
+            with self.leadership.deciding(model) as leads:
+                request = self.requester.evaluate(model, live)[1] if leads else None
             if request:
                 emitted.append(request)
         return emitted

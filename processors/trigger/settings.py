@@ -41,3 +41,5 @@ class TriggerSettings:
     holdout_share: float = setting(0.2, unit="share", min=0, max=1,
                                    doc="share of the dataset held out to compare candidate and incumbent")
     interval_seconds: float = setting(10.0, unit="s", min=0.01, doc="how often the trigger evaluates every model")
+    instances: int = setting(1, unit="processes", min=1,
+                             doc="processes `flywheel up` runs; one decides for each model, the others stand by")
