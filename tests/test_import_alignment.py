@@ -127,6 +127,7 @@ def test_a_pipeline_fitted_on_integer_codes_matches_the_original_on_held_out_row
     held_out = frame[200:].reset_index(drop=True)
     prepared = prepare("m", "v1", held_out, estimator=pipeline, categorical=("month",))
     assert prepared.checked.rows == N - 200 and prepared.checked.largest_difference < 1e-6
+    assert prepared.manifest.training_metrics["checked_rows"] == N - 200       # kept with the version
     # served as the worker serves it: month 3 sent as 3.0 is month 3
     manifest = prepared.manifest
     numeric, categorical = manifest.features.split({"x": 0.1, "y": -0.2, "month": 3.0})

@@ -53,7 +53,7 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
     event = models.register(prepared.onnx_bytes, manifest,
                             reason=f"imported {description or type(estimator).__name__}"
                             if estimator is not None else f"imported {Path(onnx_file).name}",
-                            evidence={**manifest.training_metrics, "checked_rows": float(prepared.checked.rows)})
+                            evidence=manifest.training_metrics)
     stored = models.manifest(model, version)
     # The sample is all we know of what the version serves: its features and the model's answers on it.
     store_reference(store, stored, prepared.onnx_bytes, prepared.data, prepared.data)
@@ -98,6 +98,9 @@ def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | P
     else:
         given = check.expected_answers(expected, rows, manifest)
         checked = check.compare(answers, *given, manifest, tolerance) if given else Checked(0, 0.0, "nothing")
+    # the proof stays with the version: `flywheel models show` prints it
+    proof = {"checked_rows": float(checked.rows), "checked_largest_difference": checked.largest_difference}
+    manifest = replace(manifest, training_metrics={**manifest.training_metrics, **proof})
     return Prepared(manifest, onnx_bytes, data, checked)
 
 
