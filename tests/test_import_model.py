@@ -10,6 +10,7 @@ import pytest
 from flywheel.feature_store import StoreSettings, open_store
 from flywheel.processors.models import ModelRegistry
 from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.models.store import ArtifactStore
 from flywheel.processors.monitor.drift import DriftThresholds, compare
 from flywheel.processors.monitor.profile import Profile
 from flywheel.processors.monitor.settings import MonitorSettings
@@ -164,3 +165,25 @@ def test_the_feature_spec_is_inferred_from_the_sample(tmp_path):
     data = sample.dataset(spec, "label")
     assert np.isnan(data.numeric[1, 0]) and data.categorical[1] == ["1", "2", "x9"]
     assert Sample.of({"a": [1, 2], "b": ["x", None]}).feature_spec(None).get("b").categories == ("x",)
+
+
+def test_training_rows_given_apart_are_the_drift_reference_and_their_categories_serve(
+        kafka, data_dir, sample, tmp_path, make_topics, capsys):
+    import pandas as pd
+    make_topics()
+    path, columns, churned = sample
+    pipeline = Pipeline([("prep", ColumnTransformer([("num", "passthrough", ["age", "spend"]),
+                                                     ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"])])),
+                         ("lr", LogisticRegression(max_iter=500))]).fit(pd.DataFrame(columns), churned)
+    joblib.dump(pipeline, tmp_path / "pipeline.joblib")
+    with open(tmp_path / "trained.csv", "w", newline="") as f:       # 250 rows, one plan the sample lacks
+        csv.writer(f).writerows([["age", "spend", "plan"], *[[30 + i % 20, 10.0 * (i % 7), "team" if i % 5 else
+                                                              "enterprise"] for i in range(250)]])
+    assert main([*_flags(kafka, data_dir), "import", "churn", "v1", "--sklearn", str(tmp_path / "pipeline.joblib"),
+                 "--sample", str(path), "--target", "churned", "--reference", str(tmp_path / "trained.csv")]) == 0
+    assert "answers the 400 sample rows as the original model's answers" in capsys.readouterr().err
+    manifest = ArtifactStore(data_dir).manifest("churn", "v1")
+    assert manifest.features.get("plan").categories == ("enterprise", "free", "pro", "team")
+    with open_store(StoreSettings(), data_dir) as store:
+        reference = Profile.from_bytes(store.get_profile("churn", "v1").profile)
+    assert reference.rows == 250                      # the training rows, not the 400 of the sample

@@ -9,6 +9,7 @@ EXAMPLES: dict[str, list[str]] = {
                  "flywheel features ingest customers -t customer-updates --follow",
                  "flywheel features get customers c-17 c-42"],
     "import": ["flywheel import churn v1 --sklearn pipeline.joblib --sample validation.csv --target churned",
+               "flywheel import churn v1 --sklearn pipeline.joblib --sample validation.csv --reference train.csv",
                "flywheel import churn v2 --onnx model.onnx --sample validation.csv --target churned",
                "flywheel import price v1 --onnx price.onnx --sample houses.csv --target price --regressor",
                "flywheel import cars v1 --onnx cars.onnx --sample scored.csv --labels no,yes --expected p_no,p_yes "

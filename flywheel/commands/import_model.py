@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--sample", metavar="CSV", required=True,
                    help="validation rows with a header row (rows the model was not trained on): the feature "
                         "spec, drift reference and conversion check come from them")
+    p.add_argument("--reference", metavar="CSV",
+                   help="the rows the model was trained on, in the sample's columns: the drift reference profiles "
+                        "their features (and the feature spec takes their categories too); default: the sample")
     p.add_argument("--target", metavar="COLUMN", help="the sample's label column (left out of the features)")
     p.add_argument("--labels", metavar="A,B,…", help="an ONNX classifier's class labels, in its output order")
     p.add_argument("--regressor", action="store_true", help="an ONNX model that answers a value, not classes")
@@ -44,6 +47,7 @@ def register(sub) -> None:
 def run(args, config) -> int:
     estimator = _load(Path(args.sklearn)) if args.sklearn else None
     imported = register_own_model(args.model, args.version, Path(args.sample), estimator=estimator,
+                                  reference=Path(args.reference) if args.reference else None,
                                   onnx_file=args.onnx, target=args.target,
                                   labels=args.labels.split(",") if args.labels else None,
                                   regressor=True if args.regressor else None, description=args.description,

@@ -32,7 +32,8 @@ class Prepared:
     """A model converted and checked, not yet registered."""
     manifest: Manifest
     onnx_bytes: bytes
-    data: Dataset              # the sample's features, which the reference profile is built from
+    data: Dataset              # the sample's rows: the model's answers on them are profiled
+    reference: Dataset         # the rows whose features are profiled: the reference rows, else the sample
     checked: Checked
 
 
@@ -40,30 +41,32 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
                  estimator=None, onnx_file: str | Path | None = None, target: str | None = None,
                  labels: list[str] | None = None, regressor: bool | None = None, description: str = "",
                  categorical: tuple[str, ...] = (), expected: Expected = None,
-                 tolerance: float = TOLERANCE) -> Imported:
+                 tolerance: float = TOLERANCE, reference=None) -> Imported:
     """Register `estimator` (a fitted scikit-learn model or pipeline) or `onnx_file` as `model`
     `version`. `sample` (CSV path, dict of columns or DataFrame) is data the model has seen or
     validated on: the feature spec and the drift reference come from it; `target` names its label
     column, left out of the features (and, for an ONNX file, the source of the class labels unless
     `labels` is given). `categorical` names number columns that are category codes; `expected`
-    (column names or a callable, see check.py) the answers an ONNX file must reproduce."""
+    (column names or a callable, see check.py) the answers an ONNX file must reproduce; `reference`
+    (same forms) the rows it was trained on, whose features the drift reference profiles (default:
+    the sample's)."""
     prepared = prepare(model, version, sample, estimator, onnx_file, target, labels, regressor, description,
-                       categorical, expected, tolerance)
+                       categorical, expected, tolerance, reference)
     manifest = prepared.manifest
     event = models.register(prepared.onnx_bytes, manifest,
                             reason=f"imported {description or type(estimator).__name__}"
                             if estimator is not None else f"imported {Path(onnx_file).name}",
                             evidence=manifest.training_metrics)
     stored = models.manifest(model, version)
-    # The sample is all we know of what the version serves: its features and the model's answers on it.
-    store_reference(store, stored, prepared.onnx_bytes, prepared.data, prepared.data)
+    # Features as trained on; the model's answers on rows it was not trained on (the sample).
+    store_reference(store, stored, prepared.onnx_bytes, prepared.reference, prepared.data)
     return Imported(stored, event, prepared.checked)
 
 
 def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | Path | None = None,
             target: str | None = None, labels: list[str] | None = None, regressor: bool | None = None,
             description: str = "", categorical: tuple[str, ...] = (), expected: Expected = None,
-            tolerance: float = TOLERANCE) -> Prepared:
+            tolerance: float = TOLERANCE, reference=None) -> Prepared:
     """Infer the spec, convert, and prove the converted model answers the sample as it should."""
     if (estimator is None) == (onnx_file is None):
         raise ImportRefused("give exactly one of a scikit-learn model or an ONNX file")
@@ -73,6 +76,9 @@ def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | P
     rows = Sample.of(sample)
     spec = rows.feature_spec(target, tuple(categorical), () if expected is None or callable(expected)
                              else tuple(expected))
+    trained_on = Sample.of(reference) if reference is not None else None
+    if trained_on is not None:   # a category only the training rows have is one the model serves
+        spec = rows.stacked(trained_on, convert.names(spec)).feature_spec(None, tuple(categorical))
     data = rows.dataset(spec, target)
     if estimator is not None:
         classifier = _is_classifier(estimator) if regressor is None else not regressor
@@ -101,7 +107,7 @@ def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | P
     # the proof stays with the version: `flywheel models show` prints it
     proof = {"checked_rows": float(checked.rows), "checked_largest_difference": checked.largest_difference}
     manifest = replace(manifest, training_metrics={**manifest.training_metrics, **proof})
-    return Prepared(manifest, onnx_bytes, data, checked)
+    return Prepared(manifest, onnx_bytes, data, trained_on.dataset(spec, None) if trained_on else data, checked)
 
 
 def _serve(manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> np.ndarray:

@@ -71,6 +71,13 @@ class Sample:
                 coded.append(Feature(name, "categorical", categories=ordered_categories(present)))
         return FeatureSpec(tuple(numeric + coded))
 
+    def stacked(self, other: "Sample", names: list[str]) -> "Sample":
+        """These rows, then `other`'s, of the columns `names` (which `other` must have)."""
+        missing = [n for n in names if n not in other.columns]
+        if missing:
+            raise ImportRefused(f"the reference rows lack the sample's feature columns {', '.join(missing)}")
+        return Sample({n: self.columns[n] + other.columns[n] for n in names})
+
     def integer_coded(self, spec: FeatureSpec) -> set[str]:
         """The categorical features whose sample values are numbers: a model fitted on them takes
         numbers, so its converted graph gets them as integers, not as text."""
