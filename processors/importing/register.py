@@ -80,6 +80,25 @@ def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | P
     if trained_on is not None:   # a category only the training rows have is one the model serves
         spec = rows.stacked(trained_on, convert.names(spec)).feature_spec(None, tuple(categorical))
     data = rows.dataset(spec, target)
+    onnx_bytes, input_name, output = _convert(estimator, onnx_file, spec, rows, target, labels, regressor)
+    manifest = Manifest(model, version, spec, output, input_name=input_name, description=description)
+    answers = _serve(manifest, onnx_bytes, data)
+    manifest = replace(manifest, training_metrics=_score(answers, manifest, rows, target))
+    if estimator is not None:
+        wanted = _original_answers(estimator, rows, spec, output.task == "classifier")
+        checked = check.compare(answers, wanted, "the original model's answers", manifest, tolerance)
+    else:
+        given = check.expected_answers(expected, rows, manifest)
+        checked = check.compare(answers, *given, manifest, tolerance) if given else Checked(0, 0.0, "nothing")
+    # the proof stays with the version: `flywheel models show` prints it
+    proof = {"checked_rows": float(checked.rows), "checked_largest_difference": checked.largest_difference}
+    manifest = replace(manifest, training_metrics={**manifest.training_metrics, **proof})
+    return Prepared(manifest, onnx_bytes, data, trained_on.dataset(spec, None) if trained_on else data, checked)
+
+
+def _convert(estimator, onnx_file, spec, rows: Sample, target: str | None, labels: list[str] | None,
+             regressor: bool | None) -> tuple[bytes, str, OutputSpec]:
+    """The model in the worker's layout, the name of its input, and what it answers."""
     if estimator is not None:
         classifier = _is_classifier(estimator) if regressor is None else not regressor
         onnx_bytes = convert.from_sklearn(estimator, spec, classifier, rows.integer_coded(spec))
@@ -95,19 +114,7 @@ def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | P
             # in scikit-learn's order of classes_: numbers by value (0, 1, 2, 10), text as text
             labels = list(ordered_categories([v for v in rows.columns[target] if v is not None]))
     output = OutputSpec("classifier", tuple(labels)) if classifier else OutputSpec("regressor")
-    manifest = Manifest(model, version, spec, output, input_name=input_name, description=description)
-    answers = _serve(manifest, onnx_bytes, data)
-    manifest = replace(manifest, training_metrics=_score(answers, manifest, rows, target))
-    if estimator is not None:
-        wanted = _original_answers(estimator, rows, spec, classifier)
-        checked = check.compare(answers, wanted, "the original model's answers", manifest, tolerance)
-    else:
-        given = check.expected_answers(expected, rows, manifest)
-        checked = check.compare(answers, *given, manifest, tolerance) if given else Checked(0, 0.0, "nothing")
-    # the proof stays with the version: `flywheel models show` prints it
-    proof = {"checked_rows": float(checked.rows), "checked_largest_difference": checked.largest_difference}
-    manifest = replace(manifest, training_metrics={**manifest.training_metrics, **proof})
-    return Prepared(manifest, onnx_bytes, data, trained_on.dataset(spec, None) if trained_on else data, checked)
+    return onnx_bytes, input_name, output
 
 
 def _serve(manifest: Manifest, onnx_bytes: bytes, data: Dataset) -> np.ndarray:
