@@ -1,23 +1,36 @@
-"""Retrainer settings: TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>."""
+"""Retrainer settings: TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>; a model's own trainer in
+[retrainer.models.<model>] (env FLYWHEEL_RETRAINER_MODELS, the same tables as JSON)."""
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flywheel.processors.retrainer.trainer_spec import resolve_trainer, trainer_problem
-from flywheel.schemas.setting import setting
+from flywheel.schemas.setting import model_tables_problem, setting
+
+PER_MODEL_KEYS = ("trainer",)
 
 
-def _trainers_problem(trainers: dict, base: Path) -> str | None:
-    for model, spec in trainers.items():
-        problem = trainer_problem(spec, base) if isinstance(spec, str) else f"must be text, not {spec!r}"
+def _check_models(models: Any, base: Path) -> str | None:
+    """Each [retrainer.models.<model>] table may set only `trainer`, in a form `trainer` takes."""
+    problem = model_tables_problem(models, "retrainer", PER_MODEL_KEYS)
+    if problem:
+        return problem
+    for model, table in models.items():
+        if "trainer" not in table:
+            continue
+        trainer = table["trainer"]
+        problem = trainer_problem(trainer, base) if isinstance(trainer, str) else "trainer must be text"
         if problem:
-            return f"{model}: {problem}"
+            return f"[retrainer.models.{model}] {problem}"
     return None
 
 
-def _resolve_trainers(trainers: dict, base: Path) -> dict:
-    if not isinstance(trainers, dict):
-        return trainers
-    return {model: resolve_trainer(spec, base) for model, spec in trainers.items()}
+def _resolve_models(models: Any, base: Path) -> Any:
+    """Each model's plugin path made absolute against the config file's folder, as `trainer`'s is."""
+    if not isinstance(models, dict):
+        return models
+    return {model: {**table, "trainer": resolve_trainer(table["trainer"], base)}
+            if isinstance(table, dict) and "trainer" in table else table for model, table in models.items()}
 
 
 @dataclass
@@ -28,10 +41,6 @@ class RetrainerSettings:
         doc="reference:mlp|gbt (built in), sklearn:module:function or sklearn:path/to/file.py:function (a "
             "relative path is relative to the config file's folder), python:module:function, or "
             "command:... with {dataset} and {output}; checked (imported) when the configuration loads")
-    trainers: dict[str, str] = setting(
-        factory=dict, check=_trainers_problem, resolve=_resolve_trainers,
-        doc="a model's own trainer, in the forms of `trainer`, by model name ([retrainer.trainers] tumour = "
-            "\"sklearn:my_trainer.py:train\"); a model not named here is trained by `trainer`")
     min_improvement: float = setting(0.01, unit="metric value", min=0,
                                      doc="primary metric gain the candidate must show over the incumbent")
     canary_share: float = setting(0.2, unit="share", min=0, max=1, doc="share of traffic the new version gets "
@@ -40,6 +49,11 @@ class RetrainerSettings:
     instances: int = setting(1, unit="processes", min=1,
                              doc="processes `flywheel up` runs as one group: the retrain topic's one partition "
                                  "goes to one, the others stand by")
+    models: dict[str, dict[str, str]] = setting(
+        factory=dict, check=_check_models, resolve=_resolve_models,
+        doc="per-model overrides, one table each: [retrainer.models.tumour] trainer = "
+            "\"sklearn:my_trainer.py:train\"; a model without one is trained by `trainer`")
 
     def trainer_for(self, model: str) -> str:
-        return self.trainers.get(model, self.trainer)
+        """The model's own trainer if it sets one, else the section's."""
+        return self.models.get(model, {}).get("trainer", self.trainer)
