@@ -90,6 +90,7 @@ def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka
     # the rule that asked and its evidence are on the version's events
     event = models._follower.events["churn"]
     assert event["kind"] == "CANARY" and event["evidence"]["request.change.labels"] == 40.0
+    assert event["reason"].startswith("asked for error_change: candidate accuracy")
     # and `flywheel models show` prints it, without a broker
     assert main(["--data-dir", str(data_dir), "models", "show", "churn", version]) == 0
     shown = capsys.readouterr().err

@@ -146,18 +146,19 @@ class Retrainer:
                                            training))
         result = compare(manifest, candidate.onnx_bytes, incumbent, incumbent_onnx, training.holdout,
                          self.settings.min_improvement)
-        # The rule that asked and its evidence travel with the decision (request.<key>, see the docs).
+        # The rules that asked and their evidence travel with the decision (request.<key>, see the docs).
         evidence = {**result.evidence, **{f"request.{k}": v for k, v in request.get("metrics", {}).items()}}
+        reason = f"asked for {', '.join(request['reasons'])}: {result.reason}"
         if not result.accepted:
-            return self._reject(model, version, result.reason, evidence)
+            return self._reject(model, version, reason, evidence)
         if manifest.output.task == "classifier":     # review starts at what is rare for this version
             line = review_line(outputs(manifest, candidate.onnx_bytes, training.holdout).max(axis=1))
             manifest = replace(manifest, output=replace(manifest.output, low_confidence=line))
         # The profile first: a version is never registered without one (stored again if redone).
         store_reference(self.store, manifest, candidate.onnx_bytes, training.reference, training.holdout)
-        self.models.register(candidate.onnx_bytes, manifest, result.reason, evidence)
-        self.models.canary(model, version, self.settings.canary_share, result.reason, evidence)
-        return "accepted", version, result.reason
+        self.models.register(candidate.onnx_bytes, manifest, reason, evidence)
+        self.models.canary(model, version, self.settings.canary_share, reason, evidence)
+        return "accepted", version, reason
 
     def _reject(self, model: str, version: str, reason: str, evidence=None) -> tuple[str, None, str]:
         self.models.reject(model, version, reason, evidence)
