@@ -80,11 +80,16 @@ def test_an_onnx_file_with_named_inputs_is_bound_by_name_whatever_the_sample_ord
     prepared = prepare("m", "v1", sample, onnx_file=_write(tmp_path, "n.onnx", named.SerializeToString()),
                        target="target", expected=("p_no", "p_yes"))
     assert prepared.checked.rows == N and prepared.checked.largest_difference < 1e-5
+    gap = {**sample, "p_no": [None, *expected[1:, 0]]}
+    with pytest.raises(ImportRefused, match="p_no, p_yes has no answer on 1 rows, first row 1"):
+        prepare("m", "v1", gap, onnx_file=tmp_path / "n.onnx", target="target", expected=("p_no", "p_yes"))
     # or the answers computed by a function of the sample's columns, from Python
     bare = {k: v for k, v in sample.items() if not k.startswith("p_")}
     computed = prepare("m", "v1", bare, onnx_file=tmp_path / "n.onnx", target="target",
                        expected=lambda c: model.predict_proba(np.c_[c["month"], c["x"], c["y"]]))
     assert computed.checked.rows == N and computed.checked.against == "the expected answers' function"
+    with pytest.raises(ImportRefused, match=f"the expected answers' function gives 2 answers for {N} rows"):
+        prepare("m", "v1", bare, onnx_file=tmp_path / "n.onnx", target="target", expected=lambda c: [0.5, 0.5])
     # a sample without one of the model's inputs is refused naming it
     short = {k: v for k, v in sample.items() if k != "y"}
     with pytest.raises(ImportRefused, match="inputs not in the sample: y; sample columns not inputs: none"):

@@ -37,7 +37,12 @@ def expected_answers(expected: Expected, rows: Sample, manifest: Manifest) -> tu
     else:
         values = np.array([rows.columns[name] for name in expected], dtype=object).T
         against = f"the sample's expected column{'s' if len(expected) > 1 else ''} {', '.join(expected)}"
+    if values.ndim == 0 or len(values) != len(rows):
+        raise ImportRefused(f"{against} gives {values.size if values.ndim else 1} answers for {len(rows)} rows")
     values = values.reshape(len(rows), -1)
+    missing = [i for i, row in enumerate(values) if any(v is None for v in row)]
+    if missing:
+        raise ImportRefused(f"{against} has no answer on {len(missing)} rows, first row {missing[0] + 1}")
     width = len(manifest.output.labels) if manifest.output.task == "classifier" else 1
     if values.shape[1] not in (1, width):
         raise ImportRefused(f"{against} gives {values.shape[1]} answers a row; the model answers {width} "
