@@ -60,7 +60,11 @@ def compare(answers: np.ndarray, expected: np.ndarray, against: str, manifest: M
         differs = given != wanted
         largest = float(differs.any())
     else:
-        given, wanted = np.asarray(answers, dtype=float), np.asarray(expected, dtype=float)
+        try:
+            given, wanted = np.asarray(answers, dtype=float), np.asarray(expected, dtype=float)
+        except ValueError:
+            raise ImportRefused(f"{against} are not all numbers: give probabilities (or values), or "
+                                f"one column of predicted labels") from None
         gap = np.abs(given - wanted).max(axis=1)
         differs = ~(gap <= tolerance)           # a NaN differs
         largest = float(np.nanmax(gap)) if len(gap) else 0.0
