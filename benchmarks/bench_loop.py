@@ -142,8 +142,19 @@ def rate_after_first_batch(step, progress, total: int, timeout: float = 300.0) -
     return (total - first) / (time.perf_counter() - start), (total - first) / (time.thread_time() - cpu)
 
 
+def announce(kafka: KafkaSettings, registry, model: str, version: str) -> None:
+    """A ModelEvent registering `version` of `model` (no artifact: the monitor and joiner follow
+    only the event)."""
+    event = {"model": model, "kind": "PROMOTED", "version": version, "at": int(time.time() * 1000), "actor": "bench",
+             "reason": "", "evidence": {}, "live_version": version, "canary_version": None, "canary_share": 0.0,
+             "shadow_versions": [], "versions": {version: {"manifest_path": "-", "sha256": "-"}}}
+    producer = make_producer(kafka)
+    producer.produce(TopicCatalog(kafka).models, AvroSerde(registry, "ModelEvent").encode(event), model.encode())
+    producer.flush(10)
+
+
 def total_of(registry, sample: str) -> float:
-    """A counter's sum over its labels (an unregistered model is counted as "unknown")."""
+    """A counter's sum over its labels (an unregistered model is counted as "unregistered")."""
     return sum(s.value for metric in registry.collect() for s in metric.samples if s.name == sample)
 
 
@@ -214,6 +225,7 @@ def bench_joiners_kafka(kafka, work: Path, records, processes: int) -> float:
 
 def bench_monitor_kafka(kafka, registry, records, reference, backend: str) -> tuple[float, float]:
     """Predictions per second and per CPU second."""
+    announce(kafka, registry, "m", "1")       # the monitor opens windows for registered versions only
     with fresh_store(backend) as store:
         store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
         monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=60, group_id="bench-mon"),

@@ -135,7 +135,8 @@ class Stack:
             self._server = start_metrics_server(self.config.metrics_port, self._metrics)
         schemas = schema_registry(self.config)
         if not self.config.kafka.schema_registry_url:   # so any Confluent client can read the topics
-            self.registry_server = RegistryServer(schemas, self.config.kafka.embedded_registry_port).start()
+            self.registry_server = RegistryServer(schemas, self.config.kafka.embedded_registry_port,
+                                                  self.config.kafka.embedded_registry_connections).start()
         if not self.config.kafka.bootstrap:
             self.broker = EmbeddedBroker(self.config.kafka.embedded_port,
                                          self.config.data_dir / "broker.log").start()

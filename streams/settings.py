@@ -33,6 +33,9 @@ class KafkaSettings:
     schema_registry_key_location: str = setting("", doc="PEM client key for the Schema Registry")
     embedded_registry_port: int = setting(18081, unit="TCP port", min=1, max=65535,
                                           doc="where `flywheel up` serves the embedded registry's REST API")
+    embedded_registry_connections: int = setting(
+        64, unit="connections", min=1, doc="connections the embedded registry's REST API serves at once (a thread "
+                                           "each); more are answered 503, which clients retry")
     session_timeout_ms: int = setting(10000, unit="ms", min=1000,
                                       doc="consumer group session timeout (a join waits about half of it)")
     topic_generations: bool = setting(

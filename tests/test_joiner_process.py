@@ -115,7 +115,7 @@ def test_joiner_joins_every_case_and_dead_letters_the_rest(kafka, registry, data
     # A model name the label's producer chose is no label value unless registered.
     records_in = {s.labels["model"] for metric in m.collect() if metric.name == "flywheel_records_in"
                   for s in metric.samples}
-    assert records_in == {"m", "unknown"}
+    assert records_in == {"m", "unregistered"}
     joiner.close()
     store.close()
 

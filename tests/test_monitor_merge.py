@@ -19,6 +19,7 @@ from flywheel.schemas.features import Feature, FeatureSpec
 from flywheel.streams.clients import make_consumer, make_producer
 
 from tests.test_monitor_process import SPEC, T0, WINDOW, _feedback, _predictions
+from tests.test_worker_support import register
 
 W = 1000
 
@@ -143,6 +144,7 @@ def _merged(monitors, store, timeout=30.0):
 @pytest.mark.parametrize("join_mid_window", [False, True], ids=["together", "second-joins-mid-window"])
 def test_two_monitors_in_one_group_store_exact_counts(kafka, registry, make_topics, data_dir, join_mid_window):
     catalog = make_topics("m")
+    register(kafka, registry, data_dir, "m", "1").close()
     rng = np.random.default_rng(3)
     predictions, feedback = _predictions(rng, 800, T0), _feedback(300, 240, T0)
     now = {"ms": T0 + 1}
@@ -172,7 +174,7 @@ def test_two_monitors_in_one_group_store_exact_counts(kafka, registry, make_topi
     assert {p.instance.split("/")[0] for p in store.partials("mon-2", T0, T0 + 1)} == {"a", "b"}
     [merger] = [m for m in monitors if m.closed]
     assert merger.metrics.registry.get_sample_value("flywheel_labelled_examples",
-                                                    {"model": "unknown", "version": "unknown"}) == 300
+                                                    {"model": "m", "version": "1"}) == 300
     for m in monitors:
         m.close()
     store.close()
@@ -183,6 +185,7 @@ def test_partitions_taken_over_behind_the_clock_land_in_their_own_window(kafka, 
     would): a takes its partitions over, reads them from b's committed offsets behind the clock,
     and their records go into partials of their own window, not into a later one as late."""
     catalog = make_topics("m")
+    register(kafka, registry, data_dir, "m", "1").close()
     predictions, feedback = _predictions(np.random.default_rng(5), 800, T0), _feedback(300, 240, T0)
     now = {"ms": T0 + 1}
     settings = MonitorSettings(window_seconds=WINDOW / 1000, grace_seconds=1, group_id="mon-takeover",

@@ -78,14 +78,16 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
     dead = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
         "flywheel_dead_letters_total", {"processor": "monitor", "reason": "undecodable"}) or 0
     deadline = time.monotonic() + 30
-    while (in_total() < 1000 or in_total("unknown") < 10 or not dead() or monitor.windows.open_windows < 2) \
+    while (in_total() < 1000 or in_total("unregistered") < 10 or not dead() or monitor.windows.open_windows < 2) \
             and time.monotonic() < deadline:
         assert monitor.step() == []
     time.sleep(0.5)
     monitor.step()                     # anything still in flight
     assert in_total() == 1000          # the replayed predictions are not live traffic
-    # A model name nobody registered is no label value; the bad record is one dead letter.
-    assert (in_total("unknown"), in_total("client-chosen"), dead()) == (10, 0, 1)
+    # A model name nobody registered is no label value and opens no window; the bad record is one
+    # dead letter.
+    assert (in_total("unregistered"), in_total("client-chosen"), dead()) == (10, 0, 1)
+    assert monitor.metrics.registry.get_sample_value("flywheel_monitor_unregistered_records_total") == 10
     now["ms"] = T0 + 2 * WINDOW + 1000
     results = {r.start_ms: r for r in monitor.step() if r.model == "m"}
     assert sorted(results) == [T0, T0 + WINDOW]
@@ -113,9 +115,9 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
     assert gauge("flywheel_data_quality", {"model": "m", "version": "1", "feature": "x",
                                            "rule": "out_of_range"}) is not None
     assert gauge("flywheel_labelled_examples", {"model": "m", "version": "1"}) == 0   # the last window's
-    # The unregistered name's window closed too; its figures are shown as "unknown".
+    # The unregistered name had no window: no figures under any name.
     assert gauge("flywheel_labelled_examples", {"model": "client-chosen", "version": "1"}) is None
-    assert gauge("flywheel_labelled_examples", {"model": "unknown", "version": "unknown"}) == 0
+    assert gauge("flywheel_labelled_examples", {"model": "unregistered", "version": "unregistered"}) is None
     monitor.close()
 
 

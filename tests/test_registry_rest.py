@@ -2,7 +2,9 @@
 the worker produced is decoded by AvroDeserializer, and the client's register, lookup,
 compatibility and config calls behave as Confluent's server does."""
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -114,6 +116,29 @@ def test_flywheels_own_confluent_registry_works_against_it(registry, server):
     with pytest.raises(IncompatibleSchema, match="field 'c'"):
         remote.register("things", _schema({"name": "c", "type": "int"}))
 
+
+def test_connections_past_the_bound_are_answered_busy_which_is_backpressure(registry):
+    """Two connections that send nothing hold both slots: a third is answered 503 at once (no
+    thread of its own), which Flywheel's client takes as an unavailable registry; once they
+    close, requests are served again."""
+    with RegistryServer(registry, free_port(), max_connections=2) as running:
+        remote = ConfluentRegistry(running.url)
+        schema_id = remote.register("things", _schema())
+        host, port = running.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(2)]
+        with pytest.raises(RegistryUnavailable, match="503"):
+            remote.versions("things")         # not cached by the client, unlike a schema by id
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                assert remote.schema_by_id(schema_id) == _schema()
+                break
+            except RegistryUnavailable:      # the handlers see the close on their next read
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the registry did not serve again after the idle connections closed")
 
 
 def test_an_unreachable_registry_is_backpressure_for_every_call():

@@ -14,6 +14,7 @@ Scaled by FLYWHEEL_SOAK_REQUESTS, FLYWHEEL_SOAK_KILLS, FLYWHEEL_SOAK_RATE (reque
 FLYWHEEL_SOAK_INSTANCES (processes of each processor)."""
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -61,7 +62,9 @@ def _stack_env(data_dir) -> dict:
            "FLYWHEEL_TRIGGER_LOOKBACK_SECONDS": "30", "FLYWHEEL_TRIGGER_DATASET_SECONDS": "30",
            "FLYWHEEL_TRIGGER_NEW_LABELS": "0", "FLYWHEEL_TRIGGER_MAX_AGE_SECONDS": "0",
            "FLYWHEEL_ROLLOUT_INTERVAL_SECONDS": "2", "FLYWHEEL_ROLLOUT_MIN_LABELS": "100",
-           "FLYWHEEL_ROLLOUT_MAX_LABELS": "600"}
+           "FLYWHEEL_ROLLOUT_MAX_LABELS": "600",
+           # The broker's old topic generations stay for the run, so the reader at the end sees them all.
+           "FLYWHEEL_ROTATION_KEEP_SECONDS": "3600"}
     env.pop("FLYWHEEL_BOOTSTRAP", None)
     return env
 
@@ -120,12 +123,15 @@ class Traffic:
 
 
 def _predictions(bootstrap: str, topic: str) -> Counter:
-    """Request ids of every committed prediction, read and decoded without Flywheel's code."""
+    """Request ids of every committed prediction in every generation of `topic` (the embedded
+    broker's topic generations, kept for the run by the stack's keep_seconds), read and decoded
+    without Flywheel's code."""
     schema = fastavro.parse_schema(json.loads(load_schema("Prediction")))
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-reader-unused",
                          "isolation.level": "read_committed", "enable.auto.commit": False})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    generation = re.compile(rf"^{re.escape(topic)}(\.g\d{{6}})?$")
+    topics = [m for name, m in consumer.list_topics(timeout=10).topics.items() if generation.match(name)]
+    consumer.assign([TopicPartition(m.topic, p, OFFSET_BEGINNING) for m in topics for p in m.partitions])
     ids: Counter = Counter()
     idle = time.monotonic()
     while time.monotonic() - idle < 5:

@@ -15,7 +15,9 @@ every prediction of its request that comes meanwhile (once it has met one, only 
 label: after a restart those labels are read again and held again, instead of
 being forgotten. The price is that labels after it are processed again too, so `feedback` may
 carry a record twice after a restart (the store does not); the monitor keeps one record per
-request and version per window.
+request and version per window. The holds are bounded (`max_held_labels`, `max_held_bytes`):
+before each batch the oldest are given up, as `hold_bound` dead letters, until the batch's
+labels fit, so a flood of labels for unknown requests cannot hold the offset or memory.
 
 Records with the `flywheel-replay` header are joined and stored flagged `replay`, and their
 feedback carries the header on; they are not counted as live traffic in any metric.
@@ -29,7 +31,7 @@ import time
 
 from confluent_kafka import Message, TopicPartition
 from flywheel.feature_store import FeatureStore, wall_clock_ms
-from flywheel.processors.joiner.holds import Hold, Holds
+from flywheel.processors.joiner.holds import Hold, Holds, message_size
 from flywheel.processors.joiner.join import REPLAY_FLAG, Join, JoinResult, Label, PredictionRecord, prediction_record
 from flywheel.processors.joiner.settings import JoinerSettings
 from flywheel.processors.models import ModelFollower
@@ -45,7 +47,7 @@ from flywheel.streams.generations import logical_name
 from flywheel.streams.replay import headers as replay_headers
 from flywheel.streams.settings import KafkaSettings
 from flywheel.streams.topics import TopicCatalog, check_copartitioned
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PROCESSOR = "joiner"
 log = logging.getLogger(__name__)
@@ -66,6 +68,10 @@ class JoinerMetrics(ProcessorMetrics):
                                 ["model"], registry=r)
         self.label_delay = Histogram("flywheel_label_delay_seconds", "Label time minus the request's event time",
                                      ["model"], buckets=DELAY_BUCKETS, registry=r)
+        self.held = Gauge("flywheel_held_labels", "Labels held for their predictions", registry=r)
+        self.held_bytes = Gauge("flywheel_held_label_bytes", "Memory the held labels keep", registry=r)
+        self.given_up = Counter("flywheel_held_labels_given_up", "Held labels given up before their wait ended, "
+                                "to stay within max_held_labels and max_held_bytes", registry=r)
 
 
 
@@ -102,7 +108,7 @@ class FeedbackJoiner:
         self.committer = BatchCommitter(self.consumer, producer, exactly_once)
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         # Labels' model names come from whoever produced them: only registered ones become
-        # metric label values (a fixed "unknown" otherwise), so cardinality stays bounded.
+        # metric label values (a fixed "unregistered" otherwise), so cardinality stays bounded.
         self._models = ModelFollower(kafka, registry)
         self._models.catch_up()
         self.holds = Holds()
@@ -119,9 +125,12 @@ class FeedbackJoiner:
 
     def step(self) -> int:
         """Process one batch (and any labels whose wait is over); return the records consumed."""
-        messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
+        size = min(self.settings.batch_size, self.settings.max_held_labels)
+        messages = [m for m in self.consumer.consume(size, self.settings.poll_timeout_seconds)
                     if m.error() is None]
         due = self.holds.due(time.monotonic())
+        over = self._make_room(messages)
+        due += over
         if not messages and not due:
             self.lag.update()
             return 0
@@ -129,7 +138,7 @@ class FeedbackJoiner:
         predictions, labels = self._decode(messages, dead)
         result = self._retrying(lambda: self.join.add([p for p, _ in predictions], [lb for lb, _ in labels],
                                                       [w.label for w in due]))
-        self._track(result, labels, due, dead)
+        self._track(result, labels, due, dead, {h.label for h in over})
         try:
             self._emit(messages, result, dead)
         except CommitError:
@@ -143,6 +152,9 @@ class FeedbackJoiner:
             raise
         self.join.release([w.label for w in due])
         self._count(predictions, labels, result)
+        self.metrics.given_up.inc(len(over))
+        self.metrics.held.set(len(self.holds))
+        self.metrics.held_bytes.set(self.holds.bytes)
         self.lag.update()
         return len(messages)
 
@@ -154,6 +166,11 @@ class FeedbackJoiner:
             self._models.close()
 
     # -- one batch, in order -----------------------------------------------------------------------
+
+    def _make_room(self, messages: list[Message]) -> list[Hold]:
+        """The oldest holds, given up so that every label of the batch could be held within the bound."""
+        labels = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
+        return self.holds.over(self.settings.hold_bound, len(labels), sum(map(message_size, labels)))
 
     def _decode(self, messages: list[Message], dead: list) -> tuple[list[tuple[PredictionRecord, Message]],
                                                                   list[tuple[Label, Message]]]:
@@ -183,9 +200,10 @@ class FeedbackJoiner:
         return predictions, labels
 
     def _track(self, result: JoinResult, labels: list[tuple[Label, Message]], due: list[Hold],
-               dead: list) -> None:
+               dead: list, over: set[Label]) -> None:
         """Hold labels the join holds (their offsets with them); release those refused; dead-letter
-        late and unknown. Costs what the batch holds, not what is held (holds.py)."""
+        late and unknown (`over`: given up early, for the bound). Costs what the batch holds, not
+        what is held (holds.py)."""
         known = {lb: m for lb, m in labels} | {h.label: h.message for h in due}
         now = time.monotonic()
         for label in result.held:
@@ -199,15 +217,23 @@ class FeedbackJoiner:
             if message is not None:
                 dead.append((message, reason, detail))
         for label in result.unknown:
-            dead.append((known[label], "unknown_request",
-                         f"no prediction for request {label.request_id} after "
-                         f"{self.settings.early_label_wait_seconds:g}s"))
+            dead.append((known[label], *self._unknown(label, label in over)))
         for label, prediction in result.late:
             if (message := self._message_of(label, known)) is not None:
                 dead.append((message, "late_label",
                              f"label at {label.labelled_at} is more than {self.settings.join_window_seconds:g}s "
                              f"after prediction {prediction.model}/{prediction.model_version} "
                              f"at {prediction.predicted_at}"))
+
+    def _unknown(self, label: Label, over: bool) -> tuple[str, str]:
+        """Why a label that met no prediction is given up: (reason, detail)."""
+        s = self.settings
+        if over:
+            return "hold_bound", (f"no prediction for request {label.request_id} yet; given up before its "
+                                  f"{s.early_label_wait_seconds:g}s wait ended: the joiner held as many labels as "
+                                  f"it may (max_held_labels {s.max_held_labels}, max_held_bytes {s.max_held_bytes})")
+        return "unknown_request", (f"no prediction for request {label.request_id} after "
+                                   f"{s.early_label_wait_seconds:g}s")
 
     def _message_of(self, label: Label, known: dict[Label, Message]) -> Message | None:
         """The message a label came in: this batch's, a given-up one's or a held one's."""

@@ -5,6 +5,13 @@ from flywheel.processors.runtime.identity import process_instance_id
 from flywheel.schemas.setting import setting
 
 
+@dataclass(frozen=True)
+class HoldBound:
+    """How many labels, and how many bytes of them, the joiner may hold."""
+    labels: int
+    bytes: int
+
+
 @dataclass
 class JoinerSettings:
     """TOML [joiner], env FLYWHEEL_JOINER_<FIELD>: predictions meet their labels."""
@@ -19,6 +26,14 @@ class JoinerSettings:
         10.0, unit="s", min=0, doc="how long a label that came first stays held once it met a prediction, for "
                                    "the request's other versions (short: a hold keeps its partition's committed "
                                    "offset back and its label in memory)")
+    max_held_labels: int = setting(
+        100_000, unit="labels", min=1, doc="labels held for their predictions at most; past it the oldest are "
+                                           "given up as `hold_bound` dead letters (a batch is at most this many "
+                                           "records, so it alone never passes the bound)")
+    max_held_bytes: int = setting(
+        128 * 2**20, unit="bytes", min=2**20, doc="memory the held labels may keep (each its message plus about "
+                                                  "1 KB); past it the oldest are given up as `hold_bound` dead "
+                                                  "letters")
     group_id: str = setting("flywheel-joiner", doc="Kafka consumer group")
     instance_id: str = setting(factory=process_instance_id,
                                doc="names the transactional producer (with group_id): stable across restarts, "
@@ -31,6 +46,10 @@ class JoinerSettings:
         300.0, unit="s", min=0, doc="a label's labelled_at may be at most this far ahead of the joiner's clock "
                                     "(and, live, at most the join window plus the margin plus this behind it); "
                                     "else it is a `time_skew` dead letter")
+
+    @property
+    def hold_bound(self) -> HoldBound:
+        return HoldBound(self.max_held_labels, self.max_held_bytes)
 
     @property
     def window_ms(self) -> int:

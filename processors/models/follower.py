@@ -24,7 +24,7 @@ from flywheel.streams.settings import KafkaSettings
 from flywheel.streams.topics import TopicCatalog, topic_partitions
 
 log = logging.getLogger("flywheel.models")
-UNKNOWN = "unknown"      # the metric label value of a model name no ModelEvent registered
+UNREGISTERED = "unregistered"    # the metric label value of a model or version no ModelEvent registered
 
 
 def log_refusal(refusal: Refusal) -> None:
@@ -46,12 +46,12 @@ class ModelFollower:
         self._on_refusal = on_refusal
 
     def label_values(self, model: str | None, version: str | None = None) -> tuple[str, str]:
-        """(model, version) as metric label values: registered ones, else UNKNOWN. Names in
+        """(model, version) as metric label values: registered ones, else UNREGISTERED. Names in
         records come from whoever produced them; as label values they would be unbounded."""
         event = self.events.get(model or "")
         if event is None:
-            return UNKNOWN, UNKNOWN
-        return model, version if version in (event.get("versions") or {}) else UNKNOWN
+            return UNREGISTERED, UNREGISTERED
+        return model, version if version in (event.get("versions") or {}) else UNREGISTERED
 
     def deployments(self) -> dict[str, Deployment]:
         return {m: Deployment.from_event(e) for m, e in self.events.items()}

@@ -29,6 +29,7 @@ from confluent_kafka import KafkaException, Message, TopicPartition
 from flywheel.feature_store import FeatureStore, MonitorProgress, WindowMetrics, wall_clock_ms
 from flywheel.processors.joiner.join import REPLAY_FLAG
 from flywheel.processors.models import ModelFollower
+from flywheel.processors.models.follower import UNREGISTERED
 from flywheel.processors.monitor.drift import DriftThresholds
 from flywheel.processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
 from flywheel.processors.monitor.profile import Profile, ProfileError
@@ -68,13 +69,18 @@ class MonitorMetrics(ProcessorMetrics):
                                  ["model", "version", "metric"], registry=r)
         self.labelled = Gauge("flywheel_labelled_examples", "Labelled examples behind the last window's performance",
                               ["model", "version"], registry=r)
+        self.unregistered = CounterMetric("flywheel_monitor_unregistered_records", "Records of a model or version "
+                                          "no ModelEvent registered: left out, no window opened", registry=r)
+        self.ignored = CounterMetric("flywheel_monitor_unspecified_feature_values", "Feature values under a name "
+                                     "the model's spec does not declare: left out of the window",
+                                     ["model", "version"], registry=r)
         self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded "
                                   "into the oldest open one, never into the closed one)", ["model", "version"],
                                   registry=r)
 
     def show(self, result: WindowResult, m: str, v: str) -> None:
         """The window's figures under metric label values (m, v): its model and version if
-        registered, else "unknown" (see ModelFollower.label_values)."""
+        registered, else "unregistered" (see ModelFollower.label_values)."""
         for d in result.drift:
             for statistic, value in d.statistics.items():
                 self.drift.labels(m, v, d.feature, statistic).set(value)
@@ -110,7 +116,7 @@ class Monitor:
         self.clock = clock
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
                                        self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings),
-                                       self._closed_until)
+                                       self._closed_until, self._registered)
         self._decoder = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
@@ -130,6 +136,7 @@ class Monitor:
         self._topics: tuple[float, list[str]] = (0.0, [])
         self._models = ModelFollower(kafka, registry)
         self._models.catch_up()
+        self._caught_up = time.monotonic()
         self.consumer.subscribe([self.catalog.feedback, self.catalog.predictions_pattern()],
                                 on_revoke=self._on_revoke)
 
@@ -144,9 +151,12 @@ class Monitor:
     def step(self) -> list[WindowResult]:
         messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
                     if m.error() is None]
+        unregistered = self.windows.unregistered
         dead = self._add(messages)
+        self.metrics.unregistered.inc(self.windows.unregistered - unregistered)
         now = self.clock()
         partials = self.windows.close(now)
+        self._count_ignored(partials)
         if partials:
             # A window may close here twice (records of a partition taken over came behind the
             # clock): each close is a partial of its own, never written over the first.
@@ -165,6 +175,22 @@ class Monitor:
             self._commit(dead)
         self.lag.update()
         return results
+
+    def _registered(self, model: str, version: str) -> bool:
+        """Whether a ModelEvent registered this version. A version registered a moment ago may
+        reach the monitor before its event: the follower is caught up on a miss, once a second
+        at most, so a flood of unknown names costs one metadata request a second."""
+        if self._models.label_values(model, version)[1] != UNREGISTERED:
+            return True
+        if time.monotonic() >= self._caught_up + 1:
+            hold_back(self._models.catch_up, self.stop, PROCESSOR)
+            self._caught_up = time.monotonic()
+        return self._models.label_values(model, version)[1] != UNREGISTERED
+
+    def _count_ignored(self, partials: list[Partial]) -> None:
+        for p in partials:
+            if p.profile is not None and p.profile.ignored:
+                self.metrics.ignored.labels(p.model, p.version).inc(p.profile.ignored)
 
     def _report_progress(self, now: int, force: bool) -> bool:
         """Write this process's progress (merge.py, step 2) when a window closed here and every
@@ -307,6 +333,7 @@ class Monitor:
         return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
+        self._models.poll(0)     # registrations first: only registered versions open windows
         # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
         topics, partitions = [m.topic() for m in messages], [m.partition() for m in messages]
         offsets = Offsets.of(topics, partitions, [m.offset() for m in messages])
@@ -344,7 +371,7 @@ class Monitor:
 
     def _count_in(self, counts: Counter) -> None:
         """Records in per model, once a batch; a model name no ModelEvent registered is counted as
-        "unknown" (names come from whoever produced the record: unbounded as label values)."""
+        "unregistered" (names come from whoever produced the record: unbounded as label values)."""
         self._models.poll(0)
         known = Counter()
         for model, n in counts.items():

@@ -82,6 +82,12 @@ class Profile:
     categorical: dict[str, CategoricalSummary] = field(default_factory=dict)
     # Categories the reference knows, per feature (declared ones plus those seen in training).
     known: dict[str, frozenset[str]] = field(default_factory=dict)
+    # A window's profile keeps only the features its reference has (the model's spec, as trained):
+    # names in records come from whoever wrote them, and each would be a sketch, stored bytes and
+    # metric series. None keeps every name. What it leaves out is counted in `ignored` (this
+    # window's, neither stored nor merged).
+    keep: frozenset[str] | None = None
+    ignored: int = 0
 
     @property
     def seconds(self) -> float:
@@ -104,7 +110,9 @@ class Profile:
 
     def empty_like(self, start_ms: int = 0, end_ms: int = 0) -> "Profile":
         """A window profile shaped like this reference: same spec and known categories."""
-        return Profile(self.spec, WINDOW_K, 0, start_ms, end_ms, known=self.known)
+        names = {f.name for f in self.spec.features} | set(self.numeric) | set(self.categorical)
+        return Profile(self.spec, WINDOW_K, 0, start_ms, end_ms, known=self.known,
+                       keep=frozenset(names | {PREDICTED_SCORE, PREDICTED_LABEL}))
 
     def add_columns(self, rows: int, numeric: dict[str, Iterable[float | None]],
                     categorical: dict[str, Iterable[str | None] | Factor]) -> None:
@@ -113,11 +121,21 @@ class Profile:
         for name, values in numeric.items():
             self._add_numeric(name, _floats(values))
         for name, values in categorical.items():
-            self._add_categorical(name, values.counts() if isinstance(values, Factor) else Counter(values))
+            counts = values.counts() if isinstance(values, Factor) else Counter(values)
+            if self._keeps(name):
+                self._add_categorical(name, counts)
+            else:
+                self.ignored += sum(n for item, n in counts.items() if item is not None)
+
+    def _keeps(self, name: str) -> bool:
+        return self.keep is None or name in self.keep
 
     def _add_numeric(self, name: str, values: np.ndarray) -> None:
-        summary = self.numeric_summary(name)
         present = values[~np.isnan(values)]
+        if not self._keeps(name):
+            self.ignored += int(present.size)
+            return
+        summary = self.numeric_summary(name)
         summary.missing += int(values.size - present.size)
         if present.size:
             summary.sketch.update(present)

@@ -11,6 +11,11 @@ read from `closed` (the store) the first time the version is seen, and each clos
 by the caller before it commits, so a record read again after a restart can never recompute a
 stored window from a subset of its records.
 
+Windows open only for registered model versions (`registered`): names in records come from
+whoever wrote them, and each would be windows, sketches, store rows and metric series. Records of
+any other name are left out and counted (`unregistered`); a window's profile keeps only the
+features of the model's spec (profile.py).
+
 For at-least-once consumption each window remembers the first offset it holds per partition;
 `safe_offsets` is what may be committed without losing an open window's records on a restart
 (a closed window recomputed after a crash is identical, and its store row is keyed by window).
@@ -218,12 +223,15 @@ class Scorer:
 class WindowedMonitor:
     def __init__(self, window_ms: int, grace_ms: int, references: Callable[[str, str], Profile | None],
                  drift: DriftThresholds = DriftThresholds(), quality: QualityThresholds = QualityThresholds(),
-                 closed: Callable[[str, str], int | None] = lambda model, version: None):
+                 closed: Callable[[str, str], int | None] = lambda model, version: None,
+                 registered: Callable[[str, str], bool] = lambda model, version: True):
         if window_ms <= 0:
             raise ValueError(f"window length must be positive, not {window_ms} ms")
         self.window_ms, self.grace_ms = window_ms, grace_ms
         self._references = references
         self._closed = closed
+        self._registered = registered
+        self.unregistered = 0       # records left out: their model version is not registered
         self.scorer = Scorer(references, drift, quality)
         self._open: dict[Key, dict[int, Window]] = {}
         self._closed_until: dict[Key, int | None] = {}
@@ -246,6 +254,9 @@ class WindowedMonitor:
         for code in np.unique(pair).tolist():
             key = (models.values[code // len(versions.values)], versions.values[code % len(versions.values)])
             rows = np.flatnonzero(pair == code)
+            if not self._registered(*key):
+                self.unregistered += len(rows)
+                continue
             starts, late = self._starts(key, predictions.predicted_at[rows])
             for start in np.unique(starts).tolist():
                 inside = starts == start
@@ -343,6 +354,9 @@ class WindowedMonitor:
         groups: dict[Key, dict[int, tuple[list, list, int]]] = {}
         for record, source in zip(records, sources):
             key = (record["model"], record["model_version"])
+            if not self._registered(*key):
+                self.unregistered += 1
+                continue
             start = self._start(record[time_field])
             closed = self.closed_until(key)
             late = closed is not None and start < closed

@@ -203,6 +203,8 @@ class RegistryApi:
 
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
+    # A connection that sends nothing holds a thread and a connection slot: it is closed after this.
+    timeout = 10
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
@@ -232,18 +234,42 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` at once: one more is answered 503 (a
+    client retries that as an unavailable registry) and closed, so a flood of connections costs
+    no more threads."""
     daemon_threads = True
 
-    def __init__(self, address, api: RegistryApi):
+    def __init__(self, address, api: RegistryApi, max_connections: int):
         super().__init__(address, _Handler)
         self.api = api
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: " + CONTENT_TYPE.encode() +
+        b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
 class RegistryServer:
     """The REST API in a thread of the process that starts it (`flywheel up`)."""
 
-    def __init__(self, registry: EmbeddedRegistry, port: int, host: str = "127.0.0.1"):
-        self._server = _Server((host, port), RegistryApi(registry))  # OSError if the port is taken
+    def __init__(self, registry: EmbeddedRegistry, port: int, max_connections: int = 64, host: str = "127.0.0.1"):
+        self._server = _Server((host, port), RegistryApi(registry), max_connections)  # OSError if the port is taken
         self._thread = threading.Thread(target=self._server.serve_forever, name="schema-registry", daemon=True)
 
     @property
