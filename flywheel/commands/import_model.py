@@ -12,11 +12,13 @@ def register(sub) -> None:
     p = sub.add_parser("import", help="register your own scikit-learn or ONNX model with a sample of validation rows",
                        description="Turn a fitted scikit-learn model or pipeline (OneHotEncoder included; a "
                                    "pickle or joblib file) or an ONNX file into a serving version: the feature "
-                                   "spec is inferred from the sample (numbers are numeric features, anything "
-                                   "else categorical with the categories seen), the model is converted to the "
-                                   "worker's input layout, its class labels come from the model (or the target "
-                                   "column, for ONNX), the drift reference profile from the sample, and the "
-                                   "converted model must answer the sample as the original does. Give rows the "
+                                   "spec is inferred from the sample (numbers are numeric features unless named "
+                                   "by --categorical, anything else categorical with the categories seen, numbers "
+                                   "in numeric order), the model is converted to the worker's input layout with "
+                                   "its inputs bound by name, its class labels come from the model (or the target "
+                                   "column, for ONNX), the drift reference profile from the sample (or "
+                                   "--reference), and the converted model must answer every sample row as the "
+                                   "original does (an ONNX file: as its --expected columns say). Give rows the "
                                    "model was not trained on, such as its validation set: its answers on "
                                    "training rows are more confident than on live ones and would read as drift.")
     p.add_argument("model", help="model name (its topics are created)")
