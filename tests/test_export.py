@@ -1,8 +1,10 @@
-"""`flywheel export`: a model's windows, feedback, retrains and events over a time range as JSON
-lines, from the store and the data dir alone (no broker)."""
+"""`flywheel export` and `flywheel models show`, from the store and the data dir alone (no broker):
+a model's windows, feedback, retrains and events over a time range as JSON lines; a version's
+manifest and lineage."""
 import json
 import time
 
+import pytest
 from flywheel.feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.processors.models.history import EventLog
 from flywheel.processors.models.store import ArtifactStore
@@ -14,10 +16,16 @@ NOW = int(time.time() * 1000)
 HOUR = 3_600_000
 
 
-def test_export_writes_each_kind_in_the_range_as_json_lines(data_dir, tmp_path, capsys):
+@pytest.fixture
+def registered(data_dir):
+    """Model m's version v1 in the data dir's artifact store, as `models register` leaves it."""
     data = synthetic(200, seed=1)
     trained = train("m", "v1", data.numeric, data.target, data.spec, kind="mlp")
     ArtifactStore(data_dir).save(trained.onnx_bytes, trained.manifest)
+    return data_dir
+
+
+def test_export_writes_each_kind_in_the_range_as_json_lines(registered, data_dir, tmp_path, capsys):
     for at, kind in ((NOW - 3 * HOUR, "REGISTERED"), (NOW - HOUR, "PROMOTED")):
         EventLog(data_dir).append({"model": "m", "kind": kind, "version": "v1", "at": at, "reason": "r"})
     with open_store(StoreSettings(), data_dir) as store:
@@ -40,3 +48,13 @@ def test_export_writes_each_kind_in_the_range_as_json_lines(data_dir, tmp_path, 
     assert json.loads((tmp_path / "r.jsonl").read_text())["retrain_id"] == "q1"
     assert main(["--data-dir", str(data_dir), "export", "-m", "nosuch"]) == 1
     assert "model 'nosuch' is not registered (registered: m)" in capsys.readouterr().err
+
+
+def test_models_show_says_a_version_without_lineage_has_none_and_an_unknown_one_in_one_line(
+        registered, data_dir, capsys):
+    assert main(["--data-dir", str(data_dir), "models", "show", "m", "v1"]) == 0
+    shown = capsys.readouterr().err
+    assert "m v1:" in shown and "lineage: none recorded (imported or registered by hand)" in shown
+    assert main(["--data-dir", str(data_dir), "models", "show", "m", "v9", "--json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "m/v9: not registered" in err and len(err.splitlines()) == 1
