@@ -141,3 +141,19 @@ def test_a_pipeline_fitted_on_integer_codes_matches_the_original_on_held_out_row
     served = LoadedVersion(manifest, prepared.onnx_bytes).run(matrix)
     original = pipeline.predict_proba(pd.DataFrame({"month": [3], "x": [0.1], "y": [-0.2]}))
     assert np.abs(served - original).max() < 1e-6
+
+
+def test_numbers_written_as_text_are_read_as_numbers_when_declared(rows, tmp_path):
+    columns, target = rows
+    model = LogisticRegression().fit(np.c_[columns["month"], columns["x"], columns["y"]], target)
+    expected = model.predict(np.c_[columns["month"], columns["x"], columns["y"]])
+    as_text = {"month": columns["month"], "x": [str(v) for v in columns["x"]], "y": columns["y"],
+               "target": target, "predicted": expected}
+    path = _write(tmp_path, "t.onnx", _onnx(model, 3))
+    with pytest.raises(ImportRefused, match="is 3 columns wide"):       # x as text: a categorical of 300
+        prepare("m", "v1", as_text, onnx_file=path, target="target", expected=("predicted",))
+    declared = prepare("m", "v1", as_text, onnx_file=path, target="target", expected=("predicted",), numeric=("x",))
+    assert declared.manifest.features.get("x").kind == "numeric" and declared.checked.rows == N
+    broken = {**as_text, "x": ["n/a?", *as_text["x"][1:]]}
+    with pytest.raises(ImportRefused, match="column 'x' is declared numeric, but row 1 holds 'n/a\\?'"):
+        prepare("m", "v1", broken, onnx_file=path, target="target", expected=("predicted",), numeric=("x",))

@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--categorical", metavar="COL[,COL…]", default="",
                    help="number columns that are category codes (a month, a zip code): one-hot encoded over "
                         "their values in numeric order, not treated as quantities")
+    p.add_argument("--numeric", metavar="COL[,COL…]", default="",
+                   help="columns that are numbers even where the sample writes them as text; a value that is "
+                        "not a number is refused, naming its row")
     p.add_argument("--expected", metavar="COL[,COL…]", default="",
                    help="an ONNX model's known answers on the sample: one probability column per label (in "
                         "the labels' order) or one column of predicted labels or values; the import is refused "
@@ -53,7 +56,8 @@ def run(args, config) -> int:
                                   onnx_file=args.onnx, target=args.target,
                                   labels=args.labels.split(",") if args.labels else None,
                                   regressor=True if args.regressor else None, description=args.description,
-                                  categorical=_names(args.categorical), expected=_names(args.expected) or None,
+                                  categorical=_names(args.categorical), numeric=_names(args.numeric),
+                                  expected=_names(args.expected) or None,
                                   config=config)
     m = imported.manifest
     kinds = f"{len(m.features.numeric)} numeric, {len(m.features.categorical)} categorical"

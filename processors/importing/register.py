@@ -41,17 +41,18 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
                  estimator=None, onnx_file: str | Path | None = None, target: str | None = None,
                  labels: list[str] | None = None, regressor: bool | None = None, description: str = "",
                  categorical: tuple[str, ...] = (), expected: Expected = None,
-                 tolerance: float = TOLERANCE, reference=None) -> Imported:
+                 tolerance: float = TOLERANCE, reference=None, numeric: tuple[str, ...] = ()) -> Imported:
     """Register `estimator` (a fitted scikit-learn model or pipeline) or `onnx_file` as `model`
     `version`. `sample` (CSV path, dict of columns or DataFrame) is data the model has seen or
     validated on: the feature spec and the drift reference come from it; `target` names its label
     column, left out of the features (and, for an ONNX file, the source of the class labels unless
-    `labels` is given). `categorical` names number columns that are category codes; `expected`
+    `labels` is given). `categorical` names number columns that are category codes, `numeric`
+    columns of numbers written as text; `expected`
     (column names or a callable, see check.py) the answers an ONNX file must reproduce; `reference`
     (same forms) the rows it was trained on, whose features the drift reference profiles (default:
     the sample's)."""
     prepared = prepare(model, version, sample, estimator, onnx_file, target, labels, regressor, description,
-                       categorical, expected, tolerance, reference)
+                       categorical, expected, tolerance, reference, numeric)
     manifest = prepared.manifest
     event = models.register(prepared.onnx_bytes, manifest,
                             reason=f"imported {description or type(estimator).__name__}"
@@ -66,17 +67,20 @@ def import_model(models: ModelRegistry, store: FeatureStore, model: str, version
 def prepare(model: str, version: str, sample, estimator=None, onnx_file: str | Path | None = None,
             target: str | None = None, labels: list[str] | None = None, regressor: bool | None = None,
             description: str = "", categorical: tuple[str, ...] = (), expected: Expected = None,
-            tolerance: float = TOLERANCE, reference=None) -> Prepared:
+            tolerance: float = TOLERANCE, reference=None, numeric: tuple[str, ...] = ()) -> Prepared:
     """Infer the spec, convert, and prove the converted model answers the sample as it should."""
     if (estimator is None) == (onnx_file is None):
         raise ImportRefused("give exactly one of a scikit-learn model or an ONNX file")
     if estimator is not None and expected is not None:
         raise ImportRefused("expected columns are for an ONNX file: a scikit-learn model is checked "
                             "against its own answers")
-    rows = Sample.of(sample)
+    both = sorted(set(categorical) & set(numeric))
+    if both:
+        raise ImportRefused(f"declared both categorical and numeric: {', '.join(both)}")
+    rows = Sample.of(sample).with_numeric(tuple(numeric))
     spec = rows.feature_spec(target, tuple(categorical), () if expected is None or callable(expected)
                              else tuple(expected))
-    trained_on = Sample.of(reference) if reference is not None else None
+    trained_on = Sample.of(reference).with_numeric(tuple(numeric)) if reference is not None else None
     if trained_on is not None:   # a category only the training rows have is one the model serves
         spec = rows.stacked(trained_on, convert.names(spec)).feature_spec(None, tuple(categorical))
     data = rows.dataset(spec, target)

@@ -71,6 +71,16 @@ class Sample:
                 coded.append(Feature(name, "categorical", categories=ordered_categories(present)))
         return FeatureSpec(tuple(numeric + coded))
 
+    def with_numeric(self, names: tuple[str, ...]) -> "Sample":
+        """The sample with `names` read as numbers (text such as "3.5" from a DataFrame of strings);
+        a value that is not one is refused, naming it."""
+        columns = dict(self.columns)
+        for name in names:
+            if name not in columns:
+                raise ImportRefused(f"column {name!r} is not in the sample ({', '.join(columns)})")
+            columns[name] = [_number(name, row, v) for row, v in enumerate(columns[name])]
+        return Sample(columns)
+
     def stacked(self, other: "Sample", names: list[str]) -> "Sample":
         """These rows, then `other`'s, of the columns `names` (which `other` must have)."""
         missing = [n for n in names if n not in other.columns]
@@ -145,6 +155,16 @@ def _column(texts: list[str]) -> list[Any]:
         return [None if v is None else float(v) for v in values]
     except ValueError:
         return values
+
+
+def _number(column: str, row: int, value: Any) -> float | None:
+    if value is None or _is_number(value):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ImportRefused(f"column {column!r} is declared numeric, but row {row + 1} holds "
+                            f"{str(value)[:40]!r}") from None
 
 
 def _clean(value: Any) -> Any:
