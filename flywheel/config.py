@@ -208,7 +208,7 @@ def _value(f: dataclasses.Field, kind: Any, section: str, table: Mapping[str, An
             value = _secret_file(env[where])
         elif f.name in table:
             value = table[f.name]
-            if setting and setting.resolve and isinstance(value, str):
+            if setting and setting.resolve:     # it leaves a value of the wrong type to the type check
                 value = setting.resolve(value, base)
         elif is_secret(kind) and table.get(f"{f.name}_file"):   # "" in a template: unset
             where = f"{where}_file"

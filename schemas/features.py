@@ -53,7 +53,7 @@ class FeatureSpec:
             feature = self.get(name)
             kind = feature.kind if feature else ("categorical" if isinstance(value, str) else "numeric")
             if kind == "categorical":
-                categorical[name] = None if value is None else str(value)
+                categorical[name] = None if value is None else category_text(value)
             else:
                 numeric[name] = _as_float(name, value)
         return numeric, categorical
@@ -83,6 +83,14 @@ class FeatureSpec:
     def from_dict(cls, data: dict) -> "FeatureSpec":
         return cls(tuple(Feature(**{**f, "categories": tuple(f.get("categories", ()))})
                          for f in data.get("features", [])))
+
+
+def category_text(value: Any) -> str:
+    """A category as text; an integer code sent as a float (3.0, as JSON and pandas may send it)
+    is the same category as 3."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _as_float(name: str, value: Any) -> float | None:

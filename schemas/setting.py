@@ -42,3 +42,15 @@ def setting(default: Any = dataclasses.MISSING, *, doc: str, unit: str = "", cho
 def info(f: dataclasses.Field) -> SettingInfo | None:
     """The field's SettingInfo, or None for a field declared without `setting`."""
     return f.metadata.get("setting")
+
+
+def model_tables_problem(models: Any, section: str, keys: tuple[str, ...]) -> str | None:
+    """What is wrong with a section's per-model overrides ([<section>.models.<model>] tables that
+    may set only `keys`), before each value's own check; None: nothing."""
+    for model, table in models.items():
+        if not isinstance(table, dict):
+            return f"{model} must be a table ([{section}.models.{model}]), not a single value"
+        unknown = sorted(set(table) - set(keys))
+        if unknown:
+            return f"[{section}.models.{model}] {unknown[0]} is not a setting (known: {', '.join(keys)})"
+    return None

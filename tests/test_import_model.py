@@ -10,6 +10,7 @@ import pytest
 from flywheel.feature_store import StoreSettings, open_store
 from flywheel.processors.models import ModelRegistry
 from flywheel.processors.models.encoding import MatrixLayout
+from flywheel.processors.models.store import ArtifactStore
 from flywheel.processors.monitor.drift import DriftThresholds, compare
 from flywheel.processors.monitor.profile import Profile
 from flywheel.processors.monitor.settings import MonitorSettings
@@ -104,13 +105,31 @@ def test_an_onnx_file_in_the_layout_takes_its_labels_from_the_target(kafka, data
     (tmp_path / "m.onnx").write_bytes(trained.onnx_bytes)
     assert main([*_flags(kafka, data_dir), "import", "fraud", "v1", "--onnx", str(tmp_path / "m.onnx"),
                  "--sample", str(path), "--target", "churned"]) == 0
-    assert "registered fraud v1: 2 numeric, 1 categorical features, answers no, yes" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "registered fraud v1: 2 numeric, 1 categorical features, answers no, yes" in err
+    assert "its answers were not checked (give --expected columns of the sample)" in err
+    # with the model's known answers in the sample, every row is checked; columns swapped, refused
+    x = MatrixLayout(spec).build(np.c_[columns["age"], columns["spend"]].astype(np.float32), [list(columns["plan"])])
+    p_no, p_yes = LoadedVersion(trained.manifest, trained.onnx_bytes).run(x).T
+    for name, order in (("known.csv", ["age", "spend"]), ("swapped.csv", ["spend", "age"])):
+        with open(tmp_path / name, "w", newline="") as f:
+            csv.writer(f).writerows([[*order, "plan", "churned", "p_no", "p_yes"],
+                                     *zip(*(columns[c] for c in order), columns["plan"], churned, p_no, p_yes)])
+    flags = ["--onnx", str(tmp_path / "m.onnx"), "--target", "churned", "--expected", "p_no,p_yes"]
+    assert main([*_flags(kafka, data_dir), "import", "fraud", "v2", "--sample", str(tmp_path / "known.csv"),
+                 *flags]) == 0
+    assert "answers the 400 sample rows as the sample's expected columns p_no, p_yes" in capsys.readouterr().err
+    assert main([*_flags(kafka, data_dir), "import", "fraud", "v3", "--sample", str(tmp_path / "swapped.csv"),
+                 *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "differ from the sample's expected columns p_no, p_yes on" in err and "of 400 rows" in err
+    assert len(err.splitlines()) == 1 and "fed spend, age, plan one-hot [free, pro, team]" in err
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"--target": "nosuch"}, "target column 'nosuch' is not in the sample (age, spend, plan, churned)"),
+    ({"--target": "nosuch"}, "column 'nosuch' is not in the sample (age, spend, plan, churned)"),
     ({"--onnx": "bad.onnx"}, "not an ONNX model"),
-    ({"--onnx": "narrow.onnx"}, "the ONNX model's inputs (input) are neither one tensor of the 5 layout columns"),
+    ({"--onnx": "narrow.onnx"}, "the ONNX model's one input 'input' is 3 columns wide, the sample's features make 5"),
     ({"--sklearn": "garbage.pkl"}, "is not a pickled scikit-learn model"),
 ])
 def test_what_cannot_serve_is_refused_in_one_line(kafka, data_dir, sample, tmp_path, make_topics, capsys,
@@ -146,3 +165,25 @@ def test_the_feature_spec_is_inferred_from_the_sample(tmp_path):
     data = sample.dataset(spec, "label")
     assert np.isnan(data.numeric[1, 0]) and data.categorical[1] == ["1", "2", "x9"]
     assert Sample.of({"a": [1, 2], "b": ["x", None]}).feature_spec(None).get("b").categories == ("x",)
+
+
+def test_training_rows_given_apart_are_the_drift_reference_and_their_categories_serve(
+        kafka, data_dir, sample, tmp_path, make_topics, capsys):
+    import pandas as pd
+    make_topics()
+    path, columns, churned = sample
+    pipeline = Pipeline([("prep", ColumnTransformer([("num", "passthrough", ["age", "spend"]),
+                                                     ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"])])),
+                         ("lr", LogisticRegression(max_iter=500))]).fit(pd.DataFrame(columns), churned)
+    joblib.dump(pipeline, tmp_path / "pipeline.joblib")
+    with open(tmp_path / "trained.csv", "w", newline="") as f:       # 250 rows, one plan the sample lacks
+        csv.writer(f).writerows([["age", "spend", "plan"], *[[30 + i % 20, 10.0 * (i % 7), "team" if i % 5 else
+                                                              "enterprise"] for i in range(250)]])
+    assert main([*_flags(kafka, data_dir), "import", "churn", "v1", "--sklearn", str(tmp_path / "pipeline.joblib"),
+                 "--sample", str(path), "--target", "churned", "--reference", str(tmp_path / "trained.csv")]) == 0
+    assert "answers the 400 sample rows as the original model's answers" in capsys.readouterr().err
+    manifest = ArtifactStore(data_dir).manifest("churn", "v1")
+    assert manifest.features.get("plan").categories == ("enterprise", "free", "pro", "team")
+    with open_store(StoreSettings(), data_dir) as store:
+        reference = Profile.from_bytes(store.get_profile("churn", "v1").profile)
+    assert reference.rows == 250                      # the training rows, not the 400 of the sample

@@ -3,19 +3,25 @@ canary with its reference profile; a worse one is rejected with the reason on th
 one request yields at most one version across a crash and redelivery; a dataset too small and a
 canary still undecided are recorded rejections; an undecodable request is a dead letter."""
 import dataclasses
+import hashlib
 import threading
 import time
+from pathlib import Path
 
+import flywheel.processors.training as training
 import numpy as np
 import pytest
 from flywheel.processors.retrainer import dataset as datasets
 from flywheel.processors.retrainer.process import Retrainer, version_for
 from flywheel.processors.retrainer.settings import RetrainerSettings
+from flywheel.processors.retrainer.trainer_spec import code_sha256
 from flywheel.processors.retrainer.validate import outputs
+from flywheel.processors.trigger.policy import reproduction_request
 from flywheel.schemas import AvroSerde
 from flywheel.streams.clients import make_producer
 from flywheel.streams.subscriber import Subscriber
 
+from flywheel.cli import main
 from tests.retrain_helpers import churn_world, feedback_rows
 
 
@@ -60,6 +66,47 @@ def test_a_better_candidate_becomes_a_canary(setup, kafka, registry):
     assert models.deployment("churn").versions.keys() == deployment.versions.keys()
     store.put_retrain(dataclasses.replace(record, status="done"))
     assert retrainer.handle(_request(now)) == "skipped"
+
+
+def test_a_retrained_version_records_the_rows_and_code_that_made_it(setup, kafka, registry, data_dir, capsys):
+    store, models, now = setup
+    request = {**_request(now, "lineage1"), "reasons": ["error_change"],
+               "metrics": {"change.labels": 40.0, "change.since": float(now - 30_000)}}
+    retrainer = Retrainer(kafka, registry, store, models, RetrainerSettings())
+    assert retrainer.handle(request) == "accepted"
+    version = models.deployment("churn").canary_version
+    manifest, _ = models.store.load("churn", version)
+    lineage = manifest.lineage
+    assert (lineage.parent, lineage.retrain_id, lineage.reasons) == ("v1", "lineage1", ("error_change",))
+    assert (lineage.data_start, lineage.data_end) == (now - 120_000, now + 1)
+    # the same range exported again is the same rows: same count, same content hash
+    again = datasets.export(store, "churn", manifest.features, now - 120_000, now + 1, 0.25, 0.2)
+    assert lineage.dataset_sha256 == again.content_sha256 and len(lineage.dataset_sha256) == 64
+    assert (lineage.train_rows, lineage.holdout_rows) == (again.train_rows, len(again.holdout)) == (1125, 375)
+    assert lineage.hard_examples == again.hard_examples
+    assert lineage.trainer == "reference:mlp" and lineage.trainer_sha256 == code_sha256("reference:mlp")
+    built_in = Path(training.__file__).parent / "train.py"
+    assert lineage.trainer_sha256 == hashlib.sha256(built_in.read_bytes()).hexdigest()
+    # the rule that asked and its evidence are on the version's events
+    event = models._follower.events["churn"]
+    assert event["kind"] == "CANARY" and event["evidence"]["request.change.labels"] == 40.0
+    assert event["reason"].startswith("asked for error_change: candidate accuracy")
+    # and `flywheel models show` prints it, without a broker
+    assert main(["--data-dir", str(data_dir), "models", "show", "churn", version]) == 0
+    shown = capsys.readouterr().err
+    assert f"dataset sha256: {lineage.dataset_sha256}" in shown
+    assert "parent: v1; retrain lineage1 for error_change" in shown
+    assert "1,125 rows trained on" in shown and "375 held out" in shown
+    # reproduced from its lineage (the canary decided first): the same rows, the same hash
+    models.rollback("churn")
+    again = retrainer.handle(reproduction_request("churn", "v1", lineage, now + 1000, "test"))
+    assert again == "accepted"
+    reproduced = models.store.load("churn", models.deployment("churn").canary_version)[0].lineage
+    assert reproduced.dataset_sha256 == lineage.dataset_sha256 and reproduced.reasons == ("manual",)
+    assert (reproduced.data_start, reproduced.data_end, reproduced.holdout_share) == (now - 120_000, now + 1, 0.25)
+    # an imported version has none: refused in one line before anything is asked
+    assert main(["--data-dir", str(data_dir), "retrain", "-m", "churn", "--reproduce", "v1"]) == 1
+    assert "churn v1 has no lineage to reproduce" in capsys.readouterr().err
 
 
 def test_a_worse_candidate_is_rejected_with_the_reason(setup, kafka, registry):

@@ -64,6 +64,8 @@ BAD = {
     "[monitor]\nwindow_seconds = -5\n": "[monitor] window_seconds = -5: is below its minimum 1 s",
     "[retrainer]\ntrainer = 'sklearn-ish'\n": "[retrainer] trainer: trainer 'sklearn-ish' must be reference:mlp|gbt",
     "[retrainer]\ntrainer = 'sklearn:my_trainer.py:train'\n": "my_trainer.py:train cannot be loaded",
+    "[retrainer.models.tumour]\ntrainer = 'sklearn:nothing.py:train'\n": "[retrainer.models.tumour] trainer "
+                                                                        "sklearn:",
     "[trigger]\nperformance_metric = 'acuracy'\n": "(did you mean 'accuracy'?)",
     "[store]\ncassandra_hosts = ['h']\n": "[store] cassandra_hosts is not a key here: it is [store.cassandra] hosts",
 }
@@ -87,6 +89,17 @@ def test_a_plugin_path_is_relative_to_the_config_files_folder(tmp_path, monkeypa
     from flywheel.processors.retrainer.settings import RetrainerSettings
     config = load_config(cfg, env={})
     assert config.section(RetrainerSettings, "retrainer").trainer == f"sklearn:{tmp_path}/conf/my_trainer.py:train"
+
+
+def test_a_model_may_have_its_own_trainer_and_the_others_keep_the_default(tmp_path):
+    (tmp_path / "my_trainer.py").write_text("def train(data):\n    pass\n")
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[retrainer]\ntrainer = 'reference:gbt'\n"
+                   "[retrainer.models.tumour]\ntrainer = 'sklearn:my_trainer.py:train'\n")
+    from flywheel.processors.retrainer.settings import RetrainerSettings
+    settings = load_config(cfg, env={}).section(RetrainerSettings, "retrainer")
+    assert settings.trainer_for("tumour") == f"sklearn:{tmp_path}/my_trainer.py:train"
+    assert settings.trainer_for("churn") == "reference:gbt"     # the demo's model is not the plugin's
 
 
 def test_up_with_every_mistake_at_once_starts_nothing(tmp_path):

@@ -68,3 +68,25 @@ def test_state_rebuilt_from_the_lookback_after_a_restart_is_the_running_state():
     assert running.observe("m", "1", []) == change                        # nothing new: the same change
     assert running.observe("m", "2", records) is not None                 # a new live version starts afresh
     assert list(running.streams) == [("m", "2")]
+
+
+def test_an_abrupt_concept_drift_is_acted_on_after_tens_of_labels_not_hundreds():
+    """The error_change rule asks for a retrain within ADWIN's own delay plus `change_min_labels`
+    (here 30); the accuracy rule's `min_labels` (200) plays no part."""
+    from flywheel.processors.trigger.policy import ModelState, decide
+    from flywheel.processors.trigger.settings import TriggerSettings
+    settings = TriggerSettings(performance_threshold=0.0, drift_windows=1, new_labels=0, max_age_seconds=0,
+                               change_min_labels=30)
+    records = _labels([(DRIFT_AT, 0.05), (2000, 0.5)])
+    adwin_delay = _adwin_fires(records) - DRIFT_AT
+    stream = ErrorStream(settings.change_delta)
+    seen = 0
+    for r in records:
+        seen += 1
+        state = ModelState("m", "1", change=stream.feed([r]))
+        if decide(state, settings, r.labelled_at).reasons:
+            break
+    after_drift = seen - DRIFT_AT
+    assert decide(state, settings, r.labelled_at).reasons == ["error_change"]
+    assert after_drift <= adwin_delay + settings.change_min_labels + 5 and after_drift < 100
+    assert abs(state.change.since - records[DRIFT_AT].event_time) <= 200      # dated within 20 labels

@@ -9,7 +9,8 @@ from flywheel.processors.trigger.settings import TriggerSettings
 
 NOW = 10 * 86_400_000
 SETTINGS = TriggerSettings(performance_metric="accuracy", performance_threshold=0.8, min_labels=100,
-                           drift_windows=3, new_labels=1000, max_age_seconds=86_400, cooldown_seconds=3600)
+                           change_min_labels=30, drift_windows=3, new_labels=1000, max_age_seconds=86_400,
+                           cooldown_seconds=3600)
 
 
 def quiet(**changes) -> ModelState:
@@ -23,7 +24,7 @@ def quiet(**changes) -> ModelState:
 
 
 @pytest.mark.parametrize("changes,reason", [
-    ({"performance": Performance("classifier", 150, {"accuracy": 0.7}, {"accuracy": 150})}, "performance"),
+    ({"performance": Performance("classifier", 150, {"accuracy": 0.7}, {"accuracy": 150})}, "performance_threshold"),
     ({"flagged_windows": [False, True, True, True]}, "drift"),
     ({"new_labels": 1000}, "new_labels"),
     ({"live_since_ms": NOW - 86_400_000}, "max_age"),
@@ -46,7 +47,7 @@ def test_below_min_labels_or_other_metric_does_not_fire():
     regressor = Performance("regressor", 500, {"rmse": 9.0}, {"rmse": 500})
     assert decide(quiet(performance=regressor), SETTINGS, NOW).reasons == []
     error_metric = TriggerSettings(performance_metric="rmse", performance_threshold=5.0, min_labels=100)
-    assert decide(quiet(performance=regressor), error_metric, NOW).reasons == ["performance"]
+    assert decide(quiet(performance=regressor), error_metric, NOW).reasons == ["performance_threshold"]
 
 
 def test_drift_needs_k_consecutive_flagged_windows():
@@ -84,15 +85,17 @@ def test_hard_examples_are_misclassified_or_low_confidence():
 
 
 def test_a_rise_of_the_error_stream_asks_for_data_from_the_change_on_once_enough_labels_came():
-    change = ChangePoint(detected_at=NOW - 60_000, since=NOW - 120_000, labels=99, error_before=0.05, error_after=0.35)
-    assert decide(quiet(change=change), SETTINGS, NOW).reasons == []                  # 99 < min_labels
-    enough = quiet(change=replace(change, labels=100))
+    change = ChangePoint(detected_at=NOW - 60_000, since=NOW - 120_000, labels=29, error_before=0.05, error_after=0.35)
+    assert decide(quiet(change=change), SETTINGS, NOW).reasons == []          # 29 < change_min_labels (30)
+    enough = quiet(change=replace(change, labels=30))                         # not min_labels (100)
     decision = decide(enough, SETTINGS, NOW)
-    assert decision.reasons == ["performance"] and decision.metrics["change.error_after"] == 0.35
+    assert decision.reasons == ["error_change"]
+    assert decision.metrics["change.error_after"] == 0.35 and decision.metrics["change.labels"] == 30
+    assert decision.metrics["change.detected_at"] == NOW - 60_000 and decision.metrics["change.since"] == NOW - 120_000
     request = retrain_request(enough, decision, SETTINGS, NOW)
     assert request["dataset"]["start_time"] == NOW - 120_000 and request["dataset"]["end_time"] == NOW
     assert decide(enough, replace(SETTINGS, change_delta=0.0), NOW).reasons == []      # switched off
-    acted_on = quiet(change=replace(change, labels=100), last_request_ms=NOW - 60_000)
+    acted_on = quiet(change=replace(change, labels=30), last_request_ms=NOW - 60_000)
     assert decide(acted_on, SETTINGS, NOW).reasons == []          # found before the last request
 
 
@@ -100,3 +103,4 @@ def test_a_drift_request_asks_for_data_from_the_first_flagged_window_on():
     state = quiet(flagged_windows=[False, True, True, True], flagged_since=NOW - 180_000)
     request = retrain_request(state, decide(state, SETTINGS, NOW), SETTINGS, NOW)
     assert request["reasons"] == ["drift"] and request["dataset"]["start_time"] == NOW - 180_000
+    assert request["metrics"]["drift.since"] == NOW - 180_000 and request["metrics"]["flagged_windows"] == 3

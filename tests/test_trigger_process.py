@@ -158,7 +158,10 @@ def test_concept_drift_in_stored_feedback_requests_a_retrain_on_the_new_concept_
     trigger = RetrainTrigger(kafka, registry, store, settings)
 
     [request] = trigger.step()
-    assert request["reasons"] == ["performance"] and request["metrics"]["performance.accuracy"] > 0.8
+    assert request["reasons"] == ["error_change"] and request["metrics"]["performance.accuracy"] > 0.8
+    detected = trigger.requester.metrics.registry.get_sample_value(
+        "flywheel_error_changes_detected_total", {"model": "m", "version": "1"})
+    assert detected == 1.0        # the detection, counted once however many rounds see it
     assert abs(request["dataset"]["start_time"] - (start + drift_at * 1000)) <= 100_000
     restarted = Requester(kafka, registry, store, dataclasses.replace(settings, cooldown_seconds=0))
     state = restarted.state("m", LiveVersion("1", NOW - 3_600_000))

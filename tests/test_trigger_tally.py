@@ -6,7 +6,7 @@ import pytest
 from flywheel.feature_store import FeedbackRecord
 from flywheel.processors.monitor.performance import performance
 from flywheel.processors.trigger.settings import TriggerSettings
-from flywheel.processors.trigger.tally import BUCKET_MS, LiveTallies
+from flywheel.processors.trigger.tally import BUCKETS, LiveTallies
 
 HOUR = 3_600_000
 NOW = 1000 * 86_400_000
@@ -63,9 +63,17 @@ def test_buckets_past_the_lookback_are_dropped_so_memory_is_bounded_by_the_lookb
         now = NOW + k * 10_000
         tally = tallies.of("m", "1", now)
         tallies.add([_record(k, now - HOUR, now)])
-    assert len(tally.buckets) <= 3600_000 // BUCKET_MS + 1
+    assert len(tally.buckets) <= BUCKETS + 1 and tally.bucket_ms == 2_500
     # The last hour's 360 labels, and at most a bucket's more (the lookback starts at a bucket's start).
-    assert 360 <= tally.since(0).labels <= 360 + BUCKET_MS // 10_000
+    assert 360 <= tally.since(0).labels <= 361
+
+
+def test_a_lookback_of_seconds_counts_seconds_not_whole_minutes():
+    tallies = LiveTallies(TriggerSettings(lookback_seconds=20), Store([]))
+    tally = tallies.of("m", "1", NOW)
+    tallies.add([_record(k, NOW + k * 1000, NOW + k * 1000) for k in range(120)])      # a label a second
+    tally = tallies.of("m", "1", NOW + 120_000)
+    assert tally.bucket_ms == 1_000 and 20 <= tally.since(0).labels <= 21       # not the 20-80 of minute buckets
 
 
 def test_a_new_live_version_is_built_from_the_store_and_only_followed_feedback_counts():

@@ -29,7 +29,8 @@ def run(args, config) -> int:
     with feature_store_for(config) as store:
         models = ModelRegistry(config.kafka, schemas, config.data_dir, actor="retrainer")
         retrainer = Retrainer(config.kafka, schemas, store, models, settings, metrics, stop)
-        err.print(f"retrainer: trainer {settings.trainer}, metrics on {config.metrics_addr}:{config.metrics_port}")
+        own = "".join(f", {model}: {settings.trainer_for(model)}" for model in sorted(settings.models))
+        err.print(f"retrainer: trainer {settings.trainer}{own}, metrics on {config.metrics_addr}:{config.metrics_port}")
         retrainer.run()
         models.close()
     return 0

@@ -1,6 +1,8 @@
-"""A sample of a model's training data, column by column, and what it says about the features:
-a column whose every present value is a number is numeric, any other is categorical with the
-categories seen. Read from a CSV file, a dict of columns, or a pandas DataFrame."""
+"""A sample of a model's data, column by column, and what it says about the features: a column
+whose every present value is a number is numeric unless it is declared categorical (integer codes
+such as a month or a zip code), any other is categorical with the categories seen. Categories are
+ordered as a model's encoder orders them: numbers by value (1, 2, 10, not "1", "10", "2"), text
+as text. Read from a CSV file, a dict of columns, or a pandas DataFrame."""
 import csv
 import math
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from typing import Any
 import numpy as np
 from flywheel.processors.importing.errors import ImportRefused
 from flywheel.processors.training import Dataset
-from flywheel.schemas.features import Feature, FeatureSpec
+from flywheel.schemas.features import Feature, FeatureSpec, category_text
 
 from flywheel.errors import open_user_file
 
@@ -48,35 +50,81 @@ class Sample:
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
 
-    def feature_spec(self, target: str | None) -> FeatureSpec:
-        """Numeric features first, then categorical ones, each group in the sample's column order."""
-        if target is not None and target not in self.columns:
-            raise ImportRefused(f"target column {target!r} is not in the sample ({', '.join(self.columns)})")
-        numeric, categorical = [], []
+    def feature_spec(self, target: str | None, categorical: tuple[str, ...] = (),
+                     exclude: tuple[str, ...] = ()) -> FeatureSpec:
+        """Numeric features first, then categorical ones, each group in the sample's column order.
+        `categorical` names number columns that are codes; `exclude` columns that are not features
+        (expected answers)."""
+        for name in (target, *categorical, *exclude):
+            if name is not None and name not in self.columns:
+                raise ImportRefused(f"column {name!r} is not in the sample ({', '.join(self.columns)})")
+        numeric, coded = [], []
         for name, values in self.columns.items():
-            if name == target:
+            if name == target or name in exclude:
                 continue
             present = [v for v in values if v is not None]
             if not present:
                 raise ImportRefused(f"column {name!r} of the sample has no values")
-            if all(_is_number(v) for v in present):
+            if all(_is_number(v) for v in present) and name not in categorical:
                 numeric.append(Feature(name, "numeric"))
             else:
-                categorical.append(Feature(name, "categorical", categories=tuple(sorted({str(v) for v in present}))))
-        return FeatureSpec(tuple(numeric + categorical))
+                coded.append(Feature(name, "categorical", categories=ordered_categories(present)))
+        return FeatureSpec(tuple(numeric + coded))
+
+    def with_numeric(self, names: tuple[str, ...]) -> "Sample":
+        """The sample with `names` read as numbers (text such as "3.5" from a DataFrame of strings);
+        a value that is not one is refused, naming it."""
+        columns = dict(self.columns)
+        for name in names:
+            if name not in columns:
+                raise ImportRefused(f"column {name!r} is not in the sample ({', '.join(columns)})")
+            columns[name] = [_number(name, row, v) for row, v in enumerate(columns[name])]
+        return Sample(columns)
+
+    def stacked(self, other: "Sample", names: list[str]) -> "Sample":
+        """These rows, then `other`'s, of the columns `names` (which `other` must have)."""
+        missing = [n for n in names if n not in other.columns]
+        if missing:
+            raise ImportRefused(f"the reference rows lack the sample's feature columns {', '.join(missing)}")
+        return Sample({n: self.columns[n] + other.columns[n] for n in names})
+
+    def integer_coded(self, spec: FeatureSpec) -> set[str]:
+        """The categorical features whose sample values are numbers: a model fitted on them takes
+        numbers, so its converted graph gets them as integers, not as text."""
+        return {f.name for f in spec.categorical
+                if all(_is_number(v) for v in self.columns[f.name] if v is not None)}
 
     def dataset(self, spec: FeatureSpec, target: str | None) -> Dataset:
         numeric = np.array([[np.nan if v is None else float(v) for v in self.columns[f.name]] for f in spec.numeric],
                            dtype=np.float32).T.reshape(len(self), len(spec.numeric))
-        categorical = [[None if v is None else str(v) for v in self.columns[f.name]] for f in spec.categorical]
+        categorical = [[None if v is None else category_text(v) for v in self.columns[f.name]]
+                       for f in spec.categorical]
         labels = np.asarray(self.columns[target] if target else [None] * len(self), dtype=object)
         return Dataset(numeric, categorical, labels, spec)
 
     def frame(self, spec: FeatureSpec):
-        """The features as the estimator was fitted on them: a DataFrame of the spec's columns."""
+        """The features as the estimator was fitted on them: a DataFrame of the spec's columns,
+        integer codes as integers."""
         import pandas as pd  # only a model fitted on a DataFrame needs one, and then pandas is there
-        return pd.DataFrame({f.name: self.columns[f.name] if f.kind == "categorical"
-                             else np.asarray(self.columns[f.name], dtype=float) for f in spec.features})
+        coded = self.integer_coded(spec)
+        return pd.DataFrame({f.name: _column_for_frame(self.columns[f.name], f.kind, f.name in coded)
+                             for f in spec.features})
+
+
+def ordered_categories(values: list[Any]) -> tuple[str, ...]:
+    """The distinct values as a model's encoder orders them: numbers by value, then text as text."""
+    distinct = set(values)
+    numbers = sorted(v for v in distinct if _is_number(v))
+    texts = sorted({str(v) for v in distinct if not _is_number(v)})
+    return tuple(dict.fromkeys([category_text(v) for v in numbers] + texts))
+
+
+def _column_for_frame(values: list[Any], kind: str, integer_coded: bool) -> Any:
+    if kind == "numeric":
+        return np.asarray(values, dtype=float)
+    if integer_coded and None not in values:
+        return np.asarray(values, dtype=np.int64)
+    return values
 
 
 @dataclass
@@ -107,6 +155,16 @@ def _column(texts: list[str]) -> list[Any]:
         return [None if v is None else float(v) for v in values]
     except ValueError:
         return values
+
+
+def _number(column: str, row: int, value: Any) -> float | None:
+    if value is None or _is_number(value):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ImportRefused(f"column {column!r} is declared numeric, but row {row + 1} holds "
+                            f"{str(value)[:40]!r}") from None
 
 
 def _clean(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """A model version's manifest: what it expects (feature spec and how categoricals are encoded),
 what it answers (output spec and the checks on it), its artifact's sha256, training metrics,
-its reference profile for drift, and its stage. Stored as manifest.json beside model.onnx."""
+its reference profile for drift, its lineage (what trained it), and its stage. Stored as
+manifest.json beside model.onnx."""
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,31 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """What a version was made from, enough to audit a retrain and rebuild its dataset: the
+    feedback time range it was exported from, its rows, a content hash of those rows (each once,
+    in the order trained on: train part, then held-out part), the trainer setting and a hash of
+    its code, the version it replaced and the retrain request that asked for it."""
+    parent: str | None = None            # the live version when it was trained
+    retrain_id: str | None = None        # the RetrainRequested that asked for it
+    reasons: tuple[str, ...] = ()        # the rules that fired (see the trigger's policy)
+    trainer: str = ""                    # the trainer setting, e.g. sklearn:my_trainer.py:train
+    trainer_sha256: str = ""             # of the plugin file, module, command or built-in trainer
+    data_start: int = 0                  # feedback event time range (ms), start inclusive
+    data_end: int = 0                    # end exclusive
+    train_rows: int = 0                  # distinct rows trained on (hard examples not counted twice)
+    holdout_rows: int = 0                # rows held out for validation
+    hard_examples: int = 0               # extra copies of hard examples added to the training part
+    holdout_share: float = 0.0           # as requested: with the range, what a reproduction asks for
+    hard_example_share: float = 0.0
+    dataset_sha256: str = ""             # content hash of the train and held-out rows
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Lineage | None":
+        return None if d is None else cls(**{**d, "reasons": tuple(d.get("reasons", ()))})
+
+
+@dataclass(frozen=True)
 class Manifest:
     model: str
     version: str
@@ -45,11 +71,14 @@ class Manifest:
     created_at: int = field(default_factory=lambda: int(time.time() * 1000))   # trained
     registered_at: int = 0                                                        # set by the registry
     description: str = ""
+    lineage: Lineage | None = None               # None: imported, or registered before lineage existed
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["features"] = self.features.to_dict()
         d["output"] = {**asdict(self.output), "labels": list(self.output.labels)}
+        if self.lineage is not None:
+            d["lineage"] = {**asdict(self.lineage), "reasons": list(self.lineage.reasons)}
         return d
 
     def to_json(self) -> str:
@@ -59,7 +88,8 @@ class Manifest:
     def from_dict(cls, d: dict) -> "Manifest":
         try:
             return cls(**{**d, "features": FeatureSpec.from_dict(d["features"]),
-                          "output": OutputSpec.from_dict(d.get("output", {}))})
+                          "output": OutputSpec.from_dict(d.get("output", {})),
+                          "lineage": Lineage.from_dict(d.get("lineage"))})
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"manifest of {d.get('model', '?')}/{d.get('version', '?')} is invalid: {e}") from e
 

@@ -10,6 +10,7 @@ The version's drift reference is the rows it was trained and validated on, each 
 hard examples are a training device, not traffic the version will serve, and profiling them
 would skew the reference toward the incumbent's mistakes.
 """
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ class TrainingSet:
     hard_examples: int          # rows repeated into train
     time_range: tuple[int, int]
     reference: Dataset          # train and holdout rows, each once: what the drift reference profiles
+    train_rows: int             # distinct rows in train (before hard examples are repeated)
+
+    @property
+    def content_sha256(self) -> str:
+        """The rows trained and validated on, each once, in order: the same request exported again
+        from the same store gives the same hash."""
+        return content_hash(self.reference)
 
 
 def export(store: FeatureStore, model: str, spec: FeatureSpec, start: int, end: int,
@@ -68,7 +76,16 @@ def split(rows: list[FeedbackRecord], model: str, spec: FeatureSpec, time_range:
     hard = [r for r in train_rows if _is_hard(r, low_confidence)]
     extra = _repeat_to_share(hard, len(train_rows), hard_example_share)
     return TrainingSet(to_dataset(train_rows + extra, spec), to_dataset(holdout_rows, spec), len(extra), (start, end),
-                       to_dataset(rows, spec))
+                       to_dataset(rows, spec), len(train_rows))
+
+
+def content_hash(dataset: Dataset) -> str:
+    """sha256 of a dataset's spec, numbers (float32), categories and targets, in row order."""
+    digest = hashlib.sha256(json.dumps(dataset.spec.to_dict(), sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(dataset.numeric, dtype=np.float32).tobytes())
+    digest.update(json.dumps([list(c) for c in dataset.categorical]).encode())
+    digest.update(json.dumps([str(t) for t in dataset.target]).encode())
+    return digest.hexdigest()
 
 
 def to_dataset(rows: list[FeedbackRecord], spec: FeatureSpec) -> Dataset:

@@ -25,9 +25,11 @@ from pathlib import Path
 
 from flywheel.feature_store import FeatureStore, RetrainRecord, retrying
 from flywheel.processors.models import Deployment, ModelRegistry
+from flywheel.processors.models.manifest import Lineage
 from flywheel.processors.retrainer import dataset as datasets
 from flywheel.processors.retrainer.reference import store_reference
 from flywheel.processors.retrainer.settings import RetrainerSettings
+from flywheel.processors.retrainer.trainer_spec import code_sha256
 from flywheel.processors.retrainer.trainers import make_trainer
 from flywheel.processors.retrainer.validate import compare, outputs
 from flywheel.processors.runtime import DeadLetterWriter, ProcessorMetrics
@@ -134,24 +136,29 @@ class Retrainer:
             return self._reject(model, version, str(e))
         with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
             path = datasets.save(training.train, Path(work) / "dataset.npz")
-            candidate = make_trainer(self.settings.trainer).train(path, Path(work), incumbent)
+            candidate = make_trainer(self.settings.trainer_for(model)).train(path, Path(work), incumbent)
         manifest = replace(incumbent, version=version, output=candidate.output, sha256="",
                            training_metrics={**candidate.metrics, "rows": float(len(training.train)),
                                              "hard_examples": float(training.hard_examples)},
                            reference_profile=None, stage="registered", created_at=int(time.time() * 1000),
-                           description=f"retrained for {', '.join(request['reasons'])} ({request['retrain_id']})")
+                           description=f"retrained for {', '.join(request['reasons'])} ({request['retrain_id']})",
+                           lineage=lineage(request, deployment.live_version, self.settings.trainer_for(model),
+                                           training))
         result = compare(manifest, candidate.onnx_bytes, incumbent, incumbent_onnx, training.holdout,
                          self.settings.min_improvement)
+        # The rules that asked and their evidence travel with the decision (request.<key>, see the docs).
+        evidence = {**result.evidence, **{f"request.{k}": v for k, v in request.get("metrics", {}).items()}}
+        reason = f"asked for {', '.join(request['reasons'])}: {result.reason}"
         if not result.accepted:
-            return self._reject(model, version, result.reason, result.evidence)
+            return self._reject(model, version, reason, evidence)
         if manifest.output.task == "classifier":     # review starts at what is rare for this version
             line = review_line(outputs(manifest, candidate.onnx_bytes, training.holdout).max(axis=1))
             manifest = replace(manifest, output=replace(manifest.output, low_confidence=line))
         # The profile first: a version is never registered without one (stored again if redone).
         store_reference(self.store, manifest, candidate.onnx_bytes, training.reference, training.holdout)
-        self.models.register(candidate.onnx_bytes, manifest, result.reason, result.evidence)
-        self.models.canary(model, version, self.settings.canary_share, result.reason, result.evidence)
-        return "accepted", version, result.reason
+        self.models.register(candidate.onnx_bytes, manifest, reason, evidence)
+        self.models.canary(model, version, self.settings.canary_share, reason, evidence)
+        return "accepted", version, reason
 
     def _reject(self, model: str, version: str, reason: str, evidence=None) -> tuple[str, None, str]:
         self.models.reject(model, version, reason, evidence)
@@ -169,6 +176,16 @@ class Retrainer:
 
     def _read(self, call):
         return retrying(call, stop=self.stop)
+
+
+def lineage(request: dict, parent: str | None, trainer: str, training: datasets.TrainingSet) -> Lineage:
+    return Lineage(parent=parent, retrain_id=request["retrain_id"], reasons=tuple(request["reasons"]),
+                   trainer=trainer, trainer_sha256=code_sha256(trainer),
+                   data_start=training.time_range[0], data_end=training.time_range[1],
+                   train_rows=training.train_rows, holdout_rows=len(training.holdout),
+                   hard_examples=training.hard_examples, holdout_share=request["dataset"]["holdout_share"],
+                   hard_example_share=request["dataset"]["hard_example_share"],
+                   dataset_sha256=training.content_sha256)
 
 
 def version_for(request: dict) -> str:

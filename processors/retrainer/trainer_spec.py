@@ -2,6 +2,7 @@
 `command:...`), parsed and checked without importing any training library, so the configuration
 can be checked up front by every command, a client's included (see trainers.py for what each
 kind does)."""
+import hashlib
 import importlib
 import importlib.util
 import shlex
@@ -53,6 +54,8 @@ def plugin_function(spec: TrainerSpec):
 def resolve_trainer(spec: str, base: Path) -> str:
     """A `sklearn:` or `python:` plugin file named relative to the config file, made absolute
     against its folder (`base`), so every process finds it wherever it was started."""
+    if not isinstance(spec, str):
+        return spec
     kind, _, rest = spec.partition(":")
     where, _, name = rest.rpartition(":")
     if kind not in ("sklearn", "python") or not where.endswith(".py") or Path(where).is_absolute():
@@ -74,3 +77,29 @@ def trainer_problem(spec: str, base: Path) -> str | None:
     except TrainerFailed as e:
         return str(e)
     return None
+
+
+def code_sha256(spec: str) -> str:
+    """sha256 of the code a trainer setting runs: the plugin file, the module's file, the command's
+    program, or the built-in trainer's module; "" when it cannot be found (lineage still records
+    the setting)."""
+    parsed = parse(spec)
+    if parsed.kind == "reference":
+        path = importlib.util.find_spec("flywheel.processors.training.train").origin
+    elif parsed.kind == "command":
+        path = shutil.which(shlex.split(parsed.target)[0])
+    else:
+        where = parsed.target.rpartition(":")[0]
+        path = where if where.endswith(".py") else _module_file(where)
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+    except OSError:
+        return ""
+
+
+def _module_file(name: str) -> str | None:
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return found.origin if found else None

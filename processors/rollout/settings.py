@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.schemas.setting import setting
+from flywheel.schemas.setting import model_tables_problem, setting
 
 APPROVALS = ("auto", "manual")
 PER_MODEL_KEYS = ("approval",)
@@ -12,12 +12,10 @@ PER_MODEL_KEYS = ("approval",)
 
 def _check_models(models: Any, base: Path) -> str | None:
     """Each [rollout.models.<model>] table may set only `approval`, to one of APPROVALS."""
+    problem = model_tables_problem(models, "rollout", PER_MODEL_KEYS)
+    if problem:
+        return problem
     for model, table in models.items():
-        if not isinstance(table, dict):
-            return f"{model} must be a table ([rollout.models.{model}]), not a single value"
-        unknown = sorted(set(table) - set(PER_MODEL_KEYS))
-        if unknown:
-            return f"[rollout.models.{model}] {unknown[0]} is not a setting (known: {', '.join(PER_MODEL_KEYS)})"
         if "approval" in table and table["approval"] not in APPROVALS:
             return f"[rollout.models.{model}] approval must be one of {', '.join(map(repr, APPROVALS))}"
     return None

@@ -1,11 +1,13 @@
 """The retrain policy: given what is known about a model now, should a retrain be requested?
 
-Reasons (any one suffices):
-- performance: the live version's `performance_metric` over its recent labelled feedback is worse
-  than `performance_threshold`, on at least `min_labels` examples; or its labelled error stream
-  rose (ADWIN at confidence `change_delta`, see detector.py) and `min_labels` labels have come in
-  since the estimated change. The request then asks for data from the change on only: a candidate
-  trained on the old concept's rows as well would learn the mix;
+Reasons, each the name of its rule (any one suffices):
+- performance_threshold: the live version's `performance_metric` over its recent labelled feedback
+  is worse than `performance_threshold`, on at least `min_labels` examples;
+- error_change: the live version's labelled error stream rose (ADWIN at confidence `change_delta`,
+  see detector.py) and `change_min_labels` labels have come in since the estimated change, enough
+  to train on: its own minimum, so that an abrupt change is acted on after tens of labels, not
+  after the hundreds the threshold's figure needs. The request then asks for data from the change
+  on only: a candidate trained on the old concept's rows as well would learn the mix;
 - drift: the last `drift_windows` judged monitor windows of the live version were all flagged; the
   request asks for data from the first of the flagged run on (what the version will serve next);
 - new_labels: at least `new_labels` labelled examples arrived since the last request (or since the
@@ -18,12 +20,13 @@ after the last request (a manual request does not).
 import uuid
 from dataclasses import dataclass, field
 
+from flywheel.processors.models.manifest import Lineage
 from flywheel.processors.monitor.performance import Performance
 from flywheel.processors.trigger.detector import ChangePoint
 from flywheel.processors.trigger.settings import TriggerSettings
 
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "calibration_error"})
-REASONS = ("performance", "drift", "new_labels", "max_age", "manual")
+REASONS = ("performance_threshold", "error_change", "drift", "new_labels", "max_age", "manual")
 
 
 @dataclass
@@ -67,8 +70,10 @@ def decide(state: ModelState, settings: TriggerSettings, now_ms: int, manual: bo
 
 def _reasons(state: ModelState, settings: TriggerSettings, now_ms: int) -> list[str]:
     reasons = []
-    if _performance_poor(state.performance, settings) or changed(state, settings):
-        reasons.append("performance")
+    if _performance_poor(state.performance, settings):
+        reasons.append("performance_threshold")
+    if changed(state, settings):
+        reasons.append("error_change")
     if _drifted(state, settings):
         reasons.append("drift")
     if settings.new_labels > 0 and state.new_labels >= settings.new_labels:
@@ -98,7 +103,7 @@ def changed(state: ModelState, settings: TriggerSettings) -> bool:
     """The error stream rose after the last request, and enough labels have come in since to train
     on the new concept (a change found before the last request was acted on, or overtaken)."""
     change = state.change
-    return (bool(settings.change_delta) and change is not None and change.labels >= settings.min_labels
+    return (bool(settings.change_delta) and change is not None and change.labels >= settings.change_min_labels
             and (state.last_request_ms is None or change.detected_at > state.last_request_ms))
 
 
@@ -107,14 +112,18 @@ def _cooling(state: ModelState, settings: TriggerSettings, now_ms: int) -> bool:
 
 
 def snapshot(state: ModelState, now_ms: int) -> dict[str, float]:
-    """The figures behind a decision, as they go into RetrainRequested.metrics."""
+    """The figures behind a decision, as they go into RetrainRequested.metrics (every key is
+    documented in docs/concepts/loop.md, "Why a retrain was requested")."""
     out: dict[str, float] = {"new_labels": state.new_labels, "hard_examples": state.hard_examples,
                              "flagged_windows": float(sum(state.flagged_windows))}
     if state.live_since_ms is not None:
         out["model_age_seconds"] = (now_ms - state.live_since_ms) / 1000
+    if state.flagged_since is not None:
+        out["drift.since"] = state.flagged_since
     if state.change is not None:
         out.update({"change.labels": state.change.labels, "change.error_before": state.change.error_before,
-                    "change.error_after": state.change.error_after, "change.since": state.change.since})
+                    "change.error_after": state.change.error_after, "change.since": state.change.since,
+                    "change.detected_at": state.change.detected_at})
     if state.performance:
         out["labelled"] = state.performance.count
         out.update({f"performance.{k}": v for k, v in state.performance.metrics.items()})
@@ -133,7 +142,7 @@ def retrain_request(state: ModelState, decision: Decision, settings: TriggerSett
                     requested_by: str = "trigger") -> dict:
     """The RetrainRequested record (schemas/avro/RetrainRequested.avsc) for a decision."""
     start = now_ms - int(settings.dataset_seconds * 1000)
-    if "performance" in decision.reasons and changed(state, settings):
+    if "error_change" in decision.reasons:
         start = max(start, state.change.since)
     if "drift" in decision.reasons and state.flagged_since is not None:
         start = max(start, state.flagged_since)
@@ -148,4 +157,16 @@ def retrain_request(state: ModelState, decision: Decision, settings: TriggerSett
         "dataset": {"start_time": start, "end_time": now_ms,
                     "hard_example_share": settings.hard_example_share,
                     "holdout_share": settings.holdout_share},
+    }
+
+
+def reproduction_request(model: str, base_version: str | None, lineage: Lineage, now_ms: int,
+                         requested_by: str = "cli") -> dict:
+    """A manual request for the dataset a version's lineage records (its range and shares): while
+    the store still holds those rows, the retrain exports the same rows, with the same hash."""
+    return {
+        "retrain_id": uuid.uuid4().hex, "model": model, "base_version": base_version, "requested_at": now_ms,
+        "requested_by": requested_by, "reasons": ["manual"], "metrics": {},
+        "dataset": {"start_time": lineage.data_start, "end_time": lineage.data_end,
+                    "hard_example_share": lineage.hard_example_share, "holdout_share": lineage.holdout_share},
     }

@@ -32,6 +32,7 @@ from flywheel.processors.models.follower import ModelFollower
 from flywheel.processors.runtime import ProcessorMetrics
 from flywheel.processors.runtime.failures import run_batches
 from flywheel.processors.runtime.leadership import Leadership, SoleLeader
+from flywheel.processors.trigger.detector import ChangePoint
 from flywheel.processors.trigger.policy import Decision, ModelState, decide, retrain_request
 from flywheel.processors.trigger.settings import TriggerSettings
 from flywheel.processors.trigger.tally import LiveTallies
@@ -54,6 +55,9 @@ class TriggerMetrics(ProcessorMetrics):
         super().__post_init__()
         self.requests = Counter("flywheel_retrain_requests", "Retrain requests emitted, one per reason",
                                 ["model", "reason"], registry=self.registry)
+        self.changes = Counter("flywheel_error_changes_detected", "Rises of a live version's labelled error "
+                               "the change detector found (each once, when found)", ["model", "version"],
+                               registry=self.registry)
         self.skipped = Counter("flywheel_trigger_skipped_feedback", "Feedback records the trigger could not "
                                "decode and left out (the monitor dead-letters them)", ["reason"],
                                registry=self.registry)
@@ -115,6 +119,7 @@ class Requester:
         self._sent = Subscriber(kafka, registry, self.topic, "RetrainRequested", start="earliest")
         self.delivered: set[str] = set()                # retrain ids seen on the retrain topic
         self.tallies = LiveTallies(settings, self._stored_feedback)
+        self._announced: dict[str, int] = {}           # model -> detected_at of the change last announced
 
     def state(self, model: str, live: LiveVersion) -> ModelState:
         now, s = self.clock(), self.settings
@@ -130,10 +135,22 @@ class Requester:
         lookback_total = tally.since(lookback)
         state.performance = lookback_total.counts.performance()
         state.change = tally.change
+        self._announce(model, version, state.change)
         state.hard_examples = lookback_total.hard_examples
         since = max(state.last_request_ms or 0, live.since_ms or 0)
         state.new_labels = tally.since(since).labels
         return state
+
+    def _announce(self, model: str, version: str, change: ChangePoint | None) -> None:
+        """Detection is its own event: said when found, whether or not a retrain follows yet
+        (that waits for `change_min_labels` labels to train on)."""
+        if change is None or self._announced.get(model) == change.detected_at:
+            return
+        self._announced[model] = change.detected_at
+        self.metrics.changes.labels(model, version).inc()
+        log.info("error of %s %s rose from %.3f to %.3f since %d (detected at %d, %d labels after the change)",
+                 model, version, change.error_before, change.error_after, change.since, change.detected_at,
+                 change.labels)
 
     def _stored_feedback(self, model: str, version: str, start: int, end: int) -> list[FeedbackRecord]:
         return self._read(lambda: [f for f in self.store.feedback(model, start, end, version)

@@ -14,9 +14,14 @@ class TriggerSettings:
                                       doc="live figure the performance rule watches")
     performance_threshold: float = setting(0.8, unit="metric value", min=0,
                                            doc="worse than this (below; above for error metrics) fires")
-    min_labels: int = setting(200, unit="labels", min=0, doc="labelled examples needed before performance counts")
+    min_labels: int = setting(200, unit="labels", min=0,
+                              doc="labelled examples the performance threshold needs before it counts")
     change_delta: float = setting(0.002, unit="confidence", min=0, max=1,
                                   doc="ADWIN's confidence on the error stream; 0: no change detection")
+    change_min_labels: int = setting(150, unit="labels", min=1,
+                                     doc="labels after a detected rise of the error before its retrain is "
+                                         "requested: the rows the candidate trains on (detection itself "
+                                         "does not wait for them)")
     drift_windows: int = setting(3, unit="windows", min=1, doc="consecutive flagged monitor windows that fire")
     new_labels: int = setting(10_000, unit="labels", min=0, doc="labels since the last request that fire")
     max_age_seconds: float = setting(7 * 86_400.0, unit="s", min=0, doc="a live version older than this fires")
@@ -25,7 +30,8 @@ class TriggerSettings:
     in_flight_timeout_seconds: float = setting(6 * 3_600.0, unit="s", min=0,
                                                doc="a request older than this counts as failed")
     lookback_seconds: float = setting(86_400.0, unit="s", min=1,
-                                      doc="feedback window the performance figure is taken over")
+                                      doc="feedback window the performance figure is taken over (to "
+                                          "1/1440 of itself, at least a second)")
     dataset_seconds: float = setting(30 * 86_400.0, unit="s", min=1,
                                      doc="time range of feedback the retrainer should use")
     hard_example_share: float = setting(0.2, unit="share", min=0, max=1,

@@ -1,10 +1,11 @@
 """What the trigger keeps of each model's live version's labelled feedback, so that a round costs
 what arrived since the last one, not a re-read of the lookback.
 
-Per model, for its live version only: a bucket per BUCKET_MS of labelled_at holding the
-performance counts, hard examples and labels of the feedback labelled in it, and the version's
-ADWIN error stream. Buckets older than the lookback are dropped, so memory is bounded by
-lookback / BUCKET_MS buckets per model (1,440 a day, each a count per pair of classes and ten
+Per model, for its live version only: a bucket of labelled_at holding the performance counts,
+hard examples and labels of the feedback labelled in it, and the version's ADWIN error stream. A
+bucket is 1/BUCKETS of the lookback wide (at least MIN_BUCKET_MS), so a lookback of 20 s is
+counted in 1 s buckets and one of a day in minutes. Buckets older than the lookback are dropped,
+so memory is bounded by BUCKETS + 1 buckets per model (each a count per pair of classes and ten
 calibration bins), whatever the traffic. Figures have bucket granularity: the lookback, and "labels
 since the last request", start at the beginning of the bucket their start time falls in, so they
 may take in up to a bucket of earlier labels. Only a build holds records: the lookback's stored
@@ -32,7 +33,8 @@ from flywheel.processors.trigger.detector import ChangePoint, ErrorStream, in_la
 from flywheel.processors.trigger.policy import hard_example
 from flywheel.processors.trigger.settings import TriggerSettings
 
-BUCKET_MS = 60_000
+BUCKETS = 1_440          # buckets per lookback
+MIN_BUCKET_MS = 1_000
 
 # (model, version, start, end) -> the version's live (not replayed) feedback with start <= event_time < end
 StoredFeedback = Callable[[str, str, int, int], list[FeedbackRecord]]
@@ -55,6 +57,7 @@ class VersionTally:
     """One live version's labelled feedback in buckets of labelled_at, and its error stream."""
     version: str
     low_confidence: float
+    bucket_ms: int
     errors: ErrorStream | None = None          # None: change detection is off
     buckets: dict[int, Bucket] = field(default_factory=dict)     # bucket start (ms) -> bucket
 
@@ -62,7 +65,7 @@ class VersionTally:
         """New records, in the order their labels arrived."""
         by_bucket = defaultdict(list)
         for r in records:
-            by_bucket[bucket_start(r.labelled_at)].append(vars(r))
+            by_bucket[bucket_start(r.labelled_at, self.bucket_ms)].append(vars(r))
         for start, rows in by_bucket.items():
             bucket = self.buckets.setdefault(start, Bucket())
             bucket.counts.add(rows)
@@ -72,13 +75,13 @@ class VersionTally:
             self.errors.feed(records)
 
     def forget_before(self, time_ms: int) -> None:
-        first = bucket_start(time_ms)
+        first = bucket_start(time_ms, self.bucket_ms)
         for start in [s for s in self.buckets if s < first]:
             del self.buckets[start]
 
     def since(self, time_ms: int) -> Bucket:
         """The buckets from the one `time_ms` falls in on, merged."""
-        first, total = bucket_start(time_ms), Bucket()
+        first, total = bucket_start(time_ms, self.bucket_ms), Bucket()
         for start, bucket in self.buckets.items():
             if start >= first:
                 total.merge(bucket)
@@ -119,10 +122,15 @@ class LiveTallies:
 
     def _build(self, model: str, version: str, start: int, end: int) -> VersionTally:
         delta = self.settings.change_delta
-        tally = VersionTally(version, self.settings.low_confidence, ErrorStream(delta) if delta else None)
+        tally = VersionTally(version, self.settings.low_confidence, bucket_width(self.settings.lookback_seconds),
+                             ErrorStream(delta) if delta else None)
         tally.add(in_label_order(self._stored(model, version, start, end)))
         return tally
 
 
-def bucket_start(time_ms: int) -> int:
-    return time_ms // BUCKET_MS * BUCKET_MS
+def bucket_width(lookback_seconds: float) -> int:
+    return max(MIN_BUCKET_MS, int(lookback_seconds * 1000) // BUCKETS)
+
+
+def bucket_start(time_ms: int, width_ms: int) -> int:
+    return time_ms // width_ms * width_ms
