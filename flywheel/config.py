@@ -32,7 +32,7 @@ from typing import Any
 
 from flywheel.errors import BadInput
 from flywheel.schemas.secret import REDACTED, Secret
-from flywheel.schemas.setting import info
+from flywheel.schemas.setting import info, per_model_keys
 from flywheel.sections import SECTIONS
 from flywheel.settings import TopSettings
 from flywheel.streams.settings import KafkaSettings
@@ -171,6 +171,9 @@ def _build(cls: type, section: str, table: Mapping[str, Any], env: Mapping[str, 
     values = {}
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
+        if per_model_keys(f):
+            values[f.name] = _model_tables(cls, f, hints, section, table, env, base, problems)
+            continue
         if is_table(kind):
             sub = table.get(f.name, {})
             values[f.name] = _build(kind, f"{section}.{f.name}", sub if isinstance(sub, dict) else {}, env,
@@ -226,6 +229,34 @@ def _value(f: dataclasses.Field, kind: Any, section: str, table: Mapping[str, An
         problems.append(f"{where}{shown}: {problem}")
         return dataclasses.MISSING
     return _typed(value, kind)
+
+
+def _model_tables(cls: type, f: dataclasses.Field, hints: dict, section: str, table: Mapping[str, Any],
+                  env: Mapping[str, str], base: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """A `per_model` field's [<section>.models.<model>] tables (or FLYWHEEL_<SECTION>_MODELS, the
+    same as JSON): each key one the field allows, each value checked and typed as the section's own."""
+    var, keys = env_name(section, f.name), per_model_keys(f)
+    try:
+        tables = _coerce(env[var], dict) if var in env else table.get(f.name, {})
+    except ValueError as e:
+        problems.append(f"{var}: {e}")
+        return {}
+    if not isinstance(tables, dict):
+        problems.append(f"{_where(section, f.name)} must be tables, one per model ([{section}.models.<model>])")
+        return {}
+    fields = {g.name: g for g in dataclasses.fields(cls)}
+    found: dict[str, dict[str, Any]] = {}
+    for model, own in tables.items():
+        where = _join(section, f"{f.name}.{model}")
+        if not isinstance(own, dict):
+            problems.append(f"{model} must be a table ([{where}]), not a single value")
+            continue
+        problems.extend(f"[{where}] {key} is not a setting a model may set for itself (those: {', '.join(keys)})"
+                        for key in sorted(set(own) - set(keys)))
+        values = {key: _value(fields[key], hints[key], where, own, {}, {}, base, problems)
+                  for key in keys if key in own}
+        found[model] = {key: v for key, v in values.items() if v is not dataclasses.MISSING}
+    return found
 
 
 def _problem(f: dataclasses.Field, kind: Any, value: Any, base: Path) -> str | None:

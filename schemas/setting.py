@@ -44,13 +44,20 @@ def info(f: dataclasses.Field) -> SettingInfo | None:
     return f.metadata.get("setting")
 
 
-def model_tables_problem(models: Any, section: str, keys: tuple[str, ...]) -> str | None:
-    """What is wrong with a section's per-model overrides ([<section>.models.<model>] tables that
-    may set only `keys`), before each value's own check; None: nothing."""
-    for model, table in models.items():
-        if not isinstance(table, dict):
-            return f"{model} must be a table ([{section}.models.{model}]), not a single value"
-        unknown = sorted(set(table) - set(keys))
-        if unknown:
-            return f"[{section}.models.{model}] {unknown[0]} is not a setting (known: {', '.join(keys)})"
-    return None
+def per_model(*keys: str, doc: str) -> Any:
+    """The `models` field of a section some of whose settings a model may set for itself: one table
+    per model, [<section>.models.<model>], setting any of `keys` (fields of the same section). The
+    loader checks each value as it checks the section's own (flywheel/config.py); `for_model`
+    applies them."""
+    return dataclasses.field(default_factory=dict, metadata={"setting": SettingInfo(doc), "per_model": keys})
+
+
+def per_model_keys(f: dataclasses.Field) -> tuple[str, ...]:
+    """The settings a model may set for itself through this field (none: not a `per_model` field)."""
+    return f.metadata.get("per_model", ())
+
+
+def for_model(settings: Any, model: str) -> Any:
+    """A section's settings as `model` has them: its own table's values over the section's."""
+    own = settings.models.get(model)
+    return dataclasses.replace(settings, **own) if own else settings

@@ -11,6 +11,7 @@ from flywheel.processors.rollout import approval
 from flywheel.processors.rollout.judge import Verdict
 from flywheel.processors.rollout.process import Rollout
 from flywheel.processors.rollout.settings import RolloutSettings
+from flywheel.schemas.setting import for_model
 
 from flywheel.cli import main
 from flywheel.config import ConfigError, load_config
@@ -116,7 +117,8 @@ def test_a_rejected_canary_is_rolled_back_and_nothing_waits_after(world, kafka, 
 
 @pytest.mark.parametrize("toml, problem", [
     ('[rollout]\napproval = "sometimes"', "[rollout] approval = 'sometimes': must be one of 'auto', 'manual'"),
-    ('[rollout.models.churn]\napproval = "later"', "[rollout.models.churn] approval must be one of 'auto', 'manual'"),
+    ('[rollout.models.churn]\napproval = "later"',
+     "[rollout.models.churn] approval = 'later': must be one of 'auto', 'manual'"),
     ('[rollout.models.churn]\naproval = "manual"', "[rollout.models.churn] aproval is not a setting"),
     ('[rollout]\nmodels = {churn = "manual"}', "churn must be a table ([rollout.models.churn])"),
 ])
@@ -132,7 +134,7 @@ def test_a_models_own_approval_overrides_the_sections(tmp_path):
     path = tmp_path / "flywheel.toml"
     path.write_text('[rollout]\napproval = "manual"\n[rollout.models.churn]\napproval = "auto"\n')
     settings = load_config(path, env={}).section(RolloutSettings, "rollout")
-    assert (settings.approval_for("churn"), settings.approval_for("fraud")) == ("auto", "manual")
+    assert (for_model(settings, "churn").approval, for_model(settings, "fraud").approval) == ("auto", "manual")
     env = {"FLYWHEEL_ROLLOUT_MODELS": '{"fraud": {"approval": "auto"}}'}
     settings = load_config(path, env=env).section(RolloutSettings, "rollout")
-    assert (settings.approval_for("churn"), settings.approval_for("fraud")) == ("manual", "auto")
+    assert (for_model(settings, "churn").approval, for_model(settings, "fraud").approval) == ("manual", "auto")

@@ -64,8 +64,8 @@ BAD = {
     "[monitor]\nwindow_seconds = -5\n": "[monitor] window_seconds = -5: is below its minimum 1 s",
     "[retrainer]\ntrainer = 'sklearn-ish'\n": "[retrainer] trainer: trainer 'sklearn-ish' must be reference:mlp|gbt",
     "[retrainer]\ntrainer = 'sklearn:my_trainer.py:train'\n": "my_trainer.py:train cannot be loaded",
-    "[retrainer.models.tumour]\ntrainer = 'sklearn:nothing.py:train'\n": "[retrainer.models.tumour] trainer "
-                                                                        "sklearn:",
+    "[retrainer.models.tumour]\ntrainer = 'sklearn:nothing.py:train'\n": "[retrainer.models.tumour] trainer: "
+                                                                        "trainer sklearn:",
     "[trigger]\nperformance_metric = 'acuracy'\n": "(did you mean 'accuracy'?)",
     "[store]\ncassandra_hosts = ['h']\n": "[store] cassandra_hosts is not a key here: it is [store.cassandra] hosts",
 }
@@ -97,9 +97,10 @@ def test_a_model_may_have_its_own_trainer_and_the_others_keep_the_default(tmp_pa
     cfg.write_text("[retrainer]\ntrainer = 'reference:gbt'\n"
                    "[retrainer.models.tumour]\ntrainer = 'sklearn:my_trainer.py:train'\n")
     from flywheel.processors.retrainer.settings import RetrainerSettings
+    from flywheel.schemas.setting import for_model
     settings = load_config(cfg, env={}).section(RetrainerSettings, "retrainer")
-    assert settings.trainer_for("tumour") == f"sklearn:{tmp_path}/my_trainer.py:train"
-    assert settings.trainer_for("churn") == "reference:gbt"     # the demo's model is not the plugin's
+    assert for_model(settings, "tumour").trainer == f"sklearn:{tmp_path}/my_trainer.py:train"
+    assert for_model(settings, "churn").trainer == "reference:gbt"     # the demo's model is not the plugin's
 
 
 def test_up_with_every_mistake_at_once_starts_nothing(tmp_path):
@@ -178,3 +179,20 @@ def test_an_unknown_model_name_is_one_line_naming_the_registered_ones(kafka, dat
     assert err == f"flywheel {argv[0]}: model 'churm' is not registered (registered: churn)"
     assert ArtifactStore(data_dir).models() == ["churn"] and not (data_dir / "models" / "churm").exists()
     assert not (data_dir / "r.html").exists()
+
+
+def test_a_model_may_set_its_own_rule_thresholds_checked_as_the_sections_are(tmp_path):
+    from flywheel.processors.trigger.settings import TriggerSettings
+    from flywheel.schemas.setting import for_model
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[trigger]\nperformance_threshold = 0.8\n[trigger.models.fraud]\nperformance_threshold = 0.95\n"
+                   "min_labels = 50\n")
+    settings = load_config(cfg, env={}).section(TriggerSettings, "trigger")
+    fraud, churn = for_model(settings, "fraud"), for_model(settings, "churn")
+    assert (fraud.performance_threshold, fraud.min_labels) == (0.95, 50)
+    assert (churn.performance_threshold, churn.min_labels) == (0.8, 200)
+    cfg.write_text("[trigger.models.fraud]\nmin_labels = -1\nlookback_seconds = 60\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, env={})
+    assert "[trigger.models.fraud] min_labels = -1: is below its minimum 0 labels" in str(e.value)
+    assert "[trigger.models.fraud] lookback_seconds is not a setting a model may set for itself" in str(e.value)

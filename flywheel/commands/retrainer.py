@@ -4,6 +4,7 @@ from flywheel.console import err
 from flywheel.processors.models import ModelRegistry
 from flywheel.processors.retrainer.process import Retrainer, RetrainerMetrics
 from flywheel.processors.retrainer.settings import RetrainerSettings
+from flywheel.schemas.setting import for_model
 from flywheel.stack import ProcessSpec, replicas
 from flywheel.wiring import feature_store_for, schema_registry, start_processor
 
@@ -29,7 +30,7 @@ def run(args, config) -> int:
     with feature_store_for(config) as store:
         models = ModelRegistry(config.kafka, schemas, config.data_dir, actor="retrainer")
         retrainer = Retrainer(config.kafka, schemas, store, models, settings, metrics, stop)
-        own = "".join(f", {model}: {settings.trainer_for(model)}" for model in sorted(settings.models))
+        own = "".join(f", {model}: {for_model(settings, model).trainer}" for model in sorted(settings.models))
         err.print(f"retrainer: trainer {settings.trainer}{own}, metrics on {config.metrics_addr}:{config.metrics_port}")
         retrainer.run()
         models.close()

@@ -36,6 +36,7 @@ from flywheel.processors.runtime import DeadLetterWriter, ProcessorMetrics
 from flywheel.processors.training import review_line
 from flywheel.schemas import AvroSerde, DecodeFailure
 from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.setting import for_model
 from flywheel.streams.clients import make_producer
 from flywheel.streams.delivery import TrackedProducer
 from flywheel.streams.settings import KafkaSettings
@@ -136,13 +137,13 @@ class Retrainer:
             return self._reject(model, version, str(e))
         with tempfile.TemporaryDirectory(prefix="flywheel-train-") as work:
             path = datasets.save(training.train, Path(work) / "dataset.npz")
-            candidate = make_trainer(self.settings.trainer_for(model)).train(path, Path(work), incumbent)
+            candidate = make_trainer(for_model(self.settings, model).trainer).train(path, Path(work), incumbent)
         manifest = replace(incumbent, version=version, output=candidate.output, sha256="",
                            training_metrics={**candidate.metrics, "rows": float(len(training.train)),
                                              "hard_examples": float(training.hard_examples)},
                            reference_profile=None, stage="registered", created_at=int(time.time() * 1000),
                            description=f"retrained for {', '.join(request['reasons'])} ({request['retrain_id']})",
-                           lineage=lineage(request, deployment.live_version, self.settings.trainer_for(model),
+                           lineage=lineage(request, deployment.live_version, for_model(self.settings, model).trainer,
                                            training))
         result = compare(manifest, candidate.onnx_bytes, incumbent, incumbent_onnx, training.holdout,
                          self.settings.min_improvement)

@@ -1,36 +1,9 @@
 """Retrainer settings: TOML [retrainer], env FLYWHEEL_RETRAINER_<FIELD>; a model's own trainer in
 [retrainer.models.<model>] (env FLYWHEEL_RETRAINER_MODELS, the same tables as JSON)."""
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from flywheel.processors.retrainer.trainer_spec import resolve_trainer, trainer_problem
-from flywheel.schemas.setting import model_tables_problem, setting
-
-PER_MODEL_KEYS = ("trainer",)
-
-
-def _check_models(models: Any, base: Path) -> str | None:
-    """Each [retrainer.models.<model>] table may set only `trainer`, in a form `trainer` takes."""
-    problem = model_tables_problem(models, "retrainer", PER_MODEL_KEYS)
-    if problem:
-        return problem
-    for model, table in models.items():
-        if "trainer" not in table:
-            continue
-        trainer = table["trainer"]
-        problem = trainer_problem(trainer, base) if isinstance(trainer, str) else "trainer must be text"
-        if problem:
-            return f"[retrainer.models.{model}] {problem}"
-    return None
-
-
-def _resolve_models(models: Any, base: Path) -> Any:
-    """Each model's plugin path made absolute against the config file's folder, as `trainer`'s is."""
-    if not isinstance(models, dict):
-        return models
-    return {model: {**table, "trainer": resolve_trainer(table["trainer"], base)}
-            if isinstance(table, dict) and "trainer" in table else table for model, table in models.items()}
+from flywheel.schemas.setting import per_model, setting
 
 
 @dataclass
@@ -49,11 +22,6 @@ class RetrainerSettings:
     instances: int = setting(1, unit="processes", min=1,
                              doc="processes `flywheel up` runs as one group: the retrain topic's one partition "
                                  "goes to one, the others stand by")
-    models: dict[str, dict[str, str]] = setting(
-        factory=dict, check=_check_models, resolve=_resolve_models,
-        doc="per-model overrides, one table each: [retrainer.models.tumour] trainer = "
-            "\"sklearn:my_trainer.py:train\"; a model without one is trained by `trainer`")
-
-    def trainer_for(self, model: str) -> str:
-        """The model's own trainer if it sets one, else the section's."""
-        return self.models.get(model, {}).get("trainer", self.trainer)
+    models: dict[str, dict] = per_model(
+        "trainer", doc="per-model overrides, one table each: [retrainer.models.tumour] trainer = "
+                       "\"sklearn:my_trainer.py:train\"; a model without one is trained by `trainer`")

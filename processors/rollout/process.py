@@ -20,6 +20,7 @@ from flywheel.processors.rollout.settings import RolloutSettings
 from flywheel.processors.runtime import ProcessorMetrics
 from flywheel.processors.runtime.failures import hold_back, run_batches
 from flywheel.processors.runtime.leadership import Leadership, SoleLeader
+from flywheel.schemas.setting import for_model
 from prometheus_client import Counter
 
 log = logging.getLogger("flywheel.rollout")
@@ -90,7 +91,7 @@ class Rollout:
             return decision.verdict.value
         if decision.verdict is Verdict.WAIT:
             return None
-        if self.settings.approval_for(d.model) == "auto":
+        if for_model(self.settings, d.model).approval == "auto":
             self.models.promote_canary(d.model, d.canary_version, decision.reason, decision.evidence)
             return decision.verdict.value
         if d.awaiting is None:           # once: the canary keeps serving, and being judged, while it waits

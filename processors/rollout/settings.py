@@ -1,24 +1,10 @@
 """Rollout settings: TOML [rollout], env FLYWHEEL_ROLLOUT_<FIELD>; a model's own approval mode in
 [rollout.models.<model>] (env FLYWHEEL_ROLLOUT_MODELS, the same tables as JSON)."""
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from flywheel.schemas.setting import model_tables_problem, setting
+from flywheel.schemas.setting import per_model, setting
 
 APPROVALS = ("auto", "manual")
-PER_MODEL_KEYS = ("approval",)
-
-
-def _check_models(models: Any, base: Path) -> str | None:
-    """Each [rollout.models.<model>] table may set only `approval`, to one of APPROVALS."""
-    problem = model_tables_problem(models, "rollout", PER_MODEL_KEYS)
-    if problem:
-        return problem
-    for model, table in models.items():
-        if "approval" in table and table["approval"] not in APPROVALS:
-            return f"[rollout.models.{model}] approval must be one of {', '.join(map(repr, APPROVALS))}"
-    return None
 
 
 @dataclass
@@ -33,12 +19,7 @@ class RolloutSettings:
     approval: str = setting("auto", choices=APPROVALS,
                             doc="auto: a canary that passes its live evidence is promoted; manual: it waits "
                                 "for `flywheel models approve` or `reject` (a failing one is still rolled back)")
-    models: dict[str, dict[str, str]] = setting(
-        factory=dict, check=_check_models,
-        doc="per-model overrides, one table each: [rollout.models.churn] approval = \"manual\"")
+    models: dict[str, dict] = per_model(
+        "approval", doc="per-model overrides, one table each: [rollout.models.churn] approval = \"manual\"")
     instances: int = setting(1, unit="processes", min=1,
                              doc="processes `flywheel up` runs; one decides for each model, the others stand by")
-
-    def approval_for(self, model: str) -> str:
-        """The model's own approval mode if it sets one, else the section's."""
-        return self.models.get(model, {}).get("approval", self.approval)

@@ -38,6 +38,7 @@ from flywheel.processors.trigger.settings import TriggerSettings
 from flywheel.processors.trigger.tally import LiveTallies
 from flywheel.schemas import AvroSerde, DecodeFailure
 from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.setting import for_model
 from flywheel.streams.clients import make_producer
 from flywheel.streams.delivery import TrackedProducer
 from flywheel.streams.replay import headers as replay_headers
@@ -159,12 +160,12 @@ class Requester:
     def evaluate(self, model: str, live: LiveVersion, manual: bool = False,
                  requested_by: str = "trigger") -> tuple[Decision, dict | None]:
         """Decide for one model; emit and record the request if the policy says so."""
-        state = self.state(model, live)
+        state, settings = self.state(model, live), for_model(self.settings, model)
         now = self.clock()
-        decision = decide(state, self.settings, now, manual=manual)
+        decision = decide(state, settings, now, manual=manual)
         if not decision.request:
             return decision, None
-        request = retrain_request(state, decision, self.settings, now, requested_by)
+        request = retrain_request(state, decision, settings, now, requested_by)
         self.emit(request)
         return decision, request
 

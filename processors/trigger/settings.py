@@ -1,8 +1,12 @@
 """Trigger settings: TOML [trigger], env FLYWHEEL_TRIGGER_<FIELD>. A threshold of 0 switches its rule off."""
 from dataclasses import dataclass
 
-from flywheel.schemas.setting import setting
+from flywheel.schemas.setting import per_model, setting
 
+# What a model may set for itself: its rules' thresholds, not what shapes the process (the
+# tallies' lookback and detector, the interval).
+PER_MODEL = ("performance_metric", "performance_threshold", "min_labels", "change_min_labels", "drift_windows",
+             "new_labels", "max_age_seconds", "cooldown_seconds")
 METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "calibration_error", "mae", "rmse")
 
 
@@ -41,5 +45,8 @@ class TriggerSettings:
     holdout_share: float = setting(0.2, unit="share", min=0, max=1,
                                    doc="share of the dataset held out to compare candidate and incumbent")
     interval_seconds: float = setting(10.0, unit="s", min=0.01, doc="how often the trigger evaluates every model")
+    models: dict[str, dict] = per_model(
+        *PER_MODEL, doc="per-model overrides of the rules, one table each: [trigger.models.fraud] "
+                        "performance_threshold = 0.95; the process-wide settings (lookback, interval, ...) are not")
     instances: int = setting(1, unit="processes", min=1,
                              doc="processes `flywheel up` runs; one decides for each model, the others stand by")
