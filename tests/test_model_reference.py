@@ -7,9 +7,10 @@ import threading
 import time
 
 from flywheel.feature_store import FeedbackRecord, ReferenceProfile, StoreSettings, open_store
+from flywheel.processors.models.store import ArtifactStore
 from flywheel.processors.monitor.profile import PREDICTED_LABEL, PREDICTED_SCORE, Profile
 from flywheel.processors.monitor.references import References
-from flywheel.processors.training import synthetic
+from flywheel.processors.training import synthetic, train
 
 from flywheel.cli import main
 
@@ -74,24 +75,44 @@ def test_a_file_that_does_not_fit_the_version_is_refused_in_one_line(registered,
     assert _stored(data_dir) is None
 
 
+def test_integer_codes_of_a_categorical_feature_are_its_categories_and_other_values_refused(data_dir, tmp_path,
+                                                                                         capsys):
+    plans = {"plan": ("1", "2", "10")}      # codes, in the order an encoder sorts them
+    data = synthetic(200, n_numeric=2, categories=plans, seed=1)
+    trained = train("c", "v1", data.numeric, data.target, data.spec, data.categorical, kind="mlp")
+    ArtifactStore(data_dir).save(trained.onnx_bytes, trained.manifest)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("f00,f01,plan\n" + "".join(f"0.5,-1,{code}\n" for code in ("1", "2", "10", "10")))
+    assert _reference(data_dir, "c", "v1", "--from", str(rows)) == 0
+    assert "4 rows, 3 features (2 numeric, 1 categorical)" in capsys.readouterr().err
+    with open_store(StoreSettings(), data_dir) as store:
+        profile = Profile.from_bytes(store.get_profile("c", "v1").profile)
+    assert profile.categorical["plan"].counts() == {"1": 1.0, "2": 1.0, "10": 2.0}
+    rows.write_text("f00,f01,plan\n0.5,-1,gold\n0.5,-1,silver\n")
+    assert _reference(data_dir, "c", "v1", "--from", str(rows)) == 1
+    said = capsys.readouterr().err.strip()
+    assert "column 'plan' holds none of the version's categories (1, 2, 10), first 'gold'" in said
+    assert len(said.splitlines()) == 1
+
+
 def _feedback(version: str, at: int, i: int, label: str) -> FeedbackRecord:
     return FeedbackRecord(f"r{version}{at}{i}", "e", "m", version, at + i, at + i, at + i,
-                          {"f00": float(i), "f01": 1.0}, {}, label, None, {}, 0.6 + i / 100, "1")
+                          {"f00": float(i), "f01": 1.0}, {}, label, None, {}, 0.6 + i / 100, "class_1")
 
 
 def test_a_range_of_the_versions_feedback_becomes_its_profile(registered, data_dir, capsys):
     with open_store(StoreSettings(), data_dir) as store:
-        store.put_feedback([_feedback("v1", NOW - HOUR, i, "1" if i < 6 else "0") for i in range(8)]
-                           + [_feedback("v1", NOW - 3 * HOUR, i, "1") for i in range(5)]     # before the range
-                           + [_feedback("v2", NOW - HOUR, i, "0") for i in range(4)])        # another version
+        store.put_feedback([_feedback("v1", NOW - HOUR, i, "class_1" if i < 6 else "class_0") for i in range(8)]
+                           + [_feedback("v1", NOW - 3 * HOUR, i, "class_1") for i in range(5)]     # before the range
+                           + [_feedback("v2", NOW - HOUR, i, "class_0") for i in range(4)])        # another version
     assert _reference(data_dir, "m", "v1", "--since", "2h", "--dry-run") == 0
     assert "not stored (--dry-run) m v1: 8 rows" in capsys.readouterr().err and _stored(data_dir) is None
     assert _reference(data_dir, "m", "v1", "--since", "2h") == 0
-    assert "prediction.label 1 75%, 0 25%" in capsys.readouterr().err
+    assert "prediction.label class_1 75%, class_0 25%" in capsys.readouterr().err
     profile, _ = _stored(data_dir)
     assert profile.rows == 8 and profile.numeric["f00"].sketch.get_max_value() == 7.0
     assert profile.numeric["f02"].missing == 8          # a feature the rows lack is missing, not dropped
-    assert profile.categorical[PREDICTED_LABEL].counts() == {"1": 6.0, "0": 2.0}
+    assert profile.categorical[PREDICTED_LABEL].counts() == {"class_1": 6.0, "class_0": 2.0}
     assert _reference(data_dir, "m", "v1", "--since", "20m") == 1
     said = capsys.readouterr().err.strip()
     assert "m v1 has no feedback from" in said and len(said.splitlines()) == 1

@@ -53,15 +53,16 @@ def run_reference(args, config) -> int:
                                           where=source.removeprefix("feedback "))
         summary = f"{args.model} {args.version}: {summary_of(profile)}, from {source}"
         if args.dry_run:
-            err.print(f"not stored (--dry-run) {summary}", markup=False, highlight=False)
+            err.print(f"not stored (--dry-run) {summary}", markup=False, highlight=False, soft_wrap=True)
             return 0
         before = store.get_profile(args.model, args.version)
         store.put_profile(ReferenceProfile(args.model, args.version, int(time.time() * 1000), profile.to_bytes()))
     replaced = (f"replaces the one of {utc_text(before.created_at)} ({Profile.from_bytes(before.profile).rows:,} rows)"
                 if before else "the version had none")
     refresh = config.section(MonitorSettings, "monitor").reference_refresh_seconds
-    err.print(f"stored the reference profile of {summary}; {replaced}; the monitor judges drift against it "
-              f"within {refresh:g} s", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"stored the reference profile of {summary}; {replaced}; the monitor reads it within {refresh:g} s "
+              f"([monitor] reference_refresh_seconds) and judges the windows it closes after that against it",
+              markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

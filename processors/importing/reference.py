@@ -12,6 +12,7 @@ from flywheel.processors.importing.sample import Sample
 from flywheel.processors.models import Manifest
 from flywheel.processors.monitor.profile import PREDICTED_LABEL, PREDICTED_SCORE, REFERENCE_K, Profile, known_categories
 from flywheel.processors.retrainer.reference import reference_profile
+from flywheel.schemas.features import Feature
 
 CHUNK = 10_000      # feedback records profiled at a time: a long range is never all in memory
 
@@ -29,7 +30,18 @@ def profile_of_rows(manifest: Manifest, onnx_bytes: bytes, sample) -> Profile:
         raise ReferenceRefused(f"the rows lack {len(missing)} of {manifest.model} {manifest.version}'s "
                                f"feature columns: {', '.join(missing)}")
     data = rows.with_numeric(tuple(f.name for f in spec.numeric)).dataset(spec, None)
+    for feature, values in zip(spec.categorical, data.categorical):
+        _check_categories(feature, values)
     return reference_profile(manifest, onnx_bytes, data, data)
+
+
+def _check_categories(feature: Feature, values: list[str | None]) -> None:
+    """Refuse a column that holds none of the feature's categories: another column under its name,
+    or codes the version was not trained on. Some unseen categories are live data, not a mistake."""
+    present = [v for v in values if v is not None]
+    if feature.categories and present and not set(present) & set(feature.categories):
+        raise ReferenceRefused(f"column {feature.name!r} holds none of the version's categories "
+                               f"({', '.join(feature.categories)}), first {present[0][:40]!r}")
 
 
 def profile_of_feedback(manifest: Manifest, records: Iterable[FeedbackRecord], where: str = "in that range") -> Profile:
