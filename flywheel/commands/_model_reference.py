@@ -13,7 +13,7 @@ from flywheel.feature_store import ReferenceProfile
 from flywheel.model_names import check_registered
 from flywheel.processors.importing.reference import profile_of_feedback, profile_of_rows
 from flywheel.processors.models.store import ArtifactStore
-from flywheel.processors.monitor.profile import PREDICTED_LABEL, PREDICTED_SCORE, Profile
+from flywheel.processors.monitor.profile import PREDICTED_LABEL, PREDICTED_SCORE, Profile, ProfileError
 from flywheel.processors.monitor.settings import MonitorSettings
 from flywheel.wiring import feature_store_for
 
@@ -40,6 +40,7 @@ def add_parser(actions) -> None:
 def run_reference(args, config) -> int:
     if args.until and not args.since:
         raise BadInput("--until needs --since: it ends a range of the version's feedback")
+    refresh = config.section(MonitorSettings, "monitor").reference_refresh_seconds
     check_registered(config, args.model)
     manifest, onnx_bytes = ArtifactStore(config.data_dir).load(args.model, args.version)
     with feature_store_for(config) as store:
@@ -57,9 +58,8 @@ def run_reference(args, config) -> int:
             return 0
         before = store.get_profile(args.model, args.version)
         store.put_profile(ReferenceProfile(args.model, args.version, int(time.time() * 1000), profile.to_bytes()))
-    replaced = (f"replaces the one of {utc_text(before.created_at)} ({Profile.from_bytes(before.profile).rows:,} rows)"
-                if before else "the version had none")
-    refresh = config.section(MonitorSettings, "monitor").reference_refresh_seconds
+    replaced = (f"replaces the one of {utc_text(before.created_at)} ({_rows(before)})" if before
+                else "the version had none")
     err.print(f"stored the reference profile of {summary}; {replaced}; the monitor reads it within {refresh:g} s "
               f"([monitor] reference_refresh_seconds) and judges the windows it closes after that against it",
               markup=False, highlight=False, soft_wrap=True)
@@ -80,3 +80,10 @@ def summary_of(profile: Profile) -> str:
         shares = sorted(label.counts().items(), key=lambda kv: -kv[1])
         parts.append("prediction.label " + ", ".join(f"{k} {v / label.count:.0%}" for k, v in shares[:5]))
     return ", ".join(parts)
+
+
+def _rows(stored: ReferenceProfile) -> str:
+    try:
+        return f"{Profile.from_bytes(stored.profile).rows:,} rows"
+    except ProfileError:
+        return "unusable"
