@@ -72,6 +72,18 @@ def data_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
+def registered(data_dir):
+    """Model m's version v1 (32 numeric features f00..f31, labels 0 and 1) in the data dir's
+    artifact store, as `models register` leaves it: no broker, no reference profile."""
+    from flywheel.processors.models.store import ArtifactStore
+    from flywheel.processors.training import synthetic, train
+    data = synthetic(200, seed=1)
+    trained = train("m", "v1", data.numeric, data.target, data.spec, kind="mlp")
+    ArtifactStore(data_dir).save(trained.onnx_bytes, trained.manifest)
+    return data_dir
+
+
+@pytest.fixture
 def registry(data_dir):
     return open_registry(None, data_dir)
 

@@ -4,25 +4,13 @@ manifest and lineage."""
 import json
 import time
 
-import pytest
 from flywheel.feature_store import FeedbackRecord, RetrainRecord, StoreSettings, WindowMetrics, open_store
 from flywheel.processors.models.history import EventLog
-from flywheel.processors.models.store import ArtifactStore
-from flywheel.processors.training import synthetic, train
 
 from flywheel.cli import main
 
 NOW = int(time.time() * 1000)
 HOUR = 3_600_000
-
-
-@pytest.fixture
-def registered(data_dir):
-    """Model m's version v1 in the data dir's artifact store, as `models register` leaves it."""
-    data = synthetic(200, seed=1)
-    trained = train("m", "v1", data.numeric, data.target, data.spec, kind="mlp")
-    ArtifactStore(data_dir).save(trained.onnx_bytes, trained.manifest)
-    return data_dir
 
 
 def test_export_writes_each_kind_in_the_range_as_json_lines(registered, data_dir, tmp_path, capsys):

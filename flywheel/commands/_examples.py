@@ -27,6 +27,8 @@ EXAMPLES: dict[str, list[str]] = {
                "flywheel models register demo v1 --synthetic mlp",
                "flywheel models list",
                "flywheel models show churn v20261207140000-3f2a9c0e",
+               "flywheel models reference churn v1 --from validation.csv",
+               "flywheel models reference churn v1 --since 2026-12-07T09:00 --until 2026-12-07T12:00 --dry-run",
                "flywheel models deploy churn v2 --canary 20",
                "flywheel models deploy churn v3 --shadow",
                "flywheel models promote churn",

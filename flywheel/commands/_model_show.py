@@ -1,8 +1,8 @@
 """`flywheel models show MODEL VERSION`: what a version expects and answers, and its lineage (what
 trained it: parent, retrain request, trainer and its code's hash, the feedback range, rows and
 their content hash). Read from the data dir's artifact store, so it works without a broker."""
-import time
 
+from flywheel.commands._since import utc_text
 from flywheel.console import err, print_json_line
 from flywheel.model_names import check_registered
 from flywheel.processors.models.manifest import Lineage, Manifest
@@ -45,11 +45,7 @@ def lineage_lines(lineage: Lineage | None) -> list[str]:
     return [f"  parent: {lineage.parent or '-'}; retrain {lineage.retrain_id or '-'} "
             f"for {', '.join(lineage.reasons) or '-'}",
             f"  trainer: {lineage.trainer} (code sha256 {lineage.trainer_sha256 or 'unknown'})",
-            f"  data: feedback from {_time(lineage.data_start)} to {_time(lineage.data_end)}: "
+            f"  data: feedback from {utc_text(lineage.data_start)} to {utc_text(lineage.data_end)}: "
             f"{lineage.train_rows:,} rows trained on (+{lineage.hard_examples:,} hard-example copies), "
             f"{lineage.holdout_rows:,} held out",
             f"  dataset sha256: {lineage.dataset_sha256}"]
-
-
-def _time(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))

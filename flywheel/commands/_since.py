@@ -1,5 +1,6 @@
-"""`--since WHEN` of the commands that look back (report, status)."""
+"""`--since WHEN` of the commands that look back (report, status), and how they print a time."""
 import re
+import time
 from datetime import UTC, datetime
 
 from flywheel.errors import BadInput
@@ -26,3 +27,8 @@ def parse_since(text: str, now_ms: int) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+def utc_text(ms: int) -> str:
+    """A time in ms since the epoch as a person reads it, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from flywheel.commands import _model_reference as model_reference
 from flywheel.commands import _model_show as model_show
 from flywheel.console import err, print_json_line
 from flywheel.errors import open_user_file
@@ -40,6 +41,7 @@ def register(sub) -> None:
     ls.add_argument("--json", action="store_true", help="one ModelEvent per line instead of a table")
     ls.set_defaults(handler=run_list)
     model_show.add_parser(actions)
+    model_reference.add_parser(actions)
 
     d = actions.add_parser("deploy", help="deploy a version as canary (a share of traffic) or shadow")
     d.add_argument("model")

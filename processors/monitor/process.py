@@ -13,7 +13,8 @@ holds, so a restart or a rebalance recomputes open windows from their records in
 them. Records
 marked as replays (`flywheel-replay` header, or feedback flagged `replay`) are not live traffic
 and are left out of every figure. Reference profiles are read from the store per model version
-and cached; a version without one gets performance figures but no drift or quality.
+and cached, and read again now and then (references.py); a version without one gets performance
+figures but no drift or quality.
 """
 import logging
 import re
@@ -32,8 +33,8 @@ from flywheel.processors.models import ModelFollower
 from flywheel.processors.models.follower import UNREGISTERED
 from flywheel.processors.monitor.drift import DriftThresholds
 from flywheel.processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
-from flywheel.processors.monitor.profile import Profile, ProfileError
 from flywheel.processors.monitor.quality import QualityThresholds
+from flywheel.processors.monitor.references import References
 from flywheel.processors.monitor.settings import MonitorSettings
 from flywheel.processors.monitor.windows import Offsets, Partial, WindowedMonitor, WindowResult, merge_partials
 from flywheel.processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
@@ -114,6 +115,7 @@ class Monitor:
         self.metrics = metrics or MonitorMetrics()
         self.stop = stop or threading.Event()
         self.clock = clock
+        self.reference = References(store, settings.reference_refresh_seconds, self.stop, PROCESSOR)
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
                                        self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings),
                                        self._closed_until, self._registered)
@@ -125,7 +127,6 @@ class Monitor:
         self.producer = TrackedProducer(make_producer(kafka))
         self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
-        self._references: dict[tuple[str, str], tuple[Profile | None, float]] = {}
         self._next: dict[tuple[str, int], int] = {}
         self._produced: dict[tuple[str, int], int] = {}    # per partition: Kafka time of the last record read
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
@@ -313,21 +314,6 @@ class Monitor:
         finally:
             self.consumer.close()
             self._models.close()
-
-    def reference(self, model: str, version: str) -> Profile | None:
-        """The version's reference profile from the store, cached; a miss is retried later."""
-        cached = self._references.get((model, version))
-        if cached and (cached[0] is not None or time.monotonic() < cached[1]):
-            return cached[0]
-        row = hold_back(lambda: self.store.get_profile(model, version), self.stop, PROCESSOR)
-        profile = None
-        if row is not None:
-            try:
-                profile = Profile.from_bytes(row.profile)
-            except ProfileError as e:
-                log.warning("reference profile of %s/%s is unusable: %s", model, version, e)
-        self._references[(model, version)] = (profile, time.monotonic() + self.settings.reference_refresh_seconds)
-        return profile
 
     def _closed_until(self, model: str, version: str) -> int | None:
         return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)

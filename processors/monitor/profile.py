@@ -250,9 +250,15 @@ def build_reference(spec: FeatureSpec, numeric: dict[str, Iterable[float | None]
         categorical[PREDICTED_LABEL] = labels
     profile = Profile(spec, REFERENCE_K, 0, start_ms, end_ms)
     profile.add_columns(rows, numeric, categorical)
-    profile.known = {name: frozenset(s.counts()) | frozenset(_declared(spec.get(name)))
-                     for name, s in profile.categorical.items()}
+    profile.known = known_categories(profile)
     return profile
+
+
+def known_categories(reference: Profile) -> dict[str, frozenset[str]]:
+    """What a reference knows of each categorical feature: the categories its rows hold and those
+    the spec declares; a window's other categories are counted as unseen."""
+    return {name: frozenset(s.counts()) | frozenset(_declared(reference.spec.get(name)))
+            for name, s in reference.categorical.items()}
 
 
 def rank_error(sketch: kll_doubles_sketch) -> float:

@@ -20,8 +20,8 @@ class MonitorSettings:
                                                                    "partitions it lacks")
     batch_size: int = setting(5000, unit="records", min=1, doc="records consumed per batch at most")
     poll_timeout_seconds: float = setting(0.5, unit="s", min=0, doc="how long a poll blocks when nothing is waiting")
-    reference_refresh_seconds: float = setting(30.0, unit="s", min=0, doc="how soon a missing reference profile "
-                                                                          "is looked for again")
+    reference_refresh_seconds: float = setting(30.0, unit="s", min=0, doc="how soon a version's reference profile "
+                                                                          "is read again (a missing or rebuilt one)")
     psi_threshold: float = setting(0.2, unit="PSI", min=0, doc="a feature's PSI above this is drift (0.2: the "
                                                                "usual \"significant shift\" line)")
     false_alarms_per_day: float = setting(0.1, unit="flags/day", min=0, doc="expected drift flags a day per model "
