@@ -34,6 +34,7 @@ from tests import test_monitor_process as monitored
 from tests.test_joiner_process import T0, Topics, _label, _prediction
 from tests.test_worker_support import register
 
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 N = 200
 SPAN = (T0 - 3_600_000, T0 + 3_600_000)
 
@@ -41,14 +42,12 @@ SPAN = (T0 - 3_600_000, T0 + 3_600_000)
 @pytest.fixture
 def small_fs(tmp_path) -> Path:
     """A 4 MiB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip().splitlines()[0]}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
