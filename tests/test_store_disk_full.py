@@ -47,7 +47,8 @@ def small_fs(tmp_path) -> Path:
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip().splitlines()[0]}")
+        first_line = done.stderr.strip().partition("\n")[0]
+        pytest.skip(f"cannot mount a tmpfs here: {first_line}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
