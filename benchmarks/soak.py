@@ -1,13 +1,15 @@
 """The long soak of the embedded stack: `flywheel up --demo` at each given rate for a while,
-sampled every `--every` seconds into a CSV (broker CPU and RSS from /proc, every processor's
-lag and records in per second, request -> prediction latency p50/p99 from the processors'
-/metrics, the topics the broker holds), then a plot (PNG) and a summary (Markdown).
+sampled every `--every` seconds into a CSV (broker CPU and RSS and every process's RSS from
+/proc, every processor's lag and records in per second, request -> prediction latency p50/p99
+from the processors' /metrics, the topics the broker holds), then a plot (PNG) and a summary
+(Markdown).
 
 Run through bin/soak, which documents the flags. Every stack gets ports and a data dir of its
 own, never the defaults, so a soak runs beside a developer's stack.
 """
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +41,10 @@ class Row:
     monitor_lag: int
     p50_ms: float | None
     p99_ms: float | None
+    process_rss_mb: str = "{}"   # JSON: each process of the stack -> its RSS (MB)
+
+    def rss(self) -> dict[str, float]:
+        return json.loads(self.process_rss_mb)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -51,6 +57,17 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def process_rss(processes) -> str:
+    """Every running process's RSS, by name, as the CSV column holds it."""
+    found = {}
+    for spec in processes:
+        try:
+            found[spec.name] = round(rss_mb(spec.pid), 1)
+        except OSError:          # restarting between the stack file and /proc: a gap, not an error
+            continue
+    return json.dumps(found, sort_keys=True)
 
 
 def broker_pid(parent: int) -> int | None:
@@ -117,7 +134,7 @@ def sample(rate, started, before, after, processes, cpu, pid, admin) -> Row:
     return Row(rate, round((after.at - started) / 60, 2), round(cpu / live.seconds, 3), round(rss_mb(pid), 1),
                topic_count(admin), round(sum(live.requests_in_per_s.values()), 1),
                *(lag.get(name, 0) for name in PROCESSORS),
-               _ms(latency and latency.p50), _ms(latency and latency.p99))
+               _ms(latency and latency.p50), _ms(latency and latency.p99), process_rss(processes))
 
 
 def topic_count(admin: AdminClient) -> int | None:
@@ -134,7 +151,7 @@ def plot(rows: list[Row], path: Path) -> None:
     panels = [("broker_cpu", "broker CPU (cores)"), ("broker_rss_mb", "broker RSS (MB)"),
               ("worker_rps", "worker records/s"), ("worker_lag", "worker lag (records)"),
               ("p99_ms", "request -> prediction p99 (ms)"), ("topics", "topics held")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 * len(panels)), sharex=True)
+    fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(9, 2.2 * (len(panels) + 1)), sharex=True)
     for ax, (name, title) in zip(axes, panels):
         for rate in sorted({r.rate for r in rows}):
             mine = [r for r in rows if r.rate == rate and getattr(r, name) is not None]
@@ -142,9 +159,21 @@ def plot(rows: list[Row], path: Path) -> None:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    _plot_processes(axes[-1], rows)
     axes[-1].set_xlabel("minutes")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def _plot_processes(ax, rows: list[Row]) -> None:
+    for rate in sorted({r.rate for r in rows}):
+        mine = [r for r in rows if r.rate == rate]
+        for name in sorted({n for r in mine for n in r.rss()}):
+            points = [(r.minute, r.rss()[name]) for r in mine if name in r.rss()]
+            ax.plot(*zip(*points), label=f"{name} ({rate:g}/s)", linewidth=1)
+    ax.set_title("processes' RSS (MB)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=4)
 
 
 SUMMARY_COLUMNS = ("broker_cpu", "broker_rss_mb", "topics", "worker_rps", "worker_lag", "p50_ms", "p99_ms")
@@ -164,6 +193,20 @@ def summary(rows: list[Row]) -> str:
             lines.append(f"| {rate:g} | {part[0].minute:.0f}-{part[-1].minute:.0f} | {med['broker_cpu']:.2f} | "
                          f"{med['broker_rss_mb']:.0f} | {med['topics']:.0f} | {med['worker_rps']:.0f} | "
                          f"{med['worker_lag']:.0f} | {med['p50_ms']:.0f} | {med['p99_ms']:.0f} |")
+    return "\n".join(lines) + "\n\n" + memory_summary(rows)
+
+
+def memory_summary(rows: list[Row]) -> str:
+    """Per rate and process: median RSS in each quarter, and the change from the second quarter
+    (after warm-up) to the last."""
+    lines = ["| rate | process | RSS MB by quarter | Q2 -> Q4 |", "|---|---|---|---|"]
+    for rate in sorted({r.rate for r in rows}):
+        mine = [r for r in rows if r.rate == rate]
+        quarters = [mine[q * len(mine) // 4:(q + 1) * len(mine) // 4] for q in range(4)]
+        for name in sorted({n for r in mine for n in r.rss()}):
+            med = [_median([r.rss().get(name) for r in part]) for part in quarters]
+            change = f"{(med[3] / med[1] - 1) * 100:+.0f}%" if med[1] and med[1] == med[1] else "–"
+            lines.append(f"| {rate:g} | {name} | {' / '.join(f'{m:.0f}' for m in med)} | {change} |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +222,8 @@ def _median(values: list) -> float:
 def read_rows(path: Path) -> list[Row]:
     """The rows of a soak's CSV (to redraw the plot of a run still going, or one cut short)."""
     with open(path, newline="") as f:
-        return [Row(**{k: _number(v) for k, v in line.items()}) for line in csv.DictReader(f)]
+        return [Row(**{k: v if k == "process_rss_mb" else _number(v) for k, v in line.items()})
+                for line in csv.DictReader(f)]
 
 
 def _number(text: str) -> int | float | None:

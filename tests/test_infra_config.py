@@ -26,6 +26,7 @@ from flywheel.streams.topics import TopicCatalog
 from flywheel.cli import build_parser
 from flywheel.config import ALIASES, env_names, load_config
 from flywheel.sections import SECTIONS
+from flywheel.web.settings import ConsoleSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -34,7 +35,7 @@ PROM = INFRA / "prometheus"
 RULES = PROM / "rules" / "flywheel.rules.yml"
 DASHBOARD = INFRA / "grafana" / "dashboards" / "flywheel.json"
 K8S = INFRA / "k8s"
-PROCESSORS = {"worker", "joiner", "monitor", "trigger", "retrainer", "rollout"}
+PROCESSORS = {"worker", "joiner", "monitor", "trigger", "retrainer", "rollout", "console"}
 OPTIONAL_K8S = {"secret.example.yaml", "podmonitor.yaml"}   # documented, applied by hand
 
 
@@ -311,7 +312,8 @@ def test_kustomizations_list_every_manifest_and_only_existing_ones(manifests):
 
 
 @pytest.mark.parametrize("directory, kinds", [
-    ("", {"Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "PodDisruptionBudget", "ScaledObject"}),
+    ("", {"Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "PodDisruptionBudget", "ScaledObject",
+          "Service"}),
     ("migrate", {"Namespace", "ConfigMap", "Job"}),
 ])
 def test_kubectl_kustomize_renders_each_application(directory, kinds, compose_file):
@@ -340,7 +342,9 @@ def test_a_deployment_per_processor_on_the_image_with_its_metrics_port(manifests
         assert d["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items(), name
         (container,) = pod["spec"]["containers"]
         assert container["image"] == compose_file["services"]["migrate"]["image"], name
-        assert container["ports"] == [{"name": "metrics", "containerPort": port}], name
+        assert container["ports"][0] == {"name": "metrics", "containerPort": port}, name
+        served = [{"name": "http", "containerPort": ConsoleSettings().port}] if name == "console" else []
+        assert container["ports"][1:] == served, name
         assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port), name
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, name
