@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from flywheel.feature_store import FeatureStore
+    from flywheel.processors.runtime.processor import Endpoint
 
 
 def schema_registry(config: Config) -> SchemaRegistry:
@@ -59,9 +60,16 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def metrics_endpoint(config: Config) -> Endpoint:
+    """Where a stream processor (processors/runtime/processor.py) serves its /metrics."""
+    from flywheel.processors.runtime.processor import Endpoint
+    return Endpoint(config.metrics_port, config.metrics_addr)
+
+
 def start_processor(config: Config, metrics: CollectorRegistry | None = None) -> threading.Event:
-    """What every long-running command does first: log lines to stderr, serve its /metrics, and
-    turn SIGTERM/SIGINT into the stop event its loop checks, and collect garbage less often."""
+    """What every long-running command does first: log lines to stderr, serve its /metrics (a
+    stream processor serves its own: `metrics_endpoint`), and turn SIGTERM/SIGINT into the stop
+    event its loop checks, and collect garbage less often."""
     from flywheel.processors.runtime import start_metrics_server, stop_on_signals
     from flywheel.processors.runtime.gc_tuning import tune_gc
     tune_gc()

@@ -4,7 +4,7 @@ from flywheel.console import err
 from flywheel.processors.joiner.process import FeedbackJoiner, JoinerMetrics
 from flywheel.processors.joiner.settings import JoinerSettings
 from flywheel.stack import ProcessSpec, replicas
-from flywheel.wiring import feature_store_for, schema_registry, start_processor
+from flywheel.wiring import feature_store_for, metrics_endpoint, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -24,10 +24,10 @@ def run(args, config) -> int:
     overrides = {"exactly_once": False if args.at_least_once else None, "instance_id": args.instance_id}
     settings = config.section(JoinerSettings, "joiner", **{k: v for k, v in overrides.items() if v is not None})
     metrics = JoinerMetrics()
-    stop = start_processor(config, metrics.registry)
+    stop = start_processor(config)
     with feature_store_for(config) as store:
         joiner = FeedbackJoiner(config.kafka, schema_registry(config), store, settings, metrics, stop,
-                                config.instance_id or None)
+                                config.instance_id or None, endpoint=metrics_endpoint(config))
         err.print(f"joiner: window {settings.join_window_seconds:g}s, "
                   f"metrics on {config.metrics_addr}:{config.metrics_port}")
         joiner.run()

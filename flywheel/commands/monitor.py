@@ -4,7 +4,7 @@ from flywheel.console import err
 from flywheel.processors.monitor.process import Monitor, MonitorMetrics
 from flywheel.processors.monitor.settings import MonitorSettings
 from flywheel.stack import ProcessSpec, replicas
-from flywheel.wiring import feature_store_for, schema_registry, start_processor
+from flywheel.wiring import feature_store_for, metrics_endpoint, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -25,10 +25,11 @@ def run(args, config) -> int:
     overrides = {"window_seconds": args.window} if args.window else {}
     settings = config.section(MonitorSettings, "monitor", **overrides)
     metrics = MonitorMetrics()
-    stop = start_processor(config, metrics.registry)
+    stop = start_processor(config)
     with feature_store_for(config) as store:
         monitor = Monitor(config.kafka, schema_registry(config), store, settings, metrics, stop,
-                          instance=args.instance_id or config.instance_id or None)
+                          instance=args.instance_id or config.instance_id or None,
+                          endpoint=metrics_endpoint(config))
         err.print(f"monitor: {settings.window_seconds:g}s windows, "
                   f"metrics on {config.metrics_addr}:{config.metrics_port}")
         monitor.run()

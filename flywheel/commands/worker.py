@@ -4,7 +4,7 @@ from flywheel.model_names import check_registered
 from flywheel.processors.worker.metrics import WorkerMetrics
 from flywheel.processors.worker.settings import WorkerSettings
 from flywheel.processors.worker.worker import InferenceWorker
-from flywheel.wiring import ensure_core_topics, feature_store_for, schema_registry, start_processor
+from flywheel.wiring import ensure_core_topics, feature_store_for, metrics_endpoint, schema_registry, start_processor
 
 
 def register(sub) -> None:
@@ -50,9 +50,9 @@ def run(args, config) -> int:
     settings = config.section(WorkerSettings, "worker", **{k: v for k, v in overrides.items() if v is not None})
     ensure_core_topics(config, settings.models)
     metrics = WorkerMetrics()
-    stop = start_processor(config, metrics.registry)
+    stop = start_processor(config)
     worker = InferenceWorker(settings, config.kafka, schema_registry(config), config.data_dir, metrics, stop,
-                             _online(settings, config))
+                             _online(settings, config), metrics_endpoint(config))
     err.print(f"worker {settings.instance_id}: {'exactly-once' if settings.exactly_once else 'at-least-once'}, "
               f"metrics on {config.metrics_addr}:{config.metrics_port}")
     worker.run()

@@ -35,18 +35,17 @@ from flywheel.processors.joiner.holds import Hold, Holds, message_size
 from flywheel.processors.joiner.join import REPLAY_FLAG, Join, JoinResult, Label, PredictionRecord, prediction_record
 from flywheel.processors.joiner.settings import JoinerSettings
 from flywheel.processors.models import ModelFollower
-from flywheel.processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker, ProcessorMetrics
-from flywheel.processors.runtime.budget import check_output_topics
-from flywheel.processors.runtime.failures import hold_back, run_batches
-from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.processors.runtime import CommitError, ProcessorMetrics
+from flywheel.processors.runtime.pipeline import Outbox
+from flywheel.processors.runtime.processor import Endpoint, StreamProcessor
+from flywheel.schemas import AvroSerde
 from flywheel.schemas.registry.base import SchemaRegistry
 from flywheel.schemas.wire.feedback import FeedbackEncoder
 from flywheel.schemas.wire.prediction import PredictionDecoder
-from flywheel.streams.clients import make_admin, make_consumer, make_producer
 from flywheel.streams.generations import logical_name
 from flywheel.streams.replay import headers as replay_headers
 from flywheel.streams.settings import KafkaSettings
-from flywheel.streams.topics import TopicCatalog, check_copartitioned
+from flywheel.streams.topics import check_copartitioned
 from prometheus_client import Counter, Gauge, Histogram
 
 PROCESSOR = "joiner"
@@ -76,37 +75,32 @@ class JoinerMetrics(ProcessorMetrics):
 
 
 
-class FeedbackJoiner:
+class FeedbackJoiner(StreamProcessor):
+    name = PROCESSOR
+
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: JoinerSettings, metrics: JoinerMetrics | None = None,
-                 stop: threading.Event | None = None, instance: str | None = None, clock=wall_clock_ms):
-        self.settings = settings
-        self.clock = clock
-        self.catalog = TopicCatalog(kafka)
-        self.metrics = metrics or JoinerMetrics()
-        self.stop = stop or threading.Event()
-        self.join = Join(store, settings)
-        self._predictions = PredictionDecoder(AvroSerde(registry, "Prediction"))
-        self._labels = AvroSerde(registry, "GroundTruth")
-        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"))
-        self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                      self.metrics.dead_letters, kafka.max_message_bytes)
+                 stop: threading.Event | None = None, instance: str | None = None, clock=wall_clock_ms,
+                 endpoint: Endpoint | None = None):
         # Range assignment gives partition k of the labels topic and of every predictions topic to
         # one instance: with the topics co-partitioned (checked here), a request id's label and
         # predictions meet in one joiner, the only writer of its label count.
-        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000,
-                                                                   "partition.assignment.strategy": "range"})
+        super().__init__(kafka, registry, metrics or JoinerMetrics(), settings.group_id,
+                         transactional_id=f"{settings.group_id}.{instance or settings.instance_id}"
+                         if settings.exactly_once else None,
+                         consumer_config={"topic.metadata.refresh.interval.ms": 5000,
+                                          "partition.assignment.strategy": "range"}, stop=stop, endpoint=endpoint)
         try:
             check_copartitioned(self.consumer, self.catalog.labels, self.catalog.predictions_pattern())
         except Exception:
-            self.consumer.close()
+            super().close()
             raise
-        self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
-        exactly_once = settings.exactly_once
-        producer = make_producer(kafka, f"{settings.group_id}.{instance or settings.instance_id}"
-                                 if exactly_once else None)
-        self.committer = BatchCommitter(self.consumer, producer, exactly_once)
-        self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
+        self.settings = settings
+        self.clock = clock
+        self.join = Join(store, settings)
+        self._predictions = self.held(PredictionDecoder(AvroSerde(registry, "Prediction")))
+        self._labels = AvroSerde(registry, "GroundTruth")
+        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"))
         # Labels' model names come from whoever produced them: only registered ones become
         # metric label values (a fixed "unregistered" otherwise), so cardinality stays bounded.
         self._models = ModelFollower(kafka, registry)
@@ -115,28 +109,21 @@ class FeedbackJoiner:
         self._next: dict[tuple[str, int], int] = {}
         self.consumer.subscribe([self.catalog.labels, self.catalog.predictions_pattern()], on_revoke=self._on_revoke)
 
-    def run(self) -> None:
-        try:
-            hold_back(lambda: check_output_topics(self.admin, [self.catalog.feedback, self.catalog.deadletter],
-                                                  self.max_message_bytes), self.stop, PROCESSOR)
-            run_batches(self.step, self.stop, PROCESSOR)
-        finally:
-            self.close()
+    def output_topics(self) -> list[str]:
+        return [self.catalog.feedback, self.catalog.deadletter]
 
     def step(self) -> int:
         """Process one batch (and any labels whose wait is over); return the records consumed."""
         size = min(self.settings.batch_size, self.settings.max_held_labels)
-        messages = [m for m in self.consumer.consume(size, self.settings.poll_timeout_seconds)
-                    if m.error() is None]
+        messages = self.consume(size, self.settings.poll_timeout_seconds)
         due = self.holds.due(time.monotonic())
         over = self._make_room(messages)
         due += over
         if not messages and not due:
-            self.lag.update()
             return 0
         dead: list[tuple[Message, str, str]] = []
         predictions, labels = self._decode(messages, dead)
-        result = self._retrying(lambda: self.join.add([p for p, _ in predictions], [lb for lb, _ in labels],
+        result = self.hold_back(lambda: self.join.add([p for p, _ in predictions], [lb for lb, _ in labels],
                                                       [w.label for w in due]))
         self._track(result, labels, due, dead, {h.label for h in over})
         try:
@@ -155,14 +142,12 @@ class FeedbackJoiner:
         self.metrics.given_up.inc(len(over))
         self.metrics.held.set(len(self.holds))
         self.metrics.held_bytes.set(self.holds.bytes)
-        self.lag.update()
         return len(messages)
 
     def close(self) -> None:
         try:
-            self.committer.close()
+            super().close()
         finally:
-            self.consumer.close()
             self._models.close()
 
     # -- one batch, in order -----------------------------------------------------------------------
@@ -180,16 +165,14 @@ class FeedbackJoiner:
         now_ms = self.clock()
         label_messages = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
         prediction_messages = [m for m in messages if logical_name(m.topic()) != self.catalog.labels]
-        decoded = self._retrying(lambda: self._predictions.decode([m.value() for m in prediction_messages]))
+        decoded = self._predictions.decode([m.value() for m in prediction_messages])
         dead += [(prediction_messages[i], f.reason, f.detail) for i, f in decoded.failures]
         for i, value in sorted([*zip(decoded.columns.indices.tolist(), decoded.columns.records()),
                                 *decoded.records], key=operator.itemgetter(0)):
             m = prediction_messages[i]
             predictions.append((prediction_record(value, is_replay(m)), m))
-        for m, value in zip(label_messages, self._decoded(self._labels, label_messages)):
-            if isinstance(value, DecodeFailure):
-                dead.append((m, value.reason, value.detail))
-            elif (value["label"] is None) == (value["value"] is None):
+        for m, value in self.decode(self._labels, label_messages, dead):
+            if (value["label"] is None) == (value["value"] is None):
                 dead.append((m, "invalid_label", "a label needs exactly one of label or value"))
             elif value["value"] is not None and not math.isfinite(value["value"]):
                 dead.append((m, "non_finite_label", f"label value {value['value']} is not a finite number"))
@@ -243,18 +226,12 @@ class FeedbackJoiner:
         return hold.message if hold is not None and hold.label == label else None
 
     def _emit(self, messages: list[Message], result: JoinResult, dead: list) -> None:
-        self.committer.begin()
-        feedback = result.feedback
-        self.committer.produce_many(
+        outbox, feedback = Outbox(), result.feedback
+        outbox.produce_many(
             self.catalog.feedback, [self._feedback.encode(vars(record)) for record in feedback],
             [record.request_id.encode() for record in feedback],
             [[(replay_headers.REPLAY, b"joined")] if REPLAY_FLAG in record.flags else None for record in feedback])
-        seen = set()
-        for m, reason, detail in dead:
-            if (m.topic(), m.partition(), m.offset()) not in seen:
-                seen.add((m.topic(), m.partition(), m.offset()))
-                self._dead.send_message(self.committer, m, reason, detail)
-        self.committer.commit(messages, self._safe_offsets())
+        self.commit(messages, outbox, dead, self._safe_offsets())
 
     def _safe_offsets(self) -> list[TopicPartition]:
         """Per partition: the next offset to read, or the oldest held label's, if earlier."""
@@ -286,14 +263,6 @@ class FeedbackJoiner:
         for model, n in collections.Counter(known[(r.model, r.model_version)][0] for r in live
                                             if r.label_count > 1).items():
             m.replaced.labels(model).inc(n)
-
-    def _retrying(self, call):
-        """Store and registry calls wait out an outage where they stand (backpressure, see
-        runtime/failures.py): nothing of the batch is committed meanwhile."""
-        return hold_back(call, self.stop, PROCESSOR)
-
-    def _decoded(self, serde: AvroSerde, messages: list[Message]) -> list:
-        return self._retrying(lambda: serde.decode_many([m.value() for m in messages]))
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}

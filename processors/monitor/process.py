@@ -23,7 +23,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict
-from functools import partial
 
 import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -37,18 +36,14 @@ from flywheel.processors.monitor.quality import QualityThresholds
 from flywheel.processors.monitor.references import References
 from flywheel.processors.monitor.settings import MonitorSettings
 from flywheel.processors.monitor.windows import Offsets, Partial, WindowedMonitor, WindowResult, merge_partials
-from flywheel.processors.runtime import DeadLetterWriter, LagTracker, ProcessorMetrics
-from flywheel.processors.runtime.budget import check_output_topics
-from flywheel.processors.runtime.failures import hold_back, run_batches
-from flywheel.schemas import AvroSerde, DecodeFailure
+from flywheel.processors.runtime import ProcessorMetrics
+from flywheel.processors.runtime.processor import Endpoint, StreamProcessor
+from flywheel.schemas import AvroSerde
 from flywheel.schemas.registry.base import SchemaRegistry
 from flywheel.schemas.wire.prediction import PredictionDecoder
-from flywheel.streams.clients import make_admin, make_consumer, make_producer
-from flywheel.streams.delivery import TrackedProducer
 from flywheel.streams.generations import logical_name
 from flywheel.streams.replay import headers as replay_headers
 from flywheel.streams.settings import KafkaSettings
-from flywheel.streams.topics import TopicCatalog
 from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge
 
@@ -105,28 +100,24 @@ def window_row(result: WindowResult, closed_at: int) -> WindowMetrics:
         "performance": asdict(result.performance) if result.performance else None})
 
 
-class Monitor:
+class Monitor(StreamProcessor):
+    name = PROCESSOR
+
     def __init__(self, kafka: KafkaSettings, registry: SchemaRegistry, store: FeatureStore,
                  settings: MonitorSettings, metrics: MonitorMetrics | None = None,
-                 stop: threading.Event | None = None, clock=wall_clock_ms, instance: str | None = None):
+                 stop: threading.Event | None = None, clock=wall_clock_ms, instance: str | None = None,
+                 endpoint: Endpoint | None = None):
+        super().__init__(kafka, registry, metrics or MonitorMetrics(), settings.group_id,
+                         consumer_config={"topic.metadata.refresh.interval.ms": 5000}, stop=stop, endpoint=endpoint)
         self.settings = settings
-        self.store = store
-        self.catalog = TopicCatalog(kafka)
-        self.metrics = metrics or MonitorMetrics()
-        self.stop = stop or threading.Event()
+        self.store = self.held(store)     # every store call holds back while the store is unavailable
         self.clock = clock
         self.reference = References(store, settings.reference_refresh_seconds, self.stop, PROCESSOR)
         self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
                                        self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings),
-                                       self._closed_until, self._registered)
-        self._decoder = PredictionDecoder(AvroSerde(registry, "Prediction"))
+                                       self.store.closed_until, self._registered)
+        self._decoder = self.held(PredictionDecoder(AvroSerde(registry, "Prediction")))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
-        self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                      self.metrics.dead_letters, kafka.max_message_bytes)
-        self.consumer = make_consumer(kafka, settings.group_id, **{"topic.metadata.refresh.interval.ms": 5000})
-        self.producer = TrackedProducer(make_producer(kafka))
-        self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
-        self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self._next: dict[tuple[str, int], int] = {}
         self._produced: dict[tuple[str, int], int] = {}    # per partition: Kafka time of the last record read
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
@@ -141,17 +132,8 @@ class Monitor:
         self.consumer.subscribe([self.catalog.feedback, self.catalog.predictions_pattern()],
                                 on_revoke=self._on_revoke)
 
-    def run(self) -> None:
-        try:
-            hold_back(lambda: check_output_topics(self.admin, [self.catalog.deadletter], self.max_message_bytes),
-                      self.stop, PROCESSOR)
-            run_batches(self.step, self.stop, PROCESSOR)
-        finally:
-            self.close()
-
     def step(self) -> list[WindowResult]:
-        messages = [m for m in self.consumer.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
-                    if m.error() is None]
+        messages = self.consume(self.settings.batch_size, self.settings.poll_timeout_seconds)
         unregistered = self.windows.unregistered
         dead = self._add(messages)
         self.metrics.unregistered.inc(self.windows.unregistered - unregistered)
@@ -164,7 +146,7 @@ class Monitor:
             self._closes += 1
             part = f"{self.instance}/{self._incarnation}/{self._closes}"
             rows = [to_row(p, self.settings.group_id, part, now) for p in partials]
-            hold_back(lambda: self.store.put_partials(rows), self.stop, PROCESSOR)
+            self.store.put_partials(rows)
         assigned = {(logical_name(tp.topic), tp.partition) for tp in self.consumer.assignment()}
         merging = (self.catalog.feedback, 0) in assigned
         if merging:
@@ -174,7 +156,6 @@ class Monitor:
             results = self._merge(now)
         if messages or partials:
             self._commit(dead)
-        self.lag.update()
         return results
 
     def _registered(self, model: str, version: str) -> bool:
@@ -184,7 +165,7 @@ class Monitor:
         if self._models.label_values(model, version)[1] != UNREGISTERED:
             return True
         if time.monotonic() >= self._caught_up + 1:
-            hold_back(self._models.catch_up, self.stop, PROCESSOR)
+            self.hold_back(self._models.catch_up)
             self._caught_up = time.monotonic()
         return self._models.label_values(model, version)[1] != UNREGISTERED
 
@@ -200,7 +181,7 @@ class Monitor:
             return False
         self._progress_due = time.monotonic() + self.settings.progress_seconds
         progress = MonitorProgress(self.settings.group_id, self.instance, self._through(now), now)
-        hold_back(lambda: self.store.put_progress([progress]), self.stop, PROCESSOR)
+        self.store.put_progress([progress])
         return True
 
     def _through(self, now: int) -> dict[str, int]:
@@ -243,13 +224,13 @@ class Monitor:
         since = (now - 2 * (self.windows.window_ms + self.windows.grace_ms)
                  - int(self.settings.merge_wait_seconds * 1000))
         since = min([since, *(start for _, _, start in self.merger.pending)])
-        listed = hold_back(lambda: list(self.store.partials(group, since, now + 1)), self.stop, PROCESSOR)
+        listed = self.store.partials(group, since, now + 1)
         self.merger.forget_merged_before(since)
         self.merger.note([((r.model, r.model_version, r.window_start), r.window_end) for r in listed], now)
         partitions = self._partitions()
         if partitions is None or not self.merger.pending:
             return []
-        coverage = Coverage.of(hold_back(lambda: self.store.progress(group), self.stop, PROCESSOR))
+        coverage = Coverage.of(self.store.progress(group))
         due = self.merger.due(coverage, partitions, now)
         rows: dict[WindowKey, list] = {}
         for r in listed:
@@ -269,7 +250,7 @@ class Monitor:
         for key in due:
             version = key[:2]
             if version not in closed:
-                closed[version] = hold_back(partial(self.store.closed_until, *version), self.stop, PROCESSOR)
+                closed[version] = self.store.closed_until(*version)
             if closed[version] is not None and key[2] < closed[version]:
                 # Merged by an earlier merger (this process took the role over and listed it again),
                 # or a partial raced the merge (close() checks the store before writing one).
@@ -279,13 +260,13 @@ class Monitor:
         return out
 
     def _store_results(self, results: list[WindowResult], now: int) -> None:
-        hold_back(lambda: self.store.put_metrics([window_row(r, now) for r in results]), self.stop, PROCESSOR)
+        self.store.put_metrics([window_row(r, now) for r in results])
         # Then mark them closed, so a restarted process never recomputes them from a subset.
         ends = {}
         for r in results:
             ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
         for (model, version), end in ends.items():
-            hold_back(partial(self.store.put_closed_until, model, version, end), self.stop, PROCESSOR)
+            self.store.put_closed_until(model, version, end)
             self.windows.mark_closed((model, version), end)
         self._models.poll(0)
         for r in results:
@@ -310,13 +291,9 @@ class Monitor:
 
     def close(self) -> None:
         try:
-            self.producer.flush()
+            super().close()
         finally:
-            self.consumer.close()
             self._models.close()
-
-    def _closed_until(self, model: str, version: str) -> int | None:
-        return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         self._models.poll(0)     # registrations first: only registered versions open windows
@@ -334,7 +311,7 @@ class Monitor:
 
     def _add_predictions(self, messages: list[Message], offsets: Offsets) -> list[tuple[Message, str, str]]:
         """Decoded a batch at a time into columns; what the columnar path leaves, by fastavro."""
-        decoded = hold_back(lambda: self._decoder.decode([m.value() for m in messages]), self.stop, PROCESSOR)
+        decoded = self._decoder.decode([m.value() for m in messages])
         columns, records = decoded.columns, [r for _, r in decoded.records]
         self.windows.add_prediction_columns(columns, offsets.take(columns.indices))
         self.windows.add_predictions(records, [_source(messages[i]) for i, _ in decoded.records])
@@ -345,11 +322,8 @@ class Monitor:
 
     def _add_feedback(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         dead, records, sources = [], [], []
-        decoded = hold_back(lambda: self._feedback.decode_many([m.value() for m in messages]), self.stop, PROCESSOR)
-        for m, value in zip(messages, decoded):
-            if isinstance(value, DecodeFailure):
-                dead.append((m, value.reason, value.detail))
-            elif REPLAY_FLAG not in value["flags"]:
+        for m, value in self.decode(self._feedback, messages, dead):
+            if REPLAY_FLAG not in value["flags"]:
                 records.append(value)
                 sources.append(_source(m))
         self.windows.add_feedback(records, sources)
@@ -366,18 +340,12 @@ class Monitor:
             self.metrics.records_in.labels(PROCESSOR, model).inc(n)
 
     def _commit(self, dead: list) -> None:
-        """Dead letters first (delivered, or this raises), then offsets no further than open windows
-        allow. A failed offset commit loses nothing: the next one covers it, or a restart rereads."""
-        for m, reason, detail in dead:
-            self._dead.send_message(self.producer, m, reason, detail)
-        if dead:
-            self.producer.flush()
+        """Dead letters delivered, then offsets no further than open windows allow. The windows
+        have taken the batch, so a failure rewinds nothing (no records are passed): it is waited
+        out, and the next commit covers these offsets, or a restart reads them again."""
         held = self.windows.safe_offsets()
-        upto = [TopicPartition(t, p, min(o, held.get((t, p), o))) for (t, p), o in self._next.items()]
-        try:
-            self.consumer.commit(offsets=upto, asynchronous=False)
-        except KafkaException as e:
-            log.warning("monitor offset commit failed: %s", e)
+        self.commit([], dead=dead, upto=[TopicPartition(t, p, min(o, held.get((t, p), o)))
+                                         for (t, p), o in self._next.items()])
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         """Open windows are dropped (merge.py, step 4): their records are read again by whoever

@@ -1,4 +1,5 @@
-"""Plumbing every stream processor shares: the failure model (failures.py: dead letter,
+"""Plumbing every stream processor shares, wired in one place by the base class
+(processor.py: `StreamProcessor`): the failure model (failures.py: dead letter,
 backpressure or exit) and the size budget (budget.py), Prometheus metrics on their own
 registry, dead letters, graceful shutdown, consumer-lag gauges and the commit protocol of a
 consume-transform-produce batch loop (exactly-once or at-least-once)."""

@@ -22,13 +22,15 @@ A processor's batch loop meets three kinds of failure, and each has one answer. 
    loses nothing and repeats at most the uncommitted batch.
 
 `run_batches` is the loop every processor runs (worker, joiner, monitor, rollout);
-`hold_back` retries one call in place.
+`hold_back` retries one call in place, and `HeldBack` wraps a dependency (a store, a decoder) so
+that every call of it is retried so: backpressure by construction, not by remembering. A stream
+processor gets all three from its base (processor.py).
 """
 import logging
 import random
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from flywheel.errors import Unavailable
 
@@ -69,6 +71,28 @@ def hold_back(call: Callable[[], T], stop: threading.Event, processor: str = "pr
             if stop.is_set():
                 raise
             backoff.wait(processor, error)
+
+
+class HeldBack(Generic[T]):
+    """`target` with every method call held back (`hold_back`); other attributes pass through.
+    A call that returns an iterator (a store's lazy read) is read whole inside the retry, so an
+    outage half-way through the read is held back too."""
+
+    def __init__(self, target: T, stop: threading.Event, processor: str):
+        self._target, self._stop, self._processor = target, stop, processor
+
+    def __getattr__(self, name: str):
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def held(*args, **kwargs):
+            return hold_back(lambda: _whole(value(*args, **kwargs)), self._stop, self._processor)
+        return held
+
+
+def _whole(result):
+    return list(result) if isinstance(result, Iterator) else result
 
 
 def run_batches(step: Callable[[], object], stop: threading.Event, processor: str) -> None:

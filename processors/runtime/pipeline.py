@@ -52,6 +52,11 @@ class Outbox:
     def __len__(self) -> int:
         return sum(len(values) for _, values, _, _ in self.chunks)
 
+    def write(self, committer: BatchCommitter) -> None:
+        """Produce every output into the committer's open transaction (or its queue)."""
+        for topic, values, keys, headers in self.chunks:
+            committer.produce_many(topic, values, keys, headers)
+
 
 @dataclass
 class Settled:
@@ -93,8 +98,7 @@ class CommitPipeline:
         has settled the previous batch."""
         assert self._inflight is None, "settle() the batch in flight first"
         self.committer.begin()
-        for topic, values, keys, headers in outbox.chunks:
-            self.committer.produce_many(topic, values, keys, headers)
+        outbox.write(self.committer)
         future = Future()
         threading.Thread(target=self._commit, args=(future, messages), name="commit", daemon=True).start()
         self._inflight = (future, messages, tag)

@@ -29,10 +29,10 @@ from confluent_kafka import Message
 from flywheel.feature_store.online import OnlineFeatureLookup
 from flywheel.processors.models import ArtifactStore, Deployment, EventLog, ModelFollower, ModelRegistryError
 from flywheel.processors.models.refusals import Refusal, RefusalLog, reason_of
-from flywheel.processors.runtime import BatchCommitter, CommitError, DeadLetterWriter, LagTracker
-from flywheel.processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget, check_output_topics
-from flywheel.processors.runtime.failures import hold_back, run_batches
+from flywheel.processors.runtime import CommitError
+from flywheel.processors.runtime.budget import DOWNSTREAM_HEADROOM, RECORD_OVERHEAD, Budget
 from flywheel.processors.runtime.pipeline import CommitPipeline, Outbox
+from flywheel.processors.runtime.processor import Endpoint, StreamProcessor
 from flywheel.processors.worker.features import FeatureBatch, RequestDecoder
 from flywheel.processors.worker.metrics import WorkerMetrics
 from flywheel.processors.worker.outputs import Answers, ReviewBudget, interpret
@@ -49,10 +49,9 @@ from flywheel.processors.worker.wire import PredictionWriter, ReviewWriter
 from flywheel.schemas import AvroSerde
 from flywheel.schemas.registry.base import SchemaRegistry
 from flywheel.schemas.wire.primitives import read_map
-from flywheel.streams.clients import LOW_LATENCY_FETCH, make_admin, make_consumer, make_producer
+from flywheel.streams.clients import LOW_LATENCY_FETCH
 from flywheel.streams.generations import logical_name
 from flywheel.streams.settings import KafkaSettings
-from flywheel.streams.topics import TopicCatalog
 
 from flywheel.errors import Unavailable
 
@@ -74,15 +73,19 @@ class _Batch:
     event_times: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
 
 
-class InferenceWorker:
+class InferenceWorker(StreamProcessor):
+    name = PROCESSOR
+
     def __init__(self, settings: WorkerSettings, kafka: KafkaSettings, registry: SchemaRegistry, data_dir: Path,
                  metrics: WorkerMetrics | None = None, stop: Event | None = None,
-                 online: dict[str, OnlineFeatureLookup] | None = None):
+                 online: dict[str, OnlineFeatureLookup] | None = None, endpoint: Endpoint | None = None):
+        eo = settings.exactly_once
+        super().__init__(kafka, registry, metrics or WorkerMetrics(), settings.group_id,
+                         transactional_id=f"{settings.group_id}-{settings.instance_id}" if eo else None,
+                         commit_timeout_s=settings.commit_timeout_s, consumer_config=LOW_LATENCY_FETCH,  # latency path
+                         producer_config=EXACTLY_ONCE_PRODUCER if eo else None, stop=stop, endpoint=endpoint)
         self.s = settings
         self.online = online or {}   # model -> lookup: enrich its requests by entity id
-        self.catalog = TopicCatalog(kafka)
-        self.metrics = metrics or WorkerMetrics()
-        self.stop = stop or Event()
         self.loader = ModelLoader(ArtifactStore(data_dir), settings.intra_op_threads, settings.cache_size)
         self.refusals = RefusalLog(data_dir)
         self.history = EventLog(data_dir)
@@ -91,17 +94,8 @@ class InferenceWorker:
         self.predictions = AvroSerde(registry, "Prediction")
         self.reviews = AvroSerde(registry, "ReviewItem")
         self.review_writer = ReviewWriter(self.reviews)
-        self.deadletters = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
-                                            self.metrics.dead_letters, kafka.max_message_bytes)
         self.budget = Budget(kafka.max_message_bytes)
-        self.admin = make_admin(kafka)
-        self.consumer = make_consumer(kafka, settings.group_id, **LOW_LATENCY_FETCH)   # the latency path
-        producer = make_producer(kafka, transactional_id=f"{settings.group_id}-{settings.instance_id}"
-                                 if settings.exactly_once else None,
-                                 **(EXACTLY_ONCE_PRODUCER if settings.exactly_once else {}))
-        self.committer = BatchCommitter(self.consumer, producer, settings.exactly_once, settings.commit_timeout_s)
         self.pipeline = CommitPipeline(self.committer)
-        self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self.served: dict[str, ServedModel] = {}
         self.decoders: dict[str, RequestDecoder] = {}
         self._writers: dict[tuple[str, str, str], PredictionWriter] = {}
@@ -113,27 +107,20 @@ class InferenceWorker:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "InferenceWorker":
-        self.committer.start()
+        self.committer.start()      # first: a killed predecessor is fenced before the models load
         self.follower.catch_up()
         self._apply(list(self.follower.events.values()))
-        c = self.catalog
-        topics = [c.review, c.deadletter] + [t for m in sorted(self.served) for t in (c.predictions(m), c.shadow(m))]
-        hold_back(lambda: check_output_topics(self.admin, topics, self.budget.max_bytes), self.stop, PROCESSOR)
+        super().start()
         return self
 
-    def run(self) -> None:
-        """Serve until the stop Event is set (SIGTERM/SIGINT), then leave cleanly."""
-        self.start()
-        try:
-            run_batches(self.step, self.stop, PROCESSOR)
-        finally:
-            self.close()
+    def output_topics(self) -> list[str]:
+        c = self.catalog
+        return [c.review, c.deadletter] + [t for m in sorted(self.served) for t in (c.predictions(m), c.shadow(m))]
 
     def close(self) -> None:
         self._settle()              # the batch in flight commits (or is rewound)
         self.pipeline.close()
-        self.committer.close()      # aborts a transaction left open; nothing is committed half
-        self.consumer.close()       # leaves the group so partitions move at once
+        super().close()
         self.follower.close()
 
     # -- one batch -------------------------------------------------------------------------------
@@ -146,7 +133,6 @@ class InferenceWorker:
         batch = _Batch()
         try:
             self._take(self._consume(), batch)
-            self.lag.update()
             if not batch.messages:
                 self._settle()
                 return 0
