@@ -33,6 +33,7 @@ from flywheel.processors.models import ModelFollower
 from flywheel.processors.models.follower import UNREGISTERED
 from flywheel.processors.monitor.drift import DriftThresholds
 from flywheel.processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
+from flywheel.processors.monitor.profile import Profile
 from flywheel.processors.monitor.quality import QualityThresholds
 from flywheel.processors.monitor.references import References
 from flywheel.processors.monitor.settings import MonitorSettings
@@ -75,6 +76,8 @@ class MonitorMetrics(ProcessorMetrics):
         self.ignored = CounterMetric("flywheel_monitor_unspecified_feature_values", "Feature values under a name "
                                      "the model's spec does not declare: left out of the window",
                                      ["model", "version"], registry=r)
+        self.closed_early = CounterMetric("flywheel_monitor_windows_closed_early", "Windows closed before the "
+                                          "watermark passed them: a version had max_open_windows open", registry=r)
         self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded "
                                   "into the oldest open one, never into the closed one)", ["model", "version"],
                                   registry=r)
@@ -116,9 +119,11 @@ class Monitor:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.reference = References(store, settings.reference_refresh_seconds, self.stop, PROCESSOR)
-        self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
-                                       self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings),
-                                       self._closed_until, self._registered)
+        self.windows = WindowedMonitor(int(settings.window_seconds * 1000),
+                                       int(settings.allowed_lateness_seconds * 1000), self.reference,
+                                       DriftThresholds.of(settings), QualityThresholds.of(settings),
+                                       self._closed_until, self._registered, self._carried,
+                                       int(settings.idle_seconds * 1000), settings.max_open_windows)
         self._decoder = PredictionDecoder(AvroSerde(registry, "Prediction"))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
@@ -128,7 +133,6 @@ class Monitor:
         self.admin, self.max_message_bytes = make_admin(kafka), kafka.max_message_bytes
         self.lag = LagTracker(self.consumer, self.metrics.consumer_lag, PROCESSOR)
         self._next: dict[tuple[str, int], int] = {}
-        self._produced: dict[tuple[str, int], int] = {}    # per partition: Kafka time of the last record read
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
         self.instance = instance or settings.instance_id
         self._incarnation, self._closes = uuid.uuid4().hex[:8], 0
@@ -156,7 +160,9 @@ class Monitor:
         dead = self._add(messages)
         self.metrics.unregistered.inc(self.windows.unregistered - unregistered)
         now = self.clock()
+        early = self.windows.closed_early
         partials = self.windows.close(now)
+        self.metrics.closed_early.inc(self.windows.closed_early - early)
         self._count_ignored(partials)
         if partials:
             # A window may close here twice (records of a partition taken over came behind the
@@ -205,16 +211,16 @@ class Monitor:
 
     def _through(self, now: int) -> dict[str, int]:
         """Per partition owned: through when its windows are closed here, as far as this process
-        has evidence of having read it (no lag: now; else the last record's Kafka time)."""
+        has evidence of having read it (no lag: as far as the watermark; else as far as the
+        partition's own watermark, from the event times read from it)."""
         closed = self.windows.closed_through
         if closed is None:
             return {}
         out = {}
         for (topic, partition), lag in self._lags().items():
-            read = now if lag == 0 else self._produced.get((topic, partition))
+            read = closed if lag == 0 else self.windows.watermark.of((topic, partition), now)
             if read is not None:
-                seen = read - self.windows.grace_ms
-                out[partition_name(topic, partition)] = min(closed, seen - seen % self.windows.window_ms)
+                out[partition_name(topic, partition)] = min(closed, read - read % self.windows.window_ms)
         return out
 
     def _lags(self) -> dict[tuple[str, int], int | None]:
@@ -240,7 +246,9 @@ class Monitor:
     def _merge(self, now: int) -> list[WindowResult]:
         """Merge every due window (merge.py, step 3): store its row and closed_until, show it."""
         group = self.settings.group_id
-        since = (now - 2 * (self.windows.window_ms + self.windows.grace_ms)
+        # From the watermark, not the clock: a monitor reading a backlog closes windows behind the clock.
+        closed = now if self.windows.closed_through is None else min(now, self.windows.closed_through)
+        since = (closed - 2 * (self.windows.window_ms + self.windows.lateness_ms)
                  - int(self.settings.merge_wait_seconds * 1000))
         since = min([since, *(start for _, _, start in self.merger.pending)])
         listed = hold_back(lambda: list(self.store.partials(group, since, now + 1)), self.stop, PROCESSOR)
@@ -285,7 +293,9 @@ class Monitor:
         for r in results:
             ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
         for (model, version), end in ends.items():
-            hold_back(partial(self.store.put_closed_until, model, version, end), self.stop, PROCESSOR)
+            carried = self.windows.scorer.carried((model, version))     # restored by _carried after a restart
+            hold_back(partial(self.store.put_closed_until, model, version, end,
+                              carried.to_bytes() if carried is not None else None), self.stop, PROCESSOR)
             self.windows.mark_closed((model, version), end)
         self._models.poll(0)
         for r in results:
@@ -318,13 +328,16 @@ class Monitor:
     def _closed_until(self, model: str, version: str) -> int | None:
         return hold_back(lambda: self.store.closed_until(model, version), self.stop, PROCESSOR)
 
+    def _carried(self, model: str, version: str) -> Profile | None:
+        carried = hold_back(lambda: self.store.carried(model, version), self.stop, PROCESSOR)
+        return Profile.from_bytes(carried) if carried is not None else None
+
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         self._models.poll(0)     # registrations first: only registered versions open windows
         # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
         topics, partitions = [m.topic() for m in messages], [m.partition() for m in messages]
         offsets = Offsets.of(topics, partitions, [m.offset() for m in messages])
         self._next.update(offsets.nexts())
-        self._produced.update(zip(zip(topics, partitions), [m.timestamp()[1] for m in messages]))
         headers = [m.headers() for m in messages]
         live = np.asarray([_live(h) for h in headers] if any(headers) else [True] * len(messages), dtype=bool)
         feedback = offsets.in_topic(self.catalog.feedback)
@@ -385,7 +398,6 @@ class Monitor:
         self.windows.drop_open()
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
-            self._produced.pop((tp.topic, tp.partition), None)
 
 
 def _source(m: Message) -> tuple[str, int, int]:
