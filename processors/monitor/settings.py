@@ -14,7 +14,8 @@ class MonitorSettings:
                                               "newest event time read, less this) passes their end; a record for a "
                                               "window already stored is counted late")
     idle_seconds: float = setting(60.0, unit="s", min=0, doc="a partition with no record for this long holds the "
-                                  "watermark back no more (all quiet: it follows the clock)")
+                                  "watermark back no more (all quiet: it follows the clock; 0: windows close by the "
+                                  "clock alone)")
     max_open_windows: int = setting(100, unit="windows", min=1, doc="open windows per model version; past it the "
                                     "oldest close before the watermark passes them (a backlog read unevenly)")
     group_id: str = setting("flywheel-monitor", doc="Kafka consumer group")
