@@ -195,7 +195,7 @@ def bench_joiner(kafka: KafkaSettings, work: Path, labels: int, good: int, bound
 def monitor_process(kafka: KafkaSettings, work: Path, status, stop) -> None:
     tune_gc()
     registry, store = open_registry(None, work), open_store(StoreSettings(), work)
-    monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=WINDOW_S, grace_seconds=1,
+    monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=WINDOW_S, allowed_lateness_seconds=1,
                                                               group_id="burst-mon"))
     while not stop.is_set():
         closed = monitor.step()

@@ -259,13 +259,26 @@ class FeatureStore(ABC):
     def metrics_bucket(self, window_start: int) -> int:
         return window_start // self.settings.metrics_bucket_ms
 
-    # ---- the monitor's closed windows: the end of the last one per model version
-    def put_closed_until(self, model: str, version: str, end: int) -> None:
-        self._upsert("monitor_closed_windows", [{"model": model, "model_version": version, "closed_until": end}])
+    # ---- the monitor's closed windows: the end of the last one per model version, and what is
+    # carried from them into the next (windows too small to judge, as one profile)
+    def put_closed_until(self, model: str, version: str, end: int, carried: bytes | None = None) -> None:
+        """The version's windows up to `end` are closed, with what they carry into the next (None:
+        nothing), in one write (one transaction on SQLite)."""
+        with self.batch():
+            self._upsert("monitor_closed_windows", [{"model": model, "model_version": version, "closed_until": end}])
+            self._upsert("monitor_carried_windows", [{"model": model, "model_version": version, "carried_until": end,
+                                                      "profile": CLEARED if carried is None else carried}])
 
     def closed_until(self, model: str, version: str) -> int | None:
         rows = self._select("monitor_closed_windows", [(model, version)])
         return rows[0]["closed_until"] if rows else None
+
+    def carried(self, model: str, version: str) -> bytes | None:
+        """What the version's closed windows carry into the next, if written with its closed_until."""
+        rows = self._select("monitor_carried_windows", [(model, version)])
+        if not rows or rows[0]["profile"] is None or rows[0]["carried_until"] != self.closed_until(model, version):
+            return None
+        return rows[0]["profile"]
 
     # ---- the monitor processes' partial windows, partitioned by (group_id, window_start bucket)
     def put_partials(self, partials: Sequence[WindowPartial]) -> None:

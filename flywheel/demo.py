@@ -27,7 +27,8 @@ class DemoSettings:
     def env(self) -> dict[str, str]:
         story = {  # durations in story seconds
             "FLYWHEEL_MONITOR_WINDOW_SECONDS": self.window,
-            "FLYWHEEL_MONITOR_GRACE_SECONDS": self.window / 4,
+            "FLYWHEEL_MONITOR_ALLOWED_LATENESS_SECONDS": self.window / 4,
+            "FLYWHEEL_MONITOR_IDLE_SECONDS": self.window / 2,
             "FLYWHEEL_MONITOR_REFERENCE_REFRESH_SECONDS": 10,
             "FLYWHEEL_TRIGGER_INTERVAL_SECONDS": 10,
             "FLYWHEEL_TRIGGER_LOOKBACK_SECONDS": 4 * self.window,  # must hold drift_windows windows

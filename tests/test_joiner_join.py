@@ -59,6 +59,23 @@ def test_label_before_prediction_is_held_then_joins_every_version_that_comes(joi
     assert "r2" not in join.held and join.add_predictions([prediction("r2", "3")]).feedback == []
 
 
+def test_a_label_read_again_after_a_restart_is_held_for_the_versions_still_to_come(data_dir):
+    """A label made before its request's version 1 was predicted met it while held; the joiner
+    restarts (a new Join, nothing held) and reads the label again: it finds version 1 in the store
+    and is held on, as before, so version 2 coming after the restart is joined with it."""
+    early = label("r9", at=T0 - 1000)
+    with open_store(StoreSettings(), data_dir) as store:
+        before = Join(store, JoinerSettings(join_window_seconds=86_400))
+        before.add_labels([early])
+        before.add_predictions([prediction("r9")])
+        after = Join(store, JoinerSettings(join_window_seconds=86_400))
+        again = after.add_labels([early])
+        assert again.held == again.met == [early] and after.held["r9"] == Held(early, met=True)
+        assert [f.model_version for f in after.add_predictions([prediction("r9", "2")]).feedback] == ["2"]
+        assert sorted((f.model_version, f.label_count) for f in store.feedback("m", T0 - HOUR, T0 + HOUR)) == \
+            [("1", 1), ("2", 1)]
+
+
 def test_redelivered_label_changes_nothing_and_a_new_label_replaces_and_counts(join):
     join.add_predictions([prediction("r3")])
     join.add_labels([label("r3", "no")])

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -13,6 +14,7 @@ from flywheel.feature_store import StoreSettings, open_store
 from flywheel.processors.joiner.process import FeedbackJoiner
 from flywheel.processors.joiner.settings import JoinerSettings
 from flywheel.schemas import AvroSerde
+from flywheel.streams.broker import free_port
 from flywheel.streams.clients import make_consumer, make_producer
 from flywheel.streams.replay.headers import REPLAY
 
@@ -190,6 +192,62 @@ def test_joiner_killed_mid_stream_writes_every_feedback_record_exactly_once(kafk
     assert all(r.label_count == 1 for r in records)
     assert all(r.true_label == ("yes" if int(r.request_id[1:]) % 3 else "no") for r in records)
     assert second.returncode == 0, stderr.decode()[-2000:]
+    store.close()
+
+
+def _held(port: int) -> float | None:
+    """The joiner's flywheel_held_labels gauge, from its /metrics (None while it does not answer)."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith("flywheel_held_labels ")),
+                None)
+
+
+def test_a_joiner_killed_while_holding_labels_joins_them_after_the_restart_each_once(kafka, registry, data_dir,
+                                                                                      topics):
+    """kill -9 a joiner holding six labels: five that met no prediction yet, and one that met
+    version 1 of its request and is held on for the versions still to come. The restarted joiner
+    reads them again and holds them again: each joins the predictions that come after the
+    restart, one row per request and version, counted once."""
+    port = free_port()
+    env = {**os.environ, "FLYWHEEL_BOOTSTRAP": kafka.bootstrap, "FLYWHEEL_TOPIC_PREFIX": kafka.topic_prefix,
+           "FLYWHEEL_DATA_DIR": str(data_dir), "FLYWHEEL_METRICS_PORT": str(port),
+           "FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS": "6000", "FLYWHEEL_KAFKA_PARTITIONS": str(kafka.partitions),
+           "FLYWHEEL_JOINER_GROUP_ID": "j-held", "FLYWHEEL_JOINER_HELD_AFTER_JOIN_SECONDS": "300"}
+    store = open_store(StoreSettings(), data_dir)
+    rows = lambda: [(f.request_id, f.model_version, f.label_count)                     # noqa: E731
+                    for f in store.feedback("m", T0 - 3_600_000, T0 + 3_600_000)]
+    topics.labels([_label(i, at=T0 + i) for i in range(1, 7)])     # labelled before their predictions
+    topics.predictions([_prediction(6)])
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "flywheel", "joiner"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait(done, what: str, seconds: float = 180) -> None:     # a busy machine starts a process slowly
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert done(), what
+
+    first = start()
+    try:
+        wait(lambda: rows() == [("r6", "1", 1)] and _held(port) == 6, "the first joiner did not hold the labels")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    second = start()
+    try:
+        wait(lambda: _held(port) == 6, "the restarted joiner did not hold the labels again")
+        topics.predictions([_prediction(i) for i in range(1, 6)] + [_prediction(6, version="2")])
+        wait(lambda: len(rows()) == 7, f"not every held label joined after the restart: {rows()}")
+        time.sleep(1.0)     # anything redone would land meanwhile
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, stderr = second.communicate(timeout=30)
+    assert sorted(rows()) == [(f"r{i}", "1", 1) for i in range(1, 7)] + [("r6", "2", 1)], stderr.decode()[-2000:]
     store.close()
 
 

@@ -41,8 +41,9 @@ def test_a_flood_of_unknown_names_opens_no_window_and_no_series(kafka, registry,
     producer.flush(10)
 
     now = {"ms": T0 + 1}
-    monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=WINDOW / 1000, grace_seconds=1,
-                                                              group_id="mon-flood"), clock=lambda: now["ms"])
+    settings = MonitorSettings(window_seconds=WINDOW / 1000, allowed_lateness_seconds=1, idle_seconds=1,
+                               group_id="mon-flood")
+    monitor = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
     metrics = monitor.metrics.registry
     unregistered = lambda: metrics.get_sample_value("flywheel_monitor_unregistered_records_total") or 0  # noqa: E731
     in_total = lambda: metrics.get_sample_value(  # noqa: E731

@@ -148,8 +148,8 @@ def test_two_monitors_in_one_group_store_exact_counts(kafka, registry, make_topi
     rng = np.random.default_rng(3)
     predictions, feedback = _predictions(rng, 800, T0), _feedback(300, 240, T0)
     now = {"ms": T0 + 1}
-    settings = dict(window_seconds=WINDOW / 1000, grace_seconds=1, group_id="mon-2", poll_timeout_seconds=0.1,
-                    progress_seconds=0.2, merge_wait_seconds=600)
+    settings = dict(window_seconds=WINDOW / 1000, allowed_lateness_seconds=1, idle_seconds=1, group_id="mon-2",
+                    poll_timeout_seconds=0.1, progress_seconds=0.2, merge_wait_seconds=600)
     store = open_store(StoreSettings(), data_dir)
 
     def monitor(name):
@@ -188,8 +188,9 @@ def test_partitions_taken_over_behind_the_clock_land_in_their_own_window(kafka, 
     register(kafka, registry, data_dir, "m", "1").close()
     predictions, feedback = _predictions(np.random.default_rng(5), 800, T0), _feedback(300, 240, T0)
     now = {"ms": T0 + 1}
-    settings = MonitorSettings(window_seconds=WINDOW / 1000, grace_seconds=1, group_id="mon-takeover",
-                               poll_timeout_seconds=0.1, progress_seconds=0.2, merge_wait_seconds=600)
+    settings = MonitorSettings(window_seconds=WINDOW / 1000, allowed_lateness_seconds=1, idle_seconds=1,
+                               group_id="mon-takeover", poll_timeout_seconds=0.1, progress_seconds=0.2,
+                               merge_wait_seconds=600)
     store = open_store(StoreSettings(), data_dir)
     a, b = (Monitor(kafka, registry, open_store(StoreSettings(), data_dir), replace(settings, instance_id=name),
                     clock=lambda: now["ms"]) for name in ("a", "b"))

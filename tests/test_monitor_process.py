@@ -71,8 +71,8 @@ def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_
     producer.flush(10)
 
     now = {"ms": T0 + 1}
-    monitor = Monitor(kafka, registry, store, MonitorSettings(window_seconds=10, grace_seconds=1, group_id="mon"),
-                      clock=lambda: now["ms"])
+    settings = MonitorSettings(window_seconds=10, allowed_lateness_seconds=1, idle_seconds=1, group_id="mon")
+    monitor = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
     in_total = lambda model="m": monitor.metrics.registry.get_sample_value(   # noqa: E731
         "flywheel_records_in_total", {"processor": "monitor", "model": model}) or 0
     dead = lambda: monitor.metrics.registry.get_sample_value(   # noqa: E731
@@ -125,7 +125,9 @@ def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, 
                                                                           data_dir):
     """Issue 12, item 3: a window stored as 30 labelled at accuracy 1.0 became 2 labelled at 0.0
     after two late labels and a restart (the new process re-read them into the window it no
-    longer knew was closed). Closed windows are in the store; the late labels are counted late."""
+    longer knew was closed). Closed windows are in the store; the late labels are counted late.
+    The window is closed by event time: a label of the next window moves the watermark past it
+    while the clock stands still."""
     catalog = make_topics("m")
     register(kafka, registry, data_dir, "m", "1").close()      # its figures are shown under its own name
     producer = make_producer(kafka)
@@ -136,7 +138,7 @@ def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, 
             producer.produce(catalog.feedback, feedback.encode(r), r["request_id"].encode(), partition=0)
         producer.flush(10)
 
-    settings = MonitorSettings(window_seconds=10, grace_seconds=1, group_id="mon-restart")
+    settings = MonitorSettings(window_seconds=10, allowed_lateness_seconds=1, idle_seconds=1, group_id="mon-restart")
     now = {"ms": T0 + WINDOW + 1000}
 
     def run_until(monitor, done):
@@ -147,6 +149,9 @@ def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, 
 
     send(_feedback(30, 30, T0))
     first = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
+    run_until(first, lambda: first.windows.open_windows == 1)
+    assert first.closed == []                       # the clock alone closes nothing while records come
+    send(_feedback(1, 1, T0 + WINDOW + 1500))       # the watermark: 1 s behind it, past the first window
     run_until(first, lambda: any(r.start_ms == T0 for r in first.closed))
     late = [dict(r, request_id=f"late-{i}") for i, r in enumerate(_feedback(2, 0, T0 + 5))]
     send(late)
@@ -161,6 +166,64 @@ def test_a_closed_window_stays_as_stored_after_late_labels_and_a_restart(kafka, 
 
     rows = {r.window_start: r.values for r in store.metrics("m", "1", T0, T0 + 3 * WINDOW)}
     assert (rows[T0]["labelled"], rows[T0]["performance.accuracy"]) == (30, 1.0)
-    assert (rows[T0 + WINDOW]["labelled"], rows[T0 + WINDOW]["late"]) == (2, 2)
+    assert (rows[T0 + WINDOW]["labelled"], rows[T0 + WINDOW]["late"]) == (3, 2)
     assert second.metrics.registry.get_sample_value("flywheel_monitor_late_records_total",
                                                     {"model": "m", "version": "1"}) == 2
+
+
+def test_a_carried_window_survives_a_restart_and_replays_do_not_move_the_watermark(kafka, registry, make_topics,
+                                                                                 store, data_dir):
+    """A window too small to judge (60 rows of min_count 100) is carried into the next. The carry
+    is stored with the window's closed_until, so a monitor started after the first one is gone
+    (no clean shutdown) judges the next window together with it: 120 rows. Replayed predictions
+    dated ahead of the live ones are read meanwhile and close nothing."""
+    catalog = make_topics("m")
+    register(kafka, registry, data_dir, "m", "1").close()
+    rng = np.random.default_rng(7)
+    ref_x = rng.normal(0, 1, 5_000)
+    reference = build_reference(SPEC, {"x": ref_x}, {"c": rng.choice(["a", "b"], 5_000)},
+                                scores=1 / (1 + np.exp(-np.abs(ref_x))), labels=np.where(ref_x > 0, "yes", "no"))
+    store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
+    producer = make_producer(kafka)
+    serde = AvroSerde(registry, "Prediction")
+
+    def send(records, headers=None):
+        for r in records:
+            producer.produce(catalog.predictions("m"), serde.encode(r), r["request_id"].encode(), headers=headers)
+        producer.flush(10)
+
+    def run_until(monitor, done):
+        deadline = time.monotonic() + 30
+        while not done() and time.monotonic() < deadline:
+            monitor.step()
+        assert done()
+
+    settings = MonitorSettings(window_seconds=10, allowed_lateness_seconds=1, idle_seconds=1, group_id="mon-carry")
+    now = {"ms": T0 + 1}
+    send(_predictions(rng, 60, T0))
+    first = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
+    run_until(first, lambda: first.windows.open_windows == 1 and sum(
+        w.rows for ws in first.windows._open.values() for w in ws.values()) == 60)
+    now["ms"] = T0 + WINDOW + 5000                  # quiet for idle_seconds: the watermark follows the clock
+    run_until(first, lambda: any(r.start_ms == T0 for r in first.closed))
+    [small] = store.metrics("m", "1", T0, T0 + WINDOW)
+    assert "drift_flagged" not in small.values and small.values["rows"] == 60      # carried, not judged
+    assert store.carried("m", "1") is not None
+    first.consumer.close()                          # gone, as after kill -9
+
+    now["ms"] = T0 + 10 * WINDOW
+    send(_predictions(rng, 60, T0 + WINDOW))
+    send(_predictions(rng, 40, T0 + 5 * WINDOW), [(REPLAY, b"run")])   # dated ahead of the live ones
+    second = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
+    rows = lambda: sum(w.rows for ws in second.windows._open.values() for w in ws.values())   # noqa: E731
+    run_until(second, lambda: rows() == 60)
+    for _ in range(5):
+        second.step()                               # the replay read too
+    assert second.closed == [] and second.windows.watermark.at < T0 + 2 * WINDOW
+    now["ms"] += 5000
+    run_until(second, lambda: any(r.start_ms == T0 + WINDOW for r in second.closed))
+    second.close()
+    [judged] = store.metrics("m", "1", T0 + WINDOW, T0 + 2 * WINDOW)
+    assert judged.values["rows"] == 60 and "drift_flagged" in judged.values
+    assert {d["feature"]: d["count"] for d in judged.detail["drift"]}["x"] == 120
+    assert store.carried("m", "1") is None

@@ -2,7 +2,7 @@
 request, and the offsets that may be committed while windows are open."""
 import numpy as np
 from flywheel.processors.monitor.drift import DriftThresholds
-from flywheel.processors.monitor.profile import build_reference
+from flywheel.processors.monitor.profile import Profile, build_reference
 from flywheel.processors.monitor.windows import Offsets, WindowedMonitor
 from flywheel.schemas import AvroSerde
 from flywheel.schemas.features import Feature, FeatureSpec
@@ -118,3 +118,70 @@ def test_columns_fill_windows_as_the_same_records_as_dicts_do(registry):
 def _summary(result) -> dict:
     return {(d.feature, k): v for d in result.drift for k, v in d.statistics.items()} | \
         {(q.feature, q.rule): q.value for q in result.quality}
+
+
+def test_windows_close_by_event_time_and_a_quiet_partition_holds_nothing_back():
+    """The watermark is the lowest over the partitions of the newest event time read, less the
+    lateness: the clock alone closes nothing while a partition is read behind; a partition quiet
+    for idle_ms stops holding windows open; a record dated ahead of the clock moves nothing."""
+    monitor = WindowedMonitor(W, 100, lambda m, v: None, idle_ms=5 * W)
+    monitor.add_predictions([pred(10), pred(1500)], [("t", 0, 1), ("t", 0, 2)])
+    monitor.add_predictions([pred(400)], [("t", 1, 1)])
+    assert monitor.close_due(10 * W) == []              # partition 1 is read as far as 400 only
+    monitor.add_predictions([pred(1200)], [("t", 1, 2)])
+    [first] = monitor.close_due(10 * W)                 # both past 1100: the window [0, 1000) closes
+    assert (first.start_ms, first.rows) == (0, 2)
+    monitor.add_predictions([pred(50_000)], [("t", 0, 3)])   # partition 0 runs ahead; 1 falls quiet
+    assert monitor.close_due(10 * W + 4 * W) == []      # 1 still holds the watermark at 1100
+    [second] = monitor.close_due(10 * W + 5 * W)        # quiet for idle_ms: 0 alone, capped by the clock
+    assert (second.start_ms, second.rows) == (W, 2)
+    assert monitor.watermark.at == 15 * W - 100
+    monitor.add_predictions([pred(10**12)], [("t", 1, 3)])   # far ahead of the clock
+    monitor.close_due(16 * W)
+    assert monitor.watermark.at == 16 * W - 100 and monitor.open_windows == 2
+
+
+def test_nothing_closes_before_a_first_record_or_idle_ms_and_the_watermark_never_goes_back():
+    monitor = WindowedMonitor(W, 0, lambda m, v: None, idle_ms=5 * W)
+    assert monitor.close_due(100 * W) == [] and monitor.watermark.at is None   # a backlog may be on its way
+    monitor.add_predictions([pred(99 * W + 5)], [("t", 0, 1)])
+    monitor.close_due(100 * W)
+    assert monitor.watermark.at == 99 * W + 5
+    monitor.add_predictions([pred(10)], [("t", 1, 1)])      # a partition far behind: windows closed stay closed
+    [behind] = monitor.close_due(100 * W)
+    assert monitor.watermark.at == 99 * W + 5 and (behind.start_ms, behind.rows) == (0, 1)
+
+
+def test_open_windows_per_version_are_bounded_the_oldest_close_early():
+    """A partition read far behind keeps the watermark low while the others fill windows up to
+    the clock: past max_open a version's oldest windows close before the watermark reaches them."""
+    monitor = WindowedMonitor(W, 0, lambda m, v: None, idle_ms=100 * W, max_open=3)
+    monitor.add_predictions([pred(5)], [("t", 1, 1)])
+    monitor.add_predictions([pred(k * W + 1) for k in range(1, 8)], [("t", 0, k) for k in range(1, 8)])
+    closed = monitor.close_due(10 * W)
+    assert [r.start_ms for r in closed] == [0, W, 2 * W, 3 * W, 4 * W] and monitor.closed_early == 5
+    assert sorted(monitor._open[("m", "1")]) == [5 * W, 6 * W, 7 * W]
+    # Scored and stored here (close_due), a window closed early is final: a record for it is late.
+    monitor.add_predictions([pred(20)], [("t", 1, 2)])
+    assert monitor.open_windows == 3 and monitor._open[("m", "1")][5 * W].late == 1 and monitor.watermark.at == 5
+
+
+def test_a_carry_is_restored_once_per_version_and_judged_with_the_next_window():
+    """Windows too small to judge are carried; a scorer started later (a restarted monitor) takes
+    the carry from `carried` the first time it scores the version and judges it with the next."""
+    spec = FeatureSpec((Feature("x", min=-1, max=1),))
+    reference = build_reference(spec, {"x": list(np.linspace(-1, 1, 200))}, {}, [0.5] * 200, ["a"] * 200)
+    first = WindowedMonitor(W, 0, lambda m, v: reference, DriftThresholds(min_count=100))
+    first.add_predictions([dict(pred(i), numeric={"x": 0.1}) for i in range(60)])
+    [small] = first.close_due(W)
+    carry = first.scorer.carried(("m", "1"))
+    assert small.drift == [] and carry.rows == 60
+    loads = []
+    second = WindowedMonitor(W, 0, lambda m, v: reference, DriftThresholds(min_count=100),
+                             carried=lambda m, v: loads.append((m, v)) or Profile.from_bytes(carry.to_bytes()))
+    second.add_predictions([dict(pred(W + i), numeric={"x": 0.1}) for i in range(60)])
+    [judged] = second.close_due(2 * W)
+    assert judged.drift and judged.rows == 60 and second.scorer.carried(("m", "1")) is None
+    second.add_predictions([dict(pred(2 * W + i), numeric={"x": 0.1}) for i in range(60)])
+    second.close_due(3 * W)
+    assert loads == [("m", "1")]        # read once, not again after it was judged

@@ -72,8 +72,8 @@ def test_replayed_traffic_does_not_move_live_figures(kafka, registry, data_dir, 
     joiner = FeedbackJoiner(kafka, registry, open_store(StoreSettings(), data_dir),
                             JoinerSettings(group_id="joiner", poll_timeout_seconds=0.1), instance="t")
     monitor = Monitor(kafka, registry, open_store(StoreSettings(), data_dir),
-                      MonitorSettings(window_seconds=3600, grace_seconds=1, group_id="monitor",
-                                      poll_timeout_seconds=0.1, min_count=1), clock=lambda: now[0])
+                      MonitorSettings(window_seconds=3600, allowed_lateness_seconds=1, idle_seconds=1,
+                                      group_id="monitor", poll_timeout_seconds=0.1, min_count=1), clock=lambda: now[0])
     joined = joiner.metrics.joined.labels("m", "v1")
     started = int(time.time() * 1000)
 

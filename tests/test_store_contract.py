@@ -274,6 +274,19 @@ def test_closed_windows_per_model_version(store):
     assert (store.closed_until("m", "v1"), store.closed_until("m", "v2")) == (T0 + HOUR_MS, T0)
 
 
+def test_a_carry_is_kept_with_the_closed_until_it_was_written_with(store):
+    assert store.carried("m", "v1") is None
+    store.put_closed_until("m", "v1", T0, b"profile-1")
+    assert store.carried("m", "v1") == b"profile-1"
+    store.put_closed_until("m", "v1", T0 + HOUR_MS)          # judged: nothing carried any more (a null written)
+    assert (store.closed_until("m", "v1"), store.carried("m", "v1")) == (T0 + HOUR_MS, None)
+    store.put_closed_until("m", "v1", T0 + 2 * HOUR_MS, b"profile-3")
+    # A closed_until written without its carry (a crash between two writes on Cassandra) makes
+    # the carry stale: it is not used, so no window is counted twice or missed.
+    store._upsert("monitor_closed_windows", [{"model": "m", "model_version": "v1", "closed_until": T0 + 3 * HOUR_MS}])
+    assert store.carried("m", "v1") is None
+
+
 def test_monitor_partials_are_listed_by_window_start_across_day_buckets_and_idempotent(store):
     day = (T0 // DAY_MS) * DAY_MS
     perf = {"confusion": [["a", "a", 3]], "scored": 1}

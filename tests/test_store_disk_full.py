@@ -151,7 +151,7 @@ def test_the_monitor_holds_back_on_a_full_disk_and_closes_its_window_when_space_
     catalog = make_topics("m")
     register(kafka, registry, data_dir, "m", "1").close()
     store = small_store(small_fs, data_dir)
-    settings = MonitorSettings(window_seconds=10, grace_seconds=1, group_id="mon-diskfull")
+    settings = MonitorSettings(window_seconds=10, allowed_lateness_seconds=1, idle_seconds=1, group_id="mon-diskfull")
     now = {"ms": monitored.T0 + 1}
     monitor = Monitor(kafka, registry, store, settings, clock=lambda: now["ms"])
     windows = lambda: list(store.metrics("m", "1", monitored.T0, monitored.T0 + 3 * monitored.WINDOW))  # noqa: E731

@@ -13,9 +13,14 @@ upsert by key, so processing the same records again changes nothing; a different
 joined request replaces the first and the store counts it (label_count).
 
 Held labels are not stored: the joiner's committed offset never passes a held label, so after a
-restart or a rebalance the label is read again and meets the predictions stored meanwhile. What
-a restart loses is the hold of a label that had met a prediction: read again, it joins the
-versions stored by then and is not held for the ones still to come.
+restart or a rebalance the label is read again and meets the predictions stored meanwhile. A
+label that comes before a prediction of its request (labelled before it was predicted) is held
+on for the request's other versions once it has met one, whether it met it while held or in the
+store: so a label read again after a restart, which finds in the store the version it had met
+before, is held for the versions still to come as it was before the restart. What a restart
+changes is the wait: it starts again from when the label is read again (a hold is made longer by
+a restart, never shorter; the wait is measured on the joiner's reading, so a backlog of labels
+read late is not given up before the predictions behind them are read).
 """
 from dataclasses import dataclass, field
 
@@ -152,7 +157,9 @@ class Join:
                      result: JoinResult) -> None:
         before = held[label.request_id]
         if preds:
-            if self._pair(label, preds, result) and before is not None:   # takes the held label's place
+            came_first = any(p.predicted_at > label.labelled_at for p in preds)
+            if self._pair(label, preds, result) and (before is not None or came_first):
+                # It takes the held label's place, or came before a version: others may follow.
                 held[label.request_id] = Held(label, met=True)
                 result.held.append(label)
                 result.met.append(label)

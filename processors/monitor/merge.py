@@ -3,15 +3,17 @@
 Each process keeps tumbling windows (windows.py) for the partitions the group gave it. The
 protocol, in steps:
 
-1. A window closes on a process by the clock (end + grace <= now). The process writes its
-   partial (rows, late records, window profile, performance counts) to the store keyed by
+1. A window closes on a process when the process's own watermark passes its end (event time:
+   watermark.py; each process's watermark is over the partitions it owns). The process writes
+   its partial (rows, late records, window profile, performance counts) to the store keyed by
    (group, window, model, version, instance), before it commits any offset past the window's
    records, as one process did with its window row.
 2. Each process then writes its progress: per partition it owns, the time through which every
    window ending at or before it has been written as partials. It vouches for a partition only
    with evidence that it has read the partition that far: no lag (its position is the
-   partition's high watermark), or a record produced after that time (Kafka timestamp). A
-   freshly assigned partition with a backlog is therefore not vouched for until it is read.
+   partition's high watermark: as far as its watermark), or the partition's own watermark (the
+   newest event time read from it, less the lateness). A freshly assigned partition with a
+   backlog is therefore not vouched for until it is read.
    Progress is rewritten every `progress_seconds`, so a process whose partitions had no record
    for a window still vouches for them.
 3. One process merges: the one that owns partition 0 of the feedback topic. It learns windows
@@ -20,7 +22,9 @@ protocol, in steps:
    partition the group reads (the feedback topic and every predictions topic: a record names
    its model itself, so any predictions partition may hold any version's rows). Complete, it
    merges the partials (sketches merge, counts add up), scores the result as one process
-   would, writes the window's row, then `closed_until` of the version, and shows the gauges.
+   would, writes the window's row, then `closed_until` of the version with what its windows
+   carry into the next (too small to judge: a merger that takes over, or restarts, reads it
+   back), and shows the gauges.
    Still incomplete `merge_wait` after it first saw the window, it merges what there is and
    records the partitions it lacks in the window's detail (`missing`): late, never stuck.
    A window at or before the version's stored `closed_until` is never merged again.

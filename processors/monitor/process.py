@@ -32,6 +32,7 @@ from flywheel.processors.models import ModelFollower
 from flywheel.processors.models.follower import UNREGISTERED
 from flywheel.processors.monitor.drift import DriftThresholds
 from flywheel.processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
+from flywheel.processors.monitor.profile import Profile
 from flywheel.processors.monitor.quality import QualityThresholds
 from flywheel.processors.monitor.references import References
 from flywheel.processors.monitor.settings import MonitorSettings
@@ -70,6 +71,8 @@ class MonitorMetrics(ProcessorMetrics):
         self.ignored = CounterMetric("flywheel_monitor_unspecified_feature_values", "Feature values under a name "
                                      "the model's spec does not declare: left out of the window",
                                      ["model", "version"], registry=r)
+        self.closed_early = CounterMetric("flywheel_monitor_windows_closed_early", "Windows closed before the "
+                                          "watermark passed them: a version had max_open_windows open", registry=r)
         self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded "
                                   "into the oldest open one, never into the closed one)", ["model", "version"],
                                   registry=r)
@@ -113,13 +116,14 @@ class Monitor(StreamProcessor):
         self.store = self.held(store)     # every store call holds back while the store is unavailable
         self.clock = clock
         self.reference = References(store, settings.reference_refresh_seconds, self.stop, PROCESSOR)
-        self.windows = WindowedMonitor(int(settings.window_seconds * 1000), int(settings.grace_seconds * 1000),
-                                       self.reference, DriftThresholds.of(settings), QualityThresholds.of(settings),
-                                       self.store.closed_until, self._registered)
+        self.windows = WindowedMonitor(int(settings.window_seconds * 1000),
+                                       int(settings.allowed_lateness_seconds * 1000), self.reference,
+                                       DriftThresholds.of(settings), QualityThresholds.of(settings),
+                                       self.store.closed_until, self._registered, self._carried,
+                                       int(settings.idle_seconds * 1000), settings.max_open_windows)
         self._decoder = self.held(PredictionDecoder(AvroSerde(registry, "Prediction")))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._next: dict[tuple[str, int], int] = {}
-        self._produced: dict[tuple[str, int], int] = {}    # per partition: Kafka time of the last record read
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
         self.instance = instance or settings.instance_id
         self._incarnation, self._closes = uuid.uuid4().hex[:8], 0
@@ -138,7 +142,9 @@ class Monitor(StreamProcessor):
         dead = self._add(messages)
         self.metrics.unregistered.inc(self.windows.unregistered - unregistered)
         now = self.clock()
+        early = self.windows.closed_early
         partials = self.windows.close(now)
+        self.metrics.closed_early.inc(self.windows.closed_early - early)
         self._count_ignored(partials)
         if partials:
             # A window may close here twice (records of a partition taken over came behind the
@@ -186,16 +192,16 @@ class Monitor(StreamProcessor):
 
     def _through(self, now: int) -> dict[str, int]:
         """Per partition owned: through when its windows are closed here, as far as this process
-        has evidence of having read it (no lag: now; else the last record's Kafka time)."""
+        has evidence of having read it (no lag: as far as the watermark; else as far as the
+        partition's own watermark, from the event times read from it)."""
         closed = self.windows.closed_through
         if closed is None:
             return {}
         out = {}
         for (topic, partition), lag in self._lags().items():
-            read = now if lag == 0 else self._produced.get((topic, partition))
+            read = closed if lag == 0 else self.windows.watermark.of((topic, partition), now)
             if read is not None:
-                seen = read - self.windows.grace_ms
-                out[partition_name(topic, partition)] = min(closed, seen - seen % self.windows.window_ms)
+                out[partition_name(topic, partition)] = min(closed, read - read % self.windows.window_ms)
         return out
 
     def _lags(self) -> dict[tuple[str, int], int | None]:
@@ -221,7 +227,9 @@ class Monitor(StreamProcessor):
     def _merge(self, now: int) -> list[WindowResult]:
         """Merge every due window (merge.py, step 3): store its row and closed_until, show it."""
         group = self.settings.group_id
-        since = (now - 2 * (self.windows.window_ms + self.windows.grace_ms)
+        # From the watermark, not the clock: a monitor reading a backlog closes windows behind the clock.
+        closed = now if self.windows.closed_through is None else min(now, self.windows.closed_through)
+        since = (closed - 2 * (self.windows.window_ms + self.windows.lateness_ms)
                  - int(self.settings.merge_wait_seconds * 1000))
         since = min([since, *(start for _, _, start in self.merger.pending)])
         listed = self.store.partials(group, since, now + 1)
@@ -266,7 +274,8 @@ class Monitor(StreamProcessor):
         for r in results:
             ends[(r.model, r.version)] = max(r.end_ms, ends.get((r.model, r.version), r.end_ms))
         for (model, version), end in ends.items():
-            self.store.put_closed_until(model, version, end)
+            carried = self.windows.scorer.carried((model, version))     # restored by _carried after a restart
+            self.store.put_closed_until(model, version, end, carried.to_bytes() if carried is not None else None)
             self.windows.mark_closed((model, version), end)
         self._models.poll(0)
         for r in results:
@@ -295,13 +304,16 @@ class Monitor(StreamProcessor):
         finally:
             self._models.close()
 
+    def _carried(self, model: str, version: str) -> Profile | None:
+        carried = self.store.carried(model, version)
+        return Profile.from_bytes(carried) if carried is not None else None
+
     def _add(self, messages: list[Message]) -> list[tuple[Message, str, str]]:
         self._models.poll(0)     # registrations first: only registered versions open windows
         # Lists of str and int, not of tuples: those are what the garbage collector counts and scans.
         topics, partitions = [m.topic() for m in messages], [m.partition() for m in messages]
         offsets = Offsets.of(topics, partitions, [m.offset() for m in messages])
         self._next.update(offsets.nexts())
-        self._produced.update(zip(zip(topics, partitions), [m.timestamp()[1] for m in messages]))
         headers = [m.headers() for m in messages]
         live = np.asarray([_live(h) for h in headers] if any(headers) else [True] * len(messages), dtype=bool)
         feedback = offsets.in_topic(self.catalog.feedback)
@@ -353,7 +365,6 @@ class Monitor(StreamProcessor):
         self.windows.drop_open()
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
-            self._produced.pop((tp.topic, tp.partition), None)
 
 
 def _source(m: Message) -> tuple[str, int, int]:

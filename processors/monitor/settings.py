@@ -10,7 +10,14 @@ class MonitorSettings:
     """TOML [monitor], env FLYWHEEL_MONITOR_<FIELD>: drift, data quality and live performance per window."""
     window_seconds: float = setting(3600.0, unit="s", min=1, doc="length of a monitor window (seconds in a demo, "
                                                                  "hours in production)")
-    grace_seconds: float = setting(30.0, unit="s", min=0, doc="how long a window waits for stragglers after its end")
+    allowed_lateness_seconds: float = setting(30.0, unit="s", min=0, doc="windows close when the watermark (the "
+                                              "newest event time read, less this) passes their end; a record for a "
+                                              "window already stored is counted late")
+    idle_seconds: float = setting(60.0, unit="s", min=0, doc="a partition with no record for this long holds the "
+                                  "watermark back no more (all quiet: it follows the clock; 0: windows close by the "
+                                  "clock alone)")
+    max_open_windows: int = setting(100, unit="windows", min=1, doc="open windows per model version; past it the "
+                                    "oldest close before the watermark passes them (a backlog read unevenly)")
     group_id: str = setting("flywheel-monitor", doc="Kafka consumer group")
     instance_id: str = setting(factory=process_instance_id, doc="names this process's partial windows; default: "
                                                                 "unique per process")

@@ -1,10 +1,19 @@
 """Tumbling windows per model version: profiles of live predictions and the feedback that arrived.
 
 Predictions fall into windows by `predicted_at`, feedback by `labelled_at` (the time the truth
-became known: labels come minutes to days late, and a window must close some time). A window
-closes when the clock passes its end plus a grace period; feedback is kept once per request (a
-redelivered record changes nothing, a replacing label replaces); a record older than a closed window is
-counted as late and folded into the oldest open window rather than reopening a closed one.
+became known: labels come minutes to days late, and a window must close some time). Windows
+close by event time: a window closes once the watermark (watermark.py: per partition the newest
+event time read, the lowest over the partitions read, less `allowed_lateness`; an idle partition
+holds nothing back) passes its end. Feedback is kept once per request (a redelivered record
+changes nothing, a replacing label replaces). A record for a window the group has already
+merged and stored is late: it is counted (`late`, and the `flywheel_monitor_late_records`
+metric) in the version's oldest open window, and never recomputed into the closed one.
+
+Open windows per version are bounded (`max_open`): past the bound, the oldest open windows are
+closed early, before the watermark reaches them (`closed_early`). That happens only while some
+partition is read far behind the others (a backlog): the windows between the slowest
+partition's watermark and the clock are open at once. A window closed early that gets more
+records opens again and closes into a further partial, as one closed by the watermark does.
 
 Closed windows are final, across restarts too: where a model version's closed windows end is
 read from `closed` (the store) the first time the version is seen, and each close is persisted
@@ -14,7 +23,8 @@ stored window from a subset of its records.
 Windows open only for registered model versions (`registered`): names in records come from
 whoever wrote them, and each would be windows, sketches, store rows and metric series. Records of
 any other name are left out and counted (`unregistered`); a window's profile keeps only the
-features of the model's spec (profile.py).
+features of the model's spec (profile.py). Every live record, registered or not, moves its
+partition's watermark: time is the partition's, not the version's.
 
 For at-least-once consumption each window remembers the first offset it holds per partition;
 `safe_offsets` is what may be committed without losing an open window's records on a restart
@@ -25,7 +35,10 @@ that merges (rows and late records add up, the profile's sketches merge, feedbac
 additive `PerformanceCounts`; feedback is keyed by request id, and a request's feedback is in one
 partition, so deduplicating it per process is complete). `Scorer` turns a partial, or the merge
 of several processes' partials (processors/monitor/merge.py), into a `WindowResult`;
-`close_due` does both for a process that reads every partition itself.
+`close_due` does both for a process that reads every partition itself. Windows too small to
+judge for drift are carried into the version's next one (`SampleGate`); the carry is the
+caller's to persist with the version's closed_until (`Scorer.carried`) and is restored from
+`carried` (the store) the first time the version is scored, so a restart does not lose it.
 """
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +48,7 @@ from flywheel.processors.monitor.drift import DriftThresholds, FeatureDrift, Sam
 from flywheel.processors.monitor.performance import Performance, PerformanceCounts
 from flywheel.processors.monitor.profile import Profile
 from flywheel.processors.monitor.quality import QualityCheck, QualityThresholds, check
+from flywheel.processors.monitor.watermark import Watermark
 from flywheel.schemas.wire.prediction import PredictionColumns
 from flywheel.streams.generations import logical_name
 
@@ -202,12 +216,22 @@ class Scorer:
     scorer."""
 
     def __init__(self, references: Callable[[str, str], Profile | None], drift: DriftThresholds,
-                 quality: QualityThresholds):
+                 quality: QualityThresholds, carried: Callable[[str, str], Profile | None] = lambda m, v: None):
         self._references = references
         self._drift, self._quality = drift, quality
         self._gate = SampleGate(drift.min_count)
+        self._carried = carried
+        self._restored: set[Key] = set()
+
+    def carried(self, key: Key) -> Profile | None:
+        """The version's windows carried into its next one (too few rows to judge yet)."""
+        return self._gate.carried.get(key)
 
     def score(self, window: Partial, missing: list[str] = ()) -> WindowResult:
+        if window.key not in self._restored:     # what an earlier process carried, once per version
+            self._restored.add(window.key)
+            if (carry := self._carried(*window.key)) is not None:
+                self._gate.carried.setdefault(window.key, carry)
         result = WindowResult(window.model, window.version, window.start_ms, window.end_ms, window.rows,
                               window.profile is not None, late=window.late,
                               performance=window.counts.performance(), missing=list(missing))
@@ -221,23 +245,31 @@ class Scorer:
 
 
 class WindowedMonitor:
-    def __init__(self, window_ms: int, grace_ms: int, references: Callable[[str, str], Profile | None],
+    def __init__(self, window_ms: int, lateness_ms: int, references: Callable[[str, str], Profile | None],
                  drift: DriftThresholds = DriftThresholds(), quality: QualityThresholds = QualityThresholds(),
                  closed: Callable[[str, str], int | None] = lambda model, version: None,
-                 registered: Callable[[str, str], bool] = lambda model, version: True):
+                 registered: Callable[[str, str], bool] = lambda model, version: True,
+                 carried: Callable[[str, str], Profile | None] = lambda model, version: None,
+                 idle_ms: int = 0, max_open: int = 100):
+        """`idle_ms` 0 makes every partition idle at once: the watermark is then the clock less
+        the lateness, which is what a caller that adds a window's records and then moves the clock
+        past its end means (the monitor process passes `[monitor] idle_seconds`)."""
         if window_ms <= 0:
             raise ValueError(f"window length must be positive, not {window_ms} ms")
-        self.window_ms, self.grace_ms = window_ms, grace_ms
+        self.window_ms, self.lateness_ms, self.max_open = window_ms, lateness_ms, max_open
+        self.watermark = Watermark(lateness_ms, idle_ms)
         self._references = references
         self._closed = closed
         self._registered = registered
         self.unregistered = 0       # records left out: their model version is not registered
-        self.scorer = Scorer(references, drift, quality)
+        self.closed_early = 0       # windows closed before the watermark passed them (max_open)
+        self.scorer = Scorer(references, drift, quality, carried)
         self._open: dict[Key, dict[int, Window]] = {}
         self._closed_until: dict[Key, int | None] = {}
         self.closed_through: int | None = None    # every window ending at or before it was closed here
 
     def add_predictions(self, records: list[dict], sources: list[Source] = ()) -> None:
+        self._observe(records, sources, "predicted_at")
         for key, group in self._grouped(records, sources, "predicted_at").items():
             for start, (rows, srcs, late) in group.items():
                 window = self._window(key, start)
@@ -249,6 +281,11 @@ class WindowedMonitor:
 
     def add_prediction_columns(self, predictions: PredictionColumns, offsets: Offsets) -> None:
         """`add_predictions` for a batch decoded as columns; `offsets` has one row per prediction."""
+        if len(offsets.partition):
+            newest = np.full(len(offsets.partitions), np.iinfo(np.int64).min)
+            np.maximum.at(newest, offsets.partition, predictions.predicted_at)
+            self.watermark.observe((tp, t) for tp, t in zip(offsets.partitions, newest.tolist())
+                                   if t > np.iinfo(np.int64).min)
         models, versions = predictions.model, predictions.model_version
         pair = models.codes * len(versions.values) + versions.codes
         for code in np.unique(pair).tolist():
@@ -269,6 +306,7 @@ class WindowedMonitor:
                 window.note(offsets.take(picked).firsts())
 
     def add_feedback(self, records: list[dict], sources: list[Source] = ()) -> None:
+        self._observe(records, sources, "labelled_at")
         for key, group in self._grouped(records, sources, "labelled_at").items():
             for start, (rows, srcs, late) in group.items():
                 window = self._window(key, start)
@@ -280,7 +318,7 @@ class WindowedMonitor:
                 window.note(Offsets.of_sources(srcs).firsts())
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
-        """Close, score and mark closed every window whose end plus grace is at or before `now_ms`
+        """Close, score and mark closed every window the watermark has passed at clock `now_ms`
         (one process that reads every partition and merges its own partials)."""
         results = [self.scorer.score(p) for p in self.close(now_ms)]
         for r in results:
@@ -288,14 +326,18 @@ class WindowedMonitor:
         return results
 
     def close(self, now_ms: int) -> list[Partial]:
-        """Close every window whose end plus grace is at or before `now_ms` into a partial.
+        """Close every window the watermark has passed at clock `now_ms` into a partial, and a
+        version's oldest open windows past `max_open` (closed early).
 
         A record is late only for a window the group has merged (`closed_until`, from the store),
         not for one merely closed here by the clock: a partition taken over from a process that
         stopped is read behind the clock, and its records belong in partials of their own windows.
         Such a window, open again here after an earlier close, is checked against the store
         first: if merged meanwhile, it is folded into the version's first unmerged window as late."""
-        through = now_ms - self.grace_ms - (now_ms - self.grace_ms) % self.window_ms
+        watermark = self.watermark.advance(now_ms)
+        if watermark is None:
+            return []
+        through = watermark - watermark % self.window_ms
         if self.closed_through is not None:
             for key, windows in self._open.items():
                 if any(w.end_ms <= self.closed_through for w in windows.values()):
@@ -304,8 +346,10 @@ class WindowedMonitor:
         partials = []
         for key, windows in self._open.items():
             for start in sorted(windows):
-                if windows[start].end_ms > through:
+                due = windows[start].end_ms <= through
+                if not due and len(windows) <= self.max_open:
                     break
+                self.closed_early += not due
                 partials.append(windows.pop(start).partial(key))
         self.closed_through = through
         return partials
@@ -325,8 +369,10 @@ class WindowedMonitor:
 
     def drop_open(self) -> None:
         """Forget every open window (its partitions were revoked: their records are read again
-        from the committed offsets, which no open window's records are past)."""
+        from the committed offsets, which no open window's records are past) and what the
+        watermark knew of the partitions."""
         self._open.clear()
+        self.watermark.forget()
 
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         """Per partition, the first offset some open window still needs (commit no further)."""
@@ -368,6 +414,10 @@ class WindowedMonitor:
                 srcs.append(source)
             groups[key][start] = (rows, srcs, n_late + int(late))
         return groups
+
+    def _observe(self, records: list[dict], sources: list[Source], time_field: str) -> None:
+        partitions = [(s[0], s[1]) for s in sources] if sources else [None] * len(records)
+        self.watermark.observe(zip(partitions, (r[time_field] for r in records)))
 
     def _start(self, t_ms: int) -> int:
         return t_ms - t_ms % self.window_ms
