@@ -219,3 +219,32 @@ def test_rounds_follow_the_feedback_topic_and_read_stored_feedback_only_to_build
     assert len(reads) == 1
     trigger.requester.close()
     store.close()
+
+
+def test_on_topic_generations_as_the_embedded_stack_writes_them_rounds_follow_the_feedback_topic(
+        kafka, registry, make_topics, data_dir):
+    """The embedded stack writes feedback as generations, which a reader follows by subscription.
+    Its catch-up looked at its partitions before any poll had been given them, and so returned
+    nothing, every round: on a live stack the trigger never saw a label after its tallies were
+    built, and its error detector never fired."""
+    catalog = make_topics("m")
+    kafka = dataclasses.replace(kafka, topic_generations=True)
+    producer = make_producer(kafka)
+    producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
+    producer.flush(10)
+    store = open_store(StoreSettings(), data_dir)
+    trigger = RetrainTrigger(kafka, registry, store, TriggerSettings(new_labels=50, drift_windows=0))
+    assert trigger.step() == []
+    serde, labelled = AvroSerde(registry, "FeedbackRecord"), int(time.time() * 1000)
+    for i in range(50):
+        r = FeedbackRecord(f"r{i}", "e", "m", "1", labelled, labelled, labelled + i, {}, {}, "a", None, {}, 0.9, "a")
+        producer.produce(catalog.feedback, serde.encode(vars(r)), r.request_id.encode())
+    producer.flush(10)
+    emitted = []
+    for _ in range(5):
+        emitted += trigger.step()
+        if emitted:
+            break
+    assert [r["reasons"] for r in emitted] == [["new_labels"]] and emitted[0]["metrics"]["new_labels"] == 50
+    trigger.requester.close()
+    store.close()
