@@ -127,10 +127,13 @@ class Subscriber:
     def catch_up(self, timeout: float = 10.0) -> tuple[list[Received], bool]:
         """What is left up to the end of the topic as it is now (a standalone reader's assigned
         partitions, every generation's), and whether the end was reached within `timeout`. A
-        subscription (a group, or generations) is given its partitions only while it polls: it
-        polls until it has them, or it would be caught up on nothing, every time."""
+        subscription (a group, or generations) is given its partitions, and follows a new
+        generation, only while it polls: it polls once each time, and until it has partitions,
+        or it would be caught up on nothing, or on a generation no longer written, every time."""
         deadline = time.monotonic() + timeout
         out: list[Received] = []
+        if self._subscribed:
+            out += self.poll_batch(1000, 0.1)
         partitions = self._consumer.assignment()
         while self._subscribed and not partitions and time.monotonic() < deadline:
             out += self.poll_batch(1000, 0.1)
