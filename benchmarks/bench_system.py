@@ -38,7 +38,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,10 +56,10 @@ from flywheel.processors.models import ModelRegistry  # noqa: E402
 from flywheel.processors.simulator.bootstrap import ensure_model  # noqa: E402
 from flywheel.processors.simulator.concept import Concept  # noqa: E402
 from flywheel.schemas import AvroSerde  # noqa: E402
-from flywheel.streams.broker import free_port, port_is_free  # noqa: E402
 from flywheel.streams.clients import make_producer  # noqa: E402
 from flywheel.streams.topics import TopicCatalog  # noqa: E402
 
+from benchmarks.stack import await_stack, stack_env, start_stack, stop_stack  # noqa: E402
 from flywheel.config import Config, load_config  # noqa: E402
 from flywheel.stack import StackState  # noqa: E402
 from flywheel.views.gather import live_kafka  # noqa: E402
@@ -74,7 +73,6 @@ LABEL_DELAY_S = 1.5
 WARMUP_RATE = 100.0
 SAMPLE_EVERY_S = 1.0
 SHORTFALL = 0.95                # the generator must send this share of the target for a verdict
-METRICS_PORTS = 16              # consecutive free ports for the stack's endpoints
 DEFAULT_RATES = "1000,2000,5000,10000,15000,20000,30000"
 
 console = Console(stderr=True)
@@ -90,47 +88,6 @@ NO_AUTOMATIC_RETRAIN = {f"FLYWHEEL_TRIGGER_{rule}": "0" for rule in
                         ("PERFORMANCE_THRESHOLD", "CHANGE_DELTA", "DRIFT_WINDOWS", "NEW_LABELS", "MAX_AGE_SECONDS")}
 
 
-def stack_env(data_dir: Path, run: str) -> dict[str, str]:
-    """The environment of the stack and of this benchmark: a fresh data dir, no automatic retrain;
-    against a cluster a topic prefix, against Cassandra a keyspace of this run's own; unless the
-    environment sets them."""
-    env = {**NO_AUTOMATIC_RETRAIN, **os.environ, "FLYWHEEL_DATA_DIR": str(data_dir)}
-    if env.get("FLYWHEEL_BOOTSTRAP"):
-        env.setdefault("FLYWHEEL_TOPIC_PREFIX", f"bench{run}.")
-    if env.get("FLYWHEEL_CASSANDRA_HOSTS"):
-        env.setdefault("FLYWHEEL_STORE_BACKEND", "cassandra")
-        env.setdefault("FLYWHEEL_STORE_CASSANDRA_KEYSPACE", f"flywheel_bench_{run}")
-    return env
-
-
-def free_port_run(count: int) -> int:
-    """A port with the next `count - 1` free as well: the stack numbers its processes' endpoints
-    from its --metrics-port on."""
-    while True:
-        first = free_port()
-        if first + count < 65536 and all(port_is_free(p, "0.0.0.0") for p in range(first, first + count)):
-            return first
-
-
-def start_stack(env: dict[str, str], data_dir: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "flywheel", "up", "--model", MODEL, "--broker-port", str(free_port()),
-            "--registry-port", str(free_port()), "--metrics-port", str(free_port_run(METRICS_PORTS))]
-    with open(data_dir / "up.log", "ab") as log:
-        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def await_stack(up: subprocess.Popen, data_dir: Path, timeout: float = 120.0) -> StackState:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if up.poll() is not None:
-            raise SystemExit(f"flywheel up exited with code {up.returncode}: see {data_dir / 'up.log'}")
-        state = read_stack(data_dir)
-        if state is not None:
-            return state
-        time.sleep(0.5)
-    raise SystemExit(f"flywheel up wrote no stack.json in {timeout:g}s: see {data_dir / 'up.log'}")
-
-
 def register_model(config: Config) -> None:
     """The first version of MODEL, which the running worker picks up from the `models` topic."""
     with feature_store_for(config) as store:
@@ -139,15 +96,6 @@ def register_model(config: Config) -> None:
             ensure_model(models, store, MODEL, Concept(), rows=3000)
         finally:
             models.close()
-
-
-def stop_stack(up: subprocess.Popen) -> None:
-    up.terminate()                   # `flywheel up` stops its processes and broker on SIGTERM
-    try:
-        up.wait(60)
-    except subprocess.TimeoutExpired:
-        up.kill()
-        up.wait()
 
 
 # -- the load generator (a process of its own) -----------------------------------------------------
@@ -504,13 +452,13 @@ def main() -> int:
     args = arguments()
     run = uuid.uuid4().hex[:8]
     data_dir = Path(tempfile.mkdtemp(prefix="flywheel-bench-system-"))
-    env = stack_env(data_dir, run)
+    env = stack_env(data_dir, run, NO_AUTOMATIC_RETRAIN)
     config = load_config(env=env)
     with feature_store_for(config) as store:
         store.migrate()              # a Cassandra keyspace of the run's own needs its tables first
     load_before = os.getloadavg()
     console.print(f"data dir {data_dir} (kept: logs, store, samples.jsonl)")
-    up = start_stack(env, data_dir)
+    up = start_stack(env, data_dir, MODEL)
     control = LoadControl.shared()
     generator = None
     results: list[StepResult] = []

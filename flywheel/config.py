@@ -233,7 +233,7 @@ def _value(f: dataclasses.Field, kind: Any, section: str, table: Mapping[str, An
 
 def _model_tables(cls: type, f: dataclasses.Field, hints: dict, section: str, table: Mapping[str, Any],
                   env: Mapping[str, str], base: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
-    """A `per_model` field's [<section>.models.<model>] tables (or FLYWHEEL_<SECTION>_MODELS, the
+    """A `per_model` field's [<section>.<field>.<model>] tables (or FLYWHEEL_<SECTION>_<FIELD>, the
     same as JSON): each key one the field allows, each value checked and typed as the section's own."""
     var, keys = env_name(section, f.name), per_model_keys(f)
     try:
@@ -242,7 +242,7 @@ def _model_tables(cls: type, f: dataclasses.Field, hints: dict, section: str, ta
         problems.append(f"{var}: {e}")
         return {}
     if not isinstance(tables, dict):
-        problems.append(f"{_where(section, f.name)} must be tables, one per model ([{section}.models.<model>])")
+        problems.append(f"{_where(section, f.name)} must be tables, one per model ([{section}.{f.name}.<model>])")
         return {}
     fields = {g.name: g for g in dataclasses.fields(cls)}
     found: dict[str, dict[str, Any]] = {}

@@ -45,10 +45,11 @@ def info(f: dataclasses.Field) -> SettingInfo | None:
 
 
 def per_model(*keys: str, doc: str) -> Any:
-    """The `models` field of a section some of whose settings a model may set for itself: one table
-    per model, [<section>.models.<model>], setting any of `keys` (fields of the same section). The
-    loader checks each value as it checks the section's own (flywheel/config.py); `for_model`
-    applies them."""
+    """A field of a section some of whose settings a model may set for itself: one table per model
+    under the field's name, [<section>.<field>.<model>] (`models` in most sections; the worker's
+    `models` is the list it serves, so its review budget's tables are [worker.review.<model>]),
+    setting any of `keys` (fields of the same section). The loader checks each value as it checks
+    the section's own (flywheel/config.py); `for_model` applies them."""
     return dataclasses.field(default_factory=dict, metadata={"setting": SettingInfo(doc), "per_model": keys})
 
 
@@ -58,6 +59,7 @@ def per_model_keys(f: dataclasses.Field) -> tuple[str, ...]:
 
 
 def for_model(settings: Any, model: str) -> Any:
-    """A section's settings as `model` has them: its own table's values over the section's."""
-    own = settings.models.get(model)
+    """A section's settings as `model` has them: its own tables' values over the section's."""
+    own = {key: value for f in dataclasses.fields(settings) if per_model_keys(f)
+           for key, value in getattr(settings, f.name).get(model, {}).items()}
     return dataclasses.replace(settings, **own) if own else settings

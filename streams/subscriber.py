@@ -48,7 +48,8 @@ class Subscriber:
         # Apache Kafka the filter never drops anything.
         self._since = {"latest": int(time.time() * 1000), "earliest": 0}.get(start, start)
         self._next: dict[tuple[str, int], int] = {}     # (topic, partition) -> next offset to read
-        if group_id or generations:
+        self._subscribed = bool(group_id or generations)
+        if self._subscribed:
             # A standalone reader of generations is a group of its own: only a subscription
             # follows the generations as they come and go (streams/generations.py).
             self._consumer.subscribe([topic], on_assign=self._on_assign)
@@ -125,14 +126,23 @@ class Subscriber:
 
     def catch_up(self, timeout: float = 10.0) -> tuple[list[Received], bool]:
         """What is left up to the end of the topic as it is now (a standalone reader's assigned
-        partitions), and whether the end was reached within `timeout`."""
-        partitions = self._consumer.assignment()
-        ends = {tp.partition: watermarks(self._consumer, tp, timeout)[1] for tp in partitions}   # BrokerUnavailable
-        out: list[Received] = []
+        partitions, every generation's), and whether the end was reached within `timeout`. A
+        subscription (a group, or generations) is given its partitions, and follows a new
+        generation, only while it polls: it polls once each time, and until it has partitions,
+        or it would be caught up on nothing, or on a generation no longer written, every time."""
         deadline = time.monotonic() + timeout
+        out: list[Received] = []
+        if self._subscribed:
+            out += self.poll_batch(1000, 0.1)
+        partitions = self._consumer.assignment()
+        while self._subscribed and not partitions and time.monotonic() < deadline:
+            out += self.poll_batch(1000, 0.1)
+            partitions = self._consumer.assignment()
+        ends = {(tp.topic, tp.partition): watermarks(self._consumer, tp, timeout)[1]    # BrokerUnavailable
+                for tp in partitions}
         while time.monotonic() < deadline:
-            positions = {tp.partition: tp.offset for tp in self._consumer.position(partitions)}
-            if all(end == 0 or positions[p] >= end for p, end in ends.items()):
+            positions = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(partitions)}
+            if all(end == 0 or positions[key] >= end for key, end in ends.items()):
                 return out, True
             out += self.poll_batch(1000, 0.1)
         return out, False

@@ -2,11 +2,15 @@
 each model's predictions, least confident first, the rest counted; faults always go; the
 low-confidence line comes from the version's validation answers."""
 import numpy as np
+import pytest
 from flywheel.processors.models import MatrixLayout
 from flywheel.processors.training import synthetic, train
 from flywheel.processors.worker.outputs import Answers, ReviewBudget
+from flywheel.processors.worker.settings import WorkerSettings
+from flywheel.schemas.setting import for_model
 from flywheel.streams.publisher import Publisher, Request
 
+from flywheel.config import ConfigError, load_config
 from tests.test_worker_support import RunningWorker, read_topic, register, small_model, wait_for
 
 
@@ -61,3 +65,37 @@ def test_worker_sends_its_share_and_counts_what_it_drops(kafka, registry, data_d
     assert 1 <= len(reviews) <= 20 and len(reviews) + dropped == flagged
     confidence = {p["request_id"]: p["confidence"] for p, _ in predictions}
     assert np.mean([r["confidence"] for r, _ in reviews]) < np.mean(list(confidence.values()))
+
+
+def test_a_model_may_have_its_own_review_budget(kafka, registry, data_dir, make_topics, tmp_path):
+    """[worker.review.<model>] (`[worker] models` is the list of models served): loaded and checked
+    as the section's own settings, and the worker rations each model by its own."""
+    cfg = tmp_path / "f.toml"
+    cfg.write_text("[worker]\nmodels = ['m', 'n']\nreview_share = 0.05\nreview_burst = 20\n"
+                   "[worker.review.n]\nreview_share = 0.0\nreview_burst = 0\n")
+    settings = load_config(cfg, env={}).section(WorkerSettings, "worker")
+    assert settings.models == ["m", "n"]
+    assert (for_model(settings, "n").review_share, for_model(settings, "m").review_share) == (0.0, 0.05)
+    cfg.write_text("[worker.review.n]\nreview_share = 2\nmax_batch = 5\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, env={})
+    assert "[worker.review.n] review_share = 2: is above its maximum 1 share" in str(e.value)
+    assert "[worker.review.n] max_batch is not a setting a model may set for itself" in str(e.value)
+
+    catalog = make_topics("m", "n")
+    _, manifest, data = small_model(low_confidence=0.999)                    # nearly every answer flagged
+    for model in ("m", "n"):
+        register(kafka, registry, data_dir, model, low_confidence=0.999).close()
+        publisher = Publisher(kafka, registry, model, manifest.features)
+        publisher.publish_many(Request(features=row, entity_id=f"e{i}") for i, row in enumerate(data.rows(0, 400)))
+        publisher.flush()
+    with RunningWorker(kafka, registry, data_dir, models=["m", "n"], review_share=0.05, review_burst=20,
+                       review=settings.review) as worker:
+        flagged = {model: sum(1 for p, _ in read_topic(kafka, registry, catalog.predictions(model), "Prediction", 400)
+                              if "low_confidence" in p["flags"]) for model in ("m", "n")}
+        dropped = {model: wait_for(lambda m=model: worker.metrics.registry.get_sample_value(
+            "flywheel_review_dropped_total", {"model": m, "reason": "low_confidence"})) for model in ("m", "n")}
+        reviews = read_topic(kafka, registry, catalog.review, "ReviewItem", 1)
+    assert min(flagged.values()) > 300
+    assert {r["model"] for r, _ in reviews} == {"m"} and 1 <= len(reviews) <= 20
+    assert dropped == {"m": flagged["m"] - len(reviews), "n": flagged["n"]}

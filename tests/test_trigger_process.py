@@ -5,6 +5,7 @@ request never produced stops blocking after a grace; a retrain is in flight unti
 decided; the cooldown counts from a failed retrain's end; a rise of the labelled error stream
 requests a retrain on the new concept's rows."""
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -219,3 +220,65 @@ def test_rounds_follow_the_feedback_topic_and_read_stored_feedback_only_to_build
     assert len(reads) == 1
     trigger.requester.close()
     store.close()
+
+
+def test_on_topic_generations_as_the_embedded_stack_writes_them_rounds_follow_the_feedback_topic(
+        kafka, registry, make_topics, data_dir):
+    """The embedded stack writes feedback as generations, which a reader follows by subscription.
+    Its catch-up looked at its partitions before any poll had been given them, and so returned
+    nothing, every round: on a live stack the trigger never saw a label after its tallies were
+    built, and its error detector never fired."""
+    catalog = make_topics("m")
+    kafka = dataclasses.replace(kafka, topic_generations=True)
+    producer = make_producer(kafka)
+    producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
+    producer.flush(10)
+    store = open_store(StoreSettings(), data_dir)
+    trigger = RetrainTrigger(kafka, registry, store, TriggerSettings(new_labels=50, drift_windows=0))
+    assert trigger.step() == []
+    serde, labelled = AvroSerde(registry, "FeedbackRecord"), int(time.time() * 1000)
+    for i in range(50):
+        r = FeedbackRecord(f"r{i}", "e", "m", "1", labelled, labelled, labelled + i, {}, {}, "a", None, {}, 0.9, "a")
+        producer.produce(catalog.feedback, serde.encode(vars(r)), r.request_id.encode())
+    producer.flush(10)
+    emitted = []
+    for _ in range(5):
+        emitted += trigger.step()
+        if emitted:
+            break
+    assert [r["reasons"] for r in emitted] == [["new_labels"]] and emitted[0]["metrics"]["new_labels"] == 50
+    trigger.requester.close()
+    store.close()
+
+
+def test_an_error_change_is_acted_on_between_rounds(kafka, registry, make_topics, data_dir):
+    """With an hour between rounds, a rise of the error found in the feedback topic starts a round
+    at once: announced (the metric), and its retrain asked for once `change_min_labels` came."""
+    catalog = make_topics("m")
+    producer = make_producer(kafka)
+    producer.produce(catalog.models, AvroSerde(registry, "ModelEvent").encode(_model_event("1", NOW - 3_600_000)), b"m")
+    producer.flush(10)
+    store = open_store(StoreSettings(), data_dir)
+    trigger = RetrainTrigger(kafka, registry, store, TriggerSettings(
+        interval_seconds=3600, change_min_labels=20, new_labels=0, drift_windows=0, performance_threshold=0))
+    thread = threading.Thread(target=trigger.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(3)                                   # its first round, before any feedback
+        serde, labelled = AvroSerde(registry, "FeedbackRecord"), int(time.time() * 1000)
+        for i in range(600):                            # right, then wrong from the 500th on
+            r = FeedbackRecord(f"r{i}", "e", "m", "1", labelled + i, labelled + i, labelled + i, {}, {},
+                               "a", None, {}, 0.9, "a" if i < 500 else "b")
+            producer.produce(catalog.feedback, serde.encode(vars(r)), r.request_id.encode())
+        producer.flush(10)
+        deadline = time.monotonic() + 60
+        while not store.retrains("m") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        [retrain] = store.retrains("m")
+    finally:
+        trigger.stop.set()
+        thread.join(30)
+        store.close()
+    assert retrain.reasons == ["error_change"]
+    assert trigger.requester.metrics.registry.get_sample_value(
+        "flywheel_error_changes_detected_total", {"model": "m", "version": "1"}) == 1

@@ -1,10 +1,13 @@
-"""`flywheel models show MODEL VERSION`: what a version expects and answers, and its lineage (what
-trained it: parent, retrain request, trainer and its code's hash, the feedback range, rows and
-their content hash). Read from the data dir's artifact store, so it works without a broker."""
+"""`flywheel models show MODEL [VERSION]`: what a version (default: the live one) expects and
+answers, and its lineage (what trained it: parent, retrain request, trainer and its code's hash,
+the feedback range, rows and their content hash). Read from the data dir's artifact store, so it
+works without a broker."""
 
 from flywheel.commands._since import utc_text
 from flywheel.console import err, print_json_line
+from flywheel.errors import BadInput
 from flywheel.model_names import check_registered
+from flywheel.processors.models.history import EventLog
 from flywheel.processors.models.manifest import Lineage, Manifest
 from flywheel.processors.models.store import ArtifactStore
 
@@ -12,14 +15,17 @@ from flywheel.processors.models.store import ArtifactStore
 def add_parser(actions) -> None:
     s = actions.add_parser("show", help="one version's features, outputs, training figures and lineage")
     s.add_argument("model")
-    s.add_argument("version")
+    s.add_argument("version", nargs="?", help="default: the live version")
     s.add_argument("--json", action="store_true", help="the whole manifest as one JSON line")
     s.set_defaults(handler=run_show)
 
 
 def run_show(args, config) -> int:
     check_registered(config, args.model)
-    manifest = ArtifactStore(config.data_dir).manifest(args.model, args.version)
+    version = args.version or EventLog(config.data_dir).last().get(args.model, {}).get("live_version")
+    if version is None:
+        raise BadInput(f"{args.model} has no live version: name one")
+    manifest = ArtifactStore(config.data_dir).manifest(args.model, version)
     if args.json:
         print_json_line(manifest.to_dict())
         return 0

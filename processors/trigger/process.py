@@ -1,5 +1,6 @@
-"""The retrain trigger: every `interval_seconds`, for every model the `models` topic names, gather
-what is known (the live version's monitor windows and the model's retrain bookkeeping from the
+"""The retrain trigger: every `interval_seconds` (and at once when the error detector finds a
+change, or the change has the labels its retrain waits for), for every model the `models` topic
+names, gather what is known (the live version's monitor windows and the model's retrain bookkeeping from the
 store, its labelled feedback from the `feedback` topic), apply the policy, and when it says so emit
 RetrainRequested on `retrain`.
 
@@ -24,6 +25,7 @@ requested again the moment it fails. `flywheel retrain` uses the same `Requester
 """
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from flywheel.feature_store import FeatureStore, FeedbackRecord, RetrainRecord, WindowMetrics, retrying, wall_clock_ms
@@ -32,7 +34,7 @@ from flywheel.processors.models.follower import ModelFollower
 from flywheel.processors.runtime import ProcessorMetrics
 from flywheel.processors.runtime.failures import run_batches
 from flywheel.processors.runtime.leadership import Leadership, SoleLeader
-from flywheel.processors.trigger.detector import ChangePoint
+from flywheel.processors.trigger.detector import ChangePoint, in_label_order
 from flywheel.processors.trigger.policy import Decision, ModelState, decide, retrain_request
 from flywheel.processors.trigger.settings import TriggerSettings
 from flywheel.processors.trigger.tally import LiveTallies
@@ -48,6 +50,7 @@ from flywheel.streams.topics import TopicCatalog
 from prometheus_client import Counter
 
 PROCESSOR = "trigger"
+FOLLOW_SECONDS = 1.0    # between rounds, how often the feedback topic is read for an error change to act on
 log = logging.getLogger(__name__)
 
 
@@ -251,6 +254,7 @@ class RetrainTrigger:
         self.requester = Requester(kafka, registry, store, settings, metrics, clock, self.stop)
         self.live = LiveVersions()
         self._models = ModelFollower(kafka, registry)
+        self._acted_on: dict[str, tuple[int, bool]] = {}     # _changes() as the last step saw them
         # From now: what was joined before is in the store, where a tally's build reads it.
         self._feedback = Subscriber(kafka, registry, TopicCatalog(kafka).feedback, "FeedbackRecord", start="latest")
 
@@ -269,8 +273,18 @@ class RetrainTrigger:
         self.requester.close()
 
     def _round(self) -> None:
+        """A step, then the interval; but the feedback topic is read every FOLLOW_SECONDS meanwhile,
+        and an error change found, or come to the labels its retrain waits for, starts the next
+        step at once: announcing a change, or asking for its retrain, waits a second, not up to an
+        interval (at 200 labels a second, 10 s are 2,000 labels)."""
         self.step()
-        self.stop.wait(self.settings.interval_seconds)
+        deadline = time.monotonic() + self.settings.interval_seconds
+        while not self.stop.wait(max(0.0, min(FOLLOW_SECONDS, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            self.requester.tallies.add(self._live_feedback())
+            if self._changes() != self._acted_on:
+                return
 
     def step(self) -> list[dict]:
         """Catch up on model events, then evaluate every model this process leads; return the
@@ -283,11 +297,24 @@ class RetrainTrigger:
                 request = self.requester.evaluate(model, live)[1] if leads else None
             if request:
                 emitted.append(request)
+        self._acted_on = self._changes()
         return emitted
 
+    def _changes(self) -> dict[str, tuple[int, bool]]:
+        """Per model, its live version's latest error change (when found, and whether it has the
+        `change_min_labels` its retrain waits for): what a step must see as soon as it changes."""
+        out = {}
+        for model, tally in self.requester.tallies.models.items():
+            if tally.change is not None:
+                ripe = tally.change.labels >= for_model(self.settings, model).change_min_labels
+                out[model] = (tally.change.detected_at, ripe)
+        return out
+
     def _live_feedback(self) -> list[FeedbackRecord]:
-        """What the joiner emitted since the last round, in order, without replays. A record that
-        cannot be decoded is left out and counted."""
+        """What the joiner emitted since the last look, without replays, in the order the labels
+        came: a catch-up reads partition by partition, and fed so, the error detector would see
+        one partition's labels before another's and fire up to a catch-up's worth of labels late.
+        A record that cannot be decoded is left out and counted."""
         received, _ = self._feedback.catch_up()
         live = []
         for m in received:
@@ -296,4 +323,4 @@ class RetrainTrigger:
             elif (replay_headers.get(m.headers, replay_headers.REPLAY) is None
                   and REPLAY_FLAG not in m.value["flags"]):
                 live.append(FeedbackRecord.from_dict(m.value))
-        return live
+        return in_label_order(live)

@@ -44,7 +44,9 @@ class TriggerSettings:
                                     doc="below this a prediction counts as a hard example")
     holdout_share: float = setting(0.2, unit="share", min=0, max=1,
                                    doc="share of the dataset held out to compare candidate and incumbent")
-    interval_seconds: float = setting(10.0, unit="s", min=0.01, doc="how often the trigger evaluates every model")
+    interval_seconds: float = setting(10.0, unit="s", min=0.01,
+                                      doc="how often the trigger evaluates every model; an error change found, "
+                                          "or come to `change_min_labels`, is evaluated within a second")
     models: dict[str, dict] = per_model(
         *PER_MODEL, doc="per-model overrides of the rules, one table each: [trigger.models.fraud] "
                         "performance_threshold = 0.95; the process-wide settings (lookback, interval, ...) are not")

@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from flywheel.processors.runtime.identity import process_instance_id
-from flywheel.schemas.setting import setting
+from flywheel.schemas.setting import per_model, setting
 
 
 @dataclass
@@ -34,5 +34,8 @@ class WorkerSettings:
         0.01, unit="share", min=0, max=1, doc="share of each model's predictions that may go to review for low "
                                               "confidence or margin (least confident first); faults always go")
     review_burst: float = setting(100.0, unit="items", min=0, doc="unspent review items carried over at most")
+    review: dict[str, dict] = per_model(
+        "review_share", "review_burst", doc="per-model review budgets, one table each: [worker.review.fraud] "
+                                            "review_share = 0.05; a model without one has the section's")
     online_groups: dict[str, list[str]] = setting(factory=dict, doc="model -> feature groups its requests are "
                                                                     "enriched from")

@@ -48,6 +48,7 @@ from flywheel.processors.worker.settings import WorkerSettings
 from flywheel.processors.worker.wire import PredictionWriter, ReviewWriter
 from flywheel.schemas import AvroSerde
 from flywheel.schemas.registry.base import SchemaRegistry
+from flywheel.schemas.setting import for_model
 from flywheel.schemas.wire.primitives import read_map
 from flywheel.streams.clients import LOW_LATENCY_FETCH
 from flywheel.streams.generations import logical_name
@@ -304,7 +305,8 @@ class InferenceWorker(StreamProcessor):
         return fit
 
     def _review_selection(self, model: str, answers: Answers) -> list[int]:
-        budget = self._review_budgets.setdefault(model, ReviewBudget(self.s.review_share, self.s.review_burst))
+        own = for_model(self.s, model)
+        budget = self._review_budgets.setdefault(model, ReviewBudget(own.review_share, own.review_burst))
         selection = budget.select(answers)
         for reason, n in selection.dropped.items():
             self.metrics.review_dropped.labels(model, reason).inc(n)
