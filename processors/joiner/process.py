@@ -25,7 +25,6 @@ feedback carries the header on; they are not counted as live traffic in any metr
 import collections
 import logging
 import math
-import operator
 import threading
 import time
 
@@ -41,6 +40,7 @@ from flywheel.processors.runtime.failures import hold_back, run_batches
 from flywheel.schemas import AvroSerde, DecodeFailure
 from flywheel.schemas.registry.base import SchemaRegistry
 from flywheel.schemas.wire.feedback import FeedbackEncoder
+from flywheel.schemas.wire.ground_truth import GroundTruthDecoder
 from flywheel.schemas.wire.prediction import PredictionDecoder
 from flywheel.streams.clients import make_admin, make_consumer, make_producer
 from flywheel.streams.generations import logical_name
@@ -55,7 +55,8 @@ DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86_400, 3 * 86_
 
 
 def is_replay(msg: Message) -> bool:
-    return replay_headers.get(msg.headers(), replay_headers.REPLAY) is not None
+    headers = msg.headers()        # None for most records: nothing to search
+    return headers is not None and replay_headers.get(headers, replay_headers.REPLAY) is not None
 
 
 class JoinerMetrics(ProcessorMetrics):
@@ -70,6 +71,8 @@ class JoinerMetrics(ProcessorMetrics):
                                      ["model"], buckets=DELAY_BUCKETS, registry=r)
         self.held = Gauge("flywheel_held_labels", "Labels held for their predictions", registry=r)
         self.held_bytes = Gauge("flywheel_held_label_bytes", "Memory the held labels keep", registry=r)
+        self.record_path = Gauge("flywheel_record_path", "1 for the path the joiner reads and writes records on: "
+                                 "compiled (the compiled core) or python", ["path"], registry=r)
         self.given_up = Counter("flywheel_held_labels_given_up", "Held labels given up before their wait ended, "
                                 "to stay within max_held_labels and max_held_bytes", registry=r)
 
@@ -86,9 +89,12 @@ class FeedbackJoiner:
         self.metrics = metrics or JoinerMetrics()
         self.stop = stop or threading.Event()
         self.join = Join(store, settings)
-        self._predictions = PredictionDecoder(AvroSerde(registry, "Prediction"))
-        self._labels = AvroSerde(registry, "GroundTruth")
-        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"))
+        self._predictions = PredictionDecoder(AvroSerde(registry, "Prediction"), settings.compiled)
+        self._labels = GroundTruthDecoder(AvroSerde(registry, "GroundTruth"), settings.compiled)
+        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"), settings.compiled)
+        paths = {self._predictions.path, self._labels.path, self._feedback.path}
+        log.info("joiner: records read and written on the %s path", " and ".join(sorted(paths)))
+        self.metrics.record_path.labels("compiled" if paths == {"compiled"} else "python").set(1)
         self._dead = DeadLetterWriter(AvroSerde(registry, "DeadLetter"), self.catalog.deadletter, PROCESSOR,
                                       self.metrics.dead_letters, kafka.max_message_bytes)
         # Range assignment gives partition k of the labels topic and of every predictions topic to
@@ -169,8 +175,14 @@ class FeedbackJoiner:
 
     def _make_room(self, messages: list[Message]) -> list[Hold]:
         """The oldest holds, given up so that every label of the batch could be held within the bound."""
-        labels = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
+        labels = self._labels_of(messages)
         return self.holds.over(self.settings.hold_bound, len(labels), sum(map(message_size, labels)))
+
+    def _labels_of(self, messages: list[Message], labels: bool = True) -> list[Message]:
+        """The batch's labels (or, not `labels`, its predictions): each topic's name is parsed once
+        a batch, not once a record."""
+        topics = {t for t in {m.topic() for m in messages} if logical_name(t) == self.catalog.labels}
+        return [m for m in messages if (m.topic() in topics) == labels]
 
     def _decode(self, messages: list[Message], dead: list) -> tuple[list[tuple[PredictionRecord, Message]],
                                                                   list[tuple[Label, Message]]]:
@@ -178,12 +190,11 @@ class FeedbackJoiner:
         for m in messages:
             self._next[(m.topic(), m.partition())] = m.offset() + 1
         now_ms = self.clock()
-        label_messages = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
-        prediction_messages = [m for m in messages if logical_name(m.topic()) != self.catalog.labels]
-        decoded = self._retrying(lambda: self._predictions.decode([m.value() for m in prediction_messages]))
-        dead += [(prediction_messages[i], f.reason, f.detail) for i, f in decoded.failures]
-        for i, value in sorted([*zip(decoded.columns.indices.tolist(), decoded.columns.records()),
-                                *decoded.records], key=operator.itemgetter(0)):
+        label_messages = self._labels_of(messages)
+        prediction_messages = self._labels_of(messages, labels=False)
+        decoded, failures = self._retrying(lambda: self._predictions.records([m.value() for m in prediction_messages]))
+        dead += [(prediction_messages[i], f.reason, f.detail) for i, f in failures]
+        for i, value in decoded:
             m = prediction_messages[i]
             predictions.append((prediction_record(value, is_replay(m)), m))
         for m, value in zip(label_messages, self._decoded(self._labels, label_messages)):
@@ -292,8 +303,8 @@ class FeedbackJoiner:
         runtime/failures.py): nothing of the batch is committed meanwhile."""
         return hold_back(call, self.stop, PROCESSOR)
 
-    def _decoded(self, serde: AvroSerde, messages: list[Message]) -> list:
-        return self._retrying(lambda: serde.decode_many([m.value() for m in messages]))
+    def _decoded(self, decoder: GroundTruthDecoder, messages: list[Message]) -> list:
+        return self._retrying(lambda: decoder.decode_many([m.value() for m in messages]))
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
