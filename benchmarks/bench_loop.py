@@ -2,10 +2,12 @@
 
 Joiner: predictions and labels -> FeedbackRecords in the embedded (SQLite) store, once through the
 join alone (store writes only), once through the naive loop (the join with the store called once
-per record, on the first 3,000), and once end to end through the embedded broker (decode, join,
-store, produce feedback, commit in Kafka transactions); the ratios of the join and of the whole
-joiner to the naive loop are printed under the table. Monitor: feature values per second into
-window sketches, once from decoded records and once end to end from the broker.
+per record, on the first 3,000), and twice end to end through the embedded broker (decode, join,
+store, produce feedback, commit in Kafka transactions): on the Python path, then on the compiled
+core (schemas/wire/compiled) where it is built; the ratios of the join and of the whole joiner to
+the naive loop, and of the compiled core to the Python path, are printed under the table.
+Monitor: feature values per second into window sketches, once from decoded records and once end
+to end from the broker.
 
     .venv/bin/python benchmarks/bench_loop.py [--records 20000] [--features 8] [--backend sqlite|cassandra]
                                               [--only joiner|monitor] [--joiners N]
@@ -52,6 +54,7 @@ from flywheel.processors.runtime.gc_tuning import tune_gc  # noqa: E402
 from flywheel.schemas import AvroSerde  # noqa: E402
 from flywheel.schemas.features import Feature, FeatureSpec  # noqa: E402
 from flywheel.schemas.registry import open_registry  # noqa: E402
+from flywheel.schemas.wire.compiled import runs  # noqa: E402
 from flywheel.streams.broker import EmbeddedBroker, free_port  # noqa: E402
 from flywheel.streams.clients import make_admin, make_producer  # noqa: E402
 from flywheel.streams.settings import KafkaSettings  # noqa: E402
@@ -158,14 +161,15 @@ def total_of(registry, sample: str) -> float:
     return sum(s.value for metric in registry.collect() for s in metric.samples if s.name == sample)
 
 
-def bench_joiner_kafka(kafka, registry, records, backend: str) -> tuple[float, float]:
-    """Records in (predictions and labels) per second and per CPU second; the predictions are on
-    the topic already. Timed by records consumed, not feedback joined: the joiner reads most
-    predictions before their labels, and a clock started at the first feedback would leave them out."""
-    produce(kafka, registry, TopicCatalog(kafka).labels, "GroundTruth", labels(len(records)))
+def bench_joiner_kafka(kafka, registry, records, backend: str, compiled: bool = False) -> tuple[float, float]:
+    """Records in (predictions and labels) per second and per CPU second, on the compiled core
+    (where built) or the Python path; the predictions and labels are on their topics already, and
+    each run reads them all in a group of its own. Timed by records consumed, not feedback joined:
+    the joiner reads most predictions before their labels, and a clock started at the first
+    feedback would leave them out."""
     with fresh_store(backend) as store:
-        joiner = FeedbackJoiner(kafka, registry, store, JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}"),
-                                instance="bench")
+        settings = JoinerSettings(group_id=f"bench-{uuid.uuid4().hex[:6]}", compiled=compiled)
+        joiner = FeedbackJoiner(kafka, registry, store, settings, instance="bench")
         consumed = lambda: total_of(joiner.metrics.registry, "flywheel_records_in_total")   # noqa: E731
         rate = rate_after_first_batch(joiner.step, consumed, 2 * len(records))
         joiner.close()
@@ -283,11 +287,20 @@ def main() -> None:
             registry = open_registry(None, work)
             produce(kafka, registry, TopicCatalog(kafka).predictions("m"), "Prediction", records)
             if joiner:
-                rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend)
-                rows.append(("joiner: end to end (broker -> store -> feedback, transactions)",
+                produce(kafka, registry, TopicCatalog(kafka).labels, "GroundTruth", labels(n))
+                python_rate, python_cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend, False)
+                rows.append(("joiner: end to end, Python path (broker -> store -> feedback, transactions)",
+                             f"{2 * n:,} records in", 2 * n / python_rate,
+                             f"{python_rate:,.0f} records/s in, {python_rate / 2:,.0f} feedback/s",
+                             f"{python_cpu_rate:,.0f} records in"))
+                path = runs()
+                rate, cpu_rate = bench_joiner_kafka(kafka, registry, records, args.backend, True)
+                rows.append((f"joiner: end to end, {path} path (broker -> store -> feedback, transactions)",
                              f"{2 * n:,} records in", 2 * n / rate,
                              f"{rate:,.0f} records/s in, {rate / 2:,.0f} feedback/s", f"{cpu_rate:,.0f} records in"))
                 ratios.append(f"joiner end to end / naive loop (store alone): {rate / naive:.1f}x")
+                ratios.append(f"joiner end to end, {path} / Python path: {rate / python_rate:.2f}x "
+                              f"({cpu_rate / python_cpu_rate:.2f}x per CPU second)")
             if joiner and args.joiners > 1 and args.backend == "sqlite":
                 rate = bench_joiners_kafka(kafka, work, records, args.joiners)
                 rows.append((f"{args.joiners} joiners in one group, end to end", f"{2 * n:,} records in",

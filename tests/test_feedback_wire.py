@@ -54,7 +54,8 @@ wrong = st.sampled_from([("numeric", {"x": "1.5"}), ("numeric", {"x": [1.0]}), (
                          ("categorical", {"c": 3}), ("event_time", 2 ** 63), ("event_time", 1.5),
                          ("label_count", 2 ** 31), ("label_count", True), ("request_id", b"r"),
                          ("true_label", 7), ("flags", [None]), ("predicted_value", "high"),
-                         ("entity_id", "\ud800"), ("confidence", math.inf), ("numeric", {"x": 10 ** 400})])
+                         ("entity_id", "\ud800"), ("confidence", math.inf), ("numeric", {"x": 10 ** 400}),
+                         ("numeric", {"x": True}), ("scores", {"yes": False}), ("true_value", True)])
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -60,7 +60,10 @@ class Joiner:
     def __init__(self, kafka, registry, data_dir):
         self.store = open_store(StoreSettings(), data_dir)
         self.joiner = FeedbackJoiner(kafka, registry, self.store,
-                                     JoinerSettings(early_label_wait_seconds=2.0, group_id="hostile-joiner"),
+                                     # on the compiled core where built (the other joiner tests run the default
+                                     # Python path): the same dead letters either way
+                                     JoinerSettings(early_label_wait_seconds=2.0, group_id="hostile-joiner",
+                                                    compiled=True),
                                      instance="hostile")
         self.thread = threading.Thread(target=self.joiner.run, daemon=True)
 

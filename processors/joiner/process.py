@@ -25,7 +25,6 @@ feedback carries the header on; they are not counted as live traffic in any metr
 import collections
 import logging
 import math
-import operator
 import threading
 import time
 
@@ -41,6 +40,7 @@ from flywheel.processors.runtime.processor import Endpoint, StreamProcessor
 from flywheel.schemas import AvroSerde
 from flywheel.schemas.registry.base import SchemaRegistry
 from flywheel.schemas.wire.feedback import FeedbackEncoder
+from flywheel.schemas.wire.ground_truth import GroundTruthDecoder
 from flywheel.schemas.wire.prediction import PredictionDecoder
 from flywheel.streams.generations import logical_name
 from flywheel.streams.replay import headers as replay_headers
@@ -54,7 +54,8 @@ DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86_400, 3 * 86_
 
 
 def is_replay(msg: Message) -> bool:
-    return replay_headers.get(msg.headers(), replay_headers.REPLAY) is not None
+    headers = msg.headers()        # None for most records: nothing to search
+    return headers is not None and replay_headers.get(headers, replay_headers.REPLAY) is not None
 
 
 class JoinerMetrics(ProcessorMetrics):
@@ -69,6 +70,8 @@ class JoinerMetrics(ProcessorMetrics):
                                      ["model"], buckets=DELAY_BUCKETS, registry=r)
         self.held = Gauge("flywheel_held_labels", "Labels held for their predictions", registry=r)
         self.held_bytes = Gauge("flywheel_held_label_bytes", "Memory the held labels keep", registry=r)
+        self.record_path = Gauge("flywheel_record_path", "1 for the path the joiner reads and writes records on: "
+                                 "compiled (the compiled core) or python", ["path"], registry=r)
         self.given_up = Counter("flywheel_held_labels_given_up", "Held labels given up before their wait ended, "
                                 "to stay within max_held_labels and max_held_bytes", registry=r)
 
@@ -98,9 +101,12 @@ class FeedbackJoiner(StreamProcessor):
         self.settings = settings
         self.clock = clock
         self.join = Join(store, settings)
-        self._predictions = self.held(PredictionDecoder(AvroSerde(registry, "Prediction")))
-        self._labels = AvroSerde(registry, "GroundTruth")
-        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"))
+        self._predictions = self.held(PredictionDecoder(AvroSerde(registry, "Prediction"), settings.compiled))
+        self._labels = GroundTruthDecoder(AvroSerde(registry, "GroundTruth"), settings.compiled)
+        self._feedback = FeedbackEncoder(AvroSerde(registry, "FeedbackRecord"), settings.compiled)
+        paths = {self._predictions.path, self._labels.path, self._feedback.path}
+        log.info("joiner: records read and written on the %s path", " and ".join(sorted(paths)))
+        self.metrics.record_path.labels("compiled" if paths == {"compiled"} else "python").set(1)
         # Labels' model names come from whoever produced them: only registered ones become
         # metric label values (a fixed "unregistered" otherwise), so cardinality stays bounded.
         self._models = ModelFollower(kafka, registry)
@@ -154,8 +160,14 @@ class FeedbackJoiner(StreamProcessor):
 
     def _make_room(self, messages: list[Message]) -> list[Hold]:
         """The oldest holds, given up so that every label of the batch could be held within the bound."""
-        labels = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
+        labels = self._labels_of(messages)
         return self.holds.over(self.settings.hold_bound, len(labels), sum(map(message_size, labels)))
+
+    def _labels_of(self, messages: list[Message], labels: bool = True) -> list[Message]:
+        """The batch's labels (or, not `labels`, its predictions): each topic's name is parsed once
+        a batch, not once a record."""
+        topics = {t for t in {m.topic() for m in messages} if logical_name(t) == self.catalog.labels}
+        return [m for m in messages if (m.topic() in topics) == labels]
 
     def _decode(self, messages: list[Message], dead: list) -> tuple[list[tuple[PredictionRecord, Message]],
                                                                   list[tuple[Label, Message]]]:
@@ -163,12 +175,11 @@ class FeedbackJoiner(StreamProcessor):
         for m in messages:
             self._next[(m.topic(), m.partition())] = m.offset() + 1
         now_ms = self.clock()
-        label_messages = [m for m in messages if logical_name(m.topic()) == self.catalog.labels]
-        prediction_messages = [m for m in messages if logical_name(m.topic()) != self.catalog.labels]
-        decoded = self._predictions.decode([m.value() for m in prediction_messages])
-        dead += [(prediction_messages[i], f.reason, f.detail) for i, f in decoded.failures]
-        for i, value in sorted([*zip(decoded.columns.indices.tolist(), decoded.columns.records()),
-                                *decoded.records], key=operator.itemgetter(0)):
+        label_messages = self._labels_of(messages)
+        prediction_messages = self._labels_of(messages, labels=False)
+        decoded, failures = self._predictions.records([m.value() for m in prediction_messages])
+        dead += [(prediction_messages[i], f.reason, f.detail) for i, f in failures]
+        for i, value in decoded:
             m = prediction_messages[i]
             predictions.append((prediction_record(value, is_replay(m)), m))
         for m, value in self.decode(self._labels, label_messages, dead):

@@ -42,6 +42,10 @@ class JoinerSettings:
     batch_size: int = setting(2000, unit="records", min=1, doc="records consumed per batch at most")
     poll_timeout_seconds: float = setting(0.2, unit="s", min=0, doc="how long a poll blocks when nothing is waiting")
     exactly_once: bool = setting(True, doc="Kafka transactions for feedback, dead letters and offsets")
+    compiled: bool = setting(False, doc="read Predictions and labels and write FeedbackRecords on the compiled core, "
+                                        "where it was built at install time (the log and `flywheel_record_path` say "
+                                        "which path runs). Off by default: it gained 1.2-1.4 times the joiner's "
+                                        "per-record CPU, under the 1.5 a compiled path must show (docs/benchmarks.md)")
     max_clock_skew_seconds: float = setting(
         300.0, unit="s", min=0, doc="a label's labelled_at may be at most this far ahead of the joiner's clock "
                                     "(and, live, at most the join window plus the margin plus this behind it); "

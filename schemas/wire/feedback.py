@@ -10,14 +10,17 @@ in every record) are remembered.
 Only values of the schema's own types are written here (a long that fits in 64 bits, a str,
 a float or int for a double, None for null); anything else raises, and the record is handed to
 fastavro, which writes it or says why not. The encoder checks itself against fastavro when built
-and switches itself off if the schema changed or the bytes differ.
+and switches itself off if the schema changed or the bytes differ. Where the compiled core
+(schemas/wire/compiled) is built, it writes instead; this module stays the reference.
 """
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flywheel.schemas.serde import AvroSerde
+from flywheel.schemas.wire.compiled import records as compiled_records
+from flywheel.schemas.wire.compiled import runs
 from flywheel.schemas.wire.primitives import (
     NULL,
     SOME,
@@ -35,20 +38,32 @@ FIELDS = [("request_id", "string"), ("entity_id", "string"), ("model", "string")
           ("event_time", "long"), ("predicted_at", "long"), ("labelled_at", "long"), ("label_count", "int"),
           ("flags", "array")]
 _NOT_ITS_TYPES = (TypeError, ValueError, OverflowError, AttributeError, UnicodeEncodeError, struct.error)
+# What the compiled writer raises for a value it is not sure to write as fastavro does.
+_NOT_SURE = _NOT_ITS_TYPES + ((compiled_records.Refused,) if compiled_records is not None else ())
 KEPT = 4096              # encoded names, categorical maps and key orders remembered, of each
 
 
 class FeedbackEncoder:
-    def __init__(self, serde: AvroSerde):
+    def __init__(self, serde: AvroSerde, compiled: bool = True):
+        """`compiled`: on the compiled core where it is built (this module's path is the reference)."""
         self.serde = serde
         self._names: dict[str, bytes] = {}
         self._categorical: dict[tuple, bytes] = {}
         self._numeric = _DoubleMaps(union=True)
         self._scores = _DoubleMaps(union=False)
-        self.enabled = serde.field_kinds() == FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == FIELDS and self._self_test(self._encode)
+        self.path = runs(compiled and self.enabled)
+        self._writer = compiled_records.FeedbackWriter(serde._header) if self.path == "compiled" else None
+        if self._writer is not None and not self._self_test(self._writer.encode):
+            self.path, self._writer = "python", None
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """A FeedbackRecord's fields (`vars(record)`) in the Confluent wire format."""
+        if self._writer is not None:
+            try:
+                return self._writer.encode(record)
+            except _NOT_SURE:
+                return self.serde.encode(dict(record))
         if self.enabled:
             try:
                 return self._encode(record)
@@ -61,8 +76,8 @@ class FeedbackEncoder:
         return b"".join((
             self.serde._header, string(r["request_id"]), string(r["entity_id"]), name(r["model"]),
             name(r["model_version"]), self._numeric.encode(r["numeric"]), self._categorical_map(r["categorical"]),
-            label(r["predicted_label"]), optional_double(r["predicted_value"]), self._scores.encode(r["scores"]),
-            optional_double(r["confidence"]), label(r["true_label"]), optional_double(r["true_value"]),
+            label(r["predicted_label"]), _optional_double(r["predicted_value"]), self._scores.encode(r["scores"]),
+            _optional_double(r["confidence"]), label(r["true_label"]), _optional_double(r["true_value"]),
             _long(r["event_time"]), _long(r["predicted_at"]), _long(r["labelled_at"]), _int(r["label_count"]),
             string_array(r["flags"])))
 
@@ -75,7 +90,7 @@ class FeedbackEncoder:
     def _categorical_map(self, values: dict) -> bytes:
         return _remembered(self._categorical, tuple(values.items()), lambda _: categorical_map(values))
 
-    def _self_test(self) -> bool:
+    def _self_test(self, encode: Callable[[dict], bytes]) -> bool:
         samples = [
             {"request_id": "r-é", "entity_id": "", "model": "m", "model_version": "v" * 70,
              "numeric": {"x": 1.5, "ß": None, "n": math.nan, "i": -3}, "categorical": {"c": "p", "d": None},
@@ -88,8 +103,8 @@ class FeedbackEncoder:
              "label_count": 1, "flags": []},
         ]
         try:
-            return all(self._encode(r) == self.serde.encode(r) for r in samples)
-        except _NOT_ITS_TYPES:
+            return all(encode(r) == self.serde.encode(r) for r in samples)
+        except _NOT_SURE:
             return False
 
 
@@ -104,6 +119,8 @@ class _DoubleMaps:
         if not values:
             return b"\x00"
         doubles = list(values.values())
+        if bool in map(type, doubles):
+            raise TypeError("a bool is not a double")   # struct would write 1.0; fastavro refuses it
         if self.union and None in doubles:
             return numeric_map(values)
         layout, args = _remembered(self._layouts, tuple(values), self._layout)
@@ -128,6 +145,12 @@ def _remembered(memory: dict, key, make):
         if len(memory) < KEPT:
             memory[key] = found
     return found
+
+
+def _optional_double(v: float | None) -> bytes:
+    if type(v) is bool:
+        raise TypeError("a bool is not a double")
+    return optional_double(v)
 
 
 def _long(n: int) -> bytes:

@@ -15,6 +15,7 @@ fastavro record by record, which also names the dead-letter reason of a record i
 The decoder checks itself against fastavro when built and switches itself off if the schema
 changed.
 """
+import operator
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ from typing import TypeVar
 
 import numpy as np
 from flywheel.schemas.serde import AvroSerde, DecodeFailure
+from flywheel.schemas.wire.compiled import records as compiled_records
+from flywheel.schemas.wire.compiled import runs
 from flywheel.schemas.wire.cursor import Batch, Cursor
 from flywheel.schemas.wire.factor import PACKED_BYTES, Factor, factor
 from flywheel.schemas.wire.primitives import DOUBLE, read_long, read_map_at, string
+from flywheel.schemas.wire.self_test import agrees
 
 ROLES = ("LIVE", "CANARY", "SHADOW")
 MAX_LAYOUTS = 8          # key orders of one map read as columns per batch (models of one batch)
@@ -36,6 +40,20 @@ FIELDS = [("request_id", "string"), ("entity_id", "string"), ("model", "string")
           ("value", "union"), ("scores", "map"), ("confidence", "union"), ("flags", "array"),
           ("numeric", "map"), ("categorical", "map"), ("feature_sources", "map"), ("inference_us", "long"),
           ("batch_size", "int")]
+
+
+# Written by fastavro and read back by each fast path when it is built: any difference switches it off.
+SAMPLES = [
+    {"request_id": "r-é", "entity_id": "e", "model": "m", "model_version": "v", "role": "SHADOW",
+     "event_time": 1_700_000_000_123, "predicted_at": -5, "label": "a", "value": None,
+     "scores": {"a": 0.25, "b": 0.75}, "confidence": 0.75, "flags": ["low_confidence", "x"],
+     "numeric": {"x": 1.5, "y": None}, "categorical": {"c": "p", "d": None},
+     "feature_sources": {"x": "request"}, "inference_us": 77, "batch_size": 3},
+    {"request_id": "", "entity_id": "", "model": "m", "model_version": "v", "role": "LIVE",
+     "event_time": 0, "predicted_at": 2 ** 62, "label": None, "value": -2.5, "scores": {},
+     "confidence": None, "flags": [], "numeric": {"y": 2.0, "x": float("nan")}, "categorical": {},
+     "feature_sources": {}, "inference_us": 0, "batch_size": 1},
+]
 
 
 @dataclass
@@ -171,19 +189,42 @@ class DecodedPredictions:
 
 
 class PredictionDecoder:
-    def __init__(self, serde: AvroSerde):
+    def __init__(self, serde: AvroSerde, compiled: bool = True):
+        """`compiled`: read `records` on the compiled core where it is built."""
         self.serde = serde
         self.header = serde._header
-        self.enabled = serde.field_kinds() == FIELDS and self._self_test()
+        self.enabled = serde.field_kinds() == FIELDS and agrees(lambda v: self.columns(v).records(), serde, SAMPLES)
+        self.path = runs(compiled and self.enabled)
+        if self.path == "compiled" and not agrees(self._compiled, serde, SAMPLES):
+            self.path = "python"
 
     def decode(self, values: list[bytes | None]) -> DecodedPredictions:
         columns = self.columns([v or b"" for v in values] if self.enabled else [])
         taken = set(columns.indices.tolist())
-        rest = [i for i in range(len(values)) if i not in taken]
+        records, failures = self._by_fastavro(values, [i for i in range(len(values)) if i not in taken])
+        return DecodedPredictions(columns, records, failures)
+
+    def records(self, values: list[bytes | None]) -> tuple[list[tuple[int, dict]], list[tuple[int, DecodeFailure]]]:
+        """Every record of the batch as a dict, in batch order ((batch position, record); fastavro's
+        fields less inference_us and batch_size where a fast path read it), and what nothing could
+        decode: on the compiled core (`path`), else through the columns."""
+        if self.path == "compiled":
+            done, rest = compiled_records.decode_predictions(values, self.header)
+            records, failures = self._by_fastavro(values, rest)
+        else:
+            decoded = self.decode(values)
+            done = list(zip(decoded.columns.indices.tolist(), decoded.columns.records()))
+            records, failures = decoded.records, decoded.failures
+        return (sorted(done + records, key=operator.itemgetter(0)) if records else done), failures
+
+    def _compiled(self, values: list[bytes]) -> list[dict]:
+        return [r for _, r in compiled_records.decode_predictions(values, self.header)[0]]
+
+    def _by_fastavro(self, values: list[bytes | None], rest: list[int]) -> tuple[list, list]:
         records, failures = [], []
         for i, decoded in zip(rest, self.serde.decode_many([values[i] for i in rest])):
             (failures if isinstance(decoded, DecodeFailure) else records).append((i, decoded))
-        return DecodedPredictions(columns, records, failures)
+        return records, failures
 
     def columns(self, values: list[bytes]) -> PredictionColumns:
         """The records of `values` the columnar path accepts (the others are left out)."""
@@ -213,26 +254,6 @@ class PredictionDecoder:
             _factor(cur, label, rows, has_label), np.where(has_value, value, np.nan)[rows], has_value[rows],
             np.where(has_confidence, confidence, np.nan)[rows], has_confidence[rows], scores.take(rows),
             flags.take(rows), sources.take(rows), numeric.build(rows), categorical.build(rows))
-
-    def _self_test(self) -> bool:
-        """Decode records written by fastavro and compare; any difference switches the path off."""
-        samples = [
-            {"request_id": "r-é", "entity_id": "e", "model": "m", "model_version": "v", "role": "SHADOW",
-             "event_time": 1_700_000_000_123, "predicted_at": -5, "label": "a", "value": None,
-             "scores": {"a": 0.25, "b": 0.75}, "confidence": 0.75, "flags": ["low_confidence", "x"],
-             "numeric": {"x": 1.5, "y": None}, "categorical": {"c": "p", "d": None},
-             "feature_sources": {"x": "request"}, "inference_us": 77, "batch_size": 3},
-            {"request_id": "", "entity_id": "", "model": "m", "model_version": "v", "role": "LIVE",
-             "event_time": 0, "predicted_at": 2 ** 62, "label": None, "value": -2.5, "scores": {},
-             "confidence": None, "flags": [], "numeric": {"y": 2.0, "x": float("nan")}, "categorical": {},
-             "feature_sources": {}, "inference_us": 0, "batch_size": 1},
-        ]
-        try:
-            cols = self.columns([self.serde.encode(r) for r in samples])
-            return cols.indices.tolist() == [0, 1] and all(
-                _same(mine, {k: r[k] for k in mine}) for mine, r in zip(cols.records(), samples))
-        except (IndexError, KeyError, ValueError, UnicodeDecodeError):
-            return False
 
 
 class _Layouts:
@@ -408,14 +429,3 @@ def _sources_at(b: bytes, p: int) -> dict[str, str]:
 
 def _factor(cur: Cursor, span: Span, rows: np.ndarray, present: np.ndarray | None = None) -> Factor:
     return factor(cur, span.start[rows], span.end[rows], None if present is None else present[rows])
-
-
-def _same(a, b) -> bool:
-    """Equal, NaN equal to NaN."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
-        return True
-    return a == b and type(a) is type(b)
