@@ -33,6 +33,7 @@ class Row:
     rate: float
     minute: float
     broker_cpu: float          # cores, over the last interval
+    broker_ms_per_request: float | None   # broker CPU per request served: comparable on a shared machine
     broker_rss_mb: float
     topics: int | None         # topics the broker holds (generations included)
     worker_rps: float
@@ -84,30 +85,52 @@ def broker_pid(parent: int) -> int | None:
     return None
 
 
+METRICS_PORTS = 16               # the supervisor's metrics port, then one per processor after it
+
+
+@dataclass(frozen=True)
+class Ports:
+    broker: int
+    registry: int
+    console: int
+    metrics: int                 # the first of METRICS_PORTS
+
+    @classmethod
+    def from_base(cls, base: int) -> "Ports":
+        """Ports in a row from `base` (outside the ephemeral range, where a port found free now
+        may be an outgoing connection's by the time the stack binds it); 0: any free ones."""
+        if not base:
+            return cls(free_port(), free_port(), free_port(), free_port_block(METRICS_PORTS))
+        ports = cls(base, base + 1, base + 2, base + 3)
+        busy = [port for port in range(base, base + 3 + METRICS_PORTS) if not port_is_free(port)]
+        if busy:
+            raise SystemExit(f"port {busy[0]} is in use: choose another --port-base")
+        return ports
+
+
 def free_port_block(count: int) -> int:
-    """The first of `count` free ports in a row: the supervisor's metrics port, then one per
-    processor after it."""
+    """The first of `count` free ports in a row."""
     while True:
         port = free_port()
         if port + count < 65536 and all(port_is_free(port + i) for i in range(count)):
             return port
 
 
-def start_stack(rate: float, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    broker, registry, metrics = free_port(), free_port(), free_port_block(16)
+def start_stack(rate: float, data_dir: Path, ports: Ports) -> tuple[subprocess.Popen, str]:
     with open(data_dir / "up.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flywheel", "--data-dir", str(data_dir), "up", "--demo", "--speed", "5",
-             "--rate", str(rate), "--broker-port", str(broker), "--registry-port", str(registry),
-             "--metrics-port", str(metrics)],
+             "--rate", str(rate), "--broker-port", str(ports.broker), "--registry-port", str(ports.registry),
+             "--metrics-port", str(ports.metrics)],
+            env={**os.environ, "FLYWHEEL_CONSOLE_PORT": str(ports.console)},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, f"127.0.0.1:{broker}"
+    return proc, f"127.0.0.1:{ports.broker}"
 
 
-def soak(rate: float, minutes: float, every: float, out: Path, on_row) -> None:
+def soak(rate: float, minutes: float, every: float, out: Path, on_row, port_base: int = 0) -> None:
     data_dir = out / f"data-{rate:g}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc, bootstrap = start_stack(rate, data_dir)
+    proc, bootstrap = start_stack(rate, data_dir, Ports.from_base(port_base))
     try:
         deadline = time.monotonic() + 120
         while (state := read_stack(data_dir)) is None or (pid := broker_pid(proc.pid)) is None:
@@ -131,8 +154,10 @@ def sample(rate, started, before, after, processes, cpu, pid, admin) -> Row:
     live = figures(processes, before, after)
     lag = {p.name: p.lag for p in live.processes}
     latency = next(iter(live.latency.values()), None)
-    return Row(rate, round((after.at - started) / 60, 2), round(cpu / live.seconds, 3), round(rss_mb(pid), 1),
-               topic_count(admin), round(sum(live.requests_in_per_s.values()), 1),
+    served = sum(live.requests_in_per_s.values())
+    return Row(rate, round((after.at - started) / 60, 2), round(cpu / live.seconds, 3),
+               round(cpu * 1000 / (served * live.seconds), 3) if served else None, round(rss_mb(pid), 1),
+               topic_count(admin), round(served, 1),
                *(lag.get(name, 0) for name in PROCESSORS),
                _ms(latency and latency.p50), _ms(latency and latency.p99), process_rss(processes))
 
@@ -148,7 +173,8 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = [("broker_cpu", "broker CPU (cores)"), ("broker_rss_mb", "broker RSS (MB)"),
+    panels = [("broker_cpu", "broker CPU (cores)"), ("broker_ms_per_request", "broker CPU per request (ms)"),
+              ("broker_rss_mb", "broker RSS (MB)"),
               ("worker_rps", "worker records/s"), ("worker_lag", "worker lag (records)"),
               ("p99_ms", "request -> prediction p99 (ms)"), ("topics", "topics held")]
     fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(9, 2.2 * (len(panels) + 1)), sharex=True)
@@ -176,13 +202,14 @@ def _plot_processes(ax, rows: list[Row]) -> None:
     ax.legend(fontsize=6, ncol=4)
 
 
-SUMMARY_COLUMNS = ("broker_cpu", "broker_rss_mb", "topics", "worker_rps", "worker_lag", "p50_ms", "p99_ms")
+SUMMARY_COLUMNS = ("broker_cpu", "broker_ms_per_request", "broker_rss_mb", "topics", "worker_rps", "worker_lag",
+                   "p50_ms", "p99_ms")
 
 
 def summary(rows: list[Row]) -> str:
     """Per rate and quarter of the run: the medians, so flat (or not) reads at a glance."""
-    lines = ["| rate | minutes | broker CPU | RSS MB | topics | worker rec/s | worker lag | p50 ms | p99 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| rate | minutes | broker CPU | ms/request | RSS MB | topics | worker rec/s | worker lag | p50 ms | "
+             "p99 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for rate in sorted({r.rate for r in rows}):
         mine = [r for r in rows if r.rate == rate]
         for q in range(4):
@@ -191,6 +218,7 @@ def summary(rows: list[Row]) -> str:
                 continue
             med = {name: _median([getattr(r, name) for r in part]) for name in SUMMARY_COLUMNS}
             lines.append(f"| {rate:g} | {part[0].minute:.0f}-{part[-1].minute:.0f} | {med['broker_cpu']:.2f} | "
+                         f"{med['broker_ms_per_request']:.2f} | "
                          f"{med['broker_rss_mb']:.0f} | {med['topics']:.0f} | {med['worker_rps']:.0f} | "
                          f"{med['worker_lag']:.0f} | {med['p50_ms']:.0f} | {med['p99_ms']:.0f} |")
     return "\n".join(lines) + "\n\n" + memory_summary(rows)
@@ -222,7 +250,8 @@ def _median(values: list) -> float:
 def read_rows(path: Path) -> list[Row]:
     """The rows of a soak's CSV (to redraw the plot of a run still going, or one cut short)."""
     with open(path, newline="") as f:
-        return [Row(**{k: v if k == "process_rss_mb" else _number(v) for k, v in line.items()})
+        return [Row(**{"broker_ms_per_request": None,   # not in the CSVs of older runs
+                       **{k: v if k == "process_rss_mb" else _number(v) for k, v in line.items()}})
                 for line in csv.DictReader(f)]
 
 
@@ -244,6 +273,9 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=120, help="per rate (default 120)")
     p.add_argument("--every", type=float, default=30, help="seconds between samples (default 30)")
     p.add_argument("--out", type=Path, default=Path("soak-out"), help="CSV, PNG, summary and data dirs")
+    p.add_argument("--port-base", type=int, default=0, metavar="PORT",
+                   help="broker, registry and console on PORT, PORT+1, PORT+2, metrics from PORT+3 "
+                        f"({METRICS_PORTS} ports); default: any free ports")
     p.add_argument("--replot", action="store_true", help="only redraw the PNG and summary from OUT/soak.csv")
     args = p.parse_args(argv)
     if args.replot:
@@ -261,7 +293,7 @@ def main(argv=None) -> int:
             f.flush()
             print(row, flush=True)
         for rate in [float(r) for r in args.rates.split(",")]:
-            soak(rate, args.minutes, args.every, args.out, on_row)
+            soak(rate, args.minutes, args.every, args.out, on_row, args.port_base)
     report(rows, args.out)
     return 0
 

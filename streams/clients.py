@@ -17,6 +17,10 @@ PRODUCER_DEFAULTS = {
     "linger.ms": 2,
     "batch.num.messages": 10000,
     "queue.buffering.max.messages": 500000,
+    # Flywheel creates every topic it writes. A producer allowed to would create again, at its
+    # next metadata refresh, every deleted topic it once wrote to: the embedded broker's old
+    # generations came back empty every five minutes, and every reader rebalanced twice for them.
+    "allow.auto.create.topics": False,
 }
 
 CONSUMER_DEFAULTS = {

@@ -4,9 +4,14 @@ The embedded broker (Tansu 0.6, memory storage) keeps every batch it is given, a
 retention, refuses DeleteRecords, and lists every batch a partition holds on each fetch that
 finds records and on each ListOffsets: its CPU per record grows with the batches a partition
 holds. DeleteTopics frees them. So a high-volume logical topic `X` is written as generations
-`X` (generation 0), `X.g000001`, `X.g000002`, ...: producers write to the newest, readers
-subscribe to all of them by name, and `streams.rotation` starts the next generation and
-deletes the old ones its readers have passed.
+`X` (generation 0), `X.g000001`, `X.g000002`, ...: producers write to the current one (the
+oldest not sealed), readers subscribe to all of them by name, and `streams.rotation` seals the
+current one when it is full and deletes the old ones its readers have passed.
+
+A consumer group rebalances whenever its subscription changes, a pause of seconds on this
+broker. So the rotator creates generations ahead of need (standby, empty, already subscribed):
+sealing the current one moves producers to the next without changing any subscription, and the
+changes that do (new standby generations, retired old ones) come together, once every few turns.
 
 Here: the names, and the producer and consumer that route a logical name to its generations.
 Both are used only where `KafkaSettings.generations_on` (the embedded broker); on a Kafka
@@ -19,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 SUFFIX = re.compile(r"\.g(\d{6})$")
 RETIRED = ".retired"
+SEALED = ".sealed"
 REFRESH_SECONDS = 2.0          # how stale a producer's idea of the newest generation may be
 
 
@@ -39,6 +45,30 @@ def retired_name(generation: str) -> str:
     return f"{generation}{RETIRED}"
 
 
+def sealed_name(generation: str) -> str:
+    """The marker topic that says `generation` takes no more records: producers write to the
+    next. A topic rather than a record, so that producers and readers learn everything from the
+    topic listing they already make."""
+    return f"{generation}{SEALED}"
+
+
+def current_generations(names) -> dict[str, str]:
+    """Per logical topic among topic names, the generation producers write to: the oldest live
+    (not retired) one that is not sealed, else the newest."""
+    names = set(names)
+    found: dict[str, list[tuple[int, str]]] = {}
+    for name in names:
+        if not name.endswith((RETIRED, SEALED)) and retired_name(name) not in names:
+            logical, number = split(name)
+            found.setdefault(logical, []).append((number, name))
+    current = {}
+    for logical, generations in found.items():
+        generations.sort()
+        current[logical] = next((name for _, name in generations if sealed_name(name) not in names),
+                                generations[-1][1])
+    return current
+
+
 def logical_name(physical: str) -> str:
     return split(physical)[0]
 
@@ -55,30 +85,34 @@ def generations_of(names, logical: str) -> list[str]:
 
 
 def physical_topics(client, logical: str, timeout: float = 10.0) -> list[str]:
-    """Every existing generation of `logical` (just `logical` on a cluster without generations)."""
-    return generations_of(client.list_topics(timeout=timeout).topics, logical) or [logical]
+    """Every generation of `logical` that may hold records, up to the current one (the standby
+    ones after it are empty); just `logical` on a cluster without generations."""
+    names = client.list_topics(timeout=timeout).topics
+    current = current_generations(names).get(logical, logical)
+    held = generations_of(names, logical)
+    return held[:held.index(current) + 1] if current in held else [logical]
 
 
 class RoutingProducer(Producer):
     """A Producer whose `produce` writes a logical topic's records (or a record addressed to an
-    old generation, e.g. a dead letter's source being redriven) to its newest generation."""
+    old generation, e.g. a dead letter's source being redriven) to its current generation."""
 
     def __init__(self, conf: dict, rotating):
         super().__init__(conf)
         self._rotating = rotating            # logical name -> bool: which topics have generations
-        self._newest: dict[str, str] = {}
+        self._current: dict[str, str] = {}
         self._fetched = float("-inf")
 
     def produce(self, topic, *args, **kwargs):
-        return super().produce(self.newest(topic), *args, **kwargs)
+        return super().produce(self.current(topic), *args, **kwargs)
 
-    def newest(self, topic: str) -> str:
+    def current(self, topic: str) -> str:
         logical = logical_name(topic)
         if not self._rotating(logical):
             return topic
         if time.monotonic() - self._fetched > REFRESH_SECONDS:
             self._refresh()
-        return self._newest.get(logical, logical)
+        return self._current.get(logical, logical)
 
     def _refresh(self) -> None:
         self._fetched = time.monotonic()
@@ -86,12 +120,7 @@ class RoutingProducer(Producer):
             names = self.list_topics(timeout=5).topics
         except KafkaException:   # broker away: keep the last answer; the produce itself will queue
             return
-        newest: dict[str, tuple[int, str]] = {}
-        for name in names:
-            logical, number = split(name)
-            if number >= newest.get(logical, (-1, ""))[0]:
-                newest[logical] = (number, name)
-        self._newest = {logical: name for logical, (_, name) in newest.items()}
+        self._current = current_generations(names)
 
 
 class RoutingConsumer(Consumer):
@@ -142,7 +171,7 @@ class RoutingConsumer(Consumer):
             super().subscribe(topics, **self._kwargs)
 
     def _expand(self, names) -> list[str]:
-        live = [n for n in names if retired_name(n) not in names]
+        live = [n for n in names if retired_name(n) not in names and not n.endswith((RETIRED, SEALED))]
         found: set[str] = set()
         for wanted in self._wanted:
             if wanted.startswith("^"):

@@ -1,11 +1,14 @@
 """Rotate the embedded broker's topic generations (see streams/generations.py), so that what it
 holds, and so its CPU per record, stays bounded however long the stack runs.
 
-Every `check_seconds` the rotator starts the next generation of every high-volume topic once
-the newest of one holds `generation_records` records or is `generation_seconds` old, and deletes an older
-generation once the next one has been written to for `keep_seconds` (the replay depth) and every
-consumer group that reads the topic has committed its end. A group left behind keeps its
-generations, and says so in the log: records are never deleted unread.
+Every `check_seconds` the rotator seals the current generation of every high-volume topic once
+that of one holds `generation_records` records or has been current for `generation_seconds`:
+producers move to the next generation, created ahead of time and already subscribed by every
+reader, so a turn changes no consumer's subscription. When a topic has no standby generation
+left, the rotator creates `standby_generations` more and, in the same request, retires every old
+generation that was sealed at least `keep_seconds` ago (the replay depth) and that every consumer
+group reading the topic has read to its end: one rebalance per group every few turns. A group left
+behind keeps its generations, and says so in the log: records are never deleted unread.
 """
 import logging
 import time
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
-from flywheel.streams.generations import generation_name, retired_name, split
+from flywheel.streams.generations import current_generations, generation_name, retired_name, sealed_name, split
 from flywheel.streams.settings import RotationSettings
 from flywheel.streams.topics import TopicCatalog
 
@@ -22,18 +25,29 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Topic:
-    """One logical topic as the broker holds it: its generations (number -> partition count)."""
+    """One logical topic as the broker holds it: its generations (number -> partition count) and
+    the one producers write to."""
     logical: str
     generations: dict[int, int] = field(default_factory=dict)
+    current: int = 0
 
     @property
-    def newest(self) -> int:
-        return max(self.generations)
+    def partitions(self) -> int:
+        return self.generations[self.current]
+
+    def name(self, number: int) -> str:
+        return generation_name(self.logical, number)
+
+    def standby(self) -> list[int]:
+        return sorted(n for n in self.generations if n > self.current)
+
+    def sealed(self) -> list[int]:
+        return sorted(n for n in self.generations if n < self.current)
 
 
 class Rotator:
     """Call `tick()` often; it acts every `check_seconds`. Holds only what it has seen of this
-    broker: when each generation was first seen (the embedded broker forgets all on restart)."""
+    broker: when each topic was first seen (the embedded broker forgets all on restart)."""
 
     def __init__(self, admin: AdminClient, catalog: TopicCatalog, settings: RotationSettings,
                  clock=time.monotonic):
@@ -41,7 +55,8 @@ class Rotator:
         self.catalog = catalog
         self.settings = settings
         self.clock = clock
-        self._seen: dict[str, float] = {}    # physical name -> when first seen
+        self._seen: dict[str, float] = {}    # topic (generation or marker) -> when first seen
+        self._since: dict[str, tuple[str, float]] = {}   # logical -> (its current generation, since when)
         self._names: set[str] = set()        # every topic, as last listed
         self._kept: dict[str, list[str]] = {}  # generation -> groups behind, as last logged
         self._moved: dict[str, tuple[dict, float]] = {}   # group -> (its offsets, when they last changed)
@@ -58,48 +73,71 @@ class Rotator:
             log.warning("rotation skipped: %s", e)
 
     def rotate(self, now: float) -> None:
-        topics = self._topics()
-        for topic in topics:
-            for number in topic.generations:
-                self._seen.setdefault(generation_name(topic.logical, number), now)
-        # ListOffsets costs the broker time per batch held (17 ms at 20,000 batches), so ask only
-        # for the newest generations and the old ones past their keep window.
-        newest = [(generation_name(t.logical, t.newest), t.generations[t.newest]) for t in topics]
-        ripe = {t.logical: self._ripe(t, now) for t in topics}
-        ends = self._ends(newest + [g for gens in ripe.values() for g in gens])
-        committed = self._committed([k for k in ends if k[0] not in dict(newest)]) if any(ripe.values()) else {}
-        for group, offsets in committed.items():
-            if group not in self._moved or self._moved[group][0] != offsets:
-                self._moved[group] = (offsets, now)
-        # Every topic turns over together: a consumer group rebalances when its topics change,
-        # so once per turn rather than once per topic.
-        due = any(self._full(name, ends, now) for name, _ in newest)
-        for topic, (_, partitions) in zip(topics, newest):
-            self._delete_passed(topic.logical, ripe[topic.logical], ends, committed, now)
-            if due:
-                following = generation_name(topic.logical, topic.newest + 1)
-                self._create(following, partitions)
-                self._seen[following] = now
+        topics = self._topics(now)
+        self._delete_retired(topics, now)
+        # ListOffsets costs the broker time per batch held (17 ms at 20,000 batches): ask for the
+        # current generations here, for old ones only when they may be retired.
+        ends = self._ends([(t.name(t.current), t.partitions) for t in topics])
+        # Every topic turns over together, so that the standby generations run out together.
+        due = any(self._full(t, ends, now) for t in topics)
+        create: list[tuple[str, int]] = [(sealed_name(t.name(t.current)), 1) for t in topics] if due else []
+        if any(len(t.standby()) <= int(due) for t in topics):
+            # Each change to what readers subscribe to costs every group a rebalance: the new
+            # standby generations and the retirements go in one request.
+            create += self._retirements(topics, now)
+            create += [(t.name(n), t.partitions) for t in topics for n in self._more(t, due)]
+        self._create(create, now)
 
-    def _full(self, name: str, ends: dict, now: float) -> bool:
-        held = sum(end for (n, _), end in ends.items() if n == name)
-        return held >= self.settings.generation_records or now - self._seen[name] >= self.settings.generation_seconds
-
-    def _ripe(self, topic: _Topic, now: float) -> list[tuple[str, int]]:
-        """(name, partitions) of each old generation whose successor started `keep_seconds` ago."""
-        numbers = sorted(topic.generations)
-        return [(generation_name(topic.logical, n), topic.generations[n]) for n, following in zip(numbers, numbers[1:])
-                if now - self._seen[generation_name(topic.logical, following)] >= self.settings.keep_seconds]
-
-    def _topics(self) -> list[_Topic]:
-        found: dict[str, _Topic] = {}
+    def _topics(self, now: float) -> list[_Topic]:
         listed = self.admin.list_topics(timeout=10).topics
         self._names = set(listed)
+        self._seen = {name: self._seen.get(name, now) for name in listed}
+        found: dict[str, _Topic] = {}
         for name, meta in listed.items():
             logical, number = split(name)
             if self.catalog.rotates(logical) and meta.partitions:
                 found.setdefault(logical, _Topic(logical)).generations[number] = len(meta.partitions)
+        current = current_generations(listed)
+        for topic in found.values():
+            topic.current = split(current.get(topic.logical, topic.name(max(topic.generations))))[1]
+            name = topic.name(topic.current)
+            if self._since.get(topic.logical, ("",))[0] != name:
+                self._since[topic.logical] = (name, now)
         return list(found.values())
+
+    def _full(self, topic: _Topic, ends: dict, now: float) -> bool:
+        name = topic.name(topic.current)
+        held = sum(end for (n, _), end in ends.items() if n == name)
+        return held >= self.settings.generation_records or \
+            now - self._since[topic.logical][1] >= self.settings.generation_seconds
+
+    def _more(self, topic: _Topic, due: bool) -> range:
+        """The numbers of the generations to create so that `standby_generations` follow the
+        current one after this turn (and, if there was none to turn to, that one too)."""
+        newest = max(topic.generations)
+        left = len(topic.standby()) - int(due)
+        return range(newest + 1, newest + 1 + self.settings.standby_generations - left)
+
+    def _retirements(self, topics: list[_Topic], now: float) -> list[tuple[str, int]]:
+        """The retired markers of every old generation sealed `keep_seconds` ago that every group
+        reading its topic has read to its end."""
+        ripe = {t.logical: [(t.name(n), t.generations[n]) for n in t.sealed() if self._ripe(t.name(n), now)]
+                for t in topics}
+        if not any(ripe.values()):
+            return []
+        ends = self._ends([g for gens in ripe.values() for g in gens])
+        committed = self._committed(list(ends))
+        for group, offsets in committed.items():
+            if group not in self._moved or self._moved[group][0] != offsets:
+                self._moved[group] = (offsets, now)
+        return [(retired_name(name), 1) for logical, gens in ripe.items()
+                for name in self._passed(logical, gens, ends, committed, now)]
+
+    def _ripe(self, name: str, now: float) -> bool:
+        """Sealed at least `keep_seconds` ago (or first seen old, its marker missing), and not
+        retired yet."""
+        return retired_name(name) not in self._names and \
+            now - self._seen.setdefault(sealed_name(name), now) >= self.settings.keep_seconds
 
     def _ends(self, generations: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Each partition's end offset. Tansu answers at batch granularity (the last batch's base
@@ -123,13 +161,14 @@ class Rotator:
                                    if tp.offset >= 0 and tp.error is None}
         return out
 
-    def _delete_passed(self, logical: str, ripe: list[tuple[str, int]], ends: dict, committed: dict,
-                       now: float) -> None:
-        """Retire, then delete, each ripe generation that holds records once every group reading
-        the topic has committed its end."""
+    def _passed(self, logical: str, ripe: list[tuple[str, int]], ends: dict, committed: dict,
+                now: float) -> list[str]:
+        """The ripe generations that hold records and every group reading the topic has
+        committed to their end."""
         readers = {group: offsets for group, offsets in committed.items()
                    if any(split(name)[0] == logical for name, _ in offsets)
                    and now - self._moved[group][1] < self.settings.abandon_seconds}
+        passed = []
         for name, count in ripe:
             held = {p: ends[(name, p)] for p in range(count) if ends[(name, p)] > 0}
             if not held and split(name)[1] == 0:
@@ -143,27 +182,34 @@ class Rotator:
                 if self._kept.get(name) != behind:
                     log.warning("keeping %s: consumer group(s) %s have not read it to its end", name, ", ".join(behind))
                     self._kept[name] = behind
-                continue
-            marker = retired_name(name)
-            if marker not in self._names:
-                self._create(marker, 1)
-                self._seen[marker] = now
-            elif now - self._seen.setdefault(marker, now) >= self.settings.retire_seconds:
-                self._delete(name, count)
+            else:
+                passed.append(name)
+        return passed
 
-    def _delete(self, name: str, partitions: int) -> None:
-        marker = retired_name(name)
-        for done in self.admin.delete_topics([name, marker], operation_timeout=30).values():
+    def _delete_retired(self, topics: list[_Topic], now: float) -> None:
+        """Delete each generation retired `retire_seconds` ago (readers have dropped it by then),
+        with its markers. The logical name itself is made again, empty and still sealed: tools
+        and clients outside the stack look it up."""
+        gone = [(t, n) for t in topics for n in t.sealed() if retired_name(t.name(n)) in self._names
+                and now - self._seen[retired_name(t.name(n))] >= self.settings.retire_seconds]
+        if not gone:
+            return
+        names = [name for t, n in gone for name in (t.name(n), retired_name(t.name(n)))
+                 + ((sealed_name(t.name(n)),) if n else ())]
+        for done in self.admin.delete_topics(names, operation_timeout=30).values():
             done.result()
-        self._kept.pop(name, None)
-        log.info("deleted %s: every reader has passed it", name)
-        if split(name)[1] == 0:
-            # The logical name stays a topic (empty): tools and clients outside the stack look it up.
-            self._create(name, partitions)
+        for topic, number in gone:
+            self._kept.pop(topic.name(number), None)
+            log.info("deleted %s: every reader has passed it", topic.name(number))
+        self._create([(t.name(0), t.generations[0]) for t, n in gone if n == 0], now)
 
-    def _create(self, name: str, partitions: int) -> None:
-        spec = self.catalog.generation_spec(name, partitions)
-        future = self.admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication,
-                                                    config=spec.config)], operation_timeout=30)[name]
-        future.result()
-        log.info("started %s", name)
+    def _create(self, topics: list[tuple[str, int]], now: float) -> None:
+        if not topics:
+            return
+        specs = [self.catalog.generation_spec(name, partitions) for name, partitions in topics]
+        futures = self.admin.create_topics([NewTopic(s.name, s.partitions, s.replication, config=s.config)
+                                            for s in specs], operation_timeout=30)
+        for name, future in futures.items():
+            future.result()
+            self._seen[name] = now
+        log.info("started %s", ", ".join(sorted(futures)))

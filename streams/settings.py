@@ -78,14 +78,20 @@ class RotationSettings:
     ListOffsets: broker CPU per record read grew from 0.08 ms at 2,000 single-record batches held
     to 3.4 ms at 24,000, hence generations small enough to stay cheap."""
     generation_records: int = setting(20_000, unit="records", min=1,
-                                      doc="the newest generation's size (all partitions, as the broker counts "
-                                          "batch ends) at which every busy topic starts a new one")
+                                      doc="the current generation's size (all partitions, as the broker counts "
+                                          "batch ends) at which every busy topic turns to its next one")
     generation_seconds: float = setting(900.0, unit="s", min=1.0,
-                                        doc="age at which a new generation starts anyway, so a quiet topic's "
-                                            "old records go too")
+                                        doc="time after which the current generation turns anyway, so a quiet "
+                                            "topic's old records go too")
+    standby_generations: int = setting(
+        3, unit="generations", min=1, doc="generations created ahead, empty and already subscribed, so that a turn "
+                                          "changes no reader's subscription: each consumer group rebalances once "
+                                          "every this many turns (a pause of seconds on the embedded broker)")
     keep_seconds: float = setting(300.0, unit="s", min=0.0,
-                                  doc="an old generation's records stay at least this long: the replay depth; "
-                                      "the broker holds about keep_seconds x rate records of each busy topic")
+                                  doc="a sealed generation's records stay at least this long: the replay depth; "
+                                      "the broker holds about keep_seconds x rate records of each busy topic, and "
+                                      "up to standby_generations x generation_records more (old generations are "
+                                      "retired when new standby ones are made)")
     check_seconds: float = setting(15.0, unit="s", min=0.1, doc="how often the rotator looks")
     retire_seconds: float = setting(20.0, unit="s", min=0.0,
                                     doc="a passed generation is marked retired, and deleted this much later: "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flywheel.streams.broker import EmbeddedBroker, free_port
 from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.generations import RETIRED, SEALED
 from flywheel.streams.rotation import Rotator
 from flywheel.streams.settings import KafkaSettings, RotationSettings
 from flywheel.streams.topics import TopicCatalog, ensure_topics
@@ -51,8 +52,8 @@ def write_and_read(kafka: KafkaSettings, pid: int) -> tuple[list[float], int]:
     admin = make_admin(kafka)
     ensure_topics(admin, [catalog.generation_spec(catalog.labels, 1)])
     rotator = Rotator(admin, catalog, RotationSettings(
-        generation_records=GENERATION, generation_seconds=3600, keep_seconds=0, check_seconds=0.5,
-        retire_seconds=3))     # the reader lists topics every 2 s
+        generation_records=GENERATION, generation_seconds=3600, standby_generations=1, keep_seconds=0,
+        check_seconds=0.5, retire_seconds=3))     # the reader lists topics every 2 s
     producer = make_producer(kafka, **{"linger.ms": 0})
     consumer = make_consumer(kafka, "growth")
     consumer.subscribe([catalog.labels])
@@ -70,4 +71,4 @@ def write_and_read(kafka: KafkaSettings, pid: int) -> tuple[list[float], int]:
     finally:
         consumer.close()
     listed = admin.list_topics(timeout=10).topics
-    return costs, len([t for t in listed if t.startswith(catalog.labels) and not t.endswith(".retired")])
+    return costs, len([t for t in listed if t.startswith(catalog.labels) and not t.endswith((RETIRED, SEALED))])

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from flywheel.processors.runtime.lag import LagTracker
 from flywheel.streams.clients import make_admin, make_consumer, make_producer
-from flywheel.streams.generations import REFRESH_SECONDS, generation_name, retired_name
+from flywheel.streams.generations import REFRESH_SECONDS, generation_name, retired_name, sealed_name
 from flywheel.streams.replay import Checkpoints, TimeRange
 from flywheel.streams.replay.errors import SourceHasGenerations
 from flywheel.streams.replay.topic import topic_replay
@@ -21,13 +21,14 @@ from prometheus_client import CollectorRegistry, Gauge
 
 @pytest.fixture
 def rotating(kafka):
-    """Settings with generations on, the labels topic, and a rotator that starts a new generation
-    at 10 records and deletes a passed one at once."""
+    """Settings with generations on, the labels topic, and a rotator that turns at 10 records,
+    keeps one standby generation and deletes a passed one at once."""
     kafka = dataclasses.replace(kafka, topic_generations=True, partitions=1)
     catalog = TopicCatalog(kafka)
     ensure_topics(make_admin(kafka), [catalog.generation_spec(catalog.labels, 1)])
     rotator = Rotator(make_admin(kafka), catalog, RotationSettings(
-        generation_records=10, generation_seconds=3600, keep_seconds=0, check_seconds=0, retire_seconds=0))
+        generation_records=10, generation_seconds=3600, standby_generations=1, keep_seconds=0, check_seconds=0,
+        retire_seconds=0))
     return kafka, catalog, rotator
 
 
@@ -50,36 +51,73 @@ def names(kafka, catalog) -> set[str]:
     return {t for t in make_admin(kafka).list_topics(timeout=10).topics if t.startswith(catalog.labels)}
 
 
+def generation(catalog, number: int) -> str:
+    return generation_name(catalog.labels, number)
+
+
 def test_a_group_reads_across_rotations_and_old_generations_go_once_read(rotating):
     kafka, catalog, rotator = rotating
     consumer = make_consumer(kafka, f"{kafka.topic_prefix}reader")
     consumer.subscribe([catalog.labels])
     try:
         write(kafka, catalog.labels, range(10))
-        rotator.rotate(time.monotonic())              # 10 records held: generation 1 starts
-        assert generation_name(catalog.labels, 1) in names(kafka, catalog)
-        time.sleep(REFRESH_SECONDS + 0.5)             # a producer sees the new generation
+        rotator.rotate(time.monotonic())              # 10 records held: generation 0 sealed, 1 current, 2 standby
+        assert {sealed_name(catalog.labels), generation(catalog, 1), generation(catalog, 2)} <= names(kafka, catalog)
+        time.sleep(REFRESH_SECONDS + 0.5)             # a producer sees the seal
         write(kafka, catalog.labels, range(10, 20))
         got = read(consumer, 20)
         assert sorted(int(m.value()) for m in got) == list(range(20))
-        assert {m.topic() for m in got} == {catalog.labels, generation_name(catalog.labels, 1)}
+        assert {m.topic() for m in got} == {catalog.labels, generation(catalog, 1)}
 
         # A group that has committed part of a generation keeps it (one that has never committed
         # on the topic is not known to read it: Tansu describes groups without their members).
         consumer.commit(offsets=[TopicPartition(catalog.labels, 0, 5)], asynchronous=False)
-        rotator.rotate(time.monotonic())
-        assert _held(kafka, catalog.labels) > 0
-        consumer.commit(asynchronous=False)
-        rotator.rotate(time.monotonic())              # committed past its end: retired first
-        assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
-        newest = {max(t for t in names(kafka, catalog) if not t.endswith(".retired"))}   # zero-padded
+        seen = []
+        rotator.rotate(time.monotonic())              # generation 1 full: 2 current, 3 made standby
+        assert generation(catalog, 3) in names(kafka, catalog)
+        assert _held(kafka, catalog.labels) > 0 and retired_name(catalog.labels) not in names(kafka, catalog)
+        write(kafka, catalog.labels, range(20, 30))
+        # The new standby generation rebalanced the group: what it had not committed comes again.
         deadline = time.monotonic() + 30
-        while {tp.topic for tp in consumer.assignment()} != newest and time.monotonic() < deadline:
-            consumer.consume(10, 0.5)                 # the reader drops the retired generation
-        assert {tp.topic for tp in consumer.assignment()} == newest
-        rotator.rotate(time.monotonic())              # then it is deleted (and remade empty)
+        while not set(range(20, 30)) <= set(seen) and time.monotonic() < deadline:
+            seen += [int(m.value()) for m in read(consumer, 1, 1.0)]
+        assert set(range(20, 30)) <= set(seen)
+        consumer.commit(asynchronous=False)
+        rotator.rotate(time.monotonic())              # read to their ends: retired first, with the new standby
+        assert {retired_name(catalog.labels), retired_name(generation(catalog, 1)),
+                generation(catalog, 4)} <= names(kafka, catalog)
+        live = {generation(catalog, n) for n in (2, 3, 4)}
+        deadline = time.monotonic() + 30
+        while {tp.topic for tp in consumer.assignment()} != live and time.monotonic() < deadline:
+            consumer.consume(10, 0.5)                 # the reader drops the retired generations
+        assert {tp.topic for tp in consumer.assignment()} == live
+        rotator.rotate(time.monotonic())              # then they are deleted (the first remade empty)
         assert _held(kafka, catalog.labels) == 0
-        assert retired_name(catalog.labels) not in make_admin(kafka).list_topics(timeout=10).topics
+        assert not {retired_name(catalog.labels), generation(catalog, 1)} & names(kafka, catalog)
+    finally:
+        consumer.close()
+
+
+def test_a_turn_changes_no_subscription_and_producers_follow_the_seal(rotating):
+    """With a standby generation already subscribed, sealing the current one moves producers on
+    and leaves every reader's subscription as it was: no rebalance at a turn."""
+    kafka, catalog, rotator = rotating
+    rotator.settings.standby_generations = 2
+    rotator.rotate(time.monotonic())                  # standby 1 and 2 made
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}steady")
+    consumer.subscribe([catalog.labels])
+    try:
+        write(kafka, catalog.labels, range(10))
+        assert len(read(consumer, 10)) == 10
+        subscribed = {tp.topic for tp in consumer.assignment()}
+        assert subscribed == {catalog.labels, generation(catalog, 1), generation(catalog, 2)}
+        rotator.rotate(time.monotonic())              # generation 0 full: sealed, 1 current, nothing made
+        assert names(kafka, catalog) == subscribed | {sealed_name(catalog.labels)}
+        time.sleep(REFRESH_SECONDS + 0.5)
+        write(kafka, catalog.labels, range(10, 20))
+        got = read(consumer, 10)
+        assert {m.topic() for m in got} == {generation(catalog, 1)}
+        assert {tp.topic for tp in consumer.assignment()} == subscribed
     finally:
         consumer.close()
 
@@ -102,7 +140,7 @@ def _held(kafka, topic: str) -> int:
 
 
 def test_lag_of_a_partition_read_to_its_end_before_a_rebalance_is_zero(rotating):
-    """After a rebalance (each turn of generations brings two) a partition read and committed to
+    """After a rebalance (new standby generations, retired old ones) a partition read and committed to
     its end has no position until a record arrives: its lag counts from the commit, not from
     the partition's first record."""
     kafka, catalog, _ = rotating
@@ -134,12 +172,13 @@ def test_a_group_whose_commits_stopped_moving_long_ago_holds_nothing(rotating):
     consumer = make_consumer(kafka, f"{kafka.topic_prefix}gone")
     consumer.commit(offsets=[TopicPartition(catalog.labels, 0, 5)], asynchronous=False)   # then leaves
     consumer.close()
-    rotator.rotate(time.monotonic())                  # generation 1 starts
+    rotator.settings.generation_seconds = 0           # a turn, and new standby, at every look
+    rotator.rotate(time.monotonic())                  # generation 0 sealed
     rotator.rotate(time.monotonic())                  # the group is behind on generation 0: kept
-    assert retired_name(catalog.labels) not in make_admin(kafka).list_topics(timeout=10).topics
+    assert retired_name(catalog.labels) not in names(kafka, catalog)
     rotator.settings.abandon_seconds = 0
     rotator.rotate(time.monotonic())
-    assert retired_name(catalog.labels) in make_admin(kafka).list_topics(timeout=10).topics
+    assert retired_name(catalog.labels) in names(kafka, catalog)
 
 
 def test_an_empty_old_generation_goes_too(rotating):
@@ -147,7 +186,7 @@ def test_an_empty_old_generation_goes_too(rotating):
     rest; its empty generations must not pile up."""
     kafka, catalog, rotator = rotating
     rotator.settings.generation_seconds = 0
-    for _ in range(4):                                # starts 1, 2, 3; retires 1, then deletes it
+    for _ in range(4):                                # turns to 1, 2, 3, 4; retires 1 (and 2), deletes 1
         rotator.rotate(time.monotonic())
     held = names(kafka, catalog)
-    assert generation_name(catalog.labels, 1) not in held and catalog.labels in held
+    assert generation(catalog, 1) not in held and catalog.labels in held
