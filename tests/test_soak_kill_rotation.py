@@ -75,7 +75,9 @@ def _stack_env(data_dir) -> dict:
            "FLYWHEEL_MONITOR_WINDOW_SECONDS": str(WINDOW_S), "FLYWHEEL_MONITOR_GRACE_SECONDS": str(GRACE_S),
            "FLYWHEEL_MONITOR_MERGE_WAIT_SECONDS": str(MERGE_WAIT_S),
            "FLYWHEEL_TRIGGER_INTERVAL_SECONDS": "2", "FLYWHEEL_TRIGGER_COOLDOWN_SECONDS": "20",
-           "FLYWHEEL_TRIGGER_LOOKBACK_SECONDS": "30", "FLYWHEEL_TRIGGER_DATASET_SECONDS": "30",
+           # Labels reach the trigger a minute late or more on a loaded machine (they wait for their
+           # predictions): a shorter lookback would drop them before they are counted.
+           "FLYWHEEL_TRIGGER_LOOKBACK_SECONDS": "120", "FLYWHEEL_TRIGGER_DATASET_SECONDS": "30",
            "FLYWHEEL_TRIGGER_NEW_LABELS": "0", "FLYWHEEL_TRIGGER_MAX_AGE_SECONDS": "0",
            "FLYWHEEL_ROLLOUT_INTERVAL_SECONDS": "2", "FLYWHEEL_ROLLOUT_MIN_LABELS": "100",
            "FLYWHEEL_ROLLOUT_MAX_LABELS": "600",
