@@ -106,7 +106,7 @@ def _alive(pid: int) -> bool:
     """Running, not exited (a zombie the supervisor has not reaped yet is exited)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except OSError:           # gone, or exiting while read (ESRCH)
         return False
 
 
@@ -160,8 +160,8 @@ class Takeover:
 
     The rotation leaves both triggers alone meanwhile (their kills wait)."""
 
-    def __init__(self, data_dir, start_at: float):
-        self.data_dir, self.start_at = data_dir, start_at
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
         self.phase = "waiting"
         self.standby: Hold | None = None
         self.leader: Hold | None = None
@@ -182,8 +182,8 @@ class Takeover:
         path = self.data_dir / f"{name}.log"
         return path.read_bytes() if path.exists() else b""
 
-    def tick(self, elapsed: float) -> None:
-        if self.phase == "waiting" and elapsed >= self.start_at and _alive(_pid(self.data_dir, "trigger-1")[0]):
+    def tick(self) -> None:
+        if self.phase == "waiting" and _alive(_pid(self.data_dir, "trigger-1")[0]):
             self._mark("trigger-1")
             self.standby = Hold(self.data_dir, "trigger-2")
             self.phase = "leader-alone"
@@ -362,7 +362,8 @@ def test_kill_rotation_under_flywheel_up(tmp_path):
                              *counts],
                             env=_stack_env(data_dir), stderr=subprocess.PIPE, text=True)
     kills: list[tuple[str, int]] = []
-    takeover = Takeover(data_dir, start_at=REQUESTS / 2 / RATE - 60) if INSTANCES >= 2 else None
+    # From the start of the traffic: on a loaded machine the hand-over took two minutes.
+    takeover = Takeover(data_dir) if INSTANCES >= 2 else None
     try:
         deadline = time.monotonic() + 90
         while _stack_state(data_dir) is None:
@@ -384,7 +385,7 @@ def test_kill_rotation_under_flywheel_up(tmp_path):
 
         def kill_due(elapsed: float) -> None:
             if takeover:
-                takeover.tick(elapsed)
+                takeover.tick()
             if not schedule or elapsed < every * (len(kills) + 1):
                 return
             due = _next_kill(data_dir, schedule, spared=takeover is not None and takeover.busy)
