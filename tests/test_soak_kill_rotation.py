@@ -60,7 +60,7 @@ PROCESSORS = KINDS if INSTANCES == 1 else tuple(f"{kind}-{i}" for i in range(1, 
 MAX_BATCH = 500
 LABEL_SHARE = 0.9
 LABEL_DELAY_S = 2.0
-WINDOW_S, GRACE_S, MERGE_WAIT_S = 10, 2, 30
+WINDOW_S, LATENESS_S, MERGE_WAIT_S = 10, 2, 30
 REPLAY_HEADER = "flywheel-replay"      # written by replays (streams/replay/headers.py); none in this run
 
 
@@ -73,7 +73,7 @@ def _stack_env(data_dir) -> dict:
            "FLYWHEEL_SUPERVISOR_CRASH_LOOP_EXITS": "1000",
            "FLYWHEEL_WORKER_MAX_BATCH": str(MAX_BATCH),
            "FLYWHEEL_MONITOR_WINDOW_SECONDS": str(WINDOW_S),
-           "FLYWHEEL_MONITOR_ALLOWED_LATENESS_SECONDS": str(GRACE_S), "FLYWHEEL_MONITOR_IDLE_SECONDS": "5",
+           "FLYWHEEL_MONITOR_ALLOWED_LATENESS_SECONDS": str(LATENESS_S), "FLYWHEEL_MONITOR_IDLE_SECONDS": "5",
            "FLYWHEEL_MONITOR_MERGE_WAIT_SECONDS": str(MERGE_WAIT_S),
            "FLYWHEEL_TRIGGER_INTERVAL_SECONDS": "2", "FLYWHEEL_TRIGGER_COOLDOWN_SECONDS": "20",
            # Labels reach the trigger a minute late or more on a loaded machine (they wait for their
@@ -342,7 +342,7 @@ def _next_kill(data_dir, schedule: list[str], spared: bool) -> tuple[str, int, i
 def _windows_settled(data_dir, last_ms: int) -> None:
     """Until every window holding the run's records can have been merged (its end, the grace and
     the merge wait past the last record) and the stored windows stopped changing."""
-    quiet_from = last_ms + (WINDOW_S + GRACE_S + MERGE_WAIT_S + 5) * 1000
+    quiet_from = last_ms + (WINDOW_S + LATENESS_S + MERGE_WAIT_S + 5) * 1000
     previous, deadline = None, time.monotonic() + 180
     while time.monotonic() < deadline:
         with sqlite3.connect(data_dir / "store.sqlite") as db:
