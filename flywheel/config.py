@@ -279,6 +279,11 @@ def _problem(f: dataclasses.Field, kind: Any, value: Any, base: Path) -> str | N
     return setting.check(value, base) if setting.check else None
 
 
+# Settings renamed since a release: a configuration that still uses the old name is refused with
+# the new one, not with a guess at the closest spelling.
+RENAMED = {("monitor", "grace_seconds"): "allowed_lateness_seconds"}
+
+
 def _unknown_env(env: Mapping[str, str]) -> list[str]:
     """A FLYWHEEL_<SECTION>_* variable no setting reads: a typo, or a name from before a rename
     (FLYWHEEL_STORE_KEYSPACE is FLYWHEEL_STORE_CASSANDRA_KEYSPACE), which would be ignored."""
@@ -290,6 +295,10 @@ def _unknown_env(env: Mapping[str, str]) -> list[str]:
             # A key that moved into a nested table keeps its name: FLYWHEEL_STORE_<TABLE>_<KEY>.
             moved = sorted(k for k in known if k.startswith(prefix) and k.endswith(name.removeprefix(prefix[:-1])))
             close = moved or difflib.get_close_matches(name, sorted(known), n=1)
+            renamed = [env_name(s, new) for (s, old), new in RENAMED.items() if env_name(s, old) == name]
+            if renamed:
+                problems.append(f"{name} was renamed: it is {renamed[0]} now")
+                continue
             problems.append(f"{name} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
     return problems
 
@@ -307,6 +316,8 @@ def _unknown(key: str, section: str, known: set[str], nested: dict[str, type], i
         close = difflib.get_close_matches(key, list(SECTIONS), n=1)
         hint = f"did you mean [{close[0]}]?" if close else f"sections: {', '.join(SECTIONS)}"
         return f"[{key}] is not a section ({hint})"
+    if (section, key) in RENAMED:
+        return f"{_where(section, key)} was renamed: it is {RENAMED[(section, key)]} now"
     for name, kind in nested.items():   # a key that moved into a backend's own table
         inner = {f.name for f in dataclasses.fields(kind)}
         moved = key if key in inner else key.removeprefix(f"{name}_")

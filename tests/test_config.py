@@ -47,3 +47,13 @@ def test_bad_files_are_clear_errors(tmp_path):
     bad.write_text("[kafka\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad, env={})
+
+
+def test_a_renamed_setting_is_refused_with_its_new_name(tmp_path):
+    old = tmp_path / "old.toml"
+    old.write_text("[monitor]\ngrace_seconds = 10\n")
+    with pytest.raises(ConfigError, match=r"\[monitor\] grace_seconds was renamed: it is allowed_lateness_seconds"):
+        load_config(old, env={})
+    with pytest.raises(ConfigError, match="FLYWHEEL_MONITOR_GRACE_SECONDS was renamed: it is "
+                                          "FLYWHEEL_MONITOR_ALLOWED_LATENESS_SECONDS"):
+        load_config(None, env={"FLYWHEEL_MONITOR_GRACE_SECONDS": "10"})
