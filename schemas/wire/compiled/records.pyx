@@ -19,11 +19,13 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
+from flywheel.errors import FlywheelError
+
 ROLES = ("LIVE", "CANARY", "SHADOW")
 cdef int64_t INT32_MIN = -2 ** 31, INT32_MAX = 2 ** 31 - 1
 
 
-class Refused(Exception):
+class Refused(FlywheelError):
     """Not sure to read or write this record as fastavro does: fastavro's to do."""
 
 
