@@ -192,7 +192,8 @@ class Window:
         """Fold in a window the group has merged already: every record of it is late here (as one
         that came after the merge would be), and this window's span stays its own."""
         self.rows += other.rows
-        self.late += other.late + other.rows + len(other.feedback)
+        # other.late counts records already in other.rows and other.feedback: not added again.
+        self.late += other.rows + len(other.feedback)
         if self.profile is not None and other.profile is not None:
             start, end = self.profile.start_ms, self.profile.end_ms
             self.profile.merge(other.profile)
