@@ -69,6 +69,19 @@ def test_closed_windows_are_read_from_the_store_so_a_restart_cannot_reopen_them(
     assert (window.start_ms, window.labelled, window.late) == (2 * W, 2, 1)
 
 
+def test_a_folded_window_counts_each_of_its_records_late_once():
+    """A window closed here, open again with a late label (the group had merged only the window
+    before it), then merged elsewhere: folded forward, its one record is one late record."""
+    stored = {("m", "1"): W}
+    monitor = WindowedMonitor(W, 0, lambda m, v: None, closed=lambda m, v: stored.get((m, v)))
+    assert monitor.close(2 * W) == []                    # window W closed here (it had no record)
+    monitor.add_feedback([fb("late", 10, "a")])          # late for window 0: into window W, open again
+    stored[("m", "1")] = 2 * W                           # the group merged window W meanwhile
+    assert monitor.close(2 * W) == []                    # folded into window 2W, still open
+    [window] = monitor.close(3 * W)
+    assert (window.start_ms, window.counts.performance().count, window.late) == (2 * W, 1, 1)
+
+
 def test_columns_fill_windows_as_the_same_records_as_dicts_do(registry):
     """The columnar path (predictions decoded a batch at a time) gives every window what the dict
     path gives it: rows, late records, offsets held, and each feature's sketch and counts, with

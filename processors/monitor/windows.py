@@ -27,8 +27,9 @@ features of the model's spec (profile.py). Every live record, registered or not,
 partition's watermark: time is the partition's, not the version's.
 
 For at-least-once consumption each window remembers the first offset it holds per partition;
-`safe_offsets` is what may be committed without losing an open window's records on a restart
-(a closed window recomputed after a crash is identical, and its store row is keyed by window).
+`safe_offsets` is what may be committed without losing an open window's records on a restart.
+It holds back the records after that offset of windows already closed as well: they are read
+again and counted twice (issue 27; merge.py's known limit).
 
 A closed window is first a `Partial`: what this process read of the window's records, in a form
 that merges (rows and late records add up, the profile's sketches merge, feedback becomes
@@ -192,7 +193,8 @@ class Window:
         """Fold in a window the group has merged already: every record of it is late here (as one
         that came after the merge would be), and this window's span stays its own."""
         self.rows += other.rows
-        self.late += other.late + other.rows + len(other.feedback)
+        # other.late counts records already in other.rows and other.feedback: not added again.
+        self.late += other.rows + len(other.feedback)
         if self.profile is not None and other.profile is not None:
             start, end = self.profile.start_ms, self.profile.end_ms
             self.profile.merge(other.profile)
