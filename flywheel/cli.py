@@ -19,7 +19,25 @@ EXIT_USER_ERROR = 1
 EXIT_TRY_LATER = 75     # sysexits.h EX_TEMPFAIL
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The options before the command that take a value: the word after one is not the command.
+VALUED = ("-c", "--config", "--data-dir", "--bootstrap", "--topic-prefix")
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command word of `argv`: the first word that is neither an option nor an option's value."""
+    words = iter(argv)
+    for word in words:
+        if word in VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `command` only that command's parser: every processor of
+    `flywheel up` is a `flywheel COMMAND` process, and importing all commands' libraries (the
+    import's scikit-learn and ONNX tools: 4 of 6 seconds) would slow each one's start."""
     parser = argparse.ArgumentParser(
         prog="flywheel",
         description="Streaming inference and feedback: publish requests, serve ONNX models, "
@@ -34,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of every topic name")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    commands.register_all(sub)
+    commands.register_all(sub, command)
     for name, command in sub.choices.items():
         if command.epilog is None:
             command.epilog = epilog(name)
@@ -52,7 +70,8 @@ class ExamplesFormatter(argparse.HelpFormatter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_named(argv))
     args = parser.parse_args(argv)
     config = None
     try:

@@ -145,3 +145,13 @@ def test_up_on_a_busy_port_is_a_one_line_error(tmp_path, flag, message):
     assert done.returncode == 1
     assert message.format(busy=busy) in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "d" / "broker.log").exists()      # found before the broker started
+
+
+def test_a_command_word_is_found_past_the_options_and_their_values():
+    from flywheel.cli import build_parser, command_named
+    assert command_named(["--config", "joiner", "--data-dir", "d", "worker", "--at-least-once"]) == "worker"
+    assert command_named(["-c", "f.toml", "up", "--demo"]) == "up"
+    assert command_named(["--help"]) is None
+    # A named command's parser is the only one built; an unknown word builds them all to list them.
+    assert list(build_parser("joiner")._subparsers._group_actions[0].choices) == ["joiner"]
+    assert "import" in build_parser("nosuch")._subparsers._group_actions[0].choices

@@ -14,9 +14,12 @@ def discover() -> list[ModuleType]:
     return [importlib.import_module(f"{__name__}.{name}") for name in _module_names()]
 
 
-def register_all(subparsers: argparse._SubParsersAction) -> None:
-    """Register every command; one whose extra is not installed is listed and says so when run."""
-    for name in _module_names():
+def register_all(subparsers: argparse._SubParsersAction, only: str | None = None) -> None:
+    """Register every command (or `only` the one named, when it is one); one whose extra is not
+    installed is listed and says so when run."""
+    names = _module_names()
+    wanted = [n for n in names if COMMAND_OF.get(n, n) == only]
+    for name in wanted or names:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:
