@@ -43,14 +43,19 @@ def store(data_dir):
         yield s
 
 
-def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_topics, store, data_dir):
-    catalog = make_topics("m")
+def _register_with_reference(kafka, registry, data_dir, store, rng, rows: int) -> None:
+    """Model m version 1, registered, with a reference profile of `rows` rows as trained."""
     register(kafka, registry, data_dir, "m", "1").close()
-    rng = np.random.default_rng(4)
-    ref_x = rng.normal(0, 1, 20_000)
-    reference = build_reference(SPEC, {"x": ref_x}, {"c": rng.choice(["a", "b"], 20_000)},
+    ref_x = rng.normal(0, 1, rows)
+    reference = build_reference(SPEC, {"x": ref_x}, {"c": rng.choice(["a", "b"], rows)},
                                 scores=1 / (1 + np.exp(-np.abs(ref_x))), labels=np.where(ref_x > 0, "yes", "no"))
     store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
+
+
+def test_monitor_scores_windows_into_the_store_and_gauges(kafka, registry, make_topics, store, data_dir):
+    catalog = make_topics("m")
+    rng = np.random.default_rng(4)
+    _register_with_reference(kafka, registry, data_dir, store, rng, 20_000)
 
     producer = make_producer(kafka)
     serde = {n: AvroSerde(registry, n) for n in ("Prediction", "FeedbackRecord")}
@@ -178,12 +183,8 @@ def test_a_carried_window_survives_a_restart_and_replays_do_not_move_the_waterma
     (no clean shutdown) judges the next window together with it: 120 rows. Replayed predictions
     dated ahead of the live ones are read meanwhile and close nothing."""
     catalog = make_topics("m")
-    register(kafka, registry, data_dir, "m", "1").close()
     rng = np.random.default_rng(7)
-    ref_x = rng.normal(0, 1, 5_000)
-    reference = build_reference(SPEC, {"x": ref_x}, {"c": rng.choice(["a", "b"], 5_000)},
-                                scores=1 / (1 + np.exp(-np.abs(ref_x))), labels=np.where(ref_x > 0, "yes", "no"))
-    store.put_profile(ReferenceProfile("m", "1", T0, reference.to_bytes()))
+    _register_with_reference(kafka, registry, data_dir, store, rng, 5_000)
     producer = make_producer(kafka)
     serde = AvroSerde(registry, "Prediction")
 

@@ -154,6 +154,12 @@ cdef Reader reader_after(bytes value, bytes header) except *:
     return r
 
 
+cdef void at_end(Reader* r) except *:
+    """The last field must end where the record does."""
+    if r.p != r.n:
+        raise Refused("trailing bytes")
+
+
 cdef dict read_prediction(bytes value, bytes header):
     """A Prediction as the columnar reader gives it: fastavro's fields less inference_us and batch_size."""
     cdef Reader r = reader_after(value, header)
@@ -178,8 +184,7 @@ cdef dict read_prediction(bytes value, bytes header):
     cdef int64_t batch_size = read_long(&r)
     if not INT32_MIN <= batch_size <= INT32_MAX:
         raise Refused("int beyond 32 bits")
-    if r.p != r.n:
-        raise Refused("trailing bytes")
+    at_end(&r)
     return out
 
 
@@ -194,8 +199,7 @@ cdef dict read_ground_truth(bytes value, bytes header):
     out["source"] = read_string(&r)
     out["reviewer"] = read_optional_string(&r)
     out["note"] = read_optional_string(&r)
-    if r.p != r.n:
-        raise Refused("trailing bytes")
+    at_end(&r)
     return out
 
 
