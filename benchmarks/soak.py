@@ -43,6 +43,7 @@ class Row:
     p50_ms: float | None
     p99_ms: float | None
     process_rss_mb: str = "{}"   # JSON: each process of the stack -> its RSS (MB)
+    own_p99_ms: float | None = None   # the user's own model beside the demo (--own-model)
 
     def rss(self) -> dict[str, float]:
         return json.loads(self.process_rss_mb)
@@ -127,16 +128,30 @@ def start_stack(rate: float, data_dir: Path, ports: Ports) -> tuple[subprocess.P
     return proc, f"127.0.0.1:{ports.broker}"
 
 
-def soak(rate: float, minutes: float, every: float, out: Path, on_row, port_base: int = 0) -> None:
+def start_own_model(rate: float, data_dir: Path, ports: Ports) -> subprocess.Popen:
+    """The user's own model beside the demo (benchmarks/own_model_load.py), against this stack."""
+    env = {**os.environ, "FLYWHEEL_DATA_DIR": str(data_dir), "FLYWHEEL_BOOTSTRAP": f"127.0.0.1:{ports.broker}",
+           "FLYWHEEL_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{ports.registry}"}
+    with open(data_dir / "own-model.log", "ab") as log:
+        return subprocess.Popen([sys.executable, str(Path(__file__).with_name("own_model_load.py")),
+                                 "--rate", str(rate)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def soak(rate: float, minutes: float, every: float, out: Path, on_row, port_base: int = 0,
+         own_rate: float = 0.0) -> None:
     data_dir = out / f"data-{rate:g}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc, bootstrap = start_stack(rate, data_dir, Ports.from_base(port_base))
+    ports = Ports.from_base(port_base)
+    proc, bootstrap = start_stack(rate, data_dir, ports)
+    own = None
     try:
         deadline = time.monotonic() + 120
         while (state := read_stack(data_dir)) is None or (pid := broker_pid(proc.pid)) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the stack did not start (see {data_dir / 'up.log'})")
             time.sleep(1)
+        own = start_own_model(own_rate, data_dir, ports) if own_rate else None
         admin = AdminClient({"bootstrap.servers": bootstrap})
         started, before, cpu_before = time.monotonic(), scrape(state.processes), cpu_seconds(pid)
         while time.monotonic() - started < minutes * 60 and proc.poll() is None:
@@ -146,6 +161,8 @@ def soak(rate: float, minutes: float, every: float, out: Path, on_row, port_base
             on_row(sample(rate, started, before, after, state.processes, cpu_after - cpu_before, pid, admin))
             before, cpu_before = after, cpu_after
     finally:
+        if own is not None:
+            own.terminate()
         proc.terminate()
         proc.wait(60)
 
@@ -153,13 +170,14 @@ def soak(rate: float, minutes: float, every: float, out: Path, on_row, port_base
 def sample(rate, started, before, after, processes, cpu, pid, admin) -> Row:
     live = figures(processes, before, after)
     lag = {p.name: p.lag for p in live.processes}
-    latency = next(iter(live.latency.values()), None)
+    latency, own = live.latency.get("churn"), live.latency.get("tumour")
     served = sum(live.requests_in_per_s.values())
     return Row(rate, round((after.at - started) / 60, 2), round(cpu / live.seconds, 3),
                round(cpu * 1000 / (served * live.seconds), 3) if served else None, round(rss_mb(pid), 1),
                topic_count(admin), round(served, 1),
                *(lag.get(name, 0) for name in PROCESSORS),
-               _ms(latency and latency.p50), _ms(latency and latency.p99), process_rss(processes))
+               _ms(latency and latency.p50), _ms(latency and latency.p99), process_rss(processes),
+               _ms(own and own.p99))
 
 
 def topic_count(admin: AdminClient) -> int | None:
@@ -176,7 +194,8 @@ def plot(rows: list[Row], path: Path) -> None:
     panels = [("broker_cpu", "broker CPU (cores)"), ("broker_ms_per_request", "broker CPU per request (ms)"),
               ("broker_rss_mb", "broker RSS (MB)"),
               ("worker_rps", "worker records/s"), ("worker_lag", "worker lag (records)"),
-              ("p99_ms", "request -> prediction p99 (ms)"), ("topics", "topics held")]
+              ("p99_ms", "request -> prediction p99 (ms)"), ("own_p99_ms", "own model's p99 (ms)"),
+              ("topics", "topics held")]
     fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(9, 2.2 * (len(panels) + 1)), sharex=True)
     for ax, (name, title) in zip(axes, panels):
         for rate in sorted({r.rate for r in rows}):
@@ -203,13 +222,13 @@ def _plot_processes(ax, rows: list[Row]) -> None:
 
 
 SUMMARY_COLUMNS = ("broker_cpu", "broker_ms_per_request", "broker_rss_mb", "topics", "worker_rps", "worker_lag",
-                   "p50_ms", "p99_ms")
+                   "p50_ms", "p99_ms", "own_p99_ms")
 
 
 def summary(rows: list[Row]) -> str:
     """Per rate and quarter of the run: the medians, so flat (or not) reads at a glance."""
     lines = ["| rate | minutes | broker CPU | ms/request | RSS MB | topics | worker rec/s | worker lag | p50 ms | "
-             "p99 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "p99 ms | own model p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rate in sorted({r.rate for r in rows}):
         mine = [r for r in rows if r.rate == rate]
         for q in range(4):
@@ -220,7 +239,8 @@ def summary(rows: list[Row]) -> str:
             lines.append(f"| {rate:g} | {part[0].minute:.0f}-{part[-1].minute:.0f} | {med['broker_cpu']:.2f} | "
                          f"{med['broker_ms_per_request']:.2f} | "
                          f"{med['broker_rss_mb']:.0f} | {med['topics']:.0f} | {med['worker_rps']:.0f} | "
-                         f"{med['worker_lag']:.0f} | {med['p50_ms']:.0f} | {med['p99_ms']:.0f} |")
+                         f"{med['worker_lag']:.0f} | {med['p50_ms']:.0f} | {med['p99_ms']:.0f} | "
+                         f"{med['own_p99_ms']:.0f} |")
     return "\n".join(lines) + "\n\n" + memory_summary(rows)
 
 
@@ -276,6 +296,8 @@ def main(argv=None) -> int:
     p.add_argument("--port-base", type=int, default=0, metavar="PORT",
                    help="broker, registry and console on PORT, PORT+1, PORT+2, metrics from PORT+3 "
                         f"({METRICS_PORTS} ports); default: any free ports")
+    p.add_argument("--own-model", type=float, default=0.0, metavar="RATE",
+                   help="also import a scikit-learn model of your own and send it RATE labelled requests/s")
     p.add_argument("--replot", action="store_true", help="only redraw the PNG and summary from OUT/soak.csv")
     args = p.parse_args(argv)
     if args.replot:
@@ -293,7 +315,7 @@ def main(argv=None) -> int:
             f.flush()
             print(row, flush=True)
         for rate in [float(r) for r in args.rates.split(",")]:
-            soak(rate, args.minutes, args.every, args.out, on_row, args.port_base)
+            soak(rate, args.minutes, args.every, args.out, on_row, args.port_base, args.own_model)
     report(rows, args.out)
     return 0
 

@@ -16,6 +16,7 @@ from flywheel.feature_store.errors import (
     StoreUnavailable,
 )
 from flywheel.feature_store.records import (
+    CountedOffsets,
     FeedbackRecord,
     MonitorProgress,
     OnlineFeatures,
@@ -52,4 +53,4 @@ def _backend(name: str):
 __all__ = ["open_store", "FeatureStore", "StoreSettings", "retrying", "wall_clock_ms", "Clock",
            "StoreError", "StoreUnavailable", "StoreTimeout", "StoreNotMigrated", "StoreConfigError",
            "InvalidRecord", "OnlineFeatures", "PredictionRecord", "FeedbackRecord",
-           "WindowMetrics", "WindowPartial", "MonitorProgress", "ReferenceProfile", "RetrainRecord"]
+           "WindowMetrics", "WindowPartial", "MonitorProgress", "CountedOffsets", "ReferenceProfile", "RetrainRecord"]

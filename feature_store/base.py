@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flywheel.feature_store.records import (
+    CountedOffsets,
     FeedbackRecord,
     MonitorProgress,
     OnlineFeatures,
@@ -281,9 +282,19 @@ class FeatureStore(ABC):
         return rows[0]["profile"]
 
     # ---- the monitor processes' partial windows, partitioned by (group_id, window_start bucket)
-    def put_partials(self, partials: Sequence[WindowPartial]) -> None:
-        self._upsert("monitor_partials", [{**p.to_dict(), "bucket": self.metrics_bucket(p.window_start)}
-                                          for p in partials], self.settings.monitor_partials_retention_s)
+    def put_partials(self, partials: Sequence[WindowPartial], counted: Sequence[CountedOffsets] = ()) -> None:
+        """The partials, and per partition the offsets past the commit they count (`counted`), in
+        one write (one transaction on SQLite; on Cassandra both statements of one call)."""
+        retention = self.settings.monitor_partials_retention_s
+        with self.batch():
+            self._upsert("monitor_partials", [{**p.to_dict(), "bucket": self.metrics_bucket(p.window_start)}
+                                              for p in partials], retention)
+            self._upsert("monitor_counted_offsets", [c.to_dict() for c in counted], retention)
+
+    def counted(self, group_id: str, partitions: Sequence[str]) -> list[CountedOffsets]:
+        """The offsets already counted in the group's partials, of the partitions given."""
+        rows = self._select("monitor_counted_offsets", [(group_id, p) for p in partitions])
+        return [CountedOffsets.from_dict(r) for r in rows]
 
     def partials(self, group_id: str, start: int, end: int) -> Iterator[WindowPartial]:
         """Every model's partials with start <= window_start < end, in (window_start, model,

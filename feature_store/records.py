@@ -133,6 +133,17 @@ class MonitorProgress(_Record):
 
 
 @dataclass
+class CountedOffsets(_Record):
+    """Offsets of one partition ("topic:partition") at or past the group's commit that written
+    partials already counted: int64 [start, end) pairs (processors/monitor/counted.py). Key:
+    (group_id, partition)."""
+    group_id: str
+    partition: str
+    runs: bytes = b""
+    written_at: int = 0
+
+
+@dataclass
 class ReferenceProfile(_Record):
     """The training-time profile of a model version (serialized sketches). Key: (model, model_version)."""
     model: str

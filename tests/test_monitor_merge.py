@@ -207,10 +207,6 @@ def test_partitions_taken_over_behind_the_clock_land_in_their_own_window(kafka, 
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27: a closed window's records that sit after an open window's first "
-                   "offset are written in a partial but not committed past; whoever reads the partition next (a "
-                   "restart, a rebalance) counts them again: late into an open window if the window was merged, "
-                   "else as a second partial of it")
 def test_a_restart_counts_no_feedback_twice(kafka, registry, make_topics, data_dir):
     """One partition: 100 labels of window 0, one of window 1, then 20 more of window 0 (within the
     lateness). Window 0 closes and is merged; window 1 stays open, so the commit stays at its

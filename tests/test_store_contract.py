@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 from flywheel.feature_store import (
+    CountedOffsets,
     FeedbackRecord,
     MonitorProgress,
     OnlineFeatures,
@@ -312,6 +313,17 @@ def test_monitor_progress_per_group_replaces_by_instance(store):
         MonitorProgress("g", "i1", {"t.feedback:0": T0, "t.m.predictions:3": T0 - 10}, T0),
         MonitorProgress("g", "i2", {"t.feedback:1": T0 + 5}, T0 + 5)]
     assert store.progress("nobody") == []
+
+
+def test_counted_offsets_are_written_with_the_partials_and_replace_by_partition(store):
+    partial = WindowPartial("g", "m", "v1", T0, T0 + 60_000, "i1", row_count=3)
+    store.put_partials([partial], [CountedOffsets("g", "t.feedback:0", b"\x01" * 16, T0),
+                                   CountedOffsets("g", "t.feedback:1", b"\x02" * 16, T0)])
+    store.put_partials([], [CountedOffsets("g", "t.feedback:1", b"", T0 + 1), CountedOffsets("h", "t.feedback:0")])
+    assert list(store.partials("g", T0, T0 + 1)) == [partial]
+    got = sorted(store.counted("g", ["t.feedback:0", "t.feedback:1", "t.feedback:2"]), key=lambda c: c.partition)
+    assert [(c.partition, c.runs, c.written_at) for c in got] == [("t.feedback:0", b"\x01" * 16, T0),
+                                                                   ("t.feedback:1", b"", T0 + 1)]
 
 
 def test_reference_profiles_by_model_version(store):

@@ -7,7 +7,10 @@ protocol, in steps:
    watermark.py; each process's watermark is over the partitions it owns). The process writes
    its partial (rows, late records, window profile, performance counts) to the store keyed by
    (group, window, model, version, instance), before it commits any offset past the window's
-   records, as one process did with its window row.
+   records, as one process did with its window row. In the same store call it writes, per
+   partition, the offsets of its closed windows' records that its last commit has not passed
+   (counted.py): a window of the partition that started earlier may still be open and hold the
+   commit back, or the process may be killed before it commits.
 2. Each process then writes its progress: per partition it owns, the time through which every
    window ending at or before it has been written as partials. It vouches for a partition only
    with evidence that it has read the partition that far: no lag (its position is the
@@ -31,27 +34,14 @@ protocol, in steps:
 4. A rebalance revokes partitions: the process drops every open window. The group resumes the
    partitions from the committed offsets, which no open window's records are past, so their
    new owners read those records again: none is lost, and a dropped window was never written.
-   (Records of windows already written that are read again are counted twice: the known limit
-   below.) A partition taken over from a process that stopped is read
-   behind the clock: its records open their windows again on the new owner, which writes them
+   Records of windows already written lie past the commit too: the new owner loads the
+   partition's counted offsets and skips exactly those. A partition taken over from a process
+   that stopped is read behind the clock: its records open their windows again on the new owner, which writes them
    as further partials (each close is a partial of its own) unless the store says the window
    was merged meanwhile; only then are they late, folded into the version's first unmerged
    window. Its progress vouches for the partition only once it has read that far, so the
    merger waits for those partials. One process is the same protocol with N = 1: it owns every
    partition and merges its own partials as soon as its progress is written.
-
-Known limit (issue 27), with one process as with N: records counted twice. A partition's
-committed offset moves only to the first record of its oldest open window, so the records after
-it that went into windows already closed and written as partials (labels out of order within the
-lateness at a window boundary; and, for a process killed between writing partials and
-committing, every record of those partials) are read again by the partition's next reader (a
-restart, a rebalance) and counted again: as a further partial of their window if it is not merged
-yet (step 3 adds it up), else late, with their rows and labels, in an open window.
-tests/test_monitor_merge.py reproduces it (marked xfail). The fix needs state Kafka's one offset
-per partition cannot hold: written with the partials, in the same store write, per partition
-owned, the offset read through and the offset ranges past the commit that open windows still
-hold; the partition's next reader skips the offsets below the one read through that lie outside
-those ranges (a written partial has their records).
 """
 from collections.abc import Iterable
 from dataclasses import dataclass

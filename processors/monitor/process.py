@@ -10,7 +10,8 @@ One process is the same path with N = 1.
 
 Offsets are committed at-least-once, and never past the first record an open window still
 holds, so a restart or a rebalance recomputes open windows from their records instead of losing
-them. Records
+them; records past the commit that closed windows already counted are stored with the partials
+and skipped by the partition's next reader (counted.py). Records
 marked as replays (`flywheel-replay` header, or feedback flagged `replay`) are not live traffic
 and are left out of every figure. Reference profiles are read from the store per model version
 and cached, and read again now and then (references.py); a version without one gets performance
@@ -30,6 +31,7 @@ from flywheel.feature_store import FeatureStore, MonitorProgress, WindowMetrics,
 from flywheel.processors.joiner.join import REPLAY_FLAG
 from flywheel.processors.models import ModelFollower
 from flywheel.processors.models.follower import UNREGISTERED
+from flywheel.processors.monitor.counted import Counted, add_runs
 from flywheel.processors.monitor.drift import DriftThresholds
 from flywheel.processors.monitor.merge import Coverage, Merger, WindowKey, from_row, partition_name, to_row
 from flywheel.processors.monitor.profile import Profile
@@ -73,6 +75,8 @@ class MonitorMetrics(ProcessorMetrics):
                                      ["model", "version"], registry=r)
         self.closed_early = CounterMetric("flywheel_monitor_windows_closed_early", "Windows closed before the "
                                           "watermark passed them: a version had max_open_windows open", registry=r)
+        self.recounted = CounterMetric("flywheel_monitor_skipped_counted_records", "Records read again (a restart "
+                                       "or rebalance) that written partials already counted: skipped", registry=r)
         self.late = CounterMetric("flywheel_monitor_late_records", "Records for an already closed window (folded "
                                   "into the oldest open one, never into the closed one)", ["model", "version"],
                                   registry=r)
@@ -124,6 +128,7 @@ class Monitor(StreamProcessor):
         self._decoder = self.held(PredictionDecoder(AvroSerde(registry, "Prediction")))
         self._feedback = AvroSerde(registry, "FeedbackRecord")
         self._next: dict[tuple[str, int], int] = {}
+        self.counted = Counted(settings.group_id)
         self.closed: list[WindowResult] = []      # the most recent results, for callers and tests
         self.instance = instance or settings.instance_id
         self._incarnation, self._closes = uuid.uuid4().hex[:8], 0
@@ -152,7 +157,10 @@ class Monitor(StreamProcessor):
             self._closes += 1
             part = f"{self.instance}/{self._incarnation}/{self._closes}"
             rows = [to_row(p, self.settings.group_id, part, now) for p in partials]
-            self.store.put_partials(rows)
+            closed: dict = {}
+            for p in partials:
+                add_runs(closed, p.offsets)
+            self.store.put_partials(rows, self.counted.rows(self.counted.add(closed), partition_name, now))
         assigned = {(logical_name(tp.topic), tp.partition) for tp in self.consumer.assignment()}
         merging = (self.catalog.feedback, 0) in assigned
         if merging:
@@ -316,10 +324,21 @@ class Monitor(StreamProcessor):
         self._next.update(offsets.nexts())
         headers = [m.headers() for m in messages]
         live = np.asarray([_live(h) for h in headers] if any(headers) else [True] * len(messages), dtype=bool)
+        live &= ~self._counted_already(offsets)
         feedback = offsets.in_topic(self.catalog.feedback)
         predictions = np.flatnonzero(live & ~feedback)
         return (self._add_predictions([messages[i] for i in predictions.tolist()], offsets.take(predictions))
                 + self._add_feedback([messages[i] for i in np.flatnonzero(live & feedback).tolist()]))
+
+    def _counted_already(self, offsets: Offsets) -> np.ndarray:
+        """Per record: whether written partials counted it already (read again after a restart or a
+        rebalance). A partition's counted offsets are loaded when it is first read."""
+        if unloaded := self.counted.unloaded(set(offsets.partitions)):
+            rows = self.store.counted(self.settings.group_id, [partition_name(*tp) for tp in unloaded])
+            self.counted.load(rows, unloaded, partition_name)
+        skip = self.counted.skip(offsets.partitions, offsets.partition, offsets.offset)
+        self.metrics.recounted.inc(int(skip.sum()))
+        return skip
 
     def _add_predictions(self, messages: list[Message], offsets: Offsets) -> list[tuple[Message, str, str]]:
         """Decoded a batch at a time into columns; what the columnar path leaves, by fastavro."""
@@ -356,8 +375,9 @@ class Monitor(StreamProcessor):
         have taken the batch, so a failure rewinds nothing (no records are passed): it is waited
         out, and the next commit covers these offsets, or a restart reads them again."""
         held = self.windows.safe_offsets()
-        self.commit([], dead=dead, upto=[TopicPartition(t, p, min(o, held.get((t, p), o)))
-                                         for (t, p), o in self._next.items()])
+        upto = {tp: min(o, held.get(tp, o)) for tp, o in self._next.items()}
+        self.commit([], dead=dead, upto=[TopicPartition(t, p, o) for (t, p), o in upto.items()])
+        self.counted.committed(upto)
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
         """Open windows are dropped (merge.py, step 4): their records are read again by whoever
@@ -365,6 +385,7 @@ class Monitor(StreamProcessor):
         self.windows.drop_open()
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
+        self.counted.forget([(tp.topic, tp.partition) for tp in partitions])
 
 
 def _source(m: Message) -> tuple[str, int, int]:

@@ -26,10 +26,11 @@ any other name are left out and counted (`unregistered`); a window's profile kee
 features of the model's spec (profile.py). Every live record, registered or not, moves its
 partition's watermark: time is the partition's, not the version's.
 
-For at-least-once consumption each window remembers the first offset it holds per partition;
-`safe_offsets` is what may be committed without losing an open window's records on a restart.
-It holds back the records after that offset of windows already closed as well: they are read
-again and counted twice (issue 27; merge.py's known limit).
+For at-least-once consumption each window remembers its records' offsets per partition, as runs
+(counted.py); `safe_offsets` is what may be committed without losing an open window's records on
+a restart. It holds back the records after that offset of windows already closed as well: a
+closed window's partial carries its runs (`Partial.offsets`), which the caller stores with the
+partial, so whoever reads the partition next skips them instead of counting them twice.
 
 A closed window is first a `Partial`: what this process read of the window's records, in a form
 that merges (rows and late records add up, the profile's sketches merge, feedback becomes
@@ -45,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from flywheel.processors.monitor.counted import Partition, Runs, add_runs, runs_by_partition
 from flywheel.processors.monitor.drift import DriftThresholds, FeatureDrift, SampleGate, compare
 from flywheel.processors.monitor.performance import Performance, PerformanceCounts
 from flywheel.processors.monitor.profile import Profile
@@ -90,11 +92,9 @@ class Offsets:
         """Per record: whether it came from `topic` (any generation of it)."""
         return np.asarray([logical_name(t) == topic for t, _ in self.partitions], dtype=bool)[self.partition]
 
-    def firsts(self) -> dict[tuple[str, int], int]:
-        """The first offset per partition."""
-        first = np.full(len(self.partitions), np.iinfo(np.int64).max)
-        np.minimum.at(first, self.partition, self.offset)
-        return {tp: int(o) for tp, o in zip(self.partitions, first.tolist()) if o != np.iinfo(np.int64).max}
+    def runs(self) -> dict[Partition, Runs]:
+        """The offsets per partition, as runs."""
+        return runs_by_partition(self.partitions, self.partition, self.offset)
 
 
 @dataclass
@@ -148,6 +148,7 @@ class Partial:
     late: int = 0
     profile: Profile | None = None        # None: the version had no reference profile
     counts: PerformanceCounts = field(default_factory=PerformanceCounts)
+    offsets: dict[Partition, Runs] = field(default_factory=dict, repr=False)   # this process's records, not stored
 
     @property
     def key(self) -> Key:
@@ -181,13 +182,11 @@ class Window:
     rows: int = 0
     feedback: dict[str, dict] = field(default_factory=dict)   # by request id: the latest label wins
     late: int = 0
-    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    offsets: dict[Partition, Runs] = field(default_factory=dict)
 
-    def note(self, firsts: dict[tuple[str, int], int]) -> None:
-        """Remember the first offset per partition of records added (from `Offsets.firsts`)."""
-        for key, offset in firsts.items():
-            if offset < self.first_offsets.get(key, offset + 1):
-                self.first_offsets[key] = offset
+    def note(self, offsets: dict[Partition, Runs]) -> None:
+        """Remember the offsets of records added (from `Offsets.runs`)."""
+        add_runs(self.offsets, offsets)
 
     def absorb(self, other: "Window") -> None:
         """Fold in a window the group has merged already: every record of it is late here (as one
@@ -203,12 +202,13 @@ class Window:
             kept = self.feedback.get(request_id)
             if kept is None or record["labelled_at"] >= kept["labelled_at"]:
                 self.feedback[request_id] = record
-        self.note(other.first_offsets)
+        self.note(other.offsets)
 
     def partial(self, key: Key) -> Partial:
         counts = PerformanceCounts()
         counts.add(list(self.feedback.values()))
-        return Partial(key[0], key[1], self.start_ms, self.end_ms, self.rows, self.late, self.profile, counts)
+        return Partial(key[0], key[1], self.start_ms, self.end_ms, self.rows, self.late, self.profile, counts,
+                       self.offsets)
 
 
 class Scorer:
@@ -279,7 +279,7 @@ class WindowedMonitor:
                     window.profile.add_records(rows)
                 window.rows += len(rows)
                 window.late += late
-                window.note(Offsets.of_sources(srcs).firsts())
+                window.note(Offsets.of_sources(srcs).runs())
 
     def add_prediction_columns(self, predictions: PredictionColumns, offsets: Offsets) -> None:
         """`add_predictions` for a batch decoded as columns; `offsets` has one row per prediction."""
@@ -305,7 +305,7 @@ class WindowedMonitor:
                     window.profile.add_predictions(predictions, picked)
                 window.rows += len(picked)
                 window.late += int(late[inside].sum())
-                window.note(offsets.take(picked).firsts())
+                window.note(offsets.take(picked).runs())
 
     def add_feedback(self, records: list[dict], sources: list[Source] = ()) -> None:
         self._observe(records, sources, "labelled_at")
@@ -317,7 +317,7 @@ class WindowedMonitor:
                     if kept is None or r["labelled_at"] >= kept["labelled_at"]:
                         window.feedback[r["request_id"]] = {k: r.get(k) for k in FEEDBACK_FIELDS}
                 window.late += late
-                window.note(Offsets.of_sources(srcs).firsts())
+                window.note(Offsets.of_sources(srcs).runs())
 
     def close_due(self, now_ms: int) -> list[WindowResult]:
         """Close, score and mark closed every window the watermark has passed at clock `now_ms`
@@ -381,8 +381,8 @@ class WindowedMonitor:
         out: dict[tuple[str, int], int] = {}
         for windows in self._open.values():
             for window in windows.values():
-                for tp, offset in window.first_offsets.items():
-                    out[tp] = min(offset, out.get(tp, offset))
+                for tp, runs in window.offsets.items():
+                    out[tp] = min(runs.first, out.get(tp, runs.first))
         return out
 
     def closed_until(self, key: Key) -> int | None:
