@@ -205,7 +205,10 @@ class Takeover:
                 self.finish()
 
     def finish(self) -> None:
-        """Let every held slot back (the request came, or the wait for it is over)."""
+        """Let every held slot back (the request came, or the wait for it is over); once: what
+        trigger-1 logs after its release is not from while it was dead."""
+        if self.phase == "done":
+            return
         for hold in (self.standby, self.leader):
             if hold and hold.ended_ms is None:
                 hold.release()
