@@ -122,6 +122,29 @@ def test_a_turn_changes_no_subscription_and_producers_follow_the_seal(rotating):
         consumer.close()
 
 
+def test_a_sealed_generation_read_to_its_end_is_no_longer_fetched_until_rewound(rotating):
+    """Paused once read: a record that reached the sealed generation anyway (written by a plain
+    producer, which no Flywheel producer would do) is not fetched; a seek (a batch redone) resumes it."""
+    kafka, catalog, rotator = rotating
+    rotator.settings.standby_generations = 2
+    rotator.rotate(time.monotonic())
+    consumer = make_consumer(kafka, f"{kafka.topic_prefix}pauser")
+    consumer.subscribe([catalog.labels])
+    try:
+        write(kafka, catalog.labels, range(10))
+        assert len(read(consumer, 10)) == 10
+        rotator.rotate(time.monotonic())              # generation 0 sealed
+        read(consumer, 1, REFRESH_SECONDS + 1.5)      # the next listing pauses it
+        plain = make_producer(dataclasses.replace(kafka, topic_generations=False), **{"linger.ms": 0})
+        plain.produce(catalog.labels, b"100")
+        plain.flush(10)
+        assert read(consumer, 1, 3 * REFRESH_SECONDS) == []
+        consumer.seek(TopicPartition(catalog.labels, 0, 10))
+        assert [int(m.value()) for m in read(consumer, 1)] == [100]
+    finally:
+        consumer.close()
+
+
 def test_a_replay_of_a_topic_kept_as_generations_names_them(rotating, data_dir):
     kafka, catalog, rotator = rotating
     write(kafka, catalog.labels, range(10))
