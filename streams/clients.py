@@ -4,9 +4,9 @@ Producers are idempotent with acks=all; consumers read committed records only an
 auto-commit (processors commit after their output is safe). `linger.ms` stays above zero:
 a zero linger overloads the embedded broker with tiny requests.
 """
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from flywheel.streams.generations import RoutingConsumer, RoutingProducer
+from flywheel.streams.generations import RoutingConsumer, RoutingProducer, split
 from flywheel.streams.settings import KafkaSettings
 from flywheel.streams.topics import TopicCatalog
 
@@ -63,14 +63,30 @@ def make_producer(settings: KafkaSettings, transactional_id: str | None = None, 
     conf = {**_base(settings), **PRODUCER_DEFAULTS, "message.max.bytes": settings.max_message_bytes, **overrides}
     if transactional_id:
         conf["transactional.id"] = transactional_id
-    return RoutingProducer(conf, TopicCatalog(settings).rotates) if settings.generations_on else Producer(conf)
+    return RoutingProducer(conf, TopicCatalog(settings).rotates) if uses_generations(settings) else Producer(conf)
 
 
 def make_consumer(settings: KafkaSettings, group_id: str, **overrides) -> Consumer:
     conf = {**_base(settings), **CONSUMER_DEFAULTS, "group.id": group_id,
             "session.timeout.ms": settings.session_timeout_ms, **overrides}
-    return RoutingConsumer(conf, TopicCatalog(settings).rotates) if settings.generations_on else Consumer(conf)
+    return RoutingConsumer(conf, TopicCatalog(settings).rotates) if uses_generations(settings) else Consumer(conf)
 
 
 def make_admin(settings: KafkaSettings) -> AdminClient:
     return AdminClient(_base(settings))
+
+
+def uses_generations(settings: KafkaSettings) -> bool:
+    """Whether the busy topics are written as generations: on (the embedded default, or
+    `topic_generations`), or found on the broker. A client given the embedded broker's address
+    (FLYWHEEL_BOOTSTRAP, as a client in another folder is) finds the standby generations that
+    `flywheel up` makes at start, and routes and reads as its processors do: without it, its
+    requests went to a sealed generation that the worker no longer fetched. One topic listing,
+    only where an address is given and generations are not set."""
+    if settings.generations_on:
+        return True
+    try:
+        names = make_admin(settings).list_topics(timeout=5).topics
+    except KafkaException:      # no broker yet: the produce or subscribe that follows says so
+        return False
+    return any(name.startswith(settings.topic_prefix) and split(name)[1] > 0 for name in names)

@@ -14,8 +14,8 @@ sealing the current one moves producers to the next without changing any subscri
 changes that do (new standby generations, retired old ones) come together, once every few turns.
 
 Here: the names, and the producer and consumer that route a logical name to its generations.
-Both are used only where `KafkaSettings.generations_on` (the embedded broker); on a Kafka
-cluster nothing here is involved.
+Both are used only where generations are in use (`streams.clients.uses_generations`: the
+embedded broker, or a broker found holding them); on a Kafka cluster nothing here is involved.
 """
 import re
 import time
@@ -186,18 +186,19 @@ class RoutingConsumer(Consumer):
         embedded broker lists every batch of a partition on each fetch of it, records or not: a
         reader kept fetching sealed generations until they were deleted, and that, not the
         current generation, was most of the broker's CPU (measured: a reader at the end of a
-        40,000-batch topic kept a core busy; paused, nothing). A new assignment (a rebalance)
-        resumes them; the next listing pauses them again."""
+        40,000-batch topic kept a core busy; paused, nothing). A paused partition whose position
+        is no longer at its end (a rebalance gave it back from the committed offset, which
+        librdkafka keeps paused) is resumed."""
         sealed = [tp for tp in self.assignment() if sealed_name(tp.topic) in names]
-        if not sealed:
-            return
-        finished = []
-        for tp in self.position(sealed):
+        finished, unfinished = [], []
+        for tp in self.position(sealed) if sealed else []:
             _, high = self.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0 and tp.offset >= high:
-                finished.append(tp)
+            done = tp.offset >= 0 and high >= 0 and tp.offset >= high
+            (finished if done else unfinished).append(tp)
         if finished:
             self.pause(finished)
+        if unfinished:
+            self.resume(unfinished)
 
     def _expand(self, names) -> list[str]:
         live = [n for n in names if retired_name(n) not in names and not n.endswith((RETIRED, SEALED))]

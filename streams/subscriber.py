@@ -9,7 +9,7 @@ from typing import Literal
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from flywheel.schemas import AvroSerde, DecodeFailure
 from flywheel.schemas.registry.base import SchemaRegistry
-from flywheel.streams.clients import make_consumer
+from flywheel.streams.clients import make_consumer, uses_generations
 from flywheel.streams.metadata import offsets_for_times, watermarks
 from flywheel.streams.settings import KafkaSettings
 from flywheel.streams.topics import TopicCatalog, topic_partitions
@@ -36,7 +36,7 @@ class Subscriber:
         self._serde = AvroSerde(registry, record_name)
         # Where the topic is generations (the embedded broker), a generation started after this
         # reader is read from its first record: the timestamp filter below keeps "latest" true.
-        generations = settings.generations_on and TopicCatalog(settings).rotates(topic)
+        generations = uses_generations(settings) and TopicCatalog(settings).rotates(topic)
         earliest = start == "earliest" or generations
         self._consumer = make_consumer(
             settings, group_id or f"flywheel-standalone-{uuid.uuid4().hex}",

@@ -6,10 +6,17 @@ import dataclasses
 import time
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from flywheel.processors.runtime.lag import LagTracker
 from flywheel.streams.clients import make_admin, make_consumer, make_producer
-from flywheel.streams.generations import REFRESH_SECONDS, generation_name, retired_name, sealed_name
+from flywheel.streams.generations import (
+    REFRESH_SECONDS,
+    RoutingConsumer,
+    RoutingProducer,
+    generation_name,
+    retired_name,
+    sealed_name,
+)
 from flywheel.streams.replay import Checkpoints, TimeRange
 from flywheel.streams.replay.errors import SourceHasGenerations
 from flywheel.streams.replay.topic import topic_replay
@@ -135,7 +142,7 @@ def test_a_sealed_generation_read_to_its_end_is_no_longer_fetched_until_rewound(
         assert len(read(consumer, 10)) == 10
         rotator.rotate(time.monotonic())              # generation 0 sealed
         read(consumer, 1, REFRESH_SECONDS + 1.5)      # the next listing pauses it
-        plain = make_producer(dataclasses.replace(kafka, topic_generations=False), **{"linger.ms": 0})
+        plain = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 0})
         plain.produce(catalog.labels, b"100")
         plain.flush(10)
         assert read(consumer, 1, 3 * REFRESH_SECONDS) == []
@@ -143,6 +150,18 @@ def test_a_sealed_generation_read_to_its_end_is_no_longer_fetched_until_rewound(
         assert [int(m.value()) for m in read(consumer, 1)] == [100]
     finally:
         consumer.close()
+
+
+def test_a_client_given_the_broker_s_address_finds_its_generations(rotating):
+    """Generations not set (an explicit bootstrap, as a client in another folder has): found on
+    the broker under the client's topic prefix, so its records go to the current generation."""
+    kafka, catalog, rotator = rotating
+    rotator.rotate(time.monotonic())                  # the standby generation made
+    client = dataclasses.replace(kafka, topic_generations=False)
+    assert isinstance(make_producer(client), RoutingProducer)
+    assert isinstance(make_consumer(client, f"{kafka.topic_prefix}finder"), RoutingConsumer)
+    elsewhere = dataclasses.replace(client, topic_prefix=f"{kafka.topic_prefix}other-")
+    assert not isinstance(make_producer(elsewhere), RoutingProducer)
 
 
 def test_a_replay_of_a_topic_kept_as_generations_names_them(rotating, data_dir):

@@ -3,7 +3,7 @@ each marked `flywheel-replay: <run id>`."""
 from dataclasses import dataclass
 
 from confluent_kafka import Message
-from flywheel.streams.clients import make_admin
+from flywheel.streams.clients import make_admin, uses_generations
 from flywheel.streams.generations import physical_topics
 from flywheel.streams.replay import headers
 from flywheel.streams.replay.checkpoint import Checkpoints
@@ -42,7 +42,7 @@ def topic_replay(settings: KafkaSettings, checkpoints: Checkpoints, run_id: str,
     """Replay `source` over `window` into `target` (which may be `source` itself). Records keep
     their partition when both topics have as many partitions, else go by key."""
     admin = make_admin(settings)
-    if settings.generations_on:
+    if uses_generations(settings):
         _one_generation(admin, source)
     counts = {t: len(topic_partitions(admin, t)) for t in (source, target)}
     copy = TopicCopy(run_id, target, keep_partition=counts[source] == counts[target],
