@@ -13,6 +13,8 @@ from flywheel.streams.topics import TopicCatalog, ensure_topics
 
 from flywheel.config import Config
 
+from tests.ports import free_port_block
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
@@ -32,8 +34,8 @@ def registry_port(monkeypatch) -> int:
     the session broker, a group an earlier test's member still holds makes a join wait for it) and
     the short session timeout of the `kafka` fixture (a join on Tansu waits about half of it),
     and a free port for the web console a stack serves (its default, 8470, likewise)."""
-    port = free_port()
-    monkeypatch.setenv("FLYWHEEL_CONSOLE_PORT", str(free_port()))
+    port = free_port_block(1)          # below the ephemeral range: `flywheel up` binds them seconds later
+    monkeypatch.setenv("FLYWHEEL_CONSOLE_PORT", str(port + 1))
     monkeypatch.setenv("FLYWHEEL_KAFKA_EMBEDDED_REGISTRY_PORT", str(port))
     monkeypatch.setenv("FLYWHEEL_KAFKA_SESSION_TIMEOUT_MS", "6000")
     test = uuid.uuid4().hex[:8]
