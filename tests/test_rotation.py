@@ -8,7 +8,7 @@ import time
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from flywheel.processors.runtime.lag import LagTracker
-from flywheel.streams.clients import make_admin, make_consumer, make_producer
+from flywheel.streams.clients import make_admin, make_consumer, make_producer, producer_config
 from flywheel.streams.generations import (
     REFRESH_SECONDS,
     RoutingConsumer,
@@ -232,3 +232,14 @@ def test_an_empty_old_generation_goes_too(rotating):
         rotator.rotate(time.monotonic())
     held = names(kafka, catalog)
     assert generation(catalog, 1) not in held and catalog.labels in held
+
+
+def test_only_transactional_producers_are_idempotent_where_generations_are_in_use(kafka):
+    """The embedded broker never prunes its record of idempotent producers' sequences per
+    partition and rewrites it on every produce, and generations write new partitions at every
+    turn: there only a transactional producer (which needs it) is idempotent, and a plain one
+    keeps its order with one request in flight. On a cluster all are idempotent."""
+    plain = producer_config(kafka, generations=True)
+    assert plain["enable.idempotence"] is False and plain["max.in.flight.requests.per.connection"] == 1
+    assert producer_config(kafka, generations=True, transactional_id="w")["enable.idempotence"] is True
+    assert producer_config(kafka, generations=False)["enable.idempotence"] is True
