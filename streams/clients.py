@@ -1,6 +1,7 @@
 """Producer, consumer and admin factories with production defaults.
 
-Producers are idempotent with acks=all; consumers read committed records only and never
+Producers are idempotent with acks=all (on the embedded broker's generations, only transactional
+ones: see NOT_IDEMPOTENT); consumers read committed records only and never
 auto-commit (processors commit after their output is safe). `linger.ms` stays above zero:
 a zero linger overloads the embedded broker with tiny requests.
 """
