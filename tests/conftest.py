@@ -12,7 +12,6 @@ from flywheel.streams.settings import KafkaSettings
 from flywheel.streams.topics import TopicCatalog, ensure_topics
 
 from flywheel.config import Config
-
 from tests.ports import free_port_block
 
 

@@ -1,10 +1,9 @@
 """Offsets already counted (processors/monitor/counted.py): runs behave as the sets of offsets
 they stand for, and a partition's counted runs are stored from its last commit on."""
 import numpy as np
+from flywheel.processors.monitor.counted import Counted, Runs
 from hypothesis import given
 from hypothesis import strategies as st
-
-from flywheel.processors.monitor.counted import Counted, Runs
 
 offsets = st.sets(st.integers(0, 300), max_size=80)
 

@@ -16,7 +16,6 @@ records past that commit: they are in a written partial, yet whoever reads the p
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from flywheel.feature_store import CountedOffsets
 
 Partition = tuple[str, int]          # (topic, partition)
