@@ -136,9 +136,9 @@ class MonitorProgress(_Record):
 class CountedOffsets(_Record):
     """Offsets of one partition ("topic:partition") at or past the group's commit that written
     partials already counted: int64 [start, end) pairs (processors/monitor/counted.py). Key:
-    (group_id, partition)."""
+    (group_id, topic_partition)."""
     group_id: str
-    partition: str
+    topic_partition: str
     runs: bytes = b""
     written_at: int = 0
 

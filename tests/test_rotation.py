@@ -86,9 +86,12 @@ def test_a_group_reads_across_rotations_and_old_generations_go_once_read(rotatin
         write(kafka, catalog.labels, range(20, 30))
         # The new standby generation rebalanced the group: what it had not committed comes again.
         deadline = time.monotonic() + 30
-        while not set(range(20, 30)) <= set(seen) and time.monotonic() < deadline:
+        # Generation 0 again from offset 5 too (it was paused as read to its end; its next listing
+        # resumes it) before the commit, or the group has not read it.
+        again = set(range(20, 30)) | set(range(5, 10))
+        while not again <= set(seen) and time.monotonic() < deadline:
             seen += [int(m.value()) for m in read(consumer, 1, 1.0)]
-        assert set(range(20, 30)) <= set(seen)
+        assert again <= set(seen)
         consumer.commit(asynchronous=False)
         rotator.rotate(time.monotonic())              # read to their ends: retired first, with the new standby
         assert {retired_name(catalog.labels), retired_name(generation(catalog, 1)),

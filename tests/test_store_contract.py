@@ -321,8 +321,8 @@ def test_counted_offsets_are_written_with_the_partials_and_replace_by_partition(
                                    CountedOffsets("g", "t.feedback:1", b"\x02" * 16, T0)])
     store.put_partials([], [CountedOffsets("g", "t.feedback:1", b"", T0 + 1), CountedOffsets("h", "t.feedback:0")])
     assert list(store.partials("g", T0, T0 + 1)) == [partial]
-    got = sorted(store.counted("g", ["t.feedback:0", "t.feedback:1", "t.feedback:2"]), key=lambda c: c.partition)
-    assert [(c.partition, c.runs, c.written_at) for c in got] == [("t.feedback:0", b"\x01" * 16, T0),
+    got = sorted(store.counted("g", ["t.feedback:0", "t.feedback:1", "t.feedback:2"]), key=lambda c: c.topic_partition)
+    assert [(c.topic_partition, c.runs, c.written_at) for c in got] == [("t.feedback:0", b"\x01" * 16, T0),
                                                                    ("t.feedback:1", b"", T0 + 1)]
 
 

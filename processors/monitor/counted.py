@@ -101,7 +101,7 @@ class Counted:
 
     def load(self, rows: list[CountedOffsets], partitions: list[Partition], name) -> None:
         """Counted runs of `partitions` as the store holds them (`name`: partition -> row key)."""
-        stored = {r.partition: Runs.from_bytes(r.runs) for r in rows}
+        stored = {r.topic_partition: Runs.from_bytes(r.runs) for r in rows}
         for tp in partitions:
             if (runs := stored.get(name(*tp))) is not None and len(runs):
                 add_runs(self._runs, {tp: runs})
