@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from flywheel.config import Config
 from flywheel.schemas import RECORD_NAMES, load_schema, subject_for
 from flywheel.schemas.registry import RegistryAccess, SchemaRegistry, open_registry
 from flywheel.streams.clients import make_admin
-from flywheel.streams.topics import TopicCatalog, ensure_topics
+from flywheel.streams.topics import TopicCatalog, ensure_topics, partitions_of
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -34,10 +35,15 @@ def register_all_schemas(registry: SchemaRegistry) -> dict[str, int]:
     return {name: registry.register(subject_for(name), load_schema(name)) for name in RECORD_NAMES}
 
 
-def ensure_core_topics(config: Config, models: list[str] = ()) -> list[str]:
-    catalog = TopicCatalog(config.kafka)
+def ensure_core_topics(config: Config, models: list[str] = (), partitions: int | None = None) -> list[str]:
+    """Create the core topics and the models' topics that are missing. A new cluster's get
+    `partitions` each (the configured count unless given); topics added later take as many as
+    `labels` has, since the joiner joins every model's predictions with it key by key."""
+    admin = make_admin(config.kafka)
+    count = partitions_of(admin, TopicCatalog(config.kafka).labels) or partitions or config.kafka.partitions
+    catalog = TopicCatalog(replace(config.kafka, partitions=count))
     specs = catalog.core() + [s for m in models for s in catalog.for_model(m)]
-    return ensure_topics(make_admin(config.kafka), specs)
+    return ensure_topics(admin, specs)
 
 
 def feature_store_for(config: Config) -> FeatureStore:

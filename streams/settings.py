@@ -19,7 +19,10 @@ class KafkaSettings:
     embedded_port: int = setting(19092, unit="TCP port", min=1, max=65535,
                                  doc="where `flywheel up` runs the embedded broker")
     topic_prefix: str = setting("", doc="prefix of every topic name (env alias FLYWHEEL_TOPIC_PREFIX)")
-    partitions: int = setting(4, unit="partitions", min=1, doc="partitions of each topic Flywheel creates")
+    partitions: int = setting(4, unit="partitions", min=1,
+                              doc="partitions of each topic Flywheel creates on a cluster (the embedded stack "
+                                  "makes one per worker, joiner or monitor instance; topics added later take as "
+                                  "many as `labels` has)")
     replication: int = setting(1, unit="replicas", min=1, doc="replication factor of each topic Flywheel creates")
     schema_registry_url: str = setting("", doc="Confluent Schema Registry URL; empty: the embedded registry "
                                            "in the data dir (env alias FLYWHEEL_SCHEMA_REGISTRY_URL)")

@@ -139,6 +139,15 @@ def topic_partitions(client, topic: str, timeout: float = 10.0) -> list[int]:
     return sorted(meta.partitions)
 
 
+def partitions_of(admin: AdminClient, logical: str, timeout: float = 30.0) -> int | None:
+    """Partitions of a logical topic on the cluster (its newest generation where it has several),
+    None while it does not exist."""
+    listed = retrying(lambda: admin.list_topics(timeout=timeout).topics, "list topics", timeout)
+    found = sorted((name, len(meta.partitions)) for name, meta in listed.items()
+                   if logical_name(name) == logical and meta.partitions)
+    return found[-1][1] if found else None
+
+
 def check_copartitioned(client, topic: str, pattern: str, timeout: float = 10.0) -> None:
     """Raise TopicsNotCopartitioned unless every existing topic matching `pattern` (a librdkafka
     subscription regex, leading ^) has as many partitions as `topic`. Records keyed alike then land
