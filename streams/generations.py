@@ -26,6 +26,12 @@ SUFFIX = re.compile(r"\.g(\d{6})$")
 RETIRED = ".retired"
 SEALED = ".sealed"
 REFRESH_SECONDS = 2.0          # how stale a producer's idea of the newest generation may be
+# A reader stops fetching a sealed generation only this long after it first saw the seal: producers
+# move on at their next listing, and records already on their way land meanwhile.
+SETTLE_SECONDS = 10.0
+# How often a reader asks the broker for the end of a sealed partition it paused (no fetch tells it
+# any more): a record a producer wrote there later, having missed the seal, waits at most this.
+RECHECK_SECONDS = 30.0
 
 
 def generation_name(logical: str, number: int) -> str:
@@ -137,6 +143,8 @@ class RoutingConsumer(Consumer):
         self._kwargs: dict = {}
         self._subscribed: list[str] = []
         self._listed = float("-inf")
+        self._seals: dict[str, float] = {}                   # seal marker -> when first seen
+        self._paused: dict[tuple[str, int], float] = {}      # partition -> when its end was last asked
 
     def subscribe(self, topics, **kwargs):
         self._wanted, self._kwargs, self._subscribed = list(topics), kwargs, []
@@ -186,19 +194,36 @@ class RoutingConsumer(Consumer):
         reader kept fetching them until they were deleted, keep_seconds and more, and each
         fetch costs the embedded broker CPU (measured on a bare broker, a reader at the end of
         8,000 batches in 4 partitions: 0.06 of a core with the worker's 5 ms fetch wait, 0.01
-        with the others' 100 ms; paused, none). A paused partition whose position
-        is no longer at its end (a rebalance gave it back from the committed offset, which
-        librdkafka keeps paused) is resumed."""
-        sealed = [tp for tp in self.assignment() if sealed_name(tp.topic) in names]
+        with the others' 100 ms; paused, none). Only SETTLE_SECONDS after the seal was first
+        seen, and a paused partition is resumed when its position is behind its end again: a
+        rebalance gave it back from the committed offset (librdkafka keeps it paused), or, asked
+        of the broker every RECHECK_SECONDS, a late record arrived. Pausing at the seal itself
+        stranded the records producers wrote before they saw it, until the next rebalance."""
+        now = time.monotonic()
+        self._seals = {n: self._seals.get(n, now) for n in names if n.endswith(SEALED)}
+        sealed = [tp for tp in self.assignment()
+                  if now - self._seals.get(sealed_name(tp.topic), now) >= SETTLE_SECONDS]
         finished, unfinished = [], []
         for tp in self.position(sealed) if sealed else []:
-            _, high = self.get_watermark_offsets(tp, cached=True)
-            done = tp.offset >= 0 and high >= 0 and tp.offset >= high
-            (finished if done else unfinished).append(tp)
+            end = self._end(tp, now)
+            (finished if 0 <= end <= tp.offset else unfinished).append(tp)
+        self._paused = {key: self._paused.get(key, now) for key in ((tp.topic, tp.partition) for tp in finished)}
         if finished:
             self.pause(finished)
         if unfinished:
             self.resume(unfinished)
+
+    def _end(self, tp, now: float) -> int:
+        """A partition's end as the last fetch saw it, or, for one paused RECHECK_SECONDS ago, as
+        the broker says (-1: unknown, not finished)."""
+        key = (tp.topic, tp.partition)
+        if key in self._paused and now - self._paused[key] >= RECHECK_SECONDS:
+            try:
+                self._paused[key] = now
+                return self.get_watermark_offsets(tp, timeout=5, cached=False)[1]
+            except KafkaException:
+                pass                # broker away: the cached end; asked again next time
+        return self.get_watermark_offsets(tp, cached=True)[1]
 
     def _expand(self, names) -> list[str]:
         live = [n for n in names if retired_name(n) not in names and not n.endswith((RETIRED, SEALED))]

@@ -8,6 +8,7 @@ import time
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from flywheel.processors.runtime.lag import LagTracker
+from flywheel.streams import generations
 from flywheel.streams.clients import make_admin, make_consumer, make_producer, producer_config
 from flywheel.streams.generations import (
     REFRESH_SECONDS,
@@ -132,25 +133,34 @@ def test_a_turn_changes_no_subscription_and_producers_follow_the_seal(rotating):
         consumer.close()
 
 
-def test_a_sealed_generation_read_to_its_end_is_no_longer_fetched_until_rewound(rotating):
-    """Paused once read: a record that reached the sealed generation anyway (written by a plain
-    producer, which no Flywheel producer would do) is not fetched; a seek (a batch redone) resumes it."""
+def test_a_sealed_generation_read_to_its_end_is_paused_yet_gives_a_late_record(rotating, monkeypatch):
+    """Paused once read to its end, SETTLE_SECONDS after the seal was seen: a record that reached
+    it later anyway (from a producer that missed the seal: a plain one here) is not fetched until
+    the broker is next asked for the partition's end (RECHECK_SECONDS), then it is; a seek (a
+    batch redone) resumes it at once. Pausing at the seal with no second look stranded such
+    records until the next rebalance (a soak's worker sat 500 records behind for two minutes)."""
+    monkeypatch.setattr(generations, "SETTLE_SECONDS", 1.0)
+    monkeypatch.setattr(generations, "RECHECK_SECONDS", 6.0)
     kafka, catalog, rotator = rotating
     rotator.settings.standby_generations = 2
     rotator.rotate(time.monotonic())
     consumer = make_consumer(kafka, f"{kafka.topic_prefix}pauser")
     consumer.subscribe([catalog.labels])
+    plain = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 0})
     try:
         write(kafka, catalog.labels, range(10))
         assert len(read(consumer, 10)) == 10
         rotator.rotate(time.monotonic())              # generation 0 sealed
-        read(consumer, 1, REFRESH_SECONDS + 1.5)      # the next listing pauses it
-        plain = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 0})
+        read(consumer, 1, 2 * REFRESH_SECONDS + 1.5)  # one listing sees the seal, the next pauses it
         plain.produce(catalog.labels, b"100")
         plain.flush(10)
-        assert read(consumer, 1, 3 * REFRESH_SECONDS) == []
-        consumer.seek(TopicPartition(catalog.labels, 0, 10))
-        assert [int(m.value()) for m in read(consumer, 1)] == [100]
+        assert read(consumer, 1, REFRESH_SECONDS) == []
+        assert [int(m.value()) for m in read(consumer, 1, 6.0 + 2 * REFRESH_SECONDS + 2)] == [100]
+        plain.produce(catalog.labels, b"101")
+        plain.flush(10)
+        read(consumer, 1, REFRESH_SECONDS + 0.5)      # paused again (or 101 already read)
+        consumer.seek(TopicPartition(catalog.labels, 0, 11))
+        assert [int(m.value()) for m in read(consumer, 1)] == [101]
     finally:
         consumer.close()
 
