@@ -40,9 +40,6 @@ from flywheel.streams.settings import RotationSettings
 from flywheel.streams.topics import TopicCatalog
 from flywheel.wiring import ensure_core_topics, feature_store_for, register_all_schemas, schema_registry
 
-# Processors whose instances share a topic's partitions in one consumer group.
-PARTITIONED = ("worker", "joiner", "monitor")
-
 
 class StackError(UserError):
     """The stack cannot start (data dir taken, ports busy) or gave up (a crash loop, named with the
@@ -148,7 +145,7 @@ class Stack:
                                    self.config.section(RotationSettings, "rotation"))
         register_all_schemas(schemas)
         known = sorted(set(self.models) | set(EventLog(self.config.data_dir).last()))
-        ensure_core_topics(self.config, known, self._embedded_partitions())
+        ensure_core_topics(self.config, known)
         with feature_store_for(self.config) as store:
             store.migrate()
         models = ModelRegistry(self.config.kafka, schemas, self.config.data_dir, actor="stack")
@@ -198,16 +195,6 @@ class Stack:
             raise StackError("; ".join(busy) + ": stop what holds it or choose other ports with "
                                                "--broker-port / --registry-port / --metrics-port "
                                                "([console] port for the console)")
-
-    def _embedded_partitions(self) -> int | None:
-        """On the embedded broker, one partition per instance of the most replicated processor
-        that splits a topic's partitions: Tansu works for every partition a fetch names and
-        every one a transaction writes, and keeps an entry per partition written that it never
-        prunes (docs/operating/embedded-broker.md). A cluster takes the configured count."""
-        if self.config.kafka.bootstrap:
-            return None
-        return max(sum(1 for s in self._specs if s.name == kind or s.name.startswith(f"{kind}-"))
-                   for kind in PARTITIONED)
 
     def _process_specs(self) -> list[ProcessSpec]:
         specs = [spec for module in commands.discover() if hasattr(module, "stack_processes")

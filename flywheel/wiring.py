@@ -35,12 +35,12 @@ def register_all_schemas(registry: SchemaRegistry) -> dict[str, int]:
     return {name: registry.register(subject_for(name), load_schema(name)) for name in RECORD_NAMES}
 
 
-def ensure_core_topics(config: Config, models: list[str] = (), partitions: int | None = None) -> list[str]:
-    """Create the core topics and the models' topics that are missing. A new cluster's get
-    `partitions` each (the configured count unless given); topics added later take as many as
-    `labels` has, since the joiner joins every model's predictions with it key by key."""
+def ensure_core_topics(config: Config, models: list[str] = ()) -> list[str]:
+    """Create the core topics and the models' topics that are missing, with the configured
+    partitions; topics added to a running stack take as many as `labels` has, since the joiner
+    joins every model's predictions with it key by key."""
     admin = make_admin(config.kafka)
-    count = partitions_of(admin, TopicCatalog(config.kafka).labels) or partitions or config.kafka.partitions
+    count = partitions_of(admin, TopicCatalog(config.kafka).labels) or config.kafka.partitions
     catalog = TopicCatalog(replace(config.kafka, partitions=count))
     specs = catalog.core() + [s for m in models for s in catalog.for_model(m)]
     return ensure_topics(admin, specs)

@@ -20,8 +20,7 @@ class KafkaSettings:
                                  doc="where `flywheel up` runs the embedded broker")
     topic_prefix: str = setting("", doc="prefix of every topic name (env alias FLYWHEEL_TOPIC_PREFIX)")
     partitions: int = setting(4, unit="partitions", min=1,
-                              doc="partitions of each topic Flywheel creates on a cluster (the embedded stack "
-                                  "makes one per worker, joiner or monitor instance; topics added later take as "
+                              doc="partitions of each topic Flywheel creates (a model added later takes as "
                                   "many as `labels` has)")
     replication: int = setting(1, unit="replicas", min=1, doc="replication factor of each topic Flywheel creates")
     schema_registry_url: str = setting("", doc="Confluent Schema Registry URL; empty: the embedded registry "

@@ -1,7 +1,5 @@
 """`flywheel up --workers N --joiners N --monitors N --triggers N --rollouts N --retrainers N`: N processes
 of a command as one consumer group, each with its own instance id (so its own transactional id)."""
-from dataclasses import replace
-
 import pytest
 
 from flywheel.cli import build_parser
@@ -38,15 +36,3 @@ def test_a_count_below_one_is_refused(flag, capsys):
         build_parser().parse_args(["up", flag, "0"])
     assert exit_.value.code == 2 and "1 or more" in capsys.readouterr().err
 
-
-@pytest.mark.parametrize("flags,partitions", [([], 1), (["--workers", "2"], 2),
-                                              (["--joiners", "3", "--monitors", "2"], 3), (["--triggers", "4"], 1)])
-def test_the_embedded_stack_makes_a_partition_per_instance_sharing_a_topic(flags, partitions):
-    args = build_parser().parse_args(["up", *flags])
-    stack = Stack(_with_instances(Config(env={}), args))
-    stack._specs = stack._process_specs()
-    assert stack._embedded_partitions() == partitions
-    config = _with_instances(Config(env={}), args)
-    on_a_cluster = Stack(replace(config, kafka=replace(config.kafka, bootstrap="kafka:9092")))
-    on_a_cluster._specs = on_a_cluster._process_specs()
-    assert on_a_cluster._embedded_partitions() is None

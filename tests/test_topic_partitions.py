@@ -10,7 +10,7 @@ from flywheel.wiring import ensure_core_topics
 
 
 def test_a_model_added_later_takes_the_partitions_labels_has(config):
-    ensure_core_topics(config, ["first"], partitions=1)
+    ensure_core_topics(replace(config, kafka=replace(config.kafka, partitions=1)), ["first"])
     admin = make_admin(config.kafka)
     catalog = TopicCatalog(config.kafka)
     assert partitions_of(admin, catalog.labels) == 1 and config.kafka.partitions == 4
