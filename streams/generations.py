@@ -29,8 +29,9 @@ REFRESH_SECONDS = 2.0          # how stale a producer's idea of the newest gener
 # A reader stops fetching a sealed generation only this long after it first saw the seal: producers
 # move on at their next listing, and records already on their way land meanwhile.
 SETTLE_SECONDS = 10.0
-# How often a reader asks the broker for the end of a sealed partition it paused (no fetch tells it
-# any more): a record a producer wrote there later, having missed the seal, waits at most this.
+# How often, at most, a reader asks the broker for the end of a sealed partition it paused (no fetch
+# tells it any more), one partition per listing: a record written there later, by a producer that
+# missed the seal, waits this long or a listing per paused partition, whichever is longer.
 RECHECK_SECONDS = 30.0
 
 
@@ -196,33 +197,37 @@ class RoutingConsumer(Consumer):
         8,000 batches in 4 partitions: 0.06 of a core with the worker's 5 ms fetch wait, 0.01
         with the others' 100 ms; paused, none). Only SETTLE_SECONDS after the seal was first
         seen, and a paused partition is resumed when its position is behind its end again: a
-        rebalance gave it back from the committed offset (librdkafka keeps it paused), or, asked
-        of the broker every RECHECK_SECONDS, a late record arrived. Pausing at the seal itself
-        stranded the records producers wrote before they saw it, until the next rebalance."""
+        rebalance gave it back from the committed offset (librdkafka keeps it paused), or a late
+        record arrived, which the broker is asked about for one paused partition per listing,
+        the longest unasked, at most every RECHECK_SECONDS each (one blocking request, not one
+        per partition). Pausing at the seal with no second look stranded the records producers
+        wrote before they saw it, until the next rebalance."""
         now = time.monotonic()
         self._seals = {n: self._seals.get(n, now) for n in names if n.endswith(SEALED)}
         sealed = [tp for tp in self.assignment()
                   if now - self._seals.get(sealed_name(tp.topic), now) >= SETTLE_SECONDS]
+        due = min(self._paused.items(), key=lambda item: item[1], default=(None, now))
+        ask = due[0] if now - due[1] >= RECHECK_SECONDS else None
         finished, unfinished = [], []
         for tp in self.position(sealed) if sealed else []:
-            end = self._end(tp, now)
+            end = self._end(tp, ask == (tp.topic, tp.partition))
             (finished if 0 <= end <= tp.offset else unfinished).append(tp)
+        if ask is not None:
+            self._paused[ask] = now
         self._paused = {key: self._paused.get(key, now) for key in ((tp.topic, tp.partition) for tp in finished)}
         if finished:
             self.pause(finished)
         if unfinished:
             self.resume(unfinished)
 
-    def _end(self, tp, now: float) -> int:
-        """A partition's end as the last fetch saw it, or, for one paused RECHECK_SECONDS ago, as
-        the broker says (-1: unknown, not finished)."""
-        key = (tp.topic, tp.partition)
-        if key in self._paused and now - self._paused[key] >= RECHECK_SECONDS:
+    def _end(self, tp, ask: bool) -> int:
+        """A partition's end as the last fetch saw it or, when `ask`, as the broker says (-1:
+        unknown, not finished)."""
+        if ask:
             try:
-                self._paused[key] = now
                 return self.get_watermark_offsets(tp, timeout=5, cached=False)[1]
             except KafkaException:
-                pass                # broker away: the cached end; asked again next time
+                pass                # broker away: the cached end; asked again in its turn
         return self.get_watermark_offsets(tp, cached=True)[1]
 
     def _expand(self, names) -> list[str]:
