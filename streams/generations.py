@@ -29,9 +29,9 @@ REFRESH_SECONDS = 2.0          # how stale a producer's idea of the newest gener
 # A reader stops fetching a sealed generation only this long after it first saw the seal: producers
 # move on at their next listing, and records already on their way land meanwhile.
 SETTLE_SECONDS = 10.0
-# How often, at most, a reader asks the broker for the end of a sealed partition it paused (no fetch
-# tells it any more), one partition per listing: a record written there later, by a producer that
-# missed the seal, waits this long or a listing per paused partition, whichever is longer.
+# How often a reader fetches a sealed partition it paused again, for one listing, to learn its end
+# (no fetch tells it otherwise): a record written there later, by a producer that missed the seal,
+# waits at most this long.
 RECHECK_SECONDS = 30.0
 
 
@@ -196,39 +196,28 @@ class RoutingConsumer(Consumer):
         fetch costs the embedded broker CPU (measured on a bare broker, a reader at the end of
         8,000 batches in 4 partitions: 0.06 of a core with the worker's 5 ms fetch wait, 0.01
         with the others' 100 ms; paused, none). Only SETTLE_SECONDS after the seal was first
-        seen, and a paused partition is resumed when its position is behind its end again: a
-        rebalance gave it back from the committed offset (librdkafka keeps it paused), or a late
-        record arrived, which the broker is asked about for one paused partition per listing,
-        the longest unasked, at most every RECHECK_SECONDS each (one blocking request, not one
-        per partition). Pausing at the seal with no second look stranded the records producers
-        wrote before they saw it, until the next rebalance."""
+        seen; and a paused partition is fetched again for one listing every RECHECK_SECONDS,
+        which brings its end up to date (a fetch at a partition's end costs Tansu no listing of
+        its batches; ListOffsets does, and asking for each paused partition's end blocked the
+        reader once per partition). A partition whose position is behind its end stays resumed:
+        a rebalance gave it back from the committed offset (librdkafka keeps it paused), or a
+        late record arrived. Pausing at the seal with no second look stranded the records
+        producers wrote before they saw it, until the next rebalance."""
         now = time.monotonic()
         self._seals = {n: self._seals.get(n, now) for n in names if n.endswith(SEALED)}
         sealed = [tp for tp in self.assignment()
                   if now - self._seals.get(sealed_name(tp.topic), now) >= SETTLE_SECONDS]
-        due = min(self._paused.items(), key=lambda item: item[1], default=(None, now))
-        ask = due[0] if now - due[1] >= RECHECK_SECONDS else None
         finished, unfinished = [], []
         for tp in self.position(sealed) if sealed else []:
-            end = self._end(tp, ask == (tp.topic, tp.partition))
-            (finished if 0 <= end <= tp.offset else unfinished).append(tp)
-        if ask is not None:
-            self._paused[ask] = now
+            key = (tp.topic, tp.partition)
+            _, end = self.get_watermark_offsets(tp, cached=True)
+            due = now - self._paused.get(key, now) >= RECHECK_SECONDS
+            (finished if 0 <= end <= tp.offset and not due else unfinished).append(tp)
         self._paused = {key: self._paused.get(key, now) for key in ((tp.topic, tp.partition) for tp in finished)}
         if finished:
             self.pause(finished)
         if unfinished:
             self.resume(unfinished)
-
-    def _end(self, tp, ask: bool) -> int:
-        """A partition's end as the last fetch saw it or, when `ask`, as the broker says (-1:
-        unknown, not finished)."""
-        if ask:
-            try:
-                return self.get_watermark_offsets(tp, timeout=5, cached=False)[1]
-            except KafkaException:
-                pass                # broker away: the cached end; asked again in its turn
-        return self.get_watermark_offsets(tp, cached=True)[1]
 
     def _expand(self, names) -> list[str]:
         live = [n for n in names if retired_name(n) not in names and not n.endswith((RETIRED, SEALED))]

@@ -136,9 +136,9 @@ def test_a_turn_changes_no_subscription_and_producers_follow_the_seal(rotating):
 def test_a_sealed_generation_read_to_its_end_is_paused_yet_gives_a_late_record(rotating, monkeypatch):
     """Paused once read to its end, SETTLE_SECONDS after the seal was seen: a record that reached
     it later anyway (from a producer that missed the seal: a plain one here) is not fetched until
-    the broker is next asked for the partition's end (RECHECK_SECONDS), then it is; a seek (a
-    batch redone) resumes it at once. Pausing at the seal with no second look stranded such
-    records until the next rebalance (a soak's worker sat 500 records behind for two minutes)."""
+    the partition is fetched again for a listing (RECHECK_SECONDS), then it is; a seek (a batch
+    redone) resumes it at once. Pausing at the seal with no second look stranded such records
+    until the next rebalance (a soak's worker sat 500 records behind for two minutes)."""
     monkeypatch.setattr(generations, "SETTLE_SECONDS", 1.0)
     monkeypatch.setattr(generations, "RECHECK_SECONDS", 6.0)
     kafka, catalog, rotator = rotating
